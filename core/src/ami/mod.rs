@@ -1,0 +1,1 @@
+//! Asterisk Manager Interface (AMI), sans-IO: framing, actions and events.

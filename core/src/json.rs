@@ -1,0 +1,242 @@
+//! JSON answers and notifications, written with serde-json-core into caller buffers so every
+//! deployment emits the same bytes.
+
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
+use serde::{Serialize, Serializer};
+
+use crate::error::{BufferTooSmall, Error};
+use crate::number::E164;
+use crate::template::Rendered;
+use crate::time::Timestamp;
+use crate::validate::{Call, Warnings};
+
+/// Room for any error body.
+pub const ERROR_BODY_MAX_LEN: usize = 320;
+
+/// Writes `value` as JSON into `out`; returns the length.
+fn write<T: Serialize>(value: &T, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
+    serde_json_core::to_slice(value, out).map_err(|_| BufferTooSmall { required: None })
+}
+
+/// The `202 Accepted` body.
+#[derive(Clone, Copy, Debug)]
+pub struct Accepted<'a> {
+    /// The call.
+    pub call: &'a Call<'a>,
+    /// `recording_url`, on deployments that serve recordings.
+    pub recording_url: Option<Rendered<'a, 'a>>,
+    /// `notifications_key`, on deployments that push to Redis.
+    pub notifications_key: Option<Rendered<'a, 'a>>,
+}
+
+impl Serialize for Accepted<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Accepted", 6)?;
+        s.serialize_field("status", "queued")?;
+        s.serialize_field("contact_ref", self.call.contact_ref.as_str())?;
+        s.serialize_field("recording_ref", self.call.recording_ref.as_str())?;
+        if let Some(url) = &self.recording_url {
+            s.serialize_field("recording_url", url)?;
+        }
+        if let Some(key) = &self.notifications_key {
+            s.serialize_field("notifications_key", key)?;
+        }
+        s.serialize_field("warnings", &WarningList(self.call.valid.warnings))?;
+        s.end()
+    }
+}
+
+struct WarningList(Warnings);
+
+impl Serialize for WarningList {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(None)?;
+        for warning in self.0.iter() {
+            seq.serialize_element(&CodeMessage {
+                code: warning.code(),
+                message: warning.message(),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+struct CodeMessage {
+    code: &'static str,
+    message: &'static str,
+}
+
+/// Writes the `202` body.
+pub fn write_accepted(accepted: &Accepted<'_>, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
+    write(accepted, out)
+}
+
+/// Writes `{"error":{"code":…,"field":…,"message":…}}` (`field` only when there is one).
+pub fn write_error(error: &Error, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
+    write(&ErrorBody(error), out)
+}
+
+struct ErrorBody<'e>(&'e Error);
+
+impl Serialize for ErrorBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut outer = serializer.serialize_map(Some(1))?;
+        outer.serialize_entry("error", &ErrorFields(self.0))?;
+        outer.end()
+    }
+}
+
+struct ErrorFields<'e>(&'e Error);
+
+impl Serialize for ErrorFields<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let mut s = serializer.serialize_struct("Error", 3)?;
+        s.serialize_field("code", e.code.as_str())?;
+        if let Some(field) = e.field {
+            s.serialize_field("field", field.as_str())?;
+        }
+        s.serialize_field("message", e.message)?;
+        s.end()
+    }
+}
+
+/// Notification events, in the order of a normal call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Event {
+    /// The call was accepted and handed to the PBX.
+    Queued,
+    /// The agent's phone rings.
+    AgentRinging,
+    /// The agent answered.
+    AgentAnswered,
+    /// The callee's phone rings.
+    CalleeRinging,
+    /// Agent and callee are bridged.
+    Joined,
+    /// The call ended after being joined.
+    Hangup,
+    /// The call could not proceed; see the cause.
+    Failed,
+    /// The recording file is complete.
+    RecordingReady,
+}
+
+impl Event {
+    /// The event name in notifications.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::AgentRinging => "agent_ringing",
+            Self::AgentAnswered => "agent_answered",
+            Self::CalleeRinging => "callee_ringing",
+            Self::Joined => "joined",
+            Self::Hangup => "hangup",
+            Self::Failed => "failed",
+            Self::RecordingReady => "recording_ready",
+        }
+    }
+}
+
+/// Why a call failed or ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Cause {
+    /// The agent did not answer in time.
+    AgentNoAnswer,
+    /// The agent's line was busy.
+    AgentBusy,
+    /// The agent's endpoint is not registered or not reachable.
+    AgentUnavailable,
+    /// The callee did not answer in time.
+    CalleeNoAnswer,
+    /// The callee's line was busy.
+    CalleeBusy,
+    /// The callee declined.
+    CalleeRejected,
+    /// The number does not exist.
+    CalleeNotFound,
+    /// The agent hung up before the callee answered.
+    AgentHungUp,
+    /// A normal end of a joined call.
+    NormalClearing,
+    /// The PBX failed or the connection to it was lost.
+    PbxError,
+}
+
+impl Cause {
+    /// The cause name in notifications.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AgentNoAnswer => "agent_no_answer",
+            Self::AgentBusy => "agent_busy",
+            Self::AgentUnavailable => "agent_unavailable",
+            Self::CalleeNoAnswer => "callee_no_answer",
+            Self::CalleeBusy => "callee_busy",
+            Self::CalleeRejected => "callee_rejected",
+            Self::CalleeNotFound => "callee_not_found",
+            Self::AgentHungUp => "agent_hung_up",
+            Self::NormalClearing => "normal_clearing",
+            Self::PbxError => "pbx_error",
+        }
+    }
+}
+
+/// One notification object, as pushed to the Redis lists.
+#[derive(Clone, Copy, Debug)]
+pub struct Notification<'a> {
+    /// What happened.
+    pub event: Event,
+    /// The call's contact reference.
+    pub contact_ref: &'a str,
+    /// The agent.
+    pub agent: &'a str,
+    /// The callee, in E.164 form.
+    pub callee: E164<'a>,
+    /// The caller ID as given.
+    pub outbound_id: &'a str,
+    /// The recording reference.
+    pub recording_ref: &'a str,
+    /// Where the recording will be served, when the deployment serves recordings.
+    pub recording_url: Option<Rendered<'a, 'a>>,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// Why, for `failed` and `hangup`.
+    pub cause: Option<Cause>,
+    /// The Q.850 cause code, where the PBX gave one.
+    pub q850: Option<u16>,
+}
+
+impl Serialize for Notification<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Notification", 10)?;
+        s.serialize_field("event", self.event.as_str())?;
+        s.serialize_field("contact_ref", self.contact_ref)?;
+        s.serialize_field("agent", self.agent)?;
+        s.serialize_field("callee", &self.callee)?;
+        s.serialize_field("outbound_id", self.outbound_id)?;
+        s.serialize_field("recording_ref", self.recording_ref)?;
+        if let Some(url) = &self.recording_url {
+            s.serialize_field("recording_url", url)?;
+        }
+        s.serialize_field("timestamp", &self.timestamp)?;
+        if let Some(cause) = self.cause {
+            s.serialize_field("cause", cause.as_str())?;
+        }
+        if let Some(q850) = self.q850 {
+            s.serialize_field("q850", &q850)?;
+        }
+        s.end()
+    }
+}
+
+/// Writes one notification object.
+pub fn write_notification(
+    notification: &Notification<'_>,
+    out: &mut [u8],
+) -> Result<usize, BufferTooSmall> {
+    write(notification, out)
+}

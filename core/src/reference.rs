@@ -1,0 +1,92 @@
+//! Server-generated references: unguessable, URL-safe, fixed length.
+//!
+//! 16 bytes (128 bits) of caller-supplied entropy written as 26 characters of lowercase
+//! RFC 4648 base32 (`a-z`, `2-7`, no padding). Lowercase base32 survives case-insensitive
+//! file systems (recordings are files named after the reference), needs no URL escaping and
+//! is inside the `contact_ref` charset.
+
+use core::fmt;
+
+/// Bytes of entropy per reference.
+pub const REFERENCE_ENTROPY_LEN: usize = 16;
+
+/// Characters per reference.
+pub const REFERENCE_LEN: usize = 26;
+
+const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// A generated reference.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reference([u8; REFERENCE_LEN]);
+
+impl Reference {
+    /// Encodes the first [`REFERENCE_ENTROPY_LEN`] bytes of `entropy` (missing bytes count
+    /// as zero, so pass a full slice from a CSPRNG).
+    pub fn from_entropy(entropy: &[u8]) -> Self {
+        let mut value: u128 = 0;
+        for i in 0..REFERENCE_ENTROPY_LEN {
+            value = (value << 8) | u128::from(entropy.get(i).copied().unwrap_or(0));
+        }
+        // 26 characters × 5 bits = 130 bits: the last character carries the lowest 3 bits
+        // followed by two zero bits, as RFC 4648 pads.
+        // Character i holds stream bits 5i..5i+5: `value >> (123 - 5i)` for the first 25,
+        // and `value << 2` for the last.
+        let mut out = [0u8; REFERENCE_LEN];
+        let mut shift: u32 = 123;
+        for (i, slot) in out.iter_mut().enumerate() {
+            let bits = if i == REFERENCE_LEN - 1 {
+                value.wrapping_shl(2)
+            } else {
+                value.wrapping_shr(shift)
+            };
+            *slot = ALPHABET
+                .get((bits & 0x1f) as usize)
+                .copied()
+                .unwrap_or(b'a');
+            shift = shift.saturating_sub(5);
+        }
+        Self(out)
+    }
+
+    /// The reference as text.
+    pub fn as_str(&self) -> &str {
+        // Only ALPHABET bytes are ever stored, so this is always ASCII.
+        core::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Reference({})", self.as_str())
+    }
+}
+
+/// The contact reference of a call: the client's (possibly truncated) or a generated one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactRef<'a> {
+    /// Sent by the client.
+    Given(&'a str),
+    /// Generated because the client sent none.
+    Generated(Reference),
+}
+
+impl ContactRef<'_> {
+    /// The reference as text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Given(s) => s,
+            Self::Generated(r) => r.as_str(),
+        }
+    }
+
+    /// Whether the server generated it.
+    pub const fn is_generated(&self) -> bool {
+        matches!(self, Self::Generated(_))
+    }
+}

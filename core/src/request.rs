@@ -1,0 +1,508 @@
+//! Zero-copy parsing of a create-call body into a [`CallRequest`] that borrows from it.
+//!
+//! serde-json-core does the JSON tokenising. Its deserializer cannot parse "any" value, so
+//! every value is read through `deserialize_ignored_any`, which hands strings over as
+//! borrowed slices and skips other scalars. For a skipped top-level scalar (a number, `true`,
+//! `null`, …) the raw token is then read back from the body, right after its key, and
+//! checked against the JSON grammar here: that is how `agent` may be an integer, how a
+//! numeric `callee` gets an error that says why, and how garbage after a key is still a
+//! `400`. Inside arrays and objects of ignored fields, scalars are skipped with
+//! serde-json-core's own leniency; their nesting depth is bounded.
+//!
+//! **Escapes.** Strings are borrowed as they appear in the body, escape sequences included.
+//! Every valid value of the known fields is plain ASCII that JSON never needs to escape, so
+//! a value containing a backslash is rejected with a message saying escapes are not
+//! accepted: an escape can never smuggle an unvalidated character past the validators.
+//! Keys are matched literally (an escaped key is an unknown key, and ignored).
+
+use core::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::error::{Error, ErrorCode, Field};
+
+/// The largest body accepted (`413` above).
+pub const MAX_BODY_LEN: usize = 4096;
+
+/// How deep arrays and objects may nest inside ignored fields.
+pub const MAX_NESTING: u8 = 8;
+
+/// A create-call request whose values borrow from the body. Shape-checked only: the field
+/// rules are applied by [`crate::Validators::validate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallRequest<'a> {
+    /// Agent extension (or the callee's number for a one-leg call); an integer agent is
+    /// borrowed as its digits.
+    pub agent: &'a str,
+    /// Number to dial.
+    pub callee: &'a str,
+    /// Caller ID presented to the callee.
+    pub outbound_id: &'a str,
+    /// `contact_ref`, or the legacy `call_ref`; `None` when absent, `null` or empty.
+    pub contact_ref: Option<&'a str>,
+    /// Which of the two names carried the reference.
+    pub contact_ref_field: Field,
+}
+
+/// Parses a create-call body. Checks size, JSON syntax and each field's JSON type; the field
+/// rules come after, in [`crate::Validators::validate`].
+pub fn parse(body: &[u8]) -> Result<CallRequest<'_>, Error> {
+    if body.len() > MAX_BODY_LEN {
+        return Err(Error::BODY_TOO_LARGE);
+    }
+    // No unescape buffer: strings stay borrowed from the body, escapes included.
+    let mut deserializer = serde_json_core::de::Deserializer::new(body, None);
+    let raw = RequestSeed { body }
+        .deserialize(&mut deserializer)
+        .map_err(|_| Error::MALFORMED_JSON)?;
+    deserializer.end().map_err(|_| Error::MALFORMED_JSON)?;
+    raw.into_request()
+}
+
+/// The JSON shape of one top-level value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Value<'a> {
+    Absent,
+    Null,
+    Str(&'a str),
+    /// A non-negative integer, as its digits.
+    Integer(&'a str),
+    /// Any other number.
+    Number,
+    /// `true`, `false`, an array or an object.
+    Other,
+}
+
+#[derive(Debug)]
+struct RawRequest<'a> {
+    agent: Value<'a>,
+    callee: Value<'a>,
+    outbound_id: Value<'a>,
+    contact_ref: Value<'a>,
+    call_ref: Value<'a>,
+    duplicate: Option<Field>,
+}
+
+const MESSAGE_DUPLICATE: &str = "the field appears more than once in the body";
+const MESSAGE_ESCAPED: &str =
+    "JSON escape sequences are not accepted in this field: every valid value is plain ASCII";
+
+impl<'a> RawRequest<'a> {
+    fn into_request(self) -> Result<CallRequest<'a>, Error> {
+        if let Some(field) = self.duplicate {
+            return Err(Error::field(
+                ErrorCode::MalformedJson,
+                field,
+                MESSAGE_DUPLICATE,
+            ));
+        }
+        let agent = match self.agent {
+            Value::Str(s) | Value::Integer(s) => s,
+            Value::Absent | Value::Null => return Err(missing(Field::Agent)),
+            Value::Number | Value::Other => {
+                return Err(Error::field(
+                    ErrorCode::InvalidAgent,
+                    Field::Agent,
+                    "agent must be a JSON string or a non-negative integer",
+                ))
+            }
+        };
+        let callee = number_string(self.callee, Field::Callee, ErrorCode::InvalidCallee)?;
+        let outbound_id = number_string(
+            self.outbound_id,
+            Field::OutboundId,
+            ErrorCode::InvalidOutboundId,
+        )?;
+        let contact_ref = reference(self.contact_ref, Field::ContactRef)?;
+        let call_ref = reference(self.call_ref, Field::CallRef)?;
+        for (value, field) in [(agent, Field::Agent), (callee, Field::Callee)]
+            .into_iter()
+            .chain([(outbound_id, Field::OutboundId)])
+        {
+            if value.as_bytes().contains(&b'\\') {
+                return Err(Error::field(invalid_code(field), field, MESSAGE_ESCAPED));
+            }
+        }
+        let (contact_ref, contact_ref_field) = match (contact_ref, call_ref) {
+            (Some(c), Some(l)) if c != l => {
+                return Err(Error::field(
+                    ErrorCode::AmbiguousReference,
+                    Field::ContactRef,
+                    "contact_ref and call_ref are both given and differ; send contact_ref only",
+                ))
+            }
+            (Some(c), _) => (Some(c), Field::ContactRef),
+            (None, Some(l)) => (Some(l), Field::CallRef),
+            (None, None) => (None, Field::ContactRef),
+        };
+        if contact_ref.is_some_and(|r| r.as_bytes().contains(&b'\\')) {
+            return Err(Error::field(
+                ErrorCode::InvalidContactRef,
+                contact_ref_field,
+                MESSAGE_ESCAPED,
+            ));
+        }
+        Ok(CallRequest {
+            agent,
+            callee,
+            outbound_id,
+            contact_ref,
+            contact_ref_field,
+        })
+    }
+}
+
+const fn invalid_code(field: Field) -> ErrorCode {
+    match field {
+        Field::Agent => ErrorCode::InvalidAgent,
+        Field::Callee => ErrorCode::InvalidCallee,
+        Field::OutboundId => ErrorCode::InvalidOutboundId,
+        Field::ContactRef | Field::CallRef => ErrorCode::InvalidContactRef,
+    }
+}
+
+const fn missing(field: Field) -> Error {
+    Error::field(
+        ErrorCode::MissingField,
+        field,
+        match field {
+            Field::Agent => "agent is required",
+            Field::Callee => "callee is required",
+            Field::OutboundId => "outbound_id is required",
+            Field::ContactRef | Field::CallRef => "contact_ref is required",
+        },
+    )
+}
+
+/// `callee` and `outbound_id` must be strings: as a number they would lose a leading `0`.
+fn number_string<'a>(value: Value<'a>, field: Field, code: ErrorCode) -> Result<&'a str, Error> {
+    match value {
+        Value::Str(s) => Ok(s),
+        Value::Absent | Value::Null => Err(missing(field)),
+        Value::Integer(_) | Value::Number => Err(Error::field(
+            code,
+            field,
+            match field {
+                Field::OutboundId => "outbound_id must be a JSON string, not a number: a number loses the leading 0 of a national number",
+                _ => "callee must be a JSON string, not a number: a number loses the leading 0 of a national number",
+            },
+        )),
+        Value::Other => Err(Error::field(
+            code,
+            field,
+            match field {
+                Field::OutboundId => "outbound_id must be a JSON string",
+                _ => "callee must be a JSON string",
+            },
+        )),
+    }
+}
+
+/// A reference is optional: absent, `null` and `""` all mean "generate one".
+fn reference(value: Value<'_>, field: Field) -> Result<Option<&str>, Error> {
+    match value {
+        Value::Absent | Value::Null | Value::Str("") => Ok(None),
+        Value::Str(s) => Ok(Some(s)),
+        Value::Integer(_) | Value::Number | Value::Other => Err(Error::field(
+            ErrorCode::InvalidContactRef,
+            field,
+            match field {
+                Field::CallRef => "call_ref must be a JSON string",
+                _ => "contact_ref must be a JSON string",
+            },
+        )),
+    }
+}
+
+/// Reads the top-level object; carries the body so scalar tokens can be found again.
+struct RequestSeed<'de> {
+    body: &'de [u8],
+}
+
+impl<'de> DeserializeSeed<'de> for RequestSeed<'de> {
+    type Value = RawRequest<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RequestSeed<'de> {
+    type Value = RawRequest<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut raw = RawRequest {
+            agent: Value::Absent,
+            callee: Value::Absent,
+            outbound_id: Value::Absent,
+            contact_ref: Value::Absent,
+            call_ref: Value::Absent,
+            duplicate: None,
+        };
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let value = map.next_value_seed(ValueSeed {
+                body: self.body,
+                key,
+            })?;
+            let (slot, field) = match key {
+                "agent" => (&mut raw.agent, Field::Agent),
+                "callee" => (&mut raw.callee, Field::Callee),
+                "outbound_id" => (&mut raw.outbound_id, Field::OutboundId),
+                "contact_ref" => (&mut raw.contact_ref, Field::ContactRef),
+                "call_ref" => (&mut raw.call_ref, Field::CallRef),
+                _ => continue,
+            };
+            if *slot != Value::Absent && raw.duplicate.is_none() {
+                raw.duplicate = Some(field);
+            }
+            *slot = value;
+        }
+        Ok(raw)
+    }
+}
+
+/// Reads an object key as a slice of the body.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = &'de str;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(BorrowedStr)
+    }
+}
+
+struct BorrowedStr;
+
+impl<'de> Visitor<'de> for BorrowedStr {
+    type Value = &'de str;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string borrowed from the body")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(v)
+    }
+}
+
+/// Reads the value after `key`. Strings come back borrowed; for other scalars the raw token is
+/// read from the body that follows the key (the key slice points into the body, and a JSON
+/// key is followed by `"`, optional whitespace, `:` and optional whitespace).
+struct ValueSeed<'de> {
+    body: &'de [u8],
+    key: &'de str,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'de> {
+    type Value = Value<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_ignored_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'de> {
+    type Value = Value<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Value::Str(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        scalar_after_key(self.body, self.key).ok_or_else(|| E::custom("malformed scalar"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element_seed(Skip { depth: 1 })?.is_some() {}
+        Ok(Value::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_key_seed(Skip { depth: 1 })?.is_some() {
+            map.next_value_seed(Skip { depth: 1 })?;
+        }
+        Ok(Value::Other)
+    }
+}
+
+/// Recovers and checks the scalar token that follows `key` in `body`.
+///
+/// `key` was borrowed from `body` by serde-json-core, so its offset is the distance between
+/// the two pointers; the token runs from after `"`, whitespace, `:` and whitespace to the
+/// `,`, `}` or `]` where serde-json-core stopped skipping it.
+fn scalar_after_key<'de>(body: &'de [u8], key: &str) -> Option<Value<'de>> {
+    let offset = (key.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let after_key = body.get(offset.checked_add(key.len())?..)?;
+    let after_quote = after_key.strip_prefix(b"\"")?;
+    let after_colon = trim_start(after_quote).strip_prefix(b":")?;
+    let value = trim_start(after_colon);
+    let end = value
+        .iter()
+        .position(|b| matches!(b, b',' | b'}' | b']'))
+        .unwrap_or(value.len());
+    let token = trim_end(value.get(..end)?);
+    classify_scalar(core::str::from_utf8(token).ok()?)
+}
+
+const fn is_json_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let n = bytes.iter().take_while(|&&b| is_json_whitespace(b)).count();
+    bytes.get(n..).unwrap_or_default()
+}
+
+fn trim_end(bytes: &[u8]) -> &[u8] {
+    let n = bytes
+        .iter()
+        .rev()
+        .take_while(|&&b| is_json_whitespace(b))
+        .count();
+    bytes
+        .get(..bytes.len().saturating_sub(n))
+        .unwrap_or_default()
+}
+
+/// Classifies a top-level scalar token by the JSON grammar.
+fn classify_scalar(token: &str) -> Option<Value<'_>> {
+    match token {
+        "null" => return Some(Value::Null),
+        "true" | "false" => return Some(Value::Other),
+        _ => {}
+    }
+    let bytes = token.as_bytes();
+    let (integer, rest) = json_number_prefix(bytes)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    Some(if integer {
+        Value::Integer(token)
+    } else {
+        Value::Number
+    })
+}
+
+/// Checks a JSON number; returns whether it is a non-negative integer, and what follows it.
+fn json_number_prefix(bytes: &[u8]) -> Option<(bool, &[u8])> {
+    let (negative, rest) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    let rest = match rest.split_first() {
+        Some((b'0', rest)) => rest,
+        Some((b'1'..=b'9', rest)) => skip_digits(rest),
+        _ => return None,
+    };
+    let mut plain = !negative;
+    let rest = match rest.split_first() {
+        Some((b'.', frac)) => {
+            plain = false;
+            at_least_one_digit(frac)?
+        }
+        _ => rest,
+    };
+    let rest = match rest.split_first() {
+        Some((b'e' | b'E', exp)) => {
+            plain = false;
+            let exp = match exp.split_first() {
+                Some((b'+' | b'-', e)) => e,
+                _ => exp,
+            };
+            at_least_one_digit(exp)?
+        }
+        _ => rest,
+    };
+    Some((plain, rest))
+}
+
+fn skip_digits(bytes: &[u8]) -> &[u8] {
+    let n = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    bytes.get(n..).unwrap_or_default()
+}
+
+fn at_least_one_digit(bytes: &[u8]) -> Option<&[u8]> {
+    match bytes.first() {
+        Some(b) if b.is_ascii_digit() => Some(skip_digits(bytes)),
+        _ => None,
+    }
+}
+
+/// Skips a nested value of an ignored field, refusing nesting deeper than [`MAX_NESTING`].
+struct Skip {
+    depth: u8,
+}
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_ignored_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let depth = self.deeper::<A::Error>()?;
+        while seq.next_element_seed(Skip { depth })?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let depth = self.deeper::<A::Error>()?;
+        while map.next_key_seed(Skip { depth })?.is_some() {
+            map.next_value_seed(Skip { depth })?;
+        }
+        Ok(())
+    }
+}
+
+impl Skip {
+    fn deeper<E: de::Error>(&self) -> Result<u8, E> {
+        if self.depth >= MAX_NESTING {
+            Err(E::custom("nested too deeply"))
+        } else {
+            Ok(self.depth.saturating_add(1))
+        }
+    }
+}
+
+/// Checks a request's `Content-Type`: `application/json`, any case, parameters allowed
+/// (`; charset=utf-8`). A missing header is refused too: the body's type is unknown.
+pub fn check_content_type(value: Option<&[u8]>) -> Result<(), Error> {
+    let value = value.ok_or(Error::UNSUPPORTED_MEDIA_TYPE)?;
+    let essence = value.split(|&b| b == b';').next().unwrap_or_default();
+    let essence = trim_end(trim_start(essence));
+    if essence.eq_ignore_ascii_case(b"application/json") {
+        Ok(())
+    } else {
+        Err(Error::UNSUPPORTED_MEDIA_TYPE)
+    }
+}

@@ -1,0 +1,326 @@
+//! Field rules, checked by walking DFAs that `build.rs` compiled from the patterns there.
+//!
+//! Each value is walked once, byte by byte, through its field's DFA; the pattern that matched
+//! at the end of input says which form the value has, so validation and classification cost
+//! one table lookup per byte.
+
+use core::fmt;
+
+use regex_automata::{
+    dfa::{dense::DFA, Automaton},
+    util::primitives::StateID,
+    Anchored,
+};
+
+use crate::error::{Error, ErrorCode, Field};
+use crate::number::{NumberForm, OutboundId, PhoneNumber};
+use crate::policy::DialPolicy;
+use crate::reference::{ContactRef, Reference, REFERENCE_ENTROPY_LEN};
+use crate::request::CallRequest;
+
+/// Longest `contact_ref` kept; longer ones are truncated, not rejected.
+pub const CONTACT_REF_MAX_LEN: usize = 230;
+
+/// Serialised DFA bytes with the `u32` alignment `DFA::from_bytes` needs.
+#[repr(C)]
+struct Aligned<B: ?Sized> {
+    _align: [u32; 0],
+    bytes: B,
+}
+
+macro_rules! embedded_dfa {
+    ($name:literal) => {{
+        static TABLE: &Aligned<[u8]> = &Aligned {
+            _align: [],
+            bytes: *include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".dfa")),
+        };
+        &TABLE.bytes
+    }};
+}
+
+/// One field's DFA, deserialised zero-copy from the image, with its anchored start state.
+#[derive(Clone, Debug)]
+struct FieldDfa {
+    dfa: DFA<&'static [u32]>,
+    start: StateID,
+}
+
+impl FieldDfa {
+    fn load(bytes: &'static [u8]) -> Result<Self, LoadError> {
+        let (dfa, _) = DFA::from_bytes(bytes).map_err(|_| LoadError)?;
+        let start = dfa.universal_start_state(Anchored::Yes).ok_or(LoadError)?;
+        Ok(Self { dfa, start })
+    }
+
+    /// Walks all of `input`; returns the index of the pattern that matches it whole.
+    #[inline]
+    fn full_match(&self, input: &[u8]) -> Option<usize> {
+        let mut state = self.start;
+        for &byte in input {
+            state = self.dfa.next_state(state, byte);
+            if self.dfa.is_dead_state(state) {
+                return None;
+            }
+        }
+        state = self.dfa.next_eoi_state(state);
+        if self.dfa.is_match_state(state) {
+            Some(self.dfa.match_pattern(state, 0).as_usize())
+        } else {
+            None
+        }
+    }
+}
+
+/// The embedded DFAs could not be deserialised (a build for a target of the wrong
+/// endianness, or a corrupted image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct LoadError;
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the embedded validator tables could not be loaded")
+    }
+}
+
+impl core::error::Error for LoadError {}
+
+/// All field validators. Load once at start-up ([`Validators::new`] checks every table) and
+/// share: validation itself only reads.
+#[derive(Clone, Debug)]
+pub struct Validators {
+    agent: FieldDfa,
+    callee: FieldDfa,
+    outbound_id: FieldDfa,
+    contact_ref: FieldDfa,
+    recording_ref: FieldDfa,
+}
+
+/// Callee pattern order in `build.rs`.
+const CALLEE_FORMS: [NumberForm; 4] = [
+    NumberForm::National,
+    NumberForm::International,
+    NumberForm::InternationalPrefixed,
+    NumberForm::Foreign,
+];
+
+impl Validators {
+    /// Deserialises and checks the embedded DFAs.
+    pub fn new() -> Result<Self, LoadError> {
+        Ok(Self {
+            agent: FieldDfa::load(embedded_dfa!("agent"))?,
+            callee: FieldDfa::load(embedded_dfa!("callee"))?,
+            outbound_id: FieldDfa::load(embedded_dfa!("outbound_id"))?,
+            contact_ref: FieldDfa::load(embedded_dfa!("contact_ref"))?,
+            recording_ref: FieldDfa::load(embedded_dfa!("recording_ref"))?,
+        })
+    }
+
+    /// Classifies a callee, or `None` when it has none of the accepted forms.
+    pub fn callee<'a>(&self, value: &'a str) -> Option<PhoneNumber<'a>> {
+        let form = *CALLEE_FORMS.get(self.callee.full_match(value.as_bytes())?)?;
+        Some(PhoneNumber::new(value, form))
+    }
+
+    /// Classifies a caller ID, or `None` when it has none of the accepted forms.
+    pub fn outbound_id<'a>(&self, value: &'a str) -> Option<OutboundId<'a>> {
+        Some(match self.outbound_id.full_match(value.as_bytes())? {
+            0 => OutboundId::Campaign { given: value },
+            1 => OutboundId::Number(PhoneNumber::new(value, NumberForm::National)),
+            _ => OutboundId::Number(PhoneNumber::new(value, NumberForm::International)),
+        })
+    }
+
+    /// Whether `value` is a 3–4 digit extension.
+    pub fn is_extension(&self, value: &str) -> bool {
+        self.agent.full_match(value.as_bytes()).is_some()
+    }
+
+    /// Whether every character of `value` is allowed in a contact reference (any length).
+    pub fn is_contact_ref_charset(&self, value: &str) -> bool {
+        self.contact_ref.full_match(value.as_bytes()).is_some()
+    }
+
+    /// Whether `value` can be a recording reference; check before touching any file system.
+    pub fn is_recording_ref(&self, value: &str) -> bool {
+        self.recording_ref.full_match(value.as_bytes()).is_some()
+    }
+
+    /// Applies the field rules and the dialling policy to a parsed request.
+    ///
+    /// Fields are checked in the order `agent`, `callee`, `outbound_id`, `contact_ref`, then
+    /// the policy; the first failure is returned. An `agent` equal to `callee` defers to the
+    /// callee's rule and makes a one-leg call.
+    pub fn validate<'a>(
+        &self,
+        request: &CallRequest<'a>,
+        policy: &DialPolicy<'_>,
+    ) -> Result<ValidCall<'a>, Error> {
+        let single_leg = request.agent == request.callee;
+        if !single_leg && !self.is_extension(request.agent) {
+            return Err(Error::field(
+                ErrorCode::InvalidAgent,
+                Field::Agent,
+                "agent must be a 3-4 digit extension, or the same value as callee",
+            ));
+        }
+        let callee = self.callee(request.callee).ok_or(Error::field(
+            ErrorCode::InvalidCallee,
+            Field::Callee,
+            "callee must be 0 and 9 digits (0820001234), 27 and 9 digits (27820001234), or 00 and 11-14 digits (0027820001234)",
+        ))?;
+        let outbound_id = self.outbound_id(request.outbound_id).ok_or(Error::field(
+            ErrorCode::InvalidOutboundId,
+            Field::OutboundId,
+            "outbound_id must be tvc_<campaign> (1-64 of A-Z a-z 0-9 _ -), 0 and 9 digits, or 27 and 9 digits",
+        ))?;
+        let mut warnings = Warnings::NONE;
+        if outbound_id.number().map(|n| n.form()) == Some(NumberForm::National) {
+            warnings = warnings.with(Warning::OutboundIdNational);
+        }
+        let contact_ref = match request.contact_ref {
+            None => None,
+            Some(given) => {
+                if !self.is_contact_ref_charset(given) {
+                    return Err(Error::field(
+                        ErrorCode::InvalidContactRef,
+                        request.contact_ref_field,
+                        "contact_ref may hold only letters, digits and . - _ ~ :",
+                    ));
+                }
+                match given.get(..CONTACT_REF_MAX_LEN) {
+                    Some(kept) if kept.len() < given.len() => {
+                        warnings = warnings.with(Warning::ContactRefTruncated);
+                        Some(kept)
+                    }
+                    _ => Some(given),
+                }
+            }
+        };
+        policy.check(&callee)?;
+        Ok(ValidCall {
+            agent: request.agent,
+            callee,
+            outbound_id,
+            contact_ref,
+            single_leg,
+            warnings,
+        })
+    }
+}
+
+/// A request that passed every rule and the dialling policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidCall<'a> {
+    /// The agent's extension, or the callee's number for a one-leg call.
+    pub agent: &'a str,
+    /// The number to dial.
+    pub callee: PhoneNumber<'a>,
+    /// The caller ID for the callee leg.
+    pub outbound_id: OutboundId<'a>,
+    /// The client's reference, truncated to [`CONTACT_REF_MAX_LEN`]; `None` when absent.
+    pub contact_ref: Option<&'a str>,
+    /// `agent` equals `callee`: the PBX dials the callee first and connects it to the
+    /// configured direct destination.
+    pub single_leg: bool,
+    /// What the `202` answer warns about.
+    pub warnings: Warnings,
+}
+
+impl<'a> ValidCall<'a> {
+    /// Adds the recording reference (always generated) and a contact reference when the
+    /// client sent none, from `entropy` that the caller drew from a CSPRNG.
+    pub fn assign_references(self, entropy: &[u8; 2 * REFERENCE_ENTROPY_LEN]) -> Call<'a> {
+        let (recording, contact) = entropy.split_at(REFERENCE_ENTROPY_LEN);
+        let recording_ref = Reference::from_entropy(recording);
+        let contact_ref = match self.contact_ref {
+            Some(given) => ContactRef::Given(given),
+            None => ContactRef::Generated(Reference::from_entropy(contact)),
+        };
+        Call {
+            valid: self,
+            contact_ref,
+            recording_ref,
+        }
+    }
+}
+
+/// A valid call with its references: everything needed to originate it and to answer `202`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Call<'a> {
+    /// The validated request.
+    pub valid: ValidCall<'a>,
+    /// The contact reference in use (given, truncated, or generated).
+    pub contact_ref: ContactRef<'a>,
+    /// The recording reference; the PBX records to `<recording_ref>.wav`.
+    pub recording_ref: Reference,
+}
+
+/// A warning in the `202` answer: the call goes ahead, but something deserves attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Warning {
+    /// A national caller ID: accepted, but providers often reject it.
+    OutboundIdNational,
+    /// `contact_ref` was longer than 230 characters and was truncated.
+    ContactRefTruncated,
+}
+
+impl Warning {
+    const ALL: [Self; 2] = [Self::OutboundIdNational, Self::ContactRefTruncated];
+
+    /// Stable machine code.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::OutboundIdNational => "outbound_id_national",
+            Self::ContactRefTruncated => "contact_ref_truncated",
+        }
+    }
+
+    /// A sentence for the integrator.
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::OutboundIdNational => "a national outbound_id (0...) is accepted, but providers often reject it; use 27...",
+            Self::ContactRefTruncated => "contact_ref was longer than 230 characters and was truncated to 230",
+        }
+    }
+
+    const fn bit(self) -> u8 {
+        match self {
+            Self::OutboundIdNational => 1,
+            Self::ContactRefTruncated => 2,
+        }
+    }
+}
+
+/// A set of [`Warning`]s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Warnings(u8);
+
+impl Warnings {
+    /// No warning.
+    pub const NONE: Self = Self(0);
+
+    /// This set and `warning`.
+    #[must_use]
+    pub const fn with(self, warning: Warning) -> Self {
+        Self(self.0 | warning.bit())
+    }
+
+    /// Whether `warning` is in the set.
+    pub const fn contains(self, warning: Warning) -> bool {
+        self.0 & warning.bit() != 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The warnings in a stable order.
+    pub fn iter(self) -> impl Iterator<Item = Warning> {
+        Warning::ALL.into_iter().filter(move |w| self.contains(*w))
+    }
+}

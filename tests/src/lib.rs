@@ -1,0 +1,1 @@
+//! End-to-end test support. The PBX simulator and the process-level tests arrive with the host.
