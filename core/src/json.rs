@@ -159,6 +159,8 @@ pub enum Cause {
     CalleeRejected,
     /// The number does not exist.
     CalleeNotFound,
+    /// The callee's line could not be reached (trunk unavailable or congested).
+    CalleeUnavailable,
     /// The agent hung up before the callee answered.
     AgentHungUp,
     /// A normal end of a joined call.
@@ -168,6 +170,15 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// The cause of a joined call's end, from its Q.850 code: network and resource
+    /// failures are the PBX's; everything else is a normal end.
+    pub const fn joined_call_end(q850: u16) -> Self {
+        match q850 {
+            27 | 34 | 38 | 41 | 42 | 44 | 47 => Self::PbxError,
+            _ => Self::NormalClearing,
+        }
+    }
+
     /// The cause name in notifications.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -178,6 +189,7 @@ impl Cause {
             Self::CalleeBusy => "callee_busy",
             Self::CalleeRejected => "callee_rejected",
             Self::CalleeNotFound => "callee_not_found",
+            Self::CalleeUnavailable => "callee_unavailable",
             Self::AgentHungUp => "agent_hung_up",
             Self::NormalClearing => "normal_clearing",
             Self::PbxError => "pbx_error",

@@ -30,6 +30,7 @@
 extern crate std;
 
 pub mod ami;
+pub mod call;
 pub mod error;
 pub mod json;
 pub mod number;

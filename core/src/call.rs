@@ -1,0 +1,528 @@
+//! The call state machine: AMI channel events of one call in, notification events out.
+//!
+//! Sans-IO in the style of quinn-proto: inputs are `handle_*(now, …)`, outputs are drained
+//! with [`CallTracker::poll_progress`] until it returns `None`. Time is passed in, never read.
+//!
+//! One tracker follows one originated call. Every channel of the call carries the Originate's
+//! `ChannelId` as its `Linkedid`, and the originated channel's `Uniqueid` is that same
+//! `ChannelId`; the caller routes events to the tracker by `Linkedid` (or, for
+//! `OriginateResponse`, by `ActionID`), and the tracker tells the originated channel from the
+//! others by `Uniqueid`. Nothing depends on arrival order where Asterisk does not fix it:
+//! `OriginateResponse` may come before or after the agent's `Hangup`, so outcomes are taken
+//! from the channels' `Hangup` causes and `DialEnd` statuses.
+//!
+//! What each outcome looks like (from the recorded Asterisk 22 transcripts):
+//!
+//! | outcome | what decides it |
+//! |---|---|
+//! | agent no answer | agent `Hangup` cause 19 before `Up` |
+//! | agent busy | agent `Hangup` cause 17 before `Up` (`OriginateResponse Reason: 0`) |
+//! | callee busy | `DialEnd BUSY`, callee `Hangup` 17 |
+//! | callee not found | `DialEnd NOANSWER`, callee `Hangup` 1 |
+//! | callee declines | `DialEnd NOANSWER`, callee `Hangup` 21 |
+//! | callee no answer | `DialEnd NOANSWER`, callee `Hangup` 0 or 19 |
+//! | agent gives up | `DialEnd CANCEL` |
+//! | answered | callee `BridgeEnter`, then the first `Hangup` ends it |
+
+use crate::ami::{ChannelState, DialStatus, Message};
+use crate::json::{Cause, Event};
+
+/// Longest `ChannelId` a tracker can hold.
+pub const CHANNEL_ID_MAX_LEN: usize = 64;
+
+/// How many outputs can wait; one input produces at most two, so polling after every input
+/// (as the drivers do) never loses one.
+const QUEUE_LEN: usize = 8;
+
+/// A monotonic instant in milliseconds, on the caller's clock.
+pub type Millis = u64;
+
+/// The AMI events the machine understands, reduced to what it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelEvent<'a> {
+    /// `Newchannel`
+    Newchannel {
+        /// `Uniqueid`
+        uniqueid: &'a str,
+    },
+    /// `Newstate`
+    Newstate {
+        /// `Uniqueid`
+        uniqueid: &'a str,
+        /// `ChannelState`
+        state: ChannelState,
+    },
+    /// `DialBegin`
+    DialBegin {
+        /// `Uniqueid` of the dialling channel; absent when the Originate itself dials.
+        uniqueid: Option<&'a str>,
+        /// `DestUniqueid`
+        dest_uniqueid: &'a str,
+    },
+    /// `DialState`
+    DialState {
+        /// `DestUniqueid`
+        dest_uniqueid: &'a str,
+        /// `DialStatus`
+        status: DialStatus,
+    },
+    /// `DialEnd`
+    DialEnd {
+        /// `DestUniqueid`
+        dest_uniqueid: &'a str,
+        /// `DialStatus`
+        status: DialStatus,
+    },
+    /// `BridgeEnter`
+    BridgeEnter {
+        /// `Uniqueid`
+        uniqueid: &'a str,
+    },
+    /// `MixMonitorStart`: the recording file is being written.
+    MixMonitorStart,
+    /// `Hangup`
+    Hangup {
+        /// `Uniqueid`
+        uniqueid: &'a str,
+        /// `Cause` (Q.850), 0 when unknown.
+        cause: u16,
+    },
+    /// `OriginateResponse`
+    OriginateResponse {
+        /// `Response: Success`
+        success: bool,
+        /// `Reason` (Asterisk's originate result code).
+        reason: u8,
+    },
+}
+
+impl<'a> ChannelEvent<'a> {
+    /// Reduces an AMI event to what the machine needs, with the key that routes it to its
+    /// call: `Linkedid` (`DestLinkedid` for the dial events, whose source may be absent), or
+    /// `ActionID` for `OriginateResponse`, whose `Uniqueid` is `<unknown>` when no channel
+    /// was created. Drivers send each Originate with `ActionID` equal to its `ChannelId`, so
+    /// one key finds the call either way. Events the machine does not need, and events
+    /// missing a routing header, give `None`.
+    pub fn from_message(message: &Message<'a>) -> Option<(&'a str, Self)> {
+        let name = message.event()?;
+        let event = match name {
+            "Newchannel" => Self::Newchannel {
+                uniqueid: message.uniqueid()?,
+            },
+            "Newstate" => Self::Newstate {
+                uniqueid: message.uniqueid()?,
+                state: message.channel_state()?,
+            },
+            "DialBegin" => Self::DialBegin {
+                uniqueid: message.uniqueid(),
+                dest_uniqueid: message.dest_uniqueid()?,
+            },
+            "DialState" => Self::DialState {
+                dest_uniqueid: message.dest_uniqueid()?,
+                status: message.dial_status()?,
+            },
+            "DialEnd" => Self::DialEnd {
+                dest_uniqueid: message.dest_uniqueid()?,
+                status: message.dial_status()?,
+            },
+            "BridgeEnter" => Self::BridgeEnter {
+                uniqueid: message.uniqueid()?,
+            },
+            "MixMonitorStart" => Self::MixMonitorStart,
+            "Hangup" => Self::Hangup {
+                uniqueid: message.uniqueid()?,
+                cause: message.cause().unwrap_or(0),
+            },
+            "OriginateResponse" => {
+                let success = message.response() == Some(crate::ami::ResponseStatus::Success);
+                let reason = message
+                    .reason()
+                    .and_then(|r| u8::try_from(r).ok())
+                    .unwrap_or(0);
+                return Some((
+                    message.uniqueid()?,
+                    Self::OriginateResponse { success, reason },
+                ));
+            }
+            _ => return None,
+        };
+        let key = match event {
+            Self::DialBegin { .. } | Self::DialState { .. } | Self::DialEnd { .. } => {
+                message.dest_linkedid()?
+            }
+            _ => message.linkedid()?,
+        };
+        Some((key, event))
+    }
+}
+
+/// One step of a call's progress, ready to become a notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Progress {
+    /// The notification event.
+    pub event: Event,
+    /// Why, for `failed` and `hangup`.
+    pub cause: Option<Cause>,
+    /// The Q.850 cause code, when the PBX gave a non-zero one.
+    pub q850: Option<u16>,
+    /// When the input that produced it was handled.
+    pub at: Millis,
+}
+
+/// Which side of the call the originated channel is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Mode {
+    /// The PBX rings the agent, then dials the callee.
+    TwoLeg,
+    /// `agent` equals `callee`: the PBX dials the callee first and connects it to the
+    /// configured direct destination.
+    SingleLeg,
+}
+
+/// The `ChannelId` did not fit [`CHANNEL_ID_MAX_LEN`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ChannelIdTooLong;
+
+/// Declared in the order a call goes through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Originate accepted; nothing heard from the channel yet.
+    Queued,
+    /// The originated channel exists (ringing or not).
+    Originating,
+    /// The originated channel answered; the other leg is being dialled.
+    Answered,
+    /// Both legs bridged.
+    Joined,
+    /// `failed` or `hangup` was emitted.
+    Ended,
+}
+
+/// A channel identifier held inline (no allocation); empty when unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Id {
+    bytes: [u8; CHANNEL_ID_MAX_LEN],
+    len: u8,
+}
+
+impl Id {
+    const EMPTY: Self = Self {
+        bytes: [0; CHANNEL_ID_MAX_LEN],
+        len: 0,
+    };
+
+    fn new(value: &str) -> Option<Self> {
+        let mut id = Self::EMPTY;
+        id.bytes
+            .get_mut(..value.len())?
+            .copy_from_slice(value.as_bytes());
+        id.len = u8::try_from(value.len()).ok()?;
+        Some(id)
+    }
+
+    fn as_str(&self) -> &str {
+        self.bytes
+            .get(..usize::from(self.len))
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
+    fn is(&self, value: &str) -> bool {
+        self.len != 0 && self.as_str() == value
+    }
+}
+
+/// How a channel relates to the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leg {
+    /// The channel the Originate created (`Uniqueid` = `ChannelId`).
+    Originated,
+    /// The channel the originated channel dialled.
+    Other,
+    /// Any other channel of the call (Local channel halves, helpers).
+    Unrelated,
+}
+
+/// Follows one call from `queued` to its last notification.
+#[derive(Clone, Debug)]
+pub struct CallTracker {
+    channel_id: Id,
+    /// The channel the originated channel dials: the callee's (the agent's in single-leg).
+    other_leg: Id,
+    mode: Mode,
+    phase: Phase,
+    /// Channels of the call that exist now.
+    live_channels: u8,
+    /// Whether any channel of the call was seen at all.
+    seen_channel: bool,
+    agent_ringing_sent: bool,
+    callee_ringing_sent: bool,
+    recording: bool,
+    recording_ready_sent: bool,
+    /// The last `DialEnd` status towards the other leg.
+    other_leg_dial_end: Option<DialStatus>,
+    last_activity: Millis,
+    queue: [Option<Progress>; QUEUE_LEN],
+}
+
+/// How long a queued call may go without any event before it is declared failed
+/// (`pbx_error`); ring timeouts are enforced by the PBX, this only catches a PBX that went
+/// silent.
+pub const SILENCE_TIMEOUT_MS: Millis = 120_000;
+
+impl CallTracker {
+    /// A tracker for the call originated with `channel_id`; emits `queued` at `now`.
+    pub fn new(channel_id: &str, mode: Mode, now: Millis) -> Result<Self, ChannelIdTooLong> {
+        let mut tracker = Self {
+            channel_id: Id::new(channel_id).ok_or(ChannelIdTooLong)?,
+            other_leg: Id::EMPTY,
+            mode,
+            phase: Phase::Queued,
+            live_channels: 0,
+            seen_channel: false,
+            agent_ringing_sent: false,
+            callee_ringing_sent: false,
+            recording: false,
+            recording_ready_sent: false,
+            other_leg_dial_end: None,
+            last_activity: now,
+            queue: [None; QUEUE_LEN],
+        };
+        tracker.emit(Event::Queued, None, 0, now);
+        Ok(tracker)
+    }
+
+    /// The `ChannelId` (= `Linkedid` of every channel of the call).
+    pub fn channel_id(&self) -> &str {
+        self.channel_id.as_str()
+    }
+
+    fn leg(&self, uniqueid: &str) -> Leg {
+        if self.channel_id.is(uniqueid) {
+            Leg::Originated
+        } else if self.other_leg.is(uniqueid) {
+            Leg::Other
+        } else {
+            Leg::Unrelated
+        }
+    }
+
+    /// Feeds one event of this call.
+    pub fn handle_event(&mut self, now: Millis, event: &ChannelEvent<'_>) {
+        self.last_activity = now;
+        match *event {
+            ChannelEvent::Newchannel { .. } => {
+                self.live_channels = self.live_channels.saturating_add(1);
+                self.seen_channel = true;
+                if self.phase == Phase::Queued {
+                    self.phase = Phase::Originating;
+                }
+            }
+            ChannelEvent::Newstate { uniqueid, state } => {
+                self.on_state(now, self.leg(uniqueid), state)
+            }
+            ChannelEvent::DialState {
+                dest_uniqueid,
+                status: DialStatus::Ringing,
+            } => self.on_state(now, self.leg(dest_uniqueid), ChannelState::Ringing),
+            ChannelEvent::DialBegin {
+                uniqueid: Some(source),
+                dest_uniqueid,
+            } if self.channel_id.is(source) => {
+                self.other_leg = Id::new(dest_uniqueid).unwrap_or(Id::EMPTY);
+            }
+            ChannelEvent::DialBegin { .. } | ChannelEvent::DialState { .. } => {}
+            ChannelEvent::DialEnd {
+                dest_uniqueid,
+                status,
+            } => {
+                if self.leg(dest_uniqueid) == Leg::Other {
+                    self.other_leg_dial_end = Some(status);
+                    if status == DialStatus::ChanUnavail || status == DialStatus::Congestion {
+                        // No channel will hang up for the other leg: it never rang.
+                        self.fail_other_leg(now, 0);
+                    }
+                }
+            }
+            ChannelEvent::BridgeEnter { uniqueid } => {
+                if self.leg(uniqueid) == Leg::Other && self.phase == Phase::Answered {
+                    self.phase = Phase::Joined;
+                    self.emit(Event::Joined, None, 0, now);
+                }
+            }
+            ChannelEvent::MixMonitorStart => self.recording = true,
+            ChannelEvent::Hangup { uniqueid, cause } => {
+                self.live_channels = self.live_channels.saturating_sub(1);
+                self.on_hangup(now, self.leg(uniqueid), cause);
+            }
+            ChannelEvent::OriginateResponse { success, reason } => {
+                // Only decisive when no channel ever existed: otherwise that channel's
+                // Hangup carries the real cause (a busy agent gives Reason 0, not 5).
+                if !success && !self.seen_channel && self.phase == Phase::Queued {
+                    let (cause, q850) = match reason {
+                        3 => (Cause::AgentNoAnswer, 19),
+                        5 => (Cause::AgentBusy, 17),
+                        _ => (Cause::AgentUnavailable, 0),
+                    };
+                    let cause = self.for_mode_originated(cause);
+                    self.end(now, Event::Failed, cause, q850);
+                }
+            }
+        }
+    }
+
+    /// The PBX connection was lost: a call that has not ended fails with `pbx_error`. Its
+    /// channels may live on in Asterisk, but their events are gone for good, so the tracker
+    /// is finished: no `recording_ready` will follow (the file, if any, stays on the PBX).
+    pub fn handle_pbx_lost(&mut self, now: Millis) {
+        if self.phase != Phase::Ended {
+            self.end(now, Event::Failed, Cause::PbxError, 0);
+        }
+        self.live_channels = 0;
+        self.recording = false;
+    }
+
+    /// When [`CallTracker::handle_timeout`] should next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        (self.phase == Phase::Queued).then(|| self.last_activity.saturating_add(SILENCE_TIMEOUT_MS))
+    }
+
+    /// Declares a call failed when the PBX stayed silent for [`SILENCE_TIMEOUT_MS`].
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if let Some(deadline) = self.poll_timeout() {
+            if now >= deadline {
+                self.end(now, Event::Failed, Cause::PbxError, 0);
+            }
+        }
+    }
+
+    /// The next notification, oldest first.
+    pub fn poll_progress(&mut self) -> Option<Progress> {
+        let first = self.queue.first_mut()?.take();
+        self.queue.rotate_left(1);
+        first
+    }
+
+    /// Whether the call has ended and every notification was produced (the caller may drop
+    /// the tracker once the queue is drained).
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Ended
+            && self.live_channels == 0
+            && (!self.recording || self.recording_ready_sent)
+    }
+
+    fn on_state(&mut self, now: Millis, leg: Leg, state: ChannelState) {
+        let callee_side = match self.mode {
+            Mode::TwoLeg => leg == Leg::Other,
+            Mode::SingleLeg => leg == Leg::Originated,
+        };
+        let ringing = state == ChannelState::Ringing;
+        if ringing && callee_side {
+            if !self.callee_ringing_sent && self.phase < Phase::Joined {
+                self.callee_ringing_sent = true;
+                self.emit(Event::CalleeRinging, None, 0, now);
+            }
+        } else if ringing && leg == Leg::Originated {
+            if !self.agent_ringing_sent && self.phase <= Phase::Originating {
+                self.agent_ringing_sent = true;
+                self.emit(Event::AgentRinging, None, 0, now);
+            }
+        } else if state == ChannelState::Up
+            && leg == Leg::Originated
+            && self.phase <= Phase::Originating
+        {
+            self.phase = Phase::Answered;
+            if self.mode == Mode::TwoLeg {
+                self.emit(Event::AgentAnswered, None, 0, now);
+            }
+        }
+    }
+
+    fn on_hangup(&mut self, now: Millis, leg: Leg, cause: u16) {
+        match self.phase {
+            Phase::Queued | Phase::Originating if leg == Leg::Originated => {
+                let reason = match cause {
+                    17 | 21 => Cause::AgentBusy,
+                    18 | 19 => Cause::AgentNoAnswer,
+                    _ => Cause::AgentUnavailable,
+                };
+                let reason = self.for_mode_originated(reason);
+                self.end(now, Event::Failed, reason, cause);
+            }
+            Phase::Answered if leg == Leg::Other => self.fail_other_leg(now, cause),
+            Phase::Answered if leg == Leg::Originated => {
+                // The originated side hung up before the other leg was bridged.
+                let reason = match self.other_leg_dial_end {
+                    Some(DialStatus::Busy) => Cause::CalleeBusy,
+                    Some(DialStatus::NoAnswer) => Cause::CalleeNoAnswer,
+                    _ => Cause::AgentHungUp,
+                };
+                self.end(now, Event::Failed, reason, cause);
+            }
+            Phase::Joined => {
+                self.end(now, Event::Hangup, Cause::joined_call_end(cause), cause);
+            }
+            Phase::Queued | Phase::Originating | Phase::Answered | Phase::Ended => {}
+        }
+        if self.live_channels == 0 && self.phase == Phase::Ended {
+            self.maybe_recording_ready(now);
+        }
+    }
+
+    /// The other leg ended without being bridged.
+    fn fail_other_leg(&mut self, now: Millis, cause: u16) {
+        if self.phase != Phase::Answered {
+            return;
+        }
+        let reason = match (self.other_leg_dial_end, cause) {
+            (Some(DialStatus::Cancel), _) => Cause::AgentHungUp,
+            (Some(DialStatus::Busy), _) | (_, 17) => Cause::CalleeBusy,
+            (Some(DialStatus::ChanUnavail | DialStatus::Congestion), _) => Cause::CalleeUnavailable,
+            (_, 1) => Cause::CalleeNotFound,
+            (_, 21) => Cause::CalleeRejected,
+            _ => Cause::CalleeNoAnswer,
+        };
+        self.end(now, Event::Failed, reason, cause);
+    }
+
+    /// In single-leg mode the originated channel is the callee's.
+    fn for_mode_originated(&self, cause: Cause) -> Cause {
+        match (self.mode, cause) {
+            (Mode::TwoLeg, c) => c,
+            (Mode::SingleLeg, Cause::AgentBusy) => Cause::CalleeBusy,
+            (Mode::SingleLeg, Cause::AgentNoAnswer) => Cause::CalleeNoAnswer,
+            (Mode::SingleLeg, Cause::AgentUnavailable) => Cause::CalleeUnavailable,
+            (Mode::SingleLeg, c) => c,
+        }
+    }
+
+    fn maybe_recording_ready(&mut self, now: Millis) {
+        if self.recording && !self.recording_ready_sent {
+            self.recording_ready_sent = true;
+            self.emit(Event::RecordingReady, None, 0, now);
+        }
+    }
+
+    fn end(&mut self, now: Millis, event: Event, cause: Cause, q850: u16) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.phase = Phase::Ended;
+        self.emit(event, Some(cause), q850, now);
+    }
+
+    fn emit(&mut self, event: Event, cause: Option<Cause>, q850: u16, at: Millis) {
+        let progress = Progress {
+            event,
+            cause,
+            q850: (q850 != 0).then_some(q850),
+            at,
+        };
+        if let Some(slot) = self.queue.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(progress);
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The call state machine against the recorded Asterisk 22 transcripts: every outcome gives
+//! the notification sequence the contract promises, whatever order `OriginateResponse`
+//! arrives in.
+
+use click2dial_core::{
+    ami::{Decoder, Frame},
+    call::{CallTracker, ChannelEvent, Mode},
+    json::{Cause, Event},
+};
+
+const DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/ami/transcripts"
+);
+
+/// A header of the Originate the client sent in the case (`ChannelId`, `ActionID`).
+fn originate_header(case: &str, name: &str) -> String {
+    let client = std::fs::read_to_string(format!("{DIR}/{case}.client.ami")).expect("client side");
+    let originate = client
+        .split("\r\n\r\n")
+        .find(|m| m.starts_with("Action: Originate"))
+        .expect("an Originate");
+    originate
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+        .expect("header present")
+        .trim()
+        .to_string()
+}
+
+/// Replays the server side of `case` into a tracker; returns what it produced.
+fn replay(case: &str) -> Vec<(Event, Option<Cause>, Option<u16>)> {
+    // The recorded client used an ActionID other than the ChannelId; the product sends
+    // them equal, so route by either here.
+    let id = originate_header(case, "ChannelId");
+    let action_id = originate_header(case, "ActionID");
+    let server = std::fs::read(format!("{DIR}/{case}.ami")).expect("server side");
+    let mut tracker = CallTracker::new(&id, Mode::TwoLeg, 0).expect("id fits");
+    let mut out = Vec::new();
+    let mut drain = |tracker: &mut CallTracker| {
+        while let Some(p) = tracker.poll_progress() {
+            out.push((p.event, p.cause, p.q850));
+        }
+    };
+    drain(&mut tracker);
+    let mut decoder = Decoder::new();
+    let mut at = 0;
+    let mut now = 0;
+    while let Some(decoded) = decoder.decode(&server[at..]).expect("valid AMI") {
+        at += decoded.len;
+        now += 1;
+        if let Frame::Message(message) = decoded.frame {
+            if let Some((key, event)) = ChannelEvent::from_message(&message) {
+                if key == id || key == action_id {
+                    tracker.handle_event(now, &event);
+                    drain(&mut tracker);
+                }
+            }
+        }
+    }
+    assert!(tracker.is_finished(), "{case}: the call must be over");
+    out
+}
+
+use Event::*;
+
+fn normal_start() -> Vec<(Event, Option<Cause>, Option<u16>)> {
+    vec![
+        (Queued, None, None),
+        (AgentRinging, None, None),
+        (AgentAnswered, None, None),
+    ]
+}
+
+fn with(
+    mut start: Vec<(Event, Option<Cause>, Option<u16>)>,
+    rest: &[(Event, Option<Cause>, Option<u16>)],
+) -> Vec<(Event, Option<Cause>, Option<u16>)> {
+    start.extend_from_slice(rest);
+    start
+}
+
+#[test]
+fn answered_call() {
+    let expected = with(
+        normal_start(),
+        &[
+            (CalleeRinging, None, None),
+            (Joined, None, None),
+            (Hangup, Some(Cause::NormalClearing), Some(16)),
+            (RecordingReady, None, None),
+        ],
+    );
+    assert_eq!(replay("a_success"), expected);
+    // Through a Local channel and a pre-dial handler: more channels, same story.
+    assert_eq!(replay("a2_success_local_predial"), expected);
+}
+
+#[test]
+fn agent_does_not_answer() {
+    let expected = vec![
+        (Queued, None, None),
+        (AgentRinging, None, None),
+        (Failed, Some(Cause::AgentNoAnswer), Some(19)),
+    ];
+    assert_eq!(replay("b_agent_noanswer"), expected);
+    assert_eq!(replay("earlier-run/b_agent_noanswer"), expected);
+}
+
+#[test]
+fn agent_busy_despite_originate_reason_0() {
+    let expected = vec![
+        (Queued, None, None),
+        (AgentRinging, None, None),
+        (Failed, Some(Cause::AgentBusy), Some(17)),
+    ];
+    assert_eq!(replay("c_agent_busy"), expected);
+    assert_eq!(replay("earlier-run/c_agent_busy"), expected);
+}
+
+#[test]
+fn callee_busy() {
+    assert_eq!(
+        replay("d_callee_busy"),
+        with(
+            normal_start(),
+            &[
+                (CalleeRinging, None, None),
+                (Failed, Some(Cause::CalleeBusy), Some(17)),
+                (RecordingReady, None, None),
+            ]
+        )
+    );
+}
+
+#[test]
+fn callee_not_found() {
+    assert_eq!(
+        replay("d2_callee_notfound"),
+        with(
+            normal_start(),
+            &[
+                (Failed, Some(Cause::CalleeNotFound), Some(1)),
+                (RecordingReady, None, None),
+            ]
+        )
+    );
+}
+
+#[test]
+fn callee_declines() {
+    assert_eq!(
+        replay("d3_callee_decline"),
+        with(
+            normal_start(),
+            &[
+                (CalleeRinging, None, None),
+                (Failed, Some(Cause::CalleeRejected), Some(21)),
+                (RecordingReady, None, None),
+            ]
+        )
+    );
+}
+
+#[test]
+fn callee_does_not_answer() {
+    assert_eq!(
+        replay("d4_callee_noanswer"),
+        with(
+            normal_start(),
+            &[
+                (CalleeRinging, None, None),
+                (Failed, Some(Cause::CalleeNoAnswer), None),
+                (RecordingReady, None, None),
+            ]
+        )
+    );
+}
+
+#[test]
+fn agent_gives_up_while_callee_rings() {
+    assert_eq!(
+        replay("d5_agent_hangs_up_while_callee_rings"),
+        with(
+            normal_start(),
+            &[
+                (CalleeRinging, None, None),
+                (Failed, Some(Cause::AgentHungUp), Some(16)),
+                (RecordingReady, None, None),
+            ]
+        )
+    );
+}
+
+/// Drives a tracker with hand-made events on a virtual clock.
+fn drive(
+    mode: Mode,
+    events: &[ChannelEvent<'_>],
+) -> (CallTracker, Vec<(Event, Option<Cause>, u64)>) {
+    let mut tracker = CallTracker::new("c2d-x", mode, 0).expect("fits");
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        tracker.handle_event(10 * (i as u64 + 1), e);
+        while let Some(p) = tracker.poll_progress() {
+            out.push((p.event, p.cause, p.at));
+        }
+    }
+    while let Some(p) = tracker.poll_progress() {
+        out.push((p.event, p.cause, p.at));
+    }
+    (tracker, out)
+}
+
+#[test]
+fn originate_failure_without_any_channel_fails_at_once() {
+    let (tracker, out) = drive(
+        Mode::TwoLeg,
+        &[ChannelEvent::OriginateResponse {
+            success: false,
+            reason: 0,
+        }],
+    );
+    assert_eq!(
+        out,
+        vec![
+            (Queued, None, 0),
+            (Failed, Some(Cause::AgentUnavailable), 10)
+        ]
+    );
+    assert!(tracker.is_finished());
+}
+
+#[test]
+fn pbx_loss_fails_a_live_call_once() {
+    let (mut tracker, _) = drive(
+        Mode::TwoLeg,
+        &[
+            ChannelEvent::Newchannel { uniqueid: "c2d-x" },
+            ChannelEvent::Newstate {
+                uniqueid: "c2d-x",
+                state: click2dial_core::ami::ChannelState::Up,
+            },
+            ChannelEvent::MixMonitorStart,
+        ],
+    );
+    tracker.handle_pbx_lost(500);
+    tracker.handle_pbx_lost(600);
+    let p = tracker.poll_progress().expect("failed");
+    assert_eq!(
+        (p.event, p.cause, p.at),
+        (Failed, Some(Cause::PbxError), 500)
+    );
+    assert_eq!(tracker.poll_progress(), None);
+    assert!(tracker.is_finished());
+}
+
+#[test]
+fn silence_after_queued_times_out() {
+    let mut tracker = CallTracker::new("c2d-x", Mode::TwoLeg, 1_000).expect("fits");
+    assert_eq!(tracker.poll_progress().map(|p| p.event), Some(Queued));
+    let deadline = tracker.poll_timeout().expect("armed");
+    assert_eq!(deadline, 1_000 + click2dial_core::call::SILENCE_TIMEOUT_MS);
+    tracker.handle_timeout(deadline - 1);
+    assert_eq!(tracker.poll_progress(), None);
+    tracker.handle_timeout(deadline);
+    let p = tracker.poll_progress().expect("failed");
+    assert_eq!((p.event, p.cause), (Failed, Some(Cause::PbxError)));
+    assert_eq!(tracker.poll_timeout(), None);
+    // Once a channel exists the PBX's own ring timeouts apply.
+    let (tracker, _) = drive(
+        Mode::TwoLeg,
+        &[ChannelEvent::Newchannel { uniqueid: "c2d-x" }],
+    );
+    assert_eq!(tracker.poll_timeout(), None);
+}
+
+#[test]
+fn single_leg_call_rings_and_joins_the_callee() {
+    use click2dial_core::ami::ChannelState::{Ringing, Up};
+    let (tracker, out) = drive(
+        Mode::SingleLeg,
+        &[
+            ChannelEvent::Newchannel { uniqueid: "c2d-x" },
+            ChannelEvent::Newstate {
+                uniqueid: "c2d-x",
+                state: Ringing,
+            },
+            ChannelEvent::Newstate {
+                uniqueid: "c2d-x",
+                state: Up,
+            },
+            ChannelEvent::Newchannel { uniqueid: "dest.1" },
+            ChannelEvent::DialBegin {
+                uniqueid: Some("c2d-x"),
+                dest_uniqueid: "dest.1",
+            },
+            ChannelEvent::BridgeEnter { uniqueid: "dest.1" },
+            ChannelEvent::Hangup {
+                uniqueid: "c2d-x",
+                cause: 16,
+            },
+            ChannelEvent::Hangup {
+                uniqueid: "dest.1",
+                cause: 16,
+            },
+        ],
+    );
+    let events: Vec<_> = out.iter().map(|(e, c, _)| (*e, *c)).collect();
+    assert_eq!(
+        events,
+        vec![
+            (Queued, None),
+            (CalleeRinging, None),
+            (Joined, None),
+            (Hangup, Some(Cause::NormalClearing)),
+        ]
+    );
+    assert!(tracker.is_finished());
+}
+
+#[test]
+fn single_leg_busy_callee_is_a_callee_cause() {
+    let (_, out) = drive(
+        Mode::SingleLeg,
+        &[
+            ChannelEvent::Newchannel { uniqueid: "c2d-x" },
+            ChannelEvent::Hangup {
+                uniqueid: "c2d-x",
+                cause: 17,
+            },
+        ],
+    );
+    assert_eq!(
+        out.last().map(|(e, c, _)| (*e, *c)),
+        Some((Failed, Some(Cause::CalleeBusy)))
+    );
+}
+
+#[test]
+fn events_of_unrelated_channels_change_nothing() {
+    let (tracker, out) = drive(
+        Mode::TwoLeg,
+        &[
+            ChannelEvent::Newchannel { uniqueid: "c2d-x" },
+            ChannelEvent::Hangup {
+                uniqueid: "someone-else",
+                cause: 17,
+            },
+            ChannelEvent::BridgeEnter {
+                uniqueid: "someone-else",
+            },
+        ],
+    );
+    assert_eq!(out, vec![(Queued, None, 0)]);
+    assert!(!tracker.is_finished());
+}
+
+#[test]
+fn channel_id_longer_than_the_limit_is_refused() {
+    let long = "x".repeat(click2dial_core::call::CHANNEL_ID_MAX_LEN + 1);
+    assert!(CallTracker::new(&long, Mode::TwoLeg, 0).is_err());
+    let max = "x".repeat(click2dial_core::call::CHANNEL_ID_MAX_LEN);
+    assert_eq!(
+        CallTracker::new(&max, Mode::TwoLeg, 0)
+            .expect("fits")
+            .channel_id(),
+        max
+    );
+}
