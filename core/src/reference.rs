@@ -90,3 +90,51 @@ impl ContactRef<'_> {
         matches!(self, Self::Generated(_))
     }
 }
+
+/// Prefix of every `ChannelId` this product originates with.
+pub const CHANNEL_ID_PREFIX: &str = "c2d-";
+
+/// The Asterisk `ChannelId` (and `ActionID`) of the call with this contact reference:
+/// `c2d-` and the base32 of a 128-bit FNV-1a hash of the reference.
+///
+/// Derived, not random, so a duplicate originate of the same call is refused by Asterisk
+/// itself while the first is live (Asterisk rejects a `ChannelId` already in use).
+/// FNV-1a is not a cryptographic hash; it only needs to spread distinct references, which
+/// are unguessable or client-chosen anyway.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChannelId([u8; CHANNEL_ID_PREFIX.len() + REFERENCE_LEN]);
+
+impl ChannelId {
+    /// Derives the id from a contact reference.
+    pub fn for_contact_ref(contact_ref: &str) -> Self {
+        const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+        const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+        let hash = contact_ref
+            .bytes()
+            .fold(OFFSET, |h, b| (h ^ u128::from(b)).wrapping_mul(PRIME));
+        let encoded = Reference::from_entropy(&hash.to_be_bytes());
+        let mut id = [0u8; CHANNEL_ID_PREFIX.len() + REFERENCE_LEN];
+        let (prefix, rest) = id.split_at_mut(CHANNEL_ID_PREFIX.len());
+        prefix.copy_from_slice(CHANNEL_ID_PREFIX.as_bytes());
+        rest.copy_from_slice(encoded.as_str().as_bytes());
+        Self(id)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        // Prefix and base32 alphabet are ASCII.
+        core::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChannelId({})", self.as_str())
+    }
+}

@@ -43,30 +43,37 @@ macro_rules! embedded_dfa {
 struct FieldDfa {
     dfa: DFA<&'static [u32]>,
     start: StateID,
+    /// One pattern: a match needs no pattern lookup.
+    single_pattern: bool,
 }
 
 impl FieldDfa {
     fn load(bytes: &'static [u8]) -> Result<Self, LoadError> {
         let (dfa, _) = DFA::from_bytes(bytes).map_err(|_| LoadError)?;
         let start = dfa.universal_start_state(Anchored::Yes).ok_or(LoadError)?;
-        Ok(Self { dfa, start })
+        let single_pattern = dfa.pattern_len() == 1;
+        Ok(Self {
+            dfa,
+            start,
+            single_pattern,
+        })
     }
 
     /// Walks all of `input`; returns the index of the pattern that matches it whole.
     #[inline]
     fn full_match(&self, input: &[u8]) -> Option<usize> {
-        let mut state = self.start;
-        for &byte in input {
-            state = self.dfa.next_state(state, byte);
-            if self.dfa.is_dead_state(state) {
-                return None;
-            }
-        }
-        state = self.dfa.next_eoi_state(state);
-        if self.dfa.is_match_state(state) {
-            Some(self.dfa.match_pattern(state, 0).as_usize())
-        } else {
+        // The dead state loops to itself, so the walk needs no per-byte exit; inputs are
+        // bounded by the 4 KiB body limit.
+        let state = input
+            .iter()
+            .fold(self.start, |state, &byte| self.dfa.next_state(state, byte));
+        let state = self.dfa.next_eoi_state(state);
+        if !self.dfa.is_match_state(state) {
             None
+        } else if self.single_pattern {
+            Some(0)
+        } else {
+            Some(self.dfa.match_pattern(state, 0).as_usize())
         }
     }
 }
@@ -158,18 +165,21 @@ impl Validators {
     ) -> Result<ValidCall<'a>, Error> {
         let single_leg = request.agent == request.callee;
         if !single_leg && !self.is_extension(request.agent) {
-            return Err(Error::field(
+            return Err(refused(
+                request.agent,
                 ErrorCode::InvalidAgent,
                 Field::Agent,
                 "agent must be a 3-4 digit extension, or the same value as callee",
             ));
         }
-        let callee = self.callee(request.callee).ok_or(Error::field(
+        let callee = self.callee(request.callee).ok_or_else(|| refused(
+            request.callee,
             ErrorCode::InvalidCallee,
             Field::Callee,
             "callee must be 0 and 9 digits (0820001234), 27 and 9 digits (27820001234), or 00 and 11-14 digits (0027820001234)",
         ))?;
-        let outbound_id = self.outbound_id(request.outbound_id).ok_or(Error::field(
+        let outbound_id = self.outbound_id(request.outbound_id).ok_or_else(|| refused(
+            request.outbound_id,
             ErrorCode::InvalidOutboundId,
             Field::OutboundId,
             "outbound_id must be tvc_<campaign> (1-64 of A-Z a-z 0-9 _ -), 0 and 9 digits, or 27 and 9 digits",
@@ -182,7 +192,8 @@ impl Validators {
             None => None,
             Some(given) => {
                 if !self.is_contact_ref_charset(given) {
-                    return Err(Error::field(
+                    return Err(refused(
+                        given,
                         ErrorCode::InvalidContactRef,
                         request.contact_ref_field,
                         "contact_ref may hold only letters, digits and . - _ ~ :",
@@ -207,6 +218,17 @@ impl Validators {
             warnings,
         })
     }
+}
+
+/// The error for a value its DFA rejected. `\` is in no charset, so a value carrying a JSON
+/// escape lands here; it gets a message saying why instead of the rule's.
+fn refused(value: &str, code: ErrorCode, field: Field, rule: &'static str) -> Error {
+    let message = if value.as_bytes().contains(&b'\\') {
+        "JSON escape sequences are not accepted in this field: every valid value is plain ASCII"
+    } else {
+        rule
+    };
+    Error::field(code, field, message)
 }
 
 /// A request that passed every rule and the dialling policy.

@@ -586,3 +586,47 @@ fn every_error_fits_the_error_buffer_and_every_status_is_stable() {
     let mut buf = [0u8; json::ERROR_BODY_MAX_LEN];
     json::write_error(&e, &mut buf).expect("fits");
 }
+
+#[rstest]
+#[case::agent(
+    r#""\u0031001""#,
+    r#""0820001234""#,
+    r#""27820001234""#,
+    "",
+    Field::Agent
+)]
+#[case::callee(
+    r#""1001""#,
+    r#""\u0030820001234""#,
+    r#""27820001234""#,
+    "",
+    Field::Callee
+)]
+#[case::outbound(r#""1001""#, r#""0820001234""#, r#""tvc_a\nb""#, "", Field::OutboundId)]
+#[case::contact_ref(
+    r#""1001""#,
+    r#""0820001234""#,
+    r#""27820001234""#,
+    r#","contact_ref":"a\u002db""#,
+    Field::ContactRef
+)]
+#[case::call_ref(
+    r#""1001""#,
+    r#""0820001234""#,
+    r#""27820001234""#,
+    r#","call_ref":"a\\b""#,
+    Field::CallRef
+)]
+fn escaped_values_are_refused_with_a_reason(
+    #[case] agent: &str,
+    #[case] callee: &str,
+    #[case] outbound: &str,
+    #[case] extra: &str,
+    #[case] field: Field,
+) {
+    let b = body(agent, callee, outbound, extra);
+    let e = check(b.as_bytes()).expect_err("escaped");
+    assert_eq!(e.field, Some(field));
+    assert_eq!(e.status(), 422);
+    assert!(e.message.contains("escape"), "{}", e.message);
+}

@@ -186,3 +186,17 @@ fn recording_refs_are_checked_before_any_file_system_access() {
         assert!(!v.is_recording_ref(hostile), "{hostile:?}");
     }
 }
+
+#[test]
+fn channel_ids_are_derived_from_the_contact_ref() {
+    use click2dial_core::reference::ChannelId;
+    let a = ChannelId::for_contact_ref("crm-42");
+    assert_eq!(a, ChannelId::for_contact_ref("crm-42"));
+    assert_ne!(a, ChannelId::for_contact_ref("crm-43"));
+    assert!(a.as_str().starts_with("c2d-"));
+    assert_eq!(a.as_str().len(), 30);
+    assert!(a.as_str().len() <= click2dial_core::call::CHANNEL_ID_MAX_LEN);
+    // Pinned (computed independently with Python): Asterisk-side state and logs refer to
+    // it, so it must not change between versions.
+    assert_eq!(a.to_string(), "c2d-oacxmqkrhrsl63ywyav6eykpgq");
+}
