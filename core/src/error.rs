@@ -38,6 +38,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The PBX is not reachable; nothing was dialled.
     PbxUnavailable,
+    /// A store the service needs (e.g. for idempotency) is unreachable; nothing was dialled.
+    ServiceUnavailable,
     /// A recording reference outside the allowed charset or length.
     InvalidRecordingRef,
     /// No such resource.
@@ -67,6 +69,7 @@ impl ErrorCode {
             Self::ContactRefConflict => "contact_ref_conflict",
             Self::RateLimited => "rate_limited",
             Self::PbxUnavailable => "pbx_unavailable",
+            Self::ServiceUnavailable => "service_unavailable",
             Self::InvalidRecordingRef => "invalid_recording_ref",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -94,7 +97,7 @@ impl ErrorCode {
             | Self::OutboundIdNotAllowed => 422,
             Self::RateLimited => 429,
             Self::Internal => 500,
-            Self::PbxUnavailable => 503,
+            Self::PbxUnavailable | Self::ServiceUnavailable => 503,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! JSON answers and notifications, written with serde-json-core into caller buffers so every
 //! deployment emits the same bytes.
 
+use core::fmt;
+
 use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
 use crate::error::{BufferTooSmall, Error};
-use crate::number::E164;
 use crate::template::Rendered;
 use crate::time::Timestamp;
 use crate::validate::{Call, Warnings};
@@ -198,7 +199,7 @@ impl Cause {
 }
 
 /// One notification object, as pushed to the Redis lists.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Notification<'a> {
     /// What happened.
     pub event: Event,
@@ -206,14 +207,15 @@ pub struct Notification<'a> {
     pub contact_ref: &'a str,
     /// The agent.
     pub agent: &'a str,
-    /// The callee, in E.164 form.
-    pub callee: E164<'a>,
+    /// The callee in E.164 form: a [`crate::number::E164`], or text a caller kept.
+    pub callee: &'a dyn fmt::Display,
     /// The caller ID as given.
     pub outbound_id: &'a str,
     /// The recording reference.
     pub recording_ref: &'a str,
-    /// Where the recording will be served, when the deployment serves recordings.
-    pub recording_url: Option<Rendered<'a, 'a>>,
+    /// Where the recording will be served, when the deployment serves recordings: a
+    /// rendered [`crate::template::Template`], or text a caller kept.
+    pub recording_url: Option<&'a dyn fmt::Display>,
     /// When it happened.
     pub timestamp: Timestamp,
     /// Why, for `failed` and `hangup`.
@@ -228,11 +230,11 @@ impl Serialize for Notification<'_> {
         s.serialize_field("event", self.event.as_str())?;
         s.serialize_field("contact_ref", self.contact_ref)?;
         s.serialize_field("agent", self.agent)?;
-        s.serialize_field("callee", &self.callee)?;
+        s.serialize_field("callee", &Text(self.callee))?;
         s.serialize_field("outbound_id", self.outbound_id)?;
         s.serialize_field("recording_ref", self.recording_ref)?;
-        if let Some(url) = &self.recording_url {
-            s.serialize_field("recording_url", url)?;
+        if let Some(url) = self.recording_url {
+            s.serialize_field("recording_url", &Text(url))?;
         }
         s.serialize_field("timestamp", &self.timestamp)?;
         if let Some(cause) = self.cause {
@@ -242,6 +244,15 @@ impl Serialize for Notification<'_> {
             s.serialize_field("q850", &q850)?;
         }
         s.end()
+    }
+}
+
+/// Serialises any `Display` as a JSON string, escaped, without allocating.
+struct Text<'a>(&'a dyn fmt::Display);
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
     }
 }
 

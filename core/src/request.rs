@@ -14,7 +14,8 @@
 //! `\` is in no field's charset, so the validators reject an escaped value (with a message
 //! saying escapes are not accepted): an escape can never smuggle an unvalidated character
 //! past them, and the happy path pays nothing for the check.
-//! Keys are matched literally (an escaped key is an unknown key, and ignored).
+//! Keys are matched literally; a key containing an escape is refused (`400`), because a
+//! standard parser could read it as a known field that this one would not see.
 
 use core::fmt;
 
@@ -229,6 +230,11 @@ impl<'de> Visitor<'de> for RequestSeed<'de> {
                 "outbound_id" => (&mut raw.outbound_id, Field::OutboundId),
                 "contact_ref" => (&mut raw.contact_ref, Field::ContactRef),
                 "call_ref" => (&mut raw.call_ref, Field::CallRef),
+                // An escaped key could name a known field for a standard JSON parser (a
+                // gateway, a log reader) while this one ignores it: refuse the body.
+                _ if key.as_bytes().contains(&b'\\') => {
+                    return Err(de::Error::custom("escaped object key"))
+                }
                 _ => continue,
             };
             if !matches!(slot, Value::Absent) && raw.duplicate.is_none() {

@@ -447,6 +447,9 @@ fn missing_fields_are_named(#[case] b: &str, #[case] field: Field) {
 #[case::plus_number(r#"{"agent":+1001}"#)]
 #[case::deep_nesting(r#"{"x":[[[[[[[[[[[[]]]]]]]]]]]]}"#)]
 #[case::duplicate_key(r#"{"callee":"0820001234","callee":"0820001235"}"#)]
+#[case::escaped_key(
+    r#"{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","agen\u0074":"2002"}"#
+)]
 fn malformed_json_is_400(#[case] b: &str) {
     let e = check(b.as_bytes()).expect_err("malformed");
     assert_eq!(e.code, ErrorCode::MalformedJson, "{b}");
@@ -572,6 +575,7 @@ fn every_error_fits_the_error_buffer_and_every_status_is_stable() {
         (ContactRefConflict, "contact_ref_conflict", 409),
         (RateLimited, "rate_limited", 429),
         (PbxUnavailable, "pbx_unavailable", 503),
+        (ServiceUnavailable, "service_unavailable", 503),
         (InvalidRecordingRef, "invalid_recording_ref", 400),
         (NotFound, "not_found", 404),
         (MethodNotAllowed, "method_not_allowed", 405),

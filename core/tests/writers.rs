@@ -84,7 +84,7 @@ fn notification_is_byte_exact() {
             event: Event::Failed,
             contact_ref: "crm-42",
             agent: valid.agent,
-            callee: valid.callee.e164(),
+            callee: &valid.callee.e164(),
             outbound_id: valid.outbound_id.as_str(),
             recording_ref: "aaaqeayeaudaocajbifqydiob4",
             recording_url: None,

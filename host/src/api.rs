@@ -1,0 +1,237 @@
+//! The REST API: `POST /click2dial/calls`.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use click2dial_core::call::Mode;
+use click2dial_core::json::{self, Accepted};
+use click2dial_core::reference::ChannelId;
+use click2dial_core::template::Template;
+use click2dial_core::{request, Error, ErrorCode, ValidCall};
+
+use crate::config::CalleeDigits;
+use crate::idempotency::{self, Claim};
+use crate::pbx::{CallRecord, OriginateError, OriginateRequest};
+use crate::state::AppState;
+
+/// `/click2dial/calls`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/click2dial/calls", post(create_call))
+}
+
+/// An error answered as the contract's JSON body.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut buf = [0u8; json::ERROR_BODY_MAX_LEN];
+        let body = match json::write_error(&self.0, &mut buf) {
+            Ok(n) => buf[..n].to_vec(),
+            Err(_) => br#"{"error":{"code":"internal_error","message":"internal error"}}"#.to_vec(),
+        };
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(status, body)
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `503`: the idempotency store is down and the client gave a `contact_ref`.
+const STORE_UNAVAILABLE: Error = Error::request(
+    ErrorCode::ServiceUnavailable,
+    "the idempotency store (Redis) is unreachable; nothing was dialled, retry later",
+);
+
+async fn create_call(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    request::check_content_type(headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()))?;
+    let bytes = to_bytes(body, request::MAX_BODY_LEN)
+        .await
+        .map_err(|_| Error::BODY_TOO_LARGE)?;
+    let parsed = request::parse(&bytes)?;
+    let valid = state.validators.validate(&parsed, &state.policy())?;
+    if !state.pbx.is_ready() {
+        return Err(Error::PBX_UNAVAILABLE.into());
+    }
+    let mut entropy = [0u8; 32];
+    getrandom::fill(&mut entropy).map_err(|_| Error::INTERNAL)?;
+    let call = valid.assign_references(&entropy);
+    let contact_ref = call.contact_ref.as_str();
+    let recording_ref = call.recording_ref.as_str();
+    let recording_url = state
+        .recording_url
+        .render(contact_ref, recording_ref)
+        .to_string();
+    let notifications_key = Template::new(&state.config.redis.call_key_template)
+        .map_err(|_| Error::INTERNAL)?
+        .render(contact_ref, recording_ref)
+        .to_string();
+    let mut buf = [0u8; 2048];
+    let n = json::write_accepted(
+        &Accepted {
+            call: &call,
+            recording_url: Some(state.recording_url.render(contact_ref, recording_ref)),
+            notifications_key: Some(
+                Template::new(&state.config.redis.call_key_template)
+                    .map_err(|_| Error::INTERNAL)?
+                    .render(contact_ref, recording_ref),
+            ),
+        },
+        &mut buf,
+    )
+    .map_err(|_| Error::INTERNAL)?;
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let callee_e164 = call.valid.callee.e164().to_string();
+
+    let claim_key = (!call.contact_ref.is_generated())
+        .then(|| format!("{}{}", state.config.redis.idempotency_prefix, contact_ref));
+    if let Some(key) = &claim_key {
+        let print = idempotency::fingerprint(
+            call.valid.agent,
+            &callee_e164,
+            call.valid.outbound_id.as_str(),
+            contact_ref,
+        );
+        let mut conn = state.redis().await.ok_or(STORE_UNAVAILABLE)?;
+        let claim = idempotency::claim(
+            &mut conn,
+            key,
+            &print,
+            &answer,
+            state.config.redis.idempotency_ttl_secs,
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "idempotency store failed");
+            STORE_UNAVAILABLE
+        })?;
+        match claim {
+            Claim::New => {}
+            Claim::Repeat(first) => {
+                tracing::info!(contact_ref, "repeated create-call answered from the first");
+                return Ok(json_response(StatusCode::ACCEPTED, first.into_bytes()));
+            }
+            Claim::Conflict => return Err(Error::CONTACT_REF_CONFLICT.into()),
+        }
+    }
+
+    let channel_id = ChannelId::for_contact_ref(contact_ref).to_string();
+    let originate = originate_request(
+        &state,
+        &call.valid,
+        channel_id,
+        CallRecord {
+            contact_ref: contact_ref.to_string(),
+            agent: call.valid.agent.to_string(),
+            callee_e164,
+            outbound_id: call.valid.outbound_id.as_str().to_string(),
+            recording_ref: recording_ref.to_string(),
+            recording_url,
+            notifications_key,
+        },
+    );
+    if let Err(e) = state.pbx.originate(originate).await {
+        if let (Some(key), Some(mut conn)) = (&claim_key, state.redis().await) {
+            let _ = idempotency::release(&mut conn, key).await;
+        }
+        return Err(match e {
+            OriginateError::NotConnected => Error::PBX_UNAVAILABLE,
+            OriginateError::Refused(reason) => {
+                tracing::error!(%reason, contact_ref, "PBX refused the originate");
+                Error::PBX_UNAVAILABLE
+            }
+            OriginateError::Encode(reason) => {
+                tracing::error!(%reason, contact_ref, "originate could not be encoded");
+                Error::INTERNAL
+            }
+        }
+        .into());
+    }
+    tracing::info!(contact_ref, recording_ref, "call queued");
+    Ok(json_response(StatusCode::ACCEPTED, answer.into_bytes()))
+}
+
+/// The Originate for a validated call, from the dialplan configuration.
+fn originate_request(
+    state: &AppState,
+    valid: &ValidCall<'_>,
+    channel_id: String,
+    record: CallRecord,
+) -> OriginateRequest {
+    let dialplan = &state.config.dialplan;
+    let callee_digits = match dialplan.callee_digits {
+        CalleeDigits::AsGiven => valid.callee.as_str().to_string(),
+        CalleeDigits::E164 => record.callee_e164.trim_start_matches('+').to_string(),
+    };
+    let mut variables = vec![
+        ("C2D_CONTACT_REF".to_string(), record.contact_ref.clone()),
+        (
+            "C2D_RECORDING_REF".to_string(),
+            record.recording_ref.clone(),
+        ),
+        ("C2D_OUTBOUND_ID".to_string(), record.outbound_id.clone()),
+        ("C2D_CALLEE".to_string(), callee_digits.clone()),
+    ];
+    for (header, value) in [
+        ("Agent", &record.agent),
+        ("Callee", &callee_digits),
+        ("Outbound-Id", &record.outbound_id),
+        ("Contact-Ref", &record.contact_ref),
+        ("Recording-Ref", &record.recording_ref),
+    ] {
+        variables.push((
+            format!("PJSIP_HEADER(add,X-Teleforge-{header})"),
+            value.clone(),
+        ));
+    }
+    let (mode, channel, context, exten, caller_id) = if valid.single_leg {
+        let resource = dialplan.direct_channel.replace("{callee}", &callee_digits);
+        let (tech, resource) = resource
+            .split_once('/')
+            .map(|(t, r)| (t.to_string(), r.to_string()))
+            .unwrap_or_else(|| ("PJSIP".into(), resource.clone()));
+        (
+            Mode::SingleLeg,
+            (tech, resource),
+            dialplan.direct_context.clone(),
+            "s".to_string(),
+            record.outbound_id.clone(),
+        )
+    } else {
+        (
+            Mode::TwoLeg,
+            (dialplan.agent_tech.clone(), record.agent.clone()),
+            dialplan.outbound_context.clone(),
+            callee_digits.clone(),
+            // What the agent's phone shows: whom it is about to call.
+            callee_digits,
+        )
+    };
+    OriginateRequest {
+        channel_id,
+        mode,
+        channel,
+        context,
+        exten,
+        caller_id,
+        timeout_ms: dialplan.agent_ring_timeout_ms,
+        variables,
+        record,
+    }
+}

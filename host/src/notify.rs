@@ -1,0 +1,217 @@
+//! Notifications into Redis lists, through a bounded in-memory spool.
+//!
+//! One task owns the Redis connection and pushes notifications strictly in the order they
+//! were handed over, so each call's list is in event order. While Redis is unreachable they
+//! wait in the spool (a `VecDeque` in this process, `redis.spool_capacity` entries; about
+//! 0.5 KiB each) and are pushed in order when Redis is back. Each push runs a Lua script
+//! that first claims the notification's id with `SET NX`, so a push that Redis executed but
+//! whose reply was lost is not repeated on retry: nothing lost, nothing duplicated. Only a
+//! full spool drops (the oldest first, logged as an error).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, watch};
+
+/// One notification on its way to Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    /// Unique id (`<ChannelId>:<sequence>`): the exactly-once key.
+    pub id: String,
+    /// The per-call list.
+    pub call_key: String,
+    /// The JSON object.
+    pub json: String,
+}
+
+/// Where notifications go.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `redis://…`
+    pub url: String,
+    /// The deprecated shared list, when still written.
+    pub legacy_key: Option<String>,
+    /// TTL of the per-call list and of the exactly-once marks.
+    pub ttl_secs: u64,
+    /// Spool size.
+    pub spool_capacity: usize,
+    /// Prefix of the exactly-once marks.
+    pub sent_prefix: String,
+}
+
+/// Pushes `KEYS[1]` (per-call list) and optionally `KEYS[2]` (legacy list) once per id
+/// (`KEYS[3]`, the mark).
+const PUSH_ONCE: &str = r"
+if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('LPUSH', KEYS[1], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  if ARGV[3] == '1' then
+    redis.call('LPUSH', KEYS[2], ARGV[1])
+  end
+  return 1
+end
+return 0
+";
+
+/// Hands notifications to the pushing task.
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    tx: mpsc::UnboundedSender<Notification>,
+    spooled: Arc<AtomicUsize>,
+    drained: watch::Receiver<bool>,
+}
+
+impl Notifier {
+    /// Starts the pushing task.
+    pub fn start(settings: Settings) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let spooled = Arc::new(AtomicUsize::new(0));
+        let (drained_tx, drained) = watch::channel(true);
+        tokio::spawn(run(settings, rx, spooled.clone(), drained_tx));
+        Self {
+            tx,
+            spooled,
+            drained,
+        }
+    }
+
+    /// Queues a notification; never blocks.
+    pub fn send(&self, notification: Notification) {
+        self.spooled.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(notification).is_err() {
+            self.spooled.fetch_sub(1, Ordering::SeqCst);
+            tracing::error!("notification task is gone; notification dropped");
+        }
+    }
+
+    /// Notifications not yet in Redis.
+    pub fn spool_depth(&self) -> usize {
+        self.spooled.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every queued notification is in Redis, or `timeout` passes; returns
+    /// whether the spool is empty.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let mut drained = self.drained.clone();
+        let wait = async {
+            loop {
+                if self.spool_depth() == 0 {
+                    return;
+                }
+                if drained.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+        self.spool_depth() == 0
+    }
+}
+
+async fn run(
+    settings: Settings,
+    mut rx: mpsc::UnboundedReceiver<Notification>,
+    spooled: Arc<AtomicUsize>,
+    drained: watch::Sender<bool>,
+) {
+    let script = redis::Script::new(PUSH_ONCE);
+    let mut spool: VecDeque<Notification> = VecDeque::new();
+    let mut connection: Option<ConnectionManager> = None;
+    let mut retry = Duration::from_millis(100);
+    loop {
+        if spool.is_empty() {
+            let _ = drained.send(true);
+            match rx.recv().await {
+                Some(n) => spool.push_back(n),
+                None => return,
+            }
+        }
+        while let Ok(n) = rx.try_recv() {
+            spool.push_back(n);
+        }
+        while spool.len() > settings.spool_capacity {
+            if let Some(lost) = spool.pop_front() {
+                spooled.fetch_sub(1, Ordering::SeqCst);
+                tracing::error!(id = %lost.id, key = %lost.call_key, "spool full: notification dropped");
+            }
+        }
+        let _ = drained.send(false);
+        if connection.is_none() {
+            connection = connect(&settings.url).await;
+        }
+        let Some(conn) = connection.as_mut() else {
+            wait_or_receive(&mut rx, &mut spool, retry).await;
+            retry = (retry * 2).min(Duration::from_secs(2));
+            continue;
+        };
+        let Some(next) = spool.front() else { continue };
+        match push(&script, conn, &settings, next).await {
+            Ok(()) => {
+                spool.pop_front();
+                spooled.fetch_sub(1, Ordering::SeqCst);
+                retry = Duration::from_millis(100);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, spooled = spool.len(), "Redis push failed; spooling");
+                wait_or_receive(&mut rx, &mut spool, retry).await;
+                retry = (retry * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn connect(url: &str) -> Option<ConnectionManager> {
+    let client = redis::Client::open(url).ok()?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1);
+    match ConnectionManager::new_with_config(client, config).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "Redis unreachable");
+            None
+        }
+    }
+}
+
+/// Sleeps `delay` while still accepting new notifications into the spool.
+async fn wait_or_receive(
+    rx: &mut mpsc::UnboundedReceiver<Notification>,
+    spool: &mut VecDeque<Notification>,
+    delay: Duration,
+) {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return,
+            n = rx.recv() => match n {
+                Some(n) => spool.push_back(n),
+                None => return,
+            },
+        }
+    }
+}
+
+async fn push(
+    script: &redis::Script,
+    conn: &mut ConnectionManager,
+    settings: &Settings,
+    n: &Notification,
+) -> redis::RedisResult<()> {
+    let legacy = settings.legacy_key.as_deref();
+    let _: i64 = script
+        .key(&n.call_key)
+        .key(legacy.unwrap_or(&n.call_key))
+        .key(format!("{}{}", settings.sent_prefix, n.id))
+        .arg(&n.json)
+        .arg(settings.ttl_secs)
+        .arg(if legacy.is_some() { "1" } else { "0" })
+        .invoke_async(conn)
+        .await?;
+    Ok(())
+}

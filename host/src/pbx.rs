@@ -1,0 +1,574 @@
+//! The AMI client: a tokio driver around core's sans-IO codec and call state machine.
+//!
+//! One task owns the connection. It logs in, waits for `FullyBooted`, then multiplexes
+//! Originate requests, `Ping` keep-alives and incoming events; events are routed to each
+//! call's [`CallTracker`] by `Linkedid` (`ActionID` for `OriginateResponse`; the Originate's
+//! `ActionID` is its `ChannelId`), and every step of progress becomes a notification.
+//!
+//! When the connection is lost, calls in flight end with `failed`/`pbx_error`: their
+//! channels may live on in Asterisk, but the events that would tell their outcome are gone,
+//! and a notification that guessed would be worse than one that says so. The client then
+//! reconnects with a doubling backoff (capped at `ami.max_backoff_secs`) and logs in again.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use click2dial_core::ami::{
+    Action, Channel, Decoder, Frame, Kind, Login, Message, Originate, Ping, ResponseStatus,
+    MAX_MESSAGE_LEN,
+};
+use click2dial_core::call::{CallTracker, ChannelEvent, Mode, Progress};
+use click2dial_core::json::{self, Notification as NotificationJson};
+use click2dial_core::time::Timestamp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::notify::{Notification, Notifier};
+
+/// Where and how to log in.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `host:port`
+    pub address: String,
+    /// `manager.conf` user.
+    pub username: String,
+    /// Its secret.
+    pub secret: String,
+    /// Keep-alive interval.
+    pub ping_interval: Duration,
+    /// Longest reconnection delay.
+    pub max_backoff: Duration,
+}
+
+/// Everything a notification carries besides the event itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    /// Contact reference in use.
+    pub contact_ref: String,
+    /// Agent (or callee for a one-leg call).
+    pub agent: String,
+    /// Callee, E.164.
+    pub callee_e164: String,
+    /// Caller ID as given.
+    pub outbound_id: String,
+    /// Recording reference.
+    pub recording_ref: String,
+    /// Recording URL.
+    pub recording_url: String,
+    /// The per-call Redis list.
+    pub notifications_key: String,
+}
+
+/// An Originate to send, with the call it starts.
+#[derive(Clone, Debug)]
+pub struct OriginateRequest {
+    /// `ChannelId`, also used as `ActionID`.
+    pub channel_id: String,
+    /// Two legs, or one.
+    pub mode: Mode,
+    /// `tech`/`resource` of the first channel.
+    pub channel: (String, String),
+    /// Dialplan context.
+    pub context: String,
+    /// Extension.
+    pub exten: String,
+    /// `CallerID` of the first channel.
+    pub caller_id: String,
+    /// Ring timeout of the first channel.
+    pub timeout_ms: u32,
+    /// Channel variables.
+    pub variables: Vec<(String, String)>,
+    /// For the notifications.
+    pub record: CallRecord,
+}
+
+/// Why an Originate was not queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OriginateError {
+    /// Not logged in to the PBX; nothing was sent.
+    #[error("the PBX is not connected")]
+    NotConnected,
+    /// Asterisk answered `Response: Error`.
+    #[error("the PBX refused the originate: {0}")]
+    Refused(String),
+    /// The action could not be written (a value the codec refuses).
+    #[error("the originate could not be encoded: {0}")]
+    Encode(String),
+}
+
+/// Connection state, as `/readyz` and the create-call handler see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Logged in and booted.
+    Ready,
+    /// Connecting, logging in, or waiting to retry.
+    Down,
+}
+
+enum Command {
+    Originate {
+        request: Box<OriginateRequest>,
+        reply: oneshot::Sender<Result<(), OriginateError>>,
+    },
+}
+
+/// Handle to the AMI task.
+#[derive(Clone, Debug)]
+pub struct Pbx {
+    tx: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl Pbx {
+    /// Starts the AMI task.
+    pub fn start(settings: Settings, notifier: Notifier) -> Self {
+        let (tx, rx) = mpsc::channel(1024);
+        let (status_tx, status) = watch::channel(Status::Down);
+        tokio::spawn(run(settings, rx, status_tx, notifier));
+        Self { tx, status }
+    }
+
+    /// Whether the PBX is logged in.
+    pub fn is_ready(&self) -> bool {
+        *self.status.borrow() == Status::Ready
+    }
+
+    /// Waits until the PBX is logged in or `timeout` passes.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut status = self.status.clone();
+        tokio::time::timeout(timeout, status.wait_for(|s| *s == Status::Ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Sends an Originate and waits for Asterisk's answer.
+    pub async fn originate(&self, request: OriginateRequest) -> Result<(), OriginateError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Originate {
+                request: Box::new(request),
+                reply,
+            })
+            .await
+            .map_err(|_| OriginateError::NotConnected)?;
+        answer.await.unwrap_or(Err(OriginateError::NotConnected))
+    }
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A call in flight.
+struct LiveCall {
+    tracker: CallTracker,
+    record: CallRecord,
+    sequence: u32,
+}
+
+/// State that outlives one connection.
+struct Driver {
+    settings: Settings,
+    notifier: Notifier,
+    calls: HashMap<String, LiveCall>,
+}
+
+async fn run(
+    settings: Settings,
+    mut rx: mpsc::Receiver<Command>,
+    status: watch::Sender<Status>,
+    notifier: Notifier,
+) {
+    let mut driver = Driver {
+        settings,
+        notifier,
+        calls: HashMap::new(),
+    };
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let result = driver.session(&mut rx, &status).await;
+        let _ = status.send(Status::Down);
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, address = %driver.settings.address, "AMI connection lost")
+            }
+        }
+        driver.fail_all();
+        // Refuse originates while waiting; nothing is queued for later dialling.
+        let sleep = tokio::time::sleep(backoff);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                command = rx.recv() => match command {
+                    Some(Command::Originate { reply, .. }) => {
+                        let _ = reply.send(Err(OriginateError::NotConnected));
+                    }
+                    None => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(driver.settings.max_backoff);
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connect: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the PBX closed the connection")]
+    Closed,
+    #[error("login refused: {0}")]
+    LoginRefused(String),
+    #[error("AMI protocol: {0}")]
+    Protocol(String),
+    #[error("no answer to Ping")]
+    PingTimeout,
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+}
+
+/// Bytes from the socket, decoded frame by frame.
+struct Reader {
+    stream: tokio::net::tcp::OwnedReadHalf,
+    buf: Vec<u8>,
+    start: usize,
+    decoder: Decoder,
+}
+
+impl Reader {
+    /// Reads until at least one more frame may be decodable.
+    async fn fill(&mut self) -> Result<(), SessionError> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(SessionError::Closed);
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// The next complete frame, if buffered, as an owned copy of its message bytes.
+    fn next_frame(&mut self) -> Result<Option<OwnedFrame>, SessionError> {
+        let rest = &self.buf[self.start..];
+        match self.decoder.decode(rest) {
+            Ok(Some(decoded)) => {
+                let frame = match decoded.frame {
+                    Frame::Banner(_) => OwnedFrame::Banner,
+                    Frame::Message(_) => OwnedFrame::Message(rest[..decoded.len].to_vec()),
+                };
+                self.start += decoded.len;
+                Ok(Some(frame))
+            }
+            Ok(None) if rest.len() > MAX_MESSAGE_LEN * 2 => {
+                Err(SessionError::Protocol("message too large".into()))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(SessionError::Protocol(e.to_string())),
+        }
+    }
+
+    async fn next(&mut self) -> Result<OwnedFrame, SessionError> {
+        loop {
+            if let Some(frame) = self.next_frame()? {
+                return Ok(frame);
+            }
+            self.fill().await?;
+        }
+    }
+}
+
+enum OwnedFrame {
+    Banner,
+    Message(Vec<u8>),
+}
+
+/// Decodes one buffered message again (it is complete, so this cannot need more bytes).
+fn with_message<R>(bytes: &[u8], f: impl FnOnce(&Message<'_>) -> R) -> Option<R> {
+    match Decoder::without_banner().decode(bytes) {
+        Ok(Some(Decoded {
+            frame: Frame::Message(m),
+            ..
+        })) => Some(f(&m)),
+        _ => None,
+    }
+}
+
+use click2dial_core::ami::Decoded;
+
+impl Driver {
+    async fn session(
+        &mut self,
+        rx: &mut mpsc::Receiver<Command>,
+        status: &watch::Sender<Status>,
+    ) -> Result<(), SessionError> {
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            TcpStream::connect(&self.settings.address),
+        )
+        .await
+        .map_err(|_| SessionError::Timeout("TCP connect"))??;
+        stream.set_nodelay(true)?;
+        let (read, mut write) = stream.into_split();
+        let mut reader = Reader {
+            stream: read,
+            buf: Vec::with_capacity(MAX_MESSAGE_LEN),
+            start: 0,
+            decoder: Decoder::new(),
+        };
+        let mut out = vec![0u8; 8192];
+        let login = Login {
+            action_id: "login",
+            username: &self.settings.username,
+            secret: &self.settings.secret,
+        };
+        let n = login
+            .write(&mut out)
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        write.write_all(&out[..n]).await?;
+
+        let handshake = async {
+            let mut logged_in = false;
+            loop {
+                let OwnedFrame::Message(bytes) = reader.next().await? else {
+                    continue;
+                };
+                let step = with_message(&bytes, |m| match m.kind() {
+                    Kind::Response(ResponseStatus::Success) if m.action_id() == Some("login") => {
+                        Ok(Some(false))
+                    }
+                    Kind::Response(_) if m.action_id() == Some("login") => Err(
+                        SessionError::LoginRefused(m.message().unwrap_or("no reason").to_string()),
+                    ),
+                    Kind::Event("FullyBooted") => Ok(Some(true)),
+                    _ => Ok(None),
+                });
+                match step {
+                    Some(Ok(Some(false))) => logged_in = true,
+                    Some(Ok(Some(true))) if logged_in => return Ok::<(), SessionError>(()),
+                    Some(Err(e)) => return Err(e),
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), handshake)
+            .await
+            .map_err(|_| SessionError::Timeout("login and FullyBooted"))??;
+        tracing::info!(address = %self.settings.address, "AMI logged in");
+        let _ = status.send(Status::Ready);
+
+        let mut pending: HashMap<String, oneshot::Sender<Result<(), OriginateError>>> =
+            HashMap::new();
+        let mut ping = tokio::time::interval(self.settings.ping_interval);
+        ping.tick().await;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ping_outstanding: Option<u64> = None;
+        let mut ping_seq: u64 = 0;
+        let result = loop {
+            tokio::select! {
+                frame = reader.next() => {
+                    let bytes = match frame {
+                        Ok(OwnedFrame::Message(bytes)) => bytes,
+                        Ok(OwnedFrame::Banner) => continue,
+                        Err(e) => break Err(e),
+                    };
+                    with_message(&bytes, |m| self.on_message(m, &mut pending, &mut ping_outstanding));
+                }
+                command = rx.recv() => {
+                    let Some(Command::Originate { request, reply }) = command else {
+                        break Ok(());
+                    };
+                    match self.send_originate(&request, &mut out) {
+                        Ok(n) => {
+                            if let Err(e) = write.write_all(&out[..n]).await {
+                                let _ = reply.send(Err(OriginateError::NotConnected));
+                                break Err(e.into());
+                            }
+                            pending.insert(request.channel_id.clone(), reply);
+                            self.track(*request);
+                        }
+                        Err(e) => { let _ = reply.send(Err(e)); }
+                    }
+                }
+                _ = ping.tick() => {
+                    if ping_outstanding.is_some() {
+                        break Err(SessionError::PingTimeout);
+                    }
+                    ping_seq += 1;
+                    let id = format!("ping-{ping_seq}");
+                    let n = Ping { action_id: &id }.write(&mut out).map_err(|e| SessionError::Protocol(e.to_string()))?;
+                    write.write_all(&out[..n]).await?;
+                    ping_outstanding = Some(ping_seq);
+                }
+                _ = tick.tick() => self.on_tick(),
+            }
+        };
+        // Originates written but not answered: the call's tracker reports pbx_error; the
+        // HTTP side answers 202 (the request reached the PBX) and the notification follows.
+        for (_, reply) in pending.drain() {
+            let _ = reply.send(Ok(()));
+        }
+        result
+    }
+
+    fn send_originate(
+        &self,
+        request: &OriginateRequest,
+        out: &mut [u8],
+    ) -> Result<usize, OriginateError> {
+        let variables: Vec<(&str, &str)> = request
+            .variables
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Originate {
+            action_id: &request.channel_id,
+            channel: Channel {
+                tech: &request.channel.0,
+                resource: &request.channel.1,
+            },
+            context: &request.context,
+            exten: &request.exten,
+            priority: 1,
+            caller_id: Some(&request.caller_id),
+            timeout_ms: Some(request.timeout_ms),
+            channel_id: Some(&request.channel_id),
+            other_channel_id: None,
+            variables: &variables,
+        }
+        .write(out)
+        .map_err(|e| OriginateError::Encode(e.to_string()))
+    }
+
+    fn track(&mut self, request: OriginateRequest) {
+        let now = unix_millis();
+        match CallTracker::new(&request.channel_id, request.mode, now) {
+            Ok(tracker) => {
+                let mut call = LiveCall {
+                    tracker,
+                    record: request.record,
+                    sequence: 0,
+                };
+                self.drain(&mut call);
+                self.calls.insert(request.channel_id, call);
+            }
+            Err(_) => {
+                tracing::error!(channel_id = %request.channel_id, "ChannelId too long to track")
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        message: &Message<'_>,
+        pending: &mut HashMap<String, oneshot::Sender<Result<(), OriginateError>>>,
+        ping_outstanding: &mut Option<u64>,
+    ) {
+        match message.kind() {
+            Kind::Response(status) => {
+                let Some(action_id) = message.action_id() else {
+                    return;
+                };
+                if action_id.starts_with("ping-") {
+                    *ping_outstanding = None;
+                    return;
+                }
+                if let Some(reply) = pending.remove(action_id) {
+                    if status == ResponseStatus::Success {
+                        let _ = reply.send(Ok(()));
+                    } else {
+                        let reason = message.message().unwrap_or("no reason").to_string();
+                        // Nothing was dialled: forget the call without notifications.
+                        self.calls.remove(action_id);
+                        let _ = reply.send(Err(OriginateError::Refused(reason)));
+                    }
+                }
+            }
+            Kind::Event(_) => {
+                let Some((key, event)) = ChannelEvent::from_message(message) else {
+                    return;
+                };
+                let Some(mut call) = self.calls.remove(key) else {
+                    return;
+                };
+                call.tracker.handle_event(unix_millis(), &event);
+                self.drain(&mut call);
+                if !call.tracker.is_finished() {
+                    self.calls.insert(key.to_string(), call);
+                }
+            }
+            Kind::Other => {}
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = unix_millis();
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            if let Some(mut call) = self.calls.remove(&id) {
+                call.tracker.handle_timeout(now);
+                self.drain(&mut call);
+                if !call.tracker.is_finished() {
+                    self.calls.insert(id, call);
+                }
+            }
+        }
+    }
+
+    fn fail_all(&mut self) {
+        let now = unix_millis();
+        let calls: Vec<(String, LiveCall)> = self.calls.drain().collect();
+        for (_, mut call) in calls {
+            call.tracker.handle_pbx_lost(now);
+            self.drain(&mut call);
+        }
+    }
+
+    fn drain(&self, call: &mut LiveCall) {
+        while let Some(progress) = call.tracker.poll_progress() {
+            call.sequence += 1;
+            self.notify(call, progress);
+        }
+    }
+
+    fn notify(&self, call: &LiveCall, progress: Progress) {
+        let record = &call.record;
+        let notification = NotificationJson {
+            event: progress.event,
+            contact_ref: &record.contact_ref,
+            agent: &record.agent,
+            callee: &record.callee_e164,
+            outbound_id: &record.outbound_id,
+            recording_ref: &record.recording_ref,
+            recording_url: Some(&record.recording_url),
+            timestamp: Timestamp::from_unix_millis(progress.at),
+            cause: progress.cause,
+            q850: progress.q850,
+        };
+        let mut buf = [0u8; 2048];
+        match json::write_notification(&notification, &mut buf) {
+            Ok(n) => self.notifier.send(Notification {
+                id: format!("{}:{}", call.tracker.channel_id(), call.sequence),
+                call_key: record.notifications_key.clone(),
+                json: String::from_utf8_lossy(&buf[..n]).into_owned(),
+            }),
+            Err(e) => tracing::error!(error = %e, "notification does not fit its buffer"),
+        }
+    }
+}
