@@ -105,8 +105,8 @@ pub struct Dialplan {
     /// Context for one-leg calls (agent equals callee): dials the callee first, then the
     /// direct destination.
     pub direct_context: String,
-    /// Channel that reaches the callee for one-leg calls, `{callee}` replaced
-    /// (e.g. `PJSIP/{callee}@carrier`).
+    /// Channel that reaches the callee for one-leg calls, `{callee}` replaced; the default
+    /// goes through `[c2d-single]` of the integration kit, which sets the caller ID.
     pub direct_channel: String,
     /// How long the agent's (or, one-leg, the callee's) phone rings, in milliseconds.
     pub agent_ring_timeout_ms: u32,
@@ -120,7 +120,7 @@ impl Default for Dialplan {
             agent_tech: "PJSIP".into(),
             outbound_context: "c2d-outbound".into(),
             direct_context: "c2d-direct".into(),
-            direct_channel: "PJSIP/{callee}@carrier".into(),
+            direct_channel: "Local/{callee}@c2d-single".into(),
             agent_ring_timeout_ms: 20_000,
             callee_digits: CalleeDigits::AsGiven,
         }
