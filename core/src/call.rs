@@ -140,7 +140,7 @@ impl<'a> ChannelEvent<'a> {
                     .and_then(|r| u8::try_from(r).ok())
                     .unwrap_or(0);
                 return Some((
-                    message.uniqueid()?,
+                    message.action_id()?,
                     Self::OriginateResponse { success, reason },
                 ));
             }

@@ -16,7 +16,10 @@ fn app() -> axum::Router {
     click2dial_host::app(state)
 }
 
-async fn post(content_type: Option<&str>, body: impl Into<Body>) -> (StatusCode, serde_json::Value) {
+async fn post(
+    content_type: Option<&str>,
+    body: impl Into<Body>,
+) -> (StatusCode, serde_json::Value) {
     let mut request = Request::post("/click2dial/calls");
     if let Some(ct) = content_type {
         request = request.header("content-type", ct);
@@ -27,11 +30,19 @@ async fn post(content_type: Option<&str>, body: impl Into<Body>) -> (StatusCode,
         .expect("response");
     let status = response.status();
     assert_eq!(
-        response.headers().get("content-type").map(|v| v.to_str().unwrap_or("")),
+        response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("")),
         Some("application/json"),
         "every answer is JSON"
     );
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     (status, serde_json::from_slice(&bytes).expect("JSON body"))
 }
 

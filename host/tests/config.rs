@@ -31,11 +31,19 @@ fn check_config_prints_the_effective_configuration_with_secrets_masked() {
         .env("CLICK2DIAL_HTTP__HTTP_PORT", "9090")
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("utf-8");
     let parsed: toml::Value = toml::from_str(&text).expect("TOML");
     assert_eq!(parsed["ami"]["address"].as_str(), Some("10.0.0.5:5038"));
-    assert_eq!(parsed["http"]["http_port"].as_integer(), Some(9090), "env overrides file");
+    assert_eq!(
+        parsed["http"]["http_port"].as_integer(),
+        Some(9090),
+        "env overrides file"
+    );
     assert_eq!(parsed["ami"]["secret"].as_str(), Some("********"));
     assert!(!text.contains("s3cret"));
     assert!(!text.contains("hunter2"));
@@ -51,8 +59,14 @@ fn a_bad_file_names_the_key_and_exits_non_zero() {
     for (text, key) in [
         ("[http]\nhttp_port = \"eighty\"\n", "http_port"),
         ("[ami]\nsekret = \"x\"\n", "sekret"),
-        ("[redis]\ncall_key_template = \"one-list\"\n", "redis.call_key_template"),
-        ("[policy]\nallowed_country_codes = [\"+44\"]\n", "policy.allowed_country_codes"),
+        (
+            "[redis]\ncall_key_template = \"one-list\"\n",
+            "redis.call_key_template",
+        ),
+        (
+            "[policy]\nallowed_country_codes = [\"+44\"]\n",
+            "policy.allowed_country_codes",
+        ),
         ("[http\n", "TOML"),
     ] {
         let path = write(&dir, text);
@@ -78,11 +92,18 @@ fn a_bad_file_names_the_key_and_exits_non_zero() {
 fn environment_overrides_reach_nested_lists() {
     let out = host()
         .arg("check-config")
-        .env("CLICK2DIAL_POLICY__ALLOWED_COUNTRY_CODES", "[\"44\",\"49\"]")
+        .env(
+            "CLICK2DIAL_POLICY__ALLOWED_COUNTRY_CODES",
+            "[\"44\",\"49\"]",
+        )
         .env("CLICK2DIAL_AMI__SECRET", "from-env")
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let parsed: toml::Value =
         toml::from_str(&String::from_utf8(out.stdout).expect("utf-8")).expect("TOML");
     let codes: Vec<&str> = parsed["policy"]["allowed_country_codes"]

@@ -1,0 +1,123 @@
+//! `pbx-sim`: the PBX simulator as a process. Prints `listening <addr>` on stdout once bound,
+//! logs to stderr, stops on SIGTERM or Ctrl-C.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use click2dial_tests::pbx_sim::{Config, Override, Simulator};
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+/// An AMI server that answers like the recorded Asterisk 22 and plays recorded calls.
+#[derive(Debug, Parser)]
+#[command(name = "pbx-sim", version)]
+struct Cli {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:5038")]
+    listen: SocketAddr,
+    /// Manager user name.
+    #[arg(long, default_value = "c2d")]
+    username: String,
+    /// Manager secret.
+    #[arg(long, default_value = "secret")]
+    secret: String,
+    /// Where `<recording_ref>.wav` files are written (created if missing).
+    #[arg(long, alias = "recordings", default_value = "recordings")]
+    recordings_dir: PathBuf,
+    /// Wall-clock seconds per recorded second: 1.0 real time, 0.01 a hundred times faster.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// A dialplan context Originates may target (repeat for more).
+    #[arg(long = "context", default_value = "c2d-outbound")]
+    contexts: Vec<String>,
+    /// Caller ID of the callee leg when the Originate has no C2D_OUTBOUND_ID variable.
+    #[arg(long, default_value = "27820001234")]
+    outbound_cid: String,
+    /// Force an outcome: `agent:<endpoint>=<outcome>` or `callee:<number>=<outcome>`
+    /// (repeat for more). Outcomes: answered, agent-no-answer, agent-busy,
+    /// agent-unavailable, callee-busy, callee-not-found, callee-declines, callee-no-answer,
+    /// agent-hangs-up.
+    #[arg(long = "outcome")]
+    overrides: Vec<Override>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = Config {
+        username: cli.username,
+        secret: cli.secret,
+        recordings_dir: cli.recordings_dir,
+        time_scale: cli.time_scale,
+        contexts: cli.contexts,
+        outbound_cid: cli.outbound_cid,
+        overrides: cli.overrides,
+    };
+    let simulator = match Simulator::new(config) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match TcpListener::bind(cli.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(address = %cli.listen, error = %e, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            error!(error = %e, "no local address");
+            return ExitCode::FAILURE;
+        }
+    };
+    {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening {addr}");
+        let _ = stdout.flush();
+    }
+    info!(%addr, recordings = %simulator.recordings_dir().display(), "PBX simulator ready");
+    tokio::select! {
+        result = simulator.serve(listener) => {
+            if let Err(e) = result {
+                error!(error = %e, "stopped");
+                return ExitCode::FAILURE;
+            }
+        }
+        () = shutdown_signal() => info!("shutting down"),
+    }
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,297 @@
+//! One simulated call: its template played on the call-time clock, its events delivered to
+//! every logged-in session, its recording written.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::{sleep, Instant};
+use tracing::{info, warn};
+
+use super::action::Originate;
+use super::hub::{Bytes, CallGuard, Shared};
+use super::outcome::{self, Outcome};
+use super::render::CallValues;
+use super::template::{templates, Role, Template};
+use super::wav::{Recorder, RATE};
+
+/// How often a recording in progress is extended while nothing else happens.
+const RECORDING_TICK: Duration = Duration::from_millis(50);
+
+/// Asterisk's ring time when the Originate's `Timeout` is not positive.
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+/// A call ready to run.
+pub(crate) struct Call {
+    template: &'static Template,
+    /// What the rules chose (the template may still be the no-dialplan or failure one).
+    pub(crate) outcome: Outcome,
+    values: CallValues,
+    ring_timeout_ms: u64,
+    /// Where the answer of a synchronous Originate goes.
+    reply: Option<oneshot::Sender<Vec<u8>>>,
+    _guard: CallGuard,
+}
+
+impl Call {
+    /// Plans the call that `originate` starts: the outcome by the configured rules, the
+    /// template, and the call's names and ids. `reply` is set for a synchronous Originate.
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        originate: &Originate,
+        reply: Option<oneshot::Sender<Vec<u8>>>,
+    ) -> Self {
+        let all = templates();
+        let outcome = outcome::choose(
+            &shared.config.overrides,
+            &originate.tech,
+            &originate.resource,
+            &originate.exten,
+        );
+        let mut guard = shared.begin_call();
+        let duplicate = outcome != Outcome::AgentUnavailable
+            && originate
+                .channel_id
+                .as_deref()
+                .is_some_and(|id| !guard.claim_channel_id(id));
+        let unavailable = outcome == Outcome::AgentUnavailable || duplicate;
+        let template = if unavailable {
+            all.outcome(Outcome::AgentUnavailable)
+        } else if !outcome.is_agent_side() && (originate.priority == 0 || originate.application) {
+            &all.no_dialplan
+        } else {
+            all.outcome(outcome)
+        };
+        // PJSIP names a channel after the endpoint: `PJSIP/0820001234@carrier` → `carrier`.
+        let endpoint = originate
+            .resource
+            .rsplit_once('@')
+            .map_or(originate.resource.as_str(), |(_, e)| e);
+        let (agent_channel, agent_uniqueid) = if unavailable {
+            let id = originate.channel_id.clone();
+            (String::new(), id.unwrap_or_else(|| "<unknown>".into()))
+        } else {
+            let name = shared.ids.channel_name(endpoint);
+            let id = match &originate.channel_id {
+                Some(id) => {
+                    shared.ids.skip_uniqueid();
+                    id.clone()
+                }
+                None => shared.ids.uniqueid(),
+            };
+            (name, id)
+        };
+        let variable = |name: &str| {
+            originate
+                .variables
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let values = CallValues {
+            action_id: originate.action_id.clone(),
+            requested_channel: originate.channel.clone(),
+            agent_dial: originate.resource.clone(),
+            agent_channel,
+            agent_uniqueid,
+            callee: originate.exten.clone(),
+            context: originate.context.clone(),
+            caller_id: originate.caller_id.clone(),
+            outbound: variable("C2D_OUTBOUND_ID")
+                .unwrap_or_else(|| shared.config.outbound_cid.clone()),
+            contact: variable("C2D_CONTACT_REF").filter(|v| !v.is_empty()),
+            recording: variable("C2D_RECORDING_REF").filter(|v| !v.is_empty()),
+            variables: originate.variables.clone(),
+            recordings_dir: shared.recordings_dir.display().to_string(),
+            carrier: None,
+            bridge_id: None,
+        };
+        let ring_timeout_ms = u64::try_from(originate.timeout_ms)
+            .ok()
+            .filter(|&t| t > 0)
+            .unwrap_or(DEFAULT_TIMEOUT_MS);
+        if duplicate {
+            warn!(
+                channel_id = originate.channel_id.as_deref(),
+                "a live call already has this ChannelId: the Originate fails"
+            );
+        }
+        Self {
+            template,
+            outcome: if duplicate {
+                Outcome::AgentUnavailable
+            } else {
+                outcome
+            },
+            values,
+            ring_timeout_ms,
+            reply,
+            _guard: guard,
+        }
+    }
+
+    /// Plays the call to its end.
+    pub(crate) async fn run(mut self, shared: Arc<Shared>) {
+        let t = self.template;
+        let start = Instant::now();
+        let mut recorder: Option<Recorder> = None;
+        for (i, frame) in t.frames.iter().enumerate() {
+            let skip = match frame.role {
+                Role::OriginateVariable => true,
+                Role::CreationCallerId => self.values.caller_id.is_none(),
+                Role::Recording => self.values.recording.is_none(),
+                _ => false,
+            };
+            if skip {
+                continue;
+            }
+            let due = start + shared.scaled(t.due_ms(i, self.ring_timeout_ms));
+            wait_until(due, &mut recorder).await;
+            if frame.role == Role::OriginateResponse {
+                if let Some(reply) = self.reply.take() {
+                    let success = frame
+                        .lines
+                        .iter()
+                        .any(|(k, v)| k == "Response" && v == "Success");
+                    let _ = reply.send(synchronous_answer(
+                        self.values.action_id.as_deref(),
+                        success,
+                    ));
+                    continue;
+                }
+            }
+            if Some(i) == t.recording_start {
+                recorder = self.start_recording(&shared);
+            }
+            if Some(i) == t.last_hangup {
+                if let Some(recorder) = recorder.take() {
+                    self.finish_recording(recorder);
+                }
+            }
+            let privilege = frame
+                .lines
+                .iter()
+                .find(|(k, _)| k == "Privilege")
+                .map_or("", |(_, v)| v.as_str());
+            shared.broadcast(privilege, bytes(self.values.render(&shared.ids, t, frame)));
+            if Some(i) == t.variables_after {
+                for event in self.values.render_variables(&shared.ids, t, frame) {
+                    shared.broadcast("dialplan,all", bytes(event));
+                }
+            }
+            if frame.role == Role::SetCallerId {
+                if let Some(event) = self.values.render_caller_id_change(&shared.ids, t, frame) {
+                    shared.broadcast("call,all", bytes(event));
+                }
+            }
+        }
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(synchronous_answer(self.values.action_id.as_deref(), false));
+        }
+        info!(
+            action_id = self.values.action_id.as_deref(),
+            uniqueid = %self.values.agent_uniqueid,
+            outcome = %self.outcome,
+            case = t.case,
+            "call ended"
+        );
+    }
+
+    fn start_recording(&self, shared: &Shared) -> Option<Recorder> {
+        let reference = self.values.recording.as_deref()?;
+        if !is_safe_file_name(reference) {
+            warn!(
+                reference,
+                "recording reference is not a plain file name: not written"
+            );
+            return None;
+        }
+        let path: PathBuf = shared.recordings_dir.join(format!("{reference}.wav"));
+        match Recorder::create(&path, shared.config.time_scale) {
+            Ok(recorder) => {
+                info!(path = %path.display(), "recording started");
+                Some(recorder)
+            }
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot create the recording");
+                None
+            }
+        }
+    }
+
+    fn finish_recording(&self, recorder: Recorder) {
+        let t = self.template;
+        let (Some(from), Some(to)) = (t.recording_start, t.last_hangup) else {
+            return;
+        };
+        let call_ms = t.due_ms(to, self.ring_timeout_ms) - t.due_ms(from, self.ring_timeout_ms);
+        let samples = call_ms * u64::from(RATE) / 1000;
+        let path = recorder.path().to_owned();
+        match recorder.finish(samples) {
+            Ok(path) => info!(path = %path.display(), samples, "recording complete"),
+            Err(e) => warn!(path = %path.display(), error = %e, "cannot complete the recording"),
+        }
+    }
+}
+
+fn bytes(frame: Vec<u8>) -> Bytes {
+    Bytes::from(frame)
+}
+
+/// Sleeps until `due`, extending a recording in progress on the way.
+async fn wait_until(due: Instant, recorder: &mut Option<Recorder>) {
+    loop {
+        let now = Instant::now();
+        if now >= due {
+            return;
+        }
+        let step = if recorder.is_some() {
+            (due - now).min(RECORDING_TICK)
+        } else {
+            due - now
+        };
+        sleep(step).await;
+        if let Some(r) = recorder {
+            if let Err(e) = r.catch_up() {
+                warn!(path = %r.path().display(), error = %e, "recording stopped");
+                *recorder = None;
+            }
+        }
+    }
+}
+
+/// What a synchronous Originate answers once the outcome is known (no `OriginateResponse`
+/// event is sent for it).
+fn synchronous_answer(action_id: Option<&str>, success: bool) -> Vec<u8> {
+    if success {
+        super::session::response("Success", action_id, "Originate successfully queued")
+    } else {
+        super::session::response("Error", action_id, "Originate failed")
+    }
+}
+
+/// Letters, digits and `. - _ ~ :`, not starting with a dot: the contract's reference
+/// characters, and never a path.
+fn is_safe_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~:-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        assert!(is_safe_file_name("rec-abc"));
+        assert!(is_safe_file_name("a1b2c3d4e5f6g7h8i9j0k1l2m3"));
+        for bad in ["", "../x", "a/b", ".hidden", "a b"] {
+            assert!(!is_safe_file_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! End to end: a real `redis-server`, the PBX simulator speaking recorded Asterisk AMI, and
+//! the `click2dial-host` binary, all over loopback sockets.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{events, Host, Redis, Sim};
+
+const ANSWERED: [&str; 7] = [
+    "queued",
+    "agent_ringing",
+    "agent_answered",
+    "callee_ringing",
+    "joined",
+    "hangup",
+    "recording_ready",
+];
+
+struct World {
+    redis: Redis,
+    sim: Sim,
+    host: Host,
+    _recordings: tempfile::TempDir,
+}
+
+fn world() -> World {
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start();
+    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
+    let host = Host::start(&redis, &sim.address, recordings.path(), &[]);
+    World {
+        redis,
+        sim,
+        host,
+        _recordings: recordings,
+    }
+}
+
+fn body(agent: &str, callee: &str, contact_ref: &str) -> String {
+    format!(
+        r#"{{"agent":"{agent}","callee":"{callee}","outbound_id":"27820001234","contact_ref":"{contact_ref}"}}"#
+    )
+}
+
+#[test]
+fn answered_call_reaches_redis_in_order_with_its_recording() {
+    let w = world();
+    let (status, answer) = w
+        .host
+        .create_call_when_ready(&body("1001", "0820001234", "crm-42"));
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "queued");
+    assert_eq!(answer["contact_ref"], "crm-42");
+    assert_eq!(
+        answer["notifications_key"],
+        "teleforge:notifications:c2d:crm-42"
+    );
+    let recording_ref = answer["recording_ref"]
+        .as_str()
+        .expect("recording_ref")
+        .to_string();
+    assert_eq!(recording_ref.len(), 26);
+    assert_eq!(
+        answer["recording_url"],
+        format!("http://127.0.0.1:1/click2dial/recordings/{recording_ref}")
+    );
+    assert_eq!(answer["warnings"], serde_json::json!([]));
+
+    let key = "teleforge:notifications:c2d:crm-42";
+    let got = w
+        .redis
+        .follow(key, &["recording_ready", "failed"], Duration::from_secs(20));
+    assert_eq!(events(&got), ANSWERED);
+    for n in &got {
+        assert_eq!(n["contact_ref"], "crm-42");
+        assert_eq!(n["agent"], "1001");
+        assert_eq!(n["callee"], "+27820001234");
+        assert_eq!(n["outbound_id"], "27820001234");
+        assert_eq!(n["recording_ref"], recording_ref.as_str());
+        assert!(n["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+    assert_eq!(got[5]["cause"], "normal_clearing");
+    assert_eq!(got[5]["q850"], 16);
+
+    let mut conn = w.redis.connection().expect("redis");
+    let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).expect("TTL");
+    // Popped empty lists vanish; the legacy list keeps its copy.
+    assert!(ttl == -2 || ttl > 0, "per-call list has a TTL ({ttl})");
+    let legacy = w.redis.drain("enigma:notifications:c2d");
+    let legacy: Vec<_> = legacy
+        .into_iter()
+        .filter(|n| n["contact_ref"] == "crm-42")
+        .collect();
+    assert_eq!(
+        events(&legacy),
+        ANSWERED,
+        "the deprecated list gets the same, in order"
+    );
+
+    let wav = w.sim.recordings.join(format!("{recording_ref}.wav"));
+    let bytes = std::fs::read(&wav).expect("the PBX wrote the recording");
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(&bytes[8..12], b"WAVE");
+}
+
+#[test]
+fn every_outcome_ends_with_its_cause_even_when_calls_overlap() {
+    let w = world();
+    let cases = [
+        ("1486", "0820001234", "agent_busy", Some(17)),
+        ("1408", "0820001234", "agent_no_answer", Some(19)),
+        ("1404", "0820001234", "agent_unavailable", None),
+        ("1001", "0820000486", "callee_busy", Some(17)),
+        ("1001", "0820000404", "callee_not_found", Some(1)),
+        ("1001", "0820000603", "callee_rejected", Some(21)),
+        ("1001", "0820000408", "callee_no_answer", None),
+        ("1001", "0820000487", "agent_hung_up", Some(16)),
+    ];
+    // All at once: events of overlapping calls must be told apart by Linkedid.
+    for (i, (agent, callee, _, _)) in cases.iter().enumerate() {
+        let (status, answer) =
+            w.host
+                .create_call_when_ready(&body(agent, callee, &format!("case-{i}")));
+        assert_eq!(status, 202, "{answer}");
+    }
+    for (i, (agent, callee, cause, q850)) in cases.iter().enumerate() {
+        let key = format!("teleforge:notifications:c2d:case-{i}");
+        let got = w
+            .redis
+            .follow(&key, &["failed", "hangup"], Duration::from_secs(30));
+        let last = got
+            .last()
+            .unwrap_or_else(|| panic!("{agent}/{callee}: no events"));
+        assert_eq!(got[0]["event"], "queued", "{agent}/{callee}");
+        assert_eq!(
+            last["event"],
+            "failed",
+            "{agent}/{callee}: {:?}",
+            events(&got)
+        );
+        assert_eq!(
+            last["cause"],
+            *cause,
+            "{agent}/{callee}: {:?}",
+            events(&got)
+        );
+        match q850 {
+            Some(code) => assert_eq!(last["q850"], *code, "{agent}/{callee}"),
+            None => assert!(last.get("q850").is_none(), "{agent}/{callee}: {last}"),
+        }
+    }
+}
+
+#[test]
+fn a_repeated_post_returns_the_first_answer_and_dials_once() {
+    let w = world();
+    let request = body("1001", "0820001234", "crm-idem");
+    let (first_status, first) = w.host.create_call_when_ready(&request);
+    assert_eq!(first_status, 202, "{first}");
+    let (second_status, second) = w.host.create_call(&request);
+    assert_eq!(second_status, 202);
+    assert_eq!(first, second, "the same answer, same recording_ref");
+
+    let (conflict, error) = w.host.create_call(&body("1001", "0820009999", "crm-idem"));
+    assert_eq!(conflict, 409, "{error}");
+    assert_eq!(error["error"]["code"], "contact_ref_conflict");
+
+    let key = "teleforge:notifications:c2d:crm-idem";
+    let got = w
+        .redis
+        .follow(key, &["recording_ready"], Duration::from_secs(20));
+    assert_eq!(events(&got), ANSWERED, "one call, one sequence");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(w.redis.drain(key).is_empty(), "no second call was dialled");
+}
+
+#[test]
+fn notifications_wait_while_redis_is_down_and_arrive_in_order_once() {
+    let mut w = world();
+    // Callee no answer: about 1.6 s of simulated ringing at the test time scale.
+    let (status, answer) = w
+        .host
+        .create_call_when_ready(&body("1001", "0820000408", "crm-outage"));
+    assert_eq!(status, 202, "{answer}");
+    w.redis.stop();
+    std::thread::sleep(Duration::from_secs(4));
+    w.redis.restart();
+    let key = "teleforge:notifications:c2d:crm-outage";
+    let got = w
+        .redis
+        .follow(key, &["recording_ready"], Duration::from_secs(20));
+    assert_eq!(
+        events(&got),
+        [
+            "queued",
+            "agent_ringing",
+            "agent_answered",
+            "callee_ringing",
+            "failed",
+            "recording_ready"
+        ]
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(w.redis.drain(key).is_empty(), "nothing duplicated");
+}
+
+#[test]
+fn pbx_outage_fails_calls_in_flight_refuses_new_ones_and_recovers() {
+    let mut w = world();
+    let (status, _) = w
+        .host
+        .create_call_when_ready(&body("1001", "0820000408", "crm-inflight"));
+    assert_eq!(status, 202);
+    std::thread::sleep(Duration::from_millis(300));
+    let address = w.sim.address.clone();
+    w.sim.stop();
+    let got = w.redis.follow(
+        "teleforge:notifications:c2d:crm-inflight",
+        &["failed"],
+        Duration::from_secs(10),
+    );
+    let last = got.last().expect("events");
+    assert_eq!(last["event"], "failed");
+    assert_eq!(last["cause"], "pbx_error");
+
+    let (status, error) = w
+        .host
+        .create_call(&body("1001", "0820001234", "crm-while-down"));
+    assert_eq!(status, 503);
+    assert_eq!(error["error"]["code"], "pbx_unavailable");
+
+    // The PBX comes back on the same address; the host logs in again by itself.
+    let recordings = w.sim.recordings.clone();
+    w.sim = Sim::start(&recordings, &address);
+    let (status, answer) = w
+        .host
+        .create_call_when_ready(&body("1001", "0820001234", "crm-after"));
+    assert_eq!(status, 202, "{answer}");
+    let got = w.redis.follow(
+        "teleforge:notifications:c2d:crm-after",
+        &["recording_ready"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(events(&got), ANSWERED);
+    // The refused call left no idempotency record behind: it can be retried.
+    let (status, _) = w
+        .host
+        .create_call(&body("1001", "0820001234", "crm-while-down"));
+    assert_eq!(status, 202);
+}
+
+#[test]
+fn sigterm_flushes_and_exits_cleanly() {
+    let w = world();
+    let (status, _) = w
+        .host
+        .create_call_when_ready(&body("1001", "0820001234", "crm-term"));
+    assert_eq!(status, 202);
+    let exit = w.host.terminate();
+    assert!(exit.success(), "{exit:?}");
+    let got = w.redis.drain("teleforge:notifications:c2d:crm-term");
+    assert_eq!(
+        got.first().map(|n| n["event"].clone()),
+        Some("queued".into())
+    );
+}
