@@ -1,9 +1,9 @@
 //! The configuration file (TOML) with environment overrides.
 //!
-//! Every key can be overridden by an environment variable named `CLICK2DIAL_<SECTION>__<KEY>`
-//! in upper case, e.g. `CLICK2DIAL_AMI__SECRET` for `[ami] secret` or
-//! `CLICK2DIAL_HTTP__HTTP_PORT` for `[http] http_port`. Lists take TOML syntax:
-//! `CLICK2DIAL_POLICY__ALLOWED_COUNTRY_CODES='["44","49"]'`.
+//! Every key can be overridden by an environment variable named `C2D_<SECTION>__<KEY>`
+//! in upper case, e.g. `C2D_AMI__SECRET` for `[ami] secret` or `C2D_HTTP__PORT` for
+//! `[http] http_port` (`C2D_HTTP__HTTP_PORT` works too). Lists take TOML syntax:
+//! `C2D_POLICY__ALLOWED_COUNTRY_CODES='["44","49"]'`.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the override variables.
-pub const ENV_PREFIX: &str = "CLICK2DIAL_";
+pub const ENV_PREFIX: &str = "C2D_";
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -219,7 +219,7 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Defaults, then `path` (when given), then `CLICK2DIAL_*` variables.
+    /// Defaults, then `path` (when given), then `C2D_*` variables.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = path {
@@ -231,7 +231,20 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        // Only `C2D_<SECTION>__<KEY>`: other `C2D_*` variables (scripts' own) are not keys.
+        // `C2D_HTTP__PORT` is the documented short name of `C2D_HTTP__HTTP_PORT`.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|key| key.as_str().contains("__"))
+                .map(|key| {
+                    if key.as_str().eq_ignore_ascii_case("http__port") {
+                        "http__http_port".into()
+                    } else {
+                        key.into()
+                    }
+                })
+                .split("__"),
+        );
         let config: Config = figment.extract().map_err(Box::new)?;
         config.check()?;
         Ok(config)

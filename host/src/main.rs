@@ -10,8 +10,8 @@ use click2dial_host::config::Config;
 #[derive(Parser)]
 #[command(version, about = "click2dial: click-to-dial for Asterisk PBXes")]
 struct Cli {
-    /// Configuration file (TOML); every key can be overridden by CLICK2DIAL_<SECTION>__<KEY>.
-    #[arg(long, short, global = true, env = "CLICK2DIAL_CONFIG")]
+    /// Configuration file (TOML); every key can be overridden by C2D_<SECTION>__<KEY>.
+    #[arg(long, short, global = true, env = "C2D_CONFIG")]
     config: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long, global = true)]
@@ -56,8 +56,10 @@ fn main() -> ExitCode {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -6,7 +6,7 @@ fn host() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_click2dial-host"));
     // The tests' own environment must not leak overrides in.
     for (key, _) in std::env::vars() {
-        if key.starts_with("CLICK2DIAL_") {
+        if key.starts_with("C2D_") {
             c.env_remove(key);
         }
     }
@@ -28,7 +28,7 @@ fn check_config_prints_the_effective_configuration_with_secrets_masked() {
     );
     let out = host()
         .args(["--config", path.to_str().expect("utf-8"), "check-config"])
-        .env("CLICK2DIAL_HTTP__HTTP_PORT", "9090")
+        .env("C2D_HTTP__PORT", "9090")
         .output()
         .expect("runs");
     assert!(
@@ -92,11 +92,8 @@ fn a_bad_file_names_the_key_and_exits_non_zero() {
 fn environment_overrides_reach_nested_lists() {
     let out = host()
         .arg("check-config")
-        .env(
-            "CLICK2DIAL_POLICY__ALLOWED_COUNTRY_CODES",
-            "[\"44\",\"49\"]",
-        )
-        .env("CLICK2DIAL_AMI__SECRET", "from-env")
+        .env("C2D_POLICY__ALLOWED_COUNTRY_CODES", "[\"44\",\"49\"]")
+        .env("C2D_AMI__SECRET", "from-env")
         .output()
         .expect("runs");
     assert!(

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use click2dial_core::reference::ChannelId;
 use support::{events, Host, Redis, Sim};
 
 const ANSWERED: [&str; 7] = [
@@ -264,4 +265,75 @@ fn sigterm_flushes_and_exits_cleanly() {
         got.first().map(|n| n["event"].clone()),
         Some("queued".into())
     );
+}
+
+#[test]
+fn every_refusal_is_answered_over_http_before_anything_is_dialled() {
+    let w = world();
+    // Wait until the PBX is up, so a 503 cannot hide the answers below.
+    let (status, _) = w
+        .host
+        .create_call_when_ready(&body("1001", "0820001234", "crm-ready"));
+    assert_eq!(status, 202);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}/click2dial/calls", w.host.url);
+    let cases: [(&str, String, u16, &str); 6] = [
+        (
+            "text/plain",
+            body("1001", "0820001234", "r1"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "application/json",
+            "{\"agent\":".into(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "application/json",
+            format!("{{\"x\":\"{}\"}}", "y".repeat(5000)),
+            413,
+            "body_too_large",
+        ),
+        (
+            "application/json",
+            r#"{"callee":"0820001234","outbound_id":"27820001234"}"#.into(),
+            422,
+            "missing_field",
+        ),
+        (
+            "application/json",
+            body("1001", "0820001234", "bad ref"),
+            422,
+            "invalid_contact_ref",
+        ),
+        (
+            "application/json",
+            body("1001", "0900001234", "r2"),
+            422,
+            "callee_not_allowed",
+        ),
+    ];
+    for (content_type, request, status, code) in cases {
+        let mut response = agent
+            .post(&url)
+            .header("content-type", content_type)
+            .send(request.as_str())
+            .expect("HTTP");
+        assert_eq!(response.status().as_u16(), status, "{code}");
+        let text = response.body_mut().read_to_string().expect("body");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("JSON error body");
+        assert_eq!(json["error"]["code"], code);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for contact_ref in ["r1", "r2"] {
+        let id = ChannelId::for_contact_ref(contact_ref).to_string();
+        assert_eq!(w.sim.originates(&id), 0, "{contact_ref} was not dialled");
+    }
+    let ready = ChannelId::for_contact_ref("crm-ready").to_string();
+    assert_eq!(w.sim.originates(&ready), 1, "{}", w.sim.log_text());
 }

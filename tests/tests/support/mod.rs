@@ -167,6 +167,7 @@ pub struct Sim {
     child: Child,
     pub address: String,
     pub recordings: PathBuf,
+    log: PathBuf,
 }
 
 /// Simulated time runs this much faster than the recorded calls.
@@ -174,19 +175,16 @@ pub const TIME_SCALE: &str = "0.05";
 
 impl Sim {
     pub fn start(recordings: &Path, listen: &str) -> Self {
+        let log = recordings.join(format!("pbx-sim-{}.log", free_port()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_pbx-sim"))
-            .args([
-                "--listen",
-                listen,
-                "--secret",
-                "secret",
-                "--time-scale",
-                TIME_SCALE,
-            ])
+            .args(["--listen", listen, "--secret", "secret"])
+            .args(["--time-scale", TIME_SCALE])
             .arg("--recordings-dir")
             .arg(recordings)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("sim log"))
             .spawn()
             .expect("pbx-sim");
         let address = wait_listening(&mut child, "pbx-sim");
@@ -194,7 +192,22 @@ impl Sim {
             child,
             address,
             recordings: recordings.to_path_buf(),
+            log,
         }
+    }
+
+    /// The simulator's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many Originates with this `ActionID` the simulator accepted (from its log).
+    pub fn originates(&self, action_id: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!(" originate action_id=\"{action_id}\"")))
+            .count()
     }
 
     pub fn stop(&mut self) {
@@ -208,7 +221,7 @@ impl Drop for Sim {
     }
 }
 
-/// The `click2dial-host` binary, configured through `CLICK2DIAL_*` variables.
+/// The `click2dial-host` binary, configured through `C2D_*` variables.
 pub struct Host {
     child: Child,
     pub url: String,
@@ -216,7 +229,9 @@ pub struct Host {
 
 static BUILD_HOST: Once = Once::new();
 
-/// Path of the host binary, built once if `cargo test` did not build it already.
+/// Path of the host binary. `cargo test --workspace` builds it (the host's own integration
+/// tests need it); when it is missing (e.g. `cargo test -p click2dial-tests` on a fresh
+/// tree), it is built once here.
 pub fn host_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
@@ -226,6 +241,9 @@ pub fn host_binary() -> PathBuf {
         .to_path_buf();
     let binary = dir.join("click2dial-host");
     BUILD_HOST.call_once(|| {
+        if binary.exists() {
+            return;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "-p", "click2dial-host", "--bin", "click2dial-host"])
@@ -245,18 +263,18 @@ impl Host {
     ) -> Self {
         let mut command = Command::new(host_binary());
         for (key, _) in std::env::vars() {
-            if key.starts_with("CLICK2DIAL_") {
+            if key.starts_with("C2D_") {
                 command.env_remove(key);
             }
         }
         command
-            .env("CLICK2DIAL_HTTP__HTTP_PORT", "0")
-            .env("CLICK2DIAL_HTTP__PUBLIC_URL", "http://127.0.0.1:1")
-            .env("CLICK2DIAL_AMI__ADDRESS", sim_address)
-            .env("CLICK2DIAL_AMI__SECRET", "secret")
-            .env("CLICK2DIAL_AMI__MAX_BACKOFF_SECS", "1")
-            .env("CLICK2DIAL_REDIS__URL", redis.url())
-            .env("CLICK2DIAL_RECORDINGS__DIR", recordings)
+            .env("C2D_HTTP__PORT", "0")
+            .env("C2D_HTTP__PUBLIC_URL", "http://127.0.0.1:1")
+            .env("C2D_AMI__ADDRESS", sim_address)
+            .env("C2D_AMI__SECRET", "secret")
+            .env("C2D_AMI__MAX_BACKOFF_SECS", "1")
+            .env("C2D_REDIS__URL", redis.url())
+            .env("C2D_RECORDINGS__DIR", recordings)
             .env("RUST_LOG", "warn");
         for (k, v) in extra {
             command.env(k, v);
