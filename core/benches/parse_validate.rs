@@ -432,7 +432,33 @@ fn print_summary(since: SystemTime) {
     }
 }
 
+/// `C2D_BENCH_ONLY=core|baseline` runs that path over the mix `C2D_BENCH_ITERS` times
+/// (default 10 000) and nothing else, for an instruction count under
+/// `valgrind --tool=callgrind` (see `core/benches/instructions.sh`): unlike wall time, it
+/// does not depend on what else the machine is doing.
+fn run_only(which: &str) {
+    let iterations: usize = std::env::var("C2D_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let validators = Validators::new().expect("embedded DFAs load");
+    let baseline = Baseline::new();
+    for _ in 0..iterations {
+        for &body in BODIES {
+            if which == ID_CORE {
+                let _ = black_box(run_core(black_box(&validators), black_box(body)));
+            } else {
+                let _ = black_box(black_box(&baseline).run(black_box(body)));
+            }
+        }
+    }
+}
+
 fn main() {
+    if let Ok(which) = std::env::var("C2D_BENCH_ONLY") {
+        run_only(&which);
+        return;
+    }
     // A little slack for file systems with coarse modification times.
     let started = SystemTime::now() - Duration::from_secs(2);
     group::benches();
