@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Load benchmark of the host's create-call path (not run in CI).
+#
+# Starts redis-server, the PBX simulator and click2dial-host (release builds) on free
+# loopback ports, and a bare axum handler answering 202 as the reference. wrk (Debian) posts
+# create-call bodies with a unique contact_ref each (tests/load/post.lua), so every request
+# claims idempotency in Redis and sends an Originate. Prints, for the same run: peak
+# throughput of both and their ratio, p50/p99 latency at the peak and at half the host's
+# peak rate, and the host's peak RSS.
+#
+#   bash tests/load/load.sh            # DURATION=10 CONNECTIONS=32 by default
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+duration=${DURATION:-10}
+connections=${CONNECTIONS:-32}
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+cargo build --release -q -p click2dial-host -p click2dial-tests --bin click2dial-host --bin pbx-sim --bin bare-202
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+listening() { # $1 = log file; waits for "listening ADDR", prints ADDR
+  for _ in $(seq 200); do
+    addr=$(sed -n 's/^listening //p' "$1" | head -1)
+    [ -n "$addr" ] && { echo "$addr"; return; }
+    sleep 0.05
+  done
+  echo "no 'listening' line in $1" >&2; exit 1
+}
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
+pids+=($!)
+target/release/pbx-sim --listen 127.0.0.1:0 --secret secret --time-scale 0.01 \
+  --recordings-dir "$work" >"$work/sim.out" 2>"$work/sim.err" &
+pids+=($!)
+sim=$(listening "$work/sim.out")
+C2D_HTTP__PORT=0 C2D_AMI__ADDRESS=$sim C2D_AMI__SECRET=secret \
+  C2D_REDIS__URL=redis://127.0.0.1:$redis_port C2D_RECORDINGS__DIR=$work RUST_LOG=warn \
+  target/release/click2dial-host run >"$work/host.out" 2>"$work/host.err" &
+host_pid=$!
+pids+=($host_pid)
+host=$(listening "$work/host.out")
+target/release/bare-202 127.0.0.1:0 >"$work/bare.out" 2>&1 &
+pids+=($!)
+bare=$(listening "$work/bare.out")
+# Wait until the host has logged in to the PBX (a 202, not a 503).
+for _ in $(seq 100); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "http://$host/click2dial/calls" \
+    -H 'content-type: application/json' \
+    -d '{"agent":"1486","callee":"0820001234","outbound_id":"27820001234"}') || true
+  [ "$code" = 202 ] && break
+  sleep 0.1
+done
+
+run_wrk() { # $1 = address, $2 = connections, $3 = delay ms → "rps p50 p99 non2xx"
+  out=$(WRK_DELAY_MS=$3 wrk -t2 -c"$2" -d"${duration}s" --latency -s tests/load/post.lua "http://$1" 2>&1)
+  rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
+  p50=$(sed -n 's/^latency_ms p50=\([0-9.]*\) .*/\1/p' <<<"$out")
+  p99=$(sed -n 's/^latency_ms .*p99=\([0-9.]*\)/\1/p' <<<"$out")
+  bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\)/\1/p' <<<"$out")
+  echo "$rps $p50 $p99 ${bad:-0}"
+}
+
+read -r bare_rps bare_p50 bare_p99 _ < <(run_wrk "$bare" "$connections" 0)
+read -r host_rps host_p50 host_p99 host_bad < <(run_wrk "$host" "$connections" 0)
+# Half the host's peak: fewer connections, each pausing so the total rate is about half.
+half_conns=8
+half_rate=$(awk -v r="$host_rps" 'BEGIN { print r / 2 }')
+delay=$(awk -v c="$half_conns" -v r="$half_rate" -v l="$host_p50" 'BEGIN { d = c * 1000 / r - l; print (d < 0 ? 0 : int(d)) }')
+read -r half_rps half_p50 half_p99 half_bad < <(run_wrk "$host" "$half_conns" "$delay")
+rss_kib=$(sed -n 's/^VmHWM: *\([0-9]*\) kB/\1/p' "/proc/$host_pid/status")
+
+printf '\n== click2dial-host create-call load (%s s per run, wrk -t2) ==\n' "$duration"
+printf 'bare axum 202 : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (%d connections)\n' "$bare_rps" "$bare_p50" "$bare_p99" "$connections"
+printf 'host, peak    : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (%d connections, %s non-2xx)\n' "$host_rps" "$host_p50" "$host_p99" "$connections" "$host_bad"
+printf 'host, ~half   : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (target %.0f req/s, %s non-2xx)\n' "$half_rps" "$half_p50" "$half_p99" "$half_rate" "$half_bad"
+awk -v h="$host_rps" -v b="$bare_rps" 'BEGIN { printf "throughput ratio host/bare: %.2fx\n", h / b }'
+printf 'host peak RSS: %.1f MiB\n' "$(awk -v k="$rss_kib" 'BEGIN { print k / 1024 }')"

@@ -1,0 +1,33 @@
+-- wrk script: POST /click2dial/calls with a unique contact_ref per request, so every
+-- request is a new call (idempotency claim in Redis, Originate to the PBX simulator).
+-- WRK_DELAY_MS (env) spaces each connection's requests, for a rate below the peak.
+local counter = 0
+local thread_id = 0
+local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "0")
+
+function setup(thread)
+  thread:set("id", thread_id)
+  thread_id = thread_id + 1
+end
+
+function init(args)
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+end
+
+function request()
+  counter = counter + 1
+  local body = string.format(
+    '{"agent":"1486","callee":"0820001234","outbound_id":"27820001234","contact_ref":"load-%d-%d-%d"}',
+    id, counter, os.time())
+  return wrk.format(nil, "/click2dial/calls", nil, body)
+end
+
+function delay()
+  return delay_ms
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("latency_ms p50=%.2f p99=%.2f\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
