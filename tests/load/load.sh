@@ -17,6 +17,7 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 cargo build --release -q -p click2dial-host -p click2dial-tests --bin click2dial-host --bin pbx-sim --bin bare-202
 
+bin=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -35,17 +36,17 @@ listening() { # $1 = log file; waits for "listening ADDR", prints ADDR
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
 pids+=($!)
-target/release/pbx-sim --listen 127.0.0.1:0 --secret secret --time-scale 0.01 \
+"$bin"/pbx-sim --listen 127.0.0.1:0 --secret secret --time-scale 0.01 \
   --recordings-dir "$work" >"$work/sim.out" 2>"$work/sim.err" &
 pids+=($!)
 sim=$(listening "$work/sim.out")
 C2D_HTTP__PORT=0 C2D_AMI__ADDRESS=$sim C2D_AMI__SECRET=secret \
   C2D_REDIS__URL=redis://127.0.0.1:$redis_port C2D_RECORDINGS__DIR=$work RUST_LOG=warn \
-  target/release/click2dial-host run >"$work/host.out" 2>"$work/host.err" &
+  "$bin"/click2dial-host run >"$work/host.out" 2>"$work/host.err" &
 host_pid=$!
 pids+=($host_pid)
 host=$(listening "$work/host.out")
-target/release/bare-202 127.0.0.1:0 >"$work/bare.out" 2>&1 &
+"$bin"/bare-202 127.0.0.1:0 >"$work/bare.out" 2>&1 &
 pids+=($!)
 bare=$(listening "$work/bare.out")
 # Wait until the host has logged in to the PBX (a 202, not a 503).
@@ -68,16 +69,17 @@ run_wrk() { # $1 = address, $2 = connections, $3 = delay ms → "rps p50 p99 non
 
 read -r bare_rps bare_p50 bare_p99 _ < <(run_wrk "$bare" "$connections" 0)
 read -r host_rps host_p50 host_p99 host_bad < <(run_wrk "$host" "$connections" 0)
-# Half the host's peak: fewer connections, each pausing so the total rate is about half.
-half_conns=8
+# Half the host's peak: each connection pauses 10 ms between requests (wrk's delay() is in
+# whole milliseconds), with as many connections as that rate needs.
+delay=10
 half_rate=$(awk -v r="$host_rps" 'BEGIN { print r / 2 }')
-delay=$(awk -v c="$half_conns" -v r="$half_rate" -v l="$host_p50" 'BEGIN { d = c * 1000 / r - l; print (d < 0 ? 0 : int(d)) }')
+half_conns=$(awk -v r="$half_rate" -v d="$delay" 'BEGIN { c = int(r * (d + 1) / 1000 + 0.5); print (c < 1 ? 1 : c) }')
 read -r half_rps half_p50 half_p99 half_bad < <(run_wrk "$host" "$half_conns" "$delay")
-rss_kib=$(sed -n 's/^VmHWM: *\([0-9]*\) kB/\1/p' "/proc/$host_pid/status")
+rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$host_pid/status")
 
 printf '\n== click2dial-host create-call load (%s s per run, wrk -t2) ==\n' "$duration"
 printf 'bare axum 202 : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (%d connections)\n' "$bare_rps" "$bare_p50" "$bare_p99" "$connections"
 printf 'host, peak    : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (%d connections, %s non-2xx)\n' "$host_rps" "$host_p50" "$host_p99" "$connections" "$host_bad"
-printf 'host, ~half   : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (target %.0f req/s, %s non-2xx)\n' "$half_rps" "$half_p50" "$half_p99" "$half_rate" "$half_bad"
+printf 'host, ~half   : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (target %.0f req/s, %d connections, %s non-2xx)\n' "$half_rps" "$half_p50" "$half_p99" "$half_rate" "$half_conns" "$half_bad"
 awk -v h="$host_rps" -v b="$bare_rps" 'BEGIN { printf "throughput ratio host/bare: %.2fx\n", h / b }'
 printf 'host peak RSS: %.1f MiB\n' "$(awk -v k="$rss_kib" 'BEGIN { print k / 1024 }')"

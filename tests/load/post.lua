@@ -1,5 +1,8 @@
 -- wrk script: POST /click2dial/calls with a unique contact_ref per request, so every
 -- request is a new call (idempotency claim in Redis, Originate to the PBX simulator).
+-- Agent 1404 makes the simulator answer like Asterisk for an unreachable endpoint (one
+-- OriginateResponse, then a `failed` notification): the create-call path in full, without
+-- the simulator replaying dozens of events per call on the same two cores.
 -- WRK_DELAY_MS (env) spaces each connection's requests, for a rate below the peak.
 local counter = 0
 local thread_id = 0
@@ -18,7 +21,7 @@ end
 function request()
   counter = counter + 1
   local body = string.format(
-    '{"agent":"1486","callee":"0820001234","outbound_id":"27820001234","contact_ref":"load-%d-%d-%d"}',
+    '{"agent":"1404","callee":"0820001234","outbound_id":"27820001234","contact_ref":"load-%d-%d-%d"}',
     id, counter, os.time())
   return wrk.format(nil, "/click2dial/calls", nil, body)
 end
