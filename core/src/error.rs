@@ -30,6 +30,8 @@ pub enum ErrorCode {
     CalleeNotAllowed,
     /// The caller ID is well-formed but not allowed for these credentials.
     OutboundIdNotAllowed,
+    /// The agent is well-formed but outside the range allowed for these credentials.
+    AgentNotAllowed,
     /// Missing or bad credentials.
     Unauthorized,
     /// The `contact_ref` was already used with a different payload.
@@ -44,6 +46,12 @@ pub enum ErrorCode {
     InvalidRecordingRef,
     /// No such resource.
     NotFound,
+    /// The recording exists but is still being written (the call is in progress).
+    RecordingInProgress,
+    /// A `Range` header that selects nothing of the resource.
+    RangeNotSatisfiable,
+    /// The request took longer than the server's limit to arrive or to be answered.
+    RequestTimeout,
     /// The route exists but not for this method.
     MethodNotAllowed,
     /// Something failed on the server's side; details are logged, not returned.
@@ -65,6 +73,7 @@ impl ErrorCode {
             Self::AmbiguousReference => "ambiguous_reference",
             Self::CalleeNotAllowed => "callee_not_allowed",
             Self::OutboundIdNotAllowed => "outbound_id_not_allowed",
+            Self::AgentNotAllowed => "agent_not_allowed",
             Self::Unauthorized => "unauthorized",
             Self::ContactRefConflict => "contact_ref_conflict",
             Self::RateLimited => "rate_limited",
@@ -72,6 +81,9 @@ impl ErrorCode {
             Self::ServiceUnavailable => "service_unavailable",
             Self::InvalidRecordingRef => "invalid_recording_ref",
             Self::NotFound => "not_found",
+            Self::RecordingInProgress => "recording_in_progress",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
+            Self::RequestTimeout => "request_timeout",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Internal => "internal_error",
         }
@@ -84,9 +96,11 @@ impl ErrorCode {
             Self::Unauthorized => 401,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
-            Self::ContactRefConflict => 409,
+            Self::RequestTimeout => 408,
+            Self::ContactRefConflict | Self::RecordingInProgress => 409,
             Self::BodyTooLarge => 413,
             Self::UnsupportedMediaType => 415,
+            Self::RangeNotSatisfiable => 416,
             Self::MissingField
             | Self::InvalidAgent
             | Self::InvalidCallee
@@ -94,7 +108,8 @@ impl ErrorCode {
             | Self::InvalidContactRef
             | Self::AmbiguousReference
             | Self::CalleeNotAllowed
-            | Self::OutboundIdNotAllowed => 422,
+            | Self::OutboundIdNotAllowed
+            | Self::AgentNotAllowed => 422,
             Self::RateLimited => 429,
             Self::Internal => 500,
             Self::PbxUnavailable | Self::ServiceUnavailable => 503,

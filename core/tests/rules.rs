@@ -571,6 +571,7 @@ fn every_error_fits_the_error_buffer_and_every_status_is_stable() {
         (AmbiguousReference, "ambiguous_reference", 422),
         (CalleeNotAllowed, "callee_not_allowed", 422),
         (OutboundIdNotAllowed, "outbound_id_not_allowed", 422),
+        (AgentNotAllowed, "agent_not_allowed", 422),
         (Unauthorized, "unauthorized", 401),
         (ContactRefConflict, "contact_ref_conflict", 409),
         (RateLimited, "rate_limited", 429),
@@ -578,6 +579,9 @@ fn every_error_fits_the_error_buffer_and_every_status_is_stable() {
         (ServiceUnavailable, "service_unavailable", 503),
         (InvalidRecordingRef, "invalid_recording_ref", 400),
         (NotFound, "not_found", 404),
+        (RecordingInProgress, "recording_in_progress", 409),
+        (RangeNotSatisfiable, "range_not_satisfiable", 416),
+        (RequestTimeout, "request_timeout", 408),
         (MethodNotAllowed, "method_not_allowed", 405),
         (Internal, "internal_error", 500),
     ];

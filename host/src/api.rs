@@ -1,52 +1,31 @@
 //! The REST API: `POST /click2dial/calls`.
 
+use std::sync::Arc;
+
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
+use axum::Extension;
 use click2dial_core::call::Mode;
 use click2dial_core::json::{self, Accepted};
 use click2dial_core::reference::ChannelId;
 use click2dial_core::template::Template;
 use click2dial_core::{request, Error, ErrorCode, ValidCall};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::auth::Caller;
 use crate::config::CalleeDigits;
+pub use crate::errors::ApiError;
+use crate::errors::{json_response, retry_after};
 use crate::idempotency::{self, Claim};
 use crate::pbx::{CallRecord, OriginateError, OriginateRequest};
 use crate::state::AppState;
 
 /// `/click2dial/calls`.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/click2dial/calls", post(create_call))
-}
-
-/// An error answered as the contract's JSON body.
-#[derive(Debug)]
-pub struct ApiError(pub Error);
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        Self(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut buf = [0u8; json::ERROR_BODY_MAX_LEN];
-        let body = match json::write_error(&self.0, &mut buf) {
-            Ok(n) => buf[..n].to_vec(),
-            Err(_) => br#"{"error":{"code":"internal_error","message":"internal error"}}"#.to_vec(),
-        };
-        let status =
-            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(status, body)
-    }
-}
-
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_call))
 }
 
 /// `503`: the idempotency store is down and the client gave a `contact_ref`.
@@ -55,8 +34,35 @@ const STORE_UNAVAILABLE: Error = Error::request(
     "the idempotency store (Redis) is unreachable; nothing was dialled, retry later",
 );
 
+/// `503`: `limits.max_calls_in_flight` calls are in flight.
+const TOO_MANY_CALLS: Error = Error::request(
+    ErrorCode::ServiceUnavailable,
+    "too many calls in flight; nothing was dialled, retry later",
+);
+
+/// Create a call: ring the agent, then dial the callee.
+#[utoipa::path(
+    post,
+    path = "/click2dial/calls",
+    tag = "calls",
+    security(("api_key" = [])),
+    request_body(content = crate::openapi::CreateCall, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Queued to the PBX (or the first answer again, for a repeated contact_ref)", body = crate::openapi::Queued),
+        (status = 400, description = "Malformed JSON", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
+        (status = 408, description = "The request did not arrive in time", body = crate::openapi::ErrorBody),
+        (status = 409, description = "contact_ref already used with a different payload", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body larger than 4096 bytes", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A field breaks its rule, the dialling policy or the key's permissions", body = crate::openapi::ErrorBody),
+        (status = 429, description = "The key's rate limit; see Retry-After", body = crate::openapi::ErrorBody),
+        (status = 503, description = "PBX or Redis unreachable, or too many calls in flight; nothing was dialled", body = crate::openapi::ErrorBody),
+    )
+)]
 async fn create_call(
     State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -66,6 +72,7 @@ async fn create_call(
         .map_err(|_| Error::BODY_TOO_LARGE)?;
     let parsed = request::parse(&bytes)?;
     let valid = state.validators.validate(&parsed, &state.policy())?;
+    caller.check_call(valid.agent, valid.outbound_id.as_str())?;
     if !state.pbx.is_ready() {
         return Err(Error::PBX_UNAVAILABLE.into());
     }
@@ -131,6 +138,19 @@ async fn create_call(
         }
     }
 
+    let Ok(slot) = state.call_slots.clone().try_acquire_owned() else {
+        if let (Some(key), Some(mut conn)) = (&claim_key, state.redis().await) {
+            let _ = idempotency::release(&mut conn, key).await;
+        }
+        tracing::warn!(
+            limit = state.config.limits.max_calls_in_flight,
+            "create-call refused: too many calls in flight"
+        );
+        let mut response = ApiError(TOO_MANY_CALLS).into_response();
+        let (name, value) = retry_after(5);
+        response.headers_mut().insert(name, value);
+        return Ok(response);
+    };
     let channel_id = ChannelId::for_contact_ref(contact_ref).to_string();
     let originate = originate_request(
         &state,
@@ -145,6 +165,7 @@ async fn create_call(
             recording_url,
             notifications_key,
         },
+        slot,
     );
     if let Err(e) = state.pbx.originate(originate).await {
         if let (Some(key), Some(mut conn)) = (&claim_key, state.redis().await) {
@@ -163,7 +184,7 @@ async fn create_call(
         }
         .into());
     }
-    tracing::info!(contact_ref, recording_ref, "call queued");
+    tracing::info!(contact_ref, recording_ref, key = %caller.id, "call queued");
     Ok(json_response(StatusCode::ACCEPTED, answer.into_bytes()))
 }
 
@@ -173,6 +194,7 @@ fn originate_request(
     valid: &ValidCall<'_>,
     channel_id: String,
     record: CallRecord,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> OriginateRequest {
     let dialplan = &state.config.dialplan;
     let callee_digits = match dialplan.callee_digits {
@@ -233,5 +255,6 @@ fn originate_request(
         timeout_ms: dialplan.agent_ring_timeout_ms,
         variables,
         record,
+        slot: Some(slot),
     }
 }

@@ -3,7 +3,8 @@
 //! Every key can be overridden by an environment variable named `C2D_<SECTION>__<KEY>`
 //! in upper case, e.g. `C2D_AMI__SECRET` for `[ami] secret` or `C2D_HTTP__PORT` for
 //! `[http] http_port` (`C2D_HTTP__HTTP_PORT` works too). Lists take TOML syntax:
-//! `C2D_POLICY__ALLOWED_COUNTRY_CODES='["44","49"]'`.
+//! `C2D_POLICY__ALLOWED_COUNTRY_CODES='["44","49"]'`, and tables likewise:
+//! `C2D_AUTH__KEYS='[{id="crm",hash="sha256:…"}]'`.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,12 @@ pub struct Config {
     pub recordings: Recordings,
     /// The dialling policy (toll-fraud guard).
     pub policy: Policy,
+    /// API keys.
+    pub auth: Auth,
+    /// Rate and capacity limits.
+    pub limits: Limits,
+    /// What happens on SIGTERM.
+    pub shutdown: Shutdown,
 }
 
 /// `[http]`
@@ -44,6 +51,12 @@ pub struct Http {
     pub http_port: u16,
     /// The URL clients reach this service at, for `recording_url`.
     pub public_url: String,
+    /// Longest time from a request's head to its answer (body read included), in seconds;
+    /// past it the answer is `408 request_timeout`.
+    pub request_timeout_secs: u64,
+    /// Longest time a client may take to send a request's head, in seconds; past it the
+    /// connection is closed.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for Http {
@@ -52,6 +65,8 @@ impl Default for Http {
             listen: IpAddr::from([127, 0, 0, 1]),
             http_port: 8080,
             public_url: "http://127.0.0.1:8080".into(),
+            request_timeout_secs: 10,
+            header_timeout_secs: 10,
         }
     }
 }
@@ -170,12 +185,124 @@ impl Default for Redis {
 pub struct Recordings {
     /// Where the PBX writes `<recording_ref>.wav`.
     pub dir: PathBuf,
+    /// A WAV whose header still has its sizes unset is being written; once it has not been
+    /// modified for this many seconds its writer is taken to be gone and it is served as it is.
+    pub abandoned_after_secs: u64,
 }
 
 impl Default for Recordings {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("/var/spool/asterisk/monitor/click2dial"),
+            abandoned_after_secs: 300,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// The API keys; with none, every route but `/healthz` answers `401`.
+    pub keys: Vec<ApiKey>,
+}
+
+/// One `[[auth.keys]]` entry.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKey {
+    /// A name for logs and metrics (never the key itself).
+    pub id: String,
+    /// `sha256:<64 hex digits>` of the key (`click2dial-host hash-key`).
+    pub hash: String,
+    /// Caller IDs this key may present; empty: any.
+    pub outbound_ids: Vec<String>,
+    /// Agent extensions this key may ring, `"<first>-<last>"` (e.g. `"1000-1999"`); absent:
+    /// any. A key with a range cannot place one-leg calls (their agent is a phone number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agents: Option<String>,
+    /// Requests per minute for this key; absent: `limits.rate_per_minute`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_per_minute: Option<u32>,
+    /// Requests allowed in a burst; absent: `limits.burst`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+/// An inclusive range of agent extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentRange {
+    /// First extension.
+    pub first: u16,
+    /// Last extension.
+    pub last: u16,
+}
+
+impl AgentRange {
+    /// Parses `"1000-1999"` (3–4 digit extensions, first ≤ last).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (a, b) = text.split_once('-')?;
+        let ext = |s: &str| {
+            let s = s.trim();
+            ((3..=4).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u16>().ok())
+                .flatten()
+        };
+        let (first, last) = (ext(a)?, ext(b)?);
+        (first <= last).then_some(Self { first, last })
+    }
+
+    /// Whether `agent` (as sent in a request) is an extension in the range.
+    pub fn contains(&self, agent: &str) -> bool {
+        (3..=4).contains(&agent.len())
+            && agent.bytes().all(|b| b.is_ascii_digit())
+            && agent
+                .parse::<u16>()
+                .is_ok_and(|n| (self.first..=self.last).contains(&n))
+    }
+}
+
+/// `[limits]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Calls originated and not yet finished, over all keys; past it `503`.
+    pub max_calls_in_flight: usize,
+    /// Requests per minute per key (`0`: unlimited), unless the key says otherwise.
+    pub rate_per_minute: u32,
+    /// Requests a key may send at once before the rate applies.
+    pub burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_calls_in_flight: 100,
+            rate_per_minute: 120,
+            burst: 20,
+        }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Shutdown {
+    /// How long requests in flight may take to finish, in seconds.
+    pub requests_grace_secs: u64,
+    /// How long calls in flight may take to end (and send their last notifications), in
+    /// seconds; calls still going on after it get no further notifications from this host.
+    pub calls_grace_secs: u64,
+    /// How long to wait for the notification spool to reach Redis, in seconds.
+    pub flush_timeout_secs: u64,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self {
+            requests_grace_secs: 20,
+            calls_grace_secs: 10,
+            flush_timeout_secs: 10,
         }
     }
 }
@@ -292,6 +419,19 @@ impl Config {
             "policy.allowed_country_codes",
         )?;
         digits(&self.policy.denied_prefixes, "policy.denied_prefixes")?;
+        self.check_auth()?;
+        if !(1..=1_000_000).contains(&self.limits.max_calls_in_flight) {
+            return Err(invalid(
+                "limits.max_calls_in_flight",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if self.http.request_timeout_secs == 0 {
+            return Err(invalid("http.request_timeout_secs", "must be at least 1"));
+        }
+        if self.http.header_timeout_secs == 0 {
+            return Err(invalid("http.header_timeout_secs", "must be at least 1"));
+        }
         for (key, value) in [
             ("dialplan.agent_tech", &self.dialplan.agent_tech),
             ("dialplan.outbound_context", &self.dialplan.outbound_context),
@@ -308,6 +448,53 @@ impl Config {
         Ok(())
     }
 
+    fn check_auth(&self) -> Result<(), ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "auth.keys",
+            reason,
+        };
+        let mut ids = std::collections::HashSet::new();
+        let mut hashes = std::collections::HashSet::new();
+        for key in &self.auth.keys {
+            if key.id.is_empty()
+                || key.id.len() > 64
+                || !key
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return Err(invalid(format!(
+                    "id {:?}: 1-64 of letters, digits, `.`, `_`, `-`",
+                    key.id
+                )));
+            }
+            if !ids.insert(key.id.as_str()) {
+                return Err(invalid(format!("id {:?} is used twice", key.id)));
+            }
+            if crate::auth::parse_hash(&key.hash).is_none() {
+                return Err(invalid(format!(
+                    "key {:?}: hash must be sha256:<64 hex digits> (click2dial-host hash-key)",
+                    key.id
+                )));
+            }
+            if !hashes.insert(key.hash.to_ascii_lowercase()) {
+                return Err(invalid(format!("key {:?}: the same hash twice", key.id)));
+            }
+            if let Some(range) = &key.agents {
+                if AgentRange::parse(range).is_none() {
+                    return Err(invalid(format!(
+                        "key {:?}: agents must be \"<first>-<last>\", 3-4 digit extensions",
+                        key.id
+                    )));
+                }
+            }
+            if key.outbound_ids.iter().any(|o| o.is_empty()) {
+                return Err(invalid(format!("key {:?}: empty outbound_id", key.id)));
+            }
+        }
+        Ok(())
+    }
+
     /// The configuration as TOML with secrets masked, for `check-config`.
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
@@ -315,6 +502,12 @@ impl Config {
             masked.ami.secret = "********".into();
         }
         masked.redis.url = mask_url_password(&masked.redis.url);
+        for key in &mut masked.auth.keys {
+            // The hash is not a secret, but a shortened one is enough to tell keys apart.
+            if let Some(short) = key.hash.get(..19) {
+                key.hash = format!("{short}…");
+            }
+        }
         toml_string(&masked)
     }
 

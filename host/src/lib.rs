@@ -4,36 +4,140 @@
 //! machine are in `click2dial-core`, shared with the appliance firmware.
 
 pub mod api;
+pub mod auth;
 pub mod config;
+pub mod errors;
+pub mod health;
 pub mod idempotency;
+pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod pbx;
+pub mod ratelimit;
+pub mod recordings;
+pub mod server;
 pub mod state;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::Response;
+use axum::{Extension, Router};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::openapi::OpenApi;
 
 pub use state::AppState;
 
+/// The request id header, set on every request (kept when the client sent a sane one) and
+/// echoed on every answer.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The routes and the OpenAPI description generated from them: `/healthz` without a key,
+/// everything else behind [`auth::require_key`] and [`ratelimit::limit`].
+pub fn routes(state: &AppState) -> (Router<AppState>, OpenApi) {
+    let (public, public_doc) = health::public_router().split_for_parts();
+    let (protected, mut doc) = openapi::base()
+        .merge(api::router())
+        .merge(recordings::router())
+        .merge(health::router())
+        .merge(metrics::router())
+        .merge(openapi::router())
+        .split_for_parts();
+    doc.merge(public_doc);
+    let protected = protected
+        .route_layer(from_fn_with_state(
+            (state.rate_limits.clone(), state.metrics.clone()),
+            ratelimit::limit,
+        ))
+        .route_layer(from_fn_with_state(state.keys.clone(), auth::require_key));
+    (public.merge(protected), doc)
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    api::router().with_state(state)
+    let (routes, doc) = routes(&state);
+    let rendered = openapi::Rendered(Arc::new(doc.to_json().unwrap_or_default().into_bytes()));
+    let timeout = Duration::from_secs(state.config.http.request_timeout_secs);
+    routes
+        .fallback(errors::not_found)
+        .layer(Extension(rendered))
+        .layer(RequestBodyLimitLayer::new(
+            click2dial_core::request::MAX_BODY_LEN,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(from_fn(errors::json_errors))
+        .layer(from_fn_with_state(
+            state.metrics.clone(),
+            metrics::count_requests,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let id = request
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    // Never the headers: they carry the API key.
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = %id,
+                        key = tracing::field::Empty,
+                    )
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(from_fn(drop_odd_request_id))
+        .with_state(state)
+}
+
+/// Keeps a client's `X-Request-Id` only when it is 1–64 of `A-Za-z0-9._:-` (so it can be
+/// logged as it is); otherwise a new one is made.
+async fn drop_odd_request_id(mut request: Request, next: Next) -> Response {
+    let sane = request.headers().get(REQUEST_ID).is_none_or(|v| {
+        let b = v.as_bytes();
+        (1..=64).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+    });
+    if !sane {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(request).await
 }
 
 /// Starts the background tasks (notifier, AMI client) and builds the state.
 pub fn start(config: config::Config) -> Result<AppState, String> {
     let validators = click2dial_core::Validators::new().map_err(|e| format!("validators: {e}"))?;
-    let notifier = notify::Notifier::start(notify::Settings {
-        url: config.redis.url.clone(),
-        legacy_key: config
-            .redis
-            .legacy_key_enabled
-            .then(|| config.redis.legacy_key.clone()),
-        ttl_secs: config.redis.ttl_secs,
-        spool_capacity: config.redis.spool_capacity,
-        sent_prefix: "teleforge:c2d:sent:".into(),
-    });
+    let metrics = metrics::Metrics::new();
+    let notifier = notify::Notifier::start(
+        notify::Settings {
+            url: config.redis.url.clone(),
+            legacy_key: config
+                .redis
+                .legacy_key_enabled
+                .then(|| config.redis.legacy_key.clone()),
+            ttl_secs: config.redis.ttl_secs,
+            spool_capacity: config.redis.spool_capacity,
+            sent_prefix: "teleforge:c2d:sent:".into(),
+        },
+        metrics.clone(),
+    );
     let pbx = pbx::Pbx::start(
         pbx::Settings {
             address: config.ami.address.clone(),
@@ -43,6 +147,12 @@ pub fn start(config: config::Config) -> Result<AppState, String> {
             max_backoff: Duration::from_secs(config.ami.max_backoff_secs.max(1)),
         },
         notifier.clone(),
+        metrics.clone(),
     );
-    AppState::new(config, validators, pbx, notifier)
+    if config.auth.keys.is_empty() {
+        tracing::warn!(
+            "no API keys configured ([[auth.keys]]): every request but /healthz is refused"
+        );
+    }
+    AppState::new(config, validators, pbx, notifier, metrics)
 }

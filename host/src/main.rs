@@ -1,10 +1,12 @@
-//! `click2dial-host`: run the service, or check its configuration.
+//! `click2dial-host`: run the service, check its configuration, or make API keys.
 
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use click2dial_host::auth;
 use click2dial_host::config::Config;
 
 #[derive(Parser)]
@@ -13,8 +15,9 @@ struct Cli {
     /// Configuration file (TOML); every key can be overridden by C2D_<SECTION>__<KEY>.
     #[arg(long, short, global = true, env = "C2D_CONFIG")]
     config: Option<PathBuf>,
-    /// Log as JSON lines.
-    #[arg(long, global = true)]
+    /// Log as JSON lines (one object per event, with the request's span: method, path,
+    /// request_id, key id).
+    #[arg(long, global = true, env = "C2D_LOG_JSON")]
     log_json: bool,
     #[command(subcommand)]
     command: Option<Command>,
@@ -26,11 +29,22 @@ enum Command {
     Run,
     /// Print the effective configuration, secrets masked, and exit.
     CheckConfig,
+    /// Read an API key from standard input (one line) and print its `hash` for the
+    /// configuration; the key itself never appears in the command line.
+    HashKey,
+    /// Make a new random API key; prints the key (give it to the client) and its hash (put
+    /// it in `[[auth.keys]]`).
+    NewKey,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
+    match cli.command {
+        Some(Command::HashKey) => return hash_key(),
+        Some(Command::NewKey) => return new_key(),
+        _ => {}
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -43,6 +57,7 @@ fn main() -> ExitCode {
             print!("{}", config.to_masked_toml());
             ExitCode::SUCCESS
         }
+        Command::HashKey | Command::NewKey => ExitCode::FAILURE,
         Command::Run => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(serve(config)),
             Err(e) => {
@@ -50,6 +65,39 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn hash_key() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("click2dial-host: cannot read the key: {e}");
+        return ExitCode::FAILURE;
+    }
+    let key = line.trim();
+    if key.len() < auth::MIN_KEY_LEN || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        eprintln!(
+            "click2dial-host: a key must be at least {} characters without spaces; \
+             `click2dial-host new-key` makes one",
+            auth::MIN_KEY_LEN
+        );
+        return ExitCode::from(2);
+    }
+    println!("{}", auth::hash_key(key));
+    ExitCode::SUCCESS
+}
+
+fn new_key() -> ExitCode {
+    match auth::new_key() {
+        Ok(key) => {
+            println!("key  = {key}");
+            println!("hash = \"{}\"", auth::hash_key(&key));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("click2dial-host: no randomness: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -98,25 +146,47 @@ async fn serve(config: Config) -> ExitCode {
         println!("listening {local}");
         tracing::info!(%local, "click2dial-host listening");
     }
-    let notifier = state.notifier.clone();
-    let app = click2dial_host::app(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
-    let flushed = notifier.flush(Duration::from_secs(10)).await;
-    if !flushed {
+    let shutdown = state.config.shutdown.clone();
+    let settings = click2dial_host::server::Settings {
+        header_timeout: Duration::from_secs(state.config.http.header_timeout_secs),
+        shutdown_grace: Duration::from_secs(shutdown.requests_grace_secs),
+    };
+    let app = click2dial_host::app(state.clone());
+    click2dial_host::server::serve(listener, app, settings, shutdown_signal()).await;
+    // No request is in flight any more, so no new call can start: let the calls in flight
+    // end (their last notifications are still to come), then empty the spool.
+    let calls = state.calls_in_flight();
+    if calls > 0 {
+        tracing::info!(calls, "waiting for calls in flight to end");
+        if !state
+            .wait_calls_done(Duration::from_secs(shutdown.calls_grace_secs))
+            .await
+        {
+            tracing::warn!(
+                calls = state.calls_in_flight(),
+                "calls still in flight at exit: their further notifications are not sent"
+            );
+        }
+    }
+    let notifier = &state.notifier;
+    if notifier.spool_depth() > 0 {
+        tracing::info!(
+            spooled = notifier.spool_depth(),
+            "flushing notifications to Redis"
+        );
+    }
+    if !notifier
+        .flush(Duration::from_secs(shutdown.flush_timeout_secs))
+        .await
+    {
         tracing::error!(
             spooled = notifier.spool_depth(),
             "shutting down with notifications still spooled (Redis unreachable)"
         );
+        return ExitCode::FAILURE;
     }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("click2dial-host: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
 }
 
 async fn shutdown_signal() {

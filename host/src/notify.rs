@@ -11,10 +11,12 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, watch};
+
+use crate::metrics::Metrics;
 
 /// One notification on its way to Redis.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub struct Notification {
     pub call_key: String,
     /// The JSON object.
     pub json: String,
+    /// When the AMI event behind it was read (for the latency histogram).
+    pub since: Instant,
 }
 
 /// Where notifications go.
@@ -66,11 +70,11 @@ pub struct Notifier {
 
 impl Notifier {
     /// Starts the pushing task.
-    pub fn start(settings: Settings) -> Self {
+    pub fn start(settings: Settings, metrics: Metrics) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let spooled = Arc::new(AtomicUsize::new(0));
         let (drained_tx, drained) = watch::channel(true);
-        tokio::spawn(run(settings, rx, spooled.clone(), drained_tx));
+        tokio::spawn(run(settings, rx, spooled.clone(), drained_tx, metrics));
         Self {
             tx,
             spooled,
@@ -116,6 +120,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Notification>,
     spooled: Arc<AtomicUsize>,
     drained: watch::Sender<bool>,
+    metrics: Metrics,
 ) {
     let script = redis::Script::new(PUSH_ONCE);
     let mut spool: VecDeque<Notification> = VecDeque::new();
@@ -150,6 +155,7 @@ async fn run(
         let Some(next) = spool.front() else { continue };
         match push(&script, conn, &settings, next).await {
             Ok(()) => {
+                metrics.notification_pushed(next.since.elapsed());
                 spool.pop_front();
                 spooled.fetch_sub(1, Ordering::SeqCst);
                 retry = Duration::from_millis(100);

@@ -10,20 +10,22 @@
 //! and a notification that guessed would be worse than one that says so. The client then
 //! reconnects with a doubling backoff (capped at `ami.max_backoff_secs`) and logs in again.
 
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use click2dial_core::ami::{
     Action, Channel, Decoder, Frame, Kind, Login, Message, Originate, Ping, ResponseStatus,
     MAX_MESSAGE_LEN,
 };
 use click2dial_core::call::{CallTracker, ChannelEvent, Mode, Progress};
-use click2dial_core::json::{self, Notification as NotificationJson};
+use click2dial_core::json::{self, Event, Notification as NotificationJson};
 use click2dial_core::time::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
+use crate::metrics::Metrics;
 use crate::notify::{Notification, Notifier};
 
 /// Where and how to log in.
@@ -61,7 +63,7 @@ pub struct CallRecord {
 }
 
 /// An Originate to send, with the call it starts.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct OriginateRequest {
     /// `ChannelId`, also used as `ActionID`.
     pub channel_id: String,
@@ -81,6 +83,8 @@ pub struct OriginateRequest {
     pub variables: Vec<(String, String)>,
     /// For the notifications.
     pub record: CallRecord,
+    /// The call's place under `limits.max_calls_in_flight`, released when the call is over.
+    pub slot: Option<OwnedSemaphorePermit>,
 }
 
 /// Why an Originate was not queued.
@@ -118,7 +122,12 @@ enum Command {
 pub struct Pbx {
     tx: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
+    /// Recording references of the calls this client follows.
+    live_recordings: LiveRecordings,
 }
+
+/// Recording references of calls in flight (their recording is not complete yet).
+type LiveRecordings = Arc<Mutex<HashSet<String>>>;
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,11 +137,33 @@ impl std::fmt::Debug for Command {
 
 impl Pbx {
     /// Starts the AMI task.
-    pub fn start(settings: Settings, notifier: Notifier) -> Self {
+    pub fn start(settings: Settings, notifier: Notifier, metrics: Metrics) -> Self {
         let (tx, rx) = mpsc::channel(1024);
         let (status_tx, status) = watch::channel(Status::Down);
-        tokio::spawn(run(settings, rx, status_tx, notifier));
-        Self { tx, status }
+        let live_recordings = LiveRecordings::default();
+        let driver = Driver {
+            settings,
+            notifier,
+            metrics,
+            live_recordings: live_recordings.clone(),
+            logins: 0,
+            calls: HashMap::new(),
+        };
+        tokio::spawn(run(driver, rx, status_tx));
+        Self {
+            tx,
+            status,
+            live_recordings,
+        }
+    }
+
+    /// Whether `recording_ref` belongs to a call in flight that this client follows: its
+    /// recording has not been reported complete (`recording_ready`) yet.
+    pub fn recording_pending(&self, recording_ref: &str) -> bool {
+        self.live_recordings
+            .lock()
+            .map(|set| set.contains(recording_ref))
+            .unwrap_or(false)
     }
 
     /// Whether the PBX is logged in.
@@ -174,30 +205,26 @@ struct LiveCall {
     tracker: CallTracker,
     record: CallRecord,
     sequence: u32,
+    /// Released (dropped) with the call.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 /// State that outlives one connection.
 struct Driver {
     settings: Settings,
     notifier: Notifier,
+    metrics: Metrics,
+    live_recordings: LiveRecordings,
+    logins: u64,
     calls: HashMap<String, LiveCall>,
 }
 
-async fn run(
-    settings: Settings,
-    mut rx: mpsc::Receiver<Command>,
-    status: watch::Sender<Status>,
-    notifier: Notifier,
-) {
-    let mut driver = Driver {
-        settings,
-        notifier,
-        calls: HashMap::new(),
-    };
+async fn run(mut driver: Driver, mut rx: mpsc::Receiver<Command>, status: watch::Sender<Status>) {
     let mut backoff = Duration::from_millis(250);
     loop {
         let result = driver.session(&mut rx, &status).await;
         let _ = status.send(Status::Down);
+        driver.metrics.ami_down();
         match result {
             Ok(()) => return,
             Err(e) => {
@@ -371,6 +398,8 @@ impl Driver {
             .await
             .map_err(|_| SessionError::Timeout("login and FullyBooted"))??;
         tracing::info!(address = %self.settings.address, "AMI logged in");
+        self.metrics.ami_logged_in(self.logins == 0);
+        self.logins += 1;
         let _ = status.send(Status::Ready);
 
         let mut pending: HashMap<String, oneshot::Sender<Result<(), OriginateError>>> =
@@ -383,12 +412,13 @@ impl Driver {
         let result = loop {
             tokio::select! {
                 frame = reader.next() => {
+                    let read_at = Instant::now();
                     let bytes = match frame {
                         Ok(OwnedFrame::Message(bytes)) => bytes,
                         Ok(OwnedFrame::Banner) => continue,
                         Err(e) => break Err(e),
                     };
-                    with_message(&bytes, |m| self.on_message(m, &mut pending, &mut ping_outstanding));
+                    with_message(&bytes, |m| self.on_message(m, read_at, &mut pending, &mut ping_outstanding));
                 }
                 command = rx.recv() => {
                     let Some(Command::Originate { request, reply }) = command else {
@@ -464,8 +494,12 @@ impl Driver {
                     tracker,
                     record: request.record,
                     sequence: 0,
+                    _slot: request.slot,
                 };
-                self.drain(&mut call);
+                if let Ok(mut set) = self.live_recordings.lock() {
+                    set.insert(call.record.recording_ref.clone());
+                }
+                self.drain(&mut call, Instant::now());
                 self.calls.insert(request.channel_id, call);
             }
             Err(_) => {
@@ -477,6 +511,7 @@ impl Driver {
     fn on_message(
         &mut self,
         message: &Message<'_>,
+        read_at: Instant,
         pending: &mut HashMap<String, oneshot::Sender<Result<(), OriginateError>>>,
         ping_outstanding: &mut Option<u64>,
     ) {
@@ -491,11 +526,14 @@ impl Driver {
                 }
                 if let Some(reply) = pending.remove(action_id) {
                     if status == ResponseStatus::Success {
+                        self.metrics.call_started();
                         let _ = reply.send(Ok(()));
                     } else {
                         let reason = message.message().unwrap_or("no reason").to_string();
                         // Nothing was dialled: forget the call without notifications.
-                        self.calls.remove(action_id);
+                        if let Some(call) = self.calls.remove(action_id) {
+                            self.forget(call);
+                        }
                         let _ = reply.send(Err(OriginateError::Refused(reason)));
                     }
                 }
@@ -508,8 +546,10 @@ impl Driver {
                     return;
                 };
                 call.tracker.handle_event(unix_millis(), &event);
-                self.drain(&mut call);
-                if !call.tracker.is_finished() {
+                self.drain(&mut call, read_at);
+                if call.tracker.is_finished() {
+                    self.forget(call);
+                } else {
                     self.calls.insert(key.to_string(), call);
                 }
             }
@@ -523,8 +563,10 @@ impl Driver {
         for id in ids {
             if let Some(mut call) = self.calls.remove(&id) {
                 call.tracker.handle_timeout(now);
-                self.drain(&mut call);
-                if !call.tracker.is_finished() {
+                self.drain(&mut call, Instant::now());
+                if call.tracker.is_finished() {
+                    self.forget(call);
+                } else {
                     self.calls.insert(id, call);
                 }
             }
@@ -536,18 +578,32 @@ impl Driver {
         let calls: Vec<(String, LiveCall)> = self.calls.drain().collect();
         for (_, mut call) in calls {
             call.tracker.handle_pbx_lost(now);
-            self.drain(&mut call);
+            self.drain(&mut call, Instant::now());
+            self.forget(call);
         }
     }
 
-    fn drain(&self, call: &mut LiveCall) {
+    /// Drops a call that is over: its recording is no longer pending, its slot is free.
+    fn forget(&self, call: LiveCall) {
+        if let Ok(mut set) = self.live_recordings.lock() {
+            set.remove(&call.record.recording_ref);
+        }
+    }
+
+    fn drain(&self, call: &mut LiveCall, since: Instant) {
         while let Some(progress) = call.tracker.poll_progress() {
             call.sequence += 1;
-            self.notify(call, progress);
+            self.notify(call, progress, since);
         }
     }
 
-    fn notify(&self, call: &LiveCall, progress: Progress) {
+    fn notify(&self, call: &LiveCall, progress: Progress, since: Instant) {
+        if matches!(progress.event, Event::Hangup | Event::Failed) {
+            self.metrics.call_ended(
+                progress.event.as_str(),
+                progress.cause.map_or("none", |c| c.as_str()),
+            );
+        }
         let record = &call.record;
         let notification = NotificationJson {
             event: progress.event,
@@ -567,6 +623,7 @@ impl Driver {
                 id: format!("{}:{}", call.tracker.channel_id(), call.sequence),
                 call_key: record.notifications_key.clone(),
                 json: String::from_utf8_lossy(&buf[..n]).into_owned(),
+                since,
             }),
             Err(e) => tracing::error!(error = %e, "notification does not fit its buffer"),
         }

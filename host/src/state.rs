@@ -6,11 +6,14 @@ use std::time::Duration;
 use click2dial_core::template::Template;
 use click2dial_core::{DialPolicy, Validators};
 use redis::aio::ConnectionManager;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
+use crate::auth::Keys;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pbx::Pbx;
+use crate::ratelimit::RateLimits;
 
 /// Shared application state; cheap to clone.
 #[derive(Clone)]
@@ -23,6 +26,14 @@ pub struct AppState {
     pub pbx: Pbx,
     /// The notification pusher.
     pub notifier: Notifier,
+    /// The API keys.
+    pub keys: Arc<Keys>,
+    /// Their rate limiters.
+    pub rate_limits: Arc<RateLimits>,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// One permit per call in flight (`limits.max_calls_in_flight`).
+    pub call_slots: Arc<Semaphore>,
     /// `…/click2dial/recordings/{recording_ref}`, leaked once at start-up so rendered
     /// values can borrow it.
     pub recording_url: Template<'static>,
@@ -39,6 +50,7 @@ impl AppState {
         validators: Validators,
         pbx: Pbx,
         notifier: Notifier,
+        metrics: Metrics,
     ) -> Result<Self, String> {
         let leak_list = |list: &[String]| -> &'static [&'static str] {
             let items: Vec<&'static str> = list
@@ -54,7 +66,14 @@ impl AppState {
         let url: &'static str = Box::leak(config.recording_url_template().into_boxed_str());
         let recording_url = Template::new(url).map_err(|e| e.to_string())?;
         let redis_client = redis::Client::open(config.redis.url.as_str()).ok();
+        let keys = Arc::new(Keys::new(&config.auth.keys));
+        let rate_limits = Arc::new(RateLimits::new(&config.auth.keys, &config.limits));
+        let call_slots = Arc::new(Semaphore::new(config.limits.max_calls_in_flight));
         Ok(Self {
+            keys,
+            rate_limits,
+            metrics,
+            call_slots,
             config: Arc::new(config),
             validators: Arc::new(validators),
             pbx,
@@ -64,6 +83,23 @@ impl AppState {
             redis: Arc::new(Mutex::new(None)),
             redis_client,
         })
+    }
+
+    /// Calls originated and not yet finished.
+    pub fn calls_in_flight(&self) -> usize {
+        self.config
+            .limits
+            .max_calls_in_flight
+            .saturating_sub(self.call_slots.available_permits())
+    }
+
+    /// Waits until no call is in flight or `timeout` passes; returns whether none is.
+    pub async fn wait_calls_done(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.calls_in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.calls_in_flight() == 0
     }
 
     /// The dialling policy from the configuration.

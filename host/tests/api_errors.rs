@@ -3,15 +3,22 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use click2dial_host::config::Config;
+use click2dial_host::config::{ApiKey, Config};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-/// A state whose PBX and Redis point at a closed port.
+const KEY: &str = "c2d_test_key_0123456789abcdef0123456789abcdef";
+
+/// A state whose PBX and Redis point at a closed port, with one API key.
 fn app() -> axum::Router {
     let mut config = Config::default();
     config.ami.address = "127.0.0.1:9".into();
     config.redis.url = "redis://127.0.0.1:9".into();
+    config.auth.keys = vec![ApiKey {
+        id: "test".into(),
+        hash: click2dial_host::auth::hash_key(KEY),
+        ..Default::default()
+    }];
     let state = click2dial_host::start(config).expect("state");
     click2dial_host::app(state)
 }
@@ -20,7 +27,8 @@ async fn post(
     content_type: Option<&str>,
     body: impl Into<Body>,
 ) -> (StatusCode, serde_json::Value) {
-    let mut request = Request::post("/click2dial/calls");
+    let mut request =
+        Request::post("/click2dial/calls").header("authorization", format!("Bearer {KEY}"));
     if let Some(ct) = content_type {
         request = request.header("content-type", ct);
     }

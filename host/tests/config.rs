@@ -112,3 +112,140 @@ fn environment_overrides_reach_nested_lists() {
     assert_eq!(codes, ["44", "49"]);
     assert_eq!(parsed["ami"]["secret"].as_str(), Some("********"));
 }
+
+#[test]
+fn api_keys_come_from_the_file_or_the_environment_and_are_checked() {
+    let hash = "sha256:6ea7a695ba70270cbdd09e7d3e7957532c35ccc651264b051f9915ce43483668";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        &dir,
+        &format!(
+            "[[auth.keys]]\nid = \"crm\"\nhash = \"{hash}\"\noutbound_ids = [\"27820001234\"]\nagents = \"1000-1999\"\nrate_per_minute = 30\n"
+        ),
+    );
+    let out = host()
+        .args(["--config", path.to_str().expect("utf-8"), "check-config"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let parsed: toml::Value = toml::from_str(&text).expect("TOML");
+    let key = &parsed["auth"]["keys"][0];
+    assert_eq!(key["id"].as_str(), Some("crm"));
+    assert_eq!(key["agents"].as_str(), Some("1000-1999"));
+    assert_eq!(key["rate_per_minute"].as_integer(), Some(30));
+    assert!(!text.contains(hash), "the hash is shortened");
+
+    let out = host()
+        .arg("check-config")
+        .env(
+            "C2D_AUTH__KEYS",
+            format!(
+                r#"[{{id="a",hash="{hash}"}},{{id="b",hash="{}"}}]"#,
+                hash.replace("6ea7", "7ea7")
+            ),
+        )
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: toml::Value =
+        toml::from_str(&String::from_utf8(out.stdout).expect("utf-8")).expect("TOML");
+    assert_eq!(parsed["auth"]["keys"].as_array().map(Vec::len), Some(2));
+
+    for (entry, why) in [
+        (r#"{id="a",hash="sha256:abc"}"#.to_string(), "short hash"),
+        (
+            format!(r#"{{id="a",hash="{}"}}"#, hash.replace("sha256", "md5")),
+            "other hash",
+        ),
+        (format!(r#"{{id="",hash="{hash}"}}"#), "empty id"),
+        (format!(r#"{{id="a b",hash="{hash}"}}"#), "id with a space"),
+        (
+            format!(
+                r#"{{id="a",hash="{hash}"}},{{id="a",hash="{}"}}"#,
+                hash.replace("6ea7", "7ea7")
+            ),
+            "same id",
+        ),
+        (
+            format!(r#"{{id="a",hash="{hash}"}},{{id="b",hash="{hash}"}}"#),
+            "same hash",
+        ),
+        (
+            format!(r#"{{id="a",hash="{hash}",agents="1999-1000"}}"#),
+            "backwards range",
+        ),
+        (
+            format!(r#"{{id="a",hash="{hash}",agents="10-99999"}}"#),
+            "not extensions",
+        ),
+        (
+            format!(r#"{{id="a",hash="{hash}",outbound_ids=[""]}}"#),
+            "empty caller ID",
+        ),
+    ] {
+        let out = host()
+            .arg("check-config")
+            .env("C2D_AUTH__KEYS", format!("[{entry}]"))
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{why}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("auth.keys"), "{why}: {err}");
+    }
+}
+
+#[test]
+fn the_systemd_unit_starts_this_binary_and_is_valid() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/click2dial-host.service"
+    ))
+    .expect("unit file");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    assert_eq!(args.last(), Some(&"run"));
+    // The same options parse (with `check-config` in place of `run`).
+    let mut check: Vec<&str> = args[..args.len() - 1].to_vec();
+    check.push("check-config");
+    let out = host().args(&check).output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // systemd's own check, where systemd is installed; the binary path is this build's.
+    let Ok(analyze) = Command::new("systemd-analyze").arg("--version").output() else {
+        return;
+    };
+    if !analyze.status.success() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("click2dial-host.service");
+    let exe = env!("CARGO_BIN_EXE_click2dial-host");
+    std::fs::write(&path, unit.replace("/usr/local/bin/click2dial-host", exe)).expect("write");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let complaints: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("click2dial-host.service"))
+        .collect();
+    assert!(complaints.is_empty(), "{text}");
+}

@@ -322,6 +322,7 @@ fn every_refusal_is_answered_over_http_before_anything_is_dialled() {
         let mut response = agent
             .post(&url)
             .header("content-type", content_type)
+            .header("authorization", format!("Bearer {}", support::TEST_KEY))
             .send(request.as_str())
             .expect("HTTP");
         assert_eq!(response.status().as_u16(), status, "{code}");

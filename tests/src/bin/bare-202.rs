@@ -10,7 +10,9 @@ const ANSWER: &str = r#"{"status":"queued","contact_ref":"crm-42","recording_ref
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let listen = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
+    let listen = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".into());
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening {}", listener.local_addr()?);
     let app = Router::new().route(

@@ -221,10 +221,65 @@ impl Drop for Sim {
     }
 }
 
+/// The API key `Host::start` configures (rate limit out of the way) and `create_call` sends.
+pub const TEST_KEY: &str = "c2d_e2e_key_0123456789abcdef0123456789abcdef";
+/// `click2dial-host hash-key` of [`TEST_KEY`].
+pub const TEST_KEY_HASH: &str =
+    "sha256:6ea7a695ba70270cbdd09e7d3e7957532c35ccc651264b051f9915ce43483668";
+
+/// The `[[auth.keys]]` value (`C2D_AUTH__KEYS`) with the test key and `more` entries
+/// (inline TOML tables, e.g. `{id="b",hash="sha256:…"}`).
+pub fn auth_keys(more: &[&str]) -> String {
+    let mut entries = vec![format!(
+        r#"{{id="e2e",hash="{TEST_KEY_HASH}",rate_per_minute=600000,burst=100000}}"#
+    )];
+    entries.extend(more.iter().map(|e| e.to_string()));
+    format!("[{}]", entries.join(","))
+}
+
 /// The `click2dial-host` binary, configured through `C2D_*` variables.
 pub struct Host {
     child: Child,
     pub url: String,
+    /// `host:port` of the HTTP listener.
+    pub address: String,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (panics when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "{}: not JSON: {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// `error.code` of a JSON error body.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
+    }
 }
 
 static BUILD_HOST: Once = Once::new();
@@ -255,11 +310,38 @@ pub fn host_binary() -> PathBuf {
 }
 
 impl Host {
+    /// Starts the host with [`TEST_KEY`] configured; `extra` variables come last (so they
+    /// may replace `C2D_AUTH__KEYS`). Its log goes to the test's stderr.
     pub fn start(
         redis: &Redis,
         sim_address: &str,
         recordings: &Path,
         extra: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn(redis, sim_address, recordings, extra, Stdio::inherit())
+    }
+
+    /// As [`Host::start`], with the log (`RUST_LOG=info` unless `extra` says otherwise)
+    /// written to `log`.
+    pub fn start_logged(
+        redis: &Redis,
+        sim_address: &str,
+        recordings: &Path,
+        extra: &[(&str, &str)],
+        log: &Path,
+    ) -> Self {
+        let file = std::fs::File::create(log).expect("host log");
+        let mut vars = vec![("RUST_LOG", "info")];
+        vars.extend_from_slice(extra);
+        Self::spawn(redis, sim_address, recordings, &vars, Stdio::from(file))
+    }
+
+    fn spawn(
+        redis: &Redis,
+        sim_address: &str,
+        recordings: &Path,
+        extra: &[(&str, &str)],
+        stderr: Stdio,
     ) -> Self {
         let mut command = Command::new(host_binary());
         for (key, _) in std::env::vars() {
@@ -275,20 +357,103 @@ impl Host {
             .env("C2D_AMI__MAX_BACKOFF_SECS", "1")
             .env("C2D_REDIS__URL", redis.url())
             .env("C2D_RECORDINGS__DIR", recordings)
+            .env("C2D_AUTH__KEYS", auth_keys(&[]))
+            .env("C2D_SHUTDOWN__REQUESTS_GRACE_SECS", "5")
             .env("RUST_LOG", "warn");
         for (k, v) in extra {
             command.env(k, v);
         }
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("click2dial-host");
         let address = wait_listening(&mut child, "click2dial-host");
         Self {
             child,
             url: format!("http://{address}"),
+            address,
         }
+    }
+
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A request through ureq with `key` as the bearer token (`None`: no Authorization).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Answer {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .allow_non_standard_methods(true)
+            .build()
+            .into();
+        let uri = format!("{}{path}", self.url);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&uri);
+        if let Some(key) = key {
+            builder = builder.header("authorization", format!("Bearer {key}"));
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let mut response = match body {
+            Some(body) => agent.run(builder.body(body.to_string()).expect("request")),
+            None => agent.run(builder.body(()).expect("request")),
+        }
+        .expect("HTTP");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let body = if method == "HEAD" {
+            Vec::new()
+        } else {
+            response
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024 * 1024)
+                .read_to_vec()
+                .expect("body")
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// `GET` with [`TEST_KEY`].
+    pub fn get(&self, path: &str) -> Answer {
+        self.request("GET", path, Some(TEST_KEY), &[], None)
+    }
+
+    /// Sends `head` (request line and headers, CRLF-separated, without the blank line) as it
+    /// is over a new connection, with `Connection: close`, and reads the answer. For paths
+    /// an HTTP client would normalise.
+    pub fn raw(&self, head: &str) -> Answer {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let request = format!(
+            "{head}\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.address
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        parse_answer(&bytes)
     }
 
     /// `POST /click2dial/calls`; returns the status and the JSON body.
@@ -301,6 +466,7 @@ impl Host {
         let mut response = agent
             .post(format!("{}/click2dial/calls", self.url))
             .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {TEST_KEY}"))
             .send(body)
             .expect("HTTP");
         let status = response.status().as_u16();
@@ -317,6 +483,27 @@ impl Host {
                 return (status, json);
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits for the process to exit, at most `timeout`; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -341,4 +528,42 @@ pub fn events(notifications: &[serde_json::Value]) -> Vec<String> {
         .iter()
         .map(|n| n["event"].as_str().unwrap_or("?").to_string())
         .collect()
+}
+
+/// Parses an HTTP/1.1 answer read to the end of the connection (`Content-Length` bodies).
+pub fn parse_answer(bytes: &[u8]) -> Answer {
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no answer head in {:?}", String::from_utf8_lossy(bytes)));
+    let head = String::from_utf8_lossy(&bytes[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: bytes[split + 4..].to_vec(),
+    }
+}
+
+/// Polls `check` every 100 ms until it is true or `timeout` passes; returns the last result.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -1,0 +1,317 @@
+//! API keys: `Authorization: Bearer <key>` against SHA-256 hashes from the configuration.
+//!
+//! Keys are random 256-bit tokens made by `click2dial-host new-key`, so a fast hash is
+//! enough: nobody can guess a key from its hash, and hashing on every request stays cheap (a
+//! password hash such as argon2 would cost tens of milliseconds per request and guard only
+//! against weak keys, which `hash-key` refuses). The presented key's hash is compared with
+//! every configured hash in constant time, so neither timing nor the order of keys tells
+//! how close a guess came. Keys never reach the logs: only a key's configured `id` does.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use click2dial_core::{Error, ErrorCode, Field};
+use sha2::{Digest, Sha256};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::config::{self, AgentRange};
+use crate::errors::ApiError;
+
+/// Shortest key `hash-key` accepts, in characters.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// A configured key, as requests see it once authenticated.
+#[derive(Debug)]
+pub struct Caller {
+    /// The key's name from the configuration.
+    pub id: String,
+    /// Caller IDs it may present; empty: any.
+    pub outbound_ids: Vec<String>,
+    /// Agents it may ring; `None`: any.
+    pub agents: Option<AgentRange>,
+    /// Its position in the configuration (its rate limiter).
+    pub index: usize,
+}
+
+impl Caller {
+    /// Whether this key may place a call for `agent` presenting `outbound_id`.
+    pub fn check_call(&self, agent: &str, outbound_id: &str) -> Result<(), Error> {
+        if !self.outbound_ids.is_empty() && !self.outbound_ids.iter().any(|o| o == outbound_id) {
+            return Err(OUTBOUND_ID_NOT_ALLOWED);
+        }
+        if let Some(range) = self.agents {
+            if !range.contains(agent) {
+                return Err(AGENT_NOT_ALLOWED);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `422`: the key may not present this caller ID.
+pub const OUTBOUND_ID_NOT_ALLOWED: Error = Error::field(
+    ErrorCode::OutboundIdNotAllowed,
+    Field::OutboundId,
+    "this API key may not present this outbound_id",
+);
+
+/// `422`: the agent is outside the key's range.
+pub const AGENT_NOT_ALLOWED: Error = Error::field(
+    ErrorCode::AgentNotAllowed,
+    Field::Agent,
+    "this API key may not place calls for this agent",
+);
+
+const MISSING: Error = Error::request(
+    ErrorCode::Unauthorized,
+    "an API key is required: Authorization: Bearer <key>",
+);
+const INVALID: Error = Error::request(ErrorCode::Unauthorized, "the API key is not valid");
+
+/// The configured keys.
+#[derive(Debug, Default)]
+pub struct Keys {
+    hashes: Vec<[u8; 32]>,
+    callers: Vec<Arc<Caller>>,
+}
+
+impl Keys {
+    /// From a checked configuration (entries whose hash does not parse are skipped;
+    /// `Config::check` refuses them first).
+    pub fn new(keys: &[config::ApiKey]) -> Self {
+        let mut out = Self::default();
+        for key in keys {
+            let Some(hash) = parse_hash(&key.hash) else {
+                continue;
+            };
+            out.callers.push(Arc::new(Caller {
+                id: key.id.clone(),
+                outbound_ids: key.outbound_ids.clone(),
+                agents: key.agents.as_deref().and_then(AgentRange::parse),
+                index: out.hashes.len(),
+            }));
+            out.hashes.push(hash);
+        }
+        out
+    }
+
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// The key whose hash matches `presented`'s, looked at in constant time.
+    pub fn find(&self, presented: &[u8]) -> Option<Arc<Caller>> {
+        let digest: [u8; 32] = Sha256::digest(presented).into();
+        let mut found = 0u32;
+        let mut any = subtle::Choice::from(0);
+        for (i, hash) in self.hashes.iter().enumerate() {
+            let hit = hash.ct_eq(&digest);
+            found.conditional_assign(&u32::try_from(i).unwrap_or(u32::MAX), hit);
+            any |= hit;
+        }
+        if bool::from(any) {
+            self.callers.get(usize::try_from(found).ok()?).cloned()
+        } else {
+            None
+        }
+    }
+}
+
+/// `sha256:<64 hex>` → the 32 bytes.
+pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    let hex = text.strip_prefix("sha256:")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        *out.get_mut(i)? = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The configuration form of `key`'s hash: `sha256:<64 hex>`.
+pub fn hash_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut out = String::from("sha256:");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// A new random key: `c2d_` and 64 hex digits (256 bits).
+pub fn new_key() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let mut out = String::from("c2d_");
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    Ok(out)
+}
+
+/// Middleware: answers `401` unless the request carries a configured key, and hands the
+/// [`Caller`] to what follows as a request extension.
+pub async fn require_key(
+    State(keys): State<Arc<Keys>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| bearer(v.as_bytes()));
+    let caller = match presented {
+        None => return unauthorized(MISSING, false),
+        Some(None) => return unauthorized(INVALID, true),
+        Some(Some(token)) => keys.find(token),
+    };
+    let Some(caller) = caller else {
+        tracing::info!("request with an unknown API key refused");
+        return unauthorized(INVALID, true);
+    };
+    tracing::Span::current().record("key", caller.id.as_str());
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// The token of `Bearer <token>` (scheme case-insensitive), or `None` when malformed.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let scheme = value.get(..7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = value.get(7..)?.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+fn unauthorized(error: Error, invalid_token: bool) -> Response {
+    let challenge = if invalid_token {
+        r#"Bearer realm="click2dial", error="invalid_token""#
+    } else {
+        r#"Bearer realm="click2dial""#
+    };
+    let mut response = ApiError(error).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::new(&[
+            config::ApiKey {
+                id: "a".into(),
+                hash: hash_key("key-a-0123456789abcdef0123456789abcdef"),
+                ..Default::default()
+            },
+            config::ApiKey {
+                id: "b".into(),
+                hash: hash_key("key-b-0123456789abcdef0123456789abcdef"),
+                outbound_ids: vec!["27820001234".into()],
+                agents: Some("1000-1099".into()),
+                ..Default::default()
+            },
+        ])
+    }
+
+    #[test]
+    fn finds_each_key_and_nothing_else() {
+        let keys = keys();
+        assert_eq!(
+            keys.find(b"key-a-0123456789abcdef0123456789abcdef")
+                .map(|c| c.id.clone()),
+            Some("a".into())
+        );
+        let b = keys
+            .find(b"key-b-0123456789abcdef0123456789abcdef")
+            .expect("b");
+        assert_eq!((b.id.as_str(), b.index), ("b", 1));
+        assert!(keys
+            .find(b"key-c-0123456789abcdef0123456789abcdef")
+            .is_none());
+        assert!(keys.find(b"").is_none());
+    }
+
+    #[test]
+    fn hash_round_trips_and_bad_hashes_are_refused() {
+        let h = hash_key("x");
+        assert_eq!(
+            h,
+            "sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+        );
+        assert!(parse_hash(&h).is_some());
+        assert!(parse_hash(&h.to_uppercase().replace("SHA256", "sha256")).is_some());
+        for bad in [
+            "",
+            "sha256:",
+            "md5:00",
+            &h[..70],
+            &format!("{h}0"),
+            &h.replace('d', "g"),
+        ] {
+            assert!(parse_hash(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearer "), None);
+        assert_eq!(bearer(b"Bearer"), None);
+    }
+
+    #[test]
+    fn per_key_permissions() {
+        let keys = keys();
+        let b = keys
+            .find(b"key-b-0123456789abcdef0123456789abcdef")
+            .expect("b");
+        assert!(b.check_call("1000", "27820001234").is_ok());
+        assert!(b.check_call("1099", "27820001234").is_ok());
+        assert_eq!(
+            b.check_call("1100", "27820001234").map_err(|e| e.code),
+            Err(ErrorCode::AgentNotAllowed)
+        );
+        assert_eq!(
+            b.check_call("0820001234", "27820001234")
+                .map_err(|e| e.code),
+            Err(ErrorCode::AgentNotAllowed),
+            "one-leg calls are outside any range"
+        );
+        assert_eq!(
+            b.check_call("1000", "27820009999").map_err(|e| e.code),
+            Err(ErrorCode::OutboundIdNotAllowed)
+        );
+        let a = keys
+            .find(b"key-a-0123456789abcdef0123456789abcdef")
+            .expect("a");
+        assert!(a.check_call("0820001234", "tvc_sales").is_ok());
+    }
+
+    #[test]
+    fn new_keys_are_long_and_distinct() {
+        let (k1, k2) = (new_key().expect("rng"), new_key().expect("rng"));
+        assert_eq!(k1.len(), 68);
+        assert!(k1.len() >= MIN_KEY_LEN);
+        assert_ne!(k1, k2);
+    }
+}

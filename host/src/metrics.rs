@@ -1,0 +1,264 @@
+//! `/metrics` in the Prometheus text format (`prometheus-client`).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `click2dial_http_requests_total` | counter | `route` (the matched route, `unmatched` otherwise), `method`, `status` |
+//! | `click2dial_rate_limited_total` | counter | `key` (the key's configured id) |
+//! | `click2dial_calls_started_total` | counter | — (Originates Asterisk queued) |
+//! | `click2dial_calls_ended_total` | counter | `event` (`hangup`/`failed`), `cause` |
+//! | `click2dial_calls_in_flight` | gauge | — |
+//! | `click2dial_ami_up` | gauge | — (1 while logged in) |
+//! | `click2dial_ami_reconnects_total` | counter | — (logins after the first) |
+//! | `click2dial_notification_spool_depth` | gauge | — (notifications not yet in Redis) |
+//! | `click2dial_notification_latency_seconds` | histogram | — (AMI event read → its `LPUSH` done) |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::errors::ApiError;
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndLabels {
+    event: &'static str,
+    cause: &'static str,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    rate_limited: Family<KeyLabels, Counter>,
+    calls_started: Counter,
+    calls_ended: Family<EndLabels, Counter>,
+    calls_in_flight: Gauge,
+    ami_up: Gauge,
+    ami_reconnects: Counter,
+    spool_depth: Gauge,
+    notification_latency: Histogram,
+}
+
+/// The service's metrics; cheap to clone, shared by the HTTP layer, the AMI client and the
+/// notifier.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("click2dial");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route, method and status",
+            requests.clone(),
+        );
+        let rate_limited = Family::<KeyLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a key's rate limit",
+            rate_limited.clone(),
+        );
+        let calls_started = Counter::default();
+        registry.register(
+            "calls_started",
+            "Originates the PBX queued",
+            calls_started.clone(),
+        );
+        let calls_ended = Family::<EndLabels, Counter>::default();
+        registry.register(
+            "calls_ended",
+            "Calls by outcome: the final hangup or failed notification and its cause",
+            calls_ended.clone(),
+        );
+        let calls_in_flight = Gauge::default();
+        registry.register(
+            "calls_in_flight",
+            "Calls originated and not yet finished",
+            calls_in_flight.clone(),
+        );
+        let ami_up = Gauge::default();
+        registry.register(
+            "ami_up",
+            "1 while the AMI session is logged in",
+            ami_up.clone(),
+        );
+        let ami_reconnects = Counter::default();
+        registry.register(
+            "ami_reconnects",
+            "AMI logins after the first (each follows a lost connection)",
+            ami_reconnects.clone(),
+        );
+        let spool_depth = Gauge::default();
+        registry.register(
+            "notification_spool_depth",
+            "Notifications waiting to be pushed to Redis",
+            spool_depth.clone(),
+        );
+        // 0.5 ms … ~16 s.
+        let notification_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "notification_latency_seconds",
+            "From reading the AMI event to the notification's LPUSH completing",
+            notification_latency.clone(),
+        );
+        Self(Arc::new(Inner {
+            registry,
+            requests,
+            rate_limited,
+            calls_started,
+            calls_ended,
+            calls_in_flight,
+            ami_up,
+            ami_reconnects,
+            spool_depth,
+            notification_latency,
+        }))
+    }
+
+    /// One answered request.
+    pub fn request(&self, route: &str, method: &str, status: StatusCode) {
+        self.0
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+
+    /// One request refused by `key`'s rate limit.
+    pub fn rate_limited(&self, key: &str) {
+        self.0
+            .rate_limited
+            .get_or_create(&KeyLabels { key: key.into() })
+            .inc();
+    }
+
+    /// The PBX queued an Originate.
+    pub fn call_started(&self) {
+        self.0.calls_started.inc();
+    }
+
+    /// A call's final `hangup`/`failed` notification.
+    pub fn call_ended(&self, event: &'static str, cause: &'static str) {
+        self.0
+            .calls_ended
+            .get_or_create(&EndLabels { event, cause })
+            .inc();
+    }
+
+    /// The AMI session logged in (`first`: the process's first login).
+    pub fn ami_logged_in(&self, first: bool) {
+        self.0.ami_up.set(1);
+        if !first {
+            self.0.ami_reconnects.inc();
+        }
+    }
+
+    /// The AMI session was lost.
+    pub fn ami_down(&self) {
+        self.0.ami_up.set(0);
+    }
+
+    /// A notification reached Redis `latency` after its AMI event was read.
+    pub fn notification_pushed(&self, latency: Duration) {
+        self.0.notification_latency.observe(latency.as_secs_f64());
+    }
+
+    /// The text exposition, with the gauges that are read on demand set first.
+    pub fn encode(&self, spool_depth: usize, calls_in_flight: usize) -> String {
+        self.0
+            .spool_depth
+            .set(i64::try_from(spool_depth).unwrap_or(i64::MAX));
+        self.0
+            .calls_in_flight
+            .set(i64::try_from(calls_in_flight).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.0.registry) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}
+
+/// Middleware: counts every answer by matched route, method and status.
+pub async fn count_requests(
+    State(metrics): State<Metrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    metrics.request(&route, method.as_str(), response.status());
+    response
+}
+
+/// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state
+        .metrics
+        .encode(state.notifier.spool_depth(), state.calls_in_flight());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// `/metrics`.
+pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(metrics))
+}

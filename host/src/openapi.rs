@@ -1,0 +1,166 @@
+//! `/openapi.json`: the OpenAPI 3.1 description, generated (utoipa) from the same route
+//! registrations that build the router, so a route cannot be served without being described.
+//! The types here only describe bodies that `core` writes.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::OpenApi;
+use utoipa::{Modify, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::errors::json_response;
+use crate::state::AppState;
+
+/// The create-call body (v3.0.0 on; `call_ref` is the pre-v3 name of `contact_ref`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CreateCall {
+    /// 3–4 digit extension, or the callee's number for a one-leg call (string or integer).
+    #[schema(example = "1001")]
+    agent: String,
+    /// `0`+9 digits, `27`+9 digits, or `00`+11–14 digits.
+    #[schema(example = "0820001234")]
+    callee: String,
+    /// `27`+9 digits (recommended), `0`+9 digits (warning), or `tvc_<campaign>`.
+    #[schema(example = "27820001234")]
+    outbound_id: String,
+    /// Letters, digits and `. - _ ~ :`; truncated past 230; generated when absent.
+    #[schema(example = "crm-42")]
+    contact_ref: Option<String>,
+    /// Deprecated name of `contact_ref`.
+    #[schema(deprecated)]
+    call_ref: Option<String>,
+}
+
+/// A warning attached to an accepted call.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Warning {
+    /// e.g. `outbound_id_national`, `contact_ref_truncated`.
+    code: String,
+    /// For people.
+    message: String,
+}
+
+/// The `202` answer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Queued {
+    /// Always `queued`.
+    #[schema(example = "queued")]
+    status: String,
+    /// The contact reference in use.
+    contact_ref: String,
+    /// 26 characters of a-z and 2-7.
+    recording_ref: String,
+    /// Where the recording will be served.
+    recording_url: String,
+    /// The Redis list with this call's notifications.
+    notifications_key: String,
+    /// Warnings.
+    warnings: Vec<Warning>,
+}
+
+/// The error object.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// Stable machine code, e.g. `invalid_callee`.
+    code: String,
+    /// The request field concerned, when there is one.
+    field: Option<String>,
+    /// For people.
+    message: String,
+}
+
+/// Every error answer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// What went wrong.
+    error: ErrorDetail,
+}
+
+/// `/healthz`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Health {
+    /// `ok`.
+    status: String,
+}
+
+/// What `/readyz` checked.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Checks {
+    /// `ok` or `down`.
+    ami: String,
+    /// `ok` or `down`.
+    redis: String,
+}
+
+/// `/readyz`: `status` is `ready` or `not_ready` (then with the error object too).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    status: String,
+    /// Each dependency.
+    checks: Checks,
+    /// When not ready.
+    error: Option<ErrorDetail>,
+}
+
+/// The bearer scheme every operation but `/healthz` requires.
+struct BearerKeys;
+
+impl Modify for BearerKeys {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.description = Some("An API key from the configuration ([[auth.keys]])".into());
+        components.add_security_scheme("api_key", SecurityScheme::Http(http));
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "click2dial", description = "Click-to-dial for Asterisk PBXes"),
+    modifiers(&BearerKeys),
+    components(schemas(ErrorBody, Queued, CreateCall, Health, Readiness))
+)]
+struct ApiDoc;
+
+/// A router with the description's metadata, to which the areas' routers are merged.
+pub fn base() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
+/// `/openapi.json`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(openapi_json))
+}
+
+/// The rendered description, handed to [`openapi_json`] as an extension.
+#[derive(Clone, Debug)]
+pub struct Rendered(pub Arc<Vec<u8>>);
+
+/// This description.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "OpenAPI 3.1 description", content_type = "application/json"),
+        (status = 401, description = "Missing or bad API key", body = ErrorBody),
+    )
+)]
+async fn openapi_json(Extension(rendered): Extension<Rendered>) -> Response {
+    json_response(StatusCode::OK, rendered.0.as_ref().clone())
+}
