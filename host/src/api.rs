@@ -157,6 +157,7 @@ async fn create_call(
         &call.valid,
         channel_id,
         CallRecord {
+            single_leg: call.valid.single_leg,
             contact_ref: contact_ref.to_string(),
             agent: call.valid.agent.to_string(),
             callee_e164,
@@ -167,6 +168,15 @@ async fn create_call(
         },
         slot,
     );
+    // Before the Originate: every other host must be able to follow this call.
+    if let Some(store) = &state.call_store {
+        if !store.save(&originate.channel_id, &originate.record).await {
+            tracing::warn!(
+                contact_ref,
+                "call record not stored: only this host follows the call"
+            );
+        }
+    }
     if let Err(e) = state.pbx.originate(originate).await {
         if let (Some(key), Some(mut conn)) = (&claim_key, state.redis().await) {
             let _ = idempotency::release(&mut conn, key).await;

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod call_store;
 pub mod config;
 pub mod errors;
 pub mod health;
@@ -138,6 +139,7 @@ pub fn start(config: config::Config) -> Result<AppState, String> {
         },
         metrics.clone(),
     );
+    let call_store = call_store::CallStore::new(&config.redis.url, config.redis.ttl_secs);
     let pbx = pbx::Pbx::start(
         pbx::Settings {
             address: config.ami.address.clone(),
@@ -148,11 +150,12 @@ pub fn start(config: config::Config) -> Result<AppState, String> {
         },
         notifier.clone(),
         metrics.clone(),
+        call_store.clone(),
     );
     if config.auth.keys.is_empty() {
         tracing::warn!(
             "no API keys configured ([[auth.keys]]): every request but /healthz is refused"
         );
     }
-    AppState::new(config, validators, pbx, notifier, metrics)
+    AppState::new(config, validators, pbx, notifier, metrics, call_store)
 }

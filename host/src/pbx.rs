@@ -43,9 +43,12 @@ pub struct Settings {
     pub max_backoff: Duration,
 }
 
-/// Everything a notification carries besides the event itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Everything a notification carries besides the event itself. Stored in Redis before the
+/// Originate is sent, so every host can follow the call (see [`crate::call_store`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CallRecord {
+    /// `agent` equals `callee`.
+    pub single_leg: bool,
     /// Contact reference in use.
     pub contact_ref: String,
     /// Agent (or callee for a one-leg call).
@@ -137,9 +140,15 @@ impl std::fmt::Debug for Command {
 
 impl Pbx {
     /// Starts the AMI task.
-    pub fn start(settings: Settings, notifier: Notifier, metrics: Metrics) -> Self {
+    pub fn start(
+        settings: Settings,
+        notifier: Notifier,
+        metrics: Metrics,
+        call_store: Option<crate::call_store::CallStore>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(1024);
         let (status_tx, status) = watch::channel(Status::Down);
+        let (adopt_tx, adopt_rx) = mpsc::unbounded_channel();
         let live_recordings = LiveRecordings::default();
         let driver = Driver {
             settings,
@@ -148,8 +157,11 @@ impl Pbx {
             live_recordings: live_recordings.clone(),
             logins: 0,
             calls: HashMap::new(),
+            adopting: HashMap::new(),
+            adopt_tx,
+            call_store,
         };
-        tokio::spawn(run(driver, rx, status_tx));
+        tokio::spawn(run(driver, rx, adopt_rx, status_tx));
         Self {
             tx,
             status,
@@ -217,12 +229,22 @@ struct Driver {
     live_recordings: LiveRecordings,
     logins: u64,
     calls: HashMap<String, LiveCall>,
+    /// Calls of other hosts being adopted: their events wait here, in order, until the
+    /// call's record arrives from Redis.
+    adopting: HashMap<String, Vec<(Vec<u8>, Instant)>>,
+    adopt_tx: mpsc::UnboundedSender<(String, Option<CallRecord>)>,
+    call_store: Option<crate::call_store::CallStore>,
 }
 
-async fn run(mut driver: Driver, mut rx: mpsc::Receiver<Command>, status: watch::Sender<Status>) {
+async fn run(
+    mut driver: Driver,
+    mut rx: mpsc::Receiver<Command>,
+    mut adopt_rx: mpsc::UnboundedReceiver<(String, Option<CallRecord>)>,
+    status: watch::Sender<Status>,
+) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        let result = driver.session(&mut rx, &status).await;
+        let result = driver.session(&mut rx, &mut adopt_rx, &status).await;
         let _ = status.send(Status::Down);
         driver.metrics.ami_down();
         match result {
@@ -343,6 +365,7 @@ impl Driver {
     async fn session(
         &mut self,
         rx: &mut mpsc::Receiver<Command>,
+        adopt_rx: &mut mpsc::UnboundedReceiver<(String, Option<CallRecord>)>,
         status: &watch::Sender<Status>,
     ) -> Result<(), SessionError> {
         let stream = tokio::time::timeout(
@@ -418,7 +441,12 @@ impl Driver {
                         Ok(OwnedFrame::Banner) => continue,
                         Err(e) => break Err(e),
                     };
-                    with_message(&bytes, |m| self.on_message(m, read_at, &mut pending, &mut ping_outstanding));
+                    if !self.adopt_or_buffer(&bytes, read_at) {
+                        with_message(&bytes, |m| self.on_message(m, read_at, &mut pending, &mut ping_outstanding));
+                    }
+                }
+                Some((channel_id, record)) = adopt_rx.recv() => {
+                    self.adopted(&channel_id, record, &mut pending, &mut ping_outstanding);
                 }
                 command = rx.recv() => {
                     let Some(Command::Originate { request, reply }) = command else {
@@ -490,7 +518,7 @@ impl Driver {
         let now = unix_millis();
         match CallTracker::new(&request.channel_id, request.mode, now) {
             Ok(tracker) => {
-                let mut call = LiveCall {
+                let call = LiveCall {
                     tracker,
                     record: request.record,
                     sequence: 0,
@@ -499,7 +527,7 @@ impl Driver {
                 if let Ok(mut set) = self.live_recordings.lock() {
                     set.insert(call.record.recording_ref.clone());
                 }
-                self.drain(&mut call, Instant::now());
+                // `queued` waits for Asterisk's acceptance (or the call's first event).
                 self.calls.insert(request.channel_id, call);
             }
             Err(_) => {
@@ -527,6 +555,10 @@ impl Driver {
                 if let Some(reply) = pending.remove(action_id) {
                     if status == ResponseStatus::Success {
                         self.metrics.call_started();
+                        if let Some(mut call) = self.calls.remove(action_id) {
+                            self.drain(&mut call, Instant::now());
+                            self.calls.insert(action_id.to_string(), call);
+                        }
                         let _ = reply.send(Ok(()));
                     } else {
                         let reason = message.message().unwrap_or("no reason").to_string();
@@ -574,12 +606,97 @@ impl Driver {
     }
 
     fn fail_all(&mut self) {
+        self.adopting.clear();
         let now = unix_millis();
         let calls: Vec<(String, LiveCall)> = self.calls.drain().collect();
         for (_, mut call) in calls {
             call.tracker.handle_pbx_lost(now);
             self.drain(&mut call, Instant::now());
             self.forget(call);
+        }
+    }
+
+    /// Another host's call: every host sees every AMI event, so each follows every
+    /// click2dial call it saw start (its originated channel's `Newchannel`), from the record
+    /// the originating host stored in Redis. All hosts then compute the same notifications
+    /// with the same sequence numbers, and the push script's `SET NX` mark lets only the
+    /// first copy of each through; if the originating host dies, the others carry on.
+    /// Returns whether the message was taken (buffered until the record arrives).
+    fn adopt_or_buffer(&mut self, bytes: &[u8], read_at: Instant) -> bool {
+        let Some(store) = &self.call_store else {
+            return false;
+        };
+        let Some((key, starts)) = with_message(bytes, |m| {
+            let (key, event) = ChannelEvent::from_message(m)?;
+            let starts = matches!(event, ChannelEvent::Newchannel { uniqueid } if uniqueid == key);
+            Some((key.to_string(), starts))
+        })
+        .flatten() else {
+            return false;
+        };
+        if self.calls.contains_key(&key) {
+            return false;
+        }
+        if let Some(waiting) = self.adopting.get_mut(&key) {
+            waiting.push((bytes.to_vec(), read_at));
+            return true;
+        }
+        if !starts || !key.starts_with(click2dial_core::reference::CHANNEL_ID_PREFIX) {
+            return false;
+        }
+        self.adopting
+            .insert(key.clone(), vec![(bytes.to_vec(), read_at)]);
+        let store = store.clone();
+        let tx = self.adopt_tx.clone();
+        tokio::spawn(async move {
+            let record = store.load(&key).await;
+            let _ = tx.send((key, record));
+        });
+        true
+    }
+
+    /// The record of a call being adopted arrived (or not): replay its buffered events.
+    fn adopted(
+        &mut self,
+        channel_id: &str,
+        record: Option<CallRecord>,
+        pending: &mut HashMap<String, oneshot::Sender<Result<(), OriginateError>>>,
+        ping_outstanding: &mut Option<u64>,
+    ) {
+        let Some(waiting) = self.adopting.remove(channel_id) else {
+            return;
+        };
+        let Some(record) = record else {
+            return; // Not a call of this service, or Redis is unreachable.
+        };
+        if self.calls.contains_key(channel_id) {
+            return;
+        }
+        let mode = if record.single_leg {
+            Mode::SingleLeg
+        } else {
+            Mode::TwoLeg
+        };
+        let Ok(tracker) = CallTracker::new(channel_id, mode, unix_millis()) else {
+            return;
+        };
+        if let Ok(mut set) = self.live_recordings.lock() {
+            set.insert(record.recording_ref.clone());
+        }
+        tracing::debug!(channel_id, "following a call placed by another host");
+        self.calls.insert(
+            channel_id.to_string(),
+            LiveCall {
+                tracker,
+                record,
+                sequence: 0,
+                _slot: None,
+            },
+        );
+        for (bytes, read_at) in waiting {
+            with_message(&bytes, |m| {
+                self.on_message(m, read_at, pending, ping_outstanding)
+            });
         }
     }
 

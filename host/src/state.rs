@@ -37,6 +37,8 @@ pub struct AppState {
     /// `…/click2dial/recordings/{recording_ref}`, leaked once at start-up so rendered
     /// values can borrow it.
     pub recording_url: Template<'static>,
+    /// Call records shared with the other hosts.
+    pub call_store: Option<crate::call_store::CallStore>,
     /// Lists leaked once at start-up for [`DialPolicy`], which borrows.
     policy_lists: (&'static [&'static str], &'static [&'static str]),
     redis: Arc<Mutex<Option<ConnectionManager>>>,
@@ -51,6 +53,7 @@ impl AppState {
         pbx: Pbx,
         notifier: Notifier,
         metrics: Metrics,
+        call_store: Option<crate::call_store::CallStore>,
     ) -> Result<Self, String> {
         let leak_list = |list: &[String]| -> &'static [&'static str] {
             let items: Vec<&'static str> = list
@@ -79,6 +82,7 @@ impl AppState {
             pbx,
             notifier,
             recording_url,
+            call_store,
             policy_lists,
             redis: Arc::new(Mutex::new(None)),
             redis_client,

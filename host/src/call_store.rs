@@ -1,0 +1,84 @@
+//! Call records in Redis, so that every host can follow every call.
+//!
+//! The host that accepts a create-call stores the call's [`CallRecord`] under
+//! `teleforge:c2d:call:<ChannelId>` (with the notification TTL) before it sends the
+//! Originate. Every host sees every AMI event; a host that sees a click2dial call start
+//! which it did not place loads the record and follows the call too (see
+//! [`crate::pbx`]). Duplicate notifications are stopped by the push script's marks.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::OnceCell;
+
+use crate::pbx::CallRecord;
+
+/// Key prefix of call records.
+pub const PREFIX: &str = "teleforge:c2d:call:";
+
+/// Reads and writes call records; cheap to clone.
+#[derive(Clone)]
+pub struct CallStore {
+    client: redis::Client,
+    connection: std::sync::Arc<OnceCell<ConnectionManager>>,
+    ttl_secs: u64,
+}
+
+impl std::fmt::Debug for CallStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallStore")
+    }
+}
+
+impl CallStore {
+    /// A store on `url`; connects on first use.
+    pub fn new(url: &str, ttl_secs: u64) -> Option<Self> {
+        Some(Self {
+            client: redis::Client::open(url).ok()?,
+            connection: std::sync::Arc::new(OnceCell::new()),
+            ttl_secs,
+        })
+    }
+
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        self.connection
+            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
+            .await
+            .ok()
+            .cloned()
+    }
+
+    /// Stores the record of a call about to be originated; `false` when Redis is
+    /// unreachable (the call then has only this host to follow it).
+    pub async fn save(&self, channel_id: &str, record: &CallRecord) -> bool {
+        let Some(mut conn) = self.connection().await else {
+            return false;
+        };
+        let Ok(json) = serde_json::to_string(record) else {
+            return false;
+        };
+        redis::cmd("SET")
+            .arg(format!("{PREFIX}{channel_id}"))
+            .arg(json)
+            .arg("EX")
+            .arg(self.ttl_secs)
+            .query_async::<()>(&mut conn)
+            .await
+            .is_ok()
+    }
+
+    /// The record of a call, if one was stored.
+    pub async fn load(&self, channel_id: &str) -> Option<CallRecord> {
+        let mut conn = self.connection().await?;
+        let json: Option<String> = redis::cmd("GET")
+            .arg(format!("{PREFIX}{channel_id}"))
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        serde_json::from_str(&json?).ok()
+    }
+}

@@ -1,0 +1,140 @@
+//! Two hosts behind a (simulated) load balancer, one Redis, one PBX: they behave as one
+//! service. Each host sees every AMI event and follows every click2dial call (the call's
+//! record is in Redis before its Originate is sent); each notification is pushed once, by
+//! whichever host gets there first (a `SET NX` mark per event), so a host that dies mid-call
+//! loses nothing while another is alive.
+
+mod support;
+
+use std::time::Duration;
+
+use click2dial_core::reference::ChannelId;
+use support::{events, Host, Redis, Sim};
+
+struct Cluster {
+    redis: Redis,
+    sim: Sim,
+    a: Option<Host>,
+    b: Host,
+    _recordings: tempfile::TempDir,
+}
+
+fn cluster() -> Cluster {
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start();
+    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
+    let a = Host::start(&redis, &sim.address, recordings.path(), &[]);
+    let b = Host::start(&redis, &sim.address, recordings.path(), &[]);
+    Cluster {
+        redis,
+        sim,
+        a: Some(a),
+        b,
+        _recordings: recordings,
+    }
+}
+
+fn body(callee: &str, contact_ref: &str) -> String {
+    format!(
+        r#"{{"agent":"1001","callee":"{callee}","outbound_id":"27820001234","contact_ref":"{contact_ref}"}}"#
+    )
+}
+
+const ANSWERED: [&str; 7] = [
+    "queued",
+    "agent_ringing",
+    "agent_answered",
+    "callee_ringing",
+    "joined",
+    "hangup",
+    "recording_ready",
+];
+
+#[test]
+fn calls_through_either_host_are_notified_once_each() {
+    let c = cluster();
+    let a = c.a.as_ref().expect("host a");
+    for (i, host) in [a, &c.b, a, &c.b].into_iter().enumerate() {
+        let (status, answer) = host.create_call_when_ready(&body("0820001234", &format!("lb-{i}")));
+        assert_eq!(status, 202, "{answer}");
+    }
+    for i in 0..4 {
+        let key = format!("teleforge:notifications:c2d:lb-{i}");
+        let got = c
+            .redis
+            .follow(&key, &["recording_ready"], Duration::from_secs(20));
+        assert_eq!(events(&got), ANSWERED, "lb-{i}");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            c.redis.drain(&key).is_empty(),
+            "lb-{i}: nothing pushed twice"
+        );
+    }
+}
+
+#[test]
+fn the_same_create_on_both_hosts_dials_once() {
+    let c = cluster();
+    let a = c.a.as_ref().expect("host a");
+    let request = body("0820001234", "lb-same");
+    let (first, answer_a) = a.create_call_when_ready(&request);
+    let (second, answer_b) = c.b.create_call_when_ready(&request);
+    assert_eq!((first, second), (202, 202));
+    assert_eq!(
+        answer_a, answer_b,
+        "the second host answers with the first answer"
+    );
+    let got = c.redis.follow(
+        "teleforge:notifications:c2d:lb-same",
+        &["recording_ready"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(events(&got), ANSWERED);
+    let id = ChannelId::for_contact_ref("lb-same").to_string();
+    assert_eq!(c.sim.originates(&id), 1, "exactly one Originate");
+}
+
+#[test]
+fn a_host_that_dies_mid_call_loses_no_event() {
+    let mut c = cluster();
+    // Make sure B is logged in too before A goes away.
+    let (status, _) = c.b.create_call_when_ready(&body("0820001234", "lb-warmup"));
+    assert_eq!(status, 202);
+    // Callee no answer: the call rings on for about 1.6 s at the test time scale.
+    let a = c.a.as_ref().expect("host a");
+    let (status, answer) = a.create_call_when_ready(&body("0820000408", "lb-dies"));
+    assert_eq!(status, 202, "{answer}");
+    let key = "teleforge:notifications:c2d:lb-dies";
+    let early = c
+        .redis
+        .follow(key, &["agent_answered"], Duration::from_secs(10));
+    assert_eq!(
+        events(&early).last().map(String::as_str),
+        Some("agent_answered")
+    );
+    drop(c.a.take()); // SIGKILL: no flush, no goodbye.
+    let rest = c
+        .redis
+        .follow(key, &["recording_ready"], Duration::from_secs(20));
+    let mut all = events(&early);
+    all.extend(events(&rest));
+    assert_eq!(
+        all,
+        [
+            "queued",
+            "agent_ringing",
+            "agent_answered",
+            "callee_ringing",
+            "failed",
+            "recording_ready"
+        ]
+    );
+    assert_eq!(
+        rest.iter()
+            .find(|n| n["event"] == "failed")
+            .map(|n| n["cause"].clone()),
+        Some("callee_no_answer".into())
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(c.redis.drain(key).is_empty(), "nothing pushed twice");
+}
