@@ -46,6 +46,9 @@ pub struct Settings {
     pub sent_prefix: String,
 }
 
+/// Notifications pushed per round trip.
+const BATCH: usize = 64;
+
 /// Pushes `KEYS[1]` (per-call list) and optionally `KEYS[2]` (legacy list) once per id
 /// (`KEYS[3]`, the mark).
 const PUSH_ONCE: &str = r"
@@ -123,6 +126,7 @@ async fn run(
     metrics: Metrics,
 ) {
     let script = redis::Script::new(PUSH_ONCE);
+    let mut script_loaded = false;
     let mut spool: VecDeque<Notification> = VecDeque::new();
     let mut connection: Option<ConnectionManager> = None;
     let mut retry = Duration::from_millis(100);
@@ -152,13 +156,29 @@ async fn run(
             retry = (retry * 2).min(Duration::from_secs(2));
             continue;
         };
-        let Some(next) = spool.front() else { continue };
-        match push(&script, conn, &settings, next).await {
+        if !script_loaded {
+            // EVALSHA in a pipeline needs the script in Redis's cache (empty after a restart).
+            match script.prepare_invoke().load_async(conn).await {
+                Ok(_) => script_loaded = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, spooled = spool.len(), "Redis unreachable; spooling");
+                    wait_or_receive(&mut rx, &mut spool, retry).await;
+                    retry = (retry * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            }
+        }
+        let batch = spool.len().min(BATCH);
+        match push(script.get_hash(), conn, &settings, spool.range(..batch)).await {
             Ok(()) => {
-                metrics.notification_pushed(next.since.elapsed());
-                spool.pop_front();
-                spooled.fetch_sub(1, Ordering::SeqCst);
+                for pushed in spool.drain(..batch) {
+                    metrics.notification_pushed(pushed.since.elapsed());
+                }
+                spooled.fetch_sub(batch, Ordering::SeqCst);
                 retry = Duration::from_millis(100);
+            }
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script_loaded = false;
             }
             Err(e) => {
                 tracing::warn!(error = %e, spooled = spool.len(), "Redis push failed; spooling");
@@ -203,21 +223,27 @@ async fn wait_or_receive(
     }
 }
 
-async fn push(
-    script: &redis::Script,
+/// Pushes notifications in order, in one pipeline (one round trip). A pipeline cut short
+/// is simply sent again: the marks make the already-applied ones no-ops.
+async fn push<'a>(
+    script_hash: &str,
     conn: &mut ConnectionManager,
     settings: &Settings,
-    n: &Notification,
+    batch: impl Iterator<Item = &'a Notification>,
 ) -> redis::RedisResult<()> {
     let legacy = settings.legacy_key.as_deref();
-    let _: i64 = script
-        .key(&n.call_key)
-        .key(legacy.unwrap_or(&n.call_key))
-        .key(format!("{}{}", settings.sent_prefix, n.id))
-        .arg(&n.json)
-        .arg(settings.ttl_secs)
-        .arg(if legacy.is_some() { "1" } else { "0" })
-        .invoke_async(conn)
-        .await?;
-    Ok(())
+    let mut pipe = redis::pipe();
+    for n in batch {
+        pipe.cmd("EVALSHA")
+            .arg(script_hash)
+            .arg(3)
+            .arg(&n.call_key)
+            .arg(legacy.unwrap_or(&n.call_key))
+            .arg(format!("{}{}", settings.sent_prefix, n.id))
+            .arg(&n.json)
+            .arg(settings.ttl_secs)
+            .arg(if legacy.is_some() { "1" } else { "0" })
+            .ignore();
+    }
+    pipe.query_async::<()>(conn).await
 }
