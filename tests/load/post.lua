@@ -16,6 +16,7 @@ end
 function init(args)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = "Bearer " .. (os.getenv("WRK_API_KEY") or "")
 end
 
 function request()

@@ -1,0 +1,336 @@
+//! Turns the appliance's TOML configuration into `$OUT_DIR/config.rs` (`config::BUILD`).
+//!
+//! The file is `$C2D_APPLIANCE_CONFIG` (each board's `.cargo/config.toml` sets it), else
+//! `appliance.toml` beside this crate. Every value is checked here, so a flashed device never
+//! starts with a configuration it cannot use: a bad file fails the build and names the key.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct File {
+    network: Network,
+    http: Http,
+    ami: Ami,
+    dialplan: Dialplan,
+    policy: Policy,
+    idempotency: Idempotency,
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Network {
+    /// `dhcp` or `static`.
+    mode: String,
+    /// `a.b.c.d/len`, for `static`.
+    address: Option<String>,
+    gateway: Option<String>,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            mode: "dhcp".into(),
+            address: None,
+            gateway: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Http {
+    http_port: u16,
+    request_timeout_ms: u32,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            http_port: 80,
+            request_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Ami {
+    address: String,
+    username: String,
+    secret: String,
+    ping_interval_secs: u32,
+    max_backoff_secs: u32,
+}
+
+impl Default for Ami {
+    fn default() -> Self {
+        Self {
+            address: String::new(),
+            username: "c2d".into(),
+            secret: String::new(),
+            ping_interval_secs: 20,
+            max_backoff_secs: 30,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Dialplan {
+    agent_tech: String,
+    outbound_context: String,
+    direct_context: String,
+    direct_channel: String,
+    agent_ring_timeout_ms: u32,
+    callee_digits: String,
+}
+
+impl Default for Dialplan {
+    fn default() -> Self {
+        Self {
+            agent_tech: "PJSIP".into(),
+            outbound_context: "c2d-outbound".into(),
+            direct_context: "c2d-direct".into(),
+            direct_channel: "Local/{callee}@c2d-single".into(),
+            agent_ring_timeout_ms: 20_000,
+            callee_digits: "as_given".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Policy {
+    allowed_country_codes: Vec<String>,
+    refuse_premium_rate: bool,
+    denied_prefixes: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            allowed_country_codes: Vec::new(),
+            refuse_premium_rate: true,
+            denied_prefixes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Idempotency {
+    ttl_secs: u32,
+}
+
+impl Default for Idempotency {
+    fn default() -> Self {
+        Self { ttl_secs: 86_400 }
+    }
+}
+
+/// Longest dialplan name or AMI credential accepted (an AMI header line is 1 KiB at most,
+/// and the appliance writes the Originate into a fixed buffer).
+const MAX_NAME_LEN: usize = 64;
+
+fn main() {
+    println!("cargo::rerun-if-env-changed=C2D_APPLIANCE_CONFIG");
+    let path = std::env::var_os("C2D_APPLIANCE_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+                .join("appliance.toml")
+        });
+    println!("cargo::rerun-if-changed={}", path.display());
+    let out =
+        std::path::Path::new(&std::env::var("OUT_DIR").expect("cargo sets it")).join("config.rs");
+    match generate(&path) {
+        Ok(source) => std::fs::write(&out, source).expect("write config.rs"),
+        Err(message) => {
+            println!(
+                "cargo::error=appliance configuration {}: {message}",
+                path.display()
+            );
+            std::process::exit(1);
+        }
+    }
+}
+
+fn generate(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let file: File = toml::from_str(&text).map_err(|e| e.to_string().replace('\n', " "))?;
+    let network = network(&file.network)?;
+
+    if file.http.http_port == 0 {
+        return Err("http.http_port: must be 1-65535".into());
+    }
+    if file.http.request_timeout_ms < 100 {
+        return Err("http.request_timeout_ms: must be at least 100".into());
+    }
+    let ami: SocketAddrV4 = file.ami.address.parse().map_err(|_| {
+        format!(
+            "ami.address: {:?} is not an IPv4 address and port such as \"10.0.2.2:5038\"",
+            file.ami.address
+        )
+    })?;
+    if ami.port() == 0 {
+        return Err("ami.address: the port must be 1-65535".into());
+    }
+    for (key, value) in [
+        ("ami.username", &file.ami.username),
+        ("ami.secret", &file.ami.secret),
+        ("dialplan.agent_tech", &file.dialplan.agent_tech),
+        ("dialplan.outbound_context", &file.dialplan.outbound_context),
+        ("dialplan.direct_context", &file.dialplan.direct_context),
+        ("dialplan.direct_channel", &file.dialplan.direct_channel),
+    ] {
+        name(key, value)?;
+    }
+    if file.dialplan.agent_tech.contains('/') {
+        return Err("dialplan.agent_tech: a technology such as PJSIP, without '/'".into());
+    }
+    if !file.dialplan.direct_channel.contains('/') {
+        return Err("dialplan.direct_channel: must be <tech>/<resource>".into());
+    }
+    if file.ami.ping_interval_secs == 0 {
+        return Err("ami.ping_interval_secs: must be at least 1".into());
+    }
+    if file.ami.max_backoff_secs == 0 {
+        return Err("ami.max_backoff_secs: must be at least 1".into());
+    }
+    if file.dialplan.agent_ring_timeout_ms == 0 {
+        return Err("dialplan.agent_ring_timeout_ms: must be at least 1".into());
+    }
+    let callee_digits = match file.dialplan.callee_digits.as_str() {
+        "as_given" => "AsGiven",
+        "e164" => "E164",
+        other => {
+            return Err(format!(
+                "dialplan.callee_digits: {other:?} is neither \"as_given\" nor \"e164\""
+            ))
+        }
+    };
+    digits(
+        "policy.allowed_country_codes",
+        &file.policy.allowed_country_codes,
+        3,
+    )?;
+    digits("policy.denied_prefixes", &file.policy.denied_prefixes, 15)?;
+    if file.idempotency.ttl_secs == 0 {
+        return Err("idempotency.ttl_secs: must be at least 1".into());
+    }
+
+    let mut s = String::new();
+    let _ = writeln!(s, "/// The configuration this image was built with.");
+    let _ = writeln!(s, "pub const BUILD: Config = Config {{");
+    let _ = writeln!(s, "    network: {network},");
+    let _ = writeln!(
+        s,
+        "    http: Http {{ http_port: {}, request_timeout_ms: {} }},",
+        file.http.http_port, file.http.request_timeout_ms
+    );
+    let _ = writeln!(
+        s,
+        "    ami: Ami {{ address: {:?}, port: {}, username: {:?}, secret: {:?}, ping_interval_secs: {}, max_backoff_secs: {} }},",
+        ami.ip().octets(),
+        ami.port(),
+        file.ami.username,
+        file.ami.secret,
+        file.ami.ping_interval_secs,
+        file.ami.max_backoff_secs
+    );
+    let d = &file.dialplan;
+    let _ = writeln!(
+        s,
+        "    dialplan: Dialplan {{ agent_tech: {:?}, outbound_context: {:?}, direct_context: {:?}, direct_channel: {:?}, agent_ring_timeout_ms: {}, callee_digits: CalleeDigits::{callee_digits} }},",
+        d.agent_tech, d.outbound_context, d.direct_context, d.direct_channel, d.agent_ring_timeout_ms
+    );
+    let _ = writeln!(
+        s,
+        "    policy: DialPolicy {{ allowed_country_codes: &{:?}, refuse_premium_rate: {}, denied_prefixes: &{:?} }},",
+        file.policy.allowed_country_codes, file.policy.refuse_premium_rate, file.policy.denied_prefixes
+    );
+    let _ = writeln!(
+        s,
+        "    idempotency: Idempotency {{ ttl_secs: {} }},",
+        file.idempotency.ttl_secs
+    );
+    let _ = writeln!(s, "}};");
+    Ok(s)
+}
+
+fn network(n: &Network) -> Result<String, String> {
+    match n.mode.as_str() {
+        "dhcp" => {
+            if n.address.is_some() || n.gateway.is_some() {
+                return Err("network: address and gateway need mode = \"static\"".into());
+            }
+            Ok("Network::Dhcp".into())
+        }
+        "static" => {
+            let cidr = n
+                .address
+                .as_deref()
+                .ok_or("network.address: required for mode = \"static\" (e.g. \"10.0.2.15/24\")")?;
+            let (ip, len) = cidr
+                .split_once('/')
+                .ok_or("network.address: write it as a.b.c.d/prefix, e.g. \"10.0.2.15/24\"")?;
+            let ip: Ipv4Addr = ip
+                .parse()
+                .map_err(|_| format!("network.address: {ip:?} is not an IPv4 address"))?;
+            let len: u8 = len
+                .parse()
+                .ok()
+                .filter(|l| (1..=32).contains(l))
+                .ok_or("network.address: the prefix length must be 1-32")?;
+            let gateway = match &n.gateway {
+                None => "None".to_string(),
+                Some(g) => {
+                    let g: Ipv4Addr = g
+                        .parse()
+                        .map_err(|_| format!("network.gateway: {g:?} is not an IPv4 address"))?;
+                    format!("Some({:?})", g.octets())
+                }
+            };
+            Ok(format!(
+                "Network::Static {{ address: {:?}, prefix_len: {len}, gateway: {gateway} }}",
+                ip.octets()
+            ))
+        }
+        other => Err(format!(
+            "network.mode: {other:?} is neither \"dhcp\" nor \"static\""
+        )),
+    }
+}
+
+/// A non-empty printable ASCII value without blanks that fits the appliance's buffers.
+fn name(key: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("{key}: must not be empty"));
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(format!("{key}: longer than {MAX_NAME_LEN} characters"));
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{key}: only printable ASCII without blanks, quotes, commas or backslashes"
+        ));
+    }
+    if value.bytes().any(|b| matches!(b, b',' | b'"' | b'\\')) {
+        return Err(format!("{key}: must not contain , \" or \\"));
+    }
+    Ok(())
+}
+
+fn digits(key: &str, values: &[String], max_len: usize) -> Result<(), String> {
+    for v in values {
+        if v.is_empty() || v.len() > max_len || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{key}: {v:?} must be 1-{max_len} digits"));
+        }
+    }
+    Ok(())
+}

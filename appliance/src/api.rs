@@ -1,0 +1,177 @@
+//! `POST /click2dial/calls`, in the host's order: content type, size, JSON, field rules and
+//! policy, PBX readiness, references, idempotency, Originate. Every answer body is written by
+//! core's JSON writers, so it is the host's byte for byte (without `recording_url` and
+//! `notifications_key`, which need recordings and Redis).
+
+use click2dial_core::json::{self, Accepted};
+use click2dial_core::reference::{ContactRef, REFERENCE_ENTROPY_LEN};
+use click2dial_core::validate::Call;
+use click2dial_core::{request, Error, ErrorCode, ValidCall, Validators};
+use embassy_time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::fmt::{error, info};
+use crate::idempotency::{Claim, Table};
+use crate::pbx::{CallParams, OriginateError, Pbx};
+use crate::Entropy;
+
+/// A status and the length of the JSON body written into the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Bytes of JSON written.
+    pub len: usize,
+}
+
+/// The error body used when even an error does not fit the buffer.
+const INTERNAL_FALLBACK: &[u8] =
+    br#"{"error":{"code":"internal_error","message":"internal error"}}"#;
+
+/// The create-call service: configuration, validators, idempotency table, PBX handle.
+pub struct App<'a> {
+    config: &'a Config,
+    validators: &'a Validators,
+    pbx: &'a Pbx,
+    table: &'a Table,
+    entropy: &'a dyn Entropy,
+}
+
+impl<'a> App<'a> {
+    /// The service over the board's parts. The validators (about 3 KiB) and the idempotency
+    /// table (about 2 KiB) are the board's `static`s, so they never travel through the stack.
+    pub const fn new(
+        config: &'a Config,
+        validators: &'a Validators,
+        pbx: &'a Pbx,
+        table: &'a Table,
+        entropy: &'a dyn Entropy,
+    ) -> Self {
+        Self {
+            config,
+            validators,
+            pbx,
+            table,
+            entropy,
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        self.config
+    }
+
+    /// Answers a create-call body whose content type was already accepted.
+    pub async fn create_call(&self, body: &[u8], out: &mut [u8]) -> Answer {
+        match self.try_create_call(body, out).await {
+            Ok(answer) => answer,
+            Err(e) => error_answer(&e, out),
+        }
+    }
+
+    async fn try_create_call(&self, body: &[u8], out: &mut [u8]) -> Result<Answer, Error> {
+        let parsed = request::parse(body)?;
+        let valid = self.validators.validate(&parsed, &self.config.policy)?;
+        if !self.pbx.is_ready() {
+            return Err(Error::PBX_UNAVAILABLE);
+        }
+        let mut entropy = [0u8; 2 * REFERENCE_ENTROPY_LEN];
+        self.entropy.fill(&mut entropy);
+        let call = valid.assign_references(&entropy);
+        let contact_ref = call.contact_ref.as_str();
+
+        if !call.contact_ref.is_generated() {
+            let print = fingerprint(&call.valid);
+            let ttl = Duration::from_secs(self.config.idempotency.ttl_secs.into());
+            let now = Instant::now();
+            match self
+                .table
+                .claim(contact_ref, print, call.recording_ref, now, ttl)
+            {
+                Claim::New => {}
+                Claim::Repeat(recording_ref) => {
+                    info!("repeated contact_ref answered from the first");
+                    let first = Call {
+                        valid,
+                        contact_ref: ContactRef::Given(contact_ref),
+                        recording_ref,
+                    };
+                    return accepted(&first, out);
+                }
+                Claim::Conflict => return Err(Error::CONTACT_REF_CONFLICT),
+            }
+        }
+        let answer = accepted(&call, out);
+        let params = CallParams::new(&call).ok_or(Error::INTERNAL);
+        let result = match params {
+            Ok(params) => self.pbx.originate(&params).await,
+            Err(_) => Err(OriginateError::Encode),
+        };
+        if let Err(e) = result {
+            if !call.contact_ref.is_generated() {
+                self.table.release(contact_ref);
+            }
+            return Err(match e {
+                OriginateError::NotConnected => Error::PBX_UNAVAILABLE,
+                OriginateError::Refused => {
+                    error!("the PBX refused the originate");
+                    Error::PBX_UNAVAILABLE
+                }
+                OriginateError::Encode => {
+                    error!("the originate could not be encoded");
+                    Error::INTERNAL
+                }
+            });
+        }
+        info!("call queued");
+        answer
+    }
+}
+
+fn accepted(call: &Call<'_>, out: &mut [u8]) -> Result<Answer, Error> {
+    let accepted = Accepted {
+        call,
+        recording_url: None,
+        notifications_key: None,
+    };
+    let len = json::write_accepted(&accepted, out).map_err(|_| Error::INTERNAL)?;
+    Ok(Answer { status: 202, len })
+}
+
+/// Writes `error` as the contract's JSON body.
+pub fn error_answer(error: &Error, out: &mut [u8]) -> Answer {
+    match json::write_error(error, out) {
+        Ok(len) => Answer {
+            status: error.status(),
+            len,
+        },
+        Err(_) => {
+            let len = INTERNAL_FALLBACK.len().min(out.len());
+            if let (Some(dest), Some(src)) = (out.get_mut(..len), INTERNAL_FALLBACK.get(..len)) {
+                dest.copy_from_slice(src);
+            }
+            Answer {
+                status: ErrorCode::Internal.status(),
+                len,
+            }
+        }
+    }
+}
+
+/// FNV-1a (64 bits) of what must match for a repeat: agent, callee (E.164) and caller ID.
+fn fingerprint(valid: &ValidCall<'_>) -> u64 {
+    let (cc, rest) = valid.callee.e164_parts();
+    [
+        valid.agent.as_bytes(),
+        &[0],
+        cc.as_bytes(),
+        rest.as_bytes(),
+        &[0],
+        valid.outbound_id.as_str().as_bytes(),
+    ]
+    .iter()
+    .flat_map(|part| part.iter())
+    .fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

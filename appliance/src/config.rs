@@ -1,0 +1,121 @@
+//! The appliance's configuration: plain `'static` data, fixed when the image is built.
+//!
+//! `build.rs` reads the TOML file named by `C2D_APPLIANCE_CONFIG` (each board's
+//! `.cargo/config.toml` points it at the board's `appliance.toml`), checks every value, and
+//! turns it into [`BUILD`]. A bad file stops the build with a message naming the key.
+
+use click2dial_core::DialPolicy;
+
+/// Everything the appliance needs to know about its network, its PBX and its rules.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// How the device gets its IPv4 address.
+    pub network: Network,
+    /// The REST API.
+    pub http: Http,
+    /// The Asterisk Manager Interface.
+    pub ami: Ami,
+    /// How calls are placed.
+    pub dialplan: Dialplan,
+    /// The toll-fraud guard.
+    pub policy: DialPolicy<'static>,
+    /// How long a `contact_ref` is remembered.
+    pub idempotency: Idempotency,
+}
+
+/// `[network]`: DHCP, or a static address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// Ask a DHCP server.
+    Dhcp,
+    /// A fixed address.
+    Static {
+        /// IPv4 address.
+        address: [u8; 4],
+        /// Prefix length of the subnet, e.g. `24`.
+        prefix_len: u8,
+        /// Default gateway, if any.
+        gateway: Option<[u8; 4]>,
+    },
+}
+
+/// `[http]`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Http {
+    /// TCP port of the REST API.
+    pub http_port: u16,
+    /// Longest time from a connection's accept to its answer, in milliseconds; a client
+    /// slower than that is disconnected.
+    pub request_timeout_ms: u32,
+}
+
+/// `[ami]`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ami {
+    /// IPv4 address of Asterisk's manager interface.
+    pub address: [u8; 4],
+    /// Its TCP port.
+    pub port: u16,
+    /// `manager.conf` user.
+    pub username: &'static str,
+    /// `manager.conf` secret.
+    pub secret: &'static str,
+    /// Seconds between `Ping`s.
+    pub ping_interval_secs: u32,
+    /// Longest wait between reconnection attempts (the backoff doubles up to it).
+    pub max_backoff_secs: u32,
+}
+
+/// How the callee's digits reach the dialplan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CalleeDigits {
+    /// As the client sent them.
+    AsGiven,
+    /// E.164 without `+`.
+    E164,
+}
+
+/// `[dialplan]`, as the host's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dialplan {
+    /// Channel technology of agents' endpoints (`PJSIP/<agent>`).
+    pub agent_tech: &'static str,
+    /// Context that dials the callee once the agent answered.
+    pub outbound_context: &'static str,
+    /// Context for one-leg calls (agent equals callee).
+    pub direct_context: &'static str,
+    /// Channel that reaches the callee of a one-leg call, `{callee}` replaced.
+    pub direct_channel: &'static str,
+    /// How long the first phone rings, in milliseconds.
+    pub agent_ring_timeout_ms: u32,
+    /// How the callee's digits reach the dialplan.
+    pub callee_digits: CalleeDigits,
+}
+
+/// `[idempotency]`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Idempotency {
+    /// How long a `contact_ref` is remembered, in seconds (the table is also bounded in size:
+    /// the oldest entry makes room for a new one).
+    pub ttl_secs: u32,
+}
+
+impl Config {
+    /// The embassy-net configuration for [`Config::network`].
+    pub fn net_config(&self) -> embassy_net::Config {
+        match self.network {
+            Network::Dhcp => embassy_net::Config::dhcpv4(Default::default()),
+            Network::Static {
+                address,
+                prefix_len,
+                gateway,
+            } => embassy_net::Config::ipv4_static(embassy_net::StaticConfigV4 {
+                address: embassy_net::Ipv4Cidr::new(address.into(), prefix_len),
+                gateway: gateway.map(Into::into),
+                dns_servers: Default::default(),
+            }),
+        }
+    }
+}
+
+include!(concat!(env!("OUT_DIR"), "/config.rs"));

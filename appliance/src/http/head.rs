@@ -1,0 +1,209 @@
+//! The request line and headers, read with httparse into the few facts the API needs.
+
+use click2dial_core::{request, Error};
+
+/// Headers read per request; more is answered `431`.
+pub(crate) const MAX_HEADERS: usize = 24;
+
+/// The one route.
+pub(crate) const CALLS_PATH: &str = "/click2dial/calls";
+
+/// Where a request goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `POST /click2dial/calls`.
+    CreateCall,
+    /// `/click2dial/calls` with another method: `405`.
+    MethodNotAllowed,
+    /// Any other path: `404`.
+    NotFound,
+}
+
+/// How the body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// `Content-Length` bytes (0 without the header).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// What the API needs from a request head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// Bytes of the head, closing empty line included.
+    pub(crate) len: usize,
+    pub(crate) route: Route,
+    /// The verdict on `Content-Type` (`415` when not JSON).
+    pub(crate) content_type: Result<(), Error>,
+    pub(crate) framing: Framing,
+    /// `Expect: 100-continue`: answer `100 Continue` before reading the body.
+    pub(crate) expect_continue: bool,
+}
+
+/// Why a head is refused before routing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    /// Not HTTP/1.x, or framing headers that contradict themselves: `400`.
+    Malformed,
+    /// Too many headers: `431`.
+    TooLarge,
+}
+
+/// Parses the head at the front of `buf`; `Ok(None)` while it is incomplete.
+pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    let path = req.path.unwrap_or_default();
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let route = match (path == CALLS_PATH, req.method) {
+        (true, Some("POST")) => Route::CreateCall,
+        (true, _) => Route::MethodNotAllowed,
+        (false, _) => Route::NotFound,
+    };
+    let mut content_type = None;
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-type") {
+            content_type.get_or_insert(h.value);
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let value = parse_length(h.value).ok_or(HeadError::Malformed)?;
+            if length.is_some_and(|l| l != value) {
+                return Err(HeadError::Malformed);
+            }
+            length = Some(value);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding decides; anything but `chunked` last cannot be delimited.
+            let last = h
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    let framing = match chunked {
+        Some(true) => Framing::Chunked,
+        Some(false) => return Err(HeadError::Malformed),
+        None => Framing::Length(length.unwrap_or(0)),
+    };
+    Ok(Some(Head {
+        len,
+        route,
+        content_type: request::check_content_type(content_type),
+        framing,
+        expect_continue,
+    }))
+}
+
+/// Decimal digits only, as HTTP requires.
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Result<Option<Head>, HeadError> {
+        parse(text.as_bytes())
+    }
+
+    #[test]
+    fn routes_and_verdicts() {
+        let text = "POST /click2dial/calls?x=1 HTTP/1.1\r\nContent-Type: Application/JSON; charset=utf-8\r\nContent-Length: 12\r\nExpect: 100-continue\r\n\r\n{";
+        let h = head(text).unwrap().unwrap();
+        assert_eq!(h.route, Route::CreateCall);
+        assert_eq!(h.content_type, Ok(()));
+        assert_eq!(h.framing, Framing::Length(12));
+        assert!(h.expect_continue);
+        assert_eq!(h.len, text.len() - 1);
+        let h = head("GET /click2dial/calls HTTP/1.0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.route, Route::MethodNotAllowed);
+        assert_eq!(h.content_type, Err(Error::UNSUPPORTED_MEDIA_TYPE));
+        assert_eq!(h.framing, Framing::Length(0));
+        let h = head("POST /click2dial/calls/ HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.route, Route::NotFound);
+        let h = head("POST /click2dial/calls HTTP/1.1\r\nContent-Type: text/plain\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.content_type, Err(Error::UNSUPPORTED_MEDIA_TYPE));
+    }
+
+    #[test]
+    fn framing() {
+        let framing = |headers: &str| {
+            head(&std::format!(
+                "POST /click2dial/calls HTTP/1.1\r\n{headers}\r\n"
+            ))
+            .map(|h| h.unwrap().framing)
+        };
+        assert_eq!(
+            framing("Transfer-Encoding: chunked\r\n"),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(
+            framing("Transfer-Encoding: gzip, Chunked\r\nContent-Length: 3\r\n"),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(
+            framing("Transfer-Encoding: gzip\r\n"),
+            Err(HeadError::Malformed)
+        );
+        assert_eq!(
+            framing("Content-Length: 5\r\nContent-Length: 5\r\n"),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(
+            framing("Content-Length: 5\r\nContent-Length: 6\r\n"),
+            Err(HeadError::Malformed)
+        );
+        for bad in ["-1", "+5", "5 5", "", "0x10", "99999999999999999999"] {
+            assert_eq!(
+                framing(&std::format!("Content-Length: {bad}\r\n")),
+                Err(HeadError::Malformed),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn incomplete_malformed_and_too_many_headers() {
+        assert_eq!(
+            head("POST /click2dial/calls HTTP/1.1\r\nHost: a\r\n"),
+            Ok(None)
+        );
+        assert_eq!(head("\x16\x03\x01\r\n\r\n"), Err(HeadError::Malformed));
+        let many: std::string::String = (0..=MAX_HEADERS)
+            .map(|i| std::format!("X-{i}: 1\r\n"))
+            .collect();
+        assert_eq!(
+            head(&std::format!("GET / HTTP/1.1\r\n{many}\r\n")),
+            Err(HeadError::TooLarge)
+        );
+    }
+}

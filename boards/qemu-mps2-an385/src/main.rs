@@ -1,0 +1,186 @@
+//! The click2dial appliance on QEMU's `mps2-an385` (Cortex-M3, SMSC LAN9118): the image the
+//! hardware-in-the-loop tests boot. `cargo run` starts it in `qemu-system-arm` with the
+//! firmware's HTTP port forwarded to the host.
+#![no_std]
+#![no_main]
+
+mod entropy;
+mod executor;
+mod lan9118;
+mod overrides;
+mod stack_usage;
+mod time_driver;
+
+use click2dial_appliance::http::{self, HttpBuffers};
+use click2dial_appliance::idempotency::Table;
+use click2dial_appliance::pbx::{AmiBuffers, Pbx};
+use click2dial_appliance::{config, App, Config};
+use click2dial_core::Validators;
+use cortex_m::peripheral::NVIC;
+use cortex_m_rt::{entry, exception};
+use defmt::{error, info, unwrap};
+use defmt_semihosting as _;
+use embassy_executor::Spawner;
+use embassy_net::{Runner, Stack, StackResources};
+use embassy_time::{Duration, Timer};
+use static_cell::{ConstStaticCell, StaticCell};
+
+use crate::lan9118::{Lan9118, FRAME_BUF_LEN};
+
+/// The LAN9118's register block on mps2-an385.
+const NIC_BASE: usize = 0x4020_0000;
+/// Its interrupt line.
+const NIC_IRQ: u16 = 13;
+/// HTTP listener tasks: one connection each.
+const LISTENERS: usize = 3;
+/// Sockets: the listeners, the AMI connection and DHCP.
+const SOCKETS: usize = LISTENERS + 2;
+
+static PBX: Pbx = Pbx::new();
+static TABLE: Table = Table::new();
+static ENTROPY: entropy::Jitter = entropy::Jitter::new(NIC_BASE);
+static CONFIG: StaticCell<Config> = StaticCell::new();
+static APP: StaticCell<App<'static>> = StaticCell::new();
+static VALIDATORS: StaticCell<Validators> = StaticCell::new();
+static NET: ConstStaticCell<StackResources<SOCKETS>> = ConstStaticCell::new(StackResources::new());
+static RX_FRAME: ConstStaticCell<[u8; FRAME_BUF_LEN]> = ConstStaticCell::new([0; FRAME_BUF_LEN]);
+static TX_FRAME: ConstStaticCell<[u8; FRAME_BUF_LEN]> = ConstStaticCell::new([0; FRAME_BUF_LEN]);
+static AMI_BUFFERS: ConstStaticCell<AmiBuffers> = ConstStaticCell::new(AmiBuffers::new());
+static HTTP_BUFFERS: [ConstStaticCell<HttpBuffers>; LISTENERS] =
+    [const { ConstStaticCell::new(HttpBuffers::new()) }; LISTENERS];
+
+/// An interrupt number for `NVIC`, without a device crate.
+#[derive(Clone, Copy)]
+struct Irq(u16);
+
+// SAFETY: 13 is the LAN9118's line on mps2-an385, a valid external interrupt.
+unsafe impl cortex_m::interrupt::InterruptNumber for Irq {
+    fn number(self) -> u16 {
+        self.0
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    info!("click2dial appliance, mps2-an385");
+    let core = unwrap!(cortex_m::Peripherals::take());
+    time_driver::init(core.SYST);
+    let config = CONFIG.init(overrides::apply(config::BUILD));
+    let (stack, runner) = network(config);
+    let app = app(config);
+    // SAFETY: the handler only touches the NIC's INT_STS and a waker.
+    unsafe { NVIC::unmask(Irq(NIC_IRQ)) };
+    executor::run(|spawner: Spawner| {
+        spawner.spawn(unwrap!(net_task(runner)));
+        spawner.spawn(unwrap!(ami_task(stack, config, AMI_BUFFERS.take())));
+        for buffers in &HTTP_BUFFERS {
+            spawner.spawn(unwrap!(http_task(stack, app, buffers.take())));
+        }
+        spawner.spawn(unwrap!(monitor_task(stack, config)));
+    })
+}
+
+/// Brings up the NIC and the network stack. Kept out of `main` (as is [`app`]) so the
+/// temporaries of start-up do not stay on the stack while the executor runs.
+#[inline(never)]
+fn network(config: &Config) -> (Stack<'static>, Runner<'static, Lan9118>) {
+    // SAFETY: NIC_BASE is the LAN9118 of mps2-an385, owned by this driver alone.
+    let nic = match unsafe { Lan9118::new(NIC_BASE, RX_FRAME.take(), TX_FRAME.take()) } {
+        Ok(nic) => nic,
+        Err(e) => defmt::panic!("LAN9118: {}", e),
+    };
+    info!(
+        "LAN9118 ID_REV {=u32:#x}, MAC {=[u8]:02x}",
+        nic.id_rev(),
+        nic.mac()
+    );
+    embassy_net::new(nic, config.net_config(), NET.take(), ENTROPY.next_u64())
+}
+
+/// Loads the validators and builds the create-call service.
+#[inline(never)]
+fn app(config: &'static Config) -> &'static App<'static> {
+    let validators = match Validators::new() {
+        Ok(v) => VALIDATORS.init(v),
+        Err(_) => defmt::panic!("validator tables do not load"),
+    };
+    APP.init(App::new(config, validators, &PBX, &TABLE, &ENTROPY))
+}
+
+#[embassy_executor::task]
+async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::task]
+async fn ami_task(
+    stack: Stack<'static>,
+    config: &'static Config,
+    buffers: &'static mut AmiBuffers,
+) -> ! {
+    PBX.run(stack, &config.ami, &config.dialplan, buffers).await
+}
+
+#[embassy_executor::task(pool_size = LISTENERS)]
+async fn http_task(
+    stack: Stack<'static>,
+    app: &'static App<'static>,
+    buffers: &'static mut HttpBuffers,
+) -> ! {
+    http::serve(stack, app, buffers).await
+}
+
+/// Logs the address once configured, then the stack high-water mark whenever it grows.
+#[embassy_executor::task]
+async fn monitor_task(stack: Stack<'static>, config: &'static Config) -> ! {
+    stack.wait_config_up().await;
+    if let Some(v4) = stack.config_v4() {
+        info!(
+            "listening on {}:{=u16}, PBX {=[u8]}:{=u16}",
+            v4.address, config.http.http_port, config.ami.address, config.ami.port
+        );
+    }
+    info!(
+        "started; stack high-water at start-up: {=usize} bytes",
+        stack_usage::high_water()
+    );
+    let mut reported = 0;
+    loop {
+        let used = stack_usage::high_water();
+        if used > reported {
+            reported = used;
+            info!(
+                "stack high-water: {=usize} bytes of {=usize}",
+                used,
+                stack_usage::size()
+            );
+        }
+        Timer::after(Duration::from_millis(500)).await;
+    }
+}
+
+#[exception]
+unsafe fn DefaultHandler(irqn: i16) {
+    if irqn == NIC_IRQ as i16 {
+        lan9118::on_interrupt(NIC_BASE);
+    }
+}
+
+#[exception]
+unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
+    error!("hard fault at pc {=u32:#x}", frame.pc());
+    exit_failure()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    error!("panicked: {}", defmt::Display2Format(info));
+    exit_failure()
+}
+
+fn exit_failure() -> ! {
+    cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::bkpt();
+    }
+}
