@@ -221,6 +221,16 @@ impl Error {
     );
     /// `404`.
     pub const NOT_FOUND: Self = Self::request(ErrorCode::NotFound, "no such resource");
+    /// `405`.
+    pub const METHOD_NOT_ALLOWED: Self = Self::request(
+        ErrorCode::MethodNotAllowed,
+        "this method is not allowed on this resource",
+    );
+    /// `408`.
+    pub const REQUEST_TIMEOUT: Self = Self::request(
+        ErrorCode::RequestTimeout,
+        "the request was not received and answered in time",
+    );
     /// `500`; the details belong in the log.
     pub const INTERNAL: Self = Self::request(ErrorCode::Internal, "internal error");
 }

@@ -51,14 +51,8 @@ pub fn retry_after(secs: u64) -> (header::HeaderName, HeaderValue) {
 fn for_status(status: StatusCode) -> Error {
     match status {
         StatusCode::NOT_FOUND => Error::NOT_FOUND,
-        StatusCode::METHOD_NOT_ALLOWED => Error::request(
-            ErrorCode::MethodNotAllowed,
-            "this method is not allowed on this resource",
-        ),
-        StatusCode::REQUEST_TIMEOUT => Error::request(
-            ErrorCode::RequestTimeout,
-            "the request was not received and answered in time",
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => Error::METHOD_NOT_ALLOWED,
+        StatusCode::REQUEST_TIMEOUT => Error::REQUEST_TIMEOUT,
         StatusCode::PAYLOAD_TOO_LARGE => Error::BODY_TOO_LARGE,
         StatusCode::RANGE_NOT_SATISFIABLE => Error::request(
             ErrorCode::RangeNotSatisfiable,

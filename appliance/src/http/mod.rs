@@ -13,7 +13,7 @@ mod head;
 mod response;
 
 use click2dial_core::request::MAX_BODY_LEN;
-use click2dial_core::{Error, ErrorCode};
+use click2dial_core::Error;
 use embassy_net::tcp::TcpSocket;
 use embassy_net::Stack;
 use embassy_time::{with_timeout, Duration};
@@ -29,11 +29,6 @@ pub const MAX_HEAD_LEN: usize = 1024;
 /// The request buffer: a head, or a body of [`MAX_BODY_LEN`] with room to decode chunks; the
 /// answer is written behind the body (the largest `202` body is about 600 bytes).
 pub const REQUEST_BUF_LEN: usize = MAX_HEAD_LEN + MAX_BODY_LEN;
-/// `405`, as the host words it (its error layer turns the router's bare 405 into this).
-const METHOD_NOT_ALLOWED: Error = Error::request(
-    ErrorCode::MethodNotAllowed,
-    "this method is not allowed on this resource",
-);
 /// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(1);
 
@@ -123,7 +118,7 @@ async fn handle<S: Read + Write>(
     };
     match head.route {
         Route::CreateCall => {}
-        Route::MethodNotAllowed => return respond_error(stream, &METHOD_NOT_ALLOWED, buf).await,
+        Route::MethodNotAllowed => return respond_error(stream, &Error::METHOD_NOT_ALLOWED, buf).await,
         Route::NotFound => return respond_error(stream, &Error::NOT_FOUND, buf).await,
     }
     if let Err(e) = head.content_type {
