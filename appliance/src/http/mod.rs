@@ -118,7 +118,9 @@ async fn handle<S: Read + Write>(
     };
     match head.route {
         Route::CreateCall => {}
-        Route::MethodNotAllowed => return respond_error(stream, &Error::METHOD_NOT_ALLOWED, buf).await,
+        Route::MethodNotAllowed => {
+            return respond_error(stream, &Error::METHOD_NOT_ALLOWED, buf).await
+        }
         Route::NotFound => return respond_error(stream, &Error::NOT_FOUND, buf).await,
     }
     if let Err(e) = head.content_type {
