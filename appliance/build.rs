@@ -246,7 +246,7 @@ fn generate(path: &std::path::Path) -> Result<String, String> {
     let d = &file.dialplan;
     let _ = writeln!(
         s,
-        "    dialplan: Dialplan {{ agent_tech: {:?}, outbound_context: {:?}, direct_context: {:?}, direct_channel: {:?}, agent_ring_timeout_ms: {}, callee_digits: CalleeDigits::{callee_digits} }},",
+        "    dialplan: Dialplan {{ agent_tech: {:?}, outbound_context: {:?}, direct_context: {:?}, direct_channel: {:?}, ring_timeout_ms: {}, callee_digits: CalleeDigits::{callee_digits} }},",
         d.agent_tech, d.outbound_context, d.direct_context, d.direct_channel, d.agent_ring_timeout_ms
     );
     let _ = writeln!(

@@ -66,31 +66,10 @@ pub struct Ami {
     pub max_backoff_secs: u32,
 }
 
-/// How the callee's digits reach the dialplan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CalleeDigits {
-    /// As the client sent them.
-    AsGiven,
-    /// E.164 without `+`.
-    E164,
-}
+pub use click2dial_core::originate::CalleeDigits;
 
-/// `[dialplan]`, as the host's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dialplan {
-    /// Channel technology of agents' endpoints (`PJSIP/<agent>`).
-    pub agent_tech: &'static str,
-    /// Context that dials the callee once the agent answered.
-    pub outbound_context: &'static str,
-    /// Context for one-leg calls (agent equals callee).
-    pub direct_context: &'static str,
-    /// Channel that reaches the callee of a one-leg call, `{callee}` replaced.
-    pub direct_channel: &'static str,
-    /// How long the first phone rings, in milliseconds.
-    pub agent_ring_timeout_ms: u32,
-    /// How the callee's digits reach the dialplan.
-    pub callee_digits: CalleeDigits,
-}
+/// `[dialplan]`, as the host's: core's Originate names, fixed at build time.
+pub type Dialplan = click2dial_core::originate::Dialplan<'static>;
 
 /// `[idempotency]`
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

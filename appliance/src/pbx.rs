@@ -14,8 +14,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use click2dial_core::ami::{
-    Action, Channel, DecodeError, Decoder, Frame, Kind, Login, Originate, Ping, ResponseStatus,
-    MAX_MESSAGE_LEN,
+    Action, DecodeError, Decoder, Frame, Kind, Login, Ping, ResponseStatus, MAX_MESSAGE_LEN,
 };
 use click2dial_core::reference::{ChannelId, Reference};
 use click2dial_core::validate::Call;
@@ -27,8 +26,9 @@ use embassy_sync::mutex::Mutex;
 use embassy_sync::signal::Signal;
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 
-use crate::config::{Ami, CalleeDigits, Dialplan};
+use crate::config::{Ami, Dialplan};
 use crate::fmt::{debug, info, warn};
+use click2dial_core::originate::{write_originate, OriginateCall};
 
 /// Why an Originate was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,87 +125,21 @@ impl CallParams {
         ChannelId::for_contact_ref(self.contact_ref.as_str())
     }
 
-    /// Writes the host's Originate for this call.
+    /// Writes the call's Originate (core composes it, as for the host).
     fn write_originate(&self, dialplan: &Dialplan, out: &mut [u8]) -> Option<usize> {
         let id = self.channel_id();
-        let callee = match dialplan.callee_digits {
-            CalleeDigits::AsGiven => self.callee.as_str(),
-            CalleeDigits::E164 => self.callee_e164.as_str(),
+        let call = OriginateCall {
+            channel_id: id.as_str(),
+            agent: self.agent.as_str(),
+            callee: self.callee.as_str(),
+            callee_e164: self.callee_e164.as_str(),
+            outbound_id: self.outbound_id.as_str(),
+            contact_ref: self.contact_ref.as_str(),
+            recording_ref: self.recording_ref.as_str(),
+            single_leg: self.single_leg,
         };
-        let agent = self.agent.as_str();
-        let outbound_id = self.outbound_id.as_str();
-        let contact_ref = self.contact_ref.as_str();
-        let recording_ref = self.recording_ref.as_str();
-        let variables = [
-            ("C2D_CONTACT_REF", contact_ref),
-            ("C2D_RECORDING_REF", recording_ref),
-            ("C2D_OUTBOUND_ID", outbound_id),
-            ("C2D_CALLEE", callee),
-            ("PJSIP_HEADER(add,X-Teleforge-Agent)", agent),
-            ("PJSIP_HEADER(add,X-Teleforge-Callee)", callee),
-            ("PJSIP_HEADER(add,X-Teleforge-Outbound-Id)", outbound_id),
-            ("PJSIP_HEADER(add,X-Teleforge-Contact-Ref)", contact_ref),
-            ("PJSIP_HEADER(add,X-Teleforge-Recording-Ref)", recording_ref),
-        ];
-        let mut direct = [0u8; 128];
-        let (channel, context, exten, caller_id) = if self.single_leg {
-            let resource = replace(dialplan.direct_channel, "{callee}", callee, &mut direct)?;
-            let (tech, resource) = resource.split_once('/').unwrap_or(("PJSIP", resource));
-            (
-                Channel { tech, resource },
-                dialplan.direct_context,
-                "s",
-                outbound_id,
-            )
-        } else {
-            (
-                Channel {
-                    tech: dialplan.agent_tech,
-                    resource: agent,
-                },
-                dialplan.outbound_context,
-                callee,
-                // What the agent's phone shows: whom it is about to call.
-                callee,
-            )
-        };
-        Originate {
-            action_id: id.as_str(),
-            channel,
-            context,
-            exten,
-            priority: 1,
-            caller_id: Some(caller_id),
-            timeout_ms: Some(dialplan.agent_ring_timeout_ms),
-            channel_id: Some(id.as_str()),
-            other_channel_id: None,
-            variables: &variables,
-        }
-        .write(out)
-        .ok()
+        write_originate(&call, dialplan, out).ok()
     }
-}
-
-/// `template` with every `pattern` replaced by `with`, written into `out`.
-fn replace<'o>(template: &str, pattern: &str, with: &str, out: &'o mut [u8]) -> Option<&'o str> {
-    let mut len = 0usize;
-    let mut rest = template;
-    loop {
-        let (head, tail) = match rest.split_once(pattern) {
-            Some((head, tail)) => (head, Some(tail)),
-            None => (rest, None),
-        };
-        for part in [head, if tail.is_some() { with } else { "" }] {
-            let end = len.checked_add(part.len())?;
-            out.get_mut(len..end)?.copy_from_slice(part.as_bytes());
-            len = end;
-        }
-        match tail {
-            Some(t) => rest = t,
-            None => break,
-        }
-    }
-    core::str::from_utf8(out.get(..len)?).ok()
 }
 
 struct Request {
@@ -614,14 +548,9 @@ mod tests {
     use super::*;
     use click2dial_core::{request, DialPolicy, Validators};
 
-    const DIALPLAN: Dialplan = Dialplan {
-        agent_tech: "PJSIP",
-        outbound_context: "c2d-outbound",
-        direct_context: "c2d-direct",
-        direct_channel: "Local/{callee}@c2d-single",
-        agent_ring_timeout_ms: 20_000,
-        callee_digits: CalleeDigits::AsGiven,
-    };
+    use crate::config::CalleeDigits;
+
+    const DIALPLAN: Dialplan = Dialplan::DEFAULT;
 
     fn originate(body: &str, dialplan: &Dialplan) -> std::string::String {
         let validators = Validators::new().unwrap();
@@ -636,14 +565,6 @@ mod tests {
             .write_originate(dialplan, &mut out)
             .unwrap();
         std::string::String::from_utf8(out[..n].to_vec()).unwrap()
-    }
-
-    #[test]
-    fn replace_every_occurrence() {
-        let mut out = [0u8; 32];
-        assert_eq!(replace("a{x}b{x}", "{x}", "12", &mut out), Some("a12b12"));
-        assert_eq!(replace("none", "{x}", "12", &mut out), Some("none"));
-        assert_eq!(replace("{x}", "{x}", &"9".repeat(40), &mut out), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod call;
 pub mod error;
 pub mod json;
 pub mod number;
+pub mod originate;
 pub mod policy;
 pub mod reference;
 pub mod request;

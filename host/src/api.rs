@@ -16,7 +16,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
-use crate::config::CalleeDigits;
 pub use crate::errors::ApiError;
 use crate::errors::{json_response, retry_after};
 use crate::idempotency::{self, Claim};
@@ -153,7 +152,6 @@ async fn create_call(
     };
     let channel_id = ChannelId::for_contact_ref(contact_ref).to_string();
     let originate = originate_request(
-        &state,
         &call.valid,
         channel_id,
         CallRecord {
@@ -198,72 +196,21 @@ async fn create_call(
     Ok(json_response(StatusCode::ACCEPTED, answer.into_bytes()))
 }
 
-/// The Originate for a validated call, from the dialplan configuration.
+/// The Originate request for a validated call; core composes the action itself.
 fn originate_request(
-    state: &AppState,
     valid: &ValidCall<'_>,
     channel_id: String,
     record: CallRecord,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) -> OriginateRequest {
-    let dialplan = &state.config.dialplan;
-    let callee_digits = match dialplan.callee_digits {
-        CalleeDigits::AsGiven => valid.callee.as_str().to_string(),
-        CalleeDigits::E164 => record.callee_e164.trim_start_matches('+').to_string(),
-    };
-    let mut variables = vec![
-        ("C2D_CONTACT_REF".to_string(), record.contact_ref.clone()),
-        (
-            "C2D_RECORDING_REF".to_string(),
-            record.recording_ref.clone(),
-        ),
-        ("C2D_OUTBOUND_ID".to_string(), record.outbound_id.clone()),
-        ("C2D_CALLEE".to_string(), callee_digits.clone()),
-    ];
-    for (header, value) in [
-        ("Agent", &record.agent),
-        ("Callee", &callee_digits),
-        ("Outbound-Id", &record.outbound_id),
-        ("Contact-Ref", &record.contact_ref),
-        ("Recording-Ref", &record.recording_ref),
-    ] {
-        variables.push((
-            format!("PJSIP_HEADER(add,X-Teleforge-{header})"),
-            value.clone(),
-        ));
-    }
-    let (mode, channel, context, exten, caller_id) = if valid.single_leg {
-        let resource = dialplan.direct_channel.replace("{callee}", &callee_digits);
-        let (tech, resource) = resource
-            .split_once('/')
-            .map(|(t, r)| (t.to_string(), r.to_string()))
-            .unwrap_or_else(|| ("PJSIP".into(), resource.clone()));
-        (
-            Mode::SingleLeg,
-            (tech, resource),
-            dialplan.direct_context.clone(),
-            "s".to_string(),
-            record.outbound_id.clone(),
-        )
-    } else {
-        (
-            Mode::TwoLeg,
-            (dialplan.agent_tech.clone(), record.agent.clone()),
-            dialplan.outbound_context.clone(),
-            callee_digits.clone(),
-            // What the agent's phone shows: whom it is about to call.
-            callee_digits,
-        )
-    };
     OriginateRequest {
         channel_id,
-        mode,
-        channel,
-        context,
-        exten,
-        caller_id,
-        timeout_ms: dialplan.agent_ring_timeout_ms,
-        variables,
+        mode: if valid.single_leg {
+            Mode::SingleLeg
+        } else {
+            Mode::TwoLeg
+        },
+        callee: valid.callee.as_str().to_string(),
         record,
         slot: Some(slot),
     }

@@ -130,14 +130,33 @@ pub struct Dialplan {
 }
 
 impl Default for Dialplan {
+    /// The names of the integration kit, as core defines them.
     fn default() -> Self {
+        let names = click2dial_core::originate::Dialplan::DEFAULT;
         Self {
-            agent_tech: "PJSIP".into(),
-            outbound_context: "c2d-outbound".into(),
-            direct_context: "c2d-direct".into(),
-            direct_channel: "Local/{callee}@c2d-single".into(),
-            agent_ring_timeout_ms: 20_000,
+            agent_tech: names.agent_tech.into(),
+            outbound_context: names.outbound_context.into(),
+            direct_context: names.direct_context.into(),
+            direct_channel: names.direct_channel.into(),
+            agent_ring_timeout_ms: names.ring_timeout_ms,
             callee_digits: CalleeDigits::AsGiven,
+        }
+    }
+}
+
+impl Dialplan {
+    /// The names as core's Originate writer takes them.
+    pub fn names(&self) -> click2dial_core::originate::Dialplan<'_> {
+        click2dial_core::originate::Dialplan {
+            agent_tech: &self.agent_tech,
+            outbound_context: &self.outbound_context,
+            direct_context: &self.direct_context,
+            direct_channel: &self.direct_channel,
+            ring_timeout_ms: self.agent_ring_timeout_ms,
+            callee_digits: match self.callee_digits {
+                CalleeDigits::AsGiven => click2dial_core::originate::CalleeDigits::AsGiven,
+                CalleeDigits::E164 => click2dial_core::originate::CalleeDigits::E164,
+            },
         }
     }
 }

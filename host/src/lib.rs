@@ -147,6 +147,7 @@ pub fn start(config: config::Config) -> Result<AppState, String> {
             secret: config.ami.secret.clone(),
             ping_interval: Duration::from_secs(config.ami.ping_interval_secs),
             max_backoff: Duration::from_secs(config.ami.max_backoff_secs.max(1)),
+            dialplan: config.dialplan.clone(),
         },
         notifier.clone(),
         metrics.clone(),

@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use click2dial_core::ami::{
-    Action, Channel, Decoder, Frame, Kind, Login, Message, Originate, Ping, ResponseStatus,
-    MAX_MESSAGE_LEN,
+    Action, Decoder, Frame, Kind, Login, Message, Ping, ResponseStatus, MAX_MESSAGE_LEN,
 };
 use click2dial_core::call::{CallTracker, ChannelEvent, Mode, Progress};
 use click2dial_core::json::{self, Event, Notification as NotificationJson};
+use click2dial_core::originate::{write_originate, OriginateCall};
 use click2dial_core::time::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -41,6 +41,8 @@ pub struct Settings {
     pub ping_interval: Duration,
     /// Longest reconnection delay.
     pub max_backoff: Duration,
+    /// Dialplan names and ring timeout of every Originate.
+    pub dialplan: crate::config::Dialplan,
 }
 
 /// Everything a notification carries besides the event itself. Stored in Redis before the
@@ -72,19 +74,9 @@ pub struct OriginateRequest {
     pub channel_id: String,
     /// Two legs, or one.
     pub mode: Mode,
-    /// `tech`/`resource` of the first channel.
-    pub channel: (String, String),
-    /// Dialplan context.
-    pub context: String,
-    /// Extension.
-    pub exten: String,
-    /// `CallerID` of the first channel.
-    pub caller_id: String,
-    /// Ring timeout of the first channel.
-    pub timeout_ms: u32,
-    /// Channel variables.
-    pub variables: Vec<(String, String)>,
-    /// For the notifications.
+    /// The callee as the client sent it.
+    pub callee: String,
+    /// The call's values, for the Originate and the notifications.
     pub record: CallRecord,
     /// The call's place under `limits.max_calls_in_flight`, released when the call is over.
     pub slot: Option<OwnedSemaphorePermit>,
@@ -490,28 +482,19 @@ impl Driver {
         request: &OriginateRequest,
         out: &mut [u8],
     ) -> Result<usize, OriginateError> {
-        let variables: Vec<(&str, &str)> = request
-            .variables
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        Originate {
-            action_id: &request.channel_id,
-            channel: Channel {
-                tech: &request.channel.0,
-                resource: &request.channel.1,
-            },
-            context: &request.context,
-            exten: &request.exten,
-            priority: 1,
-            caller_id: Some(&request.caller_id),
-            timeout_ms: Some(request.timeout_ms),
-            channel_id: Some(&request.channel_id),
-            other_channel_id: None,
-            variables: &variables,
-        }
-        .write(out)
-        .map_err(|e| OriginateError::Encode(e.to_string()))
+        let record = &request.record;
+        let call = OriginateCall {
+            channel_id: &request.channel_id,
+            agent: &record.agent,
+            callee: &request.callee,
+            callee_e164: &record.callee_e164,
+            outbound_id: &record.outbound_id,
+            contact_ref: &record.contact_ref,
+            recording_ref: &record.recording_ref,
+            single_leg: record.single_leg,
+        };
+        write_originate(&call, &self.settings.dialplan.names(), out)
+            .map_err(|e| OriginateError::Encode(e.to_string()))
     }
 
     fn track(&mut self, request: OriginateRequest) {

@@ -1,0 +1,99 @@
+//! The Originate every deployment sends for an accepted call.
+
+use click2dial_core::originate::{write_originate, CalleeDigits, Dialplan, OriginateCall};
+
+const CALL: OriginateCall<'static> = OriginateCall {
+    channel_id: "c2d-oacxmqkrhrsl63ywyav6eykpgq",
+    agent: "1001",
+    callee: "0820001234",
+    callee_e164: "+27820001234",
+    outbound_id: "27820009999",
+    contact_ref: "crm-42",
+    recording_ref: "aaaqeayeaudaocajbifqydiob4",
+    single_leg: false,
+};
+
+fn written(call: &OriginateCall<'_>, dialplan: &Dialplan<'_>) -> String {
+    let mut out = [0u8; 2048];
+    let n = write_originate(call, dialplan, &mut out).expect("fits");
+    String::from_utf8(out[..n].to_vec()).expect("utf-8")
+}
+
+#[test]
+fn two_leg_call_rings_the_agent_and_carries_the_headers() {
+    assert_eq!(
+        written(&CALL, &Dialplan::DEFAULT),
+        "Action: Originate\r\n\
+         ActionID: c2d-oacxmqkrhrsl63ywyav6eykpgq\r\n\
+         Channel: PJSIP/1001\r\n\
+         Context: c2d-outbound\r\n\
+         Exten: 0820001234\r\n\
+         Priority: 1\r\n\
+         CallerID: 0820001234\r\n\
+         Timeout: 20000\r\n\
+         Async: true\r\n\
+         ChannelId: c2d-oacxmqkrhrsl63ywyav6eykpgq\r\n\
+         Variable: C2D_CONTACT_REF=crm-42\r\n\
+         Variable: C2D_RECORDING_REF=aaaqeayeaudaocajbifqydiob4\r\n\
+         Variable: C2D_OUTBOUND_ID=27820009999\r\n\
+         Variable: C2D_CALLEE=0820001234\r\n\
+         Variable: PJSIP_HEADER(add,X-Teleforge-Agent)=1001\r\n\
+         Variable: PJSIP_HEADER(add,X-Teleforge-Callee)=0820001234\r\n\
+         Variable: PJSIP_HEADER(add,X-Teleforge-Outbound-Id)=27820009999\r\n\
+         Variable: PJSIP_HEADER(add,X-Teleforge-Contact-Ref)=crm-42\r\n\
+         Variable: PJSIP_HEADER(add,X-Teleforge-Recording-Ref)=aaaqeayeaudaocajbifqydiob4\r\n\r\n"
+    );
+}
+
+#[test]
+fn e164_digits_are_dialled_without_plus() {
+    let dialplan = Dialplan {
+        callee_digits: CalleeDigits::E164,
+        ..Dialplan::DEFAULT
+    };
+    let text = written(&CALL, &dialplan);
+    assert!(text.contains("Exten: 27820001234\r\n"), "{text}");
+    assert!(
+        text.contains("X-Teleforge-Callee)=27820001234\r\n"),
+        "{text}"
+    );
+    let without_plus = OriginateCall {
+        callee_e164: "27820001234",
+        ..CALL
+    };
+    assert_eq!(written(&without_plus, &dialplan), text);
+}
+
+#[test]
+fn one_leg_call_rings_the_callee_with_the_caller_id() {
+    let call = OriginateCall {
+        agent: "0820001234",
+        single_leg: true,
+        ..CALL
+    };
+    let text = written(&call, &Dialplan::DEFAULT);
+    assert!(
+        text.contains("Channel: Local/0820001234@c2d-single\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Context: c2d-direct\r\nExten: s\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("CallerID: 27820009999\r\n"), "{text}");
+}
+
+#[test]
+fn an_oversized_direct_channel_is_an_error_not_a_truncation() {
+    let long = format!("PJSIP/{}{{callee}}", "x".repeat(200));
+    let dialplan = Dialplan {
+        direct_channel: &long,
+        ..Dialplan::DEFAULT
+    };
+    let call = OriginateCall {
+        single_leg: true,
+        ..CALL
+    };
+    assert!(write_originate(&call, &dialplan, &mut [0u8; 4096]).is_err());
+    assert!(write_originate(&CALL, &Dialplan::DEFAULT, &mut [0u8; 64]).is_err());
+}
