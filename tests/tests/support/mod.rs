@@ -474,6 +474,23 @@ impl Host {
         (status, serde_json::from_str(&text).expect("JSON answer"))
     }
 
+    /// `POST /click2dial/calls` with raw bytes; returns the status and the body text.
+    pub fn create_call_raw(&self, body: &[u8]) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut response = agent
+            .post(format!("{}/click2dial/calls", self.url))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {TEST_KEY}"))
+            .send(body)
+            .expect("HTTP");
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().expect("body"))
+    }
+
     /// Creates a call, retrying `503` until the host has logged in to the PBX.
     pub fn create_call_when_ready(&self, body: &str) -> (u16, serde_json::Value) {
         let deadline = Instant::now() + Duration::from_secs(20);
