@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use click2dial_core::reference::ChannelId;
-use support::{auth_keys, host_binary, Host, Redis, Sim, TEST_KEY, TEST_KEY_HASH};
+use support::{auth_keys, host_binary, world, Host, Redis, Sim, TEST_KEY, TEST_KEY_HASH};
 
 const REF: &str = "abcdefghijklmnopqrstuvwxyz";
 const LIMITED_KEY: &str = "c2d_limited_0123456789abcdef0123456789abcdef";
@@ -34,26 +34,6 @@ fn hash(key: &str) -> String {
         .expect("utf-8")
         .trim()
         .to_string()
-}
-
-struct World {
-    _redis: Redis,
-    sim: Sim,
-    host: Host,
-    recordings: tempfile::TempDir,
-}
-
-fn world(extra: &[(&str, &str)]) -> World {
-    let recordings = tempfile::tempdir().expect("tempdir");
-    let redis = Redis::start();
-    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
-    let host = Host::start(&redis, &sim.address, recordings.path(), extra);
-    World {
-        _redis: redis,
-        sim,
-        host,
-        recordings,
-    }
 }
 
 fn call(agent: &str, outbound_id: &str, contact_ref: &str) -> String {

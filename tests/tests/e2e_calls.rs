@@ -6,37 +6,7 @@ mod support;
 use std::time::Duration;
 
 use click2dial_core::reference::ChannelId;
-use support::{events, Host, Redis, Sim};
-
-const ANSWERED: [&str; 7] = [
-    "queued",
-    "agent_ringing",
-    "agent_answered",
-    "callee_ringing",
-    "joined",
-    "hangup",
-    "recording_ready",
-];
-
-struct World {
-    redis: Redis,
-    sim: Sim,
-    host: Host,
-    _recordings: tempfile::TempDir,
-}
-
-fn world() -> World {
-    let recordings = tempfile::tempdir().expect("tempdir");
-    let redis = Redis::start();
-    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
-    let host = Host::start(&redis, &sim.address, recordings.path(), &[]);
-    World {
-        redis,
-        sim,
-        host,
-        _recordings: recordings,
-    }
-}
+use support::{events, world, Sim, ANSWERED};
 
 fn body(agent: &str, callee: &str, contact_ref: &str) -> String {
     format!(
@@ -46,7 +16,7 @@ fn body(agent: &str, callee: &str, contact_ref: &str) -> String {
 
 #[test]
 fn answered_call_reaches_redis_in_order_with_its_recording() {
-    let w = world();
+    let w = world(&[]);
     let (status, answer) = w
         .host
         .create_call_when_ready(&body("1001", "0820001234", "crm-42"));
@@ -107,7 +77,7 @@ fn answered_call_reaches_redis_in_order_with_its_recording() {
 
 #[test]
 fn every_outcome_ends_with_its_cause_even_when_calls_overlap() {
-    let w = world();
+    let w = world(&[]);
     let cases = [
         ("1486", "0820001234", "agent_busy", Some(17)),
         ("1408", "0820001234", "agent_no_answer", Some(19)),
@@ -155,7 +125,7 @@ fn every_outcome_ends_with_its_cause_even_when_calls_overlap() {
 
 #[test]
 fn a_repeated_post_returns_the_first_answer_and_dials_once() {
-    let w = world();
+    let w = world(&[]);
     let request = body("1001", "0820001234", "crm-idem");
     let (first_status, first) = w.host.create_call_when_ready(&request);
     assert_eq!(first_status, 202, "{first}");
@@ -178,7 +148,7 @@ fn a_repeated_post_returns_the_first_answer_and_dials_once() {
 
 #[test]
 fn notifications_wait_while_redis_is_down_and_arrive_in_order_once() {
-    let mut w = world();
+    let mut w = world(&[]);
     // Callee no answer: about 1.6 s of simulated ringing at the test time scale.
     let (status, answer) = w
         .host
@@ -208,7 +178,7 @@ fn notifications_wait_while_redis_is_down_and_arrive_in_order_once() {
 
 #[test]
 fn pbx_outage_fails_calls_in_flight_refuses_new_ones_and_recovers() {
-    let mut w = world();
+    let mut w = world(&[]);
     let (status, _) = w
         .host
         .create_call_when_ready(&body("1001", "0820000408", "crm-inflight"));
@@ -253,7 +223,7 @@ fn pbx_outage_fails_calls_in_flight_refuses_new_ones_and_recovers() {
 
 #[test]
 fn sigterm_flushes_and_exits_cleanly() {
-    let w = world();
+    let w = world(&[]);
     let (status, _) = w
         .host
         .create_call_when_ready(&body("1001", "0820001234", "crm-term"));
@@ -269,7 +239,7 @@ fn sigterm_flushes_and_exits_cleanly() {
 
 #[test]
 fn every_refusal_is_answered_over_http_before_anything_is_dialled() {
-    let w = world();
+    let w = world(&[]);
     // Wait until the PBX is up, so a 503 cannot hide the answers below.
     let (status, _) = w
         .host

@@ -6,7 +6,7 @@
 mod support;
 
 use click2dial_core::{json, request, DialPolicy, Validators};
-use support::{Host, Redis, Sim};
+use support::world;
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let dir = concat!(
@@ -29,10 +29,8 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn every_case_gets_cores_answer_from_the_host() {
-    let recordings = tempfile::tempdir().expect("tempdir");
-    let redis = Redis::start();
-    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
-    let host = Host::start(&redis, &sim.address, recordings.path(), &[]);
+    let w = world(&[]);
+    let host = &w.host;
     let (status, _) = host.create_call_when_ready(
         r#"{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","contact_ref":"warm-up"}"#,
     );

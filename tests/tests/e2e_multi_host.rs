@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use click2dial_core::reference::ChannelId;
-use support::{events, Host, Redis, Sim};
+use support::{events, Host, Redis, Sim, ANSWERED};
 
 struct Cluster {
     redis: Redis,
@@ -39,16 +39,6 @@ fn body(callee: &str, contact_ref: &str) -> String {
         r#"{{"agent":"1001","callee":"{callee}","outbound_id":"27820001234","contact_ref":"{contact_ref}"}}"#
     )
 }
-
-const ANSWERED: [&str; 7] = [
-    "queued",
-    "agent_ringing",
-    "agent_answered",
-    "callee_ringing",
-    "joined",
-    "hangup",
-    "recording_ready",
-];
 
 #[test]
 fn calls_through_either_host_are_notified_once_each() {

@@ -7,37 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{events, eventually, parse_answer, Host, Redis, Sim, TEST_KEY};
-
-const ANSWERED: [&str; 7] = [
-    "queued",
-    "agent_ringing",
-    "agent_answered",
-    "callee_ringing",
-    "joined",
-    "hangup",
-    "recording_ready",
-];
-
-struct World {
-    redis: Redis,
-    sim: Sim,
-    host: Host,
-    _recordings: tempfile::TempDir,
-}
-
-fn world(extra: &[(&str, &str)]) -> World {
-    let recordings = tempfile::tempdir().expect("tempdir");
-    let redis = Redis::start();
-    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
-    let host = Host::start(&redis, &sim.address, recordings.path(), extra);
-    World {
-        redis,
-        sim,
-        host,
-        _recordings: recordings,
-    }
-}
+use support::{events, eventually, parse_answer, world, Host, Sim, ANSWERED, TEST_KEY};
 
 fn body(agent: &str, callee: &str, contact_ref: &str) -> String {
     format!(

@@ -6,29 +6,9 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Host, Redis, Sim, TEST_KEY};
+use support::{world, TEST_KEY};
 
 const REF: &str = "abcdefghijklmnopqrstuvwxyz";
-
-struct World {
-    _redis: Redis,
-    sim: Sim,
-    host: Host,
-    recordings: tempfile::TempDir,
-}
-
-fn world(extra: &[(&str, &str)]) -> World {
-    let recordings = tempfile::tempdir().expect("tempdir");
-    let redis = Redis::start();
-    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
-    let host = Host::start(&redis, &sim.address, recordings.path(), extra);
-    World {
-        _redis: redis,
-        sim,
-        host,
-        recordings,
-    }
-}
 
 /// A canonical PCM WAV header for `audio` bytes; sizes 0 when `complete` is false (what
 /// Asterisk's format_wav writes until it closes the file).
@@ -238,18 +218,15 @@ fn a_call_recording_is_never_served_before_the_call_ends() {
     let on_disk = std::fs::read(w.sim.recordings.join(format!("{reference}.wav"))).expect("file");
     assert_eq!(served.body, on_disk);
     // By then the call's last notification says so too.
-    let got = w.redis_follow("teleforge:notifications:c2d:crm-rec");
+    let got = w.redis.follow(
+        "teleforge:notifications:c2d:crm-rec",
+        &["recording_ready"],
+        Duration::from_secs(20),
+    );
     assert_eq!(
         got.last().map(|n| n["event"].clone()),
         Some("recording_ready".into())
     );
-}
-
-impl World {
-    fn redis_follow(&self, key: &str) -> Vec<serde_json::Value> {
-        self._redis
-            .follow(key, &["recording_ready"], Duration::from_secs(20))
-    }
 }
 
 #[test]

@@ -458,19 +458,7 @@ impl Host {
 
     /// `POST /click2dial/calls`; returns the status and the JSON body.
     pub fn create_call(&self, body: &str) -> (u16, serde_json::Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        let mut response = agent
-            .post(format!("{}/click2dial/calls", self.url))
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {TEST_KEY}"))
-            .send(body)
-            .expect("HTTP");
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().expect("body");
+        let (status, text) = self.create_call_raw(body.as_bytes());
         (status, serde_json::from_str(&text).expect("JSON answer"))
     }
 
@@ -582,5 +570,38 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The notification sequence of an answered call.
+pub const ANSWERED: [&str; 7] = [
+    "queued",
+    "agent_ringing",
+    "agent_answered",
+    "callee_ringing",
+    "joined",
+    "hangup",
+    "recording_ready",
+];
+
+/// One Redis, one PBX simulator, one host, and the recordings directory they share.
+pub struct World {
+    pub redis: Redis,
+    pub sim: Sim,
+    pub host: Host,
+    pub recordings: tempfile::TempDir,
+}
+
+/// Starts a [`World`]; `extra` are the host's additional `C2D_*` variables.
+pub fn world(extra: &[(&str, &str)]) -> World {
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start();
+    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
+    let host = Host::start(&redis, &sim.address, recordings.path(), extra);
+    World {
+        redis,
+        sim,
+        host,
+        recordings,
     }
 }
