@@ -13,6 +13,18 @@ fn host() -> Command {
     c
 }
 
+/// The output of a `check-config` that must succeed, as text and as parsed TOML.
+fn effective(out: std::process::Output) -> (String, toml::Value) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let parsed = toml::from_str(&text).expect("TOML");
+    (text, parsed)
+}
+
 fn write(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
     let path = dir.path().join("click2dial.toml");
     std::fs::write(&path, text).expect("write config");
@@ -31,13 +43,7 @@ fn check_config_prints_the_effective_configuration_with_secrets_masked() {
         .env("C2D_HTTP__PORT", "9090")
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let parsed: toml::Value = toml::from_str(&text).expect("TOML");
+    let (text, parsed) = effective(out);
     assert_eq!(parsed["ami"]["address"].as_str(), Some("10.0.0.5:5038"));
     assert_eq!(
         parsed["http"]["http_port"].as_integer(),
@@ -96,13 +102,7 @@ fn environment_overrides_reach_nested_lists() {
         .env("C2D_AMI__SECRET", "from-env")
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: toml::Value =
-        toml::from_str(&String::from_utf8(out.stdout).expect("utf-8")).expect("TOML");
+    let (_, parsed) = effective(out);
     let codes: Vec<&str> = parsed["policy"]["allowed_country_codes"]
         .as_array()
         .expect("array")
@@ -127,13 +127,7 @@ fn api_keys_come_from_the_file_or_the_environment_and_are_checked() {
         .args(["--config", path.to_str().expect("utf-8"), "check-config"])
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let parsed: toml::Value = toml::from_str(&text).expect("TOML");
+    let (text, parsed) = effective(out);
     let key = &parsed["auth"]["keys"][0];
     assert_eq!(key["id"].as_str(), Some("crm"));
     assert_eq!(key["agents"].as_str(), Some("1000-1999"));
@@ -151,13 +145,7 @@ fn api_keys_come_from_the_file_or_the_environment_and_are_checked() {
         )
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: toml::Value =
-        toml::from_str(&String::from_utf8(out.stdout).expect("utf-8")).expect("TOML");
+    let (_, parsed) = effective(out);
     assert_eq!(parsed["auth"]["keys"].as_array().map(Vec::len), Some(2));
 
     for (entry, why) in [

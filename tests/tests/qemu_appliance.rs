@@ -4,6 +4,7 @@
 //! on any panic or error line.
 
 mod qemu_support;
+mod support;
 
 use std::collections::HashMap;
 use std::io::Write;

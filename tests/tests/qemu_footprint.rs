@@ -4,6 +4,7 @@
 //! which prints it beside `.text`/`.data`/`.bss`.
 
 mod qemu_support;
+mod support;
 
 use std::time::Duration;
 

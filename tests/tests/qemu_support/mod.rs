@@ -22,18 +22,7 @@ pub fn board_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/qemu-mps2-an385")
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
+pub use crate::support::{free_port, kill};
 
 /// The built image and the tools to run it.
 pub struct Firmware {

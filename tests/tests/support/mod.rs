@@ -18,7 +18,8 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn kill(child: &mut Child) {
+/// Kills a child process and reaps it.
+pub fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
