@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod call_store;
 pub mod config;
+pub mod console;
 pub mod errors;
 pub mod health;
 pub mod idempotency;
@@ -58,7 +59,7 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApi) {
             ratelimit::limit,
         ))
         .route_layer(from_fn_with_state(state.keys.clone(), auth::require_key));
-    (public.merge(protected), doc)
+    (public.merge(console::router()).merge(protected), doc)
 }
 
 /// The whole HTTP application.

@@ -1,0 +1,1 @@
+// The agent console (see index.html).

@@ -1,0 +1,1 @@
+// The SIP.js softphone (see softphone.html).
