@@ -3,6 +3,7 @@
 //! Only I/O and operations live here: every rule, the AMI protocol and the call state
 //! machine are in `click2dial-core`, shared with the appliance firmware.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod call_store;

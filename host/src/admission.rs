@@ -1,0 +1,174 @@
+//! Admitting a validated call, whichever way it arrived (REST or FastAGI): references,
+//! the idempotency claim on `contact_ref`, a place under `limits.max_calls_in_flight`, and
+//! the call's record for every host. What happens next differs: REST originates the call,
+//! FastAGI tells the dialplan to dial it.
+
+use click2dial_core::call::Mode;
+use click2dial_core::json::{self, Accepted};
+use click2dial_core::template::Template;
+use click2dial_core::validate::Call;
+use click2dial_core::{Error, ErrorCode};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::idempotency::{self, Claim};
+use crate::pbx::CallRecord;
+use crate::state::AppState;
+
+/// `503`: the idempotency store is down and the client gave a `contact_ref`.
+pub const STORE_UNAVAILABLE: Error = Error::request(
+    ErrorCode::ServiceUnavailable,
+    "the idempotency store (Redis) is unreachable; nothing was dialled, retry later",
+);
+
+/// `503`: `limits.max_calls_in_flight` calls are in flight.
+pub const TOO_MANY_CALLS: Error = Error::request(
+    ErrorCode::ServiceUnavailable,
+    "too many calls in flight; nothing was dialled, retry later",
+);
+
+/// A call that may be dialled now.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The key the call's tracker and stored record go by.
+    pub channel_id: String,
+    /// Two legs, one leg, or started by the agent's own channel.
+    pub mode: Mode,
+    /// The callee as the client sent it.
+    pub callee: String,
+    /// The call's values, for the PBX and the notifications.
+    pub record: CallRecord,
+    /// The `202` body (also what a repeat of this call is answered with).
+    pub answer: String,
+    /// The idempotency claim, released with [`release`] when the call is not dialled.
+    pub claim_key: Option<String>,
+    /// The call's place under `limits.max_calls_in_flight`.
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// The outcome of [`admit`].
+#[derive(Debug)]
+pub enum Admission {
+    /// Dial it.
+    New(Box<Admitted>),
+    /// The same call was accepted before: dial nothing; this was the first answer.
+    Repeat(String),
+}
+
+/// Why a call was not admitted; nothing was dialled.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A rule, a conflict or an unreachable dependency.
+    Error(Error),
+    /// Too many calls in flight: retry in a few seconds.
+    Busy,
+}
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Self {
+        Self::Error(error)
+    }
+}
+
+/// Admits `call` under `channel_id` (REST: derived from `contact_ref`; FastAGI: the agent
+/// channel's `Uniqueid`). On success the call holds a slot, its claim, and its record is in
+/// Redis for the other hosts.
+pub async fn admit(
+    state: &AppState,
+    call: &Call<'_>,
+    channel_id: String,
+    mode: Mode,
+) -> Result<Admission, Refusal> {
+    let contact_ref = call.contact_ref.as_str();
+    let recording_ref = call.recording_ref.as_str();
+    let recording_url = state.recording_url.render(contact_ref, recording_ref);
+    let notifications_key = Template::new(&state.config.redis.call_key_template)
+        .map_err(|_| Error::INTERNAL)?
+        .render(contact_ref, recording_ref);
+    let mut buf = [0u8; 2048];
+    let n = json::write_accepted(
+        &Accepted {
+            call,
+            recording_url: Some(recording_url),
+            notifications_key: Some(notifications_key),
+        },
+        &mut buf,
+    )
+    .map_err(|_| Error::INTERNAL)?;
+    let answer = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
+    let record = CallRecord {
+        single_leg: call.valid.single_leg,
+        contact_ref: contact_ref.to_string(),
+        agent: call.valid.agent.to_string(),
+        callee_e164: call.valid.callee.e164().to_string(),
+        outbound_id: call.valid.outbound_id.as_str().to_string(),
+        recording_ref: recording_ref.to_string(),
+        recording_url: recording_url.to_string(),
+        notifications_key: notifications_key.to_string(),
+    };
+
+    let claim_key = (!call.contact_ref.is_generated())
+        .then(|| format!("{}{}", state.config.redis.idempotency_prefix, contact_ref));
+    if let Some(key) = &claim_key {
+        let print = idempotency::fingerprint(
+            &record.agent,
+            &record.callee_e164,
+            &record.outbound_id,
+            contact_ref,
+        );
+        let mut conn = state.redis().await.ok_or(STORE_UNAVAILABLE)?;
+        let claim = idempotency::claim(
+            &mut conn,
+            key,
+            &print,
+            &answer,
+            state.config.redis.idempotency_ttl_secs,
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "idempotency store failed");
+            STORE_UNAVAILABLE
+        })?;
+        match claim {
+            Claim::New => {}
+            Claim::Repeat(first) => {
+                tracing::info!(contact_ref, "repeated create-call answered from the first");
+                return Ok(Admission::Repeat(first));
+            }
+            Claim::Conflict => return Err(Error::CONTACT_REF_CONFLICT.into()),
+        }
+    }
+
+    let Ok(slot) = state.call_slots.clone().try_acquire_owned() else {
+        release(state, claim_key.as_deref()).await;
+        tracing::warn!(
+            limit = state.config.limits.max_calls_in_flight,
+            "call refused: too many calls in flight"
+        );
+        return Err(Refusal::Busy);
+    };
+    // Before anything is dialled: every other host must be able to follow this call.
+    if let Some(store) = &state.call_store {
+        if !store.save(&channel_id, &record).await {
+            tracing::warn!(
+                contact_ref,
+                "call record not stored: only this host follows the call"
+            );
+        }
+    }
+    Ok(Admission::New(Box::new(Admitted {
+        channel_id,
+        mode,
+        callee: call.valid.callee.as_str().to_string(),
+        record,
+        answer,
+        claim_key,
+        slot,
+    })))
+}
+
+/// Releases the idempotency claim of a call that was not dialled, so a retry can dial.
+pub async fn release(state: &AppState, claim_key: Option<&str>) {
+    if let (Some(key), Some(mut conn)) = (claim_key, state.redis().await) {
+        let _ = idempotency::release(&mut conn, key).await;
+    }
+}
