@@ -209,6 +209,7 @@
           else show("call-state", "ended", direction === "incoming" ? "ended (missed)" : "ended (not answered)");
         }
         log(`${direction} call ended`);
+        if (direction === "incoming") $("in-title").textContent = "Last incoming call";
         if (session === call) session = null;
         $("remote-audio").srcObject = null;
       }
@@ -249,6 +250,7 @@
     const clickToDial = request.hasHeader(CLICK_TO_DIAL);
     $("incoming").dataset.clickToDial = String(clickToDial);
     $("in-kind").textContent = clickToDial ? "click-to-dial" : "";
+    $("in-title").textContent = "Incoming call";
     $("incoming").hidden = false;
     follow(invitation, "incoming");
     show("call-state", "incoming", clickToDial ? "ringing (click-to-dial)" : "ringing");

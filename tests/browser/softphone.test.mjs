@@ -5,6 +5,8 @@
 //   screenshot <path>          after each step
 //   registered                 the page shows "registered": the test now sends the SIPp INVITE
 //   incoming <json>            what the incoming-call panel shows; the page then rejected it
+//   auto-answer-on             auto-answer is checked: the test sends a click-to-dial INVITE
+//   auto <json>                the page answered it by itself, and the caller hung up
 //   outgoing <json>            the page's own call, placed and declined by the SIPp UAS
 //   unregistered               the page unregistered (the WebSocket stays open)
 //   done <json>                console errors and page errors seen
@@ -31,6 +33,7 @@ const outgoing = {
   contactRef: env("C2D_OUT_CONTACT_REF"),
   agent: process.env.C2D_OUT_AGENT ?? "",
 };
+const autoContactRef = env("C2D_AUTO_CONTACT_REF");
 mkdirSync(artifacts, { recursive: true });
 
 const say = (line) => process.stdout.write(`${line}\n`);
@@ -115,6 +118,28 @@ try {
   incoming.afterReject = await page.locator("#call-state").textContent();
   say(`incoming ${JSON.stringify(incoming)}`);
 
+  // Auto-answer on: the next click-to-dial call (sent by the test now) is answered by the page
+  // itself; the caller hangs up a second later.
+  await page.locator("#auto-answer").check();
+  say("auto-answer-on");
+  try {
+    await page.waitForFunction(
+      (ref) =>
+        document.getElementById("in-contact-ref").textContent === ref &&
+        document.getElementById("call-state").dataset.state === "ended",
+      autoContactRef,
+    );
+  } catch (error) {
+    const text = await page.locator("#call-state").textContent();
+    throw new Error(`the auto-answered call did not end (call state ${JSON.stringify(text)})`);
+  }
+  const auto = await page.evaluate(() => ({
+    events: [...document.querySelectorAll("#log li")].map((li) => li.textContent),
+    callState: document.getElementById("call-state").textContent,
+  }));
+  await shot("softphone-3-auto-answered.png");
+  say(`auto ${JSON.stringify(auto)}`);
+
   // The page's own click-to-dial call; the SIPp UAS checks the headers and declines.
   await page.locator("#target").fill(outgoing.target);
   await page.locator("#callee").fill(outgoing.callee);
@@ -124,12 +149,12 @@ try {
   await page.locator("#call").click();
   await waitState("call-state", "rejected");
   const callState = await page.locator("#call-state").textContent();
-  await shot("softphone-3-outgoing-declined.png");
+  await shot("softphone-4-outgoing-declined.png");
   say(`outgoing ${JSON.stringify({ callState })}`);
 
   await page.locator("#unregister").click();
   await waitState("reg-state", "unregistered");
-  await shot("softphone-4-unregistered.png");
+  await shot("softphone-5-unregistered.png");
   say(`unregistered`);
   say(`done ${JSON.stringify({ problems, regState: await state("reg-state") })}`);
 

@@ -28,6 +28,10 @@ const INCOMING: [(&str, &str, &str); 5] = [
     ("recording", "X-Teleforge-Recording-Ref", "rec-<b>9</b>"),
 ];
 
+/// The contact reference of the click-to-dial call the page answers by itself (the other
+/// values are [`INCOMING`]'s).
+const AUTO_CONTACT_REF: &str = "crm-auto-43";
+
 /// What the test types into the page's call form: variable for the page, header, value. The
 /// SIPp UAS (tests/browser/sipp/uas_c2d.xml) checks these exact values.
 const OUTGOING: [(&str, &str, &str); 4] = [
@@ -221,8 +225,10 @@ impl Drop for Kamailio {
 }
 
 /// A SIPp command for one call of `scenario` (tests/browser/sipp/), its screen and messages
-/// logged under `artifacts` as `<name>-screen.log` and `<name>-messages.log`.
-fn sipp(scenario: &str, name: &str, artifacts: &Path) -> Command {
+/// logged under `artifacts` as `<name>-screen.log` and `<name>-messages.log`, on UDP `port`
+/// (SIPp would take 5060 when it is free, which a parallel test may want).
+fn sipp(scenario: &str, name: &str, artifacts: &Path, port: u16) -> Command {
+    let screen = std::fs::File::create(artifacts.join(format!("{name}-screen.log"))).expect("log");
     let mut command = Command::new("sipp");
     command
         .arg("-sf")
@@ -235,9 +241,10 @@ fn sipp(scenario: &str, name: &str, artifacts: &Path) -> Command {
         .arg("-trace_logs")
         .arg("-log_file")
         .arg(artifacts.join(format!("{name}-actions.log")))
+        .args(["-p", &port.to_string()])
         .stdin(Stdio::null())
-        .stdout(std::fs::File::create(artifacts.join(format!("{name}-screen.log"))).expect("log"))
-        .stderr(Stdio::inherit());
+        .stdout(screen.try_clone().expect("log"))
+        .stderr(screen);
     command
 }
 
@@ -300,8 +307,7 @@ fn softphone_shows_and_sends_the_teleforge_headers_through_kamailio() {
     // The PBX's c2d extension: a SIPp UAS that checks the headers of the page's INVITE.
     let uas_port = free_udp_port();
     let mut uas = Guard(
-        sipp("uas_c2d.xml", "uas", &artifacts)
-            .args(["-p", &uas_port.to_string()])
+        sipp("uas_c2d.xml", "uas", &artifacts, uas_port)
             .spawn()
             .expect("sipp"),
     );
@@ -321,7 +327,8 @@ fn softphone_shows_and_sends_the_teleforge_headers_through_kamailio() {
         .current_dir(browser_dir())
         .env("C2D_PAGE_URL", &page)
         .env("C2D_ARTIFACTS", &artifacts)
-        .env("C2D_CHROMIUM", &chromium);
+        .env("C2D_CHROMIUM", &chromium)
+        .env("C2D_AUTO_CONTACT_REF", AUTO_CONTACT_REF);
     for (variable, _, value) in OUTGOING {
         command.env(variable, value);
     }
@@ -353,7 +360,12 @@ fn softphone_shows_and_sends_the_teleforge_headers_through_kamailio() {
     node.expect("registered");
 
     // The PBX rings the softphone through Kamailio's UDP listener; the page rejects it.
-    let mut uac = sipp("uac_invite_softphone.xml", "uac", &artifacts);
+    let mut uac = sipp(
+        "uac_invite_softphone.xml",
+        "uac",
+        &artifacts,
+        free_udp_port(),
+    );
     uac.arg(format!("127.0.0.1:{}", kamailio.udp))
         .args(["-s", "1002"]);
     for (key, _, value) in INCOMING {
@@ -389,6 +401,38 @@ fn softphone_shows_and_sends_the_teleforge_headers_through_kamailio() {
     assert_eq!(incoming["callState"], "ringing (click-to-dial)");
     assert_eq!(incoming["afterReject"], "rejected (486 Busy Here)");
 
+    // With auto-answer on, a click-to-dial call is answered by the page (200 OK, ACK), then
+    // the caller hangs up (BYE, 200 OK).
+    node.expect("auto-answer-on");
+    let mut auto = sipp("uac_auto_answer.xml", "auto", &artifacts, free_udp_port());
+    auto.arg(format!("127.0.0.1:{}", kamailio.udp))
+        .args(["-s", "1002"]);
+    for (key, _, value) in INCOMING {
+        let value = if key == "contact" {
+            AUTO_CONTACT_REF
+        } else {
+            value
+        };
+        auto.args(["-key", key, value]);
+    }
+    let mut auto = Guard(auto.spawn().expect("sipp"));
+    let answered = json(&node.expect("auto"));
+    let status = wait_bounded(&mut auto.0, "the SIPp auto-answer UAC", STEP);
+    assert!(
+        status.success(),
+        "the softphone did not answer the click-to-dial call by itself ({status}):\n{}",
+        tail(&artifacts.join("auto-messages.log"), 60)
+    );
+    let events = answered["events"].to_string();
+    for event in [
+        "auto-answering the click-to-dial call",
+        "incoming call established",
+        "incoming call ended",
+    ] {
+        assert!(events.contains(event), "{event:?} not in {events}");
+    }
+    assert_eq!(answered["callState"], "ended", "{answered}");
+
     // The page's own call reached the UAS with the headers, which declined it.
     let outgoing = json(&node.expect("outgoing"));
     assert_eq!(outgoing["callState"], "rejected: 603 Decline", "{outgoing}");
@@ -417,7 +461,12 @@ fn softphone_shows_and_sends_the_teleforge_headers_through_kamailio() {
     let done = json(&node.expect("done"));
     assert_eq!(done["regState"], "unregistered");
     assert_eq!(done["problems"], serde_json::json!([]), "page errors");
-    let mut probe = sipp("uac_not_registered.xml", "unregistered", &artifacts);
+    let mut probe = sipp(
+        "uac_not_registered.xml",
+        "unregistered",
+        &artifacts,
+        free_udp_port(),
+    );
     probe
         .arg(format!("127.0.0.1:{}", kamailio.udp))
         .args(["-s", "1002"]);
@@ -436,7 +485,7 @@ fn softphone_shows_and_sends_the_teleforge_headers_through_kamailio() {
     let status = wait_bounded(&mut node.child, "the softphone script", STEP);
     assert!(status.success(), "node: {status}\n{}", tail(&node.log, 40));
 
-    assert_eq!(node.screenshots.len(), 4, "{:?}", node.screenshots);
+    assert_eq!(node.screenshots.len(), 5, "{:?}", node.screenshots);
     for path in &node.screenshots {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         assert!(size > 1000, "{} is empty", path.display());
