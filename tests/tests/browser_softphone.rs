@@ -71,11 +71,13 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
-/// The path of `program` on `PATH`, or a failure that says how to install it.
+/// The path of `program` on `PATH` (or in /usr/sbin, which a user's `PATH` may lack), or a
+/// failure that says how to install it.
 fn require(program: &str, package: &str) -> PathBuf {
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
+        .chain([PathBuf::from("/usr/sbin")])
         .map(|dir| dir.join(program))
         .find(|path| path.is_file())
         .unwrap_or_else(|| {
@@ -83,8 +85,8 @@ fn require(program: &str, package: &str) -> PathBuf {
         })
 }
 
-/// Fails with a clear message unless every tool of the test is installed.
-fn preflight() -> PathBuf {
+/// Chromium and Kamailio, or a clear failure unless every tool of the test is installed.
+fn preflight() -> (PathBuf, PathBuf) {
     let chromium = std::env::var_os("C2D_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -93,12 +95,16 @@ fn preflight() -> PathBuf {
         "{} not found (Debian package chromium): run `bash .ci/browser.sh`",
         chromium.display()
     );
-    require("kamailio", "kamailio");
-    let module = Path::new("/usr/lib/x86_64-linux-gnu/kamailio/modules/websocket.so");
+    let kamailio = require("kamailio", "kamailio");
+    // Debian's module directory: /usr/lib/<multiarch triple>/kamailio/modules.
+    let websocket = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|dir| dir.path().join("kamailio/modules/websocket.so").is_file());
     assert!(
-        module.is_file() || std::env::var_os("C2D_KAMAILIO_MODULES").is_some(),
-        "{} not found (Debian package kamailio-websocket-modules): run `bash .ci/browser.sh`",
-        module.display()
+        websocket,
+        "Kamailio's websocket module not found (Debian package kamailio-websocket-modules): run `bash .ci/browser.sh`"
     );
     require("sipp", "sip-tester");
     require("node", "nodejs");
@@ -106,7 +112,7 @@ fn preflight() -> PathBuf {
         browser_dir().join("node_modules/playwright-core").is_dir(),
         "tests/browser/node_modules is missing: run `npm ci` in tests/browser (or `bash .ci/browser.sh`)"
     );
-    chromium
+    (chromium, kamailio)
 }
 
 /// A free UDP port on 127.0.0.1 (bound, then released).
@@ -147,6 +153,17 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// SIPp's error lines (a failed `check_it` regexp, …) from its screen log: they start with a
+/// date, the screens do not.
+fn sipp_errors(screen: &Path) -> String {
+    std::fs::read_to_string(screen)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("20"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Kamailio from tests/browser/kamailio.cfg: UDP and WebSocket listeners on free ports, its
 /// own run directory, `c2d` routed to `uas`.
 struct Kamailio {
@@ -158,10 +175,10 @@ struct Kamailio {
 }
 
 impl Kamailio {
-    fn start(uas: &str, log: PathBuf) -> Self {
+    fn start(program: &Path, uas: &str, log: PathBuf) -> Self {
         let run = tempfile::tempdir().expect("run dir");
         let (udp, ws) = (free_udp_port(), free_port());
-        let mut command = Command::new("kamailio");
+        let mut command = Command::new(program);
         command
             .args(["-DD", "-E", "-m", "32", "-M", "4"])
             .arg("-f")
@@ -175,9 +192,6 @@ impl Kamailio {
             .args(["-l", &format!("udp:127.0.0.1:{udp}")])
             .args(["-l", &format!("tcp:127.0.0.1:{ws}")])
             .args(["-A", &format!("C2D_UAS=\"{uas}\"")]);
-        if let Some(modules) = std::env::var_os("C2D_KAMAILIO_MODULES") {
-            command.arg("-L").arg(modules);
-        }
         let file = std::fs::File::create(&log).expect("kamailio log");
         let child = command
             .stdout(file.try_clone().expect("kamailio log"))
@@ -300,7 +314,7 @@ fn json(text: &str) -> serde_json::Value {
 #[test]
 fn softphone_shows_and_sends_the_teleforge_headers_through_kamailio() {
     let started = Instant::now();
-    let chromium = preflight();
+    let (chromium, kamailio) = preflight();
     let artifacts = artifacts_dir();
     let w = world(&[]);
 
@@ -312,6 +326,7 @@ fn softphone_shows_and_sends_the_teleforge_headers_through_kamailio() {
             .expect("sipp"),
     );
     let kamailio = Kamailio::start(
+        &kamailio,
         &format!("sip:127.0.0.1:{uas_port}"),
         artifacts.join("kamailio.log"),
     );
@@ -442,7 +457,7 @@ fn softphone_shows_and_sends_the_teleforge_headers_through_kamailio() {
     assert!(
         status.success(),
         "the SIPp UAS found the X-Teleforge-* headers missing or wrong ({status}):\n{}\n{uas_messages}",
-        std::fs::read_to_string(artifacts.join("uas-actions.log")).unwrap_or_default()
+        sipp_errors(&artifacts.join("uas-screen.log"))
     );
     let invite = uas_messages
         .split("----")
