@@ -317,6 +317,19 @@ fn softphone_shows_and_sends_the_teleforge_headers_through_kamailio() {
     let (chromium, kamailio) = preflight();
     let artifacts = artifacts_dir();
     let w = world(&[]);
+    // The host embeds the pages at build time: a binary older than them would test old pages.
+    for file in ["softphone.html", "softphone.js", "softphone.css"] {
+        let served = w
+            .host
+            .request("GET", &format!("/console/{file}"), None, &[], None);
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../host/console")
+            .join(file);
+        assert!(
+            served.body == std::fs::read(&source).expect("page source"),
+            "the host serves an old {file}: run `cargo build -p click2dial-host`"
+        );
+    }
 
     // The PBX's c2d extension: a SIPp UAS that checks the headers of the page's INVITE.
     let uas_port = free_udp_port();
