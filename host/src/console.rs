@@ -39,6 +39,7 @@ const ASSETS: &[Asset] = &[
     asset!("console.css", "text/css; charset=utf-8"),
     asset!("softphone.html", "text/html; charset=utf-8"),
     asset!("softphone.js", "text/javascript; charset=utf-8"),
+    asset!("softphone.css", "text/css; charset=utf-8"),
     asset!("vendor/sip.js", "text/javascript; charset=utf-8"),
     asset!("vendor/sip.js.LICENSE.md", "text/plain; charset=utf-8"),
 ];
