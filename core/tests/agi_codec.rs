@@ -109,7 +109,10 @@ fn every_session_decodes_as_the_dialogue_shows() {
 #[test]
 fn environment_accessors() {
     let bytes = read("a_valid_dial", "agi");
-    let decoded = Decoder::new().decode(&bytes).expect("valid").expect("complete");
+    let decoded = Decoder::new()
+        .decode(&bytes)
+        .expect("valid")
+        .expect("complete");
     let Frame::Environment(env) = decoded.frame else {
         panic!("environment first");
     };
@@ -145,11 +148,17 @@ fn success(bytes: &[u8]) -> Success<'_> {
 #[test]
 fn values_keep_spaces_and_parentheses() {
     let s = success(b"200 result=1 (PJSIP/1002-00000005 )\n");
-    assert_eq!((s.result, s.value, s.rest), (1, Some("PJSIP/1002-00000005 "), ""));
+    assert_eq!(
+        (s.result, s.value, s.rest),
+        (1, Some("PJSIP/1002-00000005 "), "")
+    );
     let s = success(b"200 result=1 (a (b) c)) d)\n");
     assert_eq!(s.value, Some("a (b) c)) d"));
     let s = success(b"200 result=0 (timeout) endpos=1234\n");
-    assert_eq!((s.result, s.value, s.rest), (0, Some("timeout"), "endpos=1234"));
+    assert_eq!(
+        (s.result, s.value, s.rest),
+        (0, Some("timeout"), "endpos=1234")
+    );
     let s = success(b"200 result=-1\n");
     assert_eq!((s.result, s.value, s.rest), (-1, None, ""));
     let s = success(b"200 result=1 ()\r\n");
@@ -213,7 +222,10 @@ fn garbage_and_floods_are_errors() {
     assert_eq!(one(&usage), Err(DecodeError::TooLarge));
     let env = |b: &[u8]| Decoder::new().decode(b).map(|d| d.map(|d| d.len));
     assert_eq!(env(b"HTTP/1.1"), Err(DecodeError::NotAgi));
-    assert_eq!(env(b"agi_x: 1\nnot a variable\n\n"), Err(DecodeError::NotAgi));
+    assert_eq!(
+        env(b"agi_x: 1\nnot a variable\n\n"),
+        Err(DecodeError::NotAgi)
+    );
     assert_eq!(env(b"agi_x: 1\nagi_y"), Ok(None));
     assert_eq!(env(b"agi"), Ok(None));
     assert_eq!(env(b"\n"), Ok(Some(1)));
@@ -271,7 +283,10 @@ fn writers_reproduce_the_recorded_commands() {
     let mut written = 0;
     for case in CASES {
         let client = String::from_utf8(read(case, "agi-client")).expect("utf-8");
-        assert!(!client.contains('\r'), "the service ended lines with \\n only");
+        assert!(
+            !client.contains('\r'),
+            "the service ended lines with \\n only"
+        );
         for line in client.lines() {
             let Some(command) = parse_command(line) else {
                 continue;
@@ -294,7 +309,14 @@ fn writers_reproduce_the_recorded_commands() {
 #[test]
 fn writers_refuse_what_cannot_be_sent() {
     let mut out = [0u8; MAX_COMMAND_LEN];
-    for bad in ["a\nHANGUP", "say \"hi\"", "back\\slash", "nul\0", "cr\r", "del\x7f"] {
+    for bad in [
+        "a\nHANGUP",
+        "say \"hi\"",
+        "back\\slash",
+        "nul\0",
+        "cr\r",
+        "del\x7f",
+    ] {
         for command in [
             Command::GetVariable(bad),
             Command::SetVariable {
@@ -339,7 +361,9 @@ fn writers_refuse_what_cannot_be_sent() {
     assert_eq!(&out[..n], b"VERBOSE x 255\n");
     let n = Command::Hangup.write(&mut out).unwrap();
     assert_eq!(&out[..n], b"HANGUP\n");
-    let n = Command::GetVariable("CALLERID(name)").write(&mut out).unwrap();
+    let n = Command::GetVariable("CALLERID(name)")
+        .write(&mut out)
+        .unwrap();
     assert_eq!(&out[..n], b"GET VARIABLE CALLERID(name)\n");
     let n = Command::SetVariable {
         name: "N",
@@ -347,5 +371,8 @@ fn writers_refuse_what_cannot_be_sent() {
     }
     .write(&mut out)
     .unwrap();
-    assert_eq!(&out[..n], "SET VARIABLE N \"caf\u{e9} au lait\"\n".as_bytes());
+    assert_eq!(
+        &out[..n],
+        "SET VARIABLE N \"caf\u{e9} au lait\"\n".as_bytes()
+    );
 }

@@ -118,7 +118,8 @@ impl Command<'_> {
         w.put(verb.as_bytes())
             .ok_or(CommandError::BufferTooSmall { required })?;
         for arg in args.iter().flatten() {
-            w.put(b" ").ok_or(CommandError::BufferTooSmall { required })?;
+            w.put(b" ")
+                .ok_or(CommandError::BufferTooSmall { required })?;
             let quoted = needs_quotes(arg);
             let parts: [&[u8]; 3] = if quoted {
                 [b"\"", arg.as_bytes(), b"\""]
@@ -126,7 +127,8 @@ impl Command<'_> {
                 [b"", arg.as_bytes(), b""]
             };
             for part in parts {
-                w.put(part).ok_or(CommandError::BufferTooSmall { required })?;
+                w.put(part)
+                    .ok_or(CommandError::BufferTooSmall { required })?;
             }
         }
         w.put(b"\n")
@@ -146,7 +148,10 @@ fn needs_quotes(value: &str) -> bool {
     value.is_empty()
         || !value.bytes().all(|b| {
             b.is_ascii_alphanumeric()
-                || matches!(b, b'_' | b'(' | b')' | b'-' | b'.' | b':' | b'+' | b'@' | b'/' | b'~')
+                || matches!(
+                    b,
+                    b'_' | b'(' | b')' | b'-' | b'.' | b':' | b'+' | b'@' | b'/' | b'~'
+                )
         })
 }
 

@@ -75,11 +75,10 @@ pub use frame::{
     MAX_REPLY_LEN,
 };
 pub use headers::{
-    q850_cause, Header, Headers, Rejection, Value, CONTACT_REF_VALUE_MAX_LEN,
-    SHORT_VALUE_MAX_LEN,
+    q850_cause, Header, Headers, Rejection, Value, CONTACT_REF_VALUE_MAX_LEN, SHORT_VALUE_MAX_LEN,
 };
 pub use script::{
-    Decision, DecideError, Dial, Script, ScriptError, ScriptEvent, CALLEE_MAX_LEN,
-    CHANNEL_MAX_LEN, OUTBOUND_CID_MAX_LEN, UNIQUEID_MAX_LEN,
+    DecideError, Decision, Dial, Script, ScriptError, ScriptEvent, CALLEE_MAX_LEN, CHANNEL_MAX_LEN,
+    OUTBOUND_CID_MAX_LEN, RECORDING_REF_MAX_LEN, UNIQUEID_MAX_LEN,
 };
 pub use text::Text;

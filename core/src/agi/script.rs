@@ -25,7 +25,6 @@
 use core::fmt;
 
 use crate::error::{BufferTooSmall, ErrorCode};
-use crate::reference::REFERENCE_LEN;
 use crate::validate::{Call, CONTACT_REF_MAX_LEN};
 
 use super::command::{is_sendable, Command};
@@ -44,6 +43,9 @@ pub const CALLEE_MAX_LEN: usize = 32;
 
 /// Longest outbound caller ID a decision can carry (`tvc_` and 64 characters).
 pub const OUTBOUND_CID_MAX_LEN: usize = 80;
+
+/// Longest recording reference a decision can carry (the service's own are 26 characters).
+pub const RECORDING_REF_MAX_LEN: usize = 64;
 
 /// What the driver must act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,7 +174,7 @@ enum Stored {
     Dial {
         callee: Text<CALLEE_MAX_LEN>,
         outbound_cid: Text<OUTBOUND_CID_MAX_LEN>,
-        recording_ref: Text<REFERENCE_LEN>,
+        recording_ref: Text<RECORDING_REF_MAX_LEN>,
         contact_ref: Text<CONTACT_REF_MAX_LEN>,
     },
     Reject {
@@ -310,10 +312,7 @@ impl Script {
     /// bytes were used (drop them; keep the rest for the next call).
     pub fn handle_input(&mut self, buf: &[u8]) -> Result<usize, ScriptError> {
         let mut used = 0usize;
-        while let Some(decoded) = self
-            .decoder
-            .decode(buf.get(used..).unwrap_or_default())?
-        {
+        while let Some(decoded) = self.decoder.decode(buf.get(used..).unwrap_or_default())? {
             used = used.saturating_add(decoded.len);
             self.handle_frame(&decoded.frame)?;
         }
