@@ -31,7 +31,11 @@
 //!     b"200 result=1 (crm-77)\n",
 //!     b"200 result=0\n",
 //!     b"200 result=1 (1002)\n",
-//!     b"200 result=1\n200 result=1\n200 result=1\n200 result=1\n200 result=1\n",
+//!     b"200 result=1\n", // the five SET VARIABLEs
+//!     b"200 result=1\n",
+//!     b"200 result=1\n",
+//!     b"200 result=1\n",
+//!     b"200 result=1\n",
 //! ];
 //! let mut sent = Vec::new();
 //! loop {
