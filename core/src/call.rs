@@ -23,6 +23,19 @@
 //! | callee no answer | `DialEnd NOANSWER`, callee `Hangup` 0 or 19 |
 //! | agent gives up | `DialEnd CANCEL` |
 //! | answered | callee `BridgeEnter`, then the first `Hangup` ends it |
+//!
+//! **A call the agent's phone started** ([`Mode::AgentInitiated`], the FastAGI path): the
+//! agent's channel already exists, has run the AGI, and now dials the callee itself. The
+//! tracker's `ChannelId` is that channel's `Uniqueid` (`agi_uniqueid`), which is also the
+//! `Linkedid` of every channel of the call and the `Uniqueid` of its `DialBegin`. Nobody rings
+//! the agent, so there is no `agent_ringing` and no `agent_answered`: the agent is the caller,
+//! and their channel is only answered by Asterisk when the callee answers. The notifications
+//! are `queued` (at creation, when the service decided to dial), `callee_ringing`, `joined`,
+//! `hangup`, `recording_ready` — the same as a REST call minus the two agent events.
+//! Failures: callee busy, not found, declines, no answer, unavailable as above; the agent
+//! hanging up before the callee answers (`DialEnd CANCEL`, or the agent's `Hangup` before any
+//! `DialBegin`, e.g. the cause 127 of a caller who cancelled during the AGI) is
+//! `agent_hung_up`, as when a REST call's agent gives up.
 
 use crate::ami::{ChannelState, DialStatus, Message};
 use crate::json::{Cause, Event};
@@ -179,6 +192,9 @@ pub enum Mode {
     /// `agent` equals `callee`: the PBX dials the callee first and connects it to the
     /// configured direct destination.
     SingleLeg,
+    /// The agent's phone called the click-to-dial extension (FastAGI): its channel, whose
+    /// `Uniqueid` is the `ChannelId`, exists already and dials the callee.
+    AgentInitiated,
 }
 
 /// The `ChannelId` did not fit [`CHANNEL_ID_MAX_LEN`].
@@ -274,15 +290,22 @@ pub struct CallTracker {
 pub const SILENCE_TIMEOUT_MS: Millis = 120_000;
 
 impl CallTracker {
-    /// A tracker for the call originated with `channel_id`; emits `queued` at `now`.
+    /// A tracker for the call originated with `channel_id` (for [`Mode::AgentInitiated`]:
+    /// the agent channel's `Uniqueid`); emits `queued` at `now`.
     pub fn new(channel_id: &str, mode: Mode, now: Millis) -> Result<Self, ChannelIdTooLong> {
+        let agent_initiated = mode == Mode::AgentInitiated;
         let mut tracker = Self {
             channel_id: Id::new(channel_id).ok_or(ChannelIdTooLong)?,
             other_leg: Id::EMPTY,
             mode,
-            phase: Phase::Queued,
-            live_channels: 0,
-            seen_channel: false,
+            // The agent's channel is there and about to dial: as if it had answered.
+            phase: if agent_initiated {
+                Phase::Answered
+            } else {
+                Phase::Queued
+            },
+            live_channels: u8::from(agent_initiated),
+            seen_channel: agent_initiated,
             agent_ringing_sent: false,
             callee_ringing_sent: false,
             recording: false,
@@ -314,6 +337,11 @@ impl CallTracker {
     pub fn handle_event(&mut self, now: Millis, event: &ChannelEvent<'_>) {
         self.last_activity = now;
         match *event {
+            ChannelEvent::Newchannel { uniqueid }
+                if self.mode == Mode::AgentInitiated && self.channel_id.is(uniqueid) =>
+            {
+                // Counted at creation.
+            }
             ChannelEvent::Newchannel { .. } => {
                 self.live_channels = self.live_channels.saturating_add(1);
                 self.seen_channel = true;
@@ -416,7 +444,7 @@ impl CallTracker {
 
     fn on_state(&mut self, now: Millis, leg: Leg, state: ChannelState) {
         let callee_side = match self.mode {
-            Mode::TwoLeg => leg == Leg::Other,
+            Mode::TwoLeg | Mode::AgentInitiated => leg == Leg::Other,
             Mode::SingleLeg => leg == Leg::Originated,
         };
         let ringing = state == ChannelState::Ringing;
@@ -491,7 +519,7 @@ impl CallTracker {
     /// In single-leg mode the originated channel is the callee's.
     fn for_mode_originated(&self, cause: Cause) -> Cause {
         match (self.mode, cause) {
-            (Mode::TwoLeg, c) => c,
+            (Mode::TwoLeg | Mode::AgentInitiated, c) => c,
             (Mode::SingleLeg, Cause::AgentBusy) => Cause::CalleeBusy,
             (Mode::SingleLeg, Cause::AgentNoAnswer) => Cause::CalleeNoAnswer,
             (Mode::SingleLeg, Cause::AgentUnavailable) => Cause::CalleeUnavailable,

@@ -29,6 +29,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod agi;
 pub mod ami;
 pub mod call;
 pub mod error;
