@@ -97,6 +97,7 @@ pub async fn admit(
     let answer = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
     let record = CallRecord {
         single_leg: call.valid.single_leg,
+        agent_initiated: mode == Mode::AgentInitiated,
         contact_ref: contact_ref.to_string(),
         agent: call.valid.agent.to_string(),
         callee_e164: call.valid.callee.e164().to_string(),

@@ -39,6 +39,8 @@ pub struct Config {
     pub limits: Limits,
     /// What happens on SIGTERM.
     pub shutdown: Shutdown,
+    /// The FastAGI service for calls started from an agent's softphone.
+    pub fastagi: FastAgi,
 }
 
 /// `[http]`
@@ -326,6 +328,37 @@ impl Default for Shutdown {
     }
 }
 
+/// `[fastagi]`: the dialplan's `AGI(agi://<listen>/click2dial)` asks this service whether
+/// a softphone's INVITE may be dialled.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FastAgi {
+    /// `address:port` to listen on; empty turns the service off.
+    pub listen: String,
+    /// Addresses the PBX connects from; any other peer is closed without a word.
+    pub allowed_peers: Vec<IpAddr>,
+    /// Longest time a session may take, in milliseconds. Asterisk has no read timeout on
+    /// the service and the caller hears nothing meanwhile, so a session that cannot finish
+    /// in time rejects the call instead.
+    pub session_timeout_ms: u64,
+    /// Sessions served at once; more are rejected.
+    pub max_sessions: usize,
+}
+
+impl Default for FastAgi {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            allowed_peers: vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            ],
+            session_timeout_ms: 3000,
+            max_sessions: 64,
+        }
+    }
+}
+
 /// `[policy]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -450,6 +483,20 @@ impl Config {
         }
         if self.http.header_timeout_secs == 0 {
             return Err(invalid("http.header_timeout_secs", "must be at least 1"));
+        }
+        if !self.fastagi.listen.is_empty()
+            && self.fastagi.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "fastagi.listen",
+                "must be address:port (e.g. 127.0.0.1:4573), or empty to turn FastAGI off",
+            ));
+        }
+        if self.fastagi.session_timeout_ms == 0 || self.fastagi.max_sessions == 0 {
+            return Err(invalid(
+                "fastagi",
+                "session_timeout_ms and max_sessions must be at least 1",
+            ));
         }
         for (key, value) in [
             ("dialplan.agent_tech", &self.dialplan.agent_tech),

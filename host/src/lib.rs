@@ -10,6 +10,7 @@ pub mod call_store;
 pub mod config;
 pub mod console;
 pub mod errors;
+pub mod fastagi;
 pub mod health;
 pub mod idempotency;
 pub mod metrics;

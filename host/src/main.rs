@@ -146,6 +146,13 @@ async fn serve(config: Config) -> ExitCode {
         println!("listening {local}");
         tracing::info!(%local, "click2dial-host listening");
     }
+    let fastagi = match start_fastagi(&state).await {
+        Ok(task) => task,
+        Err(e) => {
+            eprintln!("click2dial-host: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let shutdown = state.config.shutdown.clone();
     let settings = click2dial_host::server::Settings {
         header_timeout: Duration::from_secs(state.config.http.header_timeout_secs),
@@ -153,6 +160,10 @@ async fn serve(config: Config) -> ExitCode {
     };
     let app = click2dial_host::app(state.clone());
     click2dial_host::server::serve(listener, app, settings, shutdown_signal()).await;
+    // No new softphone calls either (a session in flight is short-lived: it ends with it).
+    if let Some(task) = fastagi {
+        task.abort();
+    }
     // No request is in flight any more, so no new call can start: let the calls in flight
     // end (their last notifications are still to come), then empty the spool.
     let calls = state.calls_in_flight();
@@ -187,6 +198,27 @@ async fn serve(config: Config) -> ExitCode {
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Binds `[fastagi] listen` (when set) and serves it; prints `fastagi <addr>` on stdout.
+async fn start_fastagi(
+    state: &click2dial_host::AppState,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    let address = state.config.fastagi.listen.clone();
+    if address.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("cannot listen on {address} (fastagi.listen): {e}"))?;
+    if let Ok(local) = listener.local_addr() {
+        println!("fastagi {local}");
+        tracing::info!(%local, "FastAGI service listening");
+    }
+    Ok(Some(tokio::spawn(click2dial_host::fastagi::serve(
+        state.clone(),
+        listener,
+    ))))
 }
 
 async fn shutdown_signal() {

@@ -47,8 +47,14 @@ struct EndLabels {
     cause: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 struct Inner {
     registry: Registry,
+    fastagi_sessions: Family<OutcomeLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     rate_limited: Family<KeyLabels, Counter>,
     calls_started: Counter,
@@ -92,6 +98,12 @@ impl Metrics {
             "rate_limited",
             "Requests refused by a key's rate limit",
             rate_limited.clone(),
+        );
+        let fastagi_sessions = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "fastagi_sessions",
+            "FastAGI sessions by outcome: dial, reject, repeat, hung_up, timeout, error, refused_peer, busy",
+            fastagi_sessions.clone(),
         );
         let calls_started = Counter::default();
         registry.register(
@@ -138,6 +150,7 @@ impl Metrics {
         );
         Self(Arc::new(Inner {
             registry,
+            fastagi_sessions,
             requests,
             rate_limited,
             calls_started,
@@ -167,6 +180,14 @@ impl Metrics {
         self.0
             .rate_limited
             .get_or_create(&KeyLabels { key: key.into() })
+            .inc();
+    }
+
+    /// A FastAGI session ended with `outcome`.
+    pub fn fastagi_session(&self, outcome: &'static str) {
+        self.0
+            .fastagi_sessions
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 

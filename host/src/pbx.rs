@@ -51,6 +51,9 @@ pub struct Settings {
 pub struct CallRecord {
     /// `agent` equals `callee`.
     pub single_leg: bool,
+    /// The agent's phone started the call (FastAGI); its channel's `Uniqueid` is the key.
+    #[serde(default)]
+    pub agent_initiated: bool,
     /// Contact reference in use.
     pub contact_ref: String,
     /// Agent (or callee for a one-leg call).
@@ -65,6 +68,19 @@ pub struct CallRecord {
     pub recording_url: String,
     /// The per-call Redis list.
     pub notifications_key: String,
+}
+
+impl CallRecord {
+    /// How the call's tracker follows it.
+    pub fn mode(&self) -> Mode {
+        if self.agent_initiated {
+            Mode::AgentInitiated
+        } else if self.single_leg {
+            Mode::SingleLeg
+        } else {
+            Mode::TwoLeg
+        }
+    }
 }
 
 /// An Originate to send, with the call it starts.
@@ -107,6 +123,11 @@ pub enum Status {
 
 enum Command {
     Originate {
+        request: Box<OriginateRequest>,
+        reply: oneshot::Sender<Result<(), OriginateError>>,
+    },
+    /// Follow a call the PBX started itself (FastAGI): nothing to send.
+    Follow {
         request: Box<OriginateRequest>,
         reply: oneshot::Sender<Result<(), OriginateError>>,
     },
@@ -195,6 +216,22 @@ impl Pbx {
             .map_err(|_| OriginateError::NotConnected)?;
         answer.await.unwrap_or(Err(OriginateError::NotConnected))
     }
+
+    /// Follows a call that the PBX's dialplan places itself (the FastAGI path): the
+    /// tracker starts now (`queued`), and the call's events are routed to it by
+    /// `request.channel_id`, the `Linkedid` of its channels. Fails when the PBX is not
+    /// connected, because the call's events would be missed.
+    pub async fn follow(&self, request: OriginateRequest) -> Result<(), OriginateError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Follow {
+                request: Box::new(request),
+                reply,
+            })
+            .await
+            .map_err(|_| OriginateError::NotConnected)?;
+        answer.await.unwrap_or(Err(OriginateError::NotConnected))
+    }
 }
 
 fn unix_millis() -> u64 {
@@ -253,7 +290,7 @@ async fn run(
             tokio::select! {
                 () = &mut sleep => break,
                 command = rx.recv() => match command {
-                    Some(Command::Originate { reply, .. }) => {
+                    Some(Command::Originate { reply, .. } | Command::Follow { reply, .. }) => {
                         let _ = reply.send(Err(OriginateError::NotConnected));
                     }
                     None => return,
@@ -338,6 +375,19 @@ impl Reader {
 enum OwnedFrame {
     Banner,
     Message(Vec<u8>),
+}
+
+/// The call a message shows the FastAGI service deciding to dial: the `VarSet` of
+/// `C2D_DECISION=dial` on the agent's channel, which starts the call (its `Uniqueid` is the
+/// call's `Linkedid`). The deciding host stores the call's record before it sets the
+/// variable, so the other hosts can load it when they see this.
+fn dialplan_decided_to_dial<'a>(message: &Message<'a>) -> Option<&'a str> {
+    let uniqueid = message.uniqueid()?;
+    (message.event() == Some("VarSet")
+        && message.get("Variable") == Some(crate::fastagi::DECISION_VARIABLE)
+        && message.get("Value") == Some("dial")
+        && message.get("Linkedid") == Some(uniqueid))
+    .then_some(uniqueid)
 }
 
 /// Decodes one buffered message again (it is complete, so this cannot need more bytes).
@@ -441,8 +491,20 @@ impl Driver {
                     self.adopted(&channel_id, record, &mut pending, &mut ping_outstanding);
                 }
                 command = rx.recv() => {
-                    let Some(Command::Originate { request, reply }) = command else {
-                        break Ok(());
+                    let (request, reply) = match command {
+                        Some(Command::Originate { request, reply }) => (request, reply),
+                        Some(Command::Follow { request, reply }) => {
+                            let channel_id = request.channel_id.clone();
+                            self.track(*request);
+                            self.metrics.call_started();
+                            if let Some(mut call) = self.calls.remove(&channel_id) {
+                                self.drain(&mut call, Instant::now());
+                                self.calls.insert(channel_id, call);
+                            }
+                            let _ = reply.send(Ok(()));
+                            continue;
+                        }
+                        None => break Ok(()),
                     };
                     match self.send_originate(&request, &mut out) {
                         Ok(n) => {
@@ -610,8 +672,12 @@ impl Driver {
             return false;
         };
         let Some((key, starts)) = with_message(bytes, |m| {
+            if let Some(key) = dialplan_decided_to_dial(m) {
+                return Some((key.to_string(), true));
+            }
             let (key, event) = ChannelEvent::from_message(m)?;
-            let starts = matches!(event, ChannelEvent::Newchannel { uniqueid } if uniqueid == key);
+            let starts = matches!(event, ChannelEvent::Newchannel { uniqueid } if uniqueid == key)
+                && key.starts_with(click2dial_core::reference::CHANNEL_ID_PREFIX);
             Some((key.to_string(), starts))
         })
         .flatten() else {
@@ -624,7 +690,7 @@ impl Driver {
             waiting.push((bytes.to_vec(), read_at));
             return true;
         }
-        if !starts || !key.starts_with(click2dial_core::reference::CHANNEL_ID_PREFIX) {
+        if !starts {
             return false;
         }
         self.adopting
@@ -655,12 +721,7 @@ impl Driver {
         if self.calls.contains_key(channel_id) {
             return;
         }
-        let mode = if record.single_leg {
-            Mode::SingleLeg
-        } else {
-            Mode::TwoLeg
-        };
-        let Ok(tracker) = CallTracker::new(channel_id, mode, unix_millis()) else {
+        let Ok(tracker) = CallTracker::new(channel_id, record.mode(), unix_millis()) else {
             return;
         };
         if let Ok(mut set) = self.live_recordings.lock() {

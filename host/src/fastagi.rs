@@ -1,0 +1,267 @@
+//! The FastAGI service: calls started from an agent's softphone.
+//!
+//! The agent's INVITE to the click-to-dial extension carries `X-Teleforge-*` headers; the
+//! dialplan (`host/asterisk/extensions.conf`, `[c2d-agent-webrtc]`) runs
+//! `AGI(agi://<fastagi.listen>/click2dial)`. Each connection is one session of core's
+//! [`Script`]: it reads the headers, and this module decides exactly as `POST
+//! /click2dial/calls` does — the same validators and dialling policy, the same idempotency
+//! claim on `contact_ref`, the same cap on calls in flight and the same stored call record
+//! ([`crate::admission`]) — then the script leaves the decision in channel variables and the
+//! session closes. A dialled call is followed like an originated one ([`Pbx::follow`]), so it
+//! sends the same notifications, keyed by the agent channel's `Uniqueid`.
+//!
+//! The PBX is trusted as the client here (it holds no API key): only `fastagi.allowed_peers`
+//! may connect. Asterisk has no read timeout on the service and the caller hears nothing
+//! while it runs, so every session has a deadline (`fastagi.session_timeout_ms`); a session
+//! that cannot decide in time leaves no decision, and the dialplan rejects the call.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use click2dial_core::agi::{Decision, Dial, Rejection, Script, ScriptEvent, MAX_COMMAND_LEN};
+use click2dial_core::call::Mode;
+use click2dial_core::{Error, ErrorCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::admission::{self, Admission, Refusal};
+use crate::pbx::OriginateRequest;
+use crate::state::AppState;
+
+/// The channel variable whose `VarSet` to `dial` starts a FastAGI call (every host sees it
+/// on AMI and may adopt the call).
+pub const DECISION_VARIABLE: &str = "C2D_DECISION";
+
+/// A repeated `contact_ref` with the same values: the call was placed already.
+const ALREADY_PLACED: Error = Error::field(
+    ErrorCode::ContactRefConflict,
+    click2dial_core::Field::ContactRef,
+    "a call with this contact_ref was placed already; it is not dialled twice",
+);
+
+/// Accepts sessions until the task is dropped.
+pub async fn serve(state: AppState, listener: TcpListener) {
+    let sessions = std::sync::Arc::new(Semaphore::new(state.config.fastagi.max_sessions));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "FastAGI accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if !state.config.fastagi.allowed_peers.contains(&peer.ip()) {
+            tracing::warn!(%peer, "FastAGI connection from a peer not in fastagi.allowed_peers");
+            state.metrics.fastagi_session("refused_peer");
+            continue;
+        }
+        let Ok(permit) = sessions.clone().try_acquire_owned() else {
+            // Closing without a decision: the dialplan rejects the call at once.
+            tracing::warn!(%peer, "FastAGI session refused: fastagi.max_sessions reached");
+            state.metrics.fastagi_session("busy");
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let outcome = session(&state, stream, peer).await;
+            state.metrics.fastagi_session(outcome);
+            drop(permit);
+        });
+    }
+}
+
+/// One session; returns its outcome for the metrics.
+async fn session(state: &AppState, mut stream: TcpStream, peer: SocketAddr) -> &'static str {
+    let _ = stream.set_nodelay(true);
+    let deadline = Duration::from_millis(state.config.fastagi.session_timeout_ms);
+    let mut session = Session {
+        state,
+        script: Script::new(),
+        outcome: "error",
+    };
+    let result = tokio::time::timeout(deadline, session.run(&mut stream)).await;
+    let outcome = match result {
+        Ok(Ok(())) => session.outcome,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "FastAGI session failed");
+            "error"
+        }
+        Err(_) if session.outcome == "error" => {
+            tracing::warn!(%peer, channel = session.script.channel(), "FastAGI session timed out before a decision");
+            "timeout"
+        }
+        Err(_) => session.outcome,
+    };
+    // Half-close, then let Asterisk finish (its final `HANGUP`, then its close), briefly.
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    outcome
+}
+
+struct Session<'s> {
+    state: &'s AppState,
+    script: Script,
+    /// What the session came to; `error` until it decided or the caller hung up.
+    outcome: &'static str,
+}
+
+impl Session<'_> {
+    async fn run(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        let mut input = Vec::with_capacity(4096);
+        let mut out = [0u8; MAX_COMMAND_LEN];
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Some(n) = self.script.poll_transmit(&mut out).map_err(io_error)? {
+                stream.write_all(out.get(..n).unwrap_or_default()).await?;
+            }
+            match self.script.poll_event() {
+                Some(ScriptEvent::Decide) => {
+                    let decision = self.decide().await;
+                    continue_after(self.script.decide(&decision.as_decision()))?;
+                    continue;
+                }
+                Some(ScriptEvent::HungUp) => {
+                    if self.outcome == "error" {
+                        self.outcome = "hung_up";
+                        tracing::info!(
+                            channel = self.script.channel(),
+                            "caller hung up before the decision"
+                        );
+                    }
+                    continue;
+                }
+                Some(ScriptEvent::Close) => return Ok(()),
+                None => {}
+            }
+            // Feed what is buffered; read more only when the script needs it.
+            let used = self.script.handle_input(&input).map_err(io_error)?;
+            if used > 0 {
+                input.drain(..used);
+                continue;
+            }
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "Asterisk closed the session",
+                ));
+            }
+            input.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        }
+    }
+
+    /// Decides the call the headers describe; on `Dial`, the call is admitted and followed.
+    async fn decide(&mut self) -> Outcome {
+        let state = self.state;
+        let headers = *self.script.headers();
+        let valid = match headers.validate(&state.validators, &state.policy()) {
+            Ok(valid) => valid,
+            Err(rejection) => return self.reject(rejection),
+        };
+        if !state.pbx.is_ready() {
+            return self.reject(Error::PBX_UNAVAILABLE.into());
+        }
+        let mut entropy = [0u8; 32];
+        if getrandom::fill(&mut entropy).is_err() {
+            return self.reject(Error::INTERNAL.into());
+        }
+        let call = valid.assign_references(&entropy);
+        let channel_id = self.script.uniqueid().to_string();
+        let admitted = match admission::admit(state, &call, channel_id, Mode::AgentInitiated).await
+        {
+            Ok(Admission::New(admitted)) => admitted,
+            Ok(Admission::Repeat(_)) => {
+                self.outcome = "repeat";
+                return Outcome::Reject(ALREADY_PLACED.into());
+            }
+            Err(Refusal::Error(error)) => return self.reject(error.into()),
+            Err(Refusal::Busy) => return self.reject(admission::TOO_MANY_CALLS.into()),
+        };
+        let claim_key = admitted.claim_key.clone();
+        let dial = OwnedDial::new(&Dial::for_call(&call));
+        let request = OriginateRequest {
+            channel_id: admitted.channel_id,
+            mode: admitted.mode,
+            callee: admitted.callee,
+            record: admitted.record,
+            slot: Some(admitted.slot),
+        };
+        let contact_ref = request.record.contact_ref.clone();
+        if let Err(e) = state.pbx.follow(request).await {
+            tracing::warn!(error = %e, contact_ref, "FastAGI call not followed: rejected");
+            admission::release(state, claim_key.as_deref()).await;
+            return self.reject(Error::PBX_UNAVAILABLE.into());
+        }
+        tracing::info!(
+            contact_ref,
+            channel = self.script.channel(),
+            "softphone call accepted"
+        );
+        self.outcome = "dial";
+        Outcome::Dial(dial)
+    }
+
+    fn reject(&mut self, rejection: Rejection) -> Outcome {
+        tracing::info!(
+            channel = self.script.channel(),
+            code = rejection.error.code.as_str(),
+            cause = rejection.cause,
+            reason = rejection.error.message,
+            "softphone call rejected"
+        );
+        self.outcome = "reject";
+        Outcome::Reject(rejection)
+    }
+}
+
+/// A decision that outlives the borrowed call it was made from.
+enum Outcome {
+    Dial(OwnedDial),
+    Reject(Rejection),
+}
+
+impl Outcome {
+    fn as_decision(&self) -> Decision<'_> {
+        match self {
+            Self::Dial(d) => Decision::Dial(Dial {
+                callee: &d.callee,
+                outbound_cid: &d.outbound_cid,
+                recording_ref: &d.recording_ref,
+                contact_ref: &d.contact_ref,
+            }),
+            Self::Reject(r) => (*r).into(),
+        }
+    }
+}
+
+struct OwnedDial {
+    callee: String,
+    outbound_cid: String,
+    recording_ref: String,
+    contact_ref: String,
+}
+
+impl OwnedDial {
+    fn new(dial: &Dial<'_>) -> Self {
+        Self {
+            callee: dial.callee.to_string(),
+            outbound_cid: dial.outbound_cid.to_string(),
+            recording_ref: dial.recording_ref.to_string(),
+            contact_ref: dial.contact_ref.to_string(),
+        }
+    }
+}
+
+fn continue_after<E: std::fmt::Display>(result: Result<(), E>) -> std::io::Result<()> {
+    result.map_err(io_error)
+}
+
+fn io_error<E: std::fmt::Display>(e: E) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
