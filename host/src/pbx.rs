@@ -688,6 +688,7 @@ impl Driver {
         if let Ok(mut set) = self.live_recordings.lock() {
             set.remove(&call.record.recording_ref);
         }
+        self.notifier.call_over(&call.record.contact_ref);
     }
 
     fn drain(&self, call: &mut LiveCall, since: Instant) {
@@ -721,6 +722,9 @@ impl Driver {
         match json::write_notification(&notification, &mut buf) {
             Ok(n) => self.notifier.send(Notification {
                 id: format!("{}:{}", call.tracker.channel_id(), call.sequence),
+                contact_ref: record.contact_ref.clone(),
+                sequence: call.sequence,
+                event: progress.event.as_str(),
                 call_key: record.notifications_key.clone(),
                 json: String::from_utf8_lossy(&buf[..n]).into_owned(),
                 since,
