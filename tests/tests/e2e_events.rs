@@ -324,3 +324,30 @@ fn every_host_streams_the_calls_it_follows() {
         assert_eq!(data, pushed, "{host}");
     }
 }
+
+#[test]
+fn open_streams_do_not_hold_up_shutdown() {
+    // The agent never answers and rings for 600 s (30 s at the simulator's pace).
+    let w = world(&[
+        ("C2D_DIALPLAN__AGENT_RING_TIMEOUT_MS", "600000"),
+        ("C2D_SHUTDOWN__CALLS_GRACE_SECS", "1"),
+    ]);
+    let (status, _) = w
+        .host
+        .create_call_when_ready(&body("1408", "0820001234", "ev-shutdown"));
+    assert_eq!(status, 202);
+    std::thread::scope(|s| {
+        let follower = s.spawn(|| subscribe(&w.host, "ev-shutdown", Some(TEST_KEY), None));
+        std::thread::sleep(Duration::from_millis(500));
+        let sent = Instant::now();
+        w.host.signal_term();
+        let stream = follower.join().expect("subscriber");
+        assert_eq!(stream.status, 200);
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "the stream closed at shutdown: {:?}",
+            sent.elapsed()
+        );
+        assert_eq!(names(&stream.messages), ["queued", "agent_ringing"]);
+    });
+}
