@@ -10,6 +10,7 @@ pub mod call_store;
 pub mod config;
 pub mod console;
 pub mod errors;
+pub mod events;
 pub mod fastagi;
 pub mod health;
 pub mod idempotency;
@@ -49,6 +50,7 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApi) {
     let (public, public_doc) = health::public_router().split_for_parts();
     let (protected, mut doc) = openapi::base()
         .merge(api::router())
+        .merge(events::router())
         .merge(recordings::router())
         .merge(health::router())
         .merge(metrics::router())

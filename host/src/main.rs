@@ -159,7 +159,14 @@ async fn serve(config: Config) -> ExitCode {
         shutdown_grace: Duration::from_secs(shutdown.requests_grace_secs),
     };
     let app = click2dial_host::app(state.clone());
-    click2dial_host::server::serve(listener, app, settings, shutdown_signal()).await;
+    let hub = state.notifier.hub().clone();
+    let shutdown_started = async move {
+        shutdown_signal().await;
+        // Event streams would hold the drain below until the grace period ends: close them
+        // (their clients reconnect elsewhere with Last-Event-ID).
+        hub.close();
+    };
+    click2dial_host::server::serve(listener, app, settings, shutdown_started).await;
     // No new softphone calls either (a session in flight is short-lived: it ends with it).
     if let Some(task) = fastagi {
         task.abort();

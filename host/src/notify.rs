@@ -7,6 +7,10 @@
 //! that first claims the notification's id with `SET NX`, so a push that Redis executed but
 //! whose reply was lost is not repeated on retry: nothing lost, nothing duplicated. Only a
 //! full spool drops (the oldest first, logged as an error).
+//!
+//! [`Notifier::send`] is also where each notification is published to the call's event
+//! streams ([`crate::events::Hub`]), before it waits for Redis: the streams carry the same
+//! bytes, in the same order, whether or not Redis is up.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +20,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, watch};
 
+use crate::events::Hub;
 use crate::metrics::Metrics;
 
 /// One notification on its way to Redis.
@@ -23,6 +28,12 @@ use crate::metrics::Metrics;
 pub struct Notification {
     /// Unique id (`<ChannelId>:<sequence>`): the exactly-once key.
     pub id: String,
+    /// The call's contact reference (its event streams).
+    pub contact_ref: String,
+    /// The call's sequence number of this notification, from 1.
+    pub sequence: u32,
+    /// The event name.
+    pub event: &'static str,
     /// The per-call list.
     pub call_key: String,
     /// The JSON object.
@@ -69,6 +80,7 @@ pub struct Notifier {
     tx: mpsc::UnboundedSender<Notification>,
     spooled: Arc<AtomicUsize>,
     drained: watch::Receiver<bool>,
+    hub: Hub,
 }
 
 impl Notifier {
@@ -82,16 +94,34 @@ impl Notifier {
             tx,
             spooled,
             drained,
+            hub: Hub::new(),
         }
     }
 
-    /// Queues a notification; never blocks.
+    /// The calls' event streams.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Publishes a notification to the call's event streams and queues it for Redis; never
+    /// blocks.
     pub fn send(&self, notification: Notification) {
+        self.hub.publish(
+            &notification.contact_ref,
+            notification.sequence,
+            notification.event,
+            &notification.json,
+        );
         self.spooled.fetch_add(1, Ordering::SeqCst);
         if self.tx.send(notification).is_err() {
             self.spooled.fetch_sub(1, Ordering::SeqCst);
             tracing::error!("notification task is gone; notification dropped");
         }
+    }
+
+    /// The call under `contact_ref` is over: no notification follows; its event streams end.
+    pub fn call_over(&self, contact_ref: &str) {
+        self.hub.end(contact_ref);
     }
 
     /// Notifications not yet in Redis.

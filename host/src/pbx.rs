@@ -749,6 +749,7 @@ impl Driver {
         if let Ok(mut set) = self.live_recordings.lock() {
             set.remove(&call.record.recording_ref);
         }
+        self.notifier.call_over(&call.record.contact_ref);
     }
 
     fn drain(&self, call: &mut LiveCall, since: Instant) {
@@ -782,6 +783,9 @@ impl Driver {
         match json::write_notification(&notification, &mut buf) {
             Ok(n) => self.notifier.send(Notification {
                 id: format!("{}:{}", call.tracker.channel_id(), call.sequence),
+                contact_ref: record.contact_ref.clone(),
+                sequence: call.sequence,
+                event: progress.event.as_str(),
                 call_key: record.notifications_key.clone(),
                 json: String::from_utf8_lossy(&buf[..n]).into_owned(),
                 since,

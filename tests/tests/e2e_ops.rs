@@ -242,6 +242,7 @@ fn openapi_describes_exactly_the_served_routes() {
     }
     documented.sort();
     let expected: Vec<(String, String)> = [
+        ("GET", "/click2dial/calls/{contact_ref}/events"),
         ("GET", "/click2dial/recordings/{recording_ref}"),
         ("GET", "/healthz"),
         ("GET", "/metrics"),
@@ -255,7 +256,9 @@ fn openapi_describes_exactly_the_served_routes() {
     .collect();
     assert_eq!(documented, expected);
     for (method, path) in &documented {
-        let concrete = path.replace("{recording_ref}", "abcdefghijklmnopqrstuvwxyz");
+        let concrete = path
+            .replace("{recording_ref}", "abcdefghijklmnopqrstuvwxyz")
+            .replace("{contact_ref}", "no-such-call");
         let operation = &paths[path.as_str()][method.to_lowercase()];
         let secured = operation["security"]
             .as_array()
@@ -299,6 +302,7 @@ fn openapi_describes_exactly_the_served_routes() {
         "/",
         "/click2dial",
         "/click2dial/calls/x",
+        "/click2dial/calls/x/events/y",
         "/click2dial/recordings",
         "/docs",
         "/healthz/x",

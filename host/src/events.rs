@@ -1,0 +1,489 @@
+//! `GET /click2dial/calls/{contact_ref}/events`: a call's notifications as Server-Sent Events,
+//! for the agent console and for integrators who would rather not poll Redis.
+//!
+//! The stream is fed where notifications are sent: [`crate::notify::Notifier::send`] publishes
+//! each one to this [`Hub`] as it hands it to the Redis pusher. Every host follows every call
+//! it saw start and computes the same notifications with the same sequence numbers, so every
+//! host streams every such call, whichever host's push reached Redis first. Each message is
+//! `event: <event>`, `id: <sequence>` (the per-call sequence number behind the push's
+//! exactly-once mark) and `data: <notification JSON>`, the bytes this host hands to Redis.
+//! (On another host than the one whose push won, the same notification's `timestamp` is that
+//! host's reading of the same AMI event: it may differ by a few milliseconds.)
+//!
+//! A subscriber that arrives late first gets the call's earlier events from a small history
+//! kept here per call, then the live ones. The history is not read back from the Redis list:
+//! that list is a queue its consumer pops (`BRPOP`), so what is left in it says nothing
+//! reliable about what was sent. The history snapshot and the live subscription are taken
+//! under one lock (the lock [`Hub::publish`] holds), so nothing falls between them and
+//! nothing is repeated; sequence numbers are checked anyway, and a client that reconnects
+//! with `Last-Event-ID` gets only what came after that id.
+//!
+//! The stream closes when the call is over as its tracker sees it (its last notification
+//! sent — `recording_ready` for a recorded call — and every channel gone), which the AMI
+//! client reports with [`crate::notify::Notifier::call_over`]; a late subscriber to a call
+//! that is over gets the history and the end at once. It also closes when the host shuts
+//! down (the client reconnects elsewhere, with `Last-Event-ID`).
+//!
+//! Everything is bounded, and the notifier never waits for a subscriber: at most
+//! [`MAX_EVENTS_PER_CALL`] events per call, [`MAX_CALLS`] calls remembered (a call that is
+//! over is forgotten after [`RETAIN_ENDED`], or earlier when room is needed), at most
+//! [`MAX_STREAMS`] open streams (`503` beyond), and each stream reads a per-call broadcast
+//! channel of [`CHANNEL_CAPACITY`]: a subscriber that falls that far behind is dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use click2dial_core::validate::CONTACT_REF_MAX_LEN;
+use click2dial_core::{Error, ErrorCode, Field};
+use futures_util::stream::{self, Stream};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::errors::{retry_after, ApiError};
+use crate::state::AppState;
+
+/// Events kept per call (a call produces at most eight).
+pub const MAX_EVENTS_PER_CALL: usize = 32;
+/// Calls remembered, live or over.
+pub const MAX_CALLS: usize = 4096;
+/// How long a call that is over stays available to late subscribers.
+pub const RETAIN_ENDED: Duration = Duration::from_secs(15 * 60);
+/// Open event streams, all calls together.
+pub const MAX_STREAMS: usize = 1024;
+/// Messages a stream may fall behind its call before it is dropped.
+pub const CHANNEL_CAPACITY: usize = 64;
+/// Interval of the keep-alive comments.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `422`: not a contact reference.
+const INVALID_CONTACT_REF: Error = Error::field(
+    ErrorCode::InvalidContactRef,
+    Field::ContactRef,
+    "contact_ref may hold only letters, digits and . - _ ~ : (at most 230)",
+);
+
+/// `404`: no call with this contact reference is known here.
+const UNKNOWN_CALL: Error = Error::request(
+    ErrorCode::NotFound,
+    "no call with this contact_ref is known to this host (or it ended too long ago)",
+);
+
+/// `503`: [`MAX_STREAMS`] streams are open.
+const TOO_MANY_STREAMS: Error = Error::request(
+    ErrorCode::ServiceUnavailable,
+    "too many event streams are open; retry later",
+);
+
+/// One notification as streamed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// Per-call sequence number, from 1.
+    pub sequence: u32,
+    /// The event name (`queued`, …).
+    pub event: &'static str,
+    /// The notification JSON.
+    pub json: Arc<str>,
+}
+
+#[derive(Clone, Debug)]
+enum Message {
+    Event(Published),
+    End,
+}
+
+/// What is known of one call.
+struct CallLog {
+    events: Vec<Published>,
+    ended_at: Option<Instant>,
+    created: Instant,
+    tx: broadcast::Sender<Message>,
+}
+
+impl CallLog {
+    fn new(now: Instant) -> Self {
+        Self {
+            events: Vec::new(),
+            ended_at: None,
+            created: now,
+            tx: broadcast::channel(CHANNEL_CAPACITY).0,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Calls {
+    logs: HashMap<String, CallLog>,
+    last_sweep: Option<Instant>,
+}
+
+impl Calls {
+    /// Forgets calls over for longer than [`RETAIN_ENDED`] (at most once a second).
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.logs.retain(|_, log| {
+            log.ended_at
+                .is_none_or(|t| now.duration_since(t) < RETAIN_ENDED)
+        });
+    }
+
+    /// Makes room for one more call: the call over longest goes first, else the oldest.
+    fn make_room(&mut self) {
+        while self.logs.len() >= MAX_CALLS {
+            let victim = self
+                .logs
+                .iter()
+                .min_by_key(|(_, log)| (log.ended_at.is_none(), log.ended_at, log.created))
+                .map(|(k, _)| k.clone());
+            match victim {
+                Some(k) => {
+                    self.logs.remove(&k);
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+/// A late subscriber's start: the events so far, whether the call is over, and the live
+/// channel from that point on.
+struct Subscription {
+    backlog: VecDeque<Published>,
+    ended: bool,
+    rx: broadcast::Receiver<Message>,
+}
+
+/// Notifications of the calls this host follows, for their event streams; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    calls: Arc<Mutex<Calls>>,
+    streams: Arc<Semaphore>,
+    closing: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hub")
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Self {
+            calls: Arc::default(),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            closing: watch::channel(false).0,
+        }
+    }
+
+    /// Records a call's notification and hands it to the call's subscribers; never waits.
+    /// Sequence 1 starts a new call under this contact reference.
+    pub fn publish(&self, contact_ref: &str, sequence: u32, event: &'static str, json: &str) {
+        let Ok(mut calls) = self.calls.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        calls.sweep(now);
+        let fresh = sequence == 1 || !calls.logs.contains_key(contact_ref);
+        if fresh {
+            if calls.logs.remove(contact_ref).is_none() {
+                calls.make_room();
+            }
+            calls
+                .logs
+                .insert(contact_ref.to_string(), CallLog::new(now));
+        }
+        let Some(log) = calls.logs.get_mut(contact_ref) else {
+            return;
+        };
+        if log.events.len() >= MAX_EVENTS_PER_CALL {
+            tracing::warn!(contact_ref, sequence, "event history full: not kept");
+            return;
+        }
+        let published = Published {
+            sequence,
+            event,
+            json: Arc::from(json),
+        };
+        log.events.push(published.clone());
+        // No receiver is not an error: nobody is watching this call.
+        let _ = log.tx.send(Message::Event(published));
+    }
+
+    /// The call is over: its streams close after its last event.
+    pub fn end(&self, contact_ref: &str) {
+        let Ok(mut calls) = self.calls.lock() else {
+            return;
+        };
+        if let Some(log) = calls.logs.get_mut(contact_ref) {
+            if log.ended_at.is_none() {
+                log.ended_at = Some(Instant::now());
+                let _ = log.tx.send(Message::End);
+            }
+        }
+    }
+
+    /// Closes every stream (shutdown); new ones are refused.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// The events of a call so far.
+    pub fn history(&self, contact_ref: &str) -> Option<Vec<Published>> {
+        let calls = self.calls.lock().ok()?;
+        calls.logs.get(contact_ref).map(|log| log.events.clone())
+    }
+
+    fn subscribe(&self, contact_ref: &str) -> Option<Subscription> {
+        let calls = self.calls.lock().ok()?;
+        let log = calls.logs.get(contact_ref)?;
+        Some(Subscription {
+            backlog: log.events.iter().cloned().collect(),
+            ended: log.ended_at.is_some(),
+            rx: log.tx.subscribe(),
+        })
+    }
+}
+
+/// `/click2dial/calls/{contact_ref}/events`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(call_events))
+}
+
+/// The `{contact_ref}` segment, as sent (never percent-decoded: a contact reference needs
+/// no escaping, so an escape is refused like any character outside the charset).
+fn raw_contact_ref(request: &Request) -> &str {
+    let path = request.uri().path();
+    path.strip_prefix("/click2dial/calls/")
+        .and_then(|rest| rest.strip_suffix("/events"))
+        .unwrap_or_default()
+}
+
+/// A call's notifications, live, as Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/click2dial/calls/{contact_ref}/events",
+    tag = "calls",
+    security(("api_key" = [])),
+    params(
+        ("contact_ref" = String, Path, description = "The contact_ref of the 202 answer"),
+        ("Last-Event-ID" = Option<u32>, Header, description = "Resume after this sequence number"),
+    ),
+    responses(
+        (status = 200, description = "text/event-stream: one message per notification, \
+            `event: <event>`, `id: <sequence>`, `data: <the notification JSON>`, earlier \
+            events first, keep-alive comments every 15 s; the stream ends when the call is over",
+            content_type = "text/event-stream", body = String),
+        (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No call with this contact_ref is known to this host", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Not a contact_ref (letters, digits and . - _ ~ :, at most 230)", body = crate::openapi::ErrorBody),
+        (status = 429, description = "The key's rate limit; see Retry-After", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Too many streams open, or the host is shutting down", body = crate::openapi::ErrorBody),
+    )
+)]
+async fn call_events(State(state): State<AppState>, request: Request) -> Response {
+    let contact_ref = raw_contact_ref(&request);
+    if contact_ref.is_empty()
+        || contact_ref.len() > CONTACT_REF_MAX_LEN
+        || !state.validators.is_contact_ref_charset(contact_ref)
+    {
+        return ApiError(INVALID_CONTACT_REF).into_response();
+    }
+    let hub = state.notifier.hub();
+    if *hub.closing.borrow() {
+        return unavailable();
+    }
+    let Ok(permit) = hub.streams.clone().try_acquire_owned() else {
+        return unavailable();
+    };
+    let Some(subscription) = hub.subscribe(contact_ref) else {
+        return ApiError(UNKNOWN_CALL).into_response();
+    };
+    let resume_after = request
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    let follow = Follow {
+        backlog: subscription.backlog,
+        ended: subscription.ended,
+        rx: subscription.rx,
+        last: resume_after,
+        closing: hub.closing.subscribe(),
+        _permit: permit,
+    };
+    let mut response = Sse::new(follow.into_stream())
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .into_response();
+    // Proxies must not buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", header::HeaderValue::from_static("no"));
+    response
+}
+
+fn unavailable() -> Response {
+    let mut response = ApiError(TOO_MANY_STREAMS).into_response();
+    let (name, value) = retry_after(1);
+    response.headers_mut().insert(name, value);
+    response
+}
+
+/// One stream's state: what is still to be sent from the history, then the live channel.
+struct Follow {
+    backlog: VecDeque<Published>,
+    ended: bool,
+    rx: broadcast::Receiver<Message>,
+    /// The last sequence number sent (or the client's `Last-Event-ID`).
+    last: u32,
+    closing: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Follow {
+    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+        stream::unfold(self, |mut follow| async move {
+            let event = follow.next().await?;
+            Some((Ok(event), follow))
+        })
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(published) = self.backlog.pop_front() {
+                if published.sequence <= self.last {
+                    continue;
+                }
+                self.last = published.sequence;
+                return Some(
+                    Event::default()
+                        .event(published.event)
+                        .id(published.sequence.to_string())
+                        .data(&*published.json),
+                );
+            }
+            if self.ended || *self.closing.borrow() {
+                return None;
+            }
+            tokio::select! {
+                _ = self.closing.changed() => return None,
+                message = self.rx.recv() => match message {
+                    Ok(Message::Event(published)) => self.backlog.push_back(published),
+                    Ok(Message::End) => self.ended = true,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "event stream fell behind: closed");
+                        return None;
+                    }
+                    // The call was forgotten (room was needed).
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(follow: &Follow) -> Vec<u32> {
+        follow.backlog.iter().map(|p| p.sequence).collect()
+    }
+
+    fn follow(hub: &Hub, contact_ref: &str) -> Follow {
+        let s = hub.subscribe(contact_ref).expect("known call");
+        Follow {
+            backlog: s.backlog,
+            ended: s.ended,
+            rx: s.rx,
+            last: 0,
+            closing: hub.closing.subscribe(),
+            _permit: hub.streams.clone().try_acquire_owned().expect("permit"),
+        }
+    }
+
+    async fn drain(mut follow: Follow) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(e) = tokio::time::timeout(Duration::from_secs(1), follow.next())
+            .await
+            .expect("ends")
+        {
+            out.push(format!("{e:?}"));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn late_subscribers_get_history_then_live_events_then_the_end() {
+        let hub = Hub::new();
+        assert!(hub.subscribe("crm-1").is_none());
+        hub.publish("crm-1", 1, "queued", r#"{"event":"queued"}"#);
+        hub.publish("crm-1", 2, "agent_ringing", r#"{"event":"agent_ringing"}"#);
+        let late = follow(&hub, "crm-1");
+        assert_eq!(events(&late), [1, 2]);
+        hub.publish("crm-1", 3, "failed", r#"{"event":"failed"}"#);
+        hub.end("crm-1");
+        let got = drain(late).await;
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[2].contains("failed"), "{got:?}");
+        // After the end: everything at once, then the end.
+        assert_eq!(drain(follow(&hub, "crm-1")).await.len(), 3);
+        // A new call under the same reference starts over.
+        hub.publish("crm-1", 1, "queued", r#"{"event":"queued"}"#);
+        let again = follow(&hub, "crm-1");
+        assert_eq!(events(&again), [1]);
+        assert!(!again.ended);
+    }
+
+    #[tokio::test]
+    async fn closing_ends_streams() {
+        let hub = Hub::new();
+        hub.publish("crm-2", 1, "queued", "{}");
+        let f = follow(&hub, "crm-2");
+        hub.close();
+        assert_eq!(drain(f).await.len(), 1);
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let hub = Hub::new();
+        for i in 0..MAX_CALLS + 10 {
+            hub.publish(&format!("c{i}"), 1, "queued", "{}");
+            if i == 5 {
+                hub.end("c5");
+            }
+        }
+        let calls = hub.calls.lock().expect("lock");
+        assert_eq!(calls.logs.len(), MAX_CALLS);
+        assert!(!calls.logs.contains_key("c5"), "the call over goes first");
+        assert!(calls.logs.contains_key(&format!("c{}", MAX_CALLS + 9)));
+        drop(calls);
+        for s in 1..=(MAX_EVENTS_PER_CALL as u32 + 5) {
+            hub.publish("c0x", s, "queued", "{}");
+        }
+        assert_eq!(
+            hub.history("c0x").map(|h| h.len()),
+            Some(MAX_EVENTS_PER_CALL)
+        );
+    }
+}
