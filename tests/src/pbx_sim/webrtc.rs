@@ -230,16 +230,39 @@ fn cause_text(cause: u16) -> &'static str {
 }
 
 /// The recorded values of one case and the new call's, for substitution.
+#[derive(Clone)]
 struct Values {
     /// `(recorded, new)`, longest recorded first.
     pairs: Vec<(String, String)>,
+    /// The channel's variables now: `ChanVariable: NAME=value` shows them.
+    chan_vars: std::collections::HashMap<String, String>,
 }
 
 impl Values {
     fn new(mut pairs: Vec<(String, String)>) -> Self {
         pairs.retain(|(from, _)| !from.is_empty());
         pairs.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
-        Self { pairs }
+        Self {
+            pairs,
+            chan_vars: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The same, with the channel's variables as they are now.
+    fn with_vars(&self, vars: &std::collections::HashMap<String, String>) -> Self {
+        Self {
+            chan_vars: vars.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// `NAME=value` with the variable's current value (empty when unset).
+    fn chan_variable(&self, value: &str) -> String {
+        let name = value.split_once('=').map_or(value, |(n, _)| n);
+        format!(
+            "{name}={}",
+            self.chan_vars.get(name).map_or("", String::as_str)
+        )
     }
 
     /// One pass over `value`: each recorded value becomes the new one. Purely numeric values
@@ -288,6 +311,9 @@ fn render(frame: &Frame, values: &Values, edit: impl Fn(&str, &str) -> Option<St
     for (key, value) in &frame.lines {
         let value = if let Some(v) = edit(key, value) {
             v
+        } else if key == "ChanVariable" && frame.get("Uniqueid") == frame.get("Linkedid") {
+            // The agent's channel (its Uniqueid is the call's Linkedid): its variables now.
+            values.chan_variable(value)
         } else if key == "SentNTP" {
             now_secs_micros()
         } else if AS_RECORDED.contains(&key.as_str()) || key.starts_with("Report") {
@@ -338,8 +364,17 @@ pub(crate) async fn invite(
     };
     let t = templates();
     let dir = shared.recordings_dir.display().to_string();
-    let mut base = channel_pairs(&t.dial, &channel);
-    base.last_mut().expect("dir").1.clone_from(&dir);
+    // The agent's channel had other names in each recorded case: all become this one.
+    let mut base: Vec<(String, String)> = [&t.dial, &t.reject, &t.cancel]
+        .into_iter()
+        .flat_map(|r| channel_pairs(r, &channel))
+        .collect();
+    base.dedup();
+    for pair in &mut base {
+        if pair.0 == RECORDED_MONITOR_DIR {
+            pair.1.clone_from(&dir);
+        }
+    }
     let values = Values::new(base.clone());
     for frame in &t.dial.pre {
         shared.broadcast(privilege(frame), render(frame, &values, |_, _| None));
@@ -349,6 +384,7 @@ pub(crate) async fn invite(
         Some(addr) => run_session(&shared, addr, &mut session, invite.cancel_at, &values).await,
         None => "FAILURE",
     };
+    let values = values.with_vars(&session.variables);
     let var = |name: &str| session.variables.get(name).cloned();
     let callee = var("C2D_CALLEE").unwrap_or_default();
     let dial = status == "SUCCESS"
@@ -406,7 +442,8 @@ pub(crate) async fn invite(
                     ("rec-a_valid_dial".into(), recording_ref.clone()),
                 ]);
                 let recording = Some(recording_ref).filter(|r| is_safe_file_name(r));
-                play_dial(&post_shared, recorded, &Values::new(pairs), recording).await;
+                let values = Values::new(pairs).with_vars(&session.variables);
+                play_dial(&post_shared, recorded, &values, recording).await;
             }
             InviteOutcome::Reject { cause, .. } => {
                 play_reject(
@@ -492,12 +529,14 @@ async fn run_session(
             }
         }
         index += 1;
+        let before = values.with_vars(&session.variables);
         let answer = session.answer(text);
+        let after = values.with_vars(&session.variables);
         let id = rand_u16(shared).to_string();
         if let Some(frame) = &t.dial.exec_start {
             shared.broadcast(
                 privilege(frame),
-                render(frame, values, |key, _| match key {
+                render(frame, &before, |key, _| match key {
                     "CommandId" => Some(id.clone()),
                     "Command" => Some(text.to_owned()),
                     _ => None,
@@ -507,7 +546,7 @@ async fn run_session(
         if let (Some(frame), Some((name, value))) = (&t.dial.var_set, &answer.set) {
             shared.broadcast(
                 privilege(frame),
-                render(frame, values, |key, _| match key {
+                render(frame, &after, |key, _| match key {
                     "Variable" => Some(name.clone()),
                     "Value" => Some(value.clone()),
                     _ => None,
@@ -517,7 +556,7 @@ async fn run_session(
         if let Some(frame) = &t.dial.exec_end {
             shared.broadcast(
                 privilege(frame),
-                render(frame, values, |key, _| match key {
+                render(frame, &after, |key, _| match key {
                     "CommandId" => Some(id.clone()),
                     "Command" => Some(text.to_owned()),
                     "ResultCode" => Some(answer.code.to_string()),
