@@ -1,5 +1,5 @@
-//! `pbx-sim`: the PBX simulator as a process. Prints `listening <addr>` on stdout once bound,
-//! logs to stderr, stops on SIGTERM or Ctrl-C.
+//! `pbx-sim`: the PBX simulator as a process. Prints `listening <addr>` on stdout once bound
+//! (then `control <addr>` with `--control`), logs to stderr, stops on SIGTERM or Ctrl-C.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -42,6 +42,18 @@ struct Cli {
     /// agent-hangs-up.
     #[arg(long = "outcome")]
     overrides: Vec<Override>,
+    /// The FastAGI service the `c2d` extension calls (`AGI(agi://ADDR/click2dial)`) when a
+    /// softphone's INVITE is played; without it every INVITE gets `agi-failed`.
+    #[arg(long)]
+    fastagi: Option<SocketAddr>,
+    /// Listen for control connections here (port 0: a free one, printed as `control <addr>`).
+    /// One line per request, one line per answer:
+    /// `invite <endpoint> [<Header>=<value>]... [cancel=<n>]` (values percent-decoded; cancel:
+    /// the caller hangs up while the service's command n, from 0, is in flight) answers
+    /// `dial <uniqueid>`, `reject cause=<q850> reason=<C2D_REJECT_REASON|->`,
+    /// `cancelled <uniqueid>`, `agi-failed` or `error <text>`, once the FastAGI session is over.
+    #[arg(long, verbatim_doc_comment)]
+    control: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -61,6 +73,7 @@ async fn main() -> ExitCode {
         contexts: cli.contexts,
         outbound_cid: cli.outbound_cid,
         overrides: cli.overrides,
+        fastagi: cli.fastagi,
     };
     let simulator = match Simulator::new(config) {
         Ok(s) => s,
@@ -83,10 +96,27 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let control = match cli.control {
+        Some(at) => match TcpListener::bind(at).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!(address = %at, error = %e, "cannot listen for control");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening {addr}");
+        if let Some(Ok(at)) = control.as_ref().map(TcpListener::local_addr) {
+            let _ = writeln!(stdout, "control {at}");
+        }
         let _ = stdout.flush();
+    }
+    if let Some(listener) = control {
+        let sim = simulator.clone();
+        tokio::spawn(async move { sim.serve_control(listener).await });
     }
     info!(%addr, recordings = %simulator.recordings_dir().display(), "PBX simulator ready");
     tokio::select! {

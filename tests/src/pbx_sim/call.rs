@@ -241,7 +241,7 @@ fn bytes(frame: Vec<u8>) -> Bytes {
 }
 
 /// Sleeps until `due`, extending a recording in progress on the way.
-async fn wait_until(due: Instant, recorder: &mut Option<Recorder>) {
+pub(crate) async fn wait_until(due: Instant, recorder: &mut Option<Recorder>) {
     loop {
         let now = Instant::now();
         if now >= due {

@@ -40,6 +40,14 @@
 //! [`Config::time_scale`]. An agent who does not answer rings for the Originate's `Timeout`
 //! (30 s when it is not positive). The 1 s delay before a failed login's answer is scaled too.
 //!
+//! # Calls from a softphone (FastAGI)
+//!
+//! [`Simulator::invite`] (or a line on the control listener, `--control`) plays a softphone's
+//! INVITE to extension `c2d`: the simulator is then the Asterisk side of a FastAGI session
+//! with [`Config::fastagi`] (`fastagi.rs`: the recorded environment, Asterisk's answers), and
+//! runs the recorded dialplan on the variables the service set (`webrtc.rs`: AMI events as in
+//! the recorded FastAGI calls, the recording written for a dialled call).
+//!
 //! # Recording
 //!
 //! At `MixMonitorStart` the simulator creates `<recordings_dir>/<C2D_RECORDING_REF>.wav`
@@ -48,12 +56,15 @@
 
 mod action;
 mod call;
+mod control;
+mod fastagi;
 mod hub;
 mod outcome;
 mod render;
 mod session;
 mod template;
 mod wav;
+mod webrtc;
 
 use std::io;
 use std::path::PathBuf;
@@ -63,6 +74,7 @@ use tokio::net::TcpListener;
 use tracing::warn;
 
 pub use outcome::{Outcome, Override, ParseError, Party};
+pub use webrtc::{Invite, InviteOutcome};
 
 /// How the simulator behaves.
 #[derive(Clone, Debug)]
@@ -84,6 +96,9 @@ pub struct Config {
     pub outbound_cid: String,
     /// Exact-match outcome rules that win over the default ones.
     pub overrides: Vec<Override>,
+    /// The FastAGI service that the `c2d` extension's `AGI(agi://…/click2dial)` reaches;
+    /// `None`: every INVITE fails its AGI (`AGISTATUS=FAILURE`).
+    pub fastagi: Option<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -97,6 +112,7 @@ impl Default for Config {
             contexts: vec!["c2d-outbound".into()],
             outbound_cid: "27820001234".into(),
             overrides: Vec::new(),
+            fastagi: None,
         }
     }
 }
@@ -142,6 +158,19 @@ impl Simulator {
                 }
             }
         }
+    }
+
+    /// Serves the control protocol (see `tests/README.md`) until the task is dropped.
+    pub async fn serve_control(&self, listener: TcpListener) {
+        control::serve(Arc::clone(&self.shared), listener).await;
+    }
+
+    /// Plays a softphone's INVITE to the click-to-dial extension: the FastAGI session with
+    /// [`Config::fastagi`], then the dialplan. Resolves when the session is over; a dialled
+    /// call plays on (see [`Simulator::idle`]).
+    pub async fn invite(&self, invite: Invite) -> InviteOutcome {
+        let fastagi = self.shared.config.fastagi;
+        webrtc::invite(Arc::clone(&self.shared), fastagi, invite).await
     }
 
     /// How many calls are in progress.
