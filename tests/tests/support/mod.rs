@@ -26,21 +26,38 @@ pub fn kill(child: &mut Child) {
 
 /// Reads the child's stdout until a line `listening <addr>`; returns `<addr>`.
 fn wait_listening(child: &mut Child, what: &str) -> String {
+    wait_addresses(child, what, &["listening"]).remove(0)
+}
+
+/// Waits for one `<name> <addr>` line per name on the child's stdout (in that order) and
+/// returns the addresses.
+fn wait_addresses(child: &mut Child, what: &str, names: &[&'static str]) -> Vec<String> {
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
+    let wanted: Vec<&'static str> = names.to_vec();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
+        let mut next = 0;
         for line in lines.by_ref().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening ") {
+            let Some(name) = wanted.get(next) else { break };
+            if let Some(addr) = line.strip_prefix(name).and_then(|r| r.strip_prefix(' ')) {
                 let _ = tx.send(addr.trim().to_string());
-                break;
+                next += 1;
+                if next == wanted.len() {
+                    break;
+                }
             }
         }
         // Keep draining so the child never blocks on a full pipe.
         for _ in lines {}
     });
-    rx.recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("{what} did not print `listening <addr>`"))
+    names
+        .iter()
+        .map(|name| {
+            rx.recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("{what} did not print `{name} <addr>`"))
+        })
+        .collect()
 }
 
 /// A `redis-server` with its own data directory (AOF on, so a restart keeps the data).
@@ -167,6 +184,8 @@ impl Drop for Redis {
 pub struct Sim {
     child: Child,
     pub address: String,
+    /// The control listener, when started with FastAGI.
+    pub control: Option<String>,
     pub recordings: PathBuf,
     log: PathBuf,
 }
@@ -176,25 +195,65 @@ pub const TIME_SCALE: &str = "0.05";
 
 impl Sim {
     pub fn start(recordings: &Path, listen: &str) -> Self {
+        Self::start_with(recordings, listen, None)
+    }
+
+    /// A simulator that also plays softphone INVITEs: its FastAGI client calls `fastagi`,
+    /// and [`Sim::invite`] drives it over the control listener.
+    pub fn start_with(recordings: &Path, listen: &str, fastagi: Option<&str>) -> Self {
         let log = recordings.join(format!("pbx-sim-{}.log", free_port()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pbx-sim"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pbx-sim"));
+        command
             .args(["--listen", listen, "--secret", "secret"])
             .args(["--time-scale", TIME_SCALE])
             .arg("--recordings-dir")
-            .arg(recordings)
+            .arg(recordings);
+        if let Some(fastagi) = fastagi {
+            command.args(["--fastagi", fastagi, "--control", "127.0.0.1:0"]);
+        }
+        let mut child = command
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("sim log"))
             .spawn()
             .expect("pbx-sim");
-        let address = wait_listening(&mut child, "pbx-sim");
+        let names: &[&'static str] = if fastagi.is_some() {
+            &["listening", "control"]
+        } else {
+            &["listening"]
+        };
+        let mut addresses = wait_addresses(&mut child, "pbx-sim", names).into_iter();
+        let address = addresses.next().unwrap_or_default();
         Self {
             child,
             address,
+            control: addresses.next(),
             recordings: recordings.to_path_buf(),
             log,
         }
+    }
+
+    /// Plays a softphone's INVITE (`invite <endpoint> <Header>=<value>…`, see
+    /// `tests/src/pbx_sim/control.rs`) and returns the simulator's one-line answer.
+    pub fn invite(&self, request: &str) -> String {
+        use std::io::{BufRead, Write};
+        let control = self
+            .control
+            .as_deref()
+            .expect("a simulator started with FastAGI");
+        let mut stream = std::net::TcpStream::connect(control).expect("control connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        stream
+            .write_all(format!("{request}\n").as_bytes())
+            .expect("control send");
+        let mut line = String::new();
+        BufReader::new(stream)
+            .read_line(&mut line)
+            .expect("control answer");
+        line.trim().to_string()
     }
 
     /// The simulator's log so far.

@@ -1,0 +1,258 @@
+//! Calls from a softphone over FastAGI, end to end: the PBX simulator plays the agent's
+//! INVITE to `c2d` with `X-Teleforge-*` headers and runs `AGI(agi://…/click2dial)` against the
+//! host's FastAGI port, exactly as the recorded Asterisk sessions do; the host decides with
+//! the REST rules and follows the call; notifications arrive in Redis.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{events, eventually, free_port, Host, Redis, Sim};
+
+/// What an answered softphone call notifies: nobody rings the agent (it is the caller).
+const SOFTPHONE_ANSWERED: [&str; 5] = [
+    "queued",
+    "callee_ringing",
+    "joined",
+    "hangup",
+    "recording_ready",
+];
+
+struct AgiWorld {
+    redis: Redis,
+    sim: Sim,
+    host: Host,
+    _recordings: tempfile::TempDir,
+}
+
+fn agi_world(extra: &[(&str, &str)]) -> AgiWorld {
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start();
+    let fastagi = format!("127.0.0.1:{}", free_port());
+    let sim = Sim::start_with(recordings.path(), "127.0.0.1:0", Some(&fastagi));
+    let mut vars = vec![("C2D_FASTAGI__LISTEN", fastagi.as_str())];
+    vars.extend_from_slice(extra);
+    let host = Host::start(&redis, &sim.address, recordings.path(), &vars);
+    assert!(
+        eventually(Duration::from_secs(20), || host.get("/readyz").status
+            == 200),
+        "the host logged in to the PBX"
+    );
+    AgiWorld {
+        redis,
+        sim,
+        host,
+        _recordings: recordings,
+    }
+}
+
+fn invite(endpoint: &str, callee: &str, outbound_id: &str, contact_ref: &str) -> String {
+    format!(
+        "invite {endpoint} X-Teleforge-Callee={callee} X-Teleforge-Outbound-Id={outbound_id} \
+         X-Teleforge-Contact-Ref={contact_ref}"
+    )
+}
+
+fn key_of(contact_ref: &str) -> String {
+    format!("teleforge:notifications:c2d:{contact_ref}")
+}
+
+/// `click2dial_fastagi_sessions_total{outcome="…"}` from `/metrics`.
+fn sessions(host: &Host, outcome: &str) -> f64 {
+    let text = String::from_utf8_lossy(&host.get("/metrics").body).into_owned();
+    let needle = format!("click2dial_fastagi_sessions_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_softphone_call_is_dialled_recorded_and_notified() {
+    let w = agi_world(&[]);
+    let answer = w
+        .sim
+        .invite(&invite("1002", "0820001234", "27820001234", "sp-1"));
+    let uniqueid = answer
+        .strip_prefix("dial ")
+        .unwrap_or_else(|| panic!("dialled, not {answer:?}"));
+    let got = w.redis.follow(
+        &key_of("sp-1"),
+        &["recording_ready"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(events(&got), SOFTPHONE_ANSWERED, "{got:?}");
+    let recording_ref = got[0]["recording_ref"].as_str().expect("recording_ref");
+    for n in &got {
+        assert_eq!(n["agent"], "1002", "the agent is the calling extension");
+        assert_eq!(n["callee"], "+27820001234");
+        assert_eq!(n["outbound_id"], "27820001234");
+        assert_eq!(n["contact_ref"], "sp-1");
+        assert_eq!(n["recording_ref"], recording_ref);
+    }
+    assert_eq!(got[3]["cause"], "normal_clearing");
+    // The recording the dialplan wrote under the host's reference is served.
+    let wav = w
+        .host
+        .get(&format!("/click2dial/recordings/{recording_ref}"));
+    assert_eq!(wav.status, 200);
+    assert_eq!(wav.header("content-type"), Some("audio/wav"));
+    assert!(wav.body.starts_with(b"RIFF"));
+    assert_eq!(sessions(&w.host, "dial"), 1.0);
+    // Nothing was originated: the softphone's own channel dialled.
+    assert_eq!(w.sim.originates(uniqueid), 0);
+}
+
+#[test]
+fn broken_headers_are_refused_with_the_rest_codes_and_q850_21() {
+    let w = agi_world(&[]);
+    let cases = [
+        (
+            invite("1002", "12345", "27820001234", "sp-bad-1"),
+            "invalid_callee",
+        ),
+        (
+            invite("1002", "0862001234", "27820001234", "sp-bad-2"),
+            "callee_not_allowed",
+        ),
+        (
+            invite("1002", "0820001234", "12", "sp-bad-3"),
+            "invalid_outbound_id",
+        ),
+        (
+            format!(
+                "{} X-Teleforge-Agent=1003",
+                invite("1002", "0820001234", "27820001234", "sp-bad-4")
+            ),
+            "invalid_agent",
+        ),
+        ("invite 1002".to_string(), "missing_field"),
+        (
+            "invite 1002 X-Teleforge-Callee=0820001234 X-Teleforge-Contact-Ref=sp-bad-6"
+                .to_string(),
+            "missing_field",
+        ),
+    ];
+    for (request, code) in &cases {
+        let answer = w.sim.invite(request);
+        assert_eq!(
+            answer,
+            format!("reject cause=21 reason={code}"),
+            "{request}"
+        );
+    }
+    for i in 1..=6 {
+        assert!(
+            w.redis.drain(&key_of(&format!("sp-bad-{i}"))).is_empty(),
+            "nothing notified for a refused call"
+        );
+    }
+    assert_eq!(sessions(&w.host, "reject"), cases.len() as f64);
+    assert_eq!(sessions(&w.host, "dial"), 0.0);
+}
+
+#[test]
+fn a_contact_ref_is_dialled_once_across_softphone_and_rest() {
+    let w = agi_world(&[]);
+    let first = w
+        .sim
+        .invite(&invite("1002", "0820001234", "27820001234", "sp-once"));
+    assert!(first.starts_with("dial "), "{first}");
+    // The softphone retries the same INVITE: never dialled twice.
+    let again = w
+        .sim
+        .invite(&invite("1002", "0820001234", "27820001234", "sp-once"));
+    assert_eq!(again, "reject cause=21 reason=contact_ref_conflict");
+    // A REST create with a contact_ref a softphone call used is a conflict too.
+    let (status, body) = w.host.create_call(
+        r#"{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","contact_ref":"sp-once"}"#,
+    );
+    assert_eq!(status, 409, "{body}");
+    // And the other way round.
+    let (status, body) = w.host.create_call(
+        r#"{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","contact_ref":"rest-first"}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    let after_rest = w
+        .sim
+        .invite(&invite("1002", "0820001234", "27820001234", "rest-first"));
+    assert_eq!(after_rest, "reject cause=21 reason=contact_ref_conflict");
+    let got = w.redis.follow(
+        &key_of("sp-once"),
+        &["recording_ready"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(events(&got), SOFTPHONE_ANSWERED);
+    assert_eq!(sessions(&w.host, "repeat"), 1.0);
+}
+
+#[test]
+fn a_caller_who_hangs_up_during_the_session_gets_no_call() {
+    let w = agi_world(&[]);
+    // The caller hangs up while the service's first command is in flight.
+    let answer = w.sim.invite(&format!(
+        "{} cancel=0",
+        invite("1002", "0820001234", "27820001234", "sp-cancel")
+    ));
+    assert!(answer.starts_with("cancelled "), "{answer}");
+    assert!(eventually(Duration::from_secs(5), || sessions(
+        &w.host, "hung_up"
+    ) == 1.0));
+    assert!(w.redis.drain(&key_of("sp-cancel")).is_empty());
+    // No claim was left behind: the same contact_ref can be dialled now.
+    let retry = w
+        .sim
+        .invite(&invite("1002", "0820001234", "27820001234", "sp-cancel"));
+    assert!(retry.starts_with("dial "), "{retry}");
+}
+
+#[test]
+fn peers_outside_the_allow_list_get_no_decision() {
+    let w = agi_world(&[("C2D_FASTAGI__ALLOWED_PEERS", r#"["192.0.2.1"]"#)]);
+    let answer = w
+        .sim
+        .invite(&invite("1002", "0820001234", "27820001234", "sp-peer"));
+    assert!(!answer.starts_with("dial"), "{answer}");
+    assert_eq!(sessions(&w.host, "refused_peer"), 1.0);
+    assert!(w.redis.drain(&key_of("sp-peer")).is_empty());
+}
+
+#[test]
+fn without_the_service_the_dialplan_carries_on_undecided() {
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let fastagi = format!("127.0.0.1:{}", free_port());
+    let sim = Sim::start_with(recordings.path(), "127.0.0.1:0", Some(&fastagi));
+    assert_eq!(
+        sim.invite(&invite("1002", "0820001234", "27820001234", "sp-down")),
+        "agi-failed"
+    );
+}
+
+#[test]
+fn another_host_finishes_a_softphone_call_when_the_deciding_host_dies() {
+    let w = agi_world(&[]);
+    // A second host on the same Redis and PBX, without a FastAGI port of its own.
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let other = Host::start(&w.redis, &w.sim.address, recordings.path(), &[]);
+    assert!(eventually(Duration::from_secs(20), || other
+        .get("/readyz")
+        .status
+        == 200));
+    let answer = w
+        .sim
+        .invite(&invite("1002", "0820001234", "27820001234", "sp-ha"));
+    assert!(answer.starts_with("dial "), "{answer}");
+    let started = Instant::now();
+    drop(w.host); // SIGKILL: no flush, no goodbye.
+    let got = w.redis.follow(
+        &key_of("sp-ha"),
+        &["recording_ready"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        events(&got),
+        SOFTPHONE_ANSWERED,
+        "the other host pushed the rest after {:?}",
+        started.elapsed()
+    );
+}
