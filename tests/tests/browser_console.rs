@@ -2,7 +2,7 @@
 //! against a real host, PBX simulator and Redis: an answered call's notifications appear as
 //! they reached Redis and its recording plays; a bad callee's 422 is shown next to the callee
 //! input with the server's message; a wrong key's 401 is shown. Screenshots are kept in
-//! `target/browser-artifacts/`.
+//! `target/browser-artifacts/console/`.
 //!
 //! Needs `node`, Chromium and `npm ci` in `tests/browser` (`bash .ci/browser.sh` installs
 //! them): without them the test fails and says so.
@@ -14,59 +14,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::browser::{artifacts_dir, browser_dir, require_browser};
 use support::{eventually, kill, world, ANSWERED, TEST_KEY};
 
-const SETUP: &str =
-    "run `bash .ci/browser.sh` (installs chromium and node, and runs `npm ci` in tests/browser)";
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
-
-/// `target/browser-artifacts` (next to the profile directories of this test binary).
-fn artifacts_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf();
-    target.join("browser-artifacts")
-}
-
-fn chromium() -> PathBuf {
-    PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
-}
-
-/// Fails (never skips) when a tool is missing.
-fn require_tools() {
-    let node = Command::new("node").arg("--version").output();
-    assert!(
-        node.as_ref().is_ok_and(|o| o.status.success()),
-        "node is not installed: {SETUP}"
-    );
-    assert!(
-        chromium().exists(),
-        "Chromium is not at {} (set CHROMIUM): {SETUP}",
-        chromium().display()
-    );
-    assert!(
-        browser_dir()
-            .join("node_modules/playwright-core/package.json")
-            .exists(),
-        "playwright-core is not installed in tests/browser/node_modules: {SETUP}"
-    );
-}
-
 /// Runs the script; returns its exit status, stdout and stderr.
-fn run_script(base_url: &str, artifacts: &Path) -> (Option<i32>, String, String) {
+fn run_script(base_url: &str, chromium: &Path, artifacts: &Path) -> (Option<i32>, String, String) {
     let mut child = Command::new("node")
         .arg("console.test.mjs")
         .current_dir(browser_dir())
         .env("C2D_BASE_URL", base_url)
         .env("C2D_KEY", TEST_KEY)
         .env("C2D_ARTIFACTS", artifacts)
-        .env("CHROMIUM", chromium())
+        .env("CHROMIUM", chromium)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -103,9 +62,8 @@ fn run_script(base_url: &str, artifacts: &Path) -> (Option<i32>, String, String)
 
 #[test]
 fn the_console_places_a_call_follows_it_and_shows_errors() {
-    require_tools();
-    let artifacts = artifacts_dir();
-    std::fs::create_dir_all(&artifacts).expect("artifacts directory");
+    let chromium = require_browser();
+    let artifacts = artifacts_dir("console");
     println!("browser screenshots: {}", artifacts.display());
 
     let w = world(&[]);
@@ -114,7 +72,7 @@ fn the_console_places_a_call_follows_it_and_shows_errors() {
             == 200),
         "the host is ready (PBX and Redis)"
     );
-    let (status, stdout, stderr) = run_script(&w.host.url, &artifacts);
+    let (status, stdout, stderr) = run_script(&w.host.url, &chromium, &artifacts);
     eprintln!("{stderr}");
     let result: serde_json::Value = stdout
         .lines()

@@ -16,6 +16,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use support::browser::{artifacts_dir, browser_dir, require, require_browser, SETUP};
 use support::{free_port, kill, world};
 
 /// The `X-Teleforge-*` values of the SIPp INVITE that rings the softphone: SIPp `-key` name,
@@ -52,49 +53,9 @@ const OUTGOING: [(&str, &str, &str); 4] = [
 /// Every wait of the test is bounded by this.
 const STEP: Duration = Duration::from_secs(15);
 
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
-
-/// `target/browser-artifacts/softphone`, emptied.
-fn artifacts_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test binary>
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .expect("target directory")
-        .to_path_buf();
-    let dir = target.join("browser-artifacts").join("softphone");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("artifacts directory");
-    dir
-}
-
-/// The path of `program` on `PATH` (or in /usr/sbin, which a user's `PATH` may lack), or a
-/// failure that says how to install it.
-fn require(program: &str, package: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{program}` not found (Debian package {package}): run `bash .ci/browser.sh`")
-        })
-}
-
 /// Chromium and Kamailio, or a clear failure unless every tool of the test is installed.
 fn preflight() -> (PathBuf, PathBuf) {
-    let chromium = std::env::var_os("C2D_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        chromium.is_file(),
-        "{} not found (Debian package chromium): run `bash .ci/browser.sh`",
-        chromium.display()
-    );
+    let chromium = require_browser();
     let kamailio = require("kamailio", "kamailio");
     // Debian's module directory: /usr/lib/<multiarch triple>/kamailio/modules.
     let websocket = std::fs::read_dir("/usr/lib")
@@ -104,14 +65,9 @@ fn preflight() -> (PathBuf, PathBuf) {
         .any(|dir| dir.path().join("kamailio/modules/websocket.so").is_file());
     assert!(
         websocket,
-        "Kamailio's websocket module not found (Debian package kamailio-websocket-modules): run `bash .ci/browser.sh`"
+        "Kamailio's websocket module not found (Debian package kamailio-websocket-modules): {SETUP}"
     );
     require("sipp", "sip-tester");
-    require("node", "nodejs");
-    assert!(
-        browser_dir().join("node_modules/playwright-core").is_dir(),
-        "tests/browser/node_modules is missing: run `npm ci` in tests/browser (or `bash .ci/browser.sh`)"
-    );
     (chromium, kamailio)
 }
 
@@ -315,7 +271,7 @@ fn json(text: &str) -> serde_json::Value {
 fn softphone_shows_and_sends_the_teleforge_headers_through_kamailio() {
     let started = Instant::now();
     let (chromium, kamailio) = preflight();
-    let artifacts = artifacts_dir();
+    let artifacts = artifacts_dir("softphone");
     let w = world(&[]);
     // The host embeds the pages at build time: a binary older than them would test old pages.
     for file in ["softphone.html", "softphone.js", "softphone.css"] {
