@@ -94,7 +94,15 @@ impl<'a> PhoneNumber<'a> {
         let (plus, digits) = dest.split_at_mut(1);
         let (cc_dest, rest_dest) = digits.split_at_mut(cc.len());
         plus.copy_from_slice(b"+");
-        cc_dest.copy_from_slice(cc.as_bytes());
+        // The country code is empty or two digits: not worth a call to `memcpy`.
+        match (cc_dest, cc.as_bytes()) {
+            ([], []) => {}
+            ([to_0, to_1], &[from_0, from_1]) => {
+                *to_0 = from_0;
+                *to_1 = from_1;
+            }
+            (cc_dest, cc) => cc_dest.copy_from_slice(cc),
+        }
         rest_dest.copy_from_slice(rest.as_bytes());
         Ok(len)
     }
