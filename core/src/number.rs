@@ -103,13 +103,30 @@ impl<'a> PhoneNumber<'a> {
             }
             (cc_dest, cc) => cc_dest.copy_from_slice(cc),
         }
-        rest_dest.copy_from_slice(rest.as_bytes());
+        copy_digits(rest_dest, rest.as_bytes());
         Ok(len)
     }
 
     /// The number in E.164 form, for formatting (`+27820001234`).
     pub const fn e164(&self) -> E164<'a> {
         E164(*self)
+    }
+}
+
+/// Copies `from` into `to`, of the same length. The digits of a number are 8 to 16 bytes long,
+/// which two overlapping 8-byte copies cover without a call to `memcpy`.
+fn copy_digits(to: &mut [u8], from: &[u8]) {
+    let len = from.len();
+    if to.len() == len && (8..=16).contains(&len) {
+        let tail = len.saturating_sub(8);
+        if let (Some(to_head), Some(from_head)) = (to.get_mut(..8), from.get(..8)) {
+            to_head.copy_from_slice(from_head);
+        }
+        if let (Some(to_tail), Some(from_tail)) = (to.get_mut(tail..), from.get(tail..)) {
+            to_tail.copy_from_slice(from_tail);
+        }
+    } else {
+        to.copy_from_slice(from);
     }
 }
 
