@@ -63,6 +63,18 @@ impl FieldDfa {
         })
     }
 
+    /// One transition, without the bounds check of `next_state`: about 1.5 % of the
+    /// parse-validate-normalise path (callgrind), the largest single saving left in the walk.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    fn step(&self, state: StateID, byte: u8) -> StateID {
+        // SAFETY: `next_state_unchecked` needs a valid state ID. `state` is `self.start`, which
+        // the DFA returned, or the result of a previous `step` on the same DFA; `DFA::from_bytes`
+        // validated every transition of the table when it was loaded, so the transitions of a
+        // valid state lead to valid states, whatever the byte.
+        unsafe { self.dfa.next_state_unchecked(state, byte) }
+    }
+
     /// Walks all of `input`; returns the index of the pattern that matches it whole.
     #[inline]
     fn full_match(&self, input: &[u8]) -> Option<usize> {
@@ -73,19 +85,19 @@ impl FieldDfa {
         let mut quads = input.chunks_exact(4);
         for quad in &mut quads {
             if let [a, b, c, d] = *quad {
-                state = self.dfa.next_state(state, a);
-                state = self.dfa.next_state(state, b);
-                state = self.dfa.next_state(state, c);
-                state = self.dfa.next_state(state, d);
+                state = self.step(state, a);
+                state = self.step(state, b);
+                state = self.step(state, c);
+                state = self.step(state, d);
             }
         }
         for &byte in quads.remainder() {
-            state = self.dfa.next_state(state, byte);
+            state = self.step(state, byte);
         }
         // Matches are reported one transition late. Any byte's transition reports the same
         // matches as the end-of-input one when no pattern looks around (`build.rs` checks),
         // and is cheaper to take.
-        let state = self.dfa.next_state(state, END);
+        let state = self.step(state, END);
         if !self.dfa.is_match_state(state) {
             None
         } else if self.single_pattern {
