@@ -2,9 +2,10 @@
 //!
 //! The patterns are the single source of truth for what each field accepts; the run-time
 //! code only deserialises the tables (`DFA::from_bytes`) and walks them. Each pattern set is
-//! matched anchored at both ends by the caller (walk every byte, then the end-of-input
-//! transition), so the patterns carry no `^`/`$`. The pattern index tells the caller which
-//! form matched, so validation and classification are one walk.
+//! matched anchored at both ends by the caller (walk every byte, then one more byte in place of
+//! the end-of-input transition), so the patterns carry no `^`/`$`. The patterns of one field
+//! start differently: the caller reads the form of an accepted value from its leading bytes,
+//! and debug builds check it against the pattern index the DFA reports (pattern order matters).
 
 use std::{env, fs, path::PathBuf};
 
