@@ -2,9 +2,10 @@
 //!
 //! The patterns are the single source of truth for what each field accepts; the run-time
 //! code only deserialises the tables (`DFA::from_bytes`) and walks them. Each pattern set is
-//! matched anchored at both ends by the caller (walk every byte, then the end-of-input
-//! transition), so the patterns carry no `^`/`$`. The pattern index tells the caller which
-//! form matched, so validation and classification are one walk.
+//! matched anchored at both ends by the caller (walk every byte, then one more byte in place of
+//! the end-of-input transition), so the patterns carry no `^`/`$`. The patterns of one field
+//! start differently: the caller reads the form of an accepted value from its leading bytes,
+//! and debug builds check it against the pattern index the DFA reports (pattern order matters).
 
 use std::{env, fs, path::PathBuf};
 
@@ -50,16 +51,26 @@ fn main() {
     let big_endian = env::var("CARGO_CFG_TARGET_ENDIAN").as_deref() == Ok("big");
 
     for (name, patterns) in VALIDATORS {
-        let dfa = dense::Builder::new()
+        let nfa = thompson::Compiler::new()
             .syntax(syntax::Config::new().unicode(false).utf8(false))
-            .thompson(thompson::Config::new().utf8(false))
+            .configure(thompson::Config::new().utf8(false))
+            .build_many(patterns)
+            .unwrap_or_else(|e| panic!("validator {name}: {e}"));
+        // The run-time walk ends with one more byte instead of the end-of-input transition
+        // (`validate.rs`, `FieldDfa::full_match`): the same thing only while no pattern has
+        // a look-around assertion (`^`, `$`, `\b`, ...).
+        assert!(
+            nfa.look_set_any().is_empty(),
+            "validator {name}: patterns must not use look-around assertions"
+        );
+        let dfa = dense::Builder::new()
             .configure(
                 dense::Config::new()
                     .match_kind(MatchKind::All)
                     .start_kind(StartKind::Anchored)
                     .minimize(true),
             )
-            .build_many(patterns)
+            .build_from_nfa(&nfa)
             .unwrap_or_else(|e| panic!("validator {name}: {e}"));
         let (bytes, pad) = if big_endian {
             dfa.to_bytes_big_endian()

@@ -94,14 +94,39 @@ impl<'a> PhoneNumber<'a> {
         let (plus, digits) = dest.split_at_mut(1);
         let (cc_dest, rest_dest) = digits.split_at_mut(cc.len());
         plus.copy_from_slice(b"+");
-        cc_dest.copy_from_slice(cc.as_bytes());
-        rest_dest.copy_from_slice(rest.as_bytes());
+        // The country code is empty or two digits: not worth a call to `memcpy`.
+        match (cc_dest, cc.as_bytes()) {
+            ([], []) => {}
+            ([to_0, to_1], &[from_0, from_1]) => {
+                *to_0 = from_0;
+                *to_1 = from_1;
+            }
+            (cc_dest, cc) => cc_dest.copy_from_slice(cc),
+        }
+        copy_digits(rest_dest, rest.as_bytes());
         Ok(len)
     }
 
     /// The number in E.164 form, for formatting (`+27820001234`).
     pub const fn e164(&self) -> E164<'a> {
         E164(*self)
+    }
+}
+
+/// Copies `from` into `to`, of the same length. The digits of a number are 8 to 16 bytes long,
+/// which two overlapping 8-byte copies cover without a call to `memcpy`.
+fn copy_digits(to: &mut [u8], from: &[u8]) {
+    let len = from.len();
+    if to.len() == len && (8..=16).contains(&len) {
+        let tail = len.saturating_sub(8);
+        if let (Some(to_head), Some(from_head)) = (to.get_mut(..8), from.get(..8)) {
+            to_head.copy_from_slice(from_head);
+        }
+        if let (Some(to_tail), Some(from_tail)) = (to.get_mut(tail..), from.get(tail..)) {
+            to_tail.copy_from_slice(from_tail);
+        }
+    } else {
+        to.copy_from_slice(from);
     }
 }
 

@@ -54,9 +54,14 @@ pub fn parse(body: &[u8]) -> Result<CallRequest<'_>, Error> {
     }
     // No unescape buffer: strings stay borrowed from the body, escapes included.
     let mut deserializer = serde_json_core::de::Deserializer::new(body, None);
-    let raw = RequestSeed { body }
-        .deserialize(&mut deserializer)
-        .map_err(|_| Error::MALFORMED_JSON)?;
+    // The visitor fills `raw` in place: nothing large is returned through serde's layers.
+    let mut raw = RawRequest::EMPTY;
+    RequestSeed {
+        body,
+        raw: &mut raw,
+    }
+    .deserialize(&mut deserializer)
+    .map_err(|_| Error::MALFORMED_JSON)?;
     deserializer.end().map_err(|_| Error::MALFORMED_JSON)?;
     raw.into_request()
 }
@@ -83,6 +88,17 @@ struct RawRequest<'a> {
     contact_ref: Value<'a>,
     call_ref: Value<'a>,
     duplicate: Option<Field>,
+}
+
+impl RawRequest<'_> {
+    const EMPTY: Self = Self {
+        agent: Value::Absent,
+        callee: Value::Absent,
+        outbound_id: Value::Absent,
+        contact_ref: Value::Absent,
+        call_ref: Value::Absent,
+        duplicate: None,
+    };
 }
 
 const MESSAGE_DUPLICATE: &str = "the field appears more than once in the body";
@@ -190,35 +206,30 @@ fn reference(value: Value<'_>, field: Field) -> Result<Option<&str>, Error> {
     }
 }
 
-/// Reads the top-level object; carries the body so scalar tokens can be found again.
-struct RequestSeed<'de> {
+/// Reads the top-level object into `raw`; carries the body so scalar tokens can be found
+/// again.
+struct RequestSeed<'de, 'r> {
     body: &'de [u8],
+    raw: &'r mut RawRequest<'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for RequestSeed<'de> {
-    type Value = RawRequest<'de>;
+impl<'de> DeserializeSeed<'de> for RequestSeed<'de, '_> {
+    type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for RequestSeed<'de> {
-    type Value = RawRequest<'de>;
+impl<'de> Visitor<'de> for RequestSeed<'de, '_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut raw = RawRequest {
-            agent: Value::Absent,
-            callee: Value::Absent,
-            outbound_id: Value::Absent,
-            contact_ref: Value::Absent,
-            call_ref: Value::Absent,
-            duplicate: None,
-        };
+        let raw = self.raw;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let value = map.next_value_seed(ValueSeed {
                 body: self.body,
@@ -242,7 +253,7 @@ impl<'de> Visitor<'de> for RequestSeed<'de> {
             }
             *slot = value;
         }
-        Ok(raw)
+        Ok(())
     }
 }
 
