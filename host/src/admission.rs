@@ -10,6 +10,7 @@ use click2dial_core::validate::Call;
 use click2dial_core::{Error, ErrorCode};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::call_store::CallStore;
 use crate::idempotency::{self, Claim};
 use crate::pbx::CallRecord;
 use crate::state::AppState;
@@ -71,7 +72,8 @@ impl From<Error> for Refusal {
 
 /// Admits `call` under `channel_id` (REST: derived from `contact_ref`; FastAGI: the agent
 /// channel's `Uniqueid`). On success the call holds a slot, its claim, and its record is in
-/// Redis for the other hosts.
+/// Redis for the other hosts. With a `contact_ref`, the claim and the record are one round
+/// trip to Redis (the record is stored only when the claim is new).
 pub async fn admit(
     state: &AppState,
     call: &Call<'_>,
@@ -109,6 +111,8 @@ pub async fn admit(
 
     let claim_key = (!call.contact_ref.is_generated())
         .then(|| format!("{}{}", state.config.redis.idempotency_prefix, contact_ref));
+    // The record goes to Redis with the claim, in one round trip, when there is a claim.
+    let mut record_key = None;
     if let Some(key) = &claim_key {
         let print = idempotency::fingerprint(
             &record.agent,
@@ -116,6 +120,10 @@ pub async fn admit(
             &record.outbound_id,
             contact_ref,
         );
+        let with_record = state.call_store.as_ref().and_then(|store| {
+            let json = serde_json::to_string(&record).ok()?;
+            Some((CallStore::key(&channel_id), json, store.ttl_secs()))
+        });
         let mut conn = state.redis().await.ok_or(STORE_UNAVAILABLE)?;
         let claim = idempotency::claim(
             &mut conn,
@@ -123,6 +131,13 @@ pub async fn admit(
             &print,
             &answer,
             state.config.redis.idempotency_ttl_secs,
+            with_record
+                .as_ref()
+                .map(|(key, json, ttl_secs)| idempotency::StoredRecord {
+                    key,
+                    json,
+                    ttl_secs: *ttl_secs,
+                }),
         )
         .await
         .map_err(|e| {
@@ -130,7 +145,7 @@ pub async fn admit(
             STORE_UNAVAILABLE
         })?;
         match claim {
-            Claim::New => {}
+            Claim::New => record_key = with_record.map(|(key, _, _)| key),
             Claim::Repeat(first) => {
                 tracing::info!(contact_ref, "repeated create-call answered from the first");
                 return Ok(Admission::Repeat(first));
@@ -140,7 +155,8 @@ pub async fn admit(
     }
 
     let Ok(slot) = state.call_slots.clone().try_acquire_owned() else {
-        release(state, claim_key.as_deref()).await;
+        // Nothing is dialled: neither the claim nor the record stored with it stays.
+        release_keys(state, claim_key.as_deref(), record_key.as_deref()).await;
         tracing::warn!(
             limit = state.config.limits.max_calls_in_flight,
             "call refused: too many calls in flight"
@@ -148,12 +164,14 @@ pub async fn admit(
         return Err(Refusal::Busy);
     };
     // Before anything is dialled: every other host must be able to follow this call.
-    if let Some(store) = &state.call_store {
-        if !store.save(&channel_id, &record).await {
-            tracing::warn!(
-                contact_ref,
-                "call record not stored: only this host follows the call"
-            );
+    if record_key.is_none() {
+        if let Some(store) = &state.call_store {
+            if !store.save(&channel_id, &record).await {
+                tracing::warn!(
+                    contact_ref,
+                    "call record not stored: only this host follows the call"
+                );
+            }
         }
     }
     Ok(Admission::New(Box::new(Admitted {
@@ -169,7 +187,12 @@ pub async fn admit(
 
 /// Releases the idempotency claim of a call that was not dialled, so a retry can dial.
 pub async fn release(state: &AppState, claim_key: Option<&str>) {
+    release_keys(state, claim_key, None).await;
+}
+
+/// Releases the claim and, when given, the record stored with it.
+async fn release_keys(state: &AppState, claim_key: Option<&str>, record_key: Option<&str>) {
     if let (Some(key), Some(mut conn)) = (claim_key, state.redis().await) {
-        let _ = idempotency::release(&mut conn, key).await;
+        let _ = idempotency::release(&mut conn, key, record_key).await;
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The host that accepts a create-call stores the call's [`CallRecord`] under
 //! `teleforge:c2d:call:<ChannelId>` (with the notification TTL) before it sends the
-//! Originate. Every host sees every AMI event; a host that sees a click2dial call start
+//! Originate (for a call with a `contact_ref`, in the same round trip as its idempotency
+//! claim: [`crate::idempotency::claim`]). Every host sees every AMI event; a host that sees a click2dial call start
 //! which it did not place loads the record and follows the call too (see
 //! [`crate::pbx`]). Duplicate notifications are stopped by the push script's marks.
 
@@ -52,6 +53,16 @@ impl CallStore {
             .cloned()
     }
 
+    /// The key of `channel_id`'s record.
+    pub fn key(channel_id: &str) -> String {
+        format!("{PREFIX}{channel_id}")
+    }
+
+    /// How long records are kept.
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
     /// Stores the record of a call about to be originated; `false` when Redis is
     /// unreachable (the call then has only this host to follow it).
     pub async fn save(&self, channel_id: &str, record: &CallRecord) -> bool {
@@ -62,7 +73,7 @@ impl CallStore {
             return false;
         };
         redis::cmd("SET")
-            .arg(format!("{PREFIX}{channel_id}"))
+            .arg(Self::key(channel_id))
             .arg(json)
             .arg("EX")
             .arg(self.ttl_secs)
@@ -75,7 +86,7 @@ impl CallStore {
     pub async fn load(&self, channel_id: &str) -> Option<CallRecord> {
         let mut conn = self.connection().await?;
         let json: Option<String> = redis::cmd("GET")
-            .arg(format!("{PREFIX}{channel_id}"))
+            .arg(Self::key(channel_id))
             .query_async(&mut conn)
             .await
             .ok()?;

@@ -4,6 +4,10 @@
 //! storing a fingerprint of the payload and the `202` body it will answer. A repeat with the
 //! same fingerprint gets that body back and dials nothing; a different payload is a `409`.
 //! When dialling fails after the claim (PBX down), the claim is released so a retry can dial.
+//!
+//! The claim and the call's record (see [`crate::call_store`]) go in one round trip: a Lua
+//! script claims and, only when the claim is new, stores the record, so a repeat or a
+//! conflicting request never overwrites the first call's record.
 
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
@@ -21,9 +25,11 @@ pub enum Claim {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Record {
-    fingerprint: String,
-    answer: String,
+struct Record<'a> {
+    #[serde(borrow)]
+    fingerprint: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    answer: std::borrow::Cow<'a, str>,
 }
 
 /// The payload fields that make two requests "the same call".
@@ -32,42 +38,77 @@ pub fn fingerprint(agent: &str, callee_e164: &str, outbound_id: &str, contact_re
     format!("{agent}|{callee_e164}|{outbound_id}|{contact_ref}")
 }
 
-/// Claims `key` for `fingerprint`, remembering `answer`.
+/// Claims `KEYS[1]` with `ARGV[1]` for `ARGV[2]` seconds; when the claim is new and a
+/// record key `KEYS[2]` is given, stores the call record `ARGV[3]` there for `ARGV[4]`
+/// seconds. Answers nil for a new claim, else the claim already stored (it exists: the
+/// script runs atomically, so it cannot expire between the `SET NX` and the `GET`).
+const CLAIM_AND_STORE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  if #KEYS > 1 then
+    redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+  end
+  return false
+end
+return redis.call('GET', KEYS[1])
+";
+
+/// A call record to store along with a new claim: its key, JSON and TTL.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredRecord<'a> {
+    /// `teleforge:c2d:call:<ChannelId>`.
+    pub key: &'a str,
+    /// The record's JSON.
+    pub json: &'a str,
+    /// Its TTL.
+    pub ttl_secs: u64,
+}
+
+fn claim_script() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(CLAIM_AND_STORE))
+}
+
+/// Claims `key` for `fingerprint`, remembering `answer`; when the claim is new, also stores
+/// `record` (in the same round trip, `EVALSHA`).
 pub async fn claim(
     conn: &mut ConnectionManager,
     key: &str,
     fingerprint: &str,
     answer: &str,
     ttl_secs: u64,
+    record: Option<StoredRecord<'_>>,
 ) -> redis::RedisResult<Claim> {
-    let record = serde_json::to_string(&Record {
-        fingerprint: fingerprint.to_string(),
-        answer: answer.to_string(),
+    let claim = serde_json::to_string(&Record {
+        fingerprint: fingerprint.into(),
+        answer: answer.into(),
     })
     .unwrap_or_default();
-    let set: Option<String> = redis::cmd("SET")
-        .arg(key)
-        .arg(&record)
-        .arg("NX")
-        .arg("EX")
-        .arg(ttl_secs)
-        .query_async(conn)
-        .await?;
-    if set.is_some() {
-        return Ok(Claim::New);
+    let mut invocation = claim_script().key(key);
+    invocation.arg(&claim).arg(ttl_secs);
+    if let Some(record) = record {
+        invocation
+            .key(record.key)
+            .arg(record.json)
+            .arg(record.ttl_secs);
     }
-    let stored: Option<String> = conn.get(key).await?;
+    let stored: Option<String> = invocation.invoke_async(conn).await?;
     let Some(stored) = stored else {
-        // Expired between SET and GET: claim again.
-        return Box::pin(claim(conn, key, fingerprint, answer, ttl_secs)).await;
+        return Ok(Claim::New);
     };
-    Ok(match serde_json::from_str::<Record>(&stored) {
-        Ok(r) if r.fingerprint == fingerprint => Claim::Repeat(r.answer),
+    Ok(match serde_json::from_str::<Record<'_>>(&stored) {
+        Ok(r) if r.fingerprint == fingerprint => Claim::Repeat(r.answer.into_owned()),
         _ => Claim::Conflict,
     })
 }
 
-/// Releases a claim whose call was not dialled.
-pub async fn release(conn: &mut ConnectionManager, key: &str) -> redis::RedisResult<()> {
-    conn.del::<_, ()>(key).await
+/// Releases a claim whose call was not dialled (and `also`, e.g. the call's record).
+pub async fn release(
+    conn: &mut ConnectionManager,
+    key: &str,
+    also: Option<&str>,
+) -> redis::RedisResult<()> {
+    match also {
+        Some(other) => conn.del::<_, ()>(&[key, other]).await,
+        None => conn.del::<_, ()>(key).await,
+    }
 }

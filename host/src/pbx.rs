@@ -318,7 +318,8 @@ enum SessionError {
     Timeout(&'static str),
 }
 
-/// Bytes from the socket, decoded frame by frame.
+/// Bytes from the socket, decoded frame by frame in place: each frame is decoded once,
+/// borrowing the buffer, and handled before the next read.
 struct Reader {
     stream: tokio::net::tcp::OwnedReadHalf,
     buf: Vec<u8>,
@@ -327,54 +328,39 @@ struct Reader {
 }
 
 impl Reader {
-    /// Reads until at least one more frame may be decodable.
+    /// Reads what the socket has (at least one byte).
     async fn fill(&mut self) -> Result<(), SessionError> {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let mut chunk = [0u8; 4096];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
+        if self.buf.len() > MAX_MESSAGE_LEN * 2 {
+            return Err(SessionError::Protocol("message too large".into()));
+        }
+        // `read_buf` appends to the vector only what was read: cancel-safe (`select!`).
+        self.buf.reserve(4096);
+        if self.stream.read_buf(&mut self.buf).await? == 0 {
             return Err(SessionError::Closed);
         }
-        self.buf.extend_from_slice(&chunk[..n]);
         Ok(())
     }
 
-    /// The next complete frame, if buffered, as an owned copy of its message bytes.
-    fn next_frame(&mut self) -> Result<Option<OwnedFrame>, SessionError> {
+    /// The next complete frame in the buffer, decoded where it lies, with its bytes, if
+    /// there is one.
+    fn next_frame(&mut self) -> Result<Option<(Frame<'_>, &[u8])>, SessionError> {
         let rest = &self.buf[self.start..];
         match self.decoder.decode(rest) {
             Ok(Some(decoded)) => {
-                let frame = match decoded.frame {
-                    Frame::Banner(_) => OwnedFrame::Banner,
-                    Frame::Message(_) => OwnedFrame::Message(rest[..decoded.len].to_vec()),
-                };
                 self.start += decoded.len;
-                Ok(Some(frame))
-            }
-            Ok(None) if rest.len() > MAX_MESSAGE_LEN * 2 => {
-                Err(SessionError::Protocol("message too large".into()))
+                Ok(Some((
+                    decoded.frame,
+                    rest.get(..decoded.len).unwrap_or_default(),
+                )))
             }
             Ok(None) => Ok(None),
             Err(e) => Err(SessionError::Protocol(e.to_string())),
         }
     }
-
-    async fn next(&mut self) -> Result<OwnedFrame, SessionError> {
-        loop {
-            if let Some(frame) = self.next_frame()? {
-                return Ok(frame);
-            }
-            self.fill().await?;
-        }
-    }
-}
-
-enum OwnedFrame {
-    Banner,
-    Message(Vec<u8>),
 }
 
 /// The call a message shows the FastAGI service deciding to dial: the `VarSet` of
@@ -390,7 +376,8 @@ fn dialplan_decided_to_dial<'a>(message: &Message<'a>) -> Option<&'a str> {
     .then_some(uniqueid)
 }
 
-/// Decodes one buffered message again (it is complete, so this cannot need more bytes).
+/// Decodes a message kept aside while its call is adopted (it is complete, so this cannot
+/// need more bytes).
 fn with_message<R>(bytes: &[u8], f: impl FnOnce(&Message<'_>) -> R) -> Option<R> {
     match Decoder::without_banner().decode(bytes) {
         Ok(Some(Decoded {
@@ -438,23 +425,23 @@ impl Driver {
         let handshake = async {
             let mut logged_in = false;
             loop {
-                let OwnedFrame::Message(bytes) = reader.next().await? else {
+                let Some((frame, _)) = reader.next_frame()? else {
+                    reader.fill().await?;
                     continue;
                 };
-                let step = with_message(&bytes, |m| match m.kind() {
+                let Frame::Message(m) = frame else {
+                    continue;
+                };
+                match m.kind() {
                     Kind::Response(ResponseStatus::Success) if m.action_id() == Some("login") => {
-                        Ok(Some(false))
+                        logged_in = true;
                     }
-                    Kind::Response(_) if m.action_id() == Some("login") => Err(
-                        SessionError::LoginRefused(m.message().unwrap_or("no reason").to_string()),
-                    ),
-                    Kind::Event("FullyBooted") => Ok(Some(true)),
-                    _ => Ok(None),
-                });
-                match step {
-                    Some(Ok(Some(false))) => logged_in = true,
-                    Some(Ok(Some(true))) if logged_in => return Ok::<(), SessionError>(()),
-                    Some(Err(e)) => return Err(e),
+                    Kind::Response(_) if m.action_id() == Some("login") => {
+                        return Err(SessionError::LoginRefused(
+                            m.message().unwrap_or("no reason").to_string(),
+                        ));
+                    }
+                    Kind::Event("FullyBooted") if logged_in => return Ok::<(), SessionError>(()),
                     _ => {}
                 }
             }
@@ -474,17 +461,29 @@ impl Driver {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ping_outstanding: Option<u64> = None;
         let mut ping_seq: u64 = 0;
+        let mut read_at = Instant::now();
         let result = loop {
+            // Every complete frame read so far, each decoded once where it lies.
+            let handled = loop {
+                match reader.next_frame() {
+                    Ok(Some((Frame::Message(m), bytes))) => {
+                        if !self.adopt_or_buffer(&m, bytes, read_at) {
+                            self.on_message(&m, read_at, &mut pending, &mut ping_outstanding);
+                        }
+                    }
+                    Ok(Some((Frame::Banner(_), _))) => {}
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            if let Err(e) = handled {
+                break Err(e);
+            }
             tokio::select! {
-                frame = reader.next() => {
-                    let read_at = Instant::now();
-                    let bytes = match frame {
-                        Ok(OwnedFrame::Message(bytes)) => bytes,
-                        Ok(OwnedFrame::Banner) => continue,
-                        Err(e) => break Err(e),
-                    };
-                    if !self.adopt_or_buffer(&bytes, read_at) {
-                        with_message(&bytes, |m| self.on_message(m, read_at, &mut pending, &mut ping_outstanding));
+                filled = reader.fill() => {
+                    read_at = Instant::now();
+                    if let Err(e) = filled {
+                        break Err(e);
                     }
                 }
                 Some((channel_id, record)) = adopt_rx.recv() => {
@@ -667,32 +666,31 @@ impl Driver {
     /// with the same sequence numbers, and the push script's `SET NX` mark lets only the
     /// first copy of each through; if the originating host dies, the others carry on.
     /// Returns whether the message was taken (buffered until the record arrives).
-    fn adopt_or_buffer(&mut self, bytes: &[u8], read_at: Instant) -> bool {
+    fn adopt_or_buffer(&mut self, message: &Message<'_>, bytes: &[u8], read_at: Instant) -> bool {
         let Some(store) = &self.call_store else {
             return false;
         };
-        let Some((key, starts)) = with_message(bytes, |m| {
-            if let Some(key) = dialplan_decided_to_dial(m) {
-                return Some((key.to_string(), true));
-            }
-            let (key, event) = ChannelEvent::from_message(m)?;
+        let (key, starts) = if let Some(key) = dialplan_decided_to_dial(message) {
+            (key, true)
+        } else {
+            let Some((key, event)) = ChannelEvent::from_message(message) else {
+                return false;
+            };
             let starts = matches!(event, ChannelEvent::Newchannel { uniqueid } if uniqueid == key)
                 && key.starts_with(click2dial_core::reference::CHANNEL_ID_PREFIX);
-            Some((key.to_string(), starts))
-        })
-        .flatten() else {
-            return false;
+            (key, starts)
         };
-        if self.calls.contains_key(&key) {
+        if self.calls.contains_key(key) {
             return false;
         }
-        if let Some(waiting) = self.adopting.get_mut(&key) {
+        if let Some(waiting) = self.adopting.get_mut(key) {
             waiting.push((bytes.to_vec(), read_at));
             return true;
         }
         if !starts {
             return false;
         }
+        let key = key.to_string();
         self.adopting
             .insert(key.clone(), vec![(bytes.to_vec(), read_at)]);
         let store = store.clone();

@@ -15,9 +15,21 @@ use crate::notify::Notifier;
 use crate::pbx::Pbx;
 use crate::ratelimit::RateLimits;
 
-/// Shared application state; cheap to clone.
+/// Shared application state; cheap to clone (one reference count: axum clones the state
+/// for every request, several times).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     /// The effective configuration.
     pub config: Arc<Config>,
     /// The field validators (loaded once).
@@ -41,7 +53,7 @@ pub struct AppState {
     pub call_store: Option<crate::call_store::CallStore>,
     /// Lists leaked once at start-up for [`DialPolicy`], which borrows.
     policy_lists: (&'static [&'static str], &'static [&'static str]),
-    redis: Arc<Mutex<Option<ConnectionManager>>>,
+    redis: Mutex<Option<ConnectionManager>>,
     redis_client: Option<redis::Client>,
 }
 
@@ -72,7 +84,7 @@ impl AppState {
         let keys = Arc::new(Keys::new(&config.auth.keys));
         let rate_limits = Arc::new(RateLimits::new(&config.auth.keys, &config.limits));
         let call_slots = Arc::new(Semaphore::new(config.limits.max_calls_in_flight));
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             keys,
             rate_limits,
             metrics,
@@ -84,11 +96,13 @@ impl AppState {
             recording_url,
             call_store,
             policy_lists,
-            redis: Arc::new(Mutex::new(None)),
+            redis: Mutex::new(None),
             redis_client,
-        })
+        })))
     }
+}
 
+impl Shared {
     /// Calls originated and not yet finished.
     pub fn calls_in_flight(&self) -> usize {
         self.config

@@ -6,7 +6,8 @@
 # create-call bodies with a unique contact_ref each (tests/load/post.lua), so every request
 # claims idempotency in Redis and sends an Originate. Prints, for the same run: peak
 # throughput of both and their ratio, p50/p99 latency at the peak and at half the host's
-# peak rate, and the host's peak RSS.
+# peak rate, and the host's peak RSS; and the CPU time per request of the bare handler and,
+# in the host's peak run, of the host, redis-server and pbx-sim: where the shared cores go.
 #
 #   bash tests/load/load.sh            # DURATION=10 CONNECTIONS=32 by default
 set -euo pipefail
@@ -44,10 +45,13 @@ export WRK_API_KEY=$api_key
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
-pids+=($!)
-"$bin"/pbx-sim --listen 127.0.0.1:0 --secret secret --time-scale 0.01 \
+redis_pid=$!
+pids+=($redis_pid)
+# Logs at `warn`, like the host: its per-call `info` lines would cost the shared cores.
+RUST_LOG=warn "$bin"/pbx-sim --listen 127.0.0.1:0 --secret secret --time-scale 0.01 \
   --recordings-dir "$work" >"$work/sim.out" 2>"$work/sim.err" &
-pids+=($!)
+sim_pid=$!
+pids+=($sim_pid)
 sim=$(listening "$work/sim.out")
 C2D_HTTP__PORT=0 C2D_AMI__ADDRESS=$sim C2D_AMI__SECRET=secret \
   C2D_REDIS__URL=redis://127.0.0.1:$redis_port C2D_RECORDINGS__DIR=$work RUST_LOG=warn \
@@ -56,7 +60,8 @@ host_pid=$!
 pids+=($host_pid)
 host=$(listening "$work/host.out")
 "$bin"/bare-202 127.0.0.1:0 >"$work/bare.out" 2>&1 &
-pids+=($!)
+bare_pid=$!
+pids+=($bare_pid)
 bare=$(listening "$work/bare.out")
 # Wait until the host has logged in to the PBX (a 202, not a 503).
 for _ in $(seq 100); do
@@ -67,8 +72,12 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
+cpu_ticks() { # utime + stime of each pid given, in clock ticks
+  for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat"; done
+}
 run_wrk() { # $1 = address, $2 = connections, $3 = delay ms → "rps p50 p99 non2xx"
   out=$(WRK_DELAY_MS=$3 wrk -t2 -c"$2" -d"${duration}s" --latency -s tests/load/post.lua "http://$1" 2>&1)
+  total=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' <<<"$out")
   rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
   p50=$(sed -n 's/^latency_ms p50=\([0-9.]*\) .*/\1/p' <<<"$out")
   p99=$(sed -n 's/^latency_ms .*p99=\([0-9.]*\)/\1/p' <<<"$out")
@@ -76,8 +85,14 @@ run_wrk() { # $1 = address, $2 = connections, $3 = delay ms → "rps p50 p99 non
   echo "$rps $p50 $p99 ${bad:-0}"
 }
 
-read -r bare_rps bare_p50 bare_p99 _ < <(run_wrk "$bare" "$connections" 0)
-read -r host_rps host_p50 host_p99 host_bad < <(run_wrk "$host" "$connections" 0)
+bare_before=$(cpu_ticks "$bare_pid")
+bare_out=$(run_wrk "$bare" "$connections" 0; echo "$total")
+bare_after=$(cpu_ticks "$bare_pid")
+read -r bare_rps bare_p50 bare_p99 _ bare_total <<<"$(tr '\n' ' ' <<<"$bare_out")"
+before=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid" | paste -sd' ')
+host_out=$(run_wrk "$host" "$connections" 0; echo "$total")
+after=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid" | paste -sd' ')
+read -r host_rps host_p50 host_p99 host_bad host_total <<<"$(tr '\n' ' ' <<<"$host_out")"
 # Half the host's peak: each connection pauses 10 ms between requests (wrk's delay() is in
 # whole milliseconds), with as many connections as that rate needs.
 delay=10
@@ -92,3 +107,9 @@ printf 'host, peak    : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (%d connect
 printf 'host, ~half   : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (target %.0f req/s, %d connections, %s non-2xx)\n' "$half_rps" "$half_p50" "$half_p99" "$half_rate" "$half_conns" "$half_bad"
 awk -v h="$host_rps" -v b="$bare_rps" 'BEGIN { printf "throughput ratio host/bare: %.2fx\n", h / b }'
 printf 'host peak RSS: %.1f MiB\n' "$(awk -v k="$rss_kib" 'BEGIN { print k / 1024 }')"
+awk -v b="$before" -v a="$after" -v n="$host_total" -v hz="$(getconf CLK_TCK)" \
+  -v bb="$bare_before" -v ba="$bare_after" -v bn="$bare_total" 'BEGIN {
+  split(b, x, " "); split(a, y, " "); split("host redis-server pbx-sim", name, " ")
+  printf "CPU per request at the peak (us): bare-202 %.0f |", (ba - bb) * 1e6 / hz / bn
+  for (i = 1; i <= 3; i++) printf "  %s %.0f", name[i], (y[i] - x[i]) * 1e6 / hz / n
+  printf "\n" }'

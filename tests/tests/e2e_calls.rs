@@ -136,6 +136,19 @@ fn a_repeated_post_returns_the_first_answer_and_dials_once() {
     let (conflict, error) = w.host.create_call(&body("1001", "0820009999", "crm-idem"));
     assert_eq!(conflict, 409, "{error}");
     assert_eq!(error["error"]["code"], "contact_ref_conflict");
+    // The call's record (stored with the claim) is still the first call's.
+    let record_key = format!(
+        "teleforge:c2d:call:{}",
+        ChannelId::for_contact_ref("crm-idem")
+    );
+    let record: Option<String> = redis::cmd("GET")
+        .arg(&record_key)
+        .query(&mut w.redis.connection().expect("redis"))
+        .expect("GET");
+    let record: serde_json::Value =
+        serde_json::from_str(&record.expect("the record is stored")).expect("JSON");
+    assert_eq!(record["callee_e164"], "+27820001234", "{record}");
+    assert_eq!(record["recording_ref"], first["recording_ref"], "{record}");
 
     let key = "teleforge:notifications:c2d:crm-idem";
     let got = w
