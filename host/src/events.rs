@@ -100,59 +100,109 @@ enum Message {
 
 /// What is known of one call.
 struct CallLog {
+    /// Tells this call from an earlier one under the same reference in the queues below.
+    id: u64,
     events: Vec<Published>,
     ended_at: Option<Instant>,
-    created: Instant,
-    tx: broadcast::Sender<Message>,
+    /// Made when the first subscriber comes: most calls are never watched.
+    tx: Option<broadcast::Sender<Message>>,
 }
 
-impl CallLog {
-    fn new(now: Instant) -> Self {
-        Self {
-            events: Vec::new(),
-            ended_at: None,
-            created: now,
-            tx: broadcast::channel(CHANNEL_CAPACITY).0,
-        }
-    }
-}
-
+/// The calls remembered, with their start and end order, so that forgetting one costs
+/// O(1) however many are remembered (it happens on the AMI task, once per new call at full
+/// capacity). Queue entries of calls already forgotten or replaced are skipped when met,
+/// and the queues are compacted when such entries pile up behind a long call.
 #[derive(Default)]
 struct Calls {
     logs: HashMap<String, CallLog>,
-    last_sweep: Option<Instant>,
+    /// Calls in the order they started.
+    started: VecDeque<(u64, String)>,
+    /// Calls that are over, in the order they ended.
+    ended: VecDeque<(u64, String, Instant)>,
+    next_id: u64,
 }
 
 impl Calls {
-    /// Forgets calls over for longer than [`RETAIN_ENDED`] (at most once a second).
-    fn sweep(&mut self, now: Instant) {
-        if self
-            .last_sweep
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
-            return;
+    fn is_current(&self, id: u64, contact_ref: &str) -> bool {
+        self.logs.get(contact_ref).is_some_and(|log| log.id == id)
+    }
+
+    /// Starts a call's log (replacing an earlier call under the same reference).
+    fn start(&mut self, contact_ref: &str) {
+        if self.logs.remove(contact_ref).is_none() {
+            self.make_room();
         }
-        self.last_sweep = Some(now);
-        self.logs.retain(|_, log| {
-            log.ended_at
-                .is_none_or(|t| now.duration_since(t) < RETAIN_ENDED)
-        });
+        let id = self.next_id;
+        self.next_id += 1;
+        self.started.push_back((id, contact_ref.to_string()));
+        self.logs.insert(
+            contact_ref.to_string(),
+            CallLog {
+                id,
+                events: Vec::new(),
+                ended_at: None,
+                tx: None,
+            },
+        );
+    }
+
+    /// Marks a call over; returns its channel, if anyone subscribed.
+    fn end(&mut self, contact_ref: &str, now: Instant) -> Option<broadcast::Sender<Message>> {
+        let log = self.logs.get_mut(contact_ref)?;
+        if log.ended_at.is_some() {
+            return None;
+        }
+        log.ended_at = Some(now);
+        let (id, tx) = (log.id, log.tx.clone());
+        self.ended.push_back((id, contact_ref.to_string(), now));
+        tx
+    }
+
+    /// Forgets calls over for longer than [`RETAIN_ENDED`].
+    fn sweep(&mut self, now: Instant) {
+        while let Some((id, contact_ref, at)) = self.ended.pop_front() {
+            if now.duration_since(at) < RETAIN_ENDED {
+                self.ended.push_front((id, contact_ref, at));
+                break;
+            }
+            if self.is_current(id, &contact_ref) {
+                self.logs.remove(&contact_ref);
+            }
+        }
+        self.compact();
     }
 
     /// Makes room for one more call: the call over longest goes first, else the oldest.
     fn make_room(&mut self) {
         while self.logs.len() >= MAX_CALLS {
-            let victim = self
-                .logs
-                .iter()
-                .min_by_key(|(_, log)| (log.ended_at.is_none(), log.ended_at, log.created))
-                .map(|(k, _)| k.clone());
+            let victim = std::iter::from_fn(|| self.ended.pop_front().map(|(id, k, _)| (id, k)))
+                .chain(std::iter::from_fn(|| self.started.pop_front()))
+                .find(|(id, k)| self.logs.get(k).is_some_and(|log| log.id == *id));
             match victim {
-                Some(k) => {
-                    self.logs.remove(&k);
+                Some((_, contact_ref)) => {
+                    self.logs.remove(&contact_ref);
                 }
                 None => return,
             }
+        }
+    }
+
+    /// Drops queue entries of forgotten calls: those in front at once, the rest when they
+    /// outnumber the calls remembered.
+    fn compact(&mut self) {
+        while let Some((id, contact_ref)) = self.started.pop_front() {
+            if self.is_current(id, &contact_ref) {
+                self.started.push_front((id, contact_ref));
+                break;
+            }
+        }
+        let logs = &self.logs;
+        let current = |id: u64, k: &str| logs.get(k).is_some_and(|log| log.id == id);
+        if self.started.len() > 2 * MAX_CALLS {
+            self.started.retain(|(id, k)| current(*id, k));
+        }
+        if self.ended.len() > 2 * MAX_CALLS {
+            self.ended.retain(|(id, k, _)| current(*id, k));
         }
     }
 }
@@ -201,16 +251,9 @@ impl Hub {
         let Ok(mut calls) = self.calls.lock() else {
             return;
         };
-        let now = Instant::now();
-        calls.sweep(now);
-        let fresh = sequence == 1 || !calls.logs.contains_key(contact_ref);
-        if fresh {
-            if calls.logs.remove(contact_ref).is_none() {
-                calls.make_room();
-            }
-            calls
-                .logs
-                .insert(contact_ref.to_string(), CallLog::new(now));
+        calls.sweep(Instant::now());
+        if sequence == 1 || !calls.logs.contains_key(contact_ref) {
+            calls.start(contact_ref);
         }
         let Some(log) = calls.logs.get_mut(contact_ref) else {
             return;
@@ -224,9 +267,11 @@ impl Hub {
             event,
             json: Arc::from(json),
         };
-        log.events.push(published.clone());
-        // No receiver is not an error: nobody is watching this call.
-        let _ = log.tx.send(Message::Event(published));
+        if let Some(tx) = &log.tx {
+            // No receiver left is not an error: nobody is watching this call any more.
+            let _ = tx.send(Message::Event(published.clone()));
+        }
+        log.events.push(published);
     }
 
     /// The call is over: its streams close after its last event.
@@ -234,11 +279,8 @@ impl Hub {
         let Ok(mut calls) = self.calls.lock() else {
             return;
         };
-        if let Some(log) = calls.logs.get_mut(contact_ref) {
-            if log.ended_at.is_none() {
-                log.ended_at = Some(Instant::now());
-                let _ = log.tx.send(Message::End);
-            }
+        if let Some(tx) = calls.end(contact_ref, Instant::now()) {
+            let _ = tx.send(Message::End);
         }
     }
 
@@ -254,12 +296,15 @@ impl Hub {
     }
 
     fn subscribe(&self, contact_ref: &str) -> Option<Subscription> {
-        let calls = self.calls.lock().ok()?;
-        let log = calls.logs.get(contact_ref)?;
+        let mut calls = self.calls.lock().ok()?;
+        let log = calls.logs.get_mut(contact_ref)?;
+        let tx = log
+            .tx
+            .get_or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0);
         Some(Subscription {
+            rx: tx.subscribe(),
             backlog: log.events.iter().cloned().collect(),
             ended: log.ended_at.is_some(),
-            rx: log.tx.subscribe(),
         })
     }
 }
@@ -485,5 +530,31 @@ mod tests {
             hub.history("c0x").map(|h| h.len()),
             Some(MAX_EVENTS_PER_CALL)
         );
+    }
+
+    #[test]
+    fn churn_keeps_live_calls_and_bounded_queues() {
+        let hub = Hub::new();
+        hub.publish("long", 1, "queued", "{}");
+        for i in 0..5 * MAX_CALLS {
+            let contact_ref = format!("short-{i}");
+            hub.publish(&contact_ref, 1, "queued", "{}");
+            hub.end(&contact_ref);
+        }
+        let calls = hub.calls.lock().expect("lock");
+        assert_eq!(calls.logs.len(), MAX_CALLS);
+        assert!(calls.logs.contains_key("long"), "calls over go first");
+        assert!(
+            calls.started.len() <= 2 * MAX_CALLS + 1,
+            "{}",
+            calls.started.len()
+        );
+        assert!(
+            calls.ended.len() <= 2 * MAX_CALLS + 1,
+            "{}",
+            calls.ended.len()
+        );
+        let newest = format!("short-{}", 5 * MAX_CALLS - 1);
+        assert!(calls.logs.contains_key(&newest));
     }
 }
