@@ -274,7 +274,7 @@ fn synchronous_answer(action_id: Option<&str>, success: bool) -> Vec<u8> {
 
 /// Letters, digits and `. - _ ~ :`, not starting with a dot: the contract's reference
 /// characters, and never a path.
-fn is_safe_file_name(name: &str) -> bool {
+pub(crate) fn is_safe_file_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
         && name

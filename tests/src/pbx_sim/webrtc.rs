@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::transcript::{lines, split_frames, summary_offsets};
 
-use super::call::wait_until;
+use super::call::{is_safe_file_name, wait_until};
 use super::fastagi::{environment, Channel, Session};
 use super::hub::{Bytes, Shared};
 use super::render::now_secs_micros;
@@ -445,7 +445,12 @@ pub(crate) async fn invite(
                 let values = Values::new(pairs).with_vars(&session.variables);
                 play_dial(&post_shared, recorded, &values, recording).await;
             }
-            InviteOutcome::Reject { cause, .. } => {
+            rejected @ (InviteOutcome::Reject { .. } | InviteOutcome::AgiFailed) => {
+                // The recorded dialplan hangs up with 21 when the service left no cause.
+                let cause = match rejected {
+                    InviteOutcome::Reject { cause, .. } => cause,
+                    _ => 21,
+                };
                 play_reject(
                     &post_shared,
                     &t.reject.post,
@@ -453,18 +458,6 @@ pub(crate) async fn invite(
                     &session,
                     status,
                     cause,
-                    &outbound,
-                )
-                .await;
-            }
-            InviteOutcome::AgiFailed => {
-                play_reject(
-                    &post_shared,
-                    &t.reject.post,
-                    &values,
-                    &session,
-                    status,
-                    21,
                     &outbound,
                 )
                 .await;
@@ -674,15 +667,6 @@ async fn play_dial(
         }
         shared.broadcast(privilege(frame), render(frame, values, |_, _| None));
     }
-}
-
-/// Letters, digits and `. - _ ~ :`, not starting with a dot.
-fn is_safe_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._~:-".contains(&b))
 }
 
 /// Parses a control line: `invite <endpoint> [<Header>=<value>]… [cancel=<n>]`; values are
