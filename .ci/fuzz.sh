@@ -5,7 +5,7 @@
 # panic in the core or a broken invariant), a hang or a memory blow-up, and prints the input.
 #
 #   FUZZ_SECONDS=60                 seconds of fuzzing per target (default 60)
-#   FUZZ_TARGETS=parse_validate     space-separated targets (also: request_ref)
+#   FUZZ_TARGETS="parse_validate agi_session"   space-separated targets (also: request_ref)
 #   FUZZ_TOOLCHAIN=nightly          toolchain to fuzz with (installed, minimal profile, if missing)
 #   FUZZ_SANITIZER=address          address (needs nightly) or none (about 3.5x more exec/s)
 #   FUZZ_DRIVER=auto                auto, cargo-fuzz, or plain (cargo build + run the binary)
@@ -25,10 +25,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 FUZZ_DIR=$ROOT/core/fuzz
-DICT=$FUZZ_DIR/parse_validate.dict
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-FUZZ_TARGETS=${FUZZ_TARGETS:-parse_validate}
+FUZZ_TARGETS=${FUZZ_TARGETS:-parse_validate agi_session}
 FUZZ_TOOLCHAIN=${FUZZ_TOOLCHAIN:-nightly}
 FUZZ_SANITIZER=${FUZZ_SANITIZER:-address}
 FUZZ_DRIVER=${FUZZ_DRIVER:-auto}
@@ -140,9 +139,11 @@ for target in $FUZZ_TARGETS; do
   build "$target"
   say "$target: built in $(($(date +%s) - started)) s"
 
+  dict=$FUZZ_DIR/$target.dict # tokens of the target's input format
+  [ -f "$dict" ] || dict=$FUZZ_DIR/parse_validate.dict
   libfuzzer_args=(
     -max_total_time="$FUZZ_SECONDS"
-    -dict="$DICT"
+    -dict="$dict"
     -artifact_prefix="$artifacts"
     -timeout=10
     -rss_limit_mb=2048
