@@ -12,7 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::call_store::CallStore;
 use crate::idempotency::{self, Claim};
-use crate::pbx::CallRecord;
+use crate::pbx::{CallRecord, OriginateRequest};
 use crate::state::AppState;
 
 /// `503`: the idempotency store is down and the client gave a `contact_ref`.
@@ -44,6 +44,19 @@ pub struct Admitted {
     pub claim_key: Option<String>,
     /// The call's place under `limits.max_calls_in_flight`.
     pub slot: OwnedSemaphorePermit,
+}
+
+impl From<Box<Admitted>> for OriginateRequest {
+    /// What the PBX client needs to dial (REST) or follow (FastAGI) an admitted call.
+    fn from(admitted: Box<Admitted>) -> Self {
+        Self {
+            channel_id: admitted.channel_id,
+            mode: admitted.mode,
+            callee: admitted.callee,
+            record: admitted.record,
+            slot: Some(admitted.slot),
+        }
+    }
 }
 
 /// The outcome of [`admit`].

@@ -13,7 +13,7 @@ use click2dial_core::{request, Error};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::admission::{self, Admission, Admitted, Refusal};
+use crate::admission::{self, Admission, Refusal};
 use crate::auth::Caller;
 pub use crate::errors::ApiError;
 use crate::errors::{json_response, retry_after};
@@ -87,7 +87,7 @@ async fn create_call(
     let recording_ref = admitted.record.recording_ref.clone();
     let claim_key = admitted.claim_key.clone();
     let answer = admitted.answer.clone();
-    if let Err(e) = state.pbx.originate(originate_request(admitted)).await {
+    if let Err(e) = state.pbx.originate(OriginateRequest::from(admitted)).await {
         admission::release(&state, claim_key.as_deref()).await;
         return Err(match e {
             OriginateError::NotConnected => Error::PBX_UNAVAILABLE,
@@ -104,15 +104,4 @@ async fn create_call(
     }
     tracing::info!(contact_ref, recording_ref, key = %caller.id, "call queued");
     Ok(json_response(StatusCode::ACCEPTED, answer.into_bytes()))
-}
-
-/// The Originate request for an admitted call; core composes the action itself.
-fn originate_request(admitted: Box<Admitted>) -> OriginateRequest {
-    OriginateRequest {
-        channel_id: admitted.channel_id,
-        mode: admitted.mode,
-        callee: admitted.callee,
-        record: admitted.record,
-        slot: Some(admitted.slot),
-    }
 }

@@ -18,7 +18,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use click2dial_core::agi::{Decision, Dial, Rejection, Script, ScriptEvent, MAX_COMMAND_LEN};
+use click2dial_core::agi::{
+    DecideError, Decision, Dial, Rejection, Script, ScriptEvent, MAX_COMMAND_LEN,
+};
 use click2dial_core::call::Mode;
 use click2dial_core::{Error, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -122,8 +124,7 @@ impl Session<'_> {
             }
             match self.script.poll_event() {
                 Some(ScriptEvent::Decide) => {
-                    let decision = self.decide().await;
-                    continue_after(self.script.decide(&decision.as_decision()))?;
+                    self.decide().await.map_err(io_error)?;
                     continue;
                 }
                 Some(ScriptEvent::HungUp) => {
@@ -156,8 +157,9 @@ impl Session<'_> {
         }
     }
 
-    /// Decides the call the headers describe; on `Dial`, the call is admitted and followed.
-    async fn decide(&mut self) -> Outcome {
+    /// Decides the call the headers describe and hands the decision to the script; on
+    /// `Dial`, the call is admitted and followed first.
+    async fn decide(&mut self) -> Result<(), DecideError> {
         let state = self.state;
         let headers = *self.script.headers();
         let valid = match headers.validate(&state.validators, &state.policy()) {
@@ -178,20 +180,13 @@ impl Session<'_> {
             Ok(Admission::New(admitted)) => admitted,
             Ok(Admission::Repeat(_)) => {
                 self.outcome = "repeat";
-                return Outcome::Reject(ALREADY_PLACED.into());
+                return self.script.decide(&Rejection::from(ALREADY_PLACED).into());
             }
             Err(Refusal::Error(error)) => return self.reject(error.into()),
             Err(Refusal::Busy) => return self.reject(admission::TOO_MANY_CALLS.into()),
         };
         let claim_key = admitted.claim_key.clone();
-        let dial = OwnedDial::new(&Dial::for_call(&call));
-        let request = OriginateRequest {
-            channel_id: admitted.channel_id,
-            mode: admitted.mode,
-            callee: admitted.callee,
-            record: admitted.record,
-            slot: Some(admitted.slot),
-        };
+        let request = OriginateRequest::from(admitted);
         let contact_ref = request.record.contact_ref.clone();
         if let Err(e) = state.pbx.follow(request).await {
             tracing::warn!(error = %e, contact_ref, "FastAGI call not followed: rejected");
@@ -204,10 +199,10 @@ impl Session<'_> {
             "softphone call accepted"
         );
         self.outcome = "dial";
-        Outcome::Dial(dial)
+        self.script.decide(&Decision::Dial(Dial::for_call(&call)))
     }
 
-    fn reject(&mut self, rejection: Rejection) -> Outcome {
+    fn reject(&mut self, rejection: Rejection) -> Result<(), DecideError> {
         tracing::info!(
             channel = self.script.channel(),
             code = rejection.error.code.as_str(),
@@ -216,50 +211,8 @@ impl Session<'_> {
             "softphone call rejected"
         );
         self.outcome = "reject";
-        Outcome::Reject(rejection)
+        self.script.decide(&rejection.into())
     }
-}
-
-/// A decision that outlives the borrowed call it was made from.
-enum Outcome {
-    Dial(OwnedDial),
-    Reject(Rejection),
-}
-
-impl Outcome {
-    fn as_decision(&self) -> Decision<'_> {
-        match self {
-            Self::Dial(d) => Decision::Dial(Dial {
-                callee: &d.callee,
-                outbound_cid: &d.outbound_cid,
-                recording_ref: &d.recording_ref,
-                contact_ref: &d.contact_ref,
-            }),
-            Self::Reject(r) => (*r).into(),
-        }
-    }
-}
-
-struct OwnedDial {
-    callee: String,
-    outbound_cid: String,
-    recording_ref: String,
-    contact_ref: String,
-}
-
-impl OwnedDial {
-    fn new(dial: &Dial<'_>) -> Self {
-        Self {
-            callee: dial.callee.to_string(),
-            outbound_cid: dial.outbound_cid.to_string(),
-            recording_ref: dial.recording_ref.to_string(),
-            contact_ref: dial.contact_ref.to_string(),
-        }
-    }
-}
-
-fn continue_after<E: std::fmt::Display>(result: Result<(), E>) -> std::io::Result<()> {
-    result.map_err(io_error)
 }
 
 fn io_error<E: std::fmt::Display>(e: E) -> std::io::Error {
