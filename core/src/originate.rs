@@ -5,7 +5,10 @@
 //! ID. One leg (agent equals callee): ring the callee through `direct_channel` and connect it
 //! to `direct_context`. `ActionID` and `ChannelId` are the call's derived
 //! [`crate::reference::ChannelId`]. The channel variables carry the call's values to the
-//! dialplan (`C2D_*`) and, as `PJSIP_HEADER(add,X-Teleforge-…)`, onto the agent's INVITE.
+//! dialplan (`C2D_*`, always) and, as `PJSIP_HEADER(add,X-Teleforge-…)`, onto the INVITE
+//! of the originated channel — only when that channel is PJSIP: on any other technology
+//! (the one-leg `Local/<callee>@c2d-single`) Asterisk logs an `ERROR` per header and adds
+//! nothing, and the dialplan adds the headers itself where it dials a PJSIP phone.
 
 use crate::ami::{Action, ActionError, Channel, Originate};
 
@@ -69,6 +72,10 @@ pub struct OriginateCall<'a> {
     pub single_leg: bool,
 }
 
+/// How many of the Originate's variables are `C2D_*` (they come first; the rest are
+/// `PJSIP_HEADER(add,…)`).
+const C2D_VARIABLES: usize = 4;
+
 /// Longest `direct_channel` after `{callee}` is filled in.
 const DIRECT_CHANNEL_MAX_LEN: usize = 128;
 
@@ -85,7 +92,7 @@ pub fn write_originate(
             .strip_prefix('+')
             .unwrap_or(call.callee_e164),
     };
-    let variables = [
+    let all = [
         ("C2D_CONTACT_REF", call.contact_ref),
         ("C2D_RECORDING_REF", call.recording_ref),
         ("C2D_OUTBOUND_ID", call.outbound_id),
@@ -128,6 +135,12 @@ pub fn write_originate(
             callee,
         )
     };
+    let count = if channel.tech.eq_ignore_ascii_case("PJSIP") {
+        all.len()
+    } else {
+        C2D_VARIABLES
+    };
+    let variables = all.get(..count).unwrap_or(&all);
     Originate {
         action_id: call.channel_id,
         channel,
@@ -138,7 +151,7 @@ pub fn write_originate(
         timeout_ms: Some(dialplan.ring_timeout_ms),
         channel_id: Some(call.channel_id),
         other_channel_id: None,
-        variables: &variables,
+        variables,
     }
     .write(out)
 }

@@ -64,23 +64,92 @@ fn e164_digits_are_dialled_without_plus() {
     assert_eq!(written(&without_plus, &dialplan), text);
 }
 
+/// The one-leg Originate: the callee through `Local/<callee>@c2d-single`, with the `C2D_*`
+/// variables only (no `PJSIP_HEADER` on a Local channel: Asterisk logs an `ERROR` for each).
+const ONE_LEG: &str = "Action: Originate\r\n\
+     ActionID: c2d-oacxmqkrhrsl63ywyav6eykpgq\r\n\
+     Channel: Local/0820001234@c2d-single\r\n\
+     Context: c2d-direct\r\n\
+     Exten: s\r\n\
+     Priority: 1\r\n\
+     CallerID: 27820009999\r\n\
+     Timeout: 20000\r\n\
+     Async: true\r\n\
+     ChannelId: c2d-oacxmqkrhrsl63ywyav6eykpgq\r\n\
+     Variable: C2D_CONTACT_REF=crm-42\r\n\
+     Variable: C2D_RECORDING_REF=aaaqeayeaudaocajbifqydiob4\r\n\
+     Variable: C2D_OUTBOUND_ID=27820009999\r\n\
+     Variable: C2D_CALLEE=0820001234\r\n\r\n";
+
+const ONE_LEG_CALL: OriginateCall<'static> = OriginateCall {
+    agent: "0820001234",
+    single_leg: true,
+    ..CALL
+};
+
 #[test]
-fn one_leg_call_rings_the_callee_with_the_caller_id() {
-    let call = OriginateCall {
-        agent: "0820001234",
-        single_leg: true,
-        ..CALL
+fn one_leg_call_rings_the_callee_with_the_caller_id_and_no_pjsip_headers() {
+    assert_eq!(written(&ONE_LEG_CALL, &Dialplan::DEFAULT), ONE_LEG);
+}
+
+#[test]
+fn pjsip_headers_follow_the_originated_channels_technology() {
+    // A one-leg call straight to a PJSIP channel (any case) carries the headers, after the
+    // same `C2D_*` variables.
+    let headers = "Variable: PJSIP_HEADER(add,X-Teleforge-Agent)=0820001234\r\n\
+         Variable: PJSIP_HEADER(add,X-Teleforge-Callee)=0820001234\r\n\
+         Variable: PJSIP_HEADER(add,X-Teleforge-Outbound-Id)=27820009999\r\n\
+         Variable: PJSIP_HEADER(add,X-Teleforge-Contact-Ref)=crm-42\r\n\
+         Variable: PJSIP_HEADER(add,X-Teleforge-Recording-Ref)=aaaqeayeaudaocajbifqydiob4\r\n\r\n";
+    for (direct_channel, channel) in [
+        ("PJSIP/{callee}@carrier", "PJSIP/0820001234@carrier"),
+        ("pjsip/{callee}@carrier", "pjsip/0820001234@carrier"),
+        ("{callee}", "PJSIP/0820001234"),
+    ] {
+        let dialplan = Dialplan {
+            direct_channel,
+            ..Dialplan::DEFAULT
+        };
+        let expected = ONE_LEG
+            .replace(
+                "Channel: Local/0820001234@c2d-single\r\n",
+                &format!("Channel: {channel}\r\n"),
+            )
+            .replace("C2D_CALLEE=0820001234\r\n\r\n", "C2D_CALLEE=0820001234\r\n")
+            + headers;
+        assert_eq!(
+            written(&ONE_LEG_CALL, &dialplan),
+            expected,
+            "{direct_channel}"
+        );
+    }
+    // An agent reached through another technology gets no header variables either.
+    for agent_tech in ["Local", "SIP", "IAX2", "PJSIPX"] {
+        let dialplan = Dialplan {
+            agent_tech,
+            ..Dialplan::DEFAULT
+        };
+        let text = written(&CALL, &dialplan);
+        assert!(
+            text.contains(&format!("Channel: {agent_tech}/1001\r\n")),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("Variable: C2D_CALLEE=0820001234\r\n\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("PJSIP_HEADER"), "{text}");
+    }
+    let dialplan = Dialplan {
+        agent_tech: "pjsip",
+        ..Dialplan::DEFAULT
     };
-    let text = written(&call, &Dialplan::DEFAULT);
-    assert!(
-        text.contains("Channel: Local/0820001234@c2d-single\r\n"),
-        "{text}"
+    assert_eq!(
+        written(&CALL, &dialplan)
+            .matches("PJSIP_HEADER(add,")
+            .count(),
+        5
     );
-    assert!(
-        text.contains("Context: c2d-direct\r\nExten: s\r\n"),
-        "{text}"
-    );
-    assert!(text.contains("CallerID: 27820009999\r\n"), "{text}");
 }
 
 #[test]
