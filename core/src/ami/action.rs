@@ -156,6 +156,54 @@ impl Action for Logoff<'_> {
     }
 }
 
+/// `ListCommands`: Asterisk answers one `Response: Success` whose headers are the actions
+/// this manager user may run (`Originate: Originate a call.  (Priv: originate,all)`), so a
+/// missing write privilege shows as a missing header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ListCommands<'a> {
+    /// Correlates the response.
+    pub action_id: &'a str,
+}
+
+impl Action for ListCommands<'_> {
+    fn write(&self, out: &mut [u8]) -> Result<usize, ActionError> {
+        simple(out, "ListCommands", self.action_id)
+    }
+}
+
+/// `ShowDialPlan` of one context (and optionally one extension in it): Asterisk answers
+/// `Response: Success`, one `ListDialplan` event per priority or include, then
+/// `ShowDialPlanComplete`; or `Response: Error` with `Did not find context <context>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ShowDialPlan<'a> {
+    /// Correlates the response and the events.
+    pub action_id: &'a str,
+    /// The context to show.
+    pub context: &'a str,
+    /// Only this extension of it.
+    pub extension: Option<&'a str>,
+}
+
+impl Action for ShowDialPlan<'_> {
+    fn write(&self, out: &mut [u8]) -> Result<usize, ActionError> {
+        check("ActionID", self.action_id)?;
+        check("Context", self.context)?;
+        if let Some(extension) = self.extension {
+            check("Extension", extension)?;
+        }
+        let mut w = Writer::new(out);
+        w.header("Action", "ShowDialPlan");
+        w.header("ActionID", self.action_id);
+        w.header("Context", self.context);
+        if let Some(extension) = self.extension {
+            w.header("Extension", extension);
+        }
+        w.finish()
+    }
+}
+
 /// The channel an Originate rings first, written `<tech>/<resource>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -1,4 +1,5 @@
-//! Asterisk Manager Interface (AMI), sans-IO: framing, messages and action writers.
+//! Asterisk Manager Interface (AMI), sans-IO: framing, messages, action writers and the
+//! preflight that checks a PBX before a client says it is ready.
 //!
 //! It does no I/O, reads no clock and allocates nothing, so the host (tokio) and the
 //! appliance (embassy) drive the same code:
@@ -31,13 +32,19 @@
 mod action;
 mod frame;
 mod message;
+mod preflight;
 mod value;
 
 pub use action::{
-    Action, ActionError, Channel, Login, Logoff, Originate, Ping, MAX_CHANNEL_ID_LEN, MAX_LINE_LEN,
+    Action, ActionError, Channel, ListCommands, Login, Logoff, Originate, Ping, ShowDialPlan,
+    MAX_CHANNEL_ID_LEN, MAX_LINE_LEN,
 };
 pub use frame::{
     DecodeError, Decoded, Decoder, Frame, BANNER_PREFIX, MAX_BANNER_LEN, MAX_MESSAGE_LEN,
 };
 pub use message::{ChanVariable, ChanVariables, Header, Headers, Kind, Message, Values};
+pub use preflight::{
+    Campaigns, Checks, ContextCheck, Outcome, Preflight, Problem, ProblemCode, Text,
+    MAX_CAMPAIGN_LEN, MAX_CONTEXT_CHECKS, MAX_PROBLEMS, MAX_SUBJECT_LEN, REQUIRED_ACTIONS,
+};
 pub use value::{ChannelState, DialStatus, ResponseStatus};
