@@ -1,8 +1,11 @@
-//! Property tests: no bytes from a FastAGI peer make the codec or the script panic, and every
-//! command the writers accept is one line that Asterisk splits back into its arguments.
+//! Property tests: no bytes from a FastAGI peer make the codec or the script panic, every
+//! command the writers accept is one line that Asterisk splits back into its arguments, and
+//! no header makes a call's agent anything but the caller's PJSIP endpoint.
 
-use click2dial_core::agi::{Command, Decision, Decoder, Script, ScriptEvent, MAX_COMMAND_LEN};
-use click2dial_core::{DialPolicy, Validators};
+use click2dial_core::agi::{
+    Command, Decision, Decoder, Header, Headers, Script, ScriptEvent, MAX_COMMAND_LEN,
+};
+use click2dial_core::{DialPolicy, ErrorCode, Validators};
 use proptest::prelude::*;
 
 /// Bytes shaped like AGI often enough to reach deep states.
@@ -99,6 +102,33 @@ proptest! {
             prop_assert_eq!(args, vec!["SET".to_string(), "VARIABLE".into(), name.clone(), value.clone()]);
         } else {
             prop_assert!(!click2dial_core::agi::is_sendable(&name) || !click2dial_core::agi::is_sendable(&value));
+        }
+    }
+
+    #[test]
+    fn the_agent_is_always_the_endpoint(
+        endpoint in proptest::option::of("[0-9]{0,5}|[a-z ]{0,5}"),
+        claimed in proptest::option::of("[0-9]{0,5}"),
+    ) {
+        let validators = Validators::new().expect("tables");
+        let headers = Headers::new()
+            .with(Header::Endpoint, endpoint.as_deref())
+            .with(Header::Callee, Some("0820001234"))
+            .with(Header::OutboundId, Some("27820001234"))
+            .with(Header::Agent, claimed.as_deref());
+        let endpoint = endpoint.as_deref().filter(|e| !e.is_empty());
+        let claimed = claimed.as_deref().filter(|c| !c.is_empty());
+        match headers.validate(&validators, &DialPolicy::SOUTH_AFRICA) {
+            Ok(valid) => {
+                prop_assert_eq!(Some(valid.agent), endpoint);
+                prop_assert!(claimed.is_none() || claimed == endpoint);
+            }
+            Err(rejection) => {
+                if endpoint.is_none() || (claimed.is_some() && claimed != endpoint) {
+                    prop_assert_eq!(rejection.error.code, ErrorCode::InvalidAgent);
+                    prop_assert_eq!(rejection.cause, 21);
+                }
+            }
         }
     }
 }

@@ -1,10 +1,15 @@
 //! The click2dial script driven end to end by the recorded Asterisk sessions: each command
 //! it sends gets the reply Asterisk gave the same command in the recording, and the caller's
 //! hang-up lands while the same command (by position) is in flight as it did there.
+//!
+//! Sessions `h_`… were recorded with the script's own commands (the endpoint first) and are
+//! matched command for command. The older ones (`a_`…`g_`) predate `CHANNEL(endpoint)`: they
+//! were all placed by endpoint `1002`, and `GET VARIABLE CHANNEL(endpoint)` gets the reply
+//! `h_endpoint_dial` recorded for it, [`ENDPOINT_1002`].
 
 use click2dial_core::agi::{
     q850_cause, DecideError, Decision, Decoder, Dial, Frame, Header, Headers, Rejection, Script,
-    ScriptError, ScriptEvent, Value, MAX_COMMAND_LEN,
+    ScriptError, ScriptEvent, Value, AGENT_MISMATCH, MAX_COMMAND_LEN, NO_ENDPOINT,
 };
 use click2dial_core::{DialPolicy, ErrorCode, Field, Validators};
 
@@ -99,6 +104,7 @@ fn run(case: &str, mut decide: impl FnMut(&Headers) -> Decision<'static>) -> Run
         inbox.extend(b"HANGUP\n".repeat(hangups));
         let reply = match rec.exchanges.iter().find(|e| e.0 == command) {
             Some(e) => e.1.clone(),
+            None if command == READS[0] => ENDPOINT_1002.to_vec(),
             None if command.starts_with("SET VARIABLE ") => b"200 result=1\n".to_vec(),
             None => b"200 result=0\n".to_vec(),
         };
@@ -138,12 +144,98 @@ fn product_decision(case: &'static str) -> impl FnMut(&Headers) -> Decision<'sta
 }
 
 const READS: [&str; 5] = [
+    "GET VARIABLE CHANNEL(endpoint)\n",
     "GET VARIABLE \"PJSIP_HEADER(read,X-Teleforge-Callee)\"\n",
     "GET VARIABLE \"PJSIP_HEADER(read,X-Teleforge-Outbound-Id)\"\n",
     "GET VARIABLE \"PJSIP_HEADER(read,X-Teleforge-Contact-Ref)\"\n",
     "GET VARIABLE \"PJSIP_HEADER(read,X-Teleforge-Agent)\"\n",
-    "GET VARIABLE CALLERID(num)\n",
 ];
+
+/// Asterisk's reply to `GET VARIABLE CHANNEL(endpoint)` on endpoint `1002`'s channel, as
+/// recorded in `h_endpoint_dial`.
+const ENDPOINT_1002: &[u8] = b"200 result=1 (1002)\n";
+
+#[test]
+fn the_endpoint_reply_is_the_recorded_one() {
+    let rec = recording("h_endpoint_dial");
+    assert_eq!(rec.exchanges[0].0, READS[0]);
+    assert_eq!(rec.exchanges[0].1, ENDPOINT_1002);
+}
+
+/// The commands the recorded service sent in `case`.
+fn recorded_commands(case: &str) -> Vec<String> {
+    recording(case).exchanges.into_iter().map(|e| e.0).collect()
+}
+
+#[test]
+fn the_endpoint_dials_in_its_own_name() {
+    let run = run("h_endpoint_dial", product_decision("h_endpoint_dial"));
+    // Command for command what was sent to the real Asterisk.
+    assert_eq!(run.sent, recorded_commands("h_endpoint_dial"));
+    assert_eq!(&run.sent[..5], READS);
+    assert!(run.delivered && !run.hung_up);
+    let headers = run.headers.expect("read");
+    assert_eq!(headers.endpoint(), Some("1002"));
+    assert_eq!(headers.claimed_agent(), Some("1002"));
+    let valid = headers
+        .validate(&validators(), &DialPolicy::SOUTH_AFRICA)
+        .expect("valid");
+    assert_eq!(valid.agent, "1002");
+}
+
+#[test]
+fn a_phone_claiming_another_agent_is_refused_whatever_its_from_says() {
+    // i: X-Teleforge-Agent 1003 from endpoint 1002. j: the same, and `From` (hence
+    // `agi_callerid`, `CALLERID(num)`) says 1003 too: the endpoint still says 1002.
+    for case in ["i_agent_header_mismatch", "j_spoofed_from_and_agent"] {
+        let run = run(case, product_decision("never"));
+        assert_eq!(run.sent, recorded_commands(case), "{case}");
+        assert_eq!(
+            &run.sent[5..],
+            [
+                "SET VARIABLE C2D_DECISION reject\n",
+                "SET VARIABLE C2D_REJECT_REASON invalid_agent\n",
+                "SET VARIABLE C2D_REJECT_CAUSE 21\n",
+            ]
+        );
+        assert!(run.delivered, "{case}");
+        let headers = run.headers.expect("read");
+        assert_eq!(headers.endpoint(), Some("1002"));
+        assert_eq!(headers.claimed_agent(), Some("1003"));
+        let rejection = headers
+            .validate(&validators(), &DialPolicy::SOUTH_AFRICA)
+            .expect_err("refused");
+        assert_eq!(rejection, Rejection::from(AGENT_MISMATCH));
+        assert_eq!(rejection.cause, 21);
+    }
+    let env = recording("j_spoofed_from_and_agent").env;
+    assert!(String::from_utf8(env)
+        .unwrap()
+        .contains("agi_callerid: 1003\n"));
+}
+
+#[test]
+fn a_channel_without_endpoint_is_refused_without_reading_headers() {
+    let case = "k_local_channel_no_endpoint";
+    let run = run(case, product_decision("never"));
+    assert_eq!(run.sent, recorded_commands(case));
+    assert_eq!(
+        run.sent,
+        [
+            READS[0],
+            "SET VARIABLE C2D_DECISION reject\n",
+            "SET VARIABLE C2D_REJECT_REASON invalid_agent\n",
+            "SET VARIABLE C2D_REJECT_CAUSE 21\n",
+        ]
+    );
+    assert!(run.delivered);
+    let headers = run.headers.expect("read");
+    assert_eq!(headers.endpoint(), None);
+    assert_eq!(
+        headers.validate(&validators(), &DialPolicy::SOUTH_AFRICA),
+        Err(Rejection::from(NO_ENDPOINT))
+    );
+}
 
 #[test]
 fn valid_dial_sets_what_the_recorded_service_set() {
@@ -153,8 +245,11 @@ fn valid_dial_sets_what_the_recorded_service_set() {
         "g_server_full_close_dial",
     ] {
         let run = run(case, product_decision(case));
-        let recorded: Vec<String> = recording(case).exchanges.into_iter().map(|e| e.0).collect();
-        let mut expected: Vec<String> = recorded[..5].to_vec();
+        // The recording's four header reads (it read CALLERID(num) fifth, the script reads
+        // the endpoint first) and its five SET VARIABLEs.
+        let recorded = recorded_commands(case);
+        let mut expected: Vec<String> = vec![READS[0].to_string()];
+        expected.extend_from_slice(&recorded[..4]);
         expected.extend_from_slice(&recorded[11..16]);
         assert_eq!(run.sent, expected, "{case}");
         assert_eq!(&run.sent[..5], READS);
@@ -163,7 +258,7 @@ fn valid_dial_sets_what_the_recorded_service_set() {
         let headers = run.headers.expect("read");
         assert_eq!(headers.get(Header::Callee), Value::Given("0820001234"));
         assert_eq!(headers.get(Header::Agent), Value::Absent);
-        assert_eq!(headers.get(Header::CallerNumber), Value::Given("1002"));
+        assert_eq!(headers.get(Header::Endpoint), Value::Given("1002"));
     }
 }
 
@@ -208,7 +303,7 @@ fn missing_headers_are_missing_field() {
 
 #[test]
 fn a_caller_who_hangs_up_is_abandoned_before_any_decision() {
-    // d: HANGUP arrives between the first command and its reply.
+    // d: HANGUP arrives between the first command (now the endpoint) and its reply.
     let run_d = run("d_caller_cancel_service_idle", |_| panic!("no decision"));
     assert_eq!(run_d.sent, [READS[0]]);
     // d2: the caller leaves while the third command is in flight.
@@ -230,8 +325,9 @@ fn feed(script: &mut Script, bytes: &[u8]) {
 const ENV: &[u8] =
     b"agi_network: yes\nagi_channel: PJSIP/1002-00000002\nagi_uniqueid: 1795758224.2\n\n";
 
-/// A script that has read every header (with these replies) and waits for a decision.
-fn deciding(replies: [&str; 5]) -> Script {
+/// A script that has read the values (with these replies, endpoint first) and waits for a
+/// decision.
+fn deciding(replies: &[&str]) -> Script {
     let mut script = Script::new();
     let mut buf = [0u8; MAX_COMMAND_LEN];
     feed(&mut script, ENV);
@@ -247,12 +343,12 @@ fn deciding(replies: [&str; 5]) -> Script {
 
 #[test]
 fn hangup_between_decision_and_the_last_variable_is_not_delivered() {
-    let mut script = deciding([
+    let mut script = deciding(&[
+        "200 result=1 (1002)\n",
         "200 result=1 (0820001234)\n",
         "200 result=1 (27820001234)\n",
         "200 result=0\n",
         "200 result=0\n",
-        "200 result=1 (1002)\n",
     ]);
     let dial = Dial {
         callee: "0820001234",
@@ -278,7 +374,7 @@ fn hangup_between_decision_and_the_last_variable_is_not_delivered() {
 
 #[test]
 fn a_failed_set_is_not_delivered() {
-    let mut script = deciding(["200 result=0\n"; 5]);
+    let mut script = deciding(&["200 result=0\n"]);
     script
         .decide(&Decision::Reject {
             code: ErrorCode::RateLimited,
@@ -303,7 +399,7 @@ fn a_failed_set_is_not_delivered() {
 
 #[test]
 fn unsendable_or_overlong_decisions_are_refused() {
-    let mut script = deciding(["200 result=0\n"; 5]);
+    let mut script = deciding(&["200 result=0\n"]);
     let dial = |contact_ref| {
         Decision::Dial(Dial {
             callee: "0820001234",
@@ -342,18 +438,46 @@ fn out_of_turn_frames_are_errors() {
 
 #[test]
 fn non_200_replies_to_reads_count_as_absent() {
-    let script = deciding([
+    let script = deciding(&[
+        "200 result=1 (1002)\n",
         "200 result=1 (0820001234)\n",
         "511 Command Not Permitted on a dead channel or intercept routine\n",
         "520-Invalid command syntax.  Proper usage follows:\nx\n520 End of proper usage.\n",
         "510 Invalid or unknown command\n",
-        "200 result=1 (1002)\n",
     ]);
     let h = script.headers();
     assert_eq!(h.get(Header::Callee), Value::Given("0820001234"));
     assert_eq!(h.get(Header::OutboundId), Value::Absent);
     assert_eq!(h.get(Header::ContactRef), Value::Absent);
     assert_eq!(h.get(Header::Agent), Value::Absent);
+}
+
+#[test]
+fn no_endpoint_means_no_header_is_read() {
+    for reply in [
+        "200 result=0\n",
+        "200 result=1 ()\n",
+        "511 Command Not Permitted on a dead channel or intercept routine\n",
+        "510 Invalid or unknown command\n",
+        "520-Invalid command syntax.  Proper usage follows:\nx\n520 End of proper usage.\n",
+    ] {
+        let mut script = deciding(&[reply]);
+        let mut buf = [0u8; MAX_COMMAND_LEN];
+        assert_eq!(script.poll_transmit(&mut buf), Ok(None), "{reply}");
+        let headers = *script.headers();
+        assert_eq!(headers.endpoint(), None);
+        let rejection = headers
+            .validate(&validators(), &DialPolicy::SOUTH_AFRICA)
+            .expect_err("refused");
+        assert_eq!(rejection, Rejection::from(NO_ENDPOINT), "{reply}");
+        script.decide(&rejection.into()).unwrap();
+        let n = script.poll_transmit(&mut buf).unwrap().unwrap();
+        assert_eq!(&buf[..n], b"SET VARIABLE C2D_DECISION reject\n");
+    }
+    // An endpoint longer than any agent is no endpoint either.
+    let long = format!("200 result=1 ({})\n", "1".repeat(200));
+    let script = deciding(&[&long]);
+    assert_eq!(script.headers().get(Header::Endpoint), Value::TooLong);
 }
 
 fn headers(values: [Option<&str>; 5]) -> Headers {
@@ -373,12 +497,13 @@ fn verdict(values: [Option<&str>; 5]) -> Result<(), (ErrorCode, Option<Field>, u
 #[test]
 fn headers_validate_like_rest() {
     use ErrorCode::*;
+    // Header::ALL order: endpoint, callee, outbound ID, contact ref, claimed agent.
     let ok = [
+        Some("1002"),
         Some("0820001234"),
         Some("27820001234"),
         Some("crm-77"),
         None,
-        Some("1002"),
     ];
     assert_eq!(verdict(ok), Ok(()));
     fn with<'a>(ok: [Option<&'a str>; 5], i: usize, v: Option<&'a str>) -> [Option<&'a str>; 5] {
@@ -386,60 +511,69 @@ fn headers_validate_like_rest() {
         values[i] = v;
         values
     }
-    // The agent header may repeat the caller's extension; another agent is refused.
-    assert_eq!(verdict(with(ok, 3, Some("1002"))), Ok(()));
-    assert_eq!(verdict(with(ok, 3, Some(""))), Ok(()));
+    // The agent header may repeat the endpoint; another agent is refused.
+    assert_eq!(verdict(with(ok, 4, Some("1002"))), Ok(()));
+    assert_eq!(verdict(with(ok, 4, Some(""))), Ok(()));
+    let mismatch = Err((InvalidAgent, Some(Field::Agent), 21));
+    assert_eq!(verdict(with(ok, 4, Some("1003"))), mismatch);
+    assert_eq!(verdict(with(ok, 4, Some("1002 "))), mismatch);
+    assert_eq!(verdict(with(ok, 4, Some(&"1".repeat(200)))), mismatch);
+    // No endpoint: refused, whatever the phone claims.
+    for endpoint in [None, Some("")] {
+        for claimed in [None, Some("1002")] {
+            let values = with(with(ok, 0, endpoint), 4, claimed);
+            assert_eq!(verdict(values), mismatch, "{endpoint:?} {claimed:?}");
+            assert_eq!(
+                headers(values).validate(&validators(), &DialPolicy::SOUTH_AFRICA),
+                Err(Rejection::from(NO_ENDPOINT))
+            );
+        }
+    }
     assert_eq!(
-        verdict(with(ok, 3, Some("1003"))),
-        Err((InvalidAgent, Some(Field::Agent), 21))
+        headers(with(ok, 4, Some("1003"))).validate(&validators(), &DialPolicy::SOUTH_AFRICA),
+        Err(Rejection::from(AGENT_MISMATCH))
     );
+    // An endpoint whose name is not an agent extension is refused as REST refuses the agent.
+    assert_eq!(verdict(with(ok, 0, Some("Agent 1002"))), mismatch);
     assert_eq!(
-        verdict(with(ok, 4, None)),
-        Err((MissingField, Some(Field::Agent), 21))
-    );
-    assert_eq!(
-        verdict(with(ok, 4, Some("Agent 1002"))),
-        Err((InvalidAgent, Some(Field::Agent), 21))
-    );
-    assert_eq!(
-        verdict(with(ok, 0, None)),
+        verdict(with(ok, 1, None)),
         Err((MissingField, Some(Field::Callee), 21))
     );
     assert_eq!(
-        verdict(with(ok, 1, None)),
+        verdict(with(ok, 2, None)),
         Err((MissingField, Some(Field::OutboundId), 21))
     );
     assert_eq!(
-        verdict(with(ok, 0, Some("12345"))),
+        verdict(with(ok, 1, Some("12345"))),
         Err((InvalidCallee, Some(Field::Callee), 21))
     );
     assert_eq!(
-        verdict(with(ok, 0, Some("0862001234"))),
+        verdict(with(ok, 1, Some("0862001234"))),
         Err((CalleeNotAllowed, Some(Field::Callee), 21))
     );
     assert_eq!(
-        verdict(with(ok, 1, Some("tvc_bad campaign"))),
+        verdict(with(ok, 2, Some("tvc_bad campaign"))),
         Err((InvalidOutboundId, Some(Field::OutboundId), 21))
     );
     assert_eq!(
-        verdict(with(ok, 2, Some("crm 77"))),
+        verdict(with(ok, 3, Some("crm 77"))),
         Err((InvalidContactRef, Some(Field::ContactRef), 21))
     );
-    assert_eq!(verdict(with(ok, 2, None)), Ok(()));
-    assert_eq!(verdict(with(ok, 2, Some(""))), Ok(()));
+    assert_eq!(verdict(with(ok, 3, None)), Ok(()));
+    assert_eq!(verdict(with(ok, 3, Some(""))), Ok(()));
     let long = "0".repeat(200);
     assert_eq!(
-        verdict(with(ok, 0, Some(&long))),
+        verdict(with(ok, 1, Some(&long))),
         Err((InvalidCallee, Some(Field::Callee), 21))
     );
-    // The caller's own number as callee would be a REST one-leg call: not from a phone.
+    // The endpoint's own number as callee would be a REST one-leg call: not from a phone.
     assert_eq!(
         verdict([
+            Some("0820001234"),
             Some("0820001234"),
             Some("27820001234"),
             None,
             None,
-            Some("0820001234")
         ]),
         Err((InvalidAgent, Some(Field::Agent), 21))
     );
@@ -471,10 +605,10 @@ fn q850_table() {
 #[test]
 fn dial_for_call_uses_the_call_values() {
     let h = headers([
+        Some("1002"),
         Some("0820001234"),
         Some("tvc_spring-sale"),
         Some("crm-9"),
-        Some("1002"),
         Some("1002"),
     ]);
     let valid = h

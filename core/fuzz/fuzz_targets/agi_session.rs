@@ -2,9 +2,12 @@
 //! environment, replies and `HANGUP` lines the service reads, fed in chunks whose size comes
 //! from the input. The core must never panic, and the script must keep its promises: it
 //! consumes no more than it is given, every command it sends is one sendable line, a decision
-//! is only asked for once, and a finished session asks for nothing more.
+//! is only asked for once, a dialled call's agent is the caller's PJSIP endpoint (never
+//! another agent a header claims), and a finished session asks for nothing more.
 //!
-//! The seeds are the recorded Asterisk 22 sessions (`core/tests/fixtures/agi/*.agi`).
+//! The seeds are the recorded Asterisk 22 sessions (`core/tests/fixtures/agi/*.agi`); those
+//! from `h_` on answer the commands of the current script (endpoint first), the older ones
+//! still show every reply shape.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -47,6 +50,10 @@ fuzz_target!(|data: &[u8]| {
                 let headers = *script.headers();
                 let result = match headers.validate(validators(), &DialPolicy::SOUTH_AFRICA) {
                     Ok(valid) => {
+                        // Only an identified endpoint places calls, and only in its own name.
+                        let endpoint = headers.endpoint().expect("a dialled call has an endpoint");
+                        assert_eq!(valid.agent, endpoint);
+                        assert!(headers.claimed_agent().is_none_or(|a| a == endpoint));
                         let call = valid.assign_references(&[7; 32]);
                         script.decide(&Decision::Dial(Dial::for_call(&call)))
                     }

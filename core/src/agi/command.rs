@@ -4,7 +4,7 @@
 //! backslash escapes. Arguments are written bare when every byte is in a safe set (letters,
 //! digits and `_ ( ) - . : + @ / ~`), and in double quotes otherwise (spaces, commas,
 //! `${…}`), which reproduces what the recorded service sent byte for byte:
-//! `GET VARIABLE CALLERID(num)`, `GET VARIABLE "PJSIP_HEADER(read,X-Teleforge-Callee)"`.
+//! `GET VARIABLE CHANNEL(endpoint)`, `GET VARIABLE "PJSIP_HEADER(read,X-Teleforge-Callee)"`.
 //! A value that cannot be sent without escaping — `"`, `\`, or any control byte (a newline
 //! would end the command early) — is refused, so a broken command is never emitted.
 

@@ -5,8 +5,11 @@
 //! [`Validators::validate`] (field rules and dialling policy) on it: no rule is repeated here.
 //! What is specific to a call the agent's own phone starts:
 //!
-//! - the agent is the caller's extension, `CALLERID(num)`; an `X-Teleforge-Agent` header is
-//!   optional, and when present it must equal that extension (`invalid_agent` otherwise), so
+//! - the agent is the PJSIP endpoint Asterisk matched the INVITE to (`CHANNEL(endpoint)`:
+//!   by its authentication or its source address), never a value the phone writes itself
+//!   (`From`, hence `CALLERID(num)`, or any header). A call without an endpoint (empty, or a
+//!   channel that is not PJSIP) is refused ([`NO_ENDPOINT`]). An `X-Teleforge-Agent` header
+//!   is optional; when present it must equal the endpoint ([`AGENT_MISMATCH`] otherwise), so
 //!   a softphone cannot place calls in another agent's name;
 //! - a call where agent equals callee (a REST one-leg call) cannot be started from a phone:
 //!   `invalid_agent`;
@@ -37,6 +40,21 @@ pub const SHORT_VALUE_MAX_LEN: usize = 128;
 /// Room for the contact reference value (Asterisk's `GET VARIABLE` limit).
 pub const CONTACT_REF_VALUE_MAX_LEN: usize = 1024;
 
+/// The call does not come from a PJSIP endpoint: `CHANNEL(endpoint)` is empty or unreadable
+/// (a channel of another technology), or too long to be an agent.
+pub const NO_ENDPOINT: Error = Error::field(
+    ErrorCode::InvalidAgent,
+    Field::Agent,
+    "the caller is not an authenticated PJSIP endpoint (CHANNEL(endpoint) is empty)",
+);
+
+/// The phone's `X-Teleforge-Agent` names another agent than the endpoint it authenticated as.
+pub const AGENT_MISMATCH: Error = Error::field(
+    ErrorCode::InvalidAgent,
+    Field::Agent,
+    "X-Teleforge-Agent must be the calling PJSIP endpoint",
+);
+
 /// What the script reads from the channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -47,20 +65,21 @@ pub enum Header {
     OutboundId,
     /// `X-Teleforge-Contact-Ref`
     ContactRef,
-    /// `X-Teleforge-Agent` (optional)
+    /// `X-Teleforge-Agent` (optional): the agent the phone claims to be.
     Agent,
-    /// `CALLERID(num)`: the caller's extension, which is the agent.
-    CallerNumber,
+    /// `CHANNEL(endpoint)`: the caller's PJSIP endpoint, which is the agent.
+    Endpoint,
 }
 
 impl Header {
-    /// In the order the script asks for them.
+    /// In the order the script asks for them: the endpoint first, since without one the
+    /// call is refused and the headers are not read.
     pub const ALL: [Self; 5] = [
+        Self::Endpoint,
         Self::Callee,
         Self::OutboundId,
         Self::ContactRef,
         Self::Agent,
-        Self::CallerNumber,
     ];
 
     /// The expression `GET VARIABLE` reads.
@@ -70,7 +89,7 @@ impl Header {
             Self::OutboundId => "PJSIP_HEADER(read,X-Teleforge-Outbound-Id)",
             Self::ContactRef => "PJSIP_HEADER(read,X-Teleforge-Contact-Ref)",
             Self::Agent => "PJSIP_HEADER(read,X-Teleforge-Agent)",
-            Self::CallerNumber => "CALLERID(num)",
+            Self::Endpoint => "CHANNEL(endpoint)",
         }
     }
 
@@ -80,7 +99,7 @@ impl Header {
             Self::Callee => Field::Callee,
             Self::OutboundId => Field::OutboundId,
             Self::ContactRef => Field::ContactRef,
-            Self::Agent | Self::CallerNumber => Field::Agent,
+            Self::Agent | Self::Endpoint => Field::Agent,
         }
     }
 }
@@ -128,7 +147,7 @@ pub struct Headers {
     outbound_id: Slot<SHORT_VALUE_MAX_LEN>,
     contact_ref: Slot<CONTACT_REF_VALUE_MAX_LEN>,
     agent: Slot<SHORT_VALUE_MAX_LEN>,
-    caller_number: Slot<SHORT_VALUE_MAX_LEN>,
+    endpoint: Slot<SHORT_VALUE_MAX_LEN>,
 }
 
 impl Default for Headers {
@@ -176,7 +195,7 @@ impl Headers {
             outbound_id: Slot::Absent,
             contact_ref: Slot::Absent,
             agent: Slot::Absent,
-            caller_number: Slot::Absent,
+            endpoint: Slot::Absent,
         }
     }
 
@@ -193,7 +212,7 @@ impl Headers {
             Header::OutboundId => self.outbound_id = Slot::new(value),
             Header::ContactRef => self.contact_ref = Slot::new(value),
             Header::Agent => self.agent = Slot::new(value),
-            Header::CallerNumber => self.caller_number = Slot::new(value),
+            Header::Endpoint => self.endpoint = Slot::new(value),
         }
     }
 
@@ -204,27 +223,35 @@ impl Headers {
             Header::OutboundId => self.outbound_id.get(),
             Header::ContactRef => self.contact_ref.get(),
             Header::Agent => self.agent.get(),
-            Header::CallerNumber => self.caller_number.get(),
+            Header::Endpoint => self.endpoint.get(),
+        }
+    }
+
+    /// The caller's PJSIP endpoint: the agent; `None` when empty, unreadable or too long.
+    pub fn endpoint(&self) -> Option<&str> {
+        match self.get(Header::Endpoint) {
+            Value::Given(e) if !e.is_empty() => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The agent an `X-Teleforge-Agent` header claims; `None` without one (or empty).
+    pub fn claimed_agent(&self) -> Option<&str> {
+        match self.get(Header::Agent) {
+            Value::Given(a) if !a.is_empty() => Some(a),
+            _ => None,
         }
     }
 
     /// The create-call request these headers make, shape-checked only (the module docs say
     /// how the agent is found); field rules come in [`Headers::validate`].
     pub fn request(&self) -> Result<CallRequest<'_>, Error> {
-        let agent = match self.get(Header::CallerNumber) {
-            Value::Given(a) if !a.is_empty() => a,
-            Value::TooLong => return Err(too_long(Field::Agent)),
-            _ => return Err(missing(Header::CallerNumber)),
-        };
+        let agent = self.endpoint().ok_or(NO_ENDPOINT)?;
         match self.get(Header::Agent) {
             Value::Given(claimed) if !claimed.is_empty() && claimed != agent => {
-                return Err(Error::field(
-                    ErrorCode::InvalidAgent,
-                    Field::Agent,
-                    "X-Teleforge-Agent must be the calling extension (its caller ID number)",
-                ))
+                return Err(AGENT_MISMATCH)
             }
-            Value::TooLong => return Err(too_long(Field::Agent)),
+            Value::TooLong => return Err(AGENT_MISMATCH),
             _ => {}
         }
         let required = |header: Header| match self.get(header) {
@@ -260,7 +287,7 @@ impl Headers {
             return Err(Error::field(
                 ErrorCode::InvalidAgent,
                 Field::Agent,
-                "the calling extension cannot be the callee",
+                "the calling endpoint cannot be the callee",
             )
             .into());
         }
@@ -276,7 +303,7 @@ const fn missing(header: Header) -> Error {
             Header::Callee => "the X-Teleforge-Callee header is required",
             Header::OutboundId => "the X-Teleforge-Outbound-Id header is required",
             Header::ContactRef => "the X-Teleforge-Contact-Ref header is required",
-            Header::Agent | Header::CallerNumber => "the caller has no caller ID number",
+            Header::Agent | Header::Endpoint => NO_ENDPOINT.message,
         },
     )
 }

@@ -2,8 +2,9 @@
 //!
 //! When an agent's softphone sends an INVITE to the click-to-dial extension, the dialplan
 //! runs `AGI(agi://<service>/click2dial)` and Asterisk connects to the service. The service
-//! reads the `X-Teleforge-*` headers, decides, and leaves its decision in channel variables
-//! that the dialplan acts on once the service closes. Everything here follows the recorded
+//! reads the caller's PJSIP endpoint (the agent) and the `X-Teleforge-*` headers, decides,
+//! and leaves its decision in channel variables that the dialplan acts on once the service
+//! closes. Everything here follows the recorded
 //! Asterisk 22 sessions in `tests/fixtures/agi/` byte for byte.
 //!
 //! - [`Decoder`] splits what Asterisk sends into frames: the [`Environment`], one [`Reply`]
@@ -26,11 +27,11 @@
 //! // What Asterisk would answer, in order (a real driver reads the socket).
 //! let mut from_asterisk: &[&[u8]] = &[
 //!     b"agi_network: yes\nagi_uniqueid: 1795758224.2\nagi_channel: PJSIP/1002-00000002\n\n",
+//!     b"200 result=1 (1002)\n", // CHANNEL(endpoint): the agent
 //!     b"200 result=1 (0820001234)\n",
 //!     b"200 result=1 (27820001234)\n",
 //!     b"200 result=1 (crm-77)\n",
-//!     b"200 result=0\n",
-//!     b"200 result=1 (1002)\n",
+//!     b"200 result=0\n", // no X-Teleforge-Agent
 //!     b"200 result=1\n", // the five SET VARIABLEs
 //!     b"200 result=1\n",
 //!     b"200 result=1\n",
@@ -79,7 +80,8 @@ pub use frame::{
     MAX_REPLY_LEN,
 };
 pub use headers::{
-    q850_cause, Header, Headers, Rejection, Value, CONTACT_REF_VALUE_MAX_LEN, SHORT_VALUE_MAX_LEN,
+    q850_cause, Header, Headers, Rejection, Value, AGENT_MISMATCH, CONTACT_REF_VALUE_MAX_LEN,
+    NO_ENDPOINT, SHORT_VALUE_MAX_LEN,
 };
 pub use script::{
     DecideError, Decision, Dial, Script, ScriptError, ScriptEvent, CALLEE_MAX_LEN, CHANNEL_MAX_LEN,

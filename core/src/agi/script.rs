@@ -4,10 +4,13 @@
 //! [`Script::poll_transmit`], and what the driver must act on comes out of
 //! [`Script::poll_event`]. One command is in flight at a time.
 //!
-//! 1. After the environment it reads, in order, `X-Teleforge-Callee`, `-Outbound-Id`,
-//!    `-Contact-Ref`, `-Agent` (`GET VARIABLE "PJSIP_HEADER(read,…)"`) and `CALLERID(num)`.
+//! 1. After the environment it reads the caller's PJSIP endpoint (`GET VARIABLE
+//!    CHANNEL(endpoint)`), the agent's identity; then, only if there is one, `X-Teleforge-Callee`,
+//!    `-Outbound-Id`, `-Contact-Ref`, `-Agent` (`GET VARIABLE "PJSIP_HEADER(read,…)"`).
 //!    A missing header answers `200 result=0`; any reply but `200 result=1 (…)` counts as
-//!    absent.
+//!    absent. Without an endpoint (a channel that is not PJSIP answers `200 result=0`) the
+//!    call is refused anyway, and each `PJSIP_HEADER` read would log an `ERROR` in Asterisk,
+//!    so the script goes straight to the decision.
 //! 2. [`ScriptEvent::Decide`]: the driver copies [`Script::headers`], validates them (see
 //!    [`super::Headers::validate`]), applies idempotency, and calls [`Script::decide`].
 //! 3. It sets the channel variables the dialplan reads — `C2D_DECISION` `dial` with
@@ -366,7 +369,8 @@ impl Script {
                     self.headers.set(header, value);
                 }
                 let next = i.saturating_add(1);
-                if next < Header::ALL.len() {
+                let identified = self.headers.endpoint().is_some();
+                if identified && next < Header::ALL.len() {
                     self.stage = Stage::Read(next);
                 } else {
                     self.stage = Stage::Deciding;
