@@ -425,6 +425,12 @@ impl Host {
         for (k, v) in extra {
             command.env(k, v);
         }
+        Self::from_command(command, stderr)
+    }
+
+    /// Runs `command` (the host binary with its arguments and environment) and waits for
+    /// its `listening <addr>` line.
+    pub fn from_command(mut command: Command, stderr: Stdio) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(stderr)

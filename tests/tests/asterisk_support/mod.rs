@@ -1,0 +1,670 @@
+//! A real Asterisk 22 for end-to-end tests: an instance of its own (`run-asterisk.sh` from
+//! `../shared/pbx/asterisk/`) with the shipped kit (`host/asterisk/`) included into a site
+//! configuration the way an administrator does it, SIPp phones (agents that register, the
+//! carrier that reaches callees, a softphone that calls `c2d`), and the host binary started
+//! with `host/click2dial.example.toml`.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::collections::HashSet;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::support::{self, auth_keys, Host, Redis};
+
+/// The installed bundle (`../shared/pbx/asterisk/install.sh`; `.ci/run` runs it).
+const ASTERISK: &str = "/opt/asterisk/sbin/asterisk";
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf()
+}
+
+/// `../shared/pbx/asterisk/run-asterisk.sh`.
+fn run_asterisk_script() -> PathBuf {
+    repo().join("../shared/pbx/asterisk/run-asterisk.sh")
+}
+
+/// The shipped kit.
+pub fn kit() -> PathBuf {
+    repo().join("host/asterisk")
+}
+
+/// SIPp scenarios of these tests.
+pub fn scenario(name: &str) -> PathBuf {
+    repo().join("tests/asterisk/sipp").join(name)
+}
+
+/// Fails the test, saying how to install what is missing, unless Asterisk and SIPp are here.
+pub fn require_tools() {
+    assert!(
+        Path::new(ASTERISK).exists(),
+        "Asterisk is not installed: run ../shared/pbx/asterisk/install.sh (.ci/run does)"
+    );
+    let sipp = Command::new("sipp").arg("-v").output();
+    assert!(
+        sipp.is_ok(),
+        "SIPp is not installed: apt-get install sip-tester (.ci/run does)"
+    );
+}
+
+/// Ports handed out in this process, so parallel tests never pick the same one.
+static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A port free for TCP and UDP on 127.0.0.1, below the kernel's ephemeral range (ports in
+/// that range are handed out to other sockets at any moment; run-asterisk.sh's README).
+/// `span` consecutive ports are reserved (RTP ranges).
+pub fn low_port(span: u16) -> u16 {
+    let mut taken = TAKEN.lock().expect("ports");
+    let taken = taken.get_or_insert_with(HashSet::new);
+    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    for _ in 0..10_000 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let port = 20_000 + ((state >> 33) % 12_000) as u16;
+        let range = port..port + span;
+        if range.clone().any(|p| taken.contains(&p)) {
+            continue;
+        }
+        let free = range.clone().all(|p| {
+            TcpListener::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p)).is_ok()
+        });
+        if free {
+            taken.extend(range);
+            return port;
+        }
+    }
+    panic!("no free port below 32000");
+}
+
+/// What the site configuration around the kit looks like.
+#[derive(Clone, Debug)]
+pub struct Site {
+    /// Include the kit's `extensions.conf` (false: the PBX without click2dial's dialplan).
+    pub dialplan_kit: bool,
+    /// `[globals]` lines of the site (`C2D_FASTAGI`, `C2D_CALLEE_RING_SECS`, …).
+    pub globals: Vec<(String, String)>,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Self {
+            dialplan_kit: true,
+            globals: vec![("C2D_CALLEE_RING_SECS".into(), "6".into())],
+        }
+    }
+}
+
+/// Agent endpoints of `host/asterisk/pjsip.example.conf` and their passwords.
+pub const AGENTS: [(&str, &str); 2] = [("1000", "change-me-1000"), ("1001", "change-me-1001")];
+
+/// One Asterisk instance with the kit; stopped when dropped.
+pub struct Asterisk {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    pub ami_port: u16,
+    pub sip_port: u16,
+    /// Where the carrier trunk's SIPp listens.
+    pub carrier_port: u16,
+    /// Where each agent's phone (SIPp) registered from, by endpoint.
+    pub phone_ports: Vec<(String, u16)>,
+    pub site: Site,
+    /// Log lines already accounted for (see [`Asterisk::new_problems`]).
+    seen_log_len: usize,
+}
+
+impl Asterisk {
+    /// Starts an instance with the kit and `site`, then registers the agents' phones.
+    pub fn start(site: Site) -> Self {
+        require_tools();
+        let dir = PathBuf::from(format!(
+            "/tmp/c2d-ast-{}-{}",
+            std::process::id(),
+            low_port(1)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let conf = dir.join("conf");
+        std::fs::create_dir_all(conf.join("click2dial")).expect("conf dir");
+        let mut asterisk = Self {
+            dir,
+            conf,
+            ami_port: 0,
+            sip_port: 0,
+            carrier_port: 0,
+            phone_ports: Vec::new(),
+            site,
+            seen_log_len: 0,
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            asterisk.ami_port = low_port(1);
+            asterisk.sip_port = low_port(1);
+            asterisk.carrier_port = low_port(1);
+            asterisk.phone_ports = AGENTS
+                .iter()
+                .map(|(agent, _)| (agent.to_string(), low_port(1)))
+                .collect();
+            asterisk.write_site();
+            match asterisk.boot() {
+                Ok(()) => break,
+                Err(3) if attempts < 5 => continue, // a port was taken meanwhile
+                Err(code) => panic!(
+                    "run-asterisk.sh failed ({code}); log:\n{}",
+                    asterisk.full_log()
+                ),
+            }
+        }
+        for (agent, password) in AGENTS {
+            asterisk.register(agent, password);
+        }
+        asterisk
+    }
+
+    /// The instance's files (`asterisk.conf`, `log/`, `spool/`).
+    pub fn instance(&self) -> PathBuf {
+        self.dir.join("inst")
+    }
+
+    /// Where MixMonitor writes the kit's recordings.
+    pub fn recordings(&self) -> PathBuf {
+        self.instance().join("spool/monitor/click2dial")
+    }
+
+    /// `host:port` of the AMI.
+    pub fn ami_address(&self) -> String {
+        format!("127.0.0.1:{}", self.ami_port)
+    }
+
+    /// `host:port` of the PJSIP UDP transport.
+    pub fn sip_address(&self) -> String {
+        format!("127.0.0.1:{}", self.sip_port)
+    }
+
+    /// The port agent `endpoint`'s phone registered from.
+    pub fn phone_port(&self, endpoint: &str) -> u16 {
+        self.phone_ports
+            .iter()
+            .find(|(e, _)| e == endpoint)
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("no phone for {endpoint}"))
+    }
+
+    /// Writes the site's configuration: what an administrator has, plus the kit's files
+    /// copied to `click2dial/` and `#include`d, as the README says.
+    fn write_site(&self) {
+        for file in [
+            "extensions.conf",
+            "manager.conf",
+            "pjsip.conf",
+            "pjsip.example.conf",
+        ] {
+            std::fs::copy(kit().join(file), self.conf.join("click2dial").join(file))
+                .expect("copy the kit");
+        }
+        let write = |name: &str, text: String| {
+            std::fs::write(self.conf.join(name), text).expect("write site config")
+        };
+        write(
+            "manager.conf",
+            format!(
+                "[general]\nenabled = yes\nbindaddr = 127.0.0.1\nport = {}\n\n\
+                 #include \"click2dial/manager.conf\"\n",
+                self.ami_port
+            ),
+        );
+        let globals: String = self
+            .site
+            .globals
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}\n"))
+            .collect();
+        let include = if self.site.dialplan_kit {
+            "#include \"click2dial/extensions.conf\"\n"
+        } else {
+            ""
+        };
+        write(
+            "extensions.conf",
+            format!(
+                "[general]\nstatic = yes\nwriteprotect = yes\n\n[globals]\n{globals}\n\
+                 ; The site's own dialplan, which the kit must leave alone.\n\
+                 [from-internal]\nexten => 1000,1,Dial(PJSIP/1000,20)\n\
+                 exten => 1001,1,Dial(PJSIP/1001,20)\nexten => 0,1,Answer()\n \
+                 same => n,Hangup()\n\n{include}"
+            ),
+        );
+        // The example endpoints as an administrator adopts them: the carrier's documentation
+        // address replaced by where the carrier (SIPp) listens.
+        let example =
+            std::fs::read_to_string(kit().join("pjsip.example.conf")).expect("pjsip.example.conf");
+        assert!(example.contains("contact = sip:203.0.113.10:5060"));
+        assert!(example.contains("match = 203.0.113.10\n"));
+        let carrier = format!("127.0.0.1:{}", self.carrier_port);
+        let site_endpoints = example
+            .replace(
+                "contact = sip:203.0.113.10:5060",
+                &format!("contact = sip:{carrier}"),
+            )
+            .replace("match = 203.0.113.10\n", &format!("match = {carrier}\n"));
+        write("pjsip-endpoints.conf", site_endpoints);
+        write(
+            "pjsip.conf",
+            format!(
+                "[transport-udp]\ntype = transport\nprotocol = udp\nbind = {}\n\n\
+                 #include \"click2dial/pjsip.conf\"\n#include \"pjsip-endpoints.conf\"\n",
+                self.sip_address()
+            ),
+        );
+        let rtp = low_port(101).next_multiple_of(2); // Asterisk wants an even start
+        write(
+            "rtp.conf",
+            format!("[general]\nrtpstart = {rtp}\nrtpend = {}\n", rtp + 99),
+        );
+        // A clean PBX: every module whose configuration this site lacks is not loaded, and
+        // the rest have (empty) files, so the log has no ERROR or WARNING of its own and any
+        // that appears is the kit's or the calls'.
+        for entry in std::fs::read_dir(repo().join("tests/asterisk/site")).expect("site dir") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().expect("name").to_owned();
+            std::fs::copy(&path, self.conf.join(name)).expect("site file");
+        }
+    }
+
+    /// Starts Asterisk; `Err(exit code)` when run-asterisk.sh fails (3: a port was taken).
+    fn boot(&mut self) -> Result<(), i32> {
+        let output = Command::new("bash")
+            .arg(run_asterisk_script())
+            .arg(self.instance())
+            .arg(&self.conf)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run-asterisk.sh");
+        if output.status.success() {
+            self.seen_log_len = 0;
+            Ok(())
+        } else {
+            Err(output.status.code().unwrap_or(-1))
+        }
+    }
+
+    /// Stops the instance (keeping its files).
+    pub fn stop(&self) {
+        let _ = Command::new("bash")
+            .arg(run_asterisk_script())
+            .arg("--stop")
+            .arg(self.instance())
+            .status();
+    }
+
+    /// Stops and starts it again with the same configuration and ports (the old log is
+    /// moved to `log.prev`; problems found there so far are kept by the caller).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.boot()
+            .unwrap_or_else(|code| panic!("restart failed ({code}):\n{}", self.full_log()));
+        for (agent, password) in AGENTS {
+            self.register(agent, password);
+        }
+    }
+
+    /// Runs a CLI command (`asterisk -rx`).
+    pub fn cli(&self, command: &str) -> String {
+        let output = Command::new(ASTERISK)
+            .arg("-C")
+            .arg(self.instance().join("asterisk.conf"))
+            .arg("-rx")
+            .arg(command)
+            .output()
+            .expect("asterisk -rx");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The instance's `full.log`.
+    pub fn full_log(&self) -> String {
+        std::fs::read_to_string(self.instance().join("log/full.log")).unwrap_or_default()
+    }
+
+    /// `ERROR` and `WARNING` lines of the log.
+    pub fn problems(&self) -> Vec<String> {
+        self.full_log()
+            .lines()
+            .filter(|l| l.contains("] ERROR[") || l.contains("] WARNING["))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Registers agent `endpoint`'s phone from its port, as a desk phone does.
+    fn register(&self, endpoint: &str, password: &str) {
+        let port = self.phone_port(endpoint);
+        let status = Sipp::new("register.xml", port)
+            .args(["-s", endpoint, "-au", endpoint, "-ap", password])
+            .run(
+                &self.sip_address(),
+                &self.dir.join(format!("register-{endpoint}")),
+            )
+            .wait(Duration::from_secs(10));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "agent {endpoint} did not register"
+        );
+    }
+}
+
+impl Drop for Asterisk {
+    fn drop(&mut self) {
+        self.stop();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("Asterisk instance kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// A SIPp run being built.
+pub struct Sipp {
+    scenario: String,
+    port: u16,
+    args: Vec<String>,
+}
+
+impl Sipp {
+    /// `scenario` (a file of `tests/asterisk/sipp/`) on local UDP `port`.
+    pub fn new(scenario: &str, port: u16) -> Self {
+        Self {
+            scenario: scenario.to_string(),
+            port,
+            args: Vec::new(),
+        }
+    }
+
+    /// More SIPp arguments.
+    pub fn args<'a>(mut self, args: impl IntoIterator<Item = &'a str>) -> Self {
+        self.args.extend(args.into_iter().map(str::to_string));
+        self
+    }
+
+    /// A `-key name value` pair.
+    pub fn key(self, name: &str, value: &str) -> Self {
+        self.args(["-key", name, value])
+    }
+
+    /// Starts SIPp against `remote`; its messages go to `<base>.msg`, errors to `<base>.err`.
+    pub fn run(self, remote: &str, base: &Path) -> Phone {
+        let media = low_port(4);
+        let messages = base.with_extension("msg");
+        let errors = base.with_extension("err");
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(scenario(&self.scenario))
+            .args(["-i", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-mp", &media.to_string(), "-m", "1", "-nostdin"])
+            .args(["-timeout", "60s", "-timeout_error"])
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(&messages)
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(&errors)
+            .args(&self.args)
+            .arg(remote)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp");
+        Phone {
+            child,
+            messages,
+            errors,
+        }
+    }
+}
+
+/// A running SIPp; killed when dropped.
+pub struct Phone {
+    child: Child,
+    messages: PathBuf,
+    errors: PathBuf,
+}
+
+impl Phone {
+    /// Waits for SIPp to end, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for a successful end (exit 0), or panics with SIPp's error log.
+    pub fn expect_success(&mut self, timeout: Duration, what: &str) {
+        let status = self.wait(timeout);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{what}: SIPp ended with {status:?}\nerrors:\n{}\nmessages:\n{}",
+            std::fs::read_to_string(&self.errors).unwrap_or_default(),
+            self.messages()
+        );
+    }
+
+    /// Every SIP message SIPp sent and received so far.
+    pub fn messages(&self) -> String {
+        std::fs::read_to_string(&self.messages).unwrap_or_default()
+    }
+
+    /// The SIP requests received with this method (`INVITE`, `BYE`, …), whole.
+    pub fn received(&self, method: &str) -> Vec<String> {
+        sip_messages(&self.messages())
+            .into_iter()
+            .filter(|(received, m)| *received && m.starts_with(&format!("{method} ")))
+            .map(|(_, m)| m)
+            .collect()
+    }
+
+    /// The final responses (status >= 200) received, as status lines' codes.
+    pub fn received_finals(&self) -> Vec<u16> {
+        sip_messages(&self.messages())
+            .into_iter()
+            .filter(|(received, _)| *received)
+            .filter_map(|(_, m)| {
+                m.strip_prefix("SIP/2.0 ")
+                    .and_then(|r| r.get(..3))
+                    .and_then(|c| c.parse().ok())
+            })
+            .filter(|code| *code >= 200)
+            .collect()
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        support::kill(&mut self.child);
+    }
+}
+
+/// SIPp's `-trace_msg` file split into messages: `(received, text)`.
+fn sip_messages(log: &str) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(bool, String)> = None;
+    for line in log.lines() {
+        if line.starts_with("----------------------------------------------- ") {
+            if let Some(message) = current.take() {
+                out.push(message);
+            }
+            continue;
+        }
+        let received_header = line.contains(" message received [");
+        let sent_header = line.contains(" message sent (") || line.contains(" message sent [");
+        if received_header || sent_header {
+            if let Some(message) = current.take() {
+                out.push(message);
+            }
+            current = Some((received_header, String::new()));
+            continue;
+        }
+        if let Some((_, text)) = current.as_mut() {
+            if text.is_empty() && line.trim().is_empty() {
+                continue;
+            }
+            text.push_str(line.trim_end_matches('\r'));
+            text.push('\n');
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// The value of header `name` in a SIP message (case-insensitive).
+pub fn sip_header<'m>(message: &'m str, name: &str) -> Option<&'m str> {
+    message.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Redis, the real Asterisk with the kit, and the host configured from
+/// `host/click2dial.example.toml` as shipped (addresses and ports overridden by `C2D_*`).
+pub struct Lab {
+    pub asterisk: Asterisk,
+    pub redis: Redis,
+    pub host: Host,
+    pub fastagi: String,
+}
+
+impl Lab {
+    /// Everything started with the default site and the host ready.
+    pub fn start() -> Self {
+        Self::start_with(Site::default(), &[])
+    }
+
+    /// With `site` and the host's extra `C2D_*` variables.
+    pub fn start_with(mut site: Site, extra: &[(&str, &str)]) -> Self {
+        let fastagi = format!("127.0.0.1:{}", low_port(1));
+        site.globals
+            .push(("C2D_FASTAGI".into(), format!("agi://{fastagi}/click2dial")));
+        let asterisk = Asterisk::start(site);
+        let redis = Redis::start();
+        let host = start_host(&asterisk, &redis, &fastagi, extra);
+        Self {
+            asterisk,
+            redis,
+            host,
+            fastagi,
+        }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        let ready = support::eventually(Duration::from_secs(20), || {
+            self.host.get("/readyz").status == 200
+        });
+        assert!(
+            ready,
+            "the host never became ready: {}",
+            String::from_utf8_lossy(&self.host.get("/readyz").body)
+        );
+    }
+
+    /// Starts agent `endpoint`'s phone with `scenario`.
+    pub fn phone(&self, endpoint: &str, scenario: &str, name: &str) -> Phone {
+        self.phone_with(endpoint, Sipp::new(scenario, 0), name)
+    }
+
+    /// Starts agent `endpoint`'s phone running `sipp` (its port is the phone's).
+    pub fn phone_with(&self, endpoint: &str, sipp: Sipp, name: &str) -> Phone {
+        let sipp = Sipp {
+            port: self.asterisk.phone_port(endpoint),
+            ..sipp
+        };
+        let phone = sipp.run(
+            &self.asterisk.sip_address(),
+            &self.asterisk.dir.join(format!("{name}-{endpoint}")),
+        );
+        std::thread::sleep(Duration::from_millis(300)); // SIPp binds its port
+        phone
+    }
+
+    /// Starts the carrier trunk's SIPp (where every callee is reached) with `sipp`.
+    pub fn carrier(&self, sipp: Sipp, name: &str) -> Phone {
+        let sipp = Sipp {
+            port: self.asterisk.carrier_port,
+            ..sipp
+        };
+        let phone = sipp.run(
+            &self.asterisk.sip_address(),
+            &self.asterisk.dir.join(format!("{name}-carrier")),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        phone
+    }
+
+    /// Asserts that Asterisk logged no ERROR or WARNING line (besides `allowed` ones).
+    pub fn assert_clean_log(&self, allowed: &[&str]) {
+        let problems: Vec<String> = self
+            .asterisk
+            .problems()
+            .into_iter()
+            .filter(|line| !allowed.iter().any(|a| line.contains(a)))
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "Asterisk logged {} ERROR/WARNING line(s):\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+    }
+}
+
+/// The host binary with `host/click2dial.example.toml`, pointed at this Asterisk and Redis.
+pub fn start_host(
+    asterisk: &Asterisk,
+    redis: &Redis,
+    fastagi: &str,
+    extra: &[(&str, &str)],
+) -> Host {
+    let mut command = Command::new(support::host_binary());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("C2D_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .arg("--config")
+        .arg(repo().join("host/click2dial.example.toml"))
+        .arg("run")
+        .env("C2D_HTTP__HTTP_PORT", "0")
+        .env("C2D_HTTP__PUBLIC_URL", "http://127.0.0.1:1")
+        .env("C2D_AMI__ADDRESS", asterisk.ami_address())
+        .env("C2D_AMI__MAX_BACKOFF_SECS", "2")
+        .env("C2D_REDIS__URL", redis.url())
+        .env("C2D_RECORDINGS__DIR", asterisk.recordings())
+        .env("C2D_FASTAGI__LISTEN", fastagi)
+        .env("C2D_AUTH__KEYS", auth_keys(&[]))
+        .env("RUST_LOG", "info");
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    Host::from_command(command, Stdio::inherit())
+}
