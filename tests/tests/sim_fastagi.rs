@@ -180,6 +180,17 @@ async fn replay_case(
     cancel_at: Option<usize>,
     compare_ami: bool,
 ) -> (InviteOutcome, Vec<String>) {
+    let (outcome, _, frames) = replay(case, recorded_headers(callee), cancel_at, compare_ami).await;
+    (outcome, frames)
+}
+
+/// [`replay_case`] with the INVITE's headers given; also returns the environment.
+async fn replay(
+    case: &str,
+    headers: Vec<(String, String)>,
+    cancel_at: Option<usize>,
+    compare_ami: bool,
+) -> (InviteOutcome, Vec<String>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = sim(Some(listener.local_addr().unwrap()), dir.path()).await;
@@ -190,7 +201,7 @@ async fn replay_case(
         .sim
         .invite(Invite {
             endpoint: "1002".into(),
-            headers: recorded_headers(callee),
+            headers,
             cancel_at,
         })
         .await;
@@ -235,7 +246,7 @@ async fn replay_case(
             got.last().is_some_and(|f| f.starts_with("Event: Hangup")),
             "{case}"
         );
-        return (outcome, got);
+        return (outcome, env, got);
     }
     // b's softphone dialled `*99` (`Goto(c2d,1)`); the simulated INVITE goes to `c2d`.
     let recorded: Vec<Vec<u8>> = recorded_call(case)
@@ -252,7 +263,7 @@ async fn replay_case(
         .collect();
     let want = normalise(&recorded, None);
     assert_same(case, &got, &want);
-    (outcome, got)
+    (outcome, env, got)
 }
 
 #[tokio::test]
@@ -450,4 +461,108 @@ async fn the_control_listener_of_the_binary() {
     assert!(answer[1].starts_with("error "), "{answer:?}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The INVITE of the `h_`…`j_` recordings: endpoint `1002` (by its source address) sending
+/// these `X-Teleforge-*` headers, and optionally its own `From`.
+fn softphone_headers(contact_ref: &str, agent: &str, from: Option<&str>) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("X-Teleforge-Callee".to_owned(), "0820001234".to_owned()),
+        ("X-Teleforge-Outbound-Id".into(), "27820001234".into()),
+        ("X-Teleforge-Contact-Ref".into(), contact_ref.into()),
+        ("X-Teleforge-Agent".into(), agent.into()),
+    ];
+    if let Some(from) = from {
+        headers.push(("From".into(), from.into()));
+    }
+    headers
+}
+
+#[tokio::test]
+async fn the_endpoint_answers_like_the_endpoint_recordings() {
+    // The script's own commands (endpoint first), answered byte for byte as recorded.
+    let (outcome, env, _) = replay(
+        "h_endpoint_dial",
+        softphone_headers("crm-88", "1002", None),
+        None,
+        false,
+    )
+    .await;
+    assert!(matches!(outcome, InviteOutcome::Dial(_)), "{outcome:?}");
+    assert!(env.contains(&"agi_callerid: 1002".to_owned()), "{env:?}");
+    let (outcome, _, _) = replay(
+        "i_agent_header_mismatch",
+        softphone_headers("crm-89", "1003", None),
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(outcome.to_string(), "reject cause=21 reason=invalid_agent");
+    // The phone's From says 1003: so does the caller ID, but not the endpoint.
+    let (outcome, env, _) = replay(
+        "j_spoofed_from_and_agent",
+        softphone_headers(
+            "crm-90",
+            "1003",
+            Some("\"Agent 1003\" <sip:1003@127.0.0.1:27173>;tag=1SIPpTag001"),
+        ),
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(outcome.to_string(), "reject cause=21 reason=invalid_agent");
+    assert!(env.contains(&"agi_callerid: 1003".to_owned()), "{env:?}");
+    assert!(
+        env.contains(&"agi_calleridname: Agent 1003".to_owned()),
+        "{env:?}"
+    );
+}
+
+/// One INVITE from endpoint `endpoint` through the core's script; the outcome.
+async fn core_invite(endpoint: &str, headers: Vec<(String, String)>) -> (InviteOutcome, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = sim(Some(listener.local_addr().unwrap()), dir.path()).await;
+    let service = tokio::spawn(core_service(listener, "rec-id"));
+    let outcome = running
+        .sim
+        .invite(Invite {
+            endpoint: endpoint.into(),
+            headers,
+            cancel_at: None,
+        })
+        .await;
+    let delivered = service.await.unwrap();
+    tokio::time::timeout(LIMIT, running.sim.idle())
+        .await
+        .unwrap();
+    (outcome, delivered)
+}
+
+#[tokio::test]
+async fn a_softphone_claiming_another_agent_is_refused() {
+    // Endpoint 1002 claims to be agent 1003 in X-Teleforge-Agent: refused, cause 21.
+    let (outcome, delivered) = core_invite("1002", softphone_headers("crm-1", "1003", None)).await;
+    assert!(delivered);
+    assert_eq!(outcome.to_string(), "reject cause=21 reason=invalid_agent");
+    // Its From says 1003 as well: the caller ID is the phone's word, the endpoint is not.
+    let from = "\"Agent 1003\" <sip:1003@127.0.0.1:5073>;tag=x";
+    let (outcome, _) = core_invite("1002", softphone_headers("crm-2", "1003", Some(from))).await;
+    assert_eq!(outcome.to_string(), "reject cause=21 reason=invalid_agent");
+    // A From naming another agent changes nothing for a phone that claims no one: it dials
+    // as its endpoint.
+    let mut headers = recorded_headers("0820001234");
+    headers.push(("From".into(), from.into()));
+    let (outcome, delivered) = core_invite("1002", headers).await;
+    assert!(
+        delivered && matches!(outcome, InviteOutcome::Dial(_)),
+        "{outcome:?}"
+    );
+    // Naming itself is fine.
+    let (outcome, _) = core_invite("1002", softphone_headers("crm-3", "1002", None)).await;
+    assert!(matches!(outcome, InviteOutcome::Dial(_)), "{outcome:?}");
+    // No endpoint (CHANNEL(endpoint) unset): refused, whatever it claims.
+    let (outcome, delivered) = core_invite("", softphone_headers("crm-4", "1002", None)).await;
+    assert!(delivered);
+    assert_eq!(outcome.to_string(), "reject cause=21 reason=invalid_agent");
 }

@@ -13,11 +13,17 @@
 //! | a known command with the wrong arguments | `520-…` usage (the recorded texts for `GET VARIABLE` and `SET VARIABLE`) |
 //! | anything else | `510 Invalid or unknown command` |
 //!
-//! Values the session knows: `PJSIP_HEADER(read,<name>)` (the INVITE's headers, names
-//! compared ignoring case), `CALLERID(num)` (the endpoint), `CALLERID(name)`
-//! (`Agent <endpoint>`), `CHANNEL(name)`, `CHANNEL(endpoint)`, `UNIQUEID`, and every variable
-//! set so far. The caller hanging up shows as a `HANGUP` line sent before the reply to the
-//! command in flight, as in the recorded `d_*` cases.
+//! Values the session knows, as the real Asterisk derives them (`h_`…`k_` recordings):
+//!
+//! | name | value |
+//! |---|---|
+//! | `CHANNEL(endpoint)` | the PJSIP endpoint the INVITE was matched to (authenticated); unset (`200 result=0`) when empty or on a channel that is not `PJSIP/…` |
+//! | `PJSIP_HEADER(read,<name>)` | the INVITE's headers, names compared ignoring case; unset on a channel that is not `PJSIP/…` |
+//! | `CALLERID(num)`, `CALLERID(name)` (and `agi_callerid`, `agi_calleridname`) | what the phone wrote in its `From` header (a `From` among the INVITE's headers), else the endpoint and `Agent <endpoint>` |
+//! | `CHANNEL(name)`, `UNIQUEID` | the channel's |
+//!
+//! and every variable set so far. The caller hanging up shows as a `HANGUP` line sent before
+//! the reply to the command in flight, as in the recorded `d_*` cases.
 
 use std::collections::HashMap;
 
@@ -40,7 +46,7 @@ pub(crate) const DEAD_CHANNEL: &str =
 /// The channel a session runs on.
 #[derive(Clone, Debug)]
 pub(crate) struct Channel {
-    /// The calling endpoint, e.g. `1002`.
+    /// The PJSIP endpoint Asterisk matched the INVITE to, e.g. `1002` (empty: none).
     pub(crate) endpoint: String,
     /// `PJSIP/1002-00000002`.
     pub(crate) name: String,
@@ -48,6 +54,45 @@ pub(crate) struct Channel {
     pub(crate) uniqueid: String,
     /// The INVITE's headers.
     pub(crate) headers: Vec<(String, String)>,
+}
+
+impl Channel {
+    /// A header of the INVITE, its name compared ignoring case.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `PJSIP/1002-00000002` is `PJSIP`.
+    fn tech(&self) -> &str {
+        self.name.split('/').next().unwrap_or_default()
+    }
+
+    fn is_pjsip(&self) -> bool {
+        self.tech().eq_ignore_ascii_case("PJSIP")
+    }
+
+    /// The caller ID number: the user of the phone's `From` URI, else the endpoint.
+    fn caller_number(&self) -> String {
+        self.header("From")
+            .and_then(|from| from.split_once("sip:"))
+            .map(|(_, uri)| uri.split(['@', ';', '>']).next().unwrap_or_default())
+            .map_or_else(|| self.endpoint.clone(), str::to_owned)
+    }
+
+    /// The caller ID name: the quoted display name of the phone's `From`, else
+    /// `Agent <endpoint>`.
+    fn caller_name(&self) -> String {
+        self.header("From")
+            .and_then(|from| from.trim_start().strip_prefix('"'))
+            .and_then(|rest| rest.split_once('"'))
+            .map_or_else(
+                || format!("Agent {}", self.endpoint),
+                |(name, _)| name.to_owned(),
+            )
+    }
 }
 
 /// The environment block for `channel`, requested as `agi://<address>/<script>`.
@@ -64,8 +109,9 @@ pub(crate) fn environment(channel: &Channel, address: &str, script: &str, thread
             "agi_request" => format!("agi://{address}/{script}"),
             "agi_channel" => channel.name.clone(),
             "agi_uniqueid" => channel.uniqueid.clone(),
-            "agi_callerid" => channel.endpoint.clone(),
-            "agi_calleridname" => format!("Agent {}", channel.endpoint),
+            "agi_type" => channel.tech().to_owned(),
+            "agi_callerid" => channel.caller_number(),
+            "agi_calleridname" => channel.caller_name(),
             "agi_threadid" => thread.to_string(),
             _ => value.to_owned(),
         };
@@ -152,18 +198,20 @@ impl Session {
             .strip_prefix("PJSIP_HEADER(read,")
             .and_then(|r| r.strip_suffix(')'))
         {
+            // Asterisk: "This function requires a PJSIP channel." (an ERROR), unset.
             return self
                 .channel
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(header))
-                .map(|(_, v)| v.clone());
+                .header(header)
+                .filter(|_| self.channel.is_pjsip())
+                .map(str::to_owned);
         }
         match name {
-            "CALLERID(num)" => Some(self.channel.endpoint.clone()),
-            "CALLERID(name)" => Some(format!("Agent {}", self.channel.endpoint)),
+            "CALLERID(num)" => Some(self.channel.caller_number()),
+            "CALLERID(name)" => Some(self.channel.caller_name()),
             "CHANNEL(name)" => Some(self.channel.name.clone()),
-            "CHANNEL(endpoint)" => Some(self.channel.endpoint.clone()),
+            // Asterisk: "Unknown or unavailable item requested: 'endpoint'" (a WARNING), unset.
+            "CHANNEL(endpoint)" => Some(self.channel.endpoint.clone())
+                .filter(|e| !e.is_empty() && self.channel.is_pjsip()),
             "UNIQUEID" => Some(self.channel.uniqueid.clone()),
             _ => self.variables.get(name).cloned(),
         }
@@ -320,6 +368,98 @@ mod tests {
             answered += &s.answer(line).bytes;
         }
         assert_eq!(format!("{answered}HANGUP\n"), replies);
+    }
+
+    /// The recorded session `case` (endpoint `1002`, these INVITE headers): every command
+    /// answered as the real Asterisk answered it.
+    fn answers_as_recorded(case: &str, channel: Channel) {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/fixtures/agi");
+        let client = std::fs::read_to_string(format!("{dir}/{case}.agi-client")).unwrap();
+        let server = std::fs::read_to_string(format!("{dir}/{case}.agi")).unwrap();
+        let (env, replies) = server.split_once("\n\n").unwrap();
+        let ours =
+            String::from_utf8(environment(&channel, "127.0.0.1:27145", "click2dial", 1)).unwrap();
+        for name in ["agi_type", "agi_callerid", "agi_calleridname"] {
+            let line = |text: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(&format!("{name}:")))
+                    .map(str::to_owned)
+            };
+            assert_eq!(line(&ours), line(env), "{case}: {name}");
+        }
+        let mut s = Session::new(channel);
+        let mut answered = String::new();
+        for line in client.lines() {
+            answered += &s.answer(line).bytes;
+        }
+        assert_eq!(format!("{answered}HANGUP\n"), replies, "{case}");
+    }
+
+    fn softphone(endpoint: &str, headers: &[(&str, &str)]) -> Channel {
+        Channel {
+            endpoint: endpoint.into(),
+            name: format!("PJSIP/{endpoint}-00000000"),
+            uniqueid: "1796282963.1".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_endpoint_is_the_authenticated_one_not_the_from() {
+        let headers = |contact, agent| {
+            [
+                ("X-Teleforge-Callee", "0820001234"),
+                ("X-Teleforge-Outbound-Id", "27820001234"),
+                ("X-Teleforge-Contact-Ref", contact),
+                ("X-Teleforge-Agent", agent),
+            ]
+        };
+        answers_as_recorded(
+            "h_endpoint_dial",
+            softphone("1002", &headers("crm-88", "1002")),
+        );
+        answers_as_recorded(
+            "i_agent_header_mismatch",
+            softphone("1002", &headers("crm-89", "1003")),
+        );
+        // j: the phone wrote 1003 in its From: caller ID says 1003, the endpoint 1002.
+        let mut spoofed = headers("crm-90", "1003").to_vec();
+        spoofed.push((
+            "From",
+            "\"Agent 1003\" <sip:1003@127.0.0.1:27173>;tag=1SIPpTag001",
+        ));
+        let channel = softphone("1002", &spoofed);
+        answers_as_recorded("j_spoofed_from_and_agent", channel.clone());
+        let mut s = Session::new(channel);
+        assert_eq!(
+            s.answer("GET VARIABLE CALLERID(num)").bytes,
+            "200 result=1 (1003)\n"
+        );
+        assert_eq!(
+            s.answer("GET VARIABLE CHANNEL(endpoint)").bytes,
+            "200 result=1 (1002)\n"
+        );
+        // k: a Local channel has no endpoint and no PJSIP headers.
+        let mut local = softphone("", &headers("crm-91", "1002"));
+        local.name = "Local/c2d@c2d-agent-webrtc-00000001;2".into();
+        let mut s = Session::new(local);
+        assert_eq!(
+            s.answer("GET VARIABLE CHANNEL(endpoint)").bytes,
+            "200 result=0\n"
+        );
+        assert_eq!(
+            s.answer(r#"GET VARIABLE "PJSIP_HEADER(read,X-Teleforge-Callee)""#)
+                .bytes,
+            "200 result=0\n"
+        );
+        let mut s = Session::new(softphone("", &[]));
+        assert_eq!(
+            s.answer("GET VARIABLE CHANNEL(endpoint)").bytes,
+            "200 result=0\n"
+        );
     }
 
     #[test]
