@@ -3,12 +3,18 @@
 //! The agent's INVITE to the click-to-dial extension carries `X-Teleforge-*` headers; the
 //! dialplan (`host/asterisk/extensions.conf`, `[c2d-agent-webrtc]`) runs
 //! `AGI(agi://<fastagi.listen>/click2dial)`. Each connection is one session of core's
-//! [`Script`]: it reads the headers, and this module decides exactly as `POST
-//! /click2dial/calls` does — the same validators and dialling policy, the same idempotency
-//! claim on `contact_ref`, the same cap on calls in flight and the same stored call record
-//! ([`crate::admission`]) — then the script leaves the decision in channel variables and the
-//! session closes. A dialled call is followed like an originated one ([`Pbx::follow`]), so it
+//! [`Script`]: it reads the caller's PJSIP endpoint (the agent, as Asterisk authenticated
+//! it; nothing the phone writes, `From` or a header, names the agent) and the headers, and
+//! this module decides exactly as `POST /click2dial/calls` does — the same validators and
+//! dialling policy, the same idempotency claim on `contact_ref`, the same cap on calls in
+//! flight and the same stored call record ([`crate::admission`]) — then the script leaves
+//! the decision in channel variables and the session closes. A dialled call is followed like an originated one ([`Pbx::follow`]), so it
 //! sends the same notifications, keyed by the agent channel's `Uniqueid`.
+//!
+//! A phone that claims another agent (`X-Teleforge-Agent`) or a call without an endpoint is
+//! refused like any invalid request, and logged at `warn` with the endpoint, the claimed
+//! agent and the `contact_ref`: it is either a misconfigured phone or an attempt to place
+//! calls in someone else's name.
 //!
 //! The PBX is trusted as the client here (it holds no API key): only `fastagi.allowed_peers`
 //! may connect. Asterisk has no read timeout on the service and the caller hears nothing
@@ -19,7 +25,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use click2dial_core::agi::{
-    DecideError, Decision, Dial, Rejection, Script, ScriptEvent, MAX_COMMAND_LEN,
+    DecideError, Decision, Dial, Header, Headers, Rejection, Script, ScriptEvent, Value,
+    AGENT_MISMATCH, MAX_COMMAND_LEN, NO_ENDPOINT,
 };
 use click2dial_core::call::Mode;
 use click2dial_core::{Error, ErrorCode};
@@ -164,7 +171,12 @@ impl Session<'_> {
         let headers = *self.script.headers();
         let valid = match headers.validate(&state.validators, &state.policy()) {
             Ok(valid) => valid,
-            Err(rejection) => return self.reject(rejection),
+            Err(rejection) => {
+                if rejection.error == AGENT_MISMATCH || rejection.error == NO_ENDPOINT {
+                    self.log_identity_refusal(&headers, &rejection);
+                }
+                return self.reject(rejection);
+            }
         };
         if !state.pbx.is_ready() {
             return self.reject(Error::PBX_UNAVAILABLE.into());
@@ -195,11 +207,29 @@ impl Session<'_> {
         }
         tracing::info!(
             contact_ref,
+            agent = call.valid.agent,
             channel = self.script.channel(),
             "softphone call accepted"
         );
         self.outcome = "dial";
         self.script.decide(&Decision::Dial(Dial::for_call(&call)))
+    }
+
+    /// A phone that claimed another agent, or a call that is not from a PJSIP endpoint.
+    fn log_identity_refusal(&self, headers: &Headers, rejection: &Rejection) {
+        let contact_ref = match headers.get(Header::ContactRef) {
+            Value::Given(v) => v,
+            Value::Absent => "",
+            Value::TooLong => "(too long)",
+        };
+        tracing::warn!(
+            endpoint = headers.endpoint().unwrap_or(""),
+            claimed_agent = headers.claimed_agent().unwrap_or(""),
+            contact_ref,
+            channel = self.script.channel(),
+            reason = rejection.error.message,
+            "softphone call refused: the agent is not the calling PJSIP endpoint"
+        );
     }
 
     fn reject(&mut self, rejection: Rejection) -> Result<(), DecideError> {

@@ -26,13 +26,21 @@ struct AgiWorld {
 }
 
 fn agi_world(extra: &[(&str, &str)]) -> AgiWorld {
+    agi_world_logged(extra, None)
+}
+
+/// [`agi_world`], with the host's log written to `log` when given.
+fn agi_world_logged(extra: &[(&str, &str)], log: Option<&std::path::Path>) -> AgiWorld {
     let recordings = tempfile::tempdir().expect("tempdir");
     let redis = Redis::start();
     let fastagi = format!("127.0.0.1:{}", free_port());
     let sim = Sim::start_with(recordings.path(), "127.0.0.1:0", Some(&fastagi));
     let mut vars = vec![("C2D_FASTAGI__LISTEN", fastagi.as_str())];
     vars.extend_from_slice(extra);
-    let host = Host::start(&redis, &sim.address, recordings.path(), &vars);
+    let host = match log {
+        Some(log) => Host::start_logged(&redis, &sim.address, recordings.path(), &vars, log),
+        None => Host::start(&redis, &sim.address, recordings.path(), &vars),
+    };
     assert!(
         eventually(Duration::from_secs(20), || host.get("/readyz").status
             == 200),
@@ -255,4 +263,42 @@ fn another_host_finishes_a_softphone_call_when_the_deciding_host_dies() {
         "the other host pushed the rest after {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_softphone_claiming_another_agent_is_refused_and_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("host.log");
+    let w = agi_world_logged(&[("C2D_LOG_JSON", "true")], Some(&log));
+    // Endpoint 1002 whose From and X-Teleforge-Agent both say 1003.
+    let claim = format!(
+        "{} X-Teleforge-Agent=1003 From=<sip:1003@127.0.0.1:5073>",
+        invite("1002", "0820001234", "27820001234", "sp-claim")
+    );
+    assert_eq!(w.sim.invite(&claim), "reject cause=21 reason=invalid_agent");
+    assert!(w.redis.drain(&key_of("sp-claim")).is_empty());
+    // The same phone naming itself, From still saying 1003: dialled as 1002.
+    let own = format!(
+        "{} X-Teleforge-Agent=1002 From=<sip:1003@127.0.0.1:5073>",
+        invite("1002", "0820001234", "27820001234", "sp-own")
+    );
+    assert!(w.sim.invite(&own).starts_with("dial "));
+    assert_eq!(sessions(&w.host, "reject"), 1.0);
+    let warned = |text: &str| {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["level"] == "WARN" && l["fields"]["claimed_agent"].is_string())
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || warned(
+            &std::fs::read_to_string(&log).unwrap_or_default()
+        )
+        .is_some()),
+        "the refusal is logged at warn"
+    );
+    let line = warned(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    let fields = &line["fields"];
+    assert_eq!(fields["endpoint"], "1002", "{line}");
+    assert_eq!(fields["claimed_agent"], "1003", "{line}");
+    assert_eq!(fields["contact_ref"], "sp-claim", "{line}");
 }
