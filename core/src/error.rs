@@ -32,6 +32,8 @@ pub enum ErrorCode {
     OutboundIdNotAllowed,
     /// The agent is well-formed but outside the range allowed for these credentials.
     AgentNotAllowed,
+    /// `outbound_id` is `tvc_<campaign>` and the PBX's dialplan has no such campaign.
+    UnknownCampaign,
     /// Missing or bad credentials.
     Unauthorized,
     /// The `contact_ref` was already used with a different payload.
@@ -74,6 +76,7 @@ impl ErrorCode {
             Self::CalleeNotAllowed => "callee_not_allowed",
             Self::OutboundIdNotAllowed => "outbound_id_not_allowed",
             Self::AgentNotAllowed => "agent_not_allowed",
+            Self::UnknownCampaign => "unknown_campaign",
             Self::Unauthorized => "unauthorized",
             Self::ContactRefConflict => "contact_ref_conflict",
             Self::RateLimited => "rate_limited",
@@ -109,7 +112,8 @@ impl ErrorCode {
             | Self::AmbiguousReference
             | Self::CalleeNotAllowed
             | Self::OutboundIdNotAllowed
-            | Self::AgentNotAllowed => 422,
+            | Self::AgentNotAllowed
+            | Self::UnknownCampaign => 422,
             Self::RateLimited => 429,
             Self::Internal => 500,
             Self::PbxUnavailable | Self::ServiceUnavailable => 503,
