@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use click2dial_core::call::Mode;
 use click2dial_core::reference::ChannelId;
-use click2dial_core::{request, Error};
+use click2dial_core::{request, Error, ErrorCode, Field};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::admission::{self, Admission, Refusal};
 use crate::auth::Caller;
 pub use crate::errors::ApiError;
-use crate::errors::{json_response, retry_after};
+use crate::errors::{json_response, retry_after, Detailed};
 use crate::pbx::{OriginateError, OriginateRequest};
 use crate::state::AppState;
 
@@ -58,8 +58,22 @@ async fn create_call(
     let parsed = request::parse(&bytes)?;
     let valid = state.validators.validate(&parsed, &state.policy())?;
     caller.check_call(valid.agent, valid.outbound_id.as_str())?;
-    if !state.pbx.is_ready() {
-        return Err(Error::PBX_UNAVAILABLE.into());
+    if let Some(why) = state.pbx.unavailable() {
+        return Ok(pbx_unavailable(why));
+    }
+    if let Some(campaign) = valid.outbound_id.campaign() {
+        if let Some(context) = state.pbx.unknown_campaign(campaign) {
+            return Ok(Detailed {
+                error: Error::field(ErrorCode::UnknownCampaign, Field::OutboundId, ""),
+                message: format!(
+                    "campaign {campaign} is not in the PBX's dialplan context {context}: \
+                     add `exten => {campaign},1,Return(<verified number>)` there and \
+                     `dialplan reload`; nothing was dialled"
+                ),
+                retry_after: None,
+            }
+            .into_response());
+        }
     }
     let mut entropy = [0u8; 32];
     getrandom::fill(&mut entropy).map_err(|_| Error::INTERNAL)?;
@@ -89,19 +103,54 @@ async fn create_call(
     let answer = admitted.answer.clone();
     if let Err(e) = state.pbx.originate(OriginateRequest::from(admitted)).await {
         admission::release(&state, claim_key.as_deref()).await;
-        return Err(match e {
-            OriginateError::NotConnected => Error::PBX_UNAVAILABLE,
+        return match e {
+            OriginateError::NotConnected => {
+                Ok(pbx_unavailable(state.pbx.unavailable().unwrap_or_else(
+                    || Error::PBX_UNAVAILABLE.message.to_string(),
+                )))
+            }
             OriginateError::Refused(reason) => {
-                tracing::error!(%reason, contact_ref, "PBX refused the originate");
-                Error::PBX_UNAVAILABLE
+                let context = if call.valid.single_leg {
+                    &state.config.dialplan.direct_context
+                } else {
+                    &state.config.dialplan.outbound_context
+                };
+                tracing::error!(%reason, contact_ref, context, "PBX refused the originate");
+                Ok(pbx_unavailable(refused(&reason, context)))
             }
             OriginateError::Encode(reason) => {
                 tracing::error!(%reason, contact_ref, "originate could not be encoded");
-                Error::INTERNAL
+                Err(Error::INTERNAL.into())
             }
-        }
-        .into());
+        };
     }
     tracing::info!(contact_ref, recording_ref, key = %caller.id, "call queued");
     Ok(json_response(StatusCode::ACCEPTED, answer.into_bytes()))
+}
+
+/// How long a client should wait before trying again while the PBX cannot take calls.
+const PBX_RETRY_AFTER_SECS: u64 = 10;
+
+/// `503 pbx_unavailable` saying why, with `Retry-After`.
+fn pbx_unavailable(why: String) -> Response {
+    Detailed {
+        error: Error::PBX_UNAVAILABLE,
+        message: why,
+        retry_after: Some(PBX_RETRY_AFTER_SECS),
+    }
+    .into_response()
+}
+
+/// The client's sentence for an Originate Asterisk answered with `Response: Error`.
+fn refused(reason: &str, context: &str) -> String {
+    let reason = reason.trim();
+    if reason.starts_with("Extension does not exist") {
+        format!(
+            "the PBX refused the call ({reason}): its dialplan has no extension for this \
+             callee in context {context}; #include the click2dial extensions.conf kit and \
+             `dialplan reload`; nothing was dialled"
+        )
+    } else {
+        format!("the PBX refused the call ({reason}); nothing was dialled")
+    }
 }

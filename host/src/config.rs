@@ -129,6 +129,9 @@ pub struct Dialplan {
     pub agent_ring_timeout_ms: u32,
     /// How the callee's digits reach the dialplan.
     pub callee_digits: CalleeDigits,
+    /// The context with one extension per `tvc_` campaign (`exten => spring,1,Return(…)`):
+    /// its extension names are the campaigns the PBX knows, read at every login check.
+    pub tvc_context: String,
 }
 
 impl Default for Dialplan {
@@ -142,6 +145,7 @@ impl Default for Dialplan {
             direct_channel: names.direct_channel.into(),
             agent_ring_timeout_ms: names.ring_timeout_ms,
             callee_digits: CalleeDigits::AsGiven,
+            tvc_context: "c2d-tvc".into(),
         }
     }
 }
@@ -161,6 +165,17 @@ impl Dialplan {
             },
         }
     }
+}
+
+/// A context the login check asks the PBX for (see [`Config::pbx_contexts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PbxContext {
+    /// The context.
+    pub context: String,
+    /// An extension that must be in it.
+    pub extension: Option<String>,
+    /// Its extensions are the `tvc_` campaigns.
+    pub campaigns: bool,
 }
 
 /// `[redis]`
@@ -343,6 +358,10 @@ pub struct FastAgi {
     pub session_timeout_ms: u64,
     /// Sessions served at once; more are rejected.
     pub max_sessions: usize,
+    /// The dialplan context of the softphones (checked at login when `listen` is set).
+    pub context: String,
+    /// The extension in it that runs `AGI(agi://<listen>/click2dial)`.
+    pub extension: String,
 }
 
 impl Default for FastAgi {
@@ -355,6 +374,8 @@ impl Default for FastAgi {
             ],
             session_timeout_ms: 3000,
             max_sessions: 64,
+            context: "c2d-agent-webrtc".into(),
+            extension: "c2d".into(),
         }
     }
 }
@@ -427,6 +448,46 @@ impl Config {
         let config: Config = figment.extract().map_err(Box::new)?;
         config.check()?;
         Ok(config)
+    }
+
+    /// The dialplan contexts the host sends calls to, each once, as the login check asks
+    /// the PBX for them: the two-leg and one-leg contexts, the one in `direct_channel`
+    /// (`Local/{callee}@c2d-single`), the campaigns' and, with FastAGI on, the softphones'
+    /// with its extension.
+    pub fn pbx_contexts(&self) -> Vec<PbxContext> {
+        let dialplan = &self.dialplan;
+        let local = dialplan
+            .direct_channel
+            .split_once('/')
+            .filter(|(tech, _)| tech.eq_ignore_ascii_case("Local"))
+            .and_then(|(_, resource)| resource.rsplit_once('@'))
+            .map(|(_, context)| context.to_string())
+            .filter(|c| !c.is_empty() && !c.contains('{'));
+        let mut contexts: Vec<PbxContext> = Vec::new();
+        let mut add = |context: &str, extension: Option<&str>, campaigns: bool| {
+            let new = PbxContext {
+                context: context.to_string(),
+                extension: extension.map(str::to_string),
+                campaigns,
+            };
+            match contexts
+                .iter_mut()
+                .find(|c| c.context == new.context && c.extension == new.extension)
+            {
+                Some(known) => known.campaigns |= campaigns,
+                None => contexts.push(new),
+            }
+        };
+        add(&dialplan.outbound_context, None, false);
+        add(&dialplan.direct_context, None, false);
+        if let Some(local) = &local {
+            add(local, None, false);
+        }
+        add(&dialplan.tvc_context, None, true);
+        if !self.fastagi.listen.is_empty() {
+            add(&self.fastagi.context, Some(&self.fastagi.extension), false);
+        }
+        contexts
     }
 
     /// Checks values the types cannot.
@@ -503,6 +564,9 @@ impl Config {
             ("dialplan.outbound_context", &self.dialplan.outbound_context),
             ("dialplan.direct_context", &self.dialplan.direct_context),
             ("dialplan.direct_channel", &self.dialplan.direct_channel),
+            ("dialplan.tvc_context", &self.dialplan.tvc_context),
+            ("fastagi.context", &self.fastagi.context),
+            ("fastagi.extension", &self.fastagi.extension),
         ] {
             if value.is_empty() || value.bytes().any(|b| b.is_ascii_control()) {
                 return Err(invalid(

@@ -37,6 +37,47 @@ pub fn error_body(error: &Error) -> Vec<u8> {
     }
 }
 
+/// An error whose message is made at run time (the PBX's state, a campaign's name): the
+/// code, field and status stay core's; `Retry-After` when given.
+#[derive(Debug)]
+pub struct Detailed {
+    /// Code, field and status.
+    pub error: Error,
+    /// Replaces `error.message`.
+    pub message: String,
+    /// Seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
+}
+
+impl IntoResponse for Detailed {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = json_response(status, error_body_with(&self.error, &self.message));
+        if let Some(secs) = self.retry_after {
+            let (name, value) = retry_after(secs);
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+/// The JSON bytes of `error` with `message` in place of its own: core writes the body with
+/// an empty message (`…"message":""}}`), the message goes between the quotes.
+pub fn error_body_with(error: &Error, message: &str) -> Vec<u8> {
+    let mut body = error_body(&Error {
+        message: "",
+        ..*error
+    });
+    let empty = br#""message":""}}"#;
+    if body.ends_with(empty) {
+        body.truncate(body.len() - 4);
+        body.extend_from_slice(&serde_json::to_vec(message).unwrap_or_else(|_| b"\"\"".to_vec()));
+        body.extend_from_slice(b"}}");
+    }
+    body
+}
+
 /// A response with a JSON body.
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()

@@ -1,5 +1,6 @@
-//! `/healthz` (the process answers) and `/readyz` (it can take calls: AMI logged in and
-//! Redis answering `PING`), for probes and load balancers.
+//! `/healthz` (the process answers) and `/readyz` (it can take calls: AMI logged in, the
+//! PBX's check passed, Redis answering `PING`), for probes and load balancers. `/readyz`
+//! needs a key but is not rate-limited.
 
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use click2dial_core::{Error, ErrorCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::errors::{error_body, json_response};
+use crate::errors::{error_body_with, json_response};
+use crate::pbx::Status;
 use crate::state::AppState;
 
 /// How long `/readyz` waits for Redis's `PONG`.
@@ -37,8 +39,9 @@ async fn healthz() -> Response {
     json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
 }
 
-/// Readiness: `200` when the AMI session is logged in and Redis answers; otherwise `503`
-/// with the contract's error body, and `checks` saying which one failed.
+/// Readiness: `200` when the AMI session is logged in, the PBX passed the login check and
+/// Redis answers; otherwise `503` with the contract's error body, `checks` saying which
+/// failed (`ami`: `down` or `misconfigured`) and `problems` saying why and how to fix it.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -47,33 +50,62 @@ async fn healthz() -> Response {
     responses(
         (status = 200, description = "Ready", body = crate::openapi::Readiness),
         (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Not ready; `checks` names what failed", body = crate::openapi::Readiness),
+        (status = 503, description = "Not ready; `checks` names what failed, `problems` why", body = crate::openapi::Readiness),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let ami = state.pbx.is_ready();
+    let ami = state.pbx.status();
     let redis = redis_answers(&state).await;
-    let word = |ok: bool| if ok { "ok" } else { "down" };
-    let checks = format!(
-        r#""checks":{{"ami":"{}","redis":"{}"}}"#,
-        word(ami),
-        word(redis)
-    );
-    if ami && redis {
-        return json_response(
-            StatusCode::OK,
-            format!(r#"{{"status":"ready",{checks}}}"#).into_bytes(),
-        );
-    }
-    let message = match (ami, redis) {
-        (false, false) => "not ready: the AMI session is not logged in and Redis does not answer",
-        (false, true) => "not ready: the AMI session is not logged in",
-        _ => "not ready: Redis does not answer",
+    let ami_word = match ami {
+        Status::Ready => "ok",
+        Status::Down(_) => "down",
+        Status::Misconfigured(_) => "misconfigured",
     };
-    let mut body = error_body(&Error::request(ErrorCode::ServiceUnavailable, message));
-    // The contract's error object, plus `checks` next to it.
+    let checks = serde_json::json!({"ami": ami_word, "redis": if redis { "ok" } else { "down" }});
+    if ami == Status::Ready && redis {
+        let body = serde_json::json!({"status": "ready", "checks": checks});
+        return json_response(StatusCode::OK, body.to_string().into_bytes());
+    }
+    let mut problems = Vec::new();
+    let mut sentences = Vec::new();
+    match &ami {
+        Status::Ready => {}
+        Status::Down(why) => {
+            let message = format!("the AMI session is not logged in: {why}");
+            problems
+                .push(serde_json::json!({"check": "ami", "code": "ami_down", "message": message}));
+            sentences.push(message);
+        }
+        Status::Misconfigured(reasons) => {
+            for reason in reasons.iter() {
+                problems.push(serde_json::json!(
+                    {"check": "ami", "code": reason.code, "message": reason.message}
+                ));
+            }
+            sentences.push(format!(
+                "the PBX is misconfigured: {}",
+                reasons
+                    .iter()
+                    .map(|r| r.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+    }
+    if !redis {
+        let message = "Redis does not answer PING within 1 s";
+        problems
+            .push(serde_json::json!({"check": "redis", "code": "redis_down", "message": message}));
+        sentences.push(message.to_string());
+    }
+    let message = format!("not ready: {}", sentences.join("; "));
+    let mut body = error_body_with(&Error::request(ErrorCode::ServiceUnavailable, ""), &message);
+    // The contract's error object, plus `status`, `checks` and `problems` next to it.
     body.pop();
-    body.extend_from_slice(format!(r#","status":"not_ready",{checks}}}"#).as_bytes());
+    let rest = serde_json::json!({"status": "not_ready", "checks": checks, "problems": problems});
+    let rest = rest.to_string();
+    body.push(b',');
+    body.extend_from_slice(rest.get(1..).unwrap_or("}").as_bytes());
     json_response(StatusCode::SERVICE_UNAVAILABLE, body)
 }
 

@@ -45,25 +45,34 @@ pub use state::AppState;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The routes and the OpenAPI description generated from them: `/healthz` without a key,
-/// everything else behind [`auth::require_key`] and [`ratelimit::limit`].
+/// `/readyz` behind [`auth::require_key`] only (a probe polling it must not use up the
+/// key's rate), everything else behind [`auth::require_key`] and [`ratelimit::limit`].
 pub fn routes(state: &AppState) -> (Router<AppState>, OpenApi) {
     let (public, public_doc) = health::public_router().split_for_parts();
+    let (probe, probe_doc) = health::router().split_for_parts();
     let (protected, mut doc) = openapi::base()
         .merge(api::router())
         .merge(events::router())
         .merge(recordings::router())
-        .merge(health::router())
         .merge(metrics::router())
         .merge(openapi::router())
         .split_for_parts();
     doc.merge(public_doc);
+    doc.merge(probe_doc);
     let protected = protected
         .route_layer(from_fn_with_state(
             (state.rate_limits.clone(), state.metrics.clone()),
             ratelimit::limit,
         ))
         .route_layer(from_fn_with_state(state.keys.clone(), auth::require_key));
-    (public.merge(console::router()).merge(protected), doc)
+    let probe = probe.route_layer(from_fn_with_state(state.keys.clone(), auth::require_key));
+    (
+        public
+            .merge(console::router())
+            .merge(probe)
+            .merge(protected),
+        doc,
+    )
 }
 
 /// The whole HTTP application.
@@ -153,6 +162,7 @@ pub fn start(config: config::Config) -> Result<AppState, String> {
             ping_interval: Duration::from_secs(config.ami.ping_interval_secs),
             max_backoff: Duration::from_secs(config.ami.max_backoff_secs.max(1)),
             dialplan: config.dialplan.clone(),
+            contexts: config.pbx_contexts(),
         },
         notifier.clone(),
         metrics.clone(),

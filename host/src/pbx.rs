@@ -1,6 +1,8 @@
 //! The AMI client: a tokio driver around core's sans-IO codec and call state machine.
 //!
-//! One task owns the connection. It logs in, waits for `FullyBooted`, then multiplexes
+//! One task owns the connection. It logs in and checks the PBX (core's
+//! [`Preflight`]: the login, `FullyBooted`, the write privileges, the dialplan contexts and
+//! the `tvc_` campaigns), then multiplexes
 //! Originate requests, `Ping` keep-alives and incoming events; events are routed to each
 //! call's [`CallTracker`] by `Linkedid` (`ActionID` for `OriginateResponse`; the Originate's
 //! `ActionID` is its `ChannelId`), and every step of progress becomes a notification.
@@ -8,14 +10,23 @@
 //! When the connection is lost, calls in flight end with `failed`/`pbx_error`: their
 //! channels may live on in Asterisk, but the events that would tell their outcome are gone,
 //! and a notification that guessed would be worse than one that says so. The client then
-//! reconnects with a doubling backoff (capped at `ami.max_backoff_secs`) and logs in again.
+//! reconnects with a doubling backoff (capped at `ami.max_backoff_secs`, back to its start
+//! after every login that passed the check) and logs in again.
+//!
+//! A PBX that fails the check is `Misconfigured`, with a sentence per problem that says how
+//! to fix it, logged once per login. A refused login, a missing `FullyBooted` or a missing
+//! privilege ends the session (the next login checks again); a missing context keeps it,
+//! and the dialplan part runs again every [`RECHECK_MISCONFIGURED`] (every ping interval
+//! once ready, which also refreshes the campaigns), so a `dialplan reload` makes the host
+//! ready without a restart.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use click2dial_core::ami::{
-    Action, Decoder, Frame, Kind, Login, Message, Ping, ResponseStatus, MAX_MESSAGE_LEN,
+    Action, Checks, ContextCheck, Decoder, Frame, Kind, Message, Outcome, Ping, Preflight,
+    ResponseStatus, MAX_MESSAGE_LEN,
 };
 use click2dial_core::call::{CallTracker, ChannelEvent, Mode, Progress};
 use click2dial_core::json::{self, Event, Notification as NotificationJson};
@@ -43,7 +54,19 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Dialplan names and ring timeout of every Originate.
     pub dialplan: crate::config::Dialplan,
+    /// The contexts the login check asks the PBX for.
+    pub contexts: Vec<crate::config::PbxContext>,
 }
+
+/// How many `tvc_` campaigns the host keeps; with more, unknown ones are let through (the
+/// dialplan refuses them) and a warning says so.
+pub const MAX_CAMPAIGNS: usize = 256;
+
+/// How long `FullyBooted` and every answer of the check may take.
+const CHECK_WITHIN: Duration = Duration::from_secs(5);
+
+/// How often the dialplan is checked again while it is missing something.
+pub const RECHECK_MISCONFIGURED: Duration = Duration::from_secs(5);
 
 /// Everything a notification carries besides the event itself. Stored in Redis before the
 /// Originate is sent, so every host can follow the call (see [`crate::call_store`]).
@@ -113,12 +136,32 @@ pub enum OriginateError {
 }
 
 /// Connection state, as `/readyz` and the create-call handler see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
-    /// Logged in and booted.
+    /// Logged in, booted, and the check passed.
     Ready,
-    /// Connecting, logging in, or waiting to retry.
-    Down,
+    /// Connecting, logging in, or waiting to retry; why.
+    Down(Arc<str>),
+    /// The PBX answers but cannot take calls as configured; what to fix.
+    Misconfigured(Arc<[Reason]>),
+}
+
+/// One problem of a misconfigured PBX.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    /// Stable machine code (`core::ami::ProblemCode`).
+    pub code: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// The campaigns the PBX knows (the extensions of `[dialplan] tvc_context`).
+#[derive(Clone, Debug, Default)]
+struct KnownCampaigns {
+    /// `None` until a check has read the context.
+    names: Option<HashSet<String>>,
+    /// More than [`MAX_CAMPAIGNS`]: the set is incomplete.
+    overflowed: bool,
 }
 
 enum Command {
@@ -140,6 +183,8 @@ pub struct Pbx {
     status: watch::Receiver<Status>,
     /// Recording references of the calls this client follows.
     live_recordings: LiveRecordings,
+    campaigns: Arc<RwLock<KnownCampaigns>>,
+    tvc_context: Arc<str>,
 }
 
 /// Recording references of calls in flight (their recording is not complete yet).
@@ -160,10 +205,16 @@ impl Pbx {
         call_store: Option<crate::call_store::CallStore>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(1024);
-        let (status_tx, status) = watch::channel(Status::Down);
+        let (status_tx, status) = watch::channel(Status::Down("connecting to the PBX".into()));
         let (adopt_tx, adopt_rx) = mpsc::unbounded_channel();
         let live_recordings = LiveRecordings::default();
+        let campaigns = Arc::new(RwLock::new(KnownCampaigns::default()));
+        let tvc_context: Arc<str> = settings.dialplan.tvc_context.as_str().into();
         let driver = Driver {
+            campaigns: campaigns.clone(),
+            epoch: Instant::now(),
+            session_passed: false,
+            recheck_now: false,
             settings,
             notifier,
             metrics,
@@ -179,7 +230,40 @@ impl Pbx {
             tx,
             status,
             live_recordings,
+            campaigns,
+            tvc_context,
         }
+    }
+
+    /// The connection state now.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Why no call can be placed now (a sentence for the client), or `None` when ready.
+    pub fn unavailable(&self) -> Option<String> {
+        match &*self.status.borrow() {
+            Status::Ready => None,
+            Status::Down(why) => Some(format!(
+                "the PBX is not reachable ({why}); nothing was dialled"
+            )),
+            Status::Misconfigured(reasons) => Some(format!(
+                "the PBX cannot take calls: {}; nothing was dialled",
+                reasons
+                    .iter()
+                    .map(|r| r.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+        }
+    }
+
+    /// The campaign context when the PBX is known not to have `campaign` there; `None`
+    /// when it has it, or when that cannot be known (not checked yet, too many campaigns).
+    pub fn unknown_campaign(&self, campaign: &str) -> Option<&str> {
+        let known = self.campaigns.read().ok()?;
+        let names = known.names.as_ref()?;
+        (!known.overflowed && !names.contains(campaign)).then_some(&*self.tvc_context)
     }
 
     /// Whether `recording_ref` belongs to a call in flight that this client follows: its
@@ -193,13 +277,13 @@ impl Pbx {
 
     /// Whether the PBX is logged in.
     pub fn is_ready(&self) -> bool {
-        *self.status.borrow() == Status::Ready
+        matches!(*self.status.borrow(), Status::Ready)
     }
 
     /// Waits until the PBX is logged in or `timeout` passes.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let mut status = self.status.clone();
-        tokio::time::timeout(timeout, status.wait_for(|s| *s == Status::Ready))
+        tokio::time::timeout(timeout, status.wait_for(|s| matches!(s, Status::Ready)))
             .await
             .is_ok_and(|r| r.is_ok())
     }
@@ -263,6 +347,13 @@ struct Driver {
     adopting: HashMap<String, Vec<(Vec<u8>, Instant)>>,
     adopt_tx: mpsc::UnboundedSender<(String, Option<CallRecord>)>,
     call_store: Option<crate::call_store::CallStore>,
+    campaigns: Arc<RwLock<KnownCampaigns>>,
+    /// The check's clock starts here.
+    epoch: Instant,
+    /// The current session passed the login check (the backoff starts over after it).
+    session_passed: bool,
+    /// Check the dialplan again at once (Asterisk refused an Originate's extension).
+    recheck_now: bool,
 }
 
 async fn run(
@@ -271,15 +362,22 @@ async fn run(
     mut adopt_rx: mpsc::UnboundedReceiver<(String, Option<CallRecord>)>,
     status: watch::Sender<Status>,
 ) {
-    let mut backoff = Duration::from_millis(250);
+    const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+    let mut backoff = FIRST_BACKOFF;
     loop {
+        driver.session_passed = false;
         let result = driver.session(&mut rx, &mut adopt_rx, &status).await;
-        let _ = status.send(Status::Down);
         driver.metrics.ami_down();
+        if driver.session_passed {
+            backoff = FIRST_BACKOFF;
+        }
         match result {
             Ok(()) => return,
+            // Misconfigured stays what /readyz says while waiting to log in again.
+            Err(SessionError::Misconfigured) => {}
             Err(e) => {
-                tracing::warn!(error = %e, address = %driver.settings.address, "AMI connection lost")
+                tracing::warn!(error = %e, address = %driver.settings.address, "AMI connection lost");
+                let _ = status.send(Status::Down(e.to_string().into()));
             }
         }
         driver.fail_all();
@@ -308,15 +406,20 @@ enum SessionError {
     Io(#[from] std::io::Error),
     #[error("the PBX closed the connection")]
     Closed,
-    #[error("login refused: {0}")]
-    LoginRefused(String),
     #[error("AMI protocol: {0}")]
     Protocol(String),
     #[error("no answer to Ping")]
     PingTimeout,
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+    #[error("the PBX is misconfigured")]
+    Misconfigured,
+    #[error("{0}")]
+    Check(String),
 }
+
+/// The longest line the login check reads.
+const MAX_LINE: usize = 4096;
 
 /// Bytes from the socket, decoded frame by frame in place: each frame is decoded once,
 /// borrowing the buffer, and handled before the next read.
@@ -343,6 +446,22 @@ impl Reader {
             return Err(SessionError::Closed);
         }
         Ok(())
+    }
+
+    /// The next complete line in the buffer, without its `\r\n` (the login check reads
+    /// lines: Asterisk's `ListCommands` answer can outgrow a frame).
+    fn next_line(&mut self) -> Result<Option<&[u8]>, SessionError> {
+        let rest = self.buf.get(self.start..).unwrap_or_default();
+        match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(end) => {
+                self.start += end + 2;
+                Ok(rest.get(..end))
+            }
+            None if rest.len() > MAX_LINE => Err(SessionError::Protocol(format!(
+                "AMI line longer than {MAX_LINE} bytes"
+            ))),
+            None => Ok(None),
+        }
     }
 
     /// The next complete frame in the buffer, decoded where it lies, with its bytes, if
@@ -390,7 +509,98 @@ fn with_message<R>(bytes: &[u8], f: impl FnOnce(&Message<'_>) -> R) -> Option<R>
 
 use click2dial_core::ami::Decoded;
 
+/// `d` in whole milliseconds.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Driver {
+    /// Milliseconds since the driver started: the check's clock.
+    fn now_ms(&self) -> u64 {
+        millis(self.epoch.elapsed())
+    }
+
+    /// When the dialplan is checked again: soon while it is missing something, with the
+    /// ping otherwise (which also keeps the campaigns fresh).
+    fn recheck_interval(&self, status: &watch::Sender<Status>) -> Duration {
+        match &*status.borrow() {
+            Status::Misconfigured(_) => RECHECK_MISCONFIGURED.min(self.settings.ping_interval),
+            _ => self.settings.ping_interval,
+        }
+    }
+
+    /// Acts on a finished check: the status, the campaigns, the log (at every login, and
+    /// when a later check finds something else). An error ends the session.
+    fn checked(
+        &mut self,
+        preflight: &Preflight<'_, MAX_CAMPAIGNS>,
+        outcome: Outcome,
+        status: &watch::Sender<Status>,
+        at_login: bool,
+    ) -> Result<(), SessionError> {
+        let address = &self.settings.address;
+        let usable = match outcome {
+            Outcome::Passed => true,
+            Outcome::Failed { session_usable } => session_usable,
+        };
+        if preflight.problems().any(|p| !p.code.is_configuration()) {
+            let why: Vec<String> = preflight.problems().map(ToString::to_string).collect();
+            if at_login {
+                return Err(SessionError::Check(why.join("; ")));
+            }
+            tracing::warn!(%address, problem = %why.join("; "), "PBX dialplan check not answered");
+            return Ok(());
+        }
+        let tvc_context = &self.settings.dialplan.tvc_context;
+        let campaigns_missing = preflight.problems().any(|p| {
+            p.code == click2dial_core::ami::ProblemCode::ContextMissing
+                && p.subject() == tvc_context
+        });
+        // Without ShowDialPlan (usable is false) nothing was read: keep what is known.
+        if usable || campaigns_missing {
+            let found = preflight.campaigns();
+            if found.overflowed() && at_login {
+                tracing::warn!(
+                    context = %tvc_context,
+                    "more than {MAX_CAMPAIGNS} campaigns: unknown ones are not refused by the host"
+                );
+            }
+            if let Ok(mut known) = self.campaigns.write() {
+                known.names = Some(found.iter().map(str::to_string).collect());
+                known.overflowed = found.overflowed();
+            }
+        }
+        if at_login && usable {
+            self.session_passed = true;
+        }
+        let reasons: Arc<[Reason]> = preflight
+            .problems()
+            .map(|p| Reason {
+                code: p.code.as_str(),
+                message: p.to_string(),
+            })
+            .collect();
+        let before = status.borrow().clone();
+        if reasons.is_empty() {
+            if at_login || before != Status::Ready {
+                tracing::info!(%address, campaigns = preflight.campaigns().len(), "PBX check passed: ready");
+            }
+            let _ = status.send(Status::Ready);
+            return Ok(());
+        }
+        if at_login || before != Status::Misconfigured(reasons.clone()) {
+            for reason in reasons.iter() {
+                tracing::error!(%address, code = reason.code, "PBX misconfigured: {}", reason.message);
+            }
+        }
+        let _ = status.send(Status::Misconfigured(reasons));
+        if usable {
+            Ok(())
+        } else {
+            Err(SessionError::Misconfigured)
+        }
+    }
+
     async fn session(
         &mut self,
         rx: &mut mpsc::Receiver<Command>,
@@ -409,50 +619,57 @@ impl Driver {
             stream: read,
             buf: Vec::with_capacity(MAX_MESSAGE_LEN),
             start: 0,
-            decoder: Decoder::new(),
+            // The check reads the banner as a line.
+            decoder: Decoder::without_banner(),
         };
         let mut out = vec![0u8; 8192];
-        let login = Login {
-            action_id: "login",
-            username: &self.settings.username,
-            secret: &self.settings.secret,
+        // Owned here, not borrowed from `self`: the checks live through the session.
+        let contexts_owned = self.settings.contexts.clone();
+        let (username, secret) = (self.settings.username.clone(), self.settings.secret.clone());
+        let contexts: Vec<ContextCheck<'_>> = contexts_owned
+            .iter()
+            .map(|c| ContextCheck {
+                context: &c.context,
+                extension: c.extension.as_deref(),
+                campaigns: c.campaigns,
+            })
+            .collect();
+        let checks = Checks {
+            username: &username,
+            secret: &secret,
+            contexts: &contexts,
+            booted_within_ms: millis(CHECK_WITHIN),
+            answer_within_ms: millis(CHECK_WITHIN),
         };
-        let n = login
-            .write(&mut out)
-            .map_err(|e| SessionError::Protocol(e.to_string()))?;
-        write.write_all(&out[..n]).await?;
-
-        let handshake = async {
-            let mut logged_in = false;
-            loop {
-                let Some((frame, _)) = reader.next_frame()? else {
-                    reader.fill().await?;
-                    continue;
-                };
-                let Frame::Message(m) = frame else {
-                    continue;
-                };
-                match m.kind() {
-                    Kind::Response(ResponseStatus::Success) if m.action_id() == Some("login") => {
-                        logged_in = true;
-                    }
-                    Kind::Response(_) if m.action_id() == Some("login") => {
-                        return Err(SessionError::LoginRefused(
-                            m.message().unwrap_or("no reason").to_string(),
-                        ));
-                    }
-                    Kind::Event("FullyBooted") if logged_in => return Ok::<(), SessionError>(()),
-                    _ => {}
-                }
+        let mut preflight = Box::new(Preflight::<MAX_CAMPAIGNS>::login(checks, self.now_ms()));
+        let outcome = loop {
+            while let Some(n) = preflight
+                .poll_transmit(&mut out)
+                .map_err(|e| SessionError::Protocol(e.to_string()))?
+            {
+                write.write_all(&out[..n]).await?;
+            }
+            if let Some(outcome) = preflight.outcome() {
+                break outcome;
+            }
+            if let Some(line) = reader.next_line()? {
+                preflight.handle_line(self.now_ms(), line);
+                continue;
+            }
+            let deadline = preflight.poll_timeout().unwrap_or(u64::MAX);
+            let wait = Duration::from_millis(deadline.saturating_sub(self.now_ms()));
+            match tokio::time::timeout(wait, reader.fill()).await {
+                Ok(filled) => filled?,
+                Err(_) => preflight.handle_timeout(self.now_ms()),
             }
         };
-        tokio::time::timeout(Duration::from_secs(10), handshake)
-            .await
-            .map_err(|_| SessionError::Timeout("login and FullyBooted"))??;
+        self.checked(&preflight, outcome, status, true)?;
         tracing::info!(address = %self.settings.address, "AMI logged in");
         self.metrics.ami_logged_in(self.logins == 0);
         self.logins += 1;
-        let _ = status.send(Status::Ready);
+        let mut recheck_run: u32 = 0;
+        let mut recheck: Option<Box<Preflight<'_, MAX_CAMPAIGNS>>> = None;
+        let mut recheck_at = Instant::now() + self.recheck_interval(status);
 
         let mut pending: HashMap<String, oneshot::Sender<Result<(), OriginateError>>> =
             HashMap::new();
@@ -467,6 +684,9 @@ impl Driver {
             let handled = loop {
                 match reader.next_frame() {
                     Ok(Some((Frame::Message(m), bytes))) => {
+                        if let Some(check) = recheck.as_mut() {
+                            check.handle_message(self.now_ms(), &m);
+                        }
                         if !self.adopt_or_buffer(&m, bytes, read_at) {
                             self.on_message(&m, read_at, &mut pending, &mut ping_outstanding);
                         }
@@ -478,6 +698,28 @@ impl Driver {
             };
             if let Err(e) = handled {
                 break Err(e);
+            }
+            if let Some(check) = recheck.as_mut() {
+                check.handle_timeout(self.now_ms());
+                if let Some(outcome) = check.outcome() {
+                    if let Err(e) = self.checked(check, outcome, status, false) {
+                        break Err(e);
+                    }
+                    recheck = None;
+                    recheck_at = Instant::now() + self.recheck_interval(status);
+                }
+            }
+            if recheck.is_none() && (Instant::now() >= recheck_at || self.recheck_now) {
+                self.recheck_now = false;
+                recheck_run = recheck_run.wrapping_add(1);
+                let mut check = Box::new(Preflight::dialplan(checks, recheck_run, self.now_ms()));
+                while let Some(n) = check
+                    .poll_transmit(&mut out)
+                    .map_err(|e| SessionError::Protocol(e.to_string()))?
+                {
+                    write.write_all(&out[..n]).await?;
+                }
+                recheck = Some(check);
             }
             tokio::select! {
                 filled = reader.fill() => {
@@ -606,6 +848,8 @@ impl Driver {
                         let _ = reply.send(Ok(()));
                     } else {
                         let reason = message.message().unwrap_or("no reason").to_string();
+                        // The dialplan changed under the host: look again at once.
+                        self.recheck_now |= reason.starts_with("Extension does not exist");
                         // Nothing was dialled: forget the call without notifications.
                         if let Some(call) = self.calls.remove(action_id) {
                             self.forget(call);
