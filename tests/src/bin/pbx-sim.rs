@@ -54,6 +54,14 @@ struct Cli {
     /// `cancelled <uniqueid>`, `agi-failed` or `error <text>`, once the FastAGI session is over.
     #[arg(long, verbatim_doc_comment)]
     control: Option<SocketAddr>,
+    /// Play a PBX without this context of the click2dial kit (repeat for more):
+    /// `ShowDialPlan` answers `Did not find context NAME`, Originates into it fail.
+    #[arg(long = "missing-context", value_name = "NAME")]
+    missing_contexts: Vec<String>,
+    /// Play a manager user that may not run this action (repeat for more): `ListCommands`
+    /// leaves it out, sending it is answered `Permission denied`.
+    #[arg(long = "deny-action", value_name = "ACTION")]
+    denied_actions: Vec<String>,
 }
 
 #[tokio::main]
@@ -74,6 +82,8 @@ async fn main() -> ExitCode {
         outbound_cid: cli.outbound_cid,
         overrides: cli.overrides,
         fastagi: cli.fastagi,
+        missing_contexts: cli.missing_contexts,
+        denied_actions: cli.denied_actions,
     };
     let simulator = match Simulator::new(config) {
         Ok(s) => s,

@@ -1,7 +1,10 @@
 //! The PBX simulator: an AMI server that speaks like the recorded Asterisk 22 transcripts.
 //!
 //! It answers `Login` (then `FullyBooted`), `Logoff` (`Goodbye`, then it closes), `Ping`
-//! (`Ping: Pong` with a `Timestamp`) and `Originate` exactly as Asterisk 22 does, with
+//! (`Ping: Pong` with a `Timestamp`), `ListCommands` and `ShowDialPlan` (a PBX with the
+//! click2dial kit loaded, `dialplan.rs`; [`Config::missing_contexts`] and
+//! [`Config::denied_actions`] make it a misconfigured one) and `Originate` exactly as
+//! Asterisk 22 does, with
 //! Asterisk's errors for malformed Originates and for actions sent before logging in. Every
 //! accepted Originate plays one recorded call: the frames of a transcript case, with the new
 //! call's values put in place of the recorded ones (see `render.rs` for the table), on the
@@ -57,6 +60,7 @@
 mod action;
 mod call;
 mod control;
+mod dialplan;
 mod fastagi;
 mod hub;
 mod outcome;
@@ -99,6 +103,12 @@ pub struct Config {
     /// The FastAGI service that the `c2d` extension's `AGI(agi://…/click2dial)` reaches;
     /// `None`: every INVITE fails its AGI (`AGISTATUS=FAILURE`).
     pub fastagi: Option<std::net::SocketAddr>,
+    /// Contexts of the kit's dialplan that are not loaded: `ShowDialPlan` says
+    /// `Did not find context …` and an Originate into one gets "Extension does not exist.".
+    pub missing_contexts: Vec<String>,
+    /// Actions the manager user may not run: `ListCommands` leaves them out and they are
+    /// answered `Permission denied`.
+    pub denied_actions: Vec<String>,
 }
 
 impl Default for Config {
@@ -113,6 +123,18 @@ impl Default for Config {
             outbound_cid: "27820001234".into(),
             overrides: Vec::new(),
             fastagi: None,
+            missing_contexts: Vec::new(),
+            denied_actions: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The dialplan and manager user this configuration simulates.
+    pub(crate) fn pbx(&self) -> dialplan::Pbx<'_> {
+        dialplan::Pbx {
+            missing_contexts: &self.missing_contexts,
+            denied_actions: &self.denied_actions,
         }
     }
 }

@@ -122,6 +122,27 @@ impl Session {
         if is("Login") {
             return self.login(action, out).await;
         }
+        if !self.shared.config.pbx().allows(name) {
+            out.write_all(&response("Error", id, "Permission denied"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        if is("ListCommands") {
+            out.write_all(&self.shared.config.pbx().list_commands(id))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        if is("ShowDialPlan") {
+            let context = action.get("Context");
+            let extension = Some(action.get("Extension")).filter(|e| !e.is_empty());
+            let answer = self
+                .shared
+                .config
+                .pbx()
+                .show_dialplan(id, context, extension);
+            out.write_all(&answer).await?;
+            return Ok(Flow::Continue);
+        }
         if is("Logoff") {
             out.write_all(&response("Goodbye", id, "Thanks for all the fish."))
                 .await?;
@@ -190,7 +211,14 @@ impl Session {
         out: &mut OwnedWriteHalf,
     ) -> std::io::Result<Flow> {
         let id = action.action_id();
-        let originate = match action::originate(action, &self.shared.config.contexts) {
+        let config = &self.shared.config;
+        let contexts: Vec<String> = config
+            .contexts
+            .iter()
+            .filter(|c| config.pbx().has_context(c))
+            .cloned()
+            .collect();
+        let originate = match action::originate(action, &contexts) {
             Ok(originate) => originate,
             Err(message) => {
                 info!(action_id = id, %message, "originate refused");
