@@ -169,3 +169,465 @@ fn two_leg_call_both_answer() {
     assert_eq!(part.body, &whole.body[..12]);
     lab.assert_clean_log(&[]);
 }
+
+/// A phone's SIPp run: a scenario and its keys.
+fn sipp(scenario: &str, keys: &[(&str, &str)]) -> Sipp {
+    keys.iter()
+        .fold(Sipp::new(scenario, 0), |sipp, (k, v)| sipp.key(k, v))
+}
+
+/// A phone that rings, then refuses with `code` (`busy_486.xml`, `notfound_404.xml`,
+/// `decline_603.xml`).
+fn refuse(code: &str) -> Sipp {
+    let scenario = match code {
+        "486" => "busy_486.xml",
+        "404" => "notfound_404.xml",
+        "603" => "decline_603.xml",
+        other => panic!("no scenario refuses with {other}"),
+    };
+    Sipp::new(scenario, 0)
+}
+
+/// A two-leg call whose agent's phone runs `agent` and the carrier `callee` (none: the
+/// callee is never dialled); asserts the notifications end `failed` with `cause`/`q850`.
+fn failing_call(
+    name: &str,
+    agent: Sipp,
+    callee: Option<Sipp>,
+    expected: &[&str],
+    cause: &str,
+    q850: Option<u64>,
+    extra: &[(&str, &str)],
+) -> Lab {
+    let lab = Lab::start_with(Site::default(), extra);
+    lab.wait_ready();
+    let mut agent = lab.phone_with("1001", agent, name);
+    let mut carrier = callee.map(|c| lab.carrier(c, name));
+    let contact_ref = format!("crm-{name}");
+    let (status, answer) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", &contact_ref));
+    assert_eq!(status, 202, "{answer}");
+    let notifications = lab.redis.follow(
+        &key_of(&contact_ref),
+        &[expected.last().copied().unwrap_or("failed")],
+        Duration::from_secs(40),
+    );
+    assert_eq!(events(&notifications), expected, "{notifications:#?}");
+    let failed = notifications
+        .iter()
+        .find(|n| n["event"] == "failed")
+        .expect("a failed notification");
+    assert_eq!(failed["cause"], cause, "{failed}");
+    match q850 {
+        Some(q850) => assert_eq!(failed["q850"], q850, "{failed}"),
+        None => assert!(
+            failed.get("q850").is_none() || failed["q850"].is_u64(),
+            "{failed}"
+        ),
+    }
+    agent.expect_success(Duration::from_secs(20), "agent");
+    assert_eq!(agent.received("INVITE").len(), 1);
+    if let Some(carrier) = carrier.as_mut() {
+        carrier.expect_success(Duration::from_secs(20), "carrier");
+    }
+    lab.assert_clean_log(&[]);
+    lab
+}
+
+const CALLEE_FAILED: [&str; 6] = [
+    "queued",
+    "agent_ringing",
+    "agent_answered",
+    "callee_ringing",
+    "failed",
+    "recording_ready",
+];
+
+#[test]
+fn callee_busy() {
+    failing_call(
+        "callee-busy",
+        sipp("answer.xml", &[]),
+        Some(refuse("486")),
+        &CALLEE_FAILED,
+        "callee_busy",
+        Some(17),
+        &[],
+    );
+}
+
+#[test]
+fn callee_not_found() {
+    failing_call(
+        "callee-404",
+        sipp("answer.xml", &[]),
+        Some(refuse("404")),
+        &CALLEE_FAILED,
+        "callee_not_found",
+        Some(1),
+        &[],
+    );
+}
+
+#[test]
+fn callee_declines() {
+    failing_call(
+        "callee-603",
+        sipp("answer.xml", &[]),
+        Some(refuse("603")),
+        &CALLEE_FAILED,
+        "callee_rejected",
+        Some(21),
+        &[],
+    );
+}
+
+#[test]
+fn callee_does_not_answer() {
+    // The site rings callees for C2D_CALLEE_RING_SECS = 6 s ([globals], Site::default).
+    failing_call(
+        "callee-noanswer",
+        sipp("answer_long.xml", &[]),
+        Some(sipp("noanswer.xml", &[])),
+        &CALLEE_FAILED,
+        "callee_no_answer",
+        None,
+        &[],
+    );
+}
+
+#[test]
+fn agent_does_not_answer() {
+    failing_call(
+        "agent-noanswer",
+        sipp("noanswer.xml", &[]),
+        None,
+        &["queued", "agent_ringing", "failed"],
+        "agent_no_answer",
+        Some(19),
+        &[("C2D_DIALPLAN__AGENT_RING_TIMEOUT_MS", "3000")],
+    );
+}
+
+#[test]
+fn agent_busy() {
+    failing_call(
+        "agent-busy",
+        refuse("486"),
+        None,
+        &["queued", "agent_ringing", "failed"],
+        "agent_busy",
+        Some(17),
+        &[],
+    );
+}
+
+#[test]
+fn agent_hangs_up_while_the_callee_rings() {
+    // The agent's phone hangs up 3 s after answering; the callee rings for 6 s.
+    failing_call(
+        "agent-gives-up",
+        sipp("answer.xml", &[]),
+        Some(sipp("noanswer.xml", &[])),
+        &CALLEE_FAILED,
+        "agent_hung_up",
+        None,
+        &[],
+    );
+}
+
+#[test]
+fn idempotent_repeat_rings_the_agent_once() {
+    let lab = Lab::start();
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "answer.xml", "repeat");
+    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "repeat");
+    let request = body("1001", "0820001234", "27820001234", "crm-repeat");
+    let (first_status, first) = lab.host.create_call(&request);
+    assert_eq!(first_status, 202, "{first}");
+    let (second_status, second) = lab.host.create_call(&request);
+    assert_eq!(second_status, 202, "{second}");
+    assert_eq!(first, second, "the repeat gets the first answer");
+    let notifications = lab.redis.follow(
+        &key_of("crm-repeat"),
+        &["recording_ready"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(events(&notifications), ANSWERED);
+    let (third_status, third) = lab.host.create_call(&request);
+    assert_eq!(third_status, 202, "{third}");
+    assert_eq!(first, third);
+    agent.expect_success(Duration::from_secs(20), "agent");
+    callee.expect_success(Duration::from_secs(20), "carrier");
+    assert_eq!(
+        agent.received("INVITE").len(),
+        1,
+        "exactly one INVITE to the agent"
+    );
+    assert_eq!(callee.received("INVITE").len(), 1);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        lab.redis.drain(&key_of("crm-repeat")).is_empty(),
+        "no second call"
+    );
+    lab.assert_clean_log(&[]);
+}
+
+#[test]
+fn one_leg_call_reaches_the_direct_destination() {
+    let lab = Lab::start();
+    lab.wait_ready();
+    // The callee answers first; then [c2d-direct-destination] rings PJSIP/1000.
+    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "one-leg");
+    let mut desk = lab.phone("1000", "answer.xml", "one-leg");
+    let (status, answer) = lab.host.create_call(&body(
+        "0820001234",
+        "0820001234",
+        "27820001234",
+        "crm-one-leg",
+    ));
+    assert_eq!(status, 202, "{answer}");
+    let recording_ref = answer["recording_ref"]
+        .as_str()
+        .expect("recording_ref")
+        .to_string();
+    let notifications = lab.redis.follow(
+        &key_of("crm-one-leg"),
+        &["recording_ready", "failed"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        events(&notifications),
+        [
+            "queued",
+            "callee_ringing",
+            "joined",
+            "hangup",
+            "recording_ready"
+        ],
+        "{notifications:#?}"
+    );
+    callee.expect_success(Duration::from_secs(20), "carrier");
+    desk.expect_success(Duration::from_secs(20), "direct destination");
+
+    let callee_invite = &callee.received("INVITE")[0];
+    assert!(
+        sip_header(callee_invite, "From").is_some_and(|f| f.contains("sip:27820001234@")),
+        "{callee_invite}"
+    );
+    assert!(
+        sip_header(callee_invite, "P-Asserted-Identity")
+            .is_some_and(|f| f.contains("sip:27820001234@")),
+        "{callee_invite}"
+    );
+    // Whatever the callee is told later (re-INVITE/UPDATE), its identity stays outbound_id.
+    for message in callee
+        .received("INVITE")
+        .iter()
+        .chain(&callee.received("UPDATE"))
+    {
+        if let Some(pai) = sip_header(message, "P-Asserted-Identity") {
+            assert!(pai.contains("sip:27820001234@"), "{message}");
+        }
+    }
+    let desk_invite = &desk.received("INVITE")[0];
+    for (header, value) in [
+        ("X-Teleforge-Agent", "0820001234"),
+        ("X-Teleforge-Callee", "0820001234"),
+        ("X-Teleforge-Outbound-Id", "27820001234"),
+        ("X-Teleforge-Contact-Ref", "crm-one-leg"),
+        ("X-Teleforge-Recording-Ref", recording_ref.as_str()),
+    ] {
+        assert_eq!(
+            sip_header(desk_invite, header),
+            Some(value),
+            "{header} in\n{desk_invite}"
+        );
+    }
+    let recording = lab
+        .host
+        .get(&format!("/click2dial/recordings/{recording_ref}"));
+    assert_eq!(recording.status, 200);
+    lab.assert_clean_log(&[]);
+}
+
+/// What a softphone-started call notifies: nobody rings the agent (it is the caller).
+const SOFTPHONE_ANSWERED: [&str; 5] = [
+    "queued",
+    "callee_ringing",
+    "joined",
+    "hangup",
+    "recording_ready",
+];
+
+/// Agent 1001's softphone calls `c2d` with these values (`agent`: an X-Teleforge-Agent
+/// header); it talks for 2 s when answered.
+fn softphone(
+    lab: &Lab,
+    name: &str,
+    callee: &str,
+    contact_ref: &str,
+    agent: Option<&str>,
+) -> asterisk_support::Phone {
+    let agent_header = match agent {
+        Some(agent) => format!("X-Teleforge-Agent: {agent}"),
+        None => "X-Softphone: test".to_string(),
+    };
+    let sipp = sipp(
+        "softphone_c2d.xml",
+        &[
+            ("callee", callee),
+            ("outbound", "27820001234"),
+            ("contact", contact_ref),
+            ("agent_header", &agent_header),
+        ],
+    )
+    .args([
+        "-s",
+        "1001",
+        "-au",
+        "1001",
+        "-ap",
+        "change-me-1001",
+        "-d",
+        "2000",
+    ]);
+    lab.phone_with("1001", sipp, name)
+}
+
+#[test]
+fn softphone_call_through_fastagi() {
+    let lab = Lab::start();
+    lab.wait_ready();
+    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "softphone");
+    let mut phone = softphone(&lab, "softphone", "0820001234", "crm-softphone", None);
+    phone.expect_success(Duration::from_secs(30), "softphone");
+    callee.expect_success(Duration::from_secs(20), "carrier");
+    assert_eq!(
+        phone.received_finals().last(),
+        Some(&200),
+        "{}",
+        phone.messages()
+    );
+    let notifications = lab.redis.follow(
+        &key_of("crm-softphone"),
+        &["recording_ready", "failed"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        events(&notifications),
+        SOFTPHONE_ANSWERED,
+        "{notifications:#?}"
+    );
+    assert_eq!(notifications[0]["agent"], "1001");
+    let callee_invite = &callee.received("INVITE")[0];
+    assert!(
+        sip_header(callee_invite, "From").is_some_and(|f| f.contains("sip:27820001234@")),
+        "{callee_invite}"
+    );
+    let recording_ref = notifications[0]["recording_ref"]
+        .as_str()
+        .expect("recording_ref");
+    assert_eq!(
+        lab.host
+            .get(&format!("/click2dial/recordings/{recording_ref}"))
+            .status,
+        200
+    );
+    lab.assert_clean_log(&[]);
+}
+
+#[test]
+fn softphone_gets_503_when_the_service_cannot_take_the_call() {
+    // The service answers but cannot take calls (Redis is down): cause 41 -> 503.
+    let mut lab = Lab::start();
+    lab.wait_ready();
+    lab.redis.stop();
+    let mut phone = softphone(&lab, "no-redis", "0820001234", "crm-soft-noredis", None);
+    phone.expect_success(Duration::from_secs(20), "softphone");
+    assert_eq!(
+        phone.received_finals().last(),
+        Some(&503),
+        "{}",
+        phone.messages()
+    );
+    assert!(lab.asterisk.full_log().contains(
+        "click2dial rejected crm-soft-noredis from endpoint 1001: service_unavailable (cause 41)"
+    ));
+    lab.assert_clean_log(&[]);
+}
+
+#[test]
+fn softphone_refusals_reach_the_phone_as_documented() {
+    let lab = Lab::start();
+    lab.wait_ready();
+    // A broken rule: 403 (Q.850 21), nothing dialled, nothing notified.
+    let mut phone = softphone(&lab, "bad-callee", "12345", "crm-soft-bad", None);
+    phone.expect_success(Duration::from_secs(20), "softphone");
+    assert_eq!(
+        phone.received_finals().last(),
+        Some(&403),
+        "{}",
+        phone.messages()
+    );
+    // Claiming another agent: refused the same way, and the host says so in its log.
+    let mut phone = softphone(&lab, "spoof", "0820001234", "crm-soft-spoof", Some("1000"));
+    phone.expect_success(Duration::from_secs(20), "softphone");
+    assert_eq!(
+        phone.received_finals().last(),
+        Some(&403),
+        "{}",
+        phone.messages()
+    );
+    let log = lab.host_log();
+    assert!(
+        log.contains("crm-soft-spoof") && log.contains("1000"),
+        "the refusal is logged:\n{log}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(lab.redis.drain(&key_of("crm-soft-bad")).is_empty());
+    assert!(lab.redis.drain(&key_of("crm-soft-spoof")).is_empty());
+    let refused = lab.asterisk.full_log();
+    assert!(
+        refused.contains(
+            "click2dial rejected crm-soft-spoof from endpoint 1001: invalid_agent (cause 21)"
+        ),
+        "{refused}"
+    );
+    lab.assert_clean_log(&[]);
+}
+
+#[test]
+fn softphone_with_the_service_down_gets_a_temporary_failure() {
+    // The dialplan points at a FastAGI address where nothing listens.
+    let site = Site {
+        globals: vec![(
+            "C2D_FASTAGI".into(),
+            format!(
+                "agi://127.0.0.1:{}/click2dial",
+                asterisk_support::low_port(1)
+            ),
+        )],
+        ..Site::default()
+    };
+    let lab = Lab::start_with(site, &[]);
+    lab.wait_ready();
+    let mut phone = softphone(&lab, "down", "0820001234", "crm-soft-down", None);
+    phone.expect_success(Duration::from_secs(20), "softphone");
+    assert_eq!(
+        phone.received_finals().last(),
+        Some(&503),
+        "{}",
+        phone.messages()
+    );
+    // The kit's own warning says what happened; nothing else is logged.
+    let warning = "gave no decision (AGISTATUS FAILURE)";
+    assert!(lab.asterisk.full_log().contains(warning));
+    // Asterisk's own two lines about the refused connection are expected too.
+    lab.assert_clean_log(&[
+        warning,
+        "res_agi.c: Connecting to",
+        "res_agi.c: Couldn't connect to any host",
+    ]);
+}

@@ -547,9 +547,10 @@ pub fn sip_header<'m>(message: &'m str, name: &str) -> Option<&'m str> {
 /// Redis, the real Asterisk with the kit, and the host configured from
 /// `host/click2dial.example.toml` as shipped (addresses and ports overridden by `C2D_*`).
 pub struct Lab {
+    // Dropped in this order: the host first, so it does not log the PBX going away.
+    pub host: Host,
     pub asterisk: Asterisk,
     pub redis: Redis,
-    pub host: Host,
     pub fastagi: String,
 }
 
@@ -562,17 +563,24 @@ impl Lab {
     /// With `site` and the host's extra `C2D_*` variables.
     pub fn start_with(mut site: Site, extra: &[(&str, &str)]) -> Self {
         let fastagi = format!("127.0.0.1:{}", low_port(1));
-        site.globals
-            .push(("C2D_FASTAGI".into(), format!("agi://{fastagi}/click2dial")));
+        if !site.globals.iter().any(|(k, _)| k == "C2D_FASTAGI") {
+            site.globals
+                .push(("C2D_FASTAGI".into(), format!("agi://{fastagi}/click2dial")));
+        }
         let asterisk = Asterisk::start(site);
         let redis = Redis::start();
         let host = start_host(&asterisk, &redis, &fastagi, extra);
         Self {
+            host,
             asterisk,
             redis,
-            host,
             fastagi,
         }
+    }
+
+    /// What the host logged so far.
+    pub fn host_log(&self) -> String {
+        std::fs::read_to_string(host_log_path(&self.asterisk)).unwrap_or_default()
     }
 
     /// Waits until `/readyz` answers 200.
@@ -637,7 +645,13 @@ impl Lab {
     }
 }
 
-/// The host binary with `host/click2dial.example.toml`, pointed at this Asterisk and Redis.
+/// Where [`start_host`] writes the host's log.
+pub fn host_log_path(asterisk: &Asterisk) -> PathBuf {
+    asterisk.dir.join("host.log")
+}
+
+/// The host binary with `host/click2dial.example.toml`, pointed at this Asterisk and Redis;
+/// its log (`warn` and up unless `extra` sets `RUST_LOG`) goes to [`host_log_path`].
 pub fn start_host(
     asterisk: &Asterisk,
     redis: &Redis,
@@ -662,9 +676,14 @@ pub fn start_host(
         .env("C2D_RECORDINGS__DIR", asterisk.recordings())
         .env("C2D_FASTAGI__LISTEN", fastagi)
         .env("C2D_AUTH__KEYS", auth_keys(&[]))
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "warn");
     for (k, v) in extra {
         command.env(k, v);
     }
-    Host::from_command(command, Stdio::inherit())
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(host_log_path(asterisk))
+        .expect("host log");
+    Host::from_command(command, Stdio::from(log))
 }
