@@ -40,9 +40,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 409, description = "contact_ref already used with a different payload", body = crate::openapi::ErrorBody),
         (status = 413, description = "Body larger than 4096 bytes", body = crate::openapi::ErrorBody),
         (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody),
-        (status = 422, description = "A field breaks its rule, the dialling policy or the key's permissions", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A field breaks its rule, the dialling policy or the key's permissions; `unknown_campaign` (field `outbound_id`): the PBX's `[dialplan] tvc_context` has no extension for this `tvc_` campaign", body = crate::openapi::ErrorBody),
         (status = 429, description = "The key's rate limit; see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 503, description = "PBX or Redis unreachable, or too many calls in flight; nothing was dialled", body = crate::openapi::ErrorBody),
+        (status = 503, description = "PBX unreachable or misconfigured (`pbx_unavailable`, the reason in `message`, `Retry-After`), Redis unreachable or too many calls in flight (`service_unavailable`); nothing was dialled", body = crate::openapi::ErrorBody),
     )
 )]
 async fn create_call(

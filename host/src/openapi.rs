@@ -98,10 +98,25 @@ pub struct Health {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct Checks {
-    /// `ok` or `down`.
+    /// `ok`; `down` (not logged in: connecting, refused, lost); or `misconfigured` (the PBX
+    /// answers but failed the login check: see `problems`).
     ami: String,
     /// `ok` or `down`.
     redis: String,
+}
+
+/// One reason `/readyz` is not ready.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Problem {
+    /// `ami` or `redis`.
+    check: String,
+    /// Stable code: `ami_down`, `ami_login_failed`, `ami_not_fully_booted`,
+    /// `ami_permission_missing`, `dialplan_context_missing`, `dialplan_extension_missing`,
+    /// `ami_unexpected_answer`, `redis_down`.
+    code: String,
+    /// What is wrong and how to fix it.
+    message: String,
 }
 
 /// `/readyz`: `status` is `ready` or `not_ready` (then with the error object too).
@@ -114,6 +129,8 @@ pub struct Readiness {
     checks: Checks,
     /// When not ready.
     error: Option<ErrorDetail>,
+    /// When not ready: each reason, in the order found.
+    problems: Option<Vec<Problem>>,
 }
 
 /// The bearer scheme every operation but `/healthz` requires.
@@ -132,7 +149,7 @@ impl Modify for BearerKeys {
 #[openapi(
     info(title = "click2dial", description = "Click-to-dial for Asterisk PBXes"),
     modifiers(&BearerKeys),
-    components(schemas(ErrorBody, Queued, CreateCall, Health, Readiness))
+    components(schemas(ErrorBody, Queued, CreateCall, Health, Readiness, Problem))
 )]
 struct ApiDoc;
 

@@ -119,7 +119,7 @@ fn every_route_but_healthz_needs_a_key() {
 #[test]
 fn keys_limit_caller_ids_and_agents_before_anything_is_dialled() {
     let limited = format!(
-        r#"{{id="crm-limited",hash="{}",outbound_ids=["27820001234","tvc_sales"],agents="1000-1099"}}"#,
+        r#"{{id="crm-limited",hash="{}",outbound_ids=["27820001234","tvc_spring"],agents="1000-1099"}}"#,
         hash(LIMITED_KEY)
     );
     let keys = auth_keys(&[&limited]);
@@ -155,7 +155,7 @@ fn keys_limit_caller_ids_and_agents_before_anything_is_dialled() {
         assert_eq!(answer.code(), *code, "{body}");
         assert_eq!(answer.json()["error"]["field"], *field);
     }
-    let ok = post(LIMITED_KEY, &call("1099", "tvc_sales", "crm-allowed"));
+    let ok = post(LIMITED_KEY, &call("1099", "tvc_spring", "crm-allowed"));
     assert_eq!(ok.status, 202, "{:?}", ok.json());
     std::thread::sleep(Duration::from_millis(300));
     for contact_ref in ["r-outbound", "r-campaign", "r-agent", "r-oneleg"] {

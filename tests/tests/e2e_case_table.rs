@@ -55,6 +55,17 @@ fn every_case_gets_cores_answer_from_the_host() {
             // One-leg calls are answered 503 by the host against pbx-sim, which refuses the
             // `s` extension of the direct context; the QEMU test covers them with its own PBX.
             Ok(valid) if valid.single_leg => assert!(matches!(status, 202 | 503), "{name}"),
+            // A campaign the simulated PBX's dialplan lacks (it has `spring` and `renewals`)
+            // is refused by the host before anything else, whatever core thinks of the rest.
+            Ok(valid)
+                if valid
+                    .outbound_id
+                    .campaign()
+                    .is_some_and(|c| !["spring", "renewals"].contains(&c)) =>
+            {
+                assert_eq!(status, 422, "{name}: {answer}");
+                assert!(answer.contains(r#""code":"unknown_campaign""#), "{name}");
+            }
             Ok(valid) => {
                 let payload = format!(
                     "{}|{}|{}",
