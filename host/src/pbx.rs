@@ -707,6 +707,14 @@ impl Driver {
                     }
                     recheck = None;
                     recheck_at = Instant::now() + self.recheck_interval(status);
+                } else {
+                    // The answer to one context's ShowDialPlan makes the next one due.
+                    while let Some(n) = check
+                        .poll_transmit(&mut out)
+                        .map_err(|e| SessionError::Protocol(e.to_string()))?
+                    {
+                        write.write_all(&out[..n]).await?;
+                    }
                 }
             }
             if recheck.is_none() && (Instant::now() >= recheck_at || self.recheck_now) {

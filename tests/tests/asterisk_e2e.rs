@@ -631,3 +631,219 @@ fn softphone_with_the_service_down_gets_a_temporary_failure() {
         "res_agi.c: Couldn't connect to any host",
     ]);
 }
+
+/// `/readyz` once `checks.ami` is `word` (or the last answer after `timeout`).
+fn readiness_when(lab: &Lab, word: &str, timeout: Duration) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    support::eventually(timeout, || {
+        last = lab.host.get("/readyz").json();
+        last["checks"]["ami"] == word
+    });
+    last
+}
+
+#[test]
+fn readyz_names_a_missing_kit_until_it_is_included() {
+    let lab = Lab::start_with(
+        Site {
+            dialplan_kit: false,
+            ..Site::default()
+        },
+        &[],
+    );
+    let ready = readiness_when(&lab, "misconfigured", Duration::from_secs(20));
+    assert_eq!(ready["status"], "not_ready", "{ready}");
+    let problems = ready["problems"].as_array().expect("problems");
+    let missing: Vec<&str> = problems
+        .iter()
+        .filter(|p| p["code"] == "dialplan_context_missing")
+        .filter_map(|p| p["message"].as_str())
+        .collect();
+    for context in ["c2d-outbound", "c2d-direct", "c2d-single", "c2d-tvc"] {
+        assert!(
+            missing
+                .iter()
+                .any(|m| m.starts_with(&format!("context {context} not found"))),
+            "{context} is named: {ready}"
+        );
+    }
+    let mut agent = lab.phone("1001", "answer.xml", "no-kit");
+    let (status, error) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", "crm-no-kit"));
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error["error"]["code"], "pbx_unavailable");
+    assert!(error["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("not found in the PBX dialplan")));
+    assert!(
+        lab.host_log().contains("c2d-outbound"),
+        "the log says what to fix:\n{}",
+        lab.host_log()
+    );
+
+    // The administrator includes the kit and reloads the dialplan: ready without a restart.
+    let extensions = lab.asterisk.etc().join("extensions.conf");
+    let mut text = std::fs::read_to_string(&extensions).expect("extensions.conf");
+    text.push_str("#include \"click2dial/extensions.conf\"\n");
+    std::fs::write(&extensions, text).expect("write");
+    lab.asterisk.cli("dialplan reload");
+    let ready = readiness_when(&lab, "ok", Duration::from_secs(20));
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "no-kit");
+    let (status, answer) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", "crm-kit-now"));
+    assert_eq!(status, 202, "{answer}");
+    let notifications = lab.redis.follow(
+        &key_of("crm-kit-now"),
+        &["recording_ready", "failed"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(events(&notifications), ANSWERED);
+    agent.expect_success(Duration::from_secs(20), "agent");
+    callee.expect_success(Duration::from_secs(20), "carrier");
+    assert_eq!(
+        agent.received("INVITE").len(),
+        1,
+        "only the second call rang"
+    );
+    lab.assert_clean_log(&[]);
+}
+
+#[test]
+fn readyz_names_a_manager_user_without_the_privileges() {
+    let lab = Lab::start_with(
+        Site {
+            manager_extra: "[c2d-limited]\nsecret = limited-secret\ndeny = 0.0.0.0/0.0.0.0\n\
+                            permit = 127.0.0.1/255.255.255.255\n\
+                            read = system,call,dialplan,originate\nwrite = originate,call\n"
+                .into(),
+            ..Site::default()
+        },
+        &[
+            ("C2D_AMI__USERNAME", "c2d-limited"),
+            ("C2D_AMI__SECRET", "limited-secret"),
+        ],
+    );
+    let ready = readiness_when(&lab, "misconfigured", Duration::from_secs(20));
+    let problems = ready["problems"].as_array().expect("problems");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["code"] == "ami_permission_missing"
+                && p["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("ShowDialPlan") && m.contains("reporting"))),
+        "{ready}"
+    );
+    let (status, error) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", "crm-limited"));
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error["error"]["code"], "pbx_unavailable");
+    lab.assert_clean_log(&[]);
+}
+
+#[test]
+fn readyz_names_a_wrong_secret() {
+    let lab = Lab::start_with(Site::default(), &[("C2D_AMI__SECRET", "not-the-secret")]);
+    let ready = readiness_when(&lab, "misconfigured", Duration::from_secs(20));
+    let problems = ready["problems"].as_array().expect("problems");
+    assert_eq!(problems[0]["code"], "ami_login_failed", "{ready}");
+    let (status, error) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", "crm-badsecret"));
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error["error"]["code"], "pbx_unavailable");
+    // Asterisk logs a failed login as a NOTICE, not a WARNING: nothing else to see.
+    lab.assert_clean_log(&[]);
+}
+
+#[test]
+fn verified_caller_ids_come_from_the_tvc_context_and_unknown_campaigns_ring_nobody() {
+    let lab = Lab::start();
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "answer.xml", "tvc");
+    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "tvc");
+    let (status, error) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "tvc_winter", "crm-tvc-winter"));
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["code"], "unknown_campaign");
+    assert_eq!(error["error"]["field"], "outbound_id");
+    let (status, answer) = lab.host.create_call(&body(
+        "1001",
+        "0820001234",
+        "tvc_renewals",
+        "crm-tvc-renewals",
+    ));
+    assert_eq!(status, 202, "{answer}");
+    let notifications = lab.redis.follow(
+        &key_of("crm-tvc-renewals"),
+        &["recording_ready", "failed"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(events(&notifications), ANSWERED, "{notifications:#?}");
+    agent.expect_success(Duration::from_secs(20), "agent");
+    callee.expect_success(Duration::from_secs(20), "carrier");
+    assert_eq!(agent.received("INVITE").len(), 1, "winter rang nobody");
+    // [c2d-tvc] renewals -> 27820009999 is what the callee sees.
+    let callee_invite = &callee.received("INVITE")[0];
+    assert!(
+        sip_header(callee_invite, "From").is_some_and(|f| f.contains("sip:27820009999@")),
+        "{callee_invite}"
+    );
+    assert!(lab.redis.drain(&key_of("crm-tvc-winter")).is_empty());
+    lab.assert_clean_log(&[]);
+}
+
+#[test]
+fn asterisk_restarted_twice_the_host_is_usable_again_within_seconds() {
+    let mut lab = Lab::start_with(Site::default(), &[("C2D_AMI__MAX_BACKOFF_SECS", "30")]);
+    lab.wait_ready();
+    // A long outage lets the reconnect backoff grow (0.25, 0.5, 1, 2, 4, 8 s …).
+    lab.asterisk.stop();
+    assert_eq!(
+        readiness_when(&lab, "down", Duration::from_secs(10))["checks"]["ami"],
+        "down"
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    lab.asterisk.restart();
+    assert_eq!(
+        readiness_when(&lab, "ok", Duration::from_secs(30))["status"],
+        "ready"
+    );
+    // A short second outage: a login that passed started the backoff over.
+    lab.asterisk.stop();
+    assert_eq!(
+        readiness_when(&lab, "down", Duration::from_secs(10))["checks"]["ami"],
+        "down"
+    );
+    lab.asterisk.restart();
+    let back = std::time::Instant::now();
+    assert_eq!(
+        readiness_when(&lab, "ok", Duration::from_secs(30))["status"],
+        "ready"
+    );
+    let waited = back.elapsed();
+    assert!(
+        waited < Duration::from_secs(4),
+        "ready {waited:?} after the second restart"
+    );
+    let mut agent = lab.phone("1001", "answer.xml", "restart");
+    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "restart");
+    let (status, answer) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", "crm-restart"));
+    assert_eq!(status, 202, "{answer}");
+    let notifications = lab.redis.follow(
+        &key_of("crm-restart"),
+        &["recording_ready", "failed"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(events(&notifications), ANSWERED);
+    agent.expect_success(Duration::from_secs(20), "agent");
+    callee.expect_success(Duration::from_secs(20), "carrier");
+    lab.assert_clean_log(&[]);
+}

@@ -98,6 +98,8 @@ pub struct Site {
     pub dialplan_kit: bool,
     /// `[globals]` lines of the site (`C2D_FASTAGI`, `C2D_CALLEE_RING_SECS`, …).
     pub globals: Vec<(String, String)>,
+    /// More of the site's own `manager.conf` (other users).
+    pub manager_extra: String,
 }
 
 impl Default for Site {
@@ -105,6 +107,7 @@ impl Default for Site {
         Self {
             dialplan_kit: true,
             globals: vec![("C2D_CALLEE_RING_SECS".into(), "6".into())],
+            manager_extra: String::new(),
         }
     }
 }
@@ -180,6 +183,11 @@ impl Asterisk {
         self.dir.join("inst")
     }
 
+    /// The running instance's configuration directory (a copy of the site's).
+    pub fn etc(&self) -> PathBuf {
+        self.instance().join("etc")
+    }
+
     /// Where MixMonitor writes the kit's recordings.
     pub fn recordings(&self) -> PathBuf {
         self.instance().join("spool/monitor/click2dial")
@@ -223,8 +231,8 @@ impl Asterisk {
             "manager.conf",
             format!(
                 "[general]\nenabled = yes\nbindaddr = 127.0.0.1\nport = {}\n\n\
-                 #include \"click2dial/manager.conf\"\n",
-                self.ami_port
+                 #include \"click2dial/manager.conf\"\n\n{}",
+                self.ami_port, self.site.manager_extra
             ),
         );
         let globals: String = self
@@ -308,6 +316,7 @@ impl Asterisk {
             .arg(run_asterisk_script())
             .arg("--stop")
             .arg(self.instance())
+            .stderr(Stdio::null()) // "no pid file" when it is stopped already
             .status();
     }
 
