@@ -29,7 +29,7 @@ use click2dial_core::agi::{
     AGENT_MISMATCH, MAX_COMMAND_LEN, NO_ENDPOINT,
 };
 use click2dial_core::call::Mode;
-use click2dial_core::{Error, ErrorCode};
+use click2dial_core::{Error, ErrorCode, Field};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -181,6 +181,12 @@ impl Session<'_> {
         if !state.pbx.is_ready() {
             return self.reject(Error::PBX_UNAVAILABLE.into());
         }
+        // As for REST: a campaign the PBX's tvc context lacks is refused before dialling.
+        if let Some(campaign) = valid.outbound_id.campaign() {
+            if state.pbx.unknown_campaign(campaign).is_some() {
+                return self.reject(UNKNOWN_CAMPAIGN.into());
+            }
+        }
         let mut entropy = [0u8; 32];
         if getrandom::fill(&mut entropy).is_err() {
             return self.reject(Error::INTERNAL.into());
@@ -244,6 +250,14 @@ impl Session<'_> {
         self.script.decide(&rejection.into())
     }
 }
+
+/// A `tvc_` campaign the PBX's tvc context does not list (REST answers it `422` with the
+/// campaign's name; the softphone gets cause 21).
+const UNKNOWN_CAMPAIGN: Error = Error::field(
+    ErrorCode::UnknownCampaign,
+    Field::OutboundId,
+    "the campaign is not in the PBX's tvc context",
+);
 
 fn io_error<E: std::fmt::Display>(e: E) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())

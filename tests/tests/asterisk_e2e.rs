@@ -467,6 +467,7 @@ fn softphone(
     lab: &Lab,
     name: &str,
     callee: &str,
+    outbound: &str,
     contact_ref: &str,
     agent: Option<&str>,
 ) -> asterisk_support::Phone {
@@ -478,7 +479,7 @@ fn softphone(
         "softphone_c2d.xml",
         &[
             ("callee", callee),
-            ("outbound", "27820001234"),
+            ("outbound", outbound),
             ("contact", contact_ref),
             ("agent_header", &agent_header),
         ],
@@ -501,7 +502,14 @@ fn softphone_call_through_fastagi() {
     let lab = Lab::start();
     lab.wait_ready();
     let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "softphone");
-    let mut phone = softphone(&lab, "softphone", "0820001234", "crm-softphone", None);
+    let mut phone = softphone(
+        &lab,
+        "softphone",
+        "0820001234",
+        "27820001234",
+        "crm-softphone",
+        None,
+    );
     phone.expect_success(Duration::from_secs(30), "softphone");
     callee.expect_success(Duration::from_secs(20), "carrier");
     assert_eq!(
@@ -544,7 +552,14 @@ fn softphone_gets_503_when_the_service_cannot_take_the_call() {
     let mut lab = Lab::start();
     lab.wait_ready();
     lab.redis.stop();
-    let mut phone = softphone(&lab, "no-redis", "0820001234", "crm-soft-noredis", None);
+    let mut phone = softphone(
+        &lab,
+        "no-redis",
+        "0820001234",
+        "27820001234",
+        "crm-soft-noredis",
+        None,
+    );
     phone.expect_success(Duration::from_secs(20), "softphone");
     assert_eq!(
         phone.received_finals().last(),
@@ -563,7 +578,14 @@ fn softphone_refusals_reach_the_phone_as_documented() {
     let lab = Lab::start();
     lab.wait_ready();
     // A broken rule: 403 (Q.850 21), nothing dialled, nothing notified.
-    let mut phone = softphone(&lab, "bad-callee", "12345", "crm-soft-bad", None);
+    let mut phone = softphone(
+        &lab,
+        "bad-callee",
+        "12345",
+        "27820001234",
+        "crm-soft-bad",
+        None,
+    );
     phone.expect_success(Duration::from_secs(20), "softphone");
     assert_eq!(
         phone.received_finals().last(),
@@ -572,7 +594,14 @@ fn softphone_refusals_reach_the_phone_as_documented() {
         phone.messages()
     );
     // Claiming another agent: refused the same way, and the host says so in its log.
-    let mut phone = softphone(&lab, "spoof", "0820001234", "crm-soft-spoof", Some("1000"));
+    let mut phone = softphone(
+        &lab,
+        "spoof",
+        "0820001234",
+        "27820001234",
+        "crm-soft-spoof",
+        Some("1000"),
+    );
     phone.expect_success(Duration::from_secs(20), "softphone");
     assert_eq!(
         phone.received_finals().last(),
@@ -585,16 +614,34 @@ fn softphone_refusals_reach_the_phone_as_documented() {
         log.contains("crm-soft-spoof") && log.contains("1000"),
         "the refusal is logged:\n{log}"
     );
+    // A campaign the PBX does not know: refused by the service, like REST's 422.
+    let mut phone = softphone(
+        &lab,
+        "winter",
+        "0820001234",
+        "tvc_winter",
+        "crm-soft-winter",
+        None,
+    );
+    phone.expect_success(Duration::from_secs(20), "softphone");
+    assert_eq!(
+        phone.received_finals().last(),
+        Some(&403),
+        "{}",
+        phone.messages()
+    );
     std::thread::sleep(Duration::from_millis(500));
+    assert!(lab.redis.drain(&key_of("crm-soft-winter")).is_empty());
     assert!(lab.redis.drain(&key_of("crm-soft-bad")).is_empty());
     assert!(lab.redis.drain(&key_of("crm-soft-spoof")).is_empty());
     let refused = lab.asterisk.full_log();
-    assert!(
-        refused.contains(
-            "click2dial rejected crm-soft-spoof from endpoint 1001: invalid_agent (cause 21)"
-        ),
-        "{refused}"
-    );
+    for line in [
+        "click2dial rejected crm-soft-bad from endpoint 1001: invalid_callee (cause 21)",
+        "click2dial rejected crm-soft-spoof from endpoint 1001: invalid_agent (cause 21)",
+        "click2dial rejected crm-soft-winter from endpoint 1001: unknown_campaign (cause 21)",
+    ] {
+        assert!(refused.contains(line), "{line} in\n{refused}");
+    }
     lab.assert_clean_log(&[]);
 }
 
@@ -613,7 +660,14 @@ fn softphone_with_the_service_down_gets_a_temporary_failure() {
     };
     let lab = Lab::start_with(site, &[]);
     lab.wait_ready();
-    let mut phone = softphone(&lab, "down", "0820001234", "crm-soft-down", None);
+    let mut phone = softphone(
+        &lab,
+        "down",
+        "0820001234",
+        "27820001234",
+        "crm-soft-down",
+        None,
+    );
     phone.expect_success(Duration::from_secs(20), "softphone");
     assert_eq!(
         phone.received_finals().last(),
