@@ -10,7 +10,8 @@ mod support;
 
 use std::time::Duration;
 
-use asterisk_support::{sip_header, Asterisk, Lab, Sipp, Site};
+use asterisk_support::{sip_header, AmiMonitor, Asterisk, Lab, Sipp, Site};
+use click2dial_core::reference::ChannelId;
 use support::{events, ANSWERED, TEST_KEY};
 
 fn key_of(contact_ref: &str) -> String {
@@ -95,6 +96,7 @@ fn kit_loads_cleanly_and_adds_only_its_own_contexts() {
 fn two_leg_call_both_answer() {
     let lab = Lab::start();
     lab.wait_ready();
+    let mut monitor = lab.monitor();
     let mut agent = lab.phone("1001", "answer.xml", "two-leg");
     let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "two-leg");
 
@@ -168,6 +170,15 @@ fn two_leg_call_both_answer() {
     assert_eq!(part.status, 206);
     assert_eq!(part.body, &whole.body[..12]);
     lab.assert_clean_log(&[]);
+    same_as_the_simulator(
+        &mut monitor,
+        "crm-two-leg",
+        &notifications,
+        SimCase {
+            agent: "1001",
+            callee: "0820001234",
+        },
+    );
 }
 
 /// A phone's SIPp run: a scenario and its keys.
@@ -190,6 +201,14 @@ fn refuse(code: &str) -> Sipp {
 
 /// A two-leg call whose agent's phone runs `agent` and the carrier `callee` (none: the
 /// callee is never dialled); asserts the notifications end `failed` with `cause`/`q850`.
+/// The simulator's stand-in for a scenario: the agent and callee numbers whose outcome
+/// rules (tests/README.md) replay the recorded case that scenario is.
+struct SimCase {
+    agent: &'static str,
+    callee: &'static str,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn failing_call(
     name: &str,
     agent: Sipp,
@@ -198,9 +217,11 @@ fn failing_call(
     cause: &str,
     q850: Option<u64>,
     extra: &[(&str, &str)],
+    sim: SimCase,
 ) -> Lab {
     let lab = Lab::start_with(Site::default(), extra);
     lab.wait_ready();
+    let mut monitor = lab.monitor();
     let mut agent = lab.phone_with("1001", agent, name);
     let mut carrier = callee.map(|c| lab.carrier(c, name));
     let contact_ref = format!("crm-{name}");
@@ -232,7 +253,53 @@ fn failing_call(
         carrier.expect_success(Duration::from_secs(20), "carrier");
     }
     lab.assert_clean_log(&[]);
+    same_as_the_simulator(&mut monitor, &contact_ref, &notifications, sim);
     lab
+}
+
+/// Item 5 of issue 11: the same scenario through the PBX simulator gives the host the same
+/// AMI events (those its call tracker reads, in order, with the same states, dial statuses
+/// and causes; `OriginateResponse` apart) and the same notifications.
+fn same_as_the_simulator(
+    real: &mut AmiMonitor,
+    contact_ref: &str,
+    real_notifications: &[serde_json::Value],
+    sim: SimCase,
+) {
+    let channel_id = ChannelId::for_contact_ref(contact_ref).to_string();
+    real.read_until_quiet(Duration::from_millis(800), Duration::from_secs(10));
+    let (real_events, real_originate) = real.call_events(&channel_id);
+    assert!(!real_events.is_empty(), "no AMI event of {channel_id}");
+
+    let world = support::world(&[]);
+    let mut simulated = AmiMonitor::login(&world.sim.address, "c2d", "secret");
+    let (status, answer) =
+        world
+            .host
+            .create_call_when_ready(&body(sim.agent, sim.callee, "27820001234", contact_ref));
+    assert_eq!(status, 202, "{answer}");
+    let last: Vec<&str> = real_notifications
+        .last()
+        .and_then(|n| n["event"].as_str())
+        .into_iter()
+        .collect();
+    let sim_notifications =
+        world
+            .redis
+            .follow(&key_of(contact_ref), &last, Duration::from_secs(30));
+    simulated.read_until_quiet(Duration::from_millis(800), Duration::from_secs(10));
+    let (sim_events, sim_originate) = simulated.call_events(&channel_id);
+    assert_eq!(
+        sim_events, real_events,
+        "the simulator's events (left) differ from Asterisk's (right)"
+    );
+    assert_eq!(sim_originate, real_originate, "OriginateResponse");
+    let summary = |ns: &[serde_json::Value]| -> Vec<String> {
+        ns.iter()
+            .map(|n| format!("{} {} {}", n["event"], n["cause"], n["q850"]))
+            .collect()
+    };
+    assert_eq!(summary(&sim_notifications), summary(real_notifications));
 }
 
 const CALLEE_FAILED: [&str; 6] = [
@@ -254,6 +321,10 @@ fn callee_busy() {
         "callee_busy",
         Some(17),
         &[],
+        SimCase {
+            agent: "1001",
+            callee: "0820000486",
+        },
     );
 }
 
@@ -263,10 +334,20 @@ fn callee_not_found() {
         "callee-404",
         sipp("answer.xml", &[]),
         Some(refuse("404")),
-        &CALLEE_FAILED,
+        &[
+            "queued",
+            "agent_ringing",
+            "agent_answered",
+            "failed",
+            "recording_ready",
+        ],
         "callee_not_found",
         Some(1),
         &[],
+        SimCase {
+            agent: "1001",
+            callee: "0820000404",
+        },
     );
 }
 
@@ -280,6 +361,10 @@ fn callee_declines() {
         "callee_rejected",
         Some(21),
         &[],
+        SimCase {
+            agent: "1001",
+            callee: "0820000603",
+        },
     );
 }
 
@@ -294,6 +379,10 @@ fn callee_does_not_answer() {
         "callee_no_answer",
         None,
         &[],
+        SimCase {
+            agent: "1001",
+            callee: "0820000408",
+        },
     );
 }
 
@@ -307,6 +396,10 @@ fn agent_does_not_answer() {
         "agent_no_answer",
         Some(19),
         &[("C2D_DIALPLAN__AGENT_RING_TIMEOUT_MS", "3000")],
+        SimCase {
+            agent: "1408",
+            callee: "0820001234",
+        },
     );
 }
 
@@ -320,6 +413,10 @@ fn agent_busy() {
         "agent_busy",
         Some(17),
         &[],
+        SimCase {
+            agent: "1486",
+            callee: "0820001234",
+        },
     );
 }
 
@@ -334,6 +431,10 @@ fn agent_hangs_up_while_the_callee_rings() {
         "agent_hung_up",
         None,
         &[],
+        SimCase {
+            agent: "1001",
+            callee: "0820000487",
+        },
     );
 }
 

@@ -587,6 +587,11 @@ impl Lab {
         }
     }
 
+    /// An AMI session of its own on this Asterisk, as the kit's manager user.
+    pub fn monitor(&self) -> AmiMonitor {
+        AmiMonitor::login(&self.asterisk.ami_address(), "c2d", "c2d-change-me")
+    }
+
     /// What the host logged so far.
     pub fn host_log(&self) -> String {
         std::fs::read_to_string(host_log_path(&self.asterisk)).unwrap_or_default()
@@ -695,4 +700,124 @@ pub fn start_host(
         .open(host_log_path(asterisk))
         .expect("host log");
     Host::from_command(command, Stdio::from(log))
+}
+
+/// An AMI session that only listens: every frame the PBX sends, kept for comparison.
+pub struct AmiMonitor {
+    stream: std::net::TcpStream,
+    bytes: Vec<u8>,
+}
+
+impl AmiMonitor {
+    /// Connects to `address` and logs in as `username`/`secret`.
+    pub fn login(address: &str, username: &str, secret: &str) -> Self {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(address).expect("AMI connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let login = format!(
+            "Action: Login\r\nActionID: monitor\r\nUsername: {username}\r\nSecret: {secret}\r\n\r\n"
+        );
+        stream.write_all(login.as_bytes()).expect("login");
+        Self {
+            stream,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// Reads until the PBX has been silent for `quiet` (at most `limit` in all).
+    pub fn read_until_quiet(&mut self, quiet: Duration, limit: Duration) {
+        use std::io::Read;
+        let start = Instant::now();
+        let mut last = Instant::now();
+        let mut chunk = [0u8; 16384];
+        while start.elapsed() < limit && last.elapsed() < quiet {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.bytes.extend_from_slice(&chunk[..n]);
+                    last = Instant::now();
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("AMI read: {e}"),
+            }
+        }
+    }
+
+    /// What the host's call tracker reads of the call `channel_id`, one token per event in
+    /// the order received (`A` is the originated channel, `B` any other), and the
+    /// `OriginateResponse` apart (Asterisk sends it at no fixed place).
+    pub fn call_events(&self, channel_id: &str) -> (Vec<String>, Option<String>) {
+        use click2dial_core::ami::{Decoder, Frame};
+        use click2dial_core::call::ChannelEvent;
+        let leg = |uniqueid: &str| if uniqueid == channel_id { "A" } else { "B" };
+        let mut decoder = Decoder::new();
+        let mut rest = &self.bytes[..];
+        let mut events = Vec::new();
+        let mut originate = None;
+        while let Ok(Some(decoded)) = decoder.decode(rest) {
+            rest = &rest[decoded.len..];
+            let Frame::Message(message) = decoded.frame else {
+                continue;
+            };
+            let Some((key, event)) = ChannelEvent::from_message(&message) else {
+                continue;
+            };
+            if key != channel_id {
+                continue;
+            }
+            let token = match event {
+                ChannelEvent::Newchannel { uniqueid } => format!("Newchannel({})", leg(uniqueid)),
+                ChannelEvent::Newstate { uniqueid, state } => {
+                    format!("Newstate({},{state:?})", leg(uniqueid))
+                }
+                ChannelEvent::DialBegin { dest_uniqueid, .. } => {
+                    format!("DialBegin({})", leg(dest_uniqueid))
+                }
+                ChannelEvent::DialState {
+                    dest_uniqueid,
+                    status,
+                } => format!("DialState({},{status:?})", leg(dest_uniqueid)),
+                ChannelEvent::DialEnd {
+                    dest_uniqueid,
+                    status,
+                } => format!("DialEnd({},{status:?})", leg(dest_uniqueid)),
+                ChannelEvent::BridgeEnter { uniqueid } => format!("BridgeEnter({})", leg(uniqueid)),
+                ChannelEvent::MixMonitorStart => "MixMonitorStart".to_string(),
+                ChannelEvent::Hangup { uniqueid, cause } => {
+                    format!("Hangup({},{cause})", leg(uniqueid))
+                }
+                ChannelEvent::OriginateResponse { success, reason } => {
+                    originate = Some(format!("OriginateResponse({success},{reason})"));
+                    continue;
+                }
+            };
+            events.push(token);
+        }
+        // A channel's `Newstate` and the `DialState` about the same change come from two
+        // threads in Asterisk: both orders are seen on the real PBX (c_agent_busy recorded
+        // one, these tests see the other), and the tracker takes either. One order here.
+        for i in 1..events.len() {
+            let (a, b) = (&events[i - 1], &events[i]);
+            if a.starts_with("DialState(") && b.starts_with("Newstate(") && a[9..] == b[8..] {
+                events.swap(i - 1, i);
+            }
+        }
+        // The Hangup events of a call's last channels: the recorded a_success has the agent's
+        // first, these tests see the callee's first for the same BYE from the agent (the
+        // dialling channel hangs up the one it dialled as it leaves Dial()). One order here.
+        let tail = events
+            .iter()
+            .rev()
+            .take_while(|e| e.starts_with("Hangup("))
+            .count();
+        let at = events.len() - tail;
+        events[at..].sort();
+        (events, originate)
+    }
 }
