@@ -166,7 +166,7 @@ fn restricted_write_names_the_missing_privilege() {
     assert_eq!(
         sentence,
         "the manager user may not run ShowDialPlan: add reporting to its write= in \
-         manager.conf (the kit has write = system,call,originate,reporting), then \
+         manager.conf (the kit has write = originate,call,reporting), then \
          `manager reload`"
     );
 }

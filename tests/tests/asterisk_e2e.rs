@@ -1002,3 +1002,33 @@ fn asterisk_restarted_twice_the_host_is_usable_again_within_seconds() {
     callee.expect_success(Duration::from_secs(20), "carrier");
     lab.assert_clean_log(&[]);
 }
+
+#[test]
+fn an_agent_without_a_phone_is_agent_unavailable() {
+    let lab = Lab::start();
+    lab.wait_ready();
+    // 2001 exists (the WebRTC example) but never registered; 1003 is no endpoint at all.
+    for (agent, contact_ref) in [("2001", "crm-unregistered"), ("1003", "crm-no-endpoint")] {
+        let (status, answer) =
+            lab.host
+                .create_call(&body(agent, "0820001234", "27820001234", contact_ref));
+        assert_eq!(status, 202, "{answer}");
+        let notifications =
+            lab.redis
+                .follow(&key_of(contact_ref), &["failed"], Duration::from_secs(20));
+        assert_eq!(events(&notifications), ["queued", "failed"], "{agent}");
+        assert_eq!(notifications[1]["cause"], "agent_unavailable", "{agent}");
+    }
+    // Asterisk's own ERROR lines about the two (the request's doing, not the kit's), and
+    // nothing else.
+    let expected = [
+        "Endpoint '2001': Could not create dialog to invalid URI '2001'.  Is endpoint registered and reachable?",
+        "Failed to create outgoing session to endpoint '2001'",
+        "Unable to create PJSIP channel - endpoint '1003' was not found",
+    ];
+    let log = lab.asterisk.full_log();
+    for line in expected {
+        assert!(log.contains(line), "{line}");
+    }
+    lab.assert_clean_log(&expected);
+}

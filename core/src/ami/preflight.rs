@@ -227,13 +227,13 @@ impl fmt::Display for Problem {
             ),
             ProblemCode::NotBooted => f.write_str(
                 "no FullyBooted event after the AMI login: the manager user needs \
-                 read = system (the kit's manager.conf has read = system,call), or the PBX \
-                 is still starting",
+                 read = system (the kit's manager.conf has \
+                 read = system,call,dialplan,originate), or the PBX is still starting",
             ),
             ProblemCode::PermissionMissing => write!(
                 f,
                 "the manager user may not run {subject}: add {} to its write= in \
-                 manager.conf (the kit has write = system,call,originate,reporting), then \
+                 manager.conf (the kit has write = originate,call,reporting), then \
                  `manager reload`",
                 write_class(subject)
             ),
