@@ -1032,3 +1032,121 @@ fn an_agent_without_a_phone_is_agent_unavailable() {
     }
     lab.assert_clean_log(&expected);
 }
+
+/// An administrator's trial of README "Connect to your Asterisk" on an Asterisk that already
+/// has a configuration of its own: Asterisk's upstream sample files (as a packaged
+/// `/etc/asterisk`, only ports changed). The kit is connected to the running PBX (steps 1
+/// and 3, then step 6's reloads) and again at a restart: it adds no ERROR/WARNING line to
+/// the samples' own, leaves the samples' contexts and globals as they were, and the host
+/// (`host/click2dial.example.toml`, addresses overridden) becomes ready.
+#[test]
+fn kit_connects_to_the_upstream_sample_configuration_as_the_readme_says() {
+    let mut pbx = Asterisk::start_samples();
+    let baseline = pbx.normalised_problems();
+    let sample_contexts = contexts(&pbx);
+    let shown = |pbx: &Asterisk| -> Vec<String> {
+        [
+            "demo", "default", "public", "stdexten", "local", "ani", "globals",
+        ]
+        .iter()
+        .map(|c| pbx.cli(&format!("dialplan show {c}")))
+        .collect()
+    };
+    let sample_dialplan = shown(&pbx);
+    assert!(
+        sample_dialplan[0].contains("[ Context 'demo' created by 'pbx_config' ]"),
+        "the samples' dialplan is not loaded:\n{}",
+        sample_dialplan[0]
+    );
+    let check = |pbx: &Asterisk, when: &str| {
+        let added: Vec<String> = pbx
+            .normalised_problems()
+            .difference(&baseline)
+            .cloned()
+            .collect();
+        assert!(
+            added.is_empty(),
+            "{when}: the kit added {} ERROR/WARNING line(s) to the samples' own:\n{}\n\
+             (the samples alone logged:\n{})",
+            added.len(),
+            added.join("\n"),
+            baseline.iter().cloned().collect::<Vec<_>>().join("\n")
+        );
+        let all = contexts(pbx);
+        let added: Vec<&String> = all
+            .iter()
+            .filter(|c| !sample_contexts.contains(c))
+            .collect();
+        assert!(
+            added.iter().all(|c| c.starts_with("c2d-")),
+            "{when}: contexts outside c2d-: {added:?}"
+        );
+        assert!(
+            added.iter().any(|c| *c == "c2d-outbound"),
+            "{when}: {all:?}"
+        );
+        assert!(
+            sample_contexts.iter().all(|c| all.contains(c)),
+            "{when}: a sample context is gone"
+        );
+        assert_eq!(
+            shown(pbx),
+            sample_dialplan,
+            "{when}: the kit changed the samples' own contexts or globals"
+        );
+        let user = pbx.cli("manager show user c2d");
+        assert!(
+            user.contains("read perm: system,call,dialplan,originate")
+                && user.contains("write perm: call,reporting,originate"),
+            "{when}: {user}"
+        );
+        let endpoints = pbx.cli("pjsip show endpoints");
+        for endpoint in ["1000", "1001", "2001", "carrier"] {
+            assert!(
+                endpoints.contains(&format!("Endpoint:  {endpoint} ")),
+                "{when}: {endpoint} missing:\n{endpoints}"
+            );
+        }
+    };
+
+    // Steps 1 and 3 on the running PBX's /etc/asterisk (and on the site's copy, which the
+    // restart below reads), then step 6.
+    pbx.connect_kit(&pbx.etc());
+    pbx.connect_kit(&pbx.conf.clone());
+    for command in ["dialplan reload", "manager reload", "pjsip reload"] {
+        pbx.cli(command);
+    }
+    assert!(
+        pbx.cli("dialplan show c2d-outbound")
+            .contains("Goto(c2d-dial,${EXTEN},1)"),
+        "the kit is not there after a dialplan reload"
+    );
+    check(&pbx, "after the reloads");
+
+    let redis = support::Redis::start();
+    let fastagi = format!("127.0.0.1:{}", asterisk_support::low_port(1));
+    let host = asterisk_support::start_host(&pbx, &redis, &fastagi, &[]);
+    let ready = |host: &support::Host, when: &str| {
+        let ok = support::eventually(Duration::from_secs(20), || {
+            host.get("/readyz").status == 200
+        });
+        assert!(
+            ok,
+            "{when}: the host never became ready: {}",
+            String::from_utf8_lossy(&host.get("/readyz").body)
+        );
+    };
+    ready(&host, "after the reloads");
+
+    // The same configuration from boot (a restart reads the site's files).
+    pbx.reboot();
+    check(&pbx, "after a restart");
+    let noticed = support::eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(asterisk_support::host_log_path(&pbx))
+            .unwrap_or_default()
+            .contains("AMI connection lost")
+    });
+    assert!(noticed, "the host did not notice the restart");
+    ready(&host, "after a restart");
+    drop(host);
+}

@@ -821,3 +821,229 @@ impl AmiMonitor {
         (events, originate)
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// "Your Asterisk": Asterisk's own upstream sample configuration, as a packaged Asterisk's
+// /etc/asterisk looks, with the kit connected as the README's "Connect to your Asterisk" says.
+
+/// The upstream sample configuration files (`<name>.conf.sample`) of the installed bundle.
+pub const SAMPLES: &str = "/opt/asterisk/share/asterisk/samples";
+
+/// Sample files left out: their modules open fixed ports of their own (IAX2 4569, DUNDi
+/// 4520, UNIStim 5000), which parallel instances (and other software) would fight over.
+pub const SAMPLES_LEFT_OUT: [&str; 3] = ["iax.conf", "dundi.conf", "unistim.conf"];
+
+/// `text` with `from` replaced by `to`, which must occur exactly once.
+fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{file}: expected `{from}` once in the sample"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// `ERROR`/`WARNING` lines of a log, normalised for comparing two instances: no timestamp,
+/// no thread id (`WARNING[123]` becomes `WARNING`), `workdir` replaced by `<WORKDIR>`.
+pub fn normalised_problems(log: &str, workdir: &Path) -> std::collections::BTreeSet<String> {
+    let workdir = workdir.display().to_string();
+    log.lines()
+        .filter_map(|line| {
+            let line = match line.strip_prefix('[') {
+                Some(rest) => rest.split_once("] ").map_or(line, |(_, after)| after),
+                None => line,
+            };
+            let (level, rest) = line.split_once('[')?;
+            if level != "ERROR" && level != "WARNING" {
+                return None;
+            }
+            let (thread, rest) = rest.split_once(']')?;
+            if !thread.chars().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            Some(format!("{level}{}", rest.replace(&workdir, "<WORKDIR>")))
+        })
+        .collect()
+}
+
+impl Asterisk {
+    /// An instance configured with Asterisk's upstream sample files, copied without the
+    /// `.sample` suffix, and only what an administrator must change so that nothing clashes:
+    /// the AMI port and address (`manager.conf`; the sample leaves the AMI off), a PJSIP
+    /// transport on its own port (the sample `pjsip.conf` has none), an own RTP range, and
+    /// [`SAMPLES_LEFT_OUT`]. No kit, no agents' phones.
+    pub fn start_samples() -> Self {
+        require_tools();
+        let dir = PathBuf::from(format!(
+            "/tmp/c2d-smp-{}-{}",
+            std::process::id(),
+            low_port(1)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let conf = dir.join("conf");
+        let mut asterisk = Self {
+            dir,
+            conf,
+            ami_port: 0,
+            sip_port: 0,
+            carrier_port: 0,
+            phone_ports: Vec::new(),
+            site: Site::default(),
+            seen_log_len: 0,
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            asterisk.ami_port = low_port(1);
+            asterisk.sip_port = low_port(1);
+            asterisk.carrier_port = low_port(1);
+            asterisk.write_samples();
+            match asterisk.boot() {
+                Ok(()) => break,
+                Err(3) if attempts < 5 => continue,
+                Err(code) => panic!(
+                    "run-asterisk.sh failed ({code}) with the sample configuration; log:\n{}",
+                    asterisk.messages_log()
+                ),
+            }
+        }
+        asterisk
+    }
+
+    /// Writes the sample configuration (with the port changes) into the site's directory.
+    fn write_samples(&self) {
+        let _ = std::fs::remove_dir_all(&self.conf);
+        std::fs::create_dir_all(&self.conf).expect("conf dir");
+        for entry in std::fs::read_dir(SAMPLES).expect("sample configs") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            let Some(conf) = name.strip_suffix(".conf.sample") else {
+                continue;
+            };
+            let conf = format!("{conf}.conf");
+            if SAMPLES_LEFT_OUT.contains(&conf.as_str()) {
+                continue;
+            }
+            std::fs::copy(&path, self.conf.join(conf)).expect("copy sample");
+        }
+        let edit = |name: &str, change: &dyn Fn(String) -> String| {
+            let path = self.conf.join(name);
+            let text = std::fs::read_to_string(&path).expect(name);
+            std::fs::write(&path, change(text)).expect(name);
+        };
+        edit("manager.conf", &|t| {
+            let t = replace_once(
+                &t,
+                "\nport = 5038\n",
+                &format!("\nport = {}\n", self.ami_port),
+                "manager.conf",
+            );
+            replace_once(
+                &t,
+                "\nbindaddr = 0.0.0.0\n",
+                "\nbindaddr = 127.0.0.1\n",
+                "manager.conf",
+            )
+        });
+        edit("pjsip.conf", &|t| {
+            format!(
+                "{t}\n[transport-udp]\ntype=transport\nprotocol=udp\nbind={}\n",
+                self.sip_address()
+            )
+        });
+        let rtp = low_port(101).next_multiple_of(2);
+        edit("rtp.conf", &|t| {
+            let t = replace_once(
+                &t,
+                "\nrtpstart=10000\n",
+                &format!("\nrtpstart={rtp}\n"),
+                "rtp.conf",
+            );
+            replace_once(
+                &t,
+                "\nrtpend=20000\n",
+                &format!("\nrtpend={}\n", rtp + 99),
+                "rtp.conf",
+            )
+        });
+    }
+
+    /// Connects the kit to the configuration in `etc` (the site's directory, or the running
+    /// instance's `/etc/asterisk`) as the README's "Connect to your Asterisk" says: step 1
+    /// (the kit copied to `click2dial/`, `#include`d at the end of `extensions.conf`,
+    /// `manager.conf` and `pjsip.conf`; `enabled = yes` in `manager.conf`'s `[general]`) and
+    /// step 3 (the agents and the carrier of `pjsip.example.conf` in `pjsip.conf`, the
+    /// carrier's documentation address replaced by `carrier_port` on 127.0.0.1).
+    pub fn connect_kit(&self, etc: &Path) {
+        std::fs::create_dir_all(etc.join("click2dial")).expect("click2dial dir");
+        for entry in std::fs::read_dir(kit()).expect("kit") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "conf") {
+                std::fs::copy(
+                    &path,
+                    etc.join("click2dial").join(path.file_name().expect("name")),
+                )
+                .expect("copy the kit");
+            }
+        }
+        let append = |name: &str, more: &str| {
+            let path = etc.join(name);
+            let text = std::fs::read_to_string(&path).expect(name);
+            std::fs::write(&path, format!("{text}\n{more}")).expect(name);
+        };
+        let path = etc.join("manager.conf");
+        let manager = std::fs::read_to_string(&path).expect("manager.conf");
+        let manager = replace_once(
+            &manager,
+            "\nenabled = no\n",
+            "\nenabled = yes\n",
+            "manager.conf",
+        );
+        std::fs::write(&path, manager).expect("manager.conf");
+        append(
+            "extensions.conf",
+            "#include \"click2dial/extensions.conf\"\n",
+        );
+        append("manager.conf", "#include \"click2dial/manager.conf\"\n");
+        let carrier = format!("127.0.0.1:{}", self.carrier_port);
+        let example =
+            std::fs::read_to_string(kit().join("pjsip.example.conf")).expect("pjsip.example.conf");
+        let endpoints = replace_once(
+            &example,
+            "contact = sip:203.0.113.10:5060",
+            &format!("contact = sip:{carrier}"),
+            "pjsip.example.conf",
+        );
+        let endpoints = replace_once(
+            &endpoints,
+            "match = 203.0.113.10\n",
+            &format!("match = {carrier}\n"),
+            "pjsip.example.conf",
+        );
+        append(
+            "pjsip.conf",
+            &format!("#include \"click2dial/pjsip.conf\"\n\n{endpoints}"),
+        );
+    }
+
+    /// The instance's `messages.log` (the sample `logger.conf` writes no `full.log`).
+    pub fn messages_log(&self) -> String {
+        std::fs::read_to_string(self.instance().join("log/messages.log")).unwrap_or_default()
+    }
+
+    /// [`normalised_problems`] of `messages.log`.
+    pub fn normalised_problems(&self) -> std::collections::BTreeSet<String> {
+        normalised_problems(&self.messages_log(), &self.instance())
+    }
+
+    /// Stops and starts the instance again from the site's directory, same ports, no phones.
+    pub fn reboot(&mut self) {
+        self.stop();
+        self.boot()
+            .unwrap_or_else(|code| panic!("restart failed ({code}):\n{}", self.messages_log()));
+    }
+}
