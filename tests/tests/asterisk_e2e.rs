@@ -602,6 +602,7 @@ fn softphone(
 fn softphone_call_through_fastagi() {
     let lab = Lab::start();
     lab.wait_ready();
+    let mut monitor = lab.monitor();
     let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "softphone");
     let mut phone = softphone(
         &lab,
@@ -645,6 +646,49 @@ fn softphone_call_through_fastagi() {
         200
     );
     lab.assert_clean_log(&[]);
+
+    // The same through the simulator's softphone: the same AMI events for the host.
+    monitor.read_until_quiet(Duration::from_millis(800), Duration::from_secs(10));
+    let agent_channel = monitor
+        .uniqueid_of("PJSIP/1001-")
+        .expect("the softphone's channel");
+    let (real_events, _) = monitor.call_events(&agent_channel);
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let redis = support::Redis::start();
+    let fastagi = format!("127.0.0.1:{}", support::free_port());
+    let sim = support::Sim::start_with(recordings.path(), "127.0.0.1:0", Some(&fastagi));
+    let host = support::Host::start(
+        &redis,
+        &sim.address,
+        recordings.path(),
+        &[("C2D_FASTAGI__LISTEN", fastagi.as_str())],
+    );
+    assert!(support::eventually(Duration::from_secs(20), || host
+        .get("/readyz")
+        .status
+        == 200));
+    let mut simulated = AmiMonitor::login(&sim.address, "c2d", "secret");
+    let answer = sim.invite(
+        "invite 1001 X-Teleforge-Callee=0820001234 X-Teleforge-Outbound-Id=27820001234 \
+         X-Teleforge-Contact-Ref=crm-softphone",
+    );
+    let sim_channel = answer
+        .strip_prefix("dial ")
+        .expect("dialled")
+        .trim()
+        .to_string();
+    let sim_notifications = redis.follow(
+        &key_of("crm-softphone"),
+        &["recording_ready", "failed"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(events(&sim_notifications), events(&notifications));
+    simulated.read_until_quiet(Duration::from_millis(800), Duration::from_secs(10));
+    let (sim_events, _) = simulated.call_events(&sim_channel);
+    assert_eq!(
+        sim_events, real_events,
+        "the simulator's events (left) differ from Asterisk's (right)"
+    );
 }
 
 #[test]

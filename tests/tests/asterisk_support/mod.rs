@@ -720,10 +720,17 @@ impl AmiMonitor {
             "Action: Login\r\nActionID: monitor\r\nUsername: {username}\r\nSecret: {secret}\r\n\r\n"
         );
         stream.write_all(login.as_bytes()).expect("login");
-        Self {
+        let mut monitor = Self {
             stream,
             bytes: Vec::new(),
+        };
+        // Events reach a session once it is logged in: wait for the answer.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !String::from_utf8_lossy(&monitor.bytes).contains("Authentication accepted") {
+            assert!(Instant::now() < deadline, "the AMI login was not accepted");
+            monitor.read_until_quiet(Duration::from_millis(100), Duration::from_millis(200));
         }
+        monitor
     }
 
     /// Reads until the PBX has been silent for `quiet` (at most `limit` in all).
@@ -747,6 +754,24 @@ impl AmiMonitor {
                 Err(e) => panic!("AMI read: {e}"),
             }
         }
+    }
+
+    /// The `Uniqueid` of the first channel whose name starts with `prefix` (`Newchannel`).
+    pub fn uniqueid_of(&self, prefix: &str) -> Option<String> {
+        use click2dial_core::ami::{Decoder, Frame};
+        let mut decoder = Decoder::new();
+        let mut rest = &self.bytes[..];
+        while let Ok(Some(decoded)) = decoder.decode(rest) {
+            rest = &rest[decoded.len..];
+            if let Frame::Message(message) = decoded.frame {
+                if message.is_event("Newchannel")
+                    && message.channel().is_some_and(|c| c.starts_with(prefix))
+                {
+                    return message.uniqueid().map(str::to_string);
+                }
+            }
+        }
+        None
     }
 
     /// What the host's call tracker reads of the call `channel_id`, one token per event in
