@@ -39,7 +39,7 @@ fn server_transcripts() -> Vec<String> {
     let mut out = Vec::new();
     walk(&fixtures(), &fixtures(), &mut out);
     out.sort();
-    assert_eq!(out.len(), 28, "fixtures went missing: {out:?}");
+    assert_eq!(out.len(), 30, "fixtures went missing: {out:?}");
     out
 }
 
@@ -142,7 +142,7 @@ fn every_transcript_decodes_in_one_piece() {
         }
         total += messages.len();
     }
-    assert_eq!(total, 1400);
+    assert_eq!(total, 1696);
 }
 
 #[test]
@@ -299,7 +299,7 @@ fn transcript_summaries_regenerate_exactly() {
         assert_eq!(got, want, "{name}");
         checked += 1;
     }
-    assert_eq!(checked, 13);
+    assert_eq!(checked, 15);
 }
 
 /// The keys `fastagi/<case>.ami-summary.txt` shows for events, in its order.

@@ -1,0 +1,305 @@
+//! Records a one-leg call's AMI bytes on a real Asterisk 22 with the kit, for the PBX
+//! simulator and the codec tests (`core/tests/fixtures/ami/transcripts/`, see its README).
+//! Not part of the normal run (`#[ignore]`); run on a machine with the bundle and SIPp:
+//!
+//! ```sh
+//! C2D_RECORD_DIR=/tmp/rec cargo test -p click2dial-tests --test asterisk_record -- --ignored
+//! ```
+//!
+//! Each case writes `<case>.ami` (every byte Asterisk sent, the instance's recordings
+//! directory rewritten to `/var/spool/asterisk/monitor/click2dial` as in the older
+//! transcripts), `<case>.client.ami` (every byte sent: `Login`, the `Originate` exactly as
+//! the host writes it for a one-leg call, `Logoff`) and `<case>.summary.txt` (one line per
+//! frame with its offset from the connection, the older transcripts' format).
+//!
+//! The Asterisk is the real-PBX suite's (`asterisk_support`: the kit `#include`d, SIPp as the
+//! carrier and as phone 1000 of `[c2d-direct-destination]`); the manager user `c2d` is given
+//! the older recordings' secret, read classes and `channelvars` (`[c2d](+)`, `[general](+)`)
+//! so that the events carry the same lines as every other transcript.
+
+mod asterisk_support;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use asterisk_support::{Asterisk, Phone, Sipp, Site};
+use click2dial_core::ami::{Decoder, Frame, Kind, Message, BANNER_PREFIX};
+use click2dial_core::originate::{write_originate, Dialplan, OriginateCall};
+use click2dial_core::reference::ChannelId;
+
+/// The older recordings' manager user and `channelvars` (`../shared/pbx/asterisk-config/`).
+const RECORDED_MANAGER: &str = "[general](+)\nchannelvars = C2D_CONTACT_REF,C2D_RECORDING_REF\n\n\
+     [c2d](+)\nsecret = secret\n\
+     read = system,call,agent,user,config,dtmf,reporting,cdr,dialplan,originate,agi,cc,aoc,message\n\
+     write = all\n";
+
+const RECORDED_MONITOR_DIR: &str = "/var/spool/asterisk/monitor/click2dial";
+
+fn out_dir() -> PathBuf {
+    let dir = std::env::var_os("C2D_RECORD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| asterisk_support::repo().join("target/ami-recordings"));
+    std::fs::create_dir_all(&dir).expect("output dir");
+    dir
+}
+
+/// The Originate the host writes for a one-leg call (agent == callee) of `crm-42`.
+pub fn one_leg_originate() -> Vec<u8> {
+    let channel_id = ChannelId::for_contact_ref("crm-42").to_string();
+    let call = OriginateCall {
+        channel_id: &channel_id,
+        agent: "0820001234",
+        callee: "0820001234",
+        callee_e164: "+27820001234",
+        outbound_id: "27820001234",
+        contact_ref: "crm-42",
+        recording_ref: "rec-abc",
+        single_leg: true,
+    };
+    let mut out = [0u8; 2048];
+    let n = write_originate(&call, &Dialplan::DEFAULT, &mut out).expect("originate");
+    out[..n].to_vec()
+}
+
+/// A manager session that keeps every byte sent and received, with when it came.
+struct Session {
+    stream: TcpStream,
+    opened: Instant,
+    sent: Vec<u8>,
+    received: Vec<(Duration, Vec<u8>)>,
+}
+
+impl Session {
+    fn open(address: &str) -> Self {
+        let stream = TcpStream::connect(address).expect("AMI connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        Self {
+            stream,
+            opened: Instant::now(),
+            sent: Vec::new(),
+            received: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+        self.sent.extend_from_slice(bytes);
+    }
+
+    /// Reads for `time`, or until the connection closes (true then).
+    fn read_for(&mut self, time: Duration) -> bool {
+        let until = Instant::now() + time;
+        let mut chunk = [0u8; 16384];
+        while Instant::now() < until {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => self
+                    .received
+                    .push((self.opened.elapsed(), chunk[..n].to_vec())),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("AMI read: {e}"),
+            }
+        }
+        false
+    }
+
+    fn text(&self) -> String {
+        let bytes: Vec<u8> = self.received.iter().flat_map(|(_, b)| b.clone()).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// The keys `transcripts/<case>.summary.txt` shows for events, in its order
+/// (`core/tests/ami_codec.rs`).
+const SUMMARY_KEYS: [&str; 12] = [
+    "Channel",
+    "DestChannel",
+    "Response",
+    "Reason",
+    "DialStatus",
+    "Cause",
+    "Cause-txt",
+    "ChannelStateDesc",
+    "BridgeUniqueid",
+    "Application",
+    "Variable",
+    "Value",
+];
+
+fn summary_line(m: &Message<'_>) -> String {
+    match m.kind() {
+        Kind::Response(_) => {
+            let mut line = format!(
+                "Response: {} ({})",
+                m.get("Response").unwrap_or(""),
+                m.message().unwrap_or("")
+            );
+            if let Some(id) = m.action_id() {
+                line.push_str(&format!(" [ActionID {id}]"));
+            }
+            line
+        }
+        Kind::Event(name) => {
+            let fields: Vec<String> = SUMMARY_KEYS
+                .iter()
+                .filter_map(|&k| {
+                    m.get(k)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| format!("{k}={v}"))
+                })
+                .collect();
+            if fields.is_empty() {
+                format!("Event: {name}")
+            } else {
+                format!("Event: {name}  {}", fields.join(" "))
+            }
+        }
+        Kind::Other => format!("{m:?}"),
+    }
+}
+
+/// Writes the case's three files; the recordings directory of `asterisk` is rewritten.
+fn write_case(name: &str, session: &Session, asterisk: &Asterisk, closed: bool) {
+    let monitor = asterisk.recordings().display().to_string();
+    let mut server = Vec::new();
+    // Where each received chunk ends in the rewritten stream, and when it came.
+    let mut ends = Vec::new();
+    for (at, chunk) in &session.received {
+        let text = String::from_utf8_lossy(chunk).replace(&monitor, RECORDED_MONITOR_DIR);
+        server.extend_from_slice(text.as_bytes());
+        ends.push((server.len(), *at));
+    }
+    // A chunk may end inside the directory's name: rewrite the whole stream once more.
+    let whole = String::from_utf8_lossy(
+        &session
+            .received
+            .iter()
+            .flat_map(|(_, b)| b.clone())
+            .collect::<Vec<u8>>(),
+    )
+    .replace(&monitor, RECORDED_MONITOR_DIR);
+    assert_eq!(whole.as_bytes(), server, "the directory never spans chunks");
+
+    let mut summary = String::new();
+    let mut decoder = Decoder::new();
+    let mut at = 0;
+    while let Ok(Some(decoded)) = decoder.decode(&server[at..]) {
+        let end = at + decoded.len;
+        let when = ends
+            .iter()
+            .find(|(e, _)| *e >= end)
+            .map_or(Duration::ZERO, |(_, t)| *t);
+        match decoded.frame {
+            Frame::Banner(version) => {
+                summary.push_str(&format!("banner: {BANNER_PREFIX}{version}\n"));
+            }
+            Frame::Message(m) => {
+                summary.push_str(&format!(
+                    "{:7.3} {}\n",
+                    when.as_secs_f64(),
+                    summary_line(&m)
+                ));
+            }
+        }
+        at = end;
+    }
+    assert_eq!(at, server.len(), "{name}: the stream ends on a frame");
+    if closed {
+        summary.push_str("(server closed the connection)\n");
+    }
+    let dir = out_dir();
+    std::fs::write(dir.join(format!("{name}.ami")), &server).expect("write");
+    std::fs::write(dir.join(format!("{name}.client.ami")), &session.sent).expect("write");
+    std::fs::write(dir.join(format!("{name}.summary.txt")), summary).expect("write");
+    eprintln!("{name}: written to {}", dir.display());
+}
+
+/// Logs in, sends the one-leg Originate 0.55 s later (as the older recordings did), reads
+/// until the phones are done and Asterisk has been quiet for 2.5 s, logs off.
+fn record_one_leg(name: &str, phones: &mut [Phone], asterisk: &Asterisk) {
+    let mut session = Session::open(&asterisk.ami_address());
+    session.send(b"Action: Login\r\nActionID: login-1\r\nUsername: c2d\r\nSecret: secret\r\n\r\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !session.text().contains("Event: FullyBooted") {
+        assert!(Instant::now() < deadline, "login: {}", session.text());
+        session.read_for(Duration::from_millis(50));
+    }
+    session.read_for(Duration::from_millis(550));
+    session.send(&one_leg_originate());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for phone in phones.iter_mut() {
+        while phone.wait(Duration::from_millis(10)).is_none() {
+            assert!(Instant::now() < deadline, "the phones never finished");
+            session.read_for(Duration::from_millis(50));
+        }
+    }
+    // Until quiet.
+    loop {
+        let before = session.received.len();
+        session.read_for(Duration::from_millis(2500));
+        if session.received.len() == before {
+            break;
+        }
+    }
+    session.send(b"Action: Logoff\r\nActionID: logoff-1\r\n\r\n");
+    let closed = session.read_for(Duration::from_secs(3));
+    write_case(name, &session, asterisk, closed);
+    let problems = asterisk.problems();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+fn asterisk() -> Asterisk {
+    Asterisk::start(Site {
+        manager_extra: RECORDED_MANAGER.into(),
+        ..Site::default()
+    })
+}
+
+fn carrier(asterisk: &Asterisk, scenario: &str, name: &str) -> Phone {
+    let phone = Sipp::new(scenario, asterisk.carrier_port).run(
+        &asterisk.sip_address(),
+        &asterisk.dir.join(format!("{name}-carrier")),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    phone
+}
+
+fn desk(asterisk: &Asterisk, name: &str) -> Phone {
+    let phone = Sipp::new("answer.xml", asterisk.phone_port("1000")).run(
+        &asterisk.sip_address(),
+        &asterisk.dir.join(format!("{name}-1000")),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    phone
+}
+
+/// The callee answers; `[c2d-direct-destination]` rings phone 1000, which answers and hangs
+/// up after 3 s.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_i_one_leg_success() {
+    let asterisk = asterisk();
+    let mut phones = [
+        carrier(&asterisk, "answer_long.xml", "i"),
+        desk(&asterisk, "i"),
+    ];
+    record_one_leg("i_one_leg_success", &mut phones, &asterisk);
+}
+
+/// The callee answers 486: nothing is connected or recorded.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_i2_one_leg_callee_busy() {
+    let asterisk = asterisk();
+    let mut phones = [carrier(&asterisk, "busy_486.xml", "i2")];
+    record_one_leg("i2_one_leg_callee_busy", &mut phones, &asterisk);
+}
