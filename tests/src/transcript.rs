@@ -72,6 +72,11 @@ pub const F_ORIGINATE_ERRORS: Case = case!("f_originate_errors");
 pub const H_HEADER_VARIANTS: Case = case!("h_header_variants");
 /// Answered through a `Local` channel and a pre-dial handler (not simulated).
 pub const A2_SUCCESS_LOCAL_PREDIAL: Case = case!("a2_success_local_predial");
+/// One-leg call on the kit: `Local/<callee>@c2d-single` dials the callee, who answers; the
+/// call is recorded and connected to `[c2d-direct-destination]` (phone 1000).
+pub const I_ONE_LEG_SUCCESS: Case = case!("i_one_leg_success");
+/// One-leg call on the kit whose callee answers 486.
+pub const I2_ONE_LEG_CALLEE_BUSY: Case = case!("i2_one_leg_callee_busy");
 
 /// Every embedded case.
 pub const ALL: &[Case] = &[
@@ -88,6 +93,8 @@ pub const ALL: &[Case] = &[
     E2_UNKNOWN_USER,
     F_ORIGINATE_ERRORS,
     H_HEADER_VARIANTS,
+    I_ONE_LEG_SUCCESS,
+    I2_ONE_LEG_CALLEE_BUSY,
 ];
 
 /// One frame Asterisk sent, with when it sent it.

@@ -144,8 +144,8 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
 #[test]
 fn case_table_answers_are_the_hosts_byte_for_byte() {
     let Some(fw) = firmware() else { return };
-    // A PBX that accepts every Originate: the answers depend on the request alone. (pbx-sim
-    // refuses the `s` extension that one-leg calls use, so it would turn those into 503s.)
+    // A PBX that accepts every Originate: the answers depend on the request alone, whatever
+    // a PBX's dialplan holds (pbx-sim plays one-leg calls too, but it is a PBX with the kit).
     let ami = CaptureAmi::start();
     let device = Device::boot(fw, ami.port, 1);
     let ready = device.post_when_ready(&body("1001", "0820001234", "warm-up"));

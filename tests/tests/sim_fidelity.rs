@@ -84,6 +84,23 @@ async fn agent_hangs_up_while_callee_rings() {
     .await;
 }
 
+/// A one-leg call (`Local/0820001234@c2d-single` into `c2d-direct`) recorded on the kit:
+/// the callee answers, the call is recorded and connected to phone 1000.
+#[tokio::test]
+async fn one_leg_answered() {
+    check(transcript::I_ONE_LEG_SUCCESS, &[]).await;
+}
+
+/// A one-leg call whose callee is busy.
+#[tokio::test]
+async fn one_leg_callee_busy() {
+    check(
+        transcript::I2_ONE_LEG_CALLEE_BUSY,
+        &["callee:0820001234=callee-busy"],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn bad_secret() {
     check(transcript::E_BAD_LOGIN, &[]).await;

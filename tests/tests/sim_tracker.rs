@@ -267,3 +267,113 @@ async fn the_core_decoder_reads_the_simulator() {
     assert_eq!(at, bytes.len());
     assert!(messages > 90, "{messages}");
 }
+
+/// The notifications of a recorded one-leg call, replayed through the tracker.
+fn recorded_one_leg(case: Case) -> Vec<Note> {
+    let channel_id = channel_id_of(case);
+    let mut tracker = CallTracker::new(&channel_id, Mode::SingleLeg, 0).unwrap();
+    let mut out = Vec::new();
+    feed(&mut tracker, &channel_id, 0, b"", &mut out);
+    for (i, frame) in case.frames().iter().enumerate() {
+        feed(&mut tracker, &channel_id, i as u64, frame.bytes, &mut out);
+    }
+    assert!(tracker.is_finished(), "{}", case.name);
+    out
+}
+
+/// One-leg calls (agent == callee), sent as the host writes them (`write_originate`,
+/// `single_leg: true`): the simulator plays the recorded one-leg call with this call's
+/// values (none of the recorded ones is left), and the tracker gives the notifications the
+/// recording gives: answered (`queued, callee_ringing, joined, hangup, recording_ready`,
+/// the recording complete) and callee busy.
+#[tokio::test]
+async fn one_leg_calls_notify_like_their_recordings() {
+    use click2dial_core::originate::{write_originate, Dialplan, OriginateCall};
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(config(dir.path(), FAST, &[])).await;
+    let mut client = connect(running.addr).await;
+    login(&mut client).await;
+    let cases = [
+        ("0821234567", transcript::I_ONE_LEG_SUCCESS, true),
+        ("0820000486", transcript::I2_ONE_LEG_CALLEE_BUSY, false),
+    ];
+    for (i, (callee, case, answered)) in cases.into_iter().enumerate() {
+        let id = format!("c2d-one-leg-{i}");
+        let recording = format!("rec-{id}");
+        let contact = format!("crm-one-leg-{i}");
+        let call = OriginateCall {
+            channel_id: &id,
+            agent: callee,
+            callee,
+            callee_e164: "+27821234567",
+            outbound_id: "27829990000",
+            contact_ref: &contact,
+            recording_ref: &recording,
+            single_leg: true,
+        };
+        let mut buf = [0u8; 2048];
+        let n = write_originate(&call, &Dialplan::DEFAULT, &mut buf).unwrap();
+        client.send(&buf[..n]).await.unwrap();
+        let started = Instant::now();
+        let mut tracker = CallTracker::new(&id, Mode::SingleLeg, 0).unwrap();
+        let mut got = Vec::new();
+        feed(&mut tracker, &id, 0, b"", &mut got);
+        let ack = next(&mut client).await;
+        assert!(ack.starts_with(b"Response: Success\r\n"), "{ack:?}");
+        let mut frames = Vec::new();
+        while !tracker.is_finished() {
+            let frame = next(&mut client).await;
+            let now = started.elapsed().as_millis() as u64;
+            feed(&mut tracker, &id, now, &frame, &mut got);
+            frames.push(frame);
+        }
+        running.sim.idle().await;
+        while let Ok(Some(frame)) = client
+            .next_frame_within(std::time::Duration::from_millis(20))
+            .await
+        {
+            frames.push(frame);
+        }
+        assert_eq!(got, recorded_one_leg(case), "{}", case.name);
+        if answered {
+            assert_eq!(
+                got,
+                [
+                    (Queued, None, None),
+                    (CalleeRinging, None, None),
+                    (Joined, None, None),
+                    (Hangup, Some(Cause::NormalClearing), Some(16)),
+                    (RecordingReady, None, None),
+                ]
+            );
+        } else {
+            assert_eq!(
+                got.last(),
+                Some(&(Failed, Some(Cause::CalleeBusy), Some(17))),
+                "{got:?}"
+            );
+        }
+        let text: String = frames
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        for recorded in ["0820001234", "27820001234", "crm-42", "rec-abc", "c2d-oacx"] {
+            assert!(!text.contains(recorded), "{recorded} left in\n{text}");
+        }
+        for new in [
+            format!("Channel: Local/{callee}@c2d-single-"),
+            format!("Uniqueid: {id};2\r\n"),
+            "CallerIDNum: 27829990000\r\n".to_owned(),
+            format!("Variable: C2D_CONTACT_REF\r\nValue: {contact}\r\n"),
+        ] {
+            assert!(text.contains(&new), "{new} missing");
+        }
+        let wav = dir.path().join(format!("{recording}.wav"));
+        assert_eq!(wav.exists(), answered, "{}: recording", case.name);
+        if answered {
+            let bytes = std::fs::read(&wav).unwrap();
+            let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+            assert_eq!(riff, bytes.len() - 8, "complete");
+        }
+    }
+}

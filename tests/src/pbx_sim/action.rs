@@ -133,8 +133,14 @@ pub(crate) fn originate(action: &Action, contexts: &[String]) -> Result<Originat
     })
 }
 
+/// The kit's context of one-leg calls: its only extension is `s`.
+pub(crate) const DIRECT_CONTEXT: &str = "c2d-direct";
+
 fn extension_exists(contexts: &[String], context: &str, exten: &str, priority: i32) -> bool {
     let digits = exten.strip_prefix('+').unwrap_or(exten);
+    if context == DIRECT_CONTEXT {
+        return contexts.iter().any(|c| c == context) && exten == "s" && priority == 1;
+    }
     contexts.iter().any(|c| c == context)
         && !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())

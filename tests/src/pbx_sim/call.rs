@@ -9,10 +9,11 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep, Instant};
 use tracing::{info, warn};
 
-use super::action::Originate;
+use super::action::{Originate, DIRECT_CONTEXT};
 use super::hub::{Bytes, CallGuard, Shared};
 use super::outcome::{self, Outcome};
 use super::render::CallValues;
+use super::single::{self, NewValues, OneLeg};
 use super::template::{templates, Role, Template};
 use super::wav::{Recorder, RATE};
 
@@ -28,6 +29,8 @@ pub(crate) struct Call {
     /// What the rules chose (the template may still be the no-dialplan or failure one).
     pub(crate) outcome: Outcome,
     values: CallValues,
+    /// Set for a one-leg call: how its recorded frames become this call's.
+    one_leg: Option<OneLeg>,
     ring_timeout_ms: u64,
     /// Where the answer of a synchronous Originate goes.
     reply: Option<oneshot::Sender<Vec<u8>>>,
@@ -43,12 +46,33 @@ impl Call {
         reply: Option<oneshot::Sender<Vec<u8>>>,
     ) -> Self {
         let all = templates();
-        let outcome = outcome::choose(
-            &shared.config.overrides,
-            &originate.tech,
-            &originate.resource,
-            &originate.exten,
-        );
+        // A one-leg call: `Local/<callee>@c2d-single` into the kit's direct context.
+        let one_leg_callee = single::callee_of(&originate.tech, &originate.resource).filter(|_| {
+            originate.context == DIRECT_CONTEXT
+                && originate.priority == 1
+                && !originate.application
+                && shared.config.pbx().has_context(single::SINGLE_CONTEXT)
+        });
+        let outcome = match &one_leg_callee {
+            Some(callee) => {
+                let chosen = outcome::choose_one_leg(&shared.config.overrides, callee);
+                if outcome::one_leg_playable(chosen) {
+                    chosen
+                } else {
+                    warn!(
+                        outcome = %chosen,
+                        "not recorded for one-leg calls: the callee answers"
+                    );
+                    Outcome::Answered
+                }
+            }
+            None => outcome::choose(
+                &shared.config.overrides,
+                &originate.tech,
+                &originate.resource,
+                &originate.exten,
+            ),
+        };
         let mut guard = shared.begin_call();
         let duplicate = outcome != Outcome::AgentUnavailable
             && originate
@@ -58,6 +82,12 @@ impl Call {
         let unavailable = outcome == Outcome::AgentUnavailable || duplicate;
         let template = if unavailable {
             all.outcome(Outcome::AgentUnavailable)
+        } else if one_leg_callee.is_some() {
+            if outcome == Outcome::CalleeBusy {
+                &all.one_leg_busy
+            } else {
+                &all.one_leg_answered
+            }
         } else if !outcome.is_agent_side() && (originate.priority == 0 || originate.application) {
             &all.no_dialplan
         } else {
@@ -71,6 +101,13 @@ impl Call {
         let (agent_channel, agent_uniqueid) = if unavailable {
             let id = originate.channel_id.clone();
             (String::new(), id.unwrap_or_else(|| "<unknown>".into()))
+        } else if one_leg_callee.is_some() {
+            // The Local channel's name is made with the other substitutions (`single.rs`).
+            let id = match &originate.channel_id {
+                Some(id) => id.clone(),
+                None => shared.ids.uniqueid(),
+            };
+            (String::new(), id)
         } else {
             let name = shared.ids.channel_name(endpoint);
             let id = match &originate.channel_id {
@@ -108,6 +145,28 @@ impl Call {
             carrier: None,
             bridge_id: None,
         };
+        let one_leg = match (&one_leg_callee, unavailable) {
+            (Some(callee), false) => Some(OneLeg::new(
+                &shared.ids,
+                template,
+                &NewValues {
+                    action_id: values.action_id.clone(),
+                    resource: &originate.resource,
+                    callee,
+                    uniqueid: &values.agent_uniqueid,
+                    named: originate.channel_id.is_some(),
+                    context: &originate.context,
+                    // The Originate's CallerID is outbound_id on a one-leg call.
+                    outbound: &variable("C2D_OUTBOUND_ID")
+                        .or_else(|| originate.caller_id.clone())
+                        .unwrap_or_else(|| shared.config.outbound_cid.clone()),
+                    contact: values.contact.as_deref(),
+                    recording: values.recording.as_deref(),
+                    recordings_dir: &values.recordings_dir,
+                },
+            )),
+            _ => None,
+        };
         let ring_timeout_ms = u64::try_from(originate.timeout_ms)
             .ok()
             .filter(|&t| t > 0)
@@ -126,6 +185,7 @@ impl Call {
                 outcome
             },
             values,
+            one_leg,
             ring_timeout_ms,
             reply,
             _guard: guard,
@@ -138,9 +198,11 @@ impl Call {
         let start = Instant::now();
         let mut recorder: Option<Recorder> = None;
         for (i, frame) in t.frames.iter().enumerate() {
+            // A one-leg call replays its recorded variables and caller ID events.
+            let generic = self.one_leg.is_none();
             let skip = match frame.role {
-                Role::OriginateVariable => true,
-                Role::CreationCallerId => self.values.caller_id.is_none(),
+                Role::OriginateVariable => generic,
+                Role::CreationCallerId => generic && self.values.caller_id.is_none(),
                 Role::Recording => self.values.recording.is_none(),
                 _ => false,
             };
@@ -175,7 +237,14 @@ impl Call {
                 .iter()
                 .find(|(k, _)| k == "Privilege")
                 .map_or("", |(_, v)| v.as_str());
-            shared.broadcast(privilege, bytes(self.values.render(&shared.ids, t, frame)));
+            let rendered = match &self.one_leg {
+                Some(one_leg) => one_leg.render(frame),
+                None => self.values.render(&shared.ids, t, frame),
+            };
+            shared.broadcast(privilege, bytes(rendered));
+            if !generic {
+                continue;
+            }
             if Some(i) == t.variables_after {
                 for event in self.values.render_variables(&shared.ids, t, frame) {
                     shared.broadcast("dialplan,all", bytes(event));

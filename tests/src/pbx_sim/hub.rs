@@ -69,6 +69,7 @@ struct Subscriber {
 #[derive(Debug)]
 pub(crate) struct Ids {
     channel_index: AtomicU32,
+    local_index: AtomicU32,
     unique_int: AtomicU64,
     random: RandomState,
     draws: AtomicU64,
@@ -78,6 +79,7 @@ impl Ids {
     fn new() -> Self {
         Self {
             channel_index: AtomicU32::new(0),
+            local_index: AtomicU32::new(0),
             unique_int: AtomicU64::new(0),
             random: RandomState::new(),
             draws: AtomicU64::new(0),
@@ -88,6 +90,13 @@ impl Ids {
     pub(crate) fn channel_name(&self, endpoint: &str) -> String {
         let n = self.channel_index.fetch_add(1, Ordering::Relaxed);
         format!("PJSIP/{endpoint}-{n:08x}")
+    }
+
+    /// `Local/<resource>-<8 hex digits>` (the halves add `;1`, `;2`), from the counter of
+    /// Local channels (Asterisk's `core_local` has its own, as the one-leg recordings show).
+    pub(crate) fn local_name(&self, resource: &str) -> String {
+        let n = self.local_index.fetch_add(1, Ordering::Relaxed);
+        format!("Local/{resource}-{n:08x}")
     }
 
     /// A `Uniqueid` of a channel that the Originate did not name: `<epoch>.<n>`.

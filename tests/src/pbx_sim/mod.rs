@@ -19,7 +19,9 @@
 //!
 //! | rule | outcome | events of |
 //! |---|---|---|
-//! | `Channel` technology other than `PJSIP`, or agent `9999` | `agent-unavailable` | `f_originate_errors` (`f6`) |
+//! | one-leg: `Local/<callee>@c2d-single` into `c2d-direct`/`s`, callee ends in `486` | `callee-busy` | `i2_one_leg_callee_busy` |
+//! | one-leg, any other callee (outcomes not recorded one-leg play answered) | `answered` | `i_one_leg_success` |
+//! | any other `Channel` technology than `PJSIP`, or agent `9999` | `agent-unavailable` | `f_originate_errors` (`f6`) |
 //! | agent ends in `408` (e.g. `1408`) | `agent-no-answer` | `b_agent_noanswer` |
 //! | agent ends in `486` (e.g. `1486`) | `agent-busy` | `c_agent_busy` |
 //! | agent ends in `404` or `503` (e.g. `1404`, `1503`) | `agent-unavailable` | `f_originate_errors` (`f6`) |
@@ -66,6 +68,7 @@ mod hub;
 mod outcome;
 mod render;
 mod session;
+mod single;
 mod template;
 mod wav;
 mod webrtc;

@@ -198,6 +198,36 @@ pub(crate) fn choose(overrides: &[Override], tech: &str, resource: &str, exten: 
         .unwrap_or(Outcome::Answered)
 }
 
+/// Chooses the outcome of a one-leg call to `callee` (`Local/<callee>@c2d-single`): an
+/// override for that number (as agent or callee) first, then the callee suffix rules, else
+/// answered. Only `answered`, `callee-busy` and `agent-unavailable` (the `Local` channel
+/// fails) are recorded for one-leg calls: [`one_leg_playable`] says which are played.
+pub(crate) fn choose_one_leg(overrides: &[Override], callee: &str) -> Outcome {
+    let found = overrides
+        .iter()
+        .find(|o| o.party == Party::Agent && o.value == callee)
+        .or_else(|| {
+            overrides
+                .iter()
+                .find(|o| o.party == Party::Callee && o.value == callee)
+        });
+    if let Some(o) = found {
+        return o.outcome;
+    }
+    CALLEE_SUFFIXES
+        .iter()
+        .find(|(suffix, _)| callee.ends_with(suffix))
+        .map_or(Outcome::Answered, |&(_, o)| o)
+}
+
+/// Whether a one-leg call can play `outcome` (it was recorded on the kit).
+pub(crate) const fn one_leg_playable(outcome: Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Answered | Outcome::CalleeBusy | Outcome::AgentUnavailable
+    )
+}
+
 /// The user part of a PJSIP dial resource: `1001` for `1001`, `0820001234` for
 /// `0820001234@carrier`.
 fn agent_user(resource: &str) -> &str {
@@ -232,6 +262,21 @@ mod tests {
                 "{tech}/{agent} {callee}"
             );
         }
+    }
+
+    #[test]
+    fn one_leg_rules() {
+        assert_eq!(choose_one_leg(&[], "0820001234"), Outcome::Answered);
+        assert_eq!(choose_one_leg(&[], "0820000486"), Outcome::CalleeBusy);
+        let overrides: Vec<Override> = ["callee:0820001234=callee-busy"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(
+            choose_one_leg(&overrides, "0820001234"),
+            Outcome::CalleeBusy
+        );
+        assert!(!one_leg_playable(choose_one_leg(&[], "0820000404")));
     }
 
     #[test]

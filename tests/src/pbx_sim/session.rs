@@ -212,11 +212,14 @@ impl Session {
     ) -> std::io::Result<Flow> {
         let id = action.action_id();
         let config = &self.shared.config;
+        // The kit's one-leg context is always there unless the PBX lacks it.
         let contexts: Vec<String> = config
             .contexts
             .iter()
+            .map(String::as_str)
+            .chain([action::DIRECT_CONTEXT])
             .filter(|c| config.pbx().has_context(c))
-            .cloned()
+            .map(str::to_owned)
             .collect();
         let originate = match action::originate(action, &contexts) {
             Ok(originate) => originate,

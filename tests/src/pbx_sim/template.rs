@@ -284,7 +284,15 @@ pub(crate) struct Templates {
     outcomes: Vec<(Outcome, Template)>,
     /// An answered agent with no dialplan target (`f8-no-exten-no-app`).
     pub(crate) no_dialplan: Template,
+    /// One-leg calls (`Local/<callee>@c2d-single` into `c2d-direct`): the callee answers
+    /// (`i_one_leg_success`), the callee is busy (`i2_one_leg_callee_busy`).
+    pub(crate) one_leg_answered: Template,
+    pub(crate) one_leg_busy: Template,
 }
+
+/// The `ActionID` (= `ChannelId`) of the recorded one-leg Originates: the host's for
+/// contact `crm-42`.
+const ONE_LEG_ACTION_ID: &str = "c2d-oacxmqkrhrsl63ywyav6eykpgq";
 
 impl Templates {
     fn build() -> Self {
@@ -338,6 +346,8 @@ impl Templates {
         Self {
             outcomes,
             no_dialplan: Template::build(F_ORIGINATE_ERRORS, "f8-no-exten-no-app"),
+            one_leg_answered: Template::build(I_ONE_LEG_SUCCESS, ONE_LEG_ACTION_ID),
+            one_leg_busy: Template::build(I2_ONE_LEG_CALLEE_BUSY, ONE_LEG_ACTION_ID),
         }
     }
 

@@ -203,11 +203,16 @@ impl Normaliser {
         out
     }
 
-    /// `PJSIP/<endpoint>-<8 hex>` → `PJSIP/<endpoint>-<chanN>`.
+    /// `PJSIP/<endpoint>-<8 hex>` → `PJSIP/<endpoint>-<chanN>`, and the same for
+    /// `Local/<exten>@<context>-<8 hex>` (before the `;1`/`;2` of its halves).
     fn channel_names(&mut self, text: &str) -> String {
         let mut out = String::new();
         let mut rest = text;
-        while let Some(at) = rest.find("PJSIP/") {
+        while let Some(at) = ["PJSIP/", "Local/"]
+            .iter()
+            .filter_map(|prefix| rest.find(prefix))
+            .min()
+        {
             out.push_str(&rest[..at]);
             let tail = &rest[at..];
             let name_end = tail.find([')', ',', ' ', ';']).unwrap_or(tail.len());
