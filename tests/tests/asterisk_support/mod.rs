@@ -6,6 +6,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+mod record;
+
 use std::collections::HashSet;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -1,9 +1,9 @@
 //! Records a one-leg call's AMI bytes on a real Asterisk 22 with the kit, for the PBX
 //! simulator and the codec tests (`core/tests/fixtures/ami/transcripts/`, see its README).
-//! Not part of the normal run (`#[ignore]`); run on a machine with the bundle and SIPp:
+//! A tool, not a check: not part of the normal run (`#[ignore]`); run on a machine with the bundle and SIPp:
 //!
 //! ```sh
-//! C2D_RECORD_DIR=/tmp/rec cargo test -p click2dial-tests --test asterisk_record -- --ignored
+//! C2D_RECORD_DIR=/tmp/rec cargo test -p click2dial-tests --test asterisk_e2e -- --ignored record::
 //! ```
 //!
 //! Each case writes `<case>.ami` (every byte Asterisk sent, the instance's recordings
@@ -17,15 +17,12 @@
 //! the older recordings' secret, read classes and `channelvars` (`[c2d](+)`, `[general](+)`)
 //! so that the events carry the same lines as every other transcript.
 
-mod asterisk_support;
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use asterisk_support::{Asterisk, Phone, Sipp, Site};
+use super::{Asterisk, Phone, Sipp, Site};
 use click2dial_core::ami::{Decoder, Frame, Kind, Message, BANNER_PREFIX};
 use click2dial_core::originate::{write_originate, Dialplan, OriginateCall};
 use click2dial_core::reference::ChannelId;
@@ -41,7 +38,7 @@ const RECORDED_MONITOR_DIR: &str = "/var/spool/asterisk/monitor/click2dial";
 fn out_dir() -> PathBuf {
     let dir = std::env::var_os("C2D_RECORD_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| asterisk_support::repo().join("target/ami-recordings"));
+        .unwrap_or_else(|| super::repo().join("target/ami-recordings"));
     std::fs::create_dir_all(&dir).expect("output dir");
     dir
 }
