@@ -36,6 +36,8 @@ pub enum ErrorCode {
     UnknownCampaign,
     /// Missing or bad credentials.
     Unauthorized,
+    /// Valid credentials without the scope this route needs.
+    InsufficientScope,
     /// The `contact_ref` was already used with a different payload.
     ContactRefConflict,
     /// Too many requests for these credentials.
@@ -78,6 +80,7 @@ impl ErrorCode {
             Self::AgentNotAllowed => "agent_not_allowed",
             Self::UnknownCampaign => "unknown_campaign",
             Self::Unauthorized => "unauthorized",
+            Self::InsufficientScope => "insufficient_scope",
             Self::ContactRefConflict => "contact_ref_conflict",
             Self::RateLimited => "rate_limited",
             Self::PbxUnavailable => "pbx_unavailable",
@@ -97,6 +100,7 @@ impl ErrorCode {
         match self {
             Self::MalformedJson | Self::InvalidRecordingRef => 400,
             Self::Unauthorized => 401,
+            Self::InsufficientScope => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,

@@ -90,6 +90,7 @@ impl From<Error> for Refusal {
 pub async fn admit(
     state: &AppState,
     call: &Call<'_>,
+    owner: &str,
     channel_id: String,
     mode: Mode,
 ) -> Result<Admission, Refusal> {
@@ -113,6 +114,7 @@ pub async fn admit(
     let record = CallRecord {
         single_leg: call.valid.single_leg,
         agent_initiated: mode == Mode::AgentInitiated,
+        owner: owner.to_string(),
         contact_ref: contact_ref.to_string(),
         agent: call.valid.agent.to_string(),
         callee_e164: call.valid.callee.e164().to_string(),
@@ -123,7 +125,9 @@ pub async fn admit(
     };
 
     let claim_key = (!call.contact_ref.is_generated())
-        .then(|| format!("{}{}", state.config.redis.idempotency_prefix, contact_ref));
+        .then(|| claim_key(&state.config.redis.idempotency_prefix, owner, contact_ref));
+    let owner_key = crate::call_store::recording_owner_key(recording_ref);
+    let owner_ttl_secs = state.config.recordings.owner_ttl_secs;
     // The record goes to Redis with the claim, in one round trip, when there is a claim.
     let mut record_key = None;
     if let Some(key) = &claim_key {
@@ -150,6 +154,9 @@ pub async fn admit(
                     key,
                     json,
                     ttl_secs: *ttl_secs,
+                    owner_key: &owner_key,
+                    owner,
+                    owner_ttl_secs,
                 }),
         )
         .await
@@ -179,7 +186,7 @@ pub async fn admit(
     // Before anything is dialled: every other host must be able to follow this call.
     if record_key.is_none() {
         if let Some(store) = &state.call_store {
-            if !store.save(&channel_id, &record).await {
+            if !store.save(&channel_id, &record, owner_ttl_secs).await {
                 tracing::warn!(
                     contact_ref,
                     "call record not stored: only this host follows the call"
@@ -196,6 +203,13 @@ pub async fn admit(
         claim_key,
         slot,
     })))
+}
+
+/// The idempotency key of `owner`'s `contact_ref`: `<prefix><owner>:<contact_ref>`. Key ids
+/// hold no `:`, so two keys never share a claim; an owner-less softphone call (no
+/// `[fastagi] owner_key`) has the empty owner.
+pub fn claim_key(prefix: &str, owner: &str, contact_ref: &str) -> String {
+    format!("{prefix}{owner}:{contact_ref}")
 }
 
 /// Releases the idempotency claim of a call that was not dialled, so a retry can dial.

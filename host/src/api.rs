@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::admission::{self, Admission, Refusal};
-use crate::auth::Caller;
+use crate::auth::{Caller, Scope};
 pub use crate::errors::ApiError;
 use crate::errors::{json_response, retry_after, Detailed};
 use crate::pbx::{OriginateError, OriginateRequest};
@@ -30,12 +30,13 @@ pub fn router() -> OpenApiRouter<AppState> {
     post,
     path = "/click2dial/calls",
     tag = "calls",
-    security(("api_key" = [])),
+    security(("api_key" = ["calls:create"])),
     request_body(content = crate::openapi::CreateCall, content_type = "application/json"),
     responses(
         (status = 202, description = "Queued to the PBX (or the first answer again, for a repeated contact_ref)", body = crate::openapi::Queued),
         (status = 400, description = "Malformed JSON", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The key lacks the scope calls:create (`insufficient_scope`)", body = crate::openapi::ErrorBody),
         (status = 408, description = "The request did not arrive in time", body = crate::openapi::ErrorBody),
         (status = 409, description = "contact_ref already used with a different payload", body = crate::openapi::ErrorBody),
         (status = 413, description = "Body larger than 4096 bytes", body = crate::openapi::ErrorBody),
@@ -51,6 +52,7 @@ async fn create_call(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    caller.require(Scope::CallsCreate)?;
     request::check_content_type(headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()))?;
     let bytes = to_bytes(body, request::MAX_BODY_LEN)
         .await
@@ -78,13 +80,18 @@ async fn create_call(
     let mut entropy = [0u8; 32];
     getrandom::fill(&mut entropy).map_err(|_| Error::INTERNAL)?;
     let call = valid.assign_references(&entropy);
-    let channel_id = ChannelId::for_contact_ref(call.contact_ref.as_str()).to_string();
+    let channel_id = ChannelId::for_attempt(
+        caller.owner(),
+        call.contact_ref.as_str(),
+        call.recording_ref.as_str(),
+    )
+    .to_string();
     let mode = if call.valid.single_leg {
         Mode::SingleLeg
     } else {
         Mode::TwoLeg
     };
-    let admitted = match admission::admit(&state, &call, channel_id, mode).await {
+    let admitted = match admission::admit(&state, &call, caller.owner(), channel_id, mode).await {
         Ok(Admission::New(admitted)) => admitted,
         Ok(Admission::Repeat(first)) => {
             return Ok(json_response(StatusCode::ACCEPTED, first.into_bytes()))

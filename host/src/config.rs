@@ -224,6 +224,9 @@ pub struct Recordings {
     /// A WAV whose header still has its sizes unset is being written; once it has not been
     /// modified for this many seconds its writer is taken to be gone and it is served as it is.
     pub abandoned_after_secs: u64,
+    /// How long Redis remembers which key owns a recording, in seconds; after it the
+    /// recording is `404` for every key.
+    pub owner_ttl_secs: u64,
 }
 
 impl Default for Recordings {
@@ -231,6 +234,7 @@ impl Default for Recordings {
         Self {
             dir: PathBuf::from("/var/spool/asterisk/monitor/click2dial"),
             abandoned_after_secs: 300,
+            owner_ttl_secs: 30 * 86_400,
         }
     }
 }
@@ -263,6 +267,10 @@ pub struct ApiKey {
     /// Requests allowed in a burst; absent: `limits.burst`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
+    /// What the key may do: `calls:create`, `calls:read`, `recordings:read`,
+    /// `metrics:read`; absent: the first three ([`crate::auth::DEFAULT_SCOPES`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// An inclusive range of agent extensions.
@@ -362,6 +370,9 @@ pub struct FastAgi {
     pub context: String,
     /// The extension in it that runs `AGI(agi://<listen>/click2dial)`.
     pub extension: String,
+    /// The `id` of the API key that owns softphone calls (their idempotency records,
+    /// event streams and recordings); empty: no key owns them, so none reads them over HTTP.
+    pub owner_key: String,
 }
 
 impl Default for FastAgi {
@@ -376,6 +387,7 @@ impl Default for FastAgi {
             max_sessions: 64,
             context: "c2d-agent-webrtc".into(),
             extension: "c2d".into(),
+            owner_key: String::new(),
         }
     }
 }
@@ -621,6 +633,22 @@ impl Config {
             if key.outbound_ids.iter().any(|o| o.is_empty()) {
                 return Err(invalid(format!("key {:?}: empty outbound_id", key.id)));
             }
+            for scope in key.scopes.iter().flatten() {
+                if crate::auth::Scope::parse(scope).is_none() {
+                    return Err(invalid(format!(
+                        "key {:?}: unknown scope {scope:?} (calls:create, calls:read, \
+                         recordings:read, metrics:read)",
+                        key.id
+                    )));
+                }
+            }
+        }
+        let owner = &self.fastagi.owner_key;
+        if !owner.is_empty() && !self.auth.keys.iter().any(|k| &k.id == owner) {
+            return Err(ConfigError::Invalid {
+                key: "fastagi.owner_key",
+                reason: format!("{owner:?} is not the id of a key in [[auth.keys]]"),
+            });
         }
         Ok(())
     }

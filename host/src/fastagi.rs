@@ -187,16 +187,17 @@ impl Session<'_> {
         }
         let call = valid.assign_references(&entropy);
         let channel_id = self.script.uniqueid().to_string();
-        let admitted = match admission::admit(state, &call, channel_id, Mode::AgentInitiated).await
-        {
-            Ok(Admission::New(admitted)) => admitted,
-            Ok(Admission::Repeat(_)) => {
-                self.outcome = "repeat";
-                return self.script.decide(&Rejection::from(ALREADY_PLACED).into());
-            }
-            Err(Refusal::Error(error)) => return self.reject(error.into()),
-            Err(Refusal::Busy) => return self.reject(admission::TOO_MANY_CALLS.into()),
-        };
+        let owner = state.config.fastagi.owner_key.as_str();
+        let admitted =
+            match admission::admit(state, &call, owner, channel_id, Mode::AgentInitiated).await {
+                Ok(Admission::New(admitted)) => admitted,
+                Ok(Admission::Repeat(_)) => {
+                    self.outcome = "repeat";
+                    return self.script.decide(&Rejection::from(ALREADY_PLACED).into());
+                }
+                Err(Refusal::Error(error)) => return self.reject(error.into()),
+                Err(Refusal::Busy) => return self.reject(admission::TOO_MANY_CALLS.into()),
+            };
         let claim_key = admitted.claim_key.clone();
         let request = OriginateRequest::from(admitted);
         let contact_ref = request.record.contact_ref.clone();

@@ -46,6 +46,7 @@ const CLAIM_AND_STORE: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   if #KEYS > 1 then
     redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+    redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
   end
   return false
 end
@@ -61,6 +62,12 @@ pub struct StoredRecord<'a> {
     pub json: &'a str,
     /// Its TTL.
     pub ttl_secs: u64,
+    /// `teleforge:c2d:recording:<recording_ref>`.
+    pub owner_key: &'a str,
+    /// The id of the key that owns the call.
+    pub owner: &'a str,
+    /// How long the owner is remembered.
+    pub owner_ttl_secs: u64,
 }
 
 fn claim_script() -> &'static redis::Script {
@@ -89,7 +96,10 @@ pub async fn claim(
         invocation
             .key(record.key)
             .arg(record.json)
-            .arg(record.ttl_secs);
+            .arg(record.ttl_secs)
+            .key(record.owner_key)
+            .arg(record.owner)
+            .arg(record.owner_ttl_secs.max(1));
     }
     let stored: Option<String> = invocation.invoke_async(conn).await?;
     let Some(stored) = stored else {

@@ -19,6 +19,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -26,6 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::auth::{Caller, Scope};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
@@ -259,13 +261,18 @@ pub async fn count_requests(
     get,
     path = "/metrics",
     tag = "operations",
-    security(("api_key" = [])),
+    security(("api_key" = ["metrics:read"])),
     responses(
         (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
         (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The key lacks the scope metrics:read (`insufficient_scope`)", body = crate::openapi::ErrorBody),
     )
 )]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::MetricsRead)?;
     let text = state
         .metrics
         .encode(state.notifier.spool_depth(), state.calls_in_flight());

@@ -33,12 +33,15 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use click2dial_core::{Error, ErrorCode};
+use std::sync::Arc;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::{Caller, Scope};
 use crate::errors::{retry_after, ApiError};
 use crate::state::AppState;
 
@@ -50,6 +53,15 @@ const IN_PROGRESS: Error = Error::request(
 
 /// Seconds a client is asked to wait before asking again for a recording in progress.
 const RETRY_AFTER_SECS: u64 = 5;
+
+/// How long the owner lookup in Redis may take before the answer is `503`.
+const OWNER_LOOKUP_WITHIN: Duration = Duration::from_secs(1);
+
+/// `503`: Redis, which knows each recording's owner, does not answer.
+const OWNER_STORE_UNAVAILABLE: Error = Error::request(
+    ErrorCode::ServiceUnavailable,
+    "the store of recording owners (Redis) does not answer; retry later",
+);
 
 /// `/click2dial/recordings/{recording_ref}`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -143,7 +155,7 @@ fn raw_reference(request: &Request) -> &str {
     method(get, head),
     path = "/click2dial/recordings/{recording_ref}",
     tag = "recordings",
-    security(("api_key" = [])),
+    security(("api_key" = ["recordings:read"])),
     params(
         ("recording_ref" = String, Path, description = "26 characters of a-z and 2-7, from the 202 answer or a notification"),
         ("Range" = Option<String>, Header, description = "One byte range, e.g. bytes=0-1023"),
@@ -154,15 +166,40 @@ fn raw_reference(request: &Request) -> &str {
         (status = 304, description = "Not modified (If-None-Match / If-Modified-Since)"),
         (status = 400, description = "Not a recording reference", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such recording", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The key lacks the scope recordings:read (`insufficient_scope`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such recording, or another key's (not told apart)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Redis (the recordings' owners) does not answer; see Retry-After", body = crate::openapi::ErrorBody),
         (status = 409, description = "Still being written; see Retry-After", body = crate::openapi::ErrorBody),
         (status = 416, description = "The range selects nothing", body = crate::openapi::ErrorBody),
     )
 )]
-async fn recording(State(state): State<AppState>, request: Request) -> Response {
+async fn recording(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    request: Request,
+) -> Response {
+    if let Err(e) = caller.require(Scope::RecordingsRead) {
+        return ApiError(e).into_response();
+    }
     let reference = raw_reference(&request).to_string();
     if !state.validators.is_recording_ref(&reference) {
         return ApiError(Error::INVALID_RECORDING_REF).into_response();
+    }
+    // Ownership first, before anything that could tell another key's recording from one
+    // that does not exist (in progress, on disk): both are the same 404.
+    let owner = match &state.call_store {
+        Some(store) => store.recording_owner(&reference, OWNER_LOOKUP_WITHIN).await,
+        None => Ok(None),
+    };
+    match owner {
+        Ok(Some(owner)) if owner == caller.owner() => {}
+        Ok(_) => return ApiError(Error::NOT_FOUND).into_response(),
+        Err(()) => {
+            let mut response = ApiError(OWNER_STORE_UNAVAILABLE).into_response();
+            let (name, value) = retry_after(RETRY_AFTER_SECS);
+            response.headers_mut().insert(name, value);
+            return response;
+        }
     }
     if state.pbx.recording_pending(&reference) {
         return in_progress();

@@ -233,8 +233,14 @@ impl Session {
             (Some(tx), Some(rx))
         };
         let call = Call::new(&self.shared, &originate, reply_tx);
+        let contact_ref = originate
+            .variables
+            .iter()
+            .find(|(name, _)| name == "C2D_CONTACT_REF")
+            .map_or("", |(_, value)| value.as_str());
         info!(
             action_id = id,
+            contact_ref,
             channel = %originate.channel,
             exten = %originate.exten,
             outcome = %call.outcome,

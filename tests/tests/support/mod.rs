@@ -272,6 +272,19 @@ impl Sim {
             .count()
     }
 
+    /// How many Originates for this `contact_ref` (its `C2D_CONTACT_REF`) the simulator
+    /// accepted, whichever key placed them.
+    pub fn originates_of(&self, contact_ref: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.contains(" originate action_id=")
+                    && l.contains(&format!(" contact_ref=\"{contact_ref}\""))
+            })
+            .count()
+    }
+
     pub fn stop(&mut self) {
         kill(&mut self.child);
     }
@@ -293,7 +306,7 @@ pub const TEST_KEY_HASH: &str =
 /// (inline TOML tables, e.g. `{id="b",hash="sha256:…"}`).
 pub fn auth_keys(more: &[&str]) -> String {
     let mut entries = vec![format!(
-        r#"{{id="e2e",hash="{TEST_KEY_HASH}",rate_per_minute=600000,burst=100000}}"#
+        r#"{{id="e2e",hash="{TEST_KEY_HASH}",rate_per_minute=600000,burst=100000,scopes=["calls:create","calls:read","recordings:read","metrics:read"]}}"#
     )];
     entries.extend(more.iter().map(|e| e.to_string()));
     format!("[{}]", entries.join(","))
@@ -658,6 +671,21 @@ pub struct World {
     pub sim: Sim,
     pub host: Host,
     pub recordings: tempfile::TempDir,
+}
+
+impl World {
+    /// Records in Redis that `owner` (a key id) owns these recordings, as a create-call
+    /// does: for files a test puts in the recordings directory itself.
+    pub fn own_recordings(&self, owner: &str, refs: &[&str]) {
+        let mut conn = self.redis.connection().expect("redis");
+        for r in refs {
+            redis::cmd("SET")
+                .arg(format!("teleforge:c2d:recording:{r}"))
+                .arg(owner)
+                .query::<()>(&mut conn)
+                .expect("SET");
+        }
+    }
 }
 
 /// Starts a [`World`]; `extra` are the host's additional `C2D_*` variables.
