@@ -59,6 +59,11 @@ pub struct Http {
     /// Longest time a client may take to send a request's head, in seconds; past it the
     /// connection is closed.
     pub header_timeout_secs: u64,
+    /// Connections open at once, all peers together; more are closed at once.
+    pub max_connections: usize,
+    /// Connections open at once from one peer address; more are closed at once (a load
+    /// balancer in front needs a cap as large as its pool).
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for Http {
@@ -69,6 +74,8 @@ impl Default for Http {
             public_url: "http://127.0.0.1:8080".into(),
             request_timeout_secs: 10,
             header_timeout_secs: 10,
+            max_connections: 1024,
+            max_connections_per_peer: 128,
         }
     }
 }
@@ -553,6 +560,12 @@ impl Config {
         }
         if self.http.request_timeout_secs == 0 {
             return Err(invalid("http.request_timeout_secs", "must be at least 1"));
+        }
+        if self.http.max_connections == 0 || self.http.max_connections_per_peer == 0 {
+            return Err(invalid(
+                "http",
+                "max_connections and max_connections_per_peer must be at least 1",
+            ));
         }
         if self.http.header_timeout_secs == 0 {
             return Err(invalid("http.header_timeout_secs", "must be at least 1"));

@@ -27,7 +27,7 @@
 //! Everything is bounded, and the notifier never waits for a subscriber: at most
 //! [`MAX_EVENTS_PER_CALL`] events per call, [`MAX_CALLS`] calls remembered (a call that is
 //! over is forgotten after [`RETAIN_ENDED`], or earlier when room is needed), at most
-//! [`MAX_STREAMS`] open streams (`503` beyond), and each stream reads a per-call broadcast
+//! [`MAX_STREAMS`] open streams and [`MAX_STREAMS_PER_KEY`] per key (`503` beyond), and each stream reads a per-call broadcast
 //! channel of [`CHANNEL_CAPACITY`]: a subscriber that falls that far behind is dropped.
 
 use std::collections::{HashMap, VecDeque};
@@ -59,6 +59,8 @@ pub const MAX_CALLS: usize = 4096;
 pub const RETAIN_ENDED: Duration = Duration::from_secs(15 * 60);
 /// Open event streams, all calls together.
 pub const MAX_STREAMS: usize = 1024;
+/// Open event streams of one key, so that one key cannot hold all of them.
+pub const MAX_STREAMS_PER_KEY: usize = 128;
 /// Messages a stream may fall behind its call before it is dropped.
 pub const CHANNEL_CAPACITY: usize = 64;
 /// Interval of the keep-alive comments.
@@ -222,6 +224,7 @@ struct Subscription {
 pub struct Hub {
     calls: Arc<Mutex<Calls>>,
     streams: Arc<Semaphore>,
+    per_key: Arc<Mutex<HashMap<String, usize>>>,
     closing: watch::Sender<bool>,
 }
 
@@ -243,6 +246,7 @@ impl Hub {
         Self {
             calls: Arc::default(),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            per_key: Arc::default(),
             closing: watch::channel(false).0,
         }
     }
@@ -292,6 +296,20 @@ impl Hub {
         if let Some(tx) = calls.end(&call_key(owner, contact_ref), Instant::now()) {
             let _ = tx.send(Message::End);
         }
+    }
+
+    /// A place for one more of `owner`'s streams, unless it has [`MAX_STREAMS_PER_KEY`].
+    fn key_slot(&self, owner: &str) -> Option<KeySlot> {
+        let mut map = self.per_key.lock().ok()?;
+        let open = map.entry(owner.to_string()).or_insert(0);
+        if *open >= MAX_STREAMS_PER_KEY {
+            return None;
+        }
+        *open += 1;
+        Some(KeySlot {
+            per_key: self.per_key.clone(),
+            owner: owner.to_string(),
+        })
     }
 
     /// Closes every stream (shutdown); new ones are refused.
@@ -384,6 +402,9 @@ async fn call_events(
     if *hub.closing.borrow() {
         return unavailable();
     }
+    let Some(key_slot) = hub.key_slot(caller.owner()) else {
+        return unavailable();
+    };
     let Ok(permit) = hub.streams.clone().try_acquire_owned() else {
         return unavailable();
     };
@@ -403,7 +424,7 @@ async fn call_events(
         rx: subscription.rx,
         last: resume_after,
         closing: hub.closing.subscribe(),
-        _permit: permit,
+        _permit: (permit, Some(key_slot)),
     };
     let mut response = Sse::new(follow.into_stream())
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
@@ -430,7 +451,26 @@ struct Follow {
     /// The last sequence number sent (or the client's `Last-Event-ID`).
     last: u32,
     closing: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    _permit: (OwnedSemaphorePermit, Option<KeySlot>),
+}
+
+/// One of a key's open streams, given back when the stream ends.
+struct KeySlot {
+    per_key: Arc<Mutex<HashMap<String, usize>>>,
+    owner: String,
+}
+
+impl Drop for KeySlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.per_key.lock() {
+            if let Some(open) = map.get_mut(&self.owner) {
+                *open -= 1;
+                if *open == 0 {
+                    map.remove(&self.owner);
+                }
+            }
+        }
+    }
 }
 
 impl Follow {
@@ -491,7 +531,10 @@ mod tests {
             rx: s.rx,
             last: 0,
             closing: hub.closing.subscribe(),
-            _permit: hub.streams.clone().try_acquire_owned().expect("permit"),
+            _permit: (
+                hub.streams.clone().try_acquire_owned().expect("permit"),
+                None,
+            ),
         }
     }
 

@@ -2,7 +2,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `click2dial_http_requests_total` | counter | `route` (the matched route, `unmatched` otherwise), `method`, `status` |
+//! | `click2dial_http_requests_total` | counter | `route` (the matched route, `unmatched` otherwise), `method` (`GET`, `HEAD`, `POST`, `other`), `status` |
 //! | `click2dial_rate_limited_total` | counter | `key` (the key's configured id) |
 //! | `click2dial_calls_started_total` | counter | — (Originates Asterisk queued) |
 //! | `click2dial_calls_ended_total` | counter | `event` (`hangup`/`failed`), `cause` |
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -31,10 +31,13 @@ use crate::auth::{Caller, Scope};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
+/// Every label comes from a closed set, so nothing a client sends adds a series: `route`
+/// is a route template (or `unmatched`), `method` one the routes accept (or `other`),
+/// `status` a status the host answers with.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
-    method: String,
+    route: Arc<str>,
+    method: &'static str,
     status: u16,
 }
 
@@ -165,13 +168,13 @@ impl Metrics {
         }))
     }
 
-    /// One answered request.
-    pub fn request(&self, route: &str, method: &str, status: StatusCode) {
+    /// One answered request; `route` is a matched template or `unmatched`.
+    pub fn request(&self, route: Arc<str>, method: &Method, status: StatusCode) {
         self.0
             .requests
             .get_or_create(&RequestLabels {
-                route: route.to_string(),
-                method: method.to_string(),
+                route,
+                method: method_label(method),
                 status: status.as_u16(),
             })
             .inc();
@@ -240,19 +243,30 @@ impl Metrics {
     }
 }
 
+/// The `method` label: one the routes accept, else `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        _ => "other",
+    }
+}
+
 /// Middleware: counts every answer by matched route, method and status.
 pub async fn count_requests(
     State(metrics): State<Metrics>,
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    static UNMATCHED: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || UNMATCHED.get_or_init(|| Arc::from("unmatched")).clone(),
+        |p| Arc::from(p.as_str()),
+    );
     let method = request.method().clone();
     let response = next.run(request).await;
-    metrics.request(&route, method.as_str(), response.status());
+    metrics.request(route, &method, response.status());
     response
 }
 

@@ -317,3 +317,273 @@ mod isolation {
         assert_eq!(scope("/metrics", "get"), "metrics:read");
     }
 }
+
+/// A small deterministic generator (xorshift64*), for made-up methods and paths.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// `len` characters of `alphabet`.
+    fn text(&mut self, alphabet: &[u8], len: usize) -> String {
+        (0..len)
+            .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize] as char)
+            .collect()
+    }
+}
+
+/// Reads one answer with a `Content-Length` body from a keep-alive connection; its status.
+fn read_answer(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> Option<u16> {
+    use std::io::Read;
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let status = head.split(' ').nth(1)?.parse().ok()?;
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = stream.read(&mut chunk).ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf.drain(..end + 4 + len);
+            return Some(status);
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Whether to print the figures (`tests/load/hostile.sh` sets it).
+fn report() -> bool {
+    std::env::var_os("C2D_HOSTILE_REPORT").is_some()
+}
+
+mod resources {
+    use super::*;
+    use std::io::Write;
+
+    /// 20,000 requests without a key, each with a made-up method and path: no new metric
+    /// series, and the host's memory stays where it was.
+    #[test]
+    fn made_up_methods_and_paths_grow_neither_metrics_nor_memory() {
+        let w = world(&[]);
+        const REQUESTS: usize = 20_000;
+        const CONNECTIONS: usize = 8;
+        let before = w.host.rss_kib();
+        let address = w.host.address.clone();
+        let statuses: Vec<std::collections::HashMap<u16, usize>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..CONNECTIONS)
+                .map(|t| {
+                    let address = address.clone();
+                    s.spawn(move || {
+                        let mut noise = Noise(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1));
+                        let mut seen = std::collections::HashMap::new();
+                        let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+                        let mut buf = Vec::new();
+                        for _ in 0..REQUESTS / CONNECTIONS {
+                            let method = noise.text(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", 12);
+                            let path = noise.text(b"abcdefghijklmnopqrstuvwxyz0123456789/", 40);
+                            let request = format!("{method} /{path} HTTP/1.1\r\nHost: x\r\n\r\n");
+                            if stream.write_all(request.as_bytes()).is_err() {
+                                stream = std::net::TcpStream::connect(&address).expect("connect");
+                                buf.clear();
+                                stream.write_all(request.as_bytes()).expect("send");
+                            }
+                            match read_answer(&mut stream, &mut buf) {
+                                Some(status) => *seen.entry(status).or_insert(0) += 1,
+                                None => {
+                                    stream =
+                                        std::net::TcpStream::connect(&address).expect("connect");
+                                    buf.clear();
+                                }
+                            }
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("worker"))
+                .collect()
+        });
+        let answered: usize = statuses.iter().flat_map(|m| m.values()).sum();
+        let after = w.host.rss_kib();
+        let metrics = w.host.get("/metrics");
+        assert_eq!(metrics.status, 200);
+        let text = String::from_utf8_lossy(&metrics.body).to_string();
+        if report() {
+            println!(
+                "hostile requests: {answered} answered, RSS {before} KiB -> {after} KiB, \
+                 /metrics {} bytes",
+                metrics.body.len()
+            );
+        }
+        assert!(answered >= REQUESTS * 9 / 10, "{statuses:?}");
+        let methods: std::collections::HashSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("click2dial_http_requests_total{"))
+            .filter_map(|l| l.split("method=\"").nth(1)?.split('"').next())
+            .collect();
+        assert!(
+            methods
+                .iter()
+                .all(|m| ["GET", "HEAD", "POST", "other"].contains(m)),
+            "{methods:?}"
+        );
+        assert!(
+            metrics.body.len() < 16 * 1024,
+            "{} bytes",
+            metrics.body.len()
+        );
+        assert!(
+            after < before + 16 * 1024,
+            "RSS grew from {before} KiB to {after} KiB"
+        );
+    }
+
+    /// 2,000 connections that send half a request head: at most
+    /// `http.max_connections_per_peer` stay open, they are closed at the header timeout,
+    /// and the host's memory stays bounded; afterwards it serves as before.
+    #[test]
+    fn half_open_connections_are_capped_and_timed_out() {
+        let w = world(&[("C2D_HTTP__HEADER_TIMEOUT_SECS", "2")]);
+        const CONNECTIONS: usize = 2_000;
+        let before = w.host.rss_kib();
+        let started = Instant::now();
+        let mut open = Vec::with_capacity(CONNECTIONS);
+        for i in 0..CONNECTIONS {
+            let Ok(mut stream) = std::net::TcpStream::connect(&w.host.address) else {
+                continue;
+            };
+            let head = format!(
+                "GET /click2dial/calls/x{i}/events HTTP/1.1\r\nHost: x\r\nX-Pad: {}",
+                "a".repeat(8000)
+            );
+            let _ = stream.write_all(head.as_bytes());
+            open.push(stream);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let peak = w.host.rss_kib();
+        let still_open = |streams: &mut Vec<std::net::TcpStream>| {
+            use std::io::Read;
+            streams
+                .iter_mut()
+                .filter(|s: &&mut std::net::TcpStream| {
+                    s.set_nonblocking(true).expect("nonblocking");
+                    let mut byte = [0u8; 1];
+                    let mut reader: &std::net::TcpStream = s;
+                    matches!(reader.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                })
+                .count()
+        };
+        let held = still_open(&mut open);
+        if report() {
+            println!(
+                "half-open connections: {} made, {held} held by the host, RSS {before} KiB -> \
+                 {peak} KiB (in {:?})",
+                open.len(),
+                started.elapsed()
+            );
+        }
+        assert!(held <= 128, "{held} half-open connections held");
+        assert!(
+            peak < before + 32 * 1024,
+            "RSS grew from {before} KiB to {peak} KiB"
+        );
+        // The header timeout closes the rest; then the host serves again.
+        std::thread::sleep(Duration::from_millis(2_500));
+        assert_eq!(still_open(&mut open), 0, "closed at the header timeout");
+        drop(open);
+        assert!(support::eventually(Duration::from_secs(5), || w
+            .host
+            .get("/readyz")
+            .status
+            == 200));
+    }
+
+    /// Opens an event stream over a raw connection and reads its head; the status.
+    fn open_stream(address: &str, key: &str, contact_ref: &str) -> (u16, std::net::TcpStream) {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let head = format!(
+            "GET /click2dial/calls/{contact_ref}/events HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {key}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).expect("send");
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => buf.push(byte[0]),
+                _ => break,
+            }
+        }
+        let status = String::from_utf8_lossy(&buf)
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, stream)
+    }
+
+    /// One key opening streams until it is refused leaves room for the others.
+    #[test]
+    fn one_key_cannot_hold_every_event_stream() {
+        let recordings = tempfile::tempdir().expect("tempdir");
+        let redis = support::Redis::start();
+        // Real time: a call lasts as long as recorded (several seconds).
+        let sim = support::Sim::start_scaled(recordings.path(), "127.0.0.1:0", None, "1");
+        let keys = tenant_keys();
+        let host = Host::start(
+            &redis,
+            &sim.address,
+            recordings.path(),
+            &[
+                ("C2D_AUTH__KEYS", keys.as_str()),
+                ("C2D_HTTP__MAX_CONNECTIONS_PER_PEER", "1000"),
+            ],
+        );
+        assert_eq!(
+            post_when_ready(&host, TEST_KEY, &call("0820001234", "long-a")).status,
+            202
+        );
+        assert_eq!(
+            post(&host, KEY_B, &call("0820001234", "long-b")).status,
+            202
+        );
+        assert!(support::eventually(Duration::from_secs(5), || {
+            open_stream(&host.address, KEY_B, "long-b").0 == 200
+        }));
+        let mut held = Vec::new();
+        let refused = loop {
+            let (status, stream) = open_stream(&host.address, TEST_KEY, "long-a");
+            if status != 200 || held.len() > 1024 {
+                break status;
+            }
+            held.push(stream);
+        };
+        assert_eq!(refused, 503, "after {} streams", held.len());
+        assert_eq!(held.len(), 128, "the per-key cap");
+        let (status, _other) = open_stream(&host.address, KEY_B, "long-b");
+        assert_eq!(status, 200, "another key still gets a stream");
+    }
+}

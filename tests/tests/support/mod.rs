@@ -203,11 +203,21 @@ impl Sim {
     /// A simulator that also plays softphone INVITEs: its FastAGI client calls `fastagi`,
     /// and [`Sim::invite`] drives it over the control listener.
     pub fn start_with(recordings: &Path, listen: &str, fastagi: Option<&str>) -> Self {
+        Self::start_scaled(recordings, listen, fastagi, TIME_SCALE)
+    }
+
+    /// [`Sim::start_with`] at another time scale (`"1"`: calls last as long as recorded).
+    pub fn start_scaled(
+        recordings: &Path,
+        listen: &str,
+        fastagi: Option<&str>,
+        time_scale: &str,
+    ) -> Self {
         let log = recordings.join(format!("pbx-sim-{}.log", free_port()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_pbx-sim"));
         command
             .args(["--listen", listen, "--secret", "secret"])
-            .args(["--time-scale", TIME_SCALE])
+            .args(["--time-scale", time_scale])
             .arg("--recordings-dir")
             .arg(recordings);
         if let Some(fastagi) = fastagi {
@@ -460,6 +470,16 @@ impl Host {
     /// The process id (for signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The process's resident memory (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// A request through ureq with `key` as the bearer token (`None`: no Authorization).
