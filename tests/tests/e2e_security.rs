@@ -587,3 +587,97 @@ mod resources {
         assert_eq!(status, 200, "another key still gets a stream");
     }
 }
+
+/// A complete WAV whose audio is `marker` repeated.
+fn wav_with(marker: &[u8], repeat: usize) -> Vec<u8> {
+    let audio: Vec<u8> = marker
+        .iter()
+        .copied()
+        .cycle()
+        .take(marker.len() * repeat)
+        .collect();
+    let mut v = b"RIFF".to_vec();
+    v.extend_from_slice(&(36 + audio.len() as u32).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.resize(44, 0);
+    v.extend_from_slice(&audio);
+    v
+}
+
+mod files {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// `<ref>.wav` is swapped for a symbolic link to a file outside the directory, and back,
+    /// as fast as the file system allows, while requests for it run: the outside file is
+    /// never served.
+    #[test]
+    fn a_recording_swapped_for_a_symlink_never_serves_outside_content() {
+        const REF: &str = "racexaaaaaaaaaaaaaaaaaaaaa";
+        const REQUESTS: usize = 3_000;
+        let w = world(&[]);
+        w.own_recordings("e2e", &[REF]);
+        let dir = w.recordings.path().to_path_buf();
+        let outside = tempfile::tempdir().expect("tempdir");
+        let secret = outside.path().join("secret.wav");
+        std::fs::write(&secret, wav_with(b"OUTSIDE-SECRET!", 64)).expect("write");
+        let inside = wav_with(b"inside-audio...", 64);
+        let target = dir.join(format!("{REF}.wav"));
+        std::fs::write(&target, &inside).expect("write");
+        let stop = AtomicBool::new(false);
+        let (served, leaked, swaps) = std::thread::scope(|s| {
+            let swapper = s.spawn(|| {
+                let mut swaps = 0u64;
+                let tmp_link = dir.join("swap-link.tmp");
+                let tmp_file = dir.join("swap-file.tmp");
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::fs::remove_file(&tmp_link);
+                    std::os::unix::fs::symlink(&secret, &tmp_link).expect("symlink");
+                    std::fs::rename(&tmp_link, &target).expect("rename link");
+                    std::fs::write(&tmp_file, &inside).expect("write");
+                    std::fs::rename(&tmp_file, &target).expect("rename file");
+                    swaps += 1;
+                }
+                swaps
+            });
+            let path = format!("/click2dial/recordings/{REF}");
+            let clients: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    let host = &w.host;
+                    s.spawn(move || {
+                        let (mut served, mut leaked) = (0, 0);
+                        for _ in 0..REQUESTS / 4 {
+                            let answer = host.get(&path);
+                            let body = String::from_utf8_lossy(&answer.body);
+                            if body.contains("OUTSIDE-SECRET") {
+                                leaked += 1;
+                            }
+                            if answer.status == 200 {
+                                assert!(body.contains("inside-audio"), "{}", answer.status);
+                                served += 1;
+                            } else {
+                                assert_eq!(answer.status, 404);
+                            }
+                        }
+                        (served, leaked)
+                    })
+                })
+                .collect();
+            let (mut served, mut leaked) = (0, 0);
+            for c in clients {
+                let (s, l) = c.join().expect("client");
+                served += s;
+                leaked += l;
+            }
+            stop.store(true, Ordering::Relaxed);
+            (served, leaked, swapper.join().expect("swapper"))
+        });
+        if report() {
+            println!("symlink race: {served} served, {leaked} leaked, {swaps} swaps");
+        }
+        assert_eq!(leaked, 0, "{leaked} answers carried the outside file");
+        assert!(served > 0, "the real file was served sometimes");
+        assert!(swaps > 100, "the race ran ({swaps} swaps)");
+    }
+}
