@@ -40,8 +40,11 @@ pub struct Admitted {
     pub record: CallRecord,
     /// The `202` body (also what a repeat of this call is answered with).
     pub answer: String,
-    /// The idempotency claim, released with [`release`] when the call is not dialled.
+    /// The idempotency claim, released with [`release`] when the call is not dialled and
+    /// marked with [`accepted`] once it is.
     pub claim_key: Option<String>,
+    /// The payload's fingerprint (for [`accepted`]).
+    pub fingerprint: String,
     /// The call's place under `limits.max_calls_in_flight`.
     pub slot: OwnedSemaphorePermit,
 }
@@ -75,7 +78,23 @@ pub enum Refusal {
     Error(Error),
     /// Too many calls in flight: retry in a few seconds.
     Busy,
+    /// A request with the same `contact_ref` and payload is still being dialled after
+    /// [`REPEAT_WAIT`]: its outcome is not known; retry in a few seconds.
+    FirstPending,
 }
+
+/// How long a repeat waits for the outcome of the first attempt still under way.
+pub const REPEAT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often a waiting repeat looks at the claim again.
+const REPEAT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// `503`: the first request with this `contact_ref` is still being dialled.
+pub const FIRST_PENDING: Error = Error::request(
+    ErrorCode::ServiceUnavailable,
+    "a request with this contact_ref is still being dialled and its outcome is not known yet; \
+     nothing more was dialled, retry later",
+);
 
 impl From<Error> for Refusal {
     fn from(error: Error) -> Self {
@@ -130,47 +149,63 @@ pub async fn admit(
     let owner_ttl_secs = state.config.recordings.owner_ttl_secs;
     // The record goes to Redis with the claim, in one round trip, when there is a claim.
     let mut record_key = None;
+    let print = idempotency::fingerprint(
+        &record.agent,
+        &record.callee_e164,
+        &record.outbound_id,
+        contact_ref,
+    );
     if let Some(key) = &claim_key {
-        let print = idempotency::fingerprint(
-            &record.agent,
-            &record.callee_e164,
-            &record.outbound_id,
-            contact_ref,
-        );
         let with_record = state.call_store.as_ref().and_then(|store| {
             let json = serde_json::to_string(&record).ok()?;
             Some((CallStore::key(&channel_id), json, store.ttl_secs()))
         });
         let mut conn = state.redis().await.ok_or(STORE_UNAVAILABLE)?;
-        let claim = idempotency::claim(
-            &mut conn,
-            key,
-            &print,
-            &answer,
-            state.config.redis.idempotency_ttl_secs,
-            with_record
-                .as_ref()
-                .map(|(key, json, ttl_secs)| idempotency::StoredRecord {
-                    key,
-                    json,
-                    ttl_secs: *ttl_secs,
-                    owner_key: &owner_key,
-                    owner,
-                    owner_ttl_secs,
-                }),
-        )
-        .await
-        .map_err(|e| {
+        let stored = with_record
+            .as_ref()
+            .map(|(key, json, ttl_secs)| idempotency::StoredRecord {
+                key,
+                json,
+                ttl_secs: *ttl_secs,
+                owner_key: &owner_key,
+                owner,
+                owner_ttl_secs,
+            });
+        let failed = |e: redis::RedisError| {
             tracing::warn!(error = %e, "idempotency store failed");
-            STORE_UNAVAILABLE
-        })?;
+            Refusal::Error(STORE_UNAVAILABLE)
+        };
+        let deadline = tokio::time::Instant::now() + REPEAT_WAIT;
+        // A repeat of a call still being dialled waits for its outcome: the first answer
+        // once the PBX queued it, or, when the attempt failed and released the claim, a
+        // claim of its own (and so the same outcome a retry would get).
+        let mut claim = idempotency::claim(&mut conn, key, &print, &answer, stored)
+            .await
+            .map_err(failed)?;
+        while claim == Claim::Pending {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::info!(contact_ref, "repeat gave up waiting for the first attempt");
+                return Err(Refusal::FirstPending);
+            }
+            tokio::time::sleep(REPEAT_POLL).await;
+            claim = match idempotency::look(&mut conn, key, &print)
+                .await
+                .map_err(failed)?
+            {
+                Some(claim) => claim,
+                None => idempotency::claim(&mut conn, key, &print, &answer, stored)
+                    .await
+                    .map_err(failed)?,
+            };
+        }
         match claim {
-            Claim::New => record_key = with_record.map(|(key, _, _)| key),
+            Claim::New => record_key = with_record.as_ref().map(|(key, _, _)| key.clone()),
             Claim::Repeat(first) => {
                 tracing::info!(contact_ref, "repeated create-call answered from the first");
                 return Ok(Admission::Repeat(first));
             }
             Claim::Conflict => return Err(Error::CONTACT_REF_CONFLICT.into()),
+            Claim::Pending => return Err(Refusal::FirstPending),
         }
     }
 
@@ -201,6 +236,7 @@ pub async fn admit(
         record,
         answer,
         claim_key,
+        fingerprint: print,
         slot,
     })))
 }
@@ -210,6 +246,23 @@ pub async fn admit(
 /// `[fastagi] owner_key`) has the empty owner.
 pub fn claim_key(prefix: &str, owner: &str, contact_ref: &str) -> String {
     format!("{prefix}{owner}:{contact_ref}")
+}
+
+/// The PBX queued the call: repeats get its first answer from now on.
+pub async fn accepted(state: &AppState, claim_key: Option<&str>, fingerprint: &str, answer: &str) {
+    if let (Some(key), Some(mut conn)) = (claim_key, state.redis().await) {
+        if let Err(e) = idempotency::accept(
+            &mut conn,
+            key,
+            fingerprint,
+            answer,
+            state.config.redis.idempotency_ttl_secs,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "idempotency claim not marked accepted");
+        }
+    }
 }
 
 /// Releases the idempotency claim of a call that was not dialled, so a retry can dial.

@@ -43,7 +43,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody),
         (status = 422, description = "A field breaks its rule, the dialling policy or the key's permissions; `unknown_campaign` (field `outbound_id`): the PBX's `[dialplan] tvc_context` has no extension for this `tvc_` campaign", body = crate::openapi::ErrorBody),
         (status = 429, description = "The key's rate limit; see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 503, description = "PBX unreachable or misconfigured (`pbx_unavailable`, the reason in `message`, `Retry-After`), Redis unreachable or too many calls in flight (`service_unavailable`); nothing was dialled", body = crate::openapi::ErrorBody),
+        (status = 503, description = "PBX unreachable or misconfigured (`pbx_unavailable`, the reason in `message`, `Retry-After`), Redis unreachable, too many calls in flight, or the first request with this contact_ref still being dialled after 5 s (`service_unavailable`, `Retry-After`); nothing was dialled", body = crate::openapi::ErrorBody),
     )
 )]
 async fn create_call(
@@ -103,10 +103,17 @@ async fn create_call(
             response.headers_mut().insert(name, value);
             return Ok(response);
         }
+        Err(Refusal::FirstPending) => {
+            let mut response = ApiError(admission::FIRST_PENDING).into_response();
+            let (name, value) = retry_after(2);
+            response.headers_mut().insert(name, value);
+            return Ok(response);
+        }
     };
     let contact_ref = admitted.record.contact_ref.clone();
     let recording_ref = admitted.record.recording_ref.clone();
     let claim_key = admitted.claim_key.clone();
+    let fingerprint = admitted.fingerprint.clone();
     let answer = admitted.answer.clone();
     if let Err(e) = state.pbx.originate(OriginateRequest::from(admitted)).await {
         admission::release(&state, claim_key.as_deref()).await;
@@ -131,6 +138,7 @@ async fn create_call(
             }
         };
     }
+    admission::accepted(&state, claim_key.as_deref(), &fingerprint, &answer).await;
     tracing::info!(contact_ref, recording_ref, key = %caller.id, "call queued");
     Ok(json_response(StatusCode::ACCEPTED, answer.into_bytes()))
 }

@@ -529,6 +529,14 @@ impl Config {
         if self.ami.ping_interval_secs == 0 {
             return Err(invalid("ami.ping_interval_secs", "must be at least 1"));
         }
+        if self.redis.idempotency_ttl_secs < self.redis.ttl_secs {
+            return Err(invalid(
+                "redis.idempotency_ttl_secs",
+                "must be at least redis.ttl_secs: a contact_ref must be remembered as long as \
+                 its call's notifications and record are, or a repeat would dial it again while \
+                 its first call is still known",
+            ));
+        }
         if self.redis.spool_capacity == 0 {
             return Err(invalid("redis.spool_capacity", "must be at least 1"));
         }

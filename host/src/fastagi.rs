@@ -197,8 +197,11 @@ impl Session<'_> {
                 }
                 Err(Refusal::Error(error)) => return self.reject(error.into()),
                 Err(Refusal::Busy) => return self.reject(admission::TOO_MANY_CALLS.into()),
+                Err(Refusal::FirstPending) => return self.reject(admission::FIRST_PENDING.into()),
             };
         let claim_key = admitted.claim_key.clone();
+        let fingerprint = admitted.fingerprint.clone();
+        let answer = admitted.answer.clone();
         let request = OriginateRequest::from(admitted);
         let contact_ref = request.record.contact_ref.clone();
         if let Err(e) = state.pbx.follow(request).await {
@@ -206,6 +209,7 @@ impl Session<'_> {
             admission::release(state, claim_key.as_deref()).await;
             return self.reject(Error::PBX_UNAVAILABLE.into());
         }
+        admission::accepted(state, claim_key.as_deref(), &fingerprint, &answer).await;
         tracing::info!(
             contact_ref,
             agent = call.valid.agent,

@@ -681,3 +681,108 @@ mod files {
         assert!(swaps > 100, "the race ran ({swaps} swaps)");
     }
 }
+
+mod idempotency {
+    use super::*;
+
+    /// The PBX takes 1.5 s to refuse the first Originate; repeats sent meanwhile must not
+    /// answer `202` for it.
+    #[test]
+    fn a_repeat_while_the_first_is_pending_never_says_202_for_a_refused_call() {
+        let recordings = tempfile::tempdir().expect("tempdir");
+        let redis = support::Redis::start();
+        let sim = support::Sim::start_args(
+            recordings.path(),
+            &[
+                "--refuse-callee",
+                "0820000999",
+                "--refusal-delay-ms",
+                "1500",
+            ],
+        );
+        let host = Host::start(&redis, &sim.address, recordings.path(), &[]);
+        assert_eq!(
+            post_when_ready(&host, TEST_KEY, &call("0820001234", "warm-up")).status,
+            202
+        );
+        let body = call("0820000999", "pending-refused");
+        let answers: Vec<Answer> = std::thread::scope(|s| {
+            let first = s.spawn(|| post(&host, TEST_KEY, &body));
+            std::thread::sleep(Duration::from_millis(300));
+            let repeats: Vec<_> = (0..5)
+                .map(|_| s.spawn(|| post(&host, TEST_KEY, &body)))
+                .collect();
+            std::iter::once(first)
+                .chain(repeats)
+                .map(|t| t.join().expect("client"))
+                .collect()
+        });
+        for (i, answer) in answers.iter().enumerate() {
+            assert_ne!(
+                answer.status,
+                202,
+                "request {i} said 202 for a call the PBX refused: {:?}",
+                answer.json()
+            );
+            assert_eq!(answer.status, 503, "{:?}", answer.json());
+            assert!(answer.header("retry-after").is_some());
+        }
+        assert_eq!(answers[0].code(), "pbx_unavailable");
+    }
+
+    /// A `contact_ref` used again once its idempotency record is gone is a new call, with
+    /// all of its own notifications (its exactly-once marks are not the first call's).
+    #[test]
+    fn a_contact_ref_reused_after_the_window_gets_its_own_notifications() {
+        let w = world(&[]);
+        let body = call("0820001234", "reuse-1");
+        let key = "teleforge:notifications:c2d:reuse-1";
+        let first = post_when_ready(&w.host, TEST_KEY, &body);
+        assert_eq!(first.status, 202);
+        let got = w
+            .redis
+            .follow(key, &["recording_ready"], Duration::from_secs(20));
+        assert_eq!(support::events(&got), support::ANSWERED);
+        // The idempotency window ends (the record expires).
+        let mut conn = w.redis.connection().expect("redis");
+        let claims: Vec<String> = redis::cmd("KEYS")
+            .arg("teleforge:c2d:idempotency:*reuse-1")
+            .query(&mut conn)
+            .expect("KEYS");
+        assert!(!claims.is_empty());
+        for claim in &claims {
+            redis::cmd("DEL")
+                .arg(claim)
+                .query::<()>(&mut conn)
+                .expect("DEL");
+        }
+        let second = post(&w.host, TEST_KEY, &body);
+        assert_eq!(second.status, 202);
+        assert_ne!(
+            second.json()["recording_ref"],
+            first.json()["recording_ref"]
+        );
+        let got = w
+            .redis
+            .follow(key, &["recording_ready"], Duration::from_secs(20));
+        assert_eq!(
+            support::events(&got),
+            support::ANSWERED,
+            "the second call's notifications"
+        );
+        assert_eq!(got[0]["recording_ref"], second.json()["recording_ref"]);
+    }
+
+    #[test]
+    fn check_config_refuses_an_idempotency_window_shorter_than_the_notifications() {
+        let out = Command::new(host_binary())
+            .arg("check-config")
+            .env("C2D_REDIS__TTL_SECS", "86400")
+            .env("C2D_REDIS__IDEMPOTENCY_TTL_SECS", "3600")
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("redis.idempotency_ttl_secs"), "{stderr}");
+    }
+}

@@ -226,6 +226,13 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
+        if config.refused_callees.contains(&originate.exten) {
+            tokio::time::sleep(config.refusal_delay).await;
+            let message = "Extension does not exist.";
+            info!(action_id = id, %message, "originate refused");
+            out.write_all(&response("Error", id, message)).await?;
+            return Ok(Flow::Continue);
+        }
         let (reply_tx, reply_rx) = if originate.asynchronous {
             (None, None)
         } else {

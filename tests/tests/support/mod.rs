@@ -213,13 +213,29 @@ impl Sim {
         fastagi: Option<&str>,
         time_scale: &str,
     ) -> Self {
+        Self::start_full(recordings, listen, fastagi, time_scale, &[])
+    }
+
+    /// A simulator with more command-line arguments (e.g. `--refuse-callee`).
+    pub fn start_args(recordings: &Path, args: &[&str]) -> Self {
+        Self::start_full(recordings, "127.0.0.1:0", None, TIME_SCALE, args)
+    }
+
+    fn start_full(
+        recordings: &Path,
+        listen: &str,
+        fastagi: Option<&str>,
+        time_scale: &str,
+        args: &[&str],
+    ) -> Self {
         let log = recordings.join(format!("pbx-sim-{}.log", free_port()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_pbx-sim"));
         command
             .args(["--listen", listen, "--secret", "secret"])
             .args(["--time-scale", time_scale])
             .arg("--recordings-dir")
-            .arg(recordings);
+            .arg(recordings)
+            .args(args);
         if let Some(fastagi) = fastagi {
             command.args(["--fastagi", fastagi, "--control", "127.0.0.1:0"]);
         }
