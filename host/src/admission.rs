@@ -171,31 +171,30 @@ pub async fn admit(
                 owner,
                 owner_ttl_secs,
             });
-        let failed = |e: redis::RedisError| {
-            tracing::warn!(error = %e, "idempotency store failed");
-            Refusal::Error(STORE_UNAVAILABLE)
-        };
         let deadline = tokio::time::Instant::now() + REPEAT_WAIT;
         // A repeat of a call still being dialled waits for its outcome: the first answer
         // once the PBX queued it, or, when the attempt failed and released the claim, a
         // claim of its own (and so the same outcome a retry would get).
-        let mut claim = idempotency::claim(&mut conn, key, &print, &answer, stored)
+        let mut claim = state
+            .redis_op(idempotency::claim(&mut conn, key, &print, &answer, stored))
             .await
-            .map_err(failed)?;
+            .ok_or(STORE_UNAVAILABLE)?;
         while claim == Claim::Pending {
             if tokio::time::Instant::now() >= deadline {
                 tracing::info!(contact_ref, "repeat gave up waiting for the first attempt");
                 return Err(Refusal::FirstPending);
             }
             tokio::time::sleep(REPEAT_POLL).await;
-            claim = match idempotency::look(&mut conn, key, &print)
+            claim = match state
+                .redis_op(idempotency::look(&mut conn, key, &print))
                 .await
-                .map_err(failed)?
+                .ok_or(STORE_UNAVAILABLE)?
             {
                 Some(claim) => claim,
-                None => idempotency::claim(&mut conn, key, &print, &answer, stored)
+                None => state
+                    .redis_op(idempotency::claim(&mut conn, key, &print, &answer, stored))
                     .await
-                    .map_err(failed)?,
+                    .ok_or(STORE_UNAVAILABLE)?,
             };
         }
         match claim {
@@ -221,7 +220,11 @@ pub async fn admit(
     // Before anything is dialled: every other host must be able to follow this call.
     if record_key.is_none() {
         if let Some(store) = &state.call_store {
-            if !store.save(&channel_id, &record, owner_ttl_secs).await {
+            let save = store.save(&channel_id, &record, owner_ttl_secs);
+            if !tokio::time::timeout(crate::state::REDIS_WITHIN, save)
+                .await
+                .unwrap_or(false)
+            {
                 tracing::warn!(
                     contact_ref,
                     "call record not stored: only this host follows the call"
@@ -251,16 +254,15 @@ pub fn claim_key(prefix: &str, owner: &str, contact_ref: &str) -> String {
 /// The PBX queued the call: repeats get its first answer from now on.
 pub async fn accepted(state: &AppState, claim_key: Option<&str>, fingerprint: &str, answer: &str) {
     if let (Some(key), Some(mut conn)) = (claim_key, state.redis().await) {
-        if let Err(e) = idempotency::accept(
+        let accept = idempotency::accept(
             &mut conn,
             key,
             fingerprint,
             answer,
             state.config.redis.idempotency_ttl_secs,
-        )
-        .await
-        {
-            tracing::warn!(error = %e, "idempotency claim not marked accepted");
+        );
+        if state.redis_op(accept).await.is_none() {
+            tracing::warn!("idempotency claim not marked accepted (it expires in 60 s)");
         }
     }
 }
@@ -273,6 +275,8 @@ pub async fn release(state: &AppState, claim_key: Option<&str>) {
 /// Releases the claim and, when given, the record stored with it.
 async fn release_keys(state: &AppState, claim_key: Option<&str>, record_key: Option<&str>) {
     if let (Some(key), Some(mut conn)) = (claim_key, state.redis().await) {
-        let _ = idempotency::release(&mut conn, key, record_key).await;
+        let _ = state
+            .redis_op(idempotency::release(&mut conn, key, record_key))
+            .await;
     }
 }

@@ -96,6 +96,12 @@ async fn create_call(
         Ok(Admission::Repeat(first)) => {
             return Ok(json_response(StatusCode::ACCEPTED, first.into_bytes()))
         }
+        Err(Refusal::Error(error)) if error.status() == 503 => {
+            let mut response = ApiError(error).into_response();
+            let (name, value) = retry_after(REDIS_RETRY_AFTER_SECS);
+            response.headers_mut().insert(name, value);
+            return Ok(response);
+        }
         Err(Refusal::Error(error)) => return Err(error.into()),
         Err(Refusal::Busy) => {
             let mut response = ApiError(admission::TOO_MANY_CALLS).into_response();
@@ -142,6 +148,9 @@ async fn create_call(
     tracing::info!(contact_ref, recording_ref, key = %caller.id, "call queued");
     Ok(json_response(StatusCode::ACCEPTED, answer.into_bytes()))
 }
+
+/// How long a client should wait before trying again while Redis does not answer.
+const REDIS_RETRY_AFTER_SECS: u64 = 2;
 
 /// How long a client should wait before trying again while the PBX cannot take calls.
 const PBX_RETRY_AFTER_SECS: u64 = 10;

@@ -14,4 +14,4 @@ cd "$(dirname "$0")/../.."
 command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 cargo build --release -q -p click2dial-host --bin click2dial-host
 C2D_HOSTILE_REPORT=1 cargo test --release -q -p click2dial-tests --test e2e_security \
-  resources -- --nocapture --test-threads 1 2>/dev/null | grep -E '^(hostile|half-open)|test result'
+  resources -- --nocapture --test-threads 1 2>/dev/null | grep -oE '(hostile requests|half-open connections|symlink race|redis (hung|down)):.*|test result.*'

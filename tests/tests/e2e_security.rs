@@ -786,3 +786,93 @@ mod idempotency {
         assert!(stderr.contains("redis.idempotency_ttl_secs"), "{stderr}");
     }
 }
+
+mod dependencies {
+    use super::*;
+
+    /// 20 creates at once; each answer's status, `Retry-After` and how long it took.
+    fn burst(host: &Host, prefix: &str) -> Vec<(u16, Option<String>, Duration)> {
+        std::thread::scope(|s| {
+            let clients: Vec<_> = (0..20)
+                .map(|i| {
+                    s.spawn(move || {
+                        let started = Instant::now();
+                        let answer = post(
+                            host,
+                            TEST_KEY,
+                            &call("0820001234", &format!("{prefix}-{i}")),
+                        );
+                        (
+                            answer.status,
+                            answer.header("retry-after").map(str::to_string),
+                            started.elapsed(),
+                        )
+                    })
+                })
+                .collect();
+            clients
+                .into_iter()
+                .map(|c| c.join().expect("client"))
+                .collect()
+        })
+    }
+
+    fn assert_fast_503(answers: &[(u16, Option<String>, Duration)], what: &str) {
+        for (status, retry_after, took) in answers {
+            assert_eq!(*status, 503, "{what}: {answers:?}");
+            assert!(retry_after.is_some(), "{what}: Retry-After");
+            assert!(
+                *took < Duration::from_millis(2_500),
+                "{what}: answered after {took:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn redis_hung_answers_503_with_retry_after_within_the_bound() {
+        let w = world(&[]);
+        assert_eq!(
+            post_when_ready(&w.host, TEST_KEY, &call("0820001234", "hang-warm")).status,
+            202
+        );
+        w.redis.signal("STOP");
+        let answers = burst(&w.host, "hang");
+        w.redis.signal("CONT");
+        if report() {
+            let worst = answers.iter().map(|a| a.2).max().unwrap_or_default();
+            println!("redis hung: 20 creates, slowest answer {worst:?}");
+        }
+        assert_fast_503(&answers, "hung");
+        // Back: creates go through again within the back-off.
+        assert!(support::eventually(Duration::from_secs(5), || {
+            post(&w.host, TEST_KEY, &call("0820001234", "hang-after")).status == 202
+        }));
+    }
+
+    #[test]
+    fn redis_down_answers_503_with_retry_after_within_the_bound() {
+        let mut w = world(&[]);
+        assert_eq!(
+            post_when_ready(&w.host, TEST_KEY, &call("0820001234", "down-warm")).status,
+            202
+        );
+        w.redis.stop();
+        let answers = burst(&w.host, "down");
+        if report() {
+            let worst = answers.iter().map(|a| a.2).max().unwrap_or_default();
+            println!("redis down: 20 creates, slowest answer {worst:?}");
+        }
+        assert_fast_503(&answers, "down");
+        // A recording's owner cannot be looked up either: 503, not a wait.
+        let started = Instant::now();
+        let answer = w
+            .host
+            .get("/click2dial/recordings/aaaaaaaaaaaaaaaaaaaaaaaaaa");
+        assert_eq!(answer.status, 503);
+        assert!(started.elapsed() < Duration::from_millis(2_500));
+        w.redis.restart();
+        assert!(support::eventually(Duration::from_secs(10), || {
+            post(&w.host, TEST_KEY, &call("0820001234", "down-after")).status == 202
+        }));
+    }
+}

@@ -118,6 +118,15 @@ impl Redis {
         redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
     }
 
+    /// Sends `signal` (e.g. `STOP`: the server hangs with its connections open; `CONT`).
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = self.child.as_ref() {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &c.id().to_string()])
+                .status();
+        }
+    }
+
     /// Stops the server (the data stays in its directory).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
