@@ -38,6 +38,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// Valid credentials without the scope this route needs.
     InsufficientScope,
+    /// A request that is not valid HTTP for this service (no `Host`, a broken body
+    /// encoding).
+    BadRequest,
     /// The `contact_ref` was already used with a different payload.
     ContactRefConflict,
     /// Too many requests for these credentials.
@@ -81,6 +84,7 @@ impl ErrorCode {
             Self::UnknownCampaign => "unknown_campaign",
             Self::Unauthorized => "unauthorized",
             Self::InsufficientScope => "insufficient_scope",
+            Self::BadRequest => "bad_request",
             Self::ContactRefConflict => "contact_ref_conflict",
             Self::RateLimited => "rate_limited",
             Self::PbxUnavailable => "pbx_unavailable",
@@ -98,7 +102,7 @@ impl ErrorCode {
     /// The HTTP status every deployment answers with.
     pub const fn status(self) -> u16 {
         match self {
-            Self::MalformedJson | Self::InvalidRecordingRef => 400,
+            Self::MalformedJson | Self::InvalidRecordingRef | Self::BadRequest => 400,
             Self::Unauthorized => 401,
             Self::InsufficientScope => 403,
             Self::NotFound => 404,

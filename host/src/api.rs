@@ -56,7 +56,7 @@ async fn create_call(
     request::check_content_type(headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()))?;
     let bytes = to_bytes(body, request::MAX_BODY_LEN)
         .await
-        .map_err(|_| Error::BODY_TOO_LARGE)?;
+        .map_err(|e| body_error(&e))?;
     let parsed = request::parse(&bytes)?;
     let valid = state.validators.validate(&parsed, &state.policy())?;
     caller.check_call(valid.agent, valid.outbound_id.as_str())?;
@@ -147,6 +147,24 @@ async fn create_call(
     admission::accepted(&state, claim_key.as_deref(), &fingerprint, &answer).await;
     tracing::info!(contact_ref, recording_ref, key = %caller.id, "call queued");
     Ok(json_response(StatusCode::ACCEPTED, answer.into_bytes()))
+}
+
+/// `400`: the body could not be read (e.g. a malformed chunked encoding).
+pub const UNREADABLE_BODY: Error = Error::request(
+    ErrorCode::BadRequest,
+    "the request body could not be read (malformed transfer encoding)",
+);
+
+/// Why a body could not be read: too long (`413`) or broken on the wire (`400`).
+fn body_error(error: &axum::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return Error::BODY_TOO_LARGE;
+        }
+        source = e.source();
+    }
+    UNREADABLE_BODY
 }
 
 /// How long a client should wait before trying again while Redis does not answer.

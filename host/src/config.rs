@@ -287,25 +287,49 @@ pub struct AgentRange {
     pub first: u16,
     /// Last extension.
     pub last: u16,
+    /// How many digits the range's extensions are written with when the range is written
+    /// with a leading zero (`"0100-0199"`: 4); `None`: extensions have no leading zero.
+    pub zero_padded: Option<u8>,
 }
 
 impl AgentRange {
-    /// Parses `"1000-1999"` (3–4 digit extensions, first ≤ last).
+    /// Parses `"1000-1999"` (3–4 digit extensions, first ≤ last). A range written with a
+    /// leading zero (`"0100-0199"`) has both ends of the same length.
     pub fn parse(text: &str) -> Option<Self> {
         let (a, b) = text.split_once('-')?;
+        let (a, b) = (a.trim(), b.trim());
         let ext = |s: &str| {
-            let s = s.trim();
             ((3..=4).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| s.parse::<u16>().ok())
                 .flatten()
         };
         let (first, last) = (ext(a)?, ext(b)?);
-        (first <= last).then_some(Self { first, last })
+        let zero_padded = if a.starts_with('0') || b.starts_with('0') {
+            if a.len() != b.len() {
+                return None;
+            }
+            u8::try_from(a.len()).ok()
+        } else {
+            None
+        };
+        (first <= last).then_some(Self {
+            first,
+            last,
+            zero_padded,
+        })
     }
 
-    /// Whether `agent` (as sent in a request) is an extension in the range.
+    /// Whether `agent` (as sent in a request) is an extension in the range. Extensions are
+    /// dialled as written, so `0150` is not `150`: a leading zero is in a range only when
+    /// the range is written with one, at the same length (`"0100-0199"`), and never
+    /// otherwise (`"100-199"` refuses `0150`).
     pub fn contains(&self, agent: &str) -> bool {
-        (3..=4).contains(&agent.len())
+        let written_as_range = match self.zero_padded {
+            Some(len) => agent.len() == usize::from(len),
+            None => !agent.starts_with('0'),
+        };
+        written_as_range
+            && (3..=4).contains(&agent.len())
             && agent.bytes().all(|b| b.is_ascii_digit())
             && agent
                 .parse::<u16>()

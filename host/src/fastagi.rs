@@ -61,7 +61,16 @@ pub async fn serve(state: AppState, listener: TcpListener) {
                 continue;
             }
         };
-        if !state.config.fastagi.allowed_peers.contains(&peer.ip()) {
+        // On a dual-stack listener (`[::]:4573`) an IPv4 peer arrives as `::ffff:a.b.c.d`:
+        // compared as the IPv4 address it is, so `allowed_peers = ["127.0.0.1"]` holds.
+        let ip = peer.ip().to_canonical();
+        if !state
+            .config
+            .fastagi
+            .allowed_peers
+            .iter()
+            .any(|allowed| allowed.to_canonical() == ip)
+        {
             tracing::warn!(%peer, "FastAGI connection from a peer not in fastagi.allowed_peers");
             state.metrics.fastagi_session("refused_peer");
             continue;

@@ -90,6 +90,7 @@ pub fn app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(from_fn(require_host))
         .layer(from_fn(errors::json_errors))
         .layer(from_fn_with_state(
             state.metrics.clone(),
@@ -119,6 +120,26 @@ pub fn app(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(from_fn(drop_odd_request_id))
         .with_state(state)
+}
+
+/// `400`: an HTTP/1.1 request without `Host` (RFC 9112 §3.2).
+const NO_HOST: click2dial_core::Error = click2dial_core::Error::request(
+    click2dial_core::ErrorCode::BadRequest,
+    "an HTTP/1.1 request needs a Host header",
+);
+
+/// Middleware: refuses an HTTP/1.1 request without exactly one `Host`, before anything else
+/// looks at it.
+async fn require_host(request: Request, next: Next) -> Response {
+    let hosts = request
+        .headers()
+        .get_all(axum::http::header::HOST)
+        .iter()
+        .count();
+    if request.version() == axum::http::Version::HTTP_11 && hosts != 1 {
+        return axum::response::IntoResponse::into_response(errors::ApiError(NO_HOST));
+    }
+    next.run(request).await
 }
 
 /// Keeps a client's `X-Request-Id` only when it is 1–64 of `A-Za-z0-9._:-` (so it can be

@@ -114,7 +114,7 @@ pub async fn serve(
                     tracing::debug!(%peer, "connection refused: http.max_connections open");
                     continue;
                 };
-                let Some(slot) = peers.take(peer.ip(), settings.max_connections_per_peer) else {
+                let Some(slot) = peers.take(peer.ip().to_canonical(), settings.max_connections_per_peer) else {
                     tracing::debug!(%peer, "connection refused: http.max_connections_per_peer open");
                     continue;
                 };

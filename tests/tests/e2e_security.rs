@@ -876,3 +876,153 @@ mod dependencies {
         }));
     }
 }
+
+/// Sends `bytes` as they are on a new connection (ask for `Connection: close` in them) and
+/// reads until the host closes it (or 5 s pass); the parsed answer, or `None` when the host
+/// closed without one. The write side stays open: hyper drops a request whose client
+/// half-closed.
+fn send_raw(address: &str, bytes: &[u8]) -> Option<Answer> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = stream.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out.windows(4)
+        .any(|w| w == b"\r\n\r\n")
+        .then(|| support::parse_answer(&out))
+}
+
+mod low {
+    use super::*;
+
+    #[test]
+    fn an_agent_range_refuses_a_leading_zero() {
+        const RANGED: &str = "c2d_ranged_0123456789abcdef0123456789abcdef";
+        let keys = auth_keys(&[&format!(
+            r#"{{id="ranged",hash="{}",rate_per_minute=0,agents="100-199"}}"#,
+            hash(RANGED)
+        )]);
+        let w = world(&[("C2D_AUTH__KEYS", keys.as_str())]);
+        let body = |agent: &str, contact_ref: &str| {
+            format!(
+                r#"{{"agent":"{agent}","callee":"0820001234","outbound_id":"27820001234","contact_ref":"{contact_ref}"}}"#
+            )
+        };
+        let zero = post_when_ready(&w.host, RANGED, &body("0150", "range-zero"));
+        assert_eq!(zero.status, 422, "{:?}", zero.json());
+        assert_eq!(zero.code(), "agent_not_allowed");
+        let plain = post(&w.host, RANGED, &body("150", "range-plain"));
+        assert_eq!(plain.status, 202, "{:?}", plain.json());
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(w.sim.originates_of("range-zero"), 0);
+    }
+
+    #[test]
+    fn fastagi_on_a_dual_stack_listener_accepts_ipv4_peers() {
+        let recordings = tempfile::tempdir().expect("tempdir");
+        let redis = support::Redis::start();
+        let port = support::free_port();
+        let sim = support::Sim::start_with(
+            recordings.path(),
+            "127.0.0.1:0",
+            Some(&format!("127.0.0.1:{port}")),
+        );
+        let listen = format!("[::]:{port}");
+        let host = Host::start(
+            &redis,
+            &sim.address,
+            recordings.path(),
+            &[
+                ("C2D_FASTAGI__LISTEN", listen.as_str()),
+                ("C2D_FASTAGI__OWNER_KEY", "e2e"),
+            ],
+        );
+        assert!(support::eventually(Duration::from_secs(20), || host
+            .get("/readyz")
+            .status
+            == 200));
+        let answer = sim.invite(
+            "invite 1002 X-Teleforge-Callee=0820001234 X-Teleforge-Outbound-Id=27820001234 \
+             X-Teleforge-Contact-Ref=dual-stack",
+        );
+        assert!(answer.starts_with("dial "), "{answer}");
+    }
+
+    #[test]
+    fn a_fastagi_claim_binds_only_the_owner_keys_contact_refs() {
+        let recordings = tempfile::tempdir().expect("tempdir");
+        let redis = support::Redis::start();
+        let fastagi = format!("127.0.0.1:{}", support::free_port());
+        let sim = support::Sim::start_with(recordings.path(), "127.0.0.1:0", Some(&fastagi));
+        let keys = tenant_keys();
+        let host = Host::start(
+            &redis,
+            &sim.address,
+            recordings.path(),
+            &[
+                ("C2D_AUTH__KEYS", keys.as_str()),
+                ("C2D_FASTAGI__LISTEN", fastagi.as_str()),
+                ("C2D_FASTAGI__OWNER_KEY", "e2e"),
+            ],
+        );
+        assert!(support::eventually(Duration::from_secs(20), || host
+            .get("/readyz")
+            .status
+            == 200));
+        let answer = sim.invite(
+            "invite 1002 X-Teleforge-Callee=0820001234 X-Teleforge-Outbound-Id=27820001234 \
+             X-Teleforge-Contact-Ref=agi-claimed",
+        );
+        assert!(answer.starts_with("dial "), "{answer}");
+        // The owner key's namespace holds the claim…
+        let owner = post(&host, TEST_KEY, &call("0820009999", "agi-claimed"));
+        assert_eq!(owner.status, 409, "{:?}", owner.json());
+        // …another key's does not.
+        let other = post(&host, KEY_B, &call("0820009999", "agi-claimed"));
+        assert_eq!(other.status, 202, "{:?}", other.json());
+    }
+
+    #[test]
+    fn malformed_chunked_body_missing_host_and_unknown_range_unit() {
+        const REF: &str = "lowrangeaaaaaaaaaaaaaaaaaa";
+        let w = world(&[]);
+        w.own_recordings("e2e", &[REF]);
+        let file = wav_with(b"range-unit-test", 16);
+        std::fs::write(w.recordings.path().join(format!("{REF}.wav")), &file).expect("write");
+        let host = &w.host.address;
+        // A chunk size that is not hex: 400, not 413.
+        let chunked = format!(
+            "POST /click2dial/calls HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n\
+             Content-Type: application/json\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"
+        );
+        let answer = send_raw(host, chunked.as_bytes()).expect("an answer");
+        assert_eq!(answer.status, 400);
+        assert_eq!(answer.code(), "bad_request");
+        // No Host on HTTP/1.1: 400 with the JSON body.
+        let answer = send_raw(host, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .expect("an answer");
+        assert_eq!(answer.status, 400);
+        assert_eq!(answer.code(), "bad_request");
+        // Two Hosts: 400 too.
+        let answer = send_raw(
+            host,
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+        )
+        .expect("an answer");
+        assert_eq!(answer.status, 400);
+        // A range in an unknown unit is ignored: the whole file.
+        let path = format!("/click2dial/recordings/{REF}");
+        let answer = w.host.request(
+            "GET",
+            &path,
+            Some(TEST_KEY),
+            &[("range", "items=0-1")],
+            None,
+        );
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, file);
+    }
+}
