@@ -1026,3 +1026,199 @@ mod low {
         assert_eq!(answer.body, file);
     }
 }
+
+mod hostile {
+    use super::*;
+
+    /// What an entry of the table must get.
+    #[derive(Debug)]
+    enum Want {
+        /// This status, with the contract's JSON error body carrying this code.
+        Json(u16, &'static str),
+        /// This status with any body (hyper answers before the application: no JSON).
+        Bare(&'static [u16]),
+        /// This status, not an error (e.g. `200`).
+        Ok(u16),
+    }
+
+    /// Hostile requests, as sent on the wire; `{key}` is replaced by a valid key.
+    fn table() -> Vec<(&'static str, String, Want)> {
+        let long_path = "a/".repeat(10_000);
+        let many_headers: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+        let deep = format!(
+            r#"{{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","x":{}{}}}"#,
+            "[".repeat(1000),
+            "]".repeat(1000)
+        );
+        let post = |body: &str| {
+            format!(
+                "POST /click2dial/calls HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {{key}}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let get = |path: &str, extra: &str| {
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n")
+        };
+        vec![
+            ("no key", get("/click2dial/calls/x/events", ""), Want::Json(401, "unauthorized")),
+            (
+                "key in the query string",
+                get("/metrics?access_token={key}", ""),
+                Want::Json(401, "unauthorized"),
+            ),
+            (
+                "key as Basic credentials",
+                get("/metrics", "Authorization: Basic {key}\r\n"),
+                Want::Json(401, "unauthorized"),
+            ),
+            (
+                "key with a suffix",
+                get("/metrics", "Authorization: Bearer {key}x\r\n"),
+                Want::Json(401, "unauthorized"),
+            ),
+            (
+                "encoded traversal",
+                get(
+                    "/click2dial/recordings/..%2F..%2Fetc%2Fpasswd",
+                    "Authorization: Bearer {key}\r\n",
+                ),
+                Want::Json(400, "invalid_recording_ref"),
+            ),
+            (
+                "CRLF in a contact_ref",
+                get(
+                    "/click2dial/calls/a%0d%0aSet-Cookie:x/events",
+                    "Authorization: Bearer {key}\r\n",
+                ),
+                Want::Json(422, "invalid_contact_ref"),
+            ),
+            (
+                "made-up method",
+                "FOO /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+                Want::Json(405, "method_not_allowed"),
+            ),
+            (
+                "lower-case method",
+                "get /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+                Want::Json(405, "method_not_allowed"),
+            ),
+            ("no Host", "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n".into(), Want::Json(400, "bad_request")),
+            ("HTTP/1.0 without Host", "GET /healthz HTTP/1.0\r\n\r\n".into(), Want::Ok(200)),
+            ("absolute-form target", get("http://evil.example/healthz", ""), Want::Ok(200)),
+            (
+                "Content-Length and chunked together",
+                "POST /click2dial/calls HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\
+                 Connection: close\r\n\r\n0\r\n\r\n"
+                    .into(),
+                Want::Bare(&[400]),
+            ),
+            (
+                "two different Content-Lengths",
+                "POST /click2dial/calls HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\
+                 Connection: close\r\n\r\n{}"
+                    .into(),
+                Want::Bare(&[400]),
+            ),
+            (
+                "negative Content-Length",
+                "POST /click2dial/calls HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\nConnection: close\r\n\r\n"
+                    .into(),
+                Want::Bare(&[400]),
+            ),
+            (
+                "a gigabyte announced",
+                "POST /click2dial/calls HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 1000000000\r\nConnection: close\r\n\r\n"
+                    .into(),
+                Want::Json(413, "body_too_large"),
+            ),
+            (
+                "malformed chunk size",
+                "POST /click2dial/calls HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+                 fffffffffffffffffffff\r\n{}\r\n0\r\n\r\n"
+                    .into(),
+                Want::Json(400, "bad_request"),
+            ),
+            ("NUL in the target", "GET /healthz\0 HTTP/1.1\r\nHost: x\r\n\r\n".into(), Want::Bare(&[400])),
+            ("20 KB target", get(&format!("/{long_path}"), ""), Want::Bare(&[414, 431])),
+            ("100 header lines", get("/healthz", &many_headers), Want::Bare(&[431])),
+            (
+                "escaped NUL in a field",
+                post(r#"{"agent":"1001","callee":"082000\u00001234","outbound_id":"27820001234","contact_ref":"hostile-nul"}"#),
+                Want::Json(422, "invalid_callee"),
+            ),
+            ("JSON nested 1000 deep", post(&deep), Want::Json(400, "malformed_json")),
+            (
+                "premium-rate callee",
+                post(r#"{"agent":"1001","callee":"0900001234","outbound_id":"27820001234","contact_ref":"hostile-premium"}"#),
+                Want::Json(422, "callee_not_allowed"),
+            ),
+            (
+                "duplicate field",
+                post(r#"{"agent":"1001","agent":"1002","callee":"0820001234","outbound_id":"27820001234","contact_ref":"hostile-dup"}"#),
+                Want::Json(400, "malformed_json"),
+            ),
+            (
+                "Range in an unknown unit on a missing recording",
+                get(
+                    "/click2dial/recordings/zzzzzzzzzzzzzzzzzzzzzzzzzz",
+                    "Authorization: Bearer {key}\r\nRange: items=0-1\r\n",
+                ),
+                Want::Json(404, "not_found"),
+            ),
+        ]
+    }
+
+    #[test]
+    fn hostile_requests_get_the_documented_answers_and_dial_nothing() {
+        let w = world(&[]);
+        assert!(support::eventually(Duration::from_secs(20), || w
+            .host
+            .get("/readyz")
+            .status
+            == 200));
+        let mut failures = Vec::new();
+        for (name, request, want) in table() {
+            let request = request.replace("{key}", TEST_KEY);
+            let Some(answer) = send_raw(&w.host.address, request.as_bytes()) else {
+                failures.push(format!("{name}: no answer, want {want:?}"));
+                continue;
+            };
+            let json_code = || {
+                let is_json = answer
+                    .header("content-type")
+                    .is_some_and(|v| v.starts_with("application/json"));
+                let code = serde_json::from_slice::<serde_json::Value>(&answer.body)
+                    .ok()
+                    .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+                is_json.then_some(code).flatten()
+            };
+            let ok = match &want {
+                Want::Json(status, code) => {
+                    answer.status == *status && json_code().as_deref() == Some(*code)
+                }
+                Want::Bare(statuses) => statuses.contains(&answer.status),
+                Want::Ok(status) => answer.status == *status,
+            };
+            if report() {
+                println!("hostile: {name}: {} {:?}", answer.status, json_code());
+            }
+            if !ok {
+                failures.push(format!(
+                    "{name}: got {} {:?}, want {want:?}",
+                    answer.status,
+                    String::from_utf8_lossy(&answer.body)
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+        std::thread::sleep(Duration::from_millis(300));
+        for contact_ref in ["hostile-nul", "hostile-premium", "hostile-dup"] {
+            assert_eq!(w.sim.originates_of(contact_ref), 0, "{contact_ref}");
+        }
+        assert_eq!(w.host.get("/healthz").status, 200, "still serving");
+    }
+}
