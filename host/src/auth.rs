@@ -396,6 +396,52 @@ mod tests {
     }
 
     #[test]
+    fn ranges_and_leading_zeros() {
+        let plain = AgentRange::parse("100-199").expect("range");
+        assert!(plain.contains("150") && plain.contains("100") && plain.contains("199"));
+        assert!(!plain.contains("0150"), "0150 is not 150");
+        assert!(!plain.contains("099") && !plain.contains("200"));
+        let padded = AgentRange::parse("0100-0199").expect("range");
+        assert!(padded.contains("0150"));
+        assert!(
+            !padded.contains("150"),
+            "written at the range's length only"
+        );
+        assert!(
+            AgentRange::parse("0100-199").is_none(),
+            "ends of different lengths"
+        );
+    }
+
+    #[test]
+    fn scopes_default_and_parse() {
+        let keys = keys();
+        let a = keys
+            .find(b"key-a-0123456789abcdef0123456789abcdef")
+            .expect("a");
+        for scope in DEFAULT_SCOPES {
+            assert!(a.require(scope).is_ok(), "{scope:?}");
+        }
+        assert_eq!(
+            a.require(Scope::MetricsRead).map_err(|e| e.code),
+            Err(ErrorCode::InsufficientScope)
+        );
+        assert_eq!(Scope::parse("metrics:read"), Some(Scope::MetricsRead));
+        assert_eq!(Scope::parse("admin"), None);
+        let only = Keys::new(&[config::ApiKey {
+            id: "m".into(),
+            hash: hash_key("key-m-0123456789abcdef0123456789abcdef"),
+            scopes: Some(vec!["metrics:read".into()]),
+            ..Default::default()
+        }]);
+        let m = only
+            .find(b"key-m-0123456789abcdef0123456789abcdef")
+            .expect("m");
+        assert!(m.require(Scope::MetricsRead).is_ok());
+        assert!(m.require(Scope::CallsCreate).is_err());
+    }
+
+    #[test]
     fn new_keys_are_long_and_distinct() {
         let (k1, k2) = (new_key().expect("rng"), new_key().expect("rng"));
         assert_eq!(k1.len(), 68);
