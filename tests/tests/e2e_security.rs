@@ -192,6 +192,16 @@ mod isolation {
             assert_eq!(other.status, 404, "{method}");
             assert_indistinguishable(&other, &none, method);
         }
+        let missing = "/click2dial/recordings/aaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let t_other = median_time(21, || w.host.request("GET", &path, Some(KEY_B), &[], None));
+        let t_none = median_time(21, || {
+            w.host.request("GET", missing, Some(KEY_B), &[], None)
+        });
+        let (lo, hi) = (t_other.min(t_none), t_other.max(t_none));
+        assert!(
+            hi <= lo * 3 + Duration::from_millis(5),
+            "timing tells them apart: {t_other:?} vs {t_none:?}"
+        );
         // A range or a conditional request tells nothing either.
         let other = w.host.request(
             "GET",
