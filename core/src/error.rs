@@ -41,6 +41,8 @@ pub enum ErrorCode {
     /// A request that is not valid HTTP for this service (no `Host`, a broken body
     /// encoding).
     BadRequest,
+    /// The request head has more header lines or bytes than the service reads.
+    HeadersTooLarge,
     /// The `contact_ref` was already used with a different payload.
     ContactRefConflict,
     /// Too many requests for these credentials.
@@ -85,6 +87,7 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::InsufficientScope => "insufficient_scope",
             Self::BadRequest => "bad_request",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::ContactRefConflict => "contact_ref_conflict",
             Self::RateLimited => "rate_limited",
             Self::PbxUnavailable => "pbx_unavailable",
@@ -112,6 +115,7 @@ impl ErrorCode {
             Self::BodyTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::RangeNotSatisfiable => 416,
+            Self::HeadersTooLarge => 431,
             Self::MissingField
             | Self::InvalidAgent
             | Self::InvalidCallee

@@ -35,12 +35,15 @@ pub struct Settings {
     pub max_connections_per_peer: usize,
 }
 
-/// Most header lines a request may have.
-const MAX_HEADERS: usize = 64;
+/// Most header lines hyper parses; past it hyper answers a bare `431`. The application
+/// refuses more than [`crate::MAX_HEADER_LINES`] with the JSON body, so only a flood past
+/// this hard cap gets hyper's answer.
+const HARD_MAX_HEADERS: usize = 2 * crate::MAX_HEADER_LINES;
 
-/// Largest read buffer of a connection, hence the largest request head (hyper answers
-/// `431` beyond it); hyper's default is about 400 KiB per connection.
-pub const MAX_BUF_SIZE: usize = 16 * 1024;
+/// Largest read buffer of a connection, hence the largest request head hyper reads (a bare
+/// `431` beyond it; the application refuses heads over [`crate::MAX_HEAD_BYTES`] with the
+/// JSON body); hyper's default is about 400 KiB per connection.
+pub const MAX_BUF_SIZE: usize = 2 * crate::MAX_HEAD_BYTES;
 
 /// Open connections per peer address; a held slot is given back when its connection ends.
 #[derive(Clone, Default)]
@@ -94,7 +97,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout)
         .max_buf_size(MAX_BUF_SIZE)
-        .max_headers(MAX_HEADERS);
+        .max_headers(HARD_MAX_HEADERS);
     let open = Arc::new(Semaphore::new(settings.max_connections));
     let peers = PerPeer::default();
     tokio::pin!(shutdown);

@@ -1055,6 +1055,7 @@ mod hostile {
     fn table() -> Vec<(&'static str, String, Want)> {
         let long_path = "a/".repeat(10_000);
         let many_headers: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+        let flood_headers: String = (0..300).map(|i| format!("X-H{i}: v\r\n")).collect();
         let deep = format!(
             r#"{{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","x":{}{}}}"#,
             "[".repeat(1000),
@@ -1154,7 +1155,21 @@ mod hostile {
             ),
             ("NUL in the target", "GET /healthz\0 HTTP/1.1\r\nHost: x\r\n\r\n".into(), Want::Bare(&[400])),
             ("20 KB target", get(&format!("/{long_path}"), ""), Want::Bare(&[414, 431])),
-            ("100 header lines", get("/healthz", &many_headers), Want::Bare(&[431])),
+            (
+                "100 header lines",
+                get("/healthz", &many_headers),
+                Want::Json(431, "headers_too_large"),
+            ),
+            (
+                "a 10 KB header",
+                get("/healthz", &format!("X-Big: {}\r\n", "b".repeat(10_000))),
+                Want::Json(431, "headers_too_large"),
+            ),
+            (
+                "300 header lines (past hyper's hard cap)",
+                get("/healthz", &flood_headers),
+                Want::Bare(&[431]),
+            ),
             (
                 "escaped NUL in a field",
                 post(r#"{"agent":"1001","callee":"082000\u00001234","outbound_id":"27820001234","contact_ref":"hostile-nul"}"#),
