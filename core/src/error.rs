@@ -36,6 +36,13 @@ pub enum ErrorCode {
     UnknownCampaign,
     /// Missing or bad credentials.
     Unauthorized,
+    /// Valid credentials without the scope this route needs.
+    InsufficientScope,
+    /// A request that is not valid HTTP for this service (no `Host`, a broken body
+    /// encoding).
+    BadRequest,
+    /// The request head has more header lines or bytes than the service reads.
+    HeadersTooLarge,
     /// The `contact_ref` was already used with a different payload.
     ContactRefConflict,
     /// Too many requests for these credentials.
@@ -78,6 +85,9 @@ impl ErrorCode {
             Self::AgentNotAllowed => "agent_not_allowed",
             Self::UnknownCampaign => "unknown_campaign",
             Self::Unauthorized => "unauthorized",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::BadRequest => "bad_request",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::ContactRefConflict => "contact_ref_conflict",
             Self::RateLimited => "rate_limited",
             Self::PbxUnavailable => "pbx_unavailable",
@@ -95,8 +105,9 @@ impl ErrorCode {
     /// The HTTP status every deployment answers with.
     pub const fn status(self) -> u16 {
         match self {
-            Self::MalformedJson | Self::InvalidRecordingRef => 400,
+            Self::MalformedJson | Self::InvalidRecordingRef | Self::BadRequest => 400,
             Self::Unauthorized => 401,
+            Self::InsufficientScope => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
@@ -104,6 +115,7 @@ impl ErrorCode {
             Self::BodyTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::RangeNotSatisfiable => 416,
+            Self::HeadersTooLarge => 431,
             Self::MissingField
             | Self::InvalidAgent
             | Self::InvalidCallee

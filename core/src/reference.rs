@@ -107,11 +107,30 @@ pub struct ChannelId([u8; CHANNEL_ID_PREFIX.len() + REFERENCE_LEN]);
 impl ChannelId {
     /// Derives the id from a contact reference.
     pub fn for_contact_ref(contact_ref: &str) -> Self {
+        Self::from_parts(&[contact_ref])
+    }
+
+    /// The id of one attempt at a call: the owner's name (an API key's id), the contact
+    /// reference and the attempt's recording reference, so two owners may use the same
+    /// `contact_ref` and a `contact_ref` reused after its idempotency window is a new call
+    /// (with its own exactly-once marks). A repeat of the same attempt still derives the
+    /// same id, so Asterisk refuses it while the first is live.
+    pub fn for_attempt(owner: &str, contact_ref: &str, recording_ref: &str) -> Self {
+        Self::from_parts(&[owner, contact_ref, recording_ref])
+    }
+
+    /// FNV-1a-128 of the parts, each followed by a 0 byte (no part holds one).
+    fn from_parts(parts: &[&str]) -> Self {
         const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
         const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-        let hash = contact_ref
-            .bytes()
-            .fold(OFFSET, |h, b| (h ^ u128::from(b)).wrapping_mul(PRIME));
+        let step = |h: u128, b: u8| (h ^ u128::from(b)).wrapping_mul(PRIME);
+        let mut hash = OFFSET;
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                hash = step(hash, 0);
+            }
+            hash = part.bytes().fold(hash, step);
+        }
         let encoded = Reference::from_entropy(&hash.to_be_bytes());
         let mut id = [0u8; CHANNEL_ID_PREFIX.len() + REFERENCE_LEN];
         let (prefix, rest) = id.split_at_mut(CHANNEL_ID_PREFIX.len());

@@ -40,8 +40,11 @@ pub struct Admitted {
     pub record: CallRecord,
     /// The `202` body (also what a repeat of this call is answered with).
     pub answer: String,
-    /// The idempotency claim, released with [`release`] when the call is not dialled.
+    /// The idempotency claim, released with [`release`] when the call is not dialled and
+    /// marked with [`accepted`] once it is.
     pub claim_key: Option<String>,
+    /// The payload's fingerprint (for [`accepted`]).
+    pub fingerprint: String,
     /// The call's place under `limits.max_calls_in_flight`.
     pub slot: OwnedSemaphorePermit,
 }
@@ -75,7 +78,23 @@ pub enum Refusal {
     Error(Error),
     /// Too many calls in flight: retry in a few seconds.
     Busy,
+    /// A request with the same `contact_ref` and payload is still being dialled after
+    /// [`REPEAT_WAIT`]: its outcome is not known; retry in a few seconds.
+    FirstPending,
 }
+
+/// How long a repeat waits for the outcome of the first attempt still under way.
+pub const REPEAT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often a waiting repeat looks at the claim again.
+const REPEAT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// `503`: the first request with this `contact_ref` is still being dialled.
+pub const FIRST_PENDING: Error = Error::request(
+    ErrorCode::ServiceUnavailable,
+    "a request with this contact_ref is still being dialled and its outcome is not known yet; \
+     nothing more was dialled, retry later",
+);
 
 impl From<Error> for Refusal {
     fn from(error: Error) -> Self {
@@ -90,6 +109,7 @@ impl From<Error> for Refusal {
 pub async fn admit(
     state: &AppState,
     call: &Call<'_>,
+    owner: &str,
     channel_id: String,
     mode: Mode,
 ) -> Result<Admission, Refusal> {
@@ -113,6 +133,7 @@ pub async fn admit(
     let record = CallRecord {
         single_leg: call.valid.single_leg,
         agent_initiated: mode == Mode::AgentInitiated,
+        owner: owner.to_string(),
         contact_ref: contact_ref.to_string(),
         agent: call.valid.agent.to_string(),
         callee_e164: call.valid.callee.e164().to_string(),
@@ -123,47 +144,67 @@ pub async fn admit(
     };
 
     let claim_key = (!call.contact_ref.is_generated())
-        .then(|| format!("{}{}", state.config.redis.idempotency_prefix, contact_ref));
+        .then(|| claim_key(&state.config.redis.idempotency_prefix, owner, contact_ref));
+    let owner_key = crate::call_store::recording_owner_key(recording_ref);
+    let owner_ttl_secs = state.config.recordings.owner_ttl_secs;
     // The record goes to Redis with the claim, in one round trip, when there is a claim.
     let mut record_key = None;
+    let print = idempotency::fingerprint(
+        &record.agent,
+        &record.callee_e164,
+        &record.outbound_id,
+        contact_ref,
+    );
     if let Some(key) = &claim_key {
-        let print = idempotency::fingerprint(
-            &record.agent,
-            &record.callee_e164,
-            &record.outbound_id,
-            contact_ref,
-        );
         let with_record = state.call_store.as_ref().and_then(|store| {
             let json = serde_json::to_string(&record).ok()?;
             Some((CallStore::key(&channel_id), json, store.ttl_secs()))
         });
         let mut conn = state.redis().await.ok_or(STORE_UNAVAILABLE)?;
-        let claim = idempotency::claim(
-            &mut conn,
-            key,
-            &print,
-            &answer,
-            state.config.redis.idempotency_ttl_secs,
-            with_record
-                .as_ref()
-                .map(|(key, json, ttl_secs)| idempotency::StoredRecord {
-                    key,
-                    json,
-                    ttl_secs: *ttl_secs,
-                }),
-        )
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "idempotency store failed");
-            STORE_UNAVAILABLE
-        })?;
+        let stored = with_record
+            .as_ref()
+            .map(|(key, json, ttl_secs)| idempotency::StoredRecord {
+                key,
+                json,
+                ttl_secs: *ttl_secs,
+                owner_key: &owner_key,
+                owner,
+                owner_ttl_secs,
+            });
+        let deadline = tokio::time::Instant::now() + REPEAT_WAIT;
+        // A repeat of a call still being dialled waits for its outcome: the first answer
+        // once the PBX queued it, or, when the attempt failed and released the claim, a
+        // claim of its own (and so the same outcome a retry would get).
+        let mut claim = state
+            .redis_op(idempotency::claim(&mut conn, key, &print, &answer, stored))
+            .await
+            .ok_or(STORE_UNAVAILABLE)?;
+        while claim == Claim::Pending {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::info!(contact_ref, "repeat gave up waiting for the first attempt");
+                return Err(Refusal::FirstPending);
+            }
+            tokio::time::sleep(REPEAT_POLL).await;
+            claim = match state
+                .redis_op(idempotency::look(&mut conn, key, &print))
+                .await
+                .ok_or(STORE_UNAVAILABLE)?
+            {
+                Some(claim) => claim,
+                None => state
+                    .redis_op(idempotency::claim(&mut conn, key, &print, &answer, stored))
+                    .await
+                    .ok_or(STORE_UNAVAILABLE)?,
+            };
+        }
         match claim {
-            Claim::New => record_key = with_record.map(|(key, _, _)| key),
+            Claim::New => record_key = with_record.as_ref().map(|(key, _, _)| key.clone()),
             Claim::Repeat(first) => {
                 tracing::info!(contact_ref, "repeated create-call answered from the first");
                 return Ok(Admission::Repeat(first));
             }
             Claim::Conflict => return Err(Error::CONTACT_REF_CONFLICT.into()),
+            Claim::Pending => return Err(Refusal::FirstPending),
         }
     }
 
@@ -179,7 +220,11 @@ pub async fn admit(
     // Before anything is dialled: every other host must be able to follow this call.
     if record_key.is_none() {
         if let Some(store) = &state.call_store {
-            if !store.save(&channel_id, &record).await {
+            let save = store.save(&channel_id, &record, owner_ttl_secs);
+            if !tokio::time::timeout(crate::state::REDIS_WITHIN, save)
+                .await
+                .unwrap_or(false)
+            {
                 tracing::warn!(
                     contact_ref,
                     "call record not stored: only this host follows the call"
@@ -194,8 +239,32 @@ pub async fn admit(
         record,
         answer,
         claim_key,
+        fingerprint: print,
         slot,
     })))
+}
+
+/// The idempotency key of `owner`'s `contact_ref`: `<prefix><owner>:<contact_ref>`. Key ids
+/// hold no `:`, so two keys never share a claim; an owner-less softphone call (no
+/// `[fastagi] owner_key`) has the empty owner.
+pub fn claim_key(prefix: &str, owner: &str, contact_ref: &str) -> String {
+    format!("{prefix}{owner}:{contact_ref}")
+}
+
+/// The PBX queued the call: repeats get its first answer from now on.
+pub async fn accepted(state: &AppState, claim_key: Option<&str>, fingerprint: &str, answer: &str) {
+    if let (Some(key), Some(mut conn)) = (claim_key, state.redis().await) {
+        let accept = idempotency::accept(
+            &mut conn,
+            key,
+            fingerprint,
+            answer,
+            state.config.redis.idempotency_ttl_secs,
+        );
+        if state.redis_op(accept).await.is_none() {
+            tracing::warn!("idempotency claim not marked accepted (it expires in 60 s)");
+        }
+    }
 }
 
 /// Releases the idempotency claim of a call that was not dialled, so a retry can dial.
@@ -206,6 +275,8 @@ pub async fn release(state: &AppState, claim_key: Option<&str>) {
 /// Releases the claim and, when given, the record stored with it.
 async fn release_keys(state: &AppState, claim_key: Option<&str>, record_key: Option<&str>) {
     if let (Some(key), Some(mut conn)) = (claim_key, state.redis().await) {
-        let _ = idempotency::release(&mut conn, key, record_key).await;
+        let _ = state
+            .redis_op(idempotency::release(&mut conn, key, record_key))
+            .await;
     }
 }

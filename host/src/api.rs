@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::admission::{self, Admission, Refusal};
-use crate::auth::Caller;
+use crate::auth::{Caller, Scope};
 pub use crate::errors::ApiError;
 use crate::errors::{json_response, retry_after, Detailed};
 use crate::pbx::{OriginateError, OriginateRequest};
@@ -30,19 +30,20 @@ pub fn router() -> OpenApiRouter<AppState> {
     post,
     path = "/click2dial/calls",
     tag = "calls",
-    security(("api_key" = [])),
+    security(("api_key" = ["calls:create"])),
     request_body(content = crate::openapi::CreateCall, content_type = "application/json"),
     responses(
         (status = 202, description = "Queued to the PBX (or the first answer again, for a repeated contact_ref)", body = crate::openapi::Queued),
         (status = 400, description = "Malformed JSON", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The key lacks the scope calls:create (`insufficient_scope`)", body = crate::openapi::ErrorBody),
         (status = 408, description = "The request did not arrive in time", body = crate::openapi::ErrorBody),
         (status = 409, description = "contact_ref already used with a different payload", body = crate::openapi::ErrorBody),
         (status = 413, description = "Body larger than 4096 bytes", body = crate::openapi::ErrorBody),
         (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody),
         (status = 422, description = "A field breaks its rule, the dialling policy or the key's permissions; `unknown_campaign` (field `outbound_id`): the PBX's `[dialplan] tvc_context` has no extension for this `tvc_` campaign", body = crate::openapi::ErrorBody),
         (status = 429, description = "The key's rate limit; see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 503, description = "PBX unreachable or misconfigured (`pbx_unavailable`, the reason in `message`, `Retry-After`), Redis unreachable or too many calls in flight (`service_unavailable`); nothing was dialled", body = crate::openapi::ErrorBody),
+        (status = 503, description = "PBX unreachable or misconfigured (`pbx_unavailable`, the reason in `message`, `Retry-After`), Redis unreachable, too many calls in flight, or the first request with this contact_ref still being dialled after 5 s (`service_unavailable`, `Retry-After`); nothing was dialled", body = crate::openapi::ErrorBody),
     )
 )]
 async fn create_call(
@@ -51,10 +52,11 @@ async fn create_call(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    caller.require(Scope::CallsCreate)?;
     request::check_content_type(headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()))?;
     let bytes = to_bytes(body, request::MAX_BODY_LEN)
         .await
-        .map_err(|_| Error::BODY_TOO_LARGE)?;
+        .map_err(|e| body_error(&e))?;
     let parsed = request::parse(&bytes)?;
     let valid = state.validators.validate(&parsed, &state.policy())?;
     caller.check_call(valid.agent, valid.outbound_id.as_str())?;
@@ -78,16 +80,27 @@ async fn create_call(
     let mut entropy = [0u8; 32];
     getrandom::fill(&mut entropy).map_err(|_| Error::INTERNAL)?;
     let call = valid.assign_references(&entropy);
-    let channel_id = ChannelId::for_contact_ref(call.contact_ref.as_str()).to_string();
+    let channel_id = ChannelId::for_attempt(
+        caller.owner(),
+        call.contact_ref.as_str(),
+        call.recording_ref.as_str(),
+    )
+    .to_string();
     let mode = if call.valid.single_leg {
         Mode::SingleLeg
     } else {
         Mode::TwoLeg
     };
-    let admitted = match admission::admit(&state, &call, channel_id, mode).await {
+    let admitted = match admission::admit(&state, &call, caller.owner(), channel_id, mode).await {
         Ok(Admission::New(admitted)) => admitted,
         Ok(Admission::Repeat(first)) => {
             return Ok(json_response(StatusCode::ACCEPTED, first.into_bytes()))
+        }
+        Err(Refusal::Error(error)) if error.status() == 503 => {
+            let mut response = ApiError(error).into_response();
+            let (name, value) = retry_after(REDIS_RETRY_AFTER_SECS);
+            response.headers_mut().insert(name, value);
+            return Ok(response);
         }
         Err(Refusal::Error(error)) => return Err(error.into()),
         Err(Refusal::Busy) => {
@@ -96,10 +109,17 @@ async fn create_call(
             response.headers_mut().insert(name, value);
             return Ok(response);
         }
+        Err(Refusal::FirstPending) => {
+            let mut response = ApiError(admission::FIRST_PENDING).into_response();
+            let (name, value) = retry_after(2);
+            response.headers_mut().insert(name, value);
+            return Ok(response);
+        }
     };
     let contact_ref = admitted.record.contact_ref.clone();
     let recording_ref = admitted.record.recording_ref.clone();
     let claim_key = admitted.claim_key.clone();
+    let fingerprint = admitted.fingerprint.clone();
     let answer = admitted.answer.clone();
     if let Err(e) = state.pbx.originate(OriginateRequest::from(admitted)).await {
         admission::release(&state, claim_key.as_deref()).await;
@@ -124,9 +144,31 @@ async fn create_call(
             }
         };
     }
+    admission::accepted(&state, claim_key.as_deref(), &fingerprint, &answer).await;
     tracing::info!(contact_ref, recording_ref, key = %caller.id, "call queued");
     Ok(json_response(StatusCode::ACCEPTED, answer.into_bytes()))
 }
+
+/// `400`: the body could not be read (e.g. a malformed chunked encoding).
+pub const UNREADABLE_BODY: Error = Error::request(
+    ErrorCode::BadRequest,
+    "the request body could not be read (malformed transfer encoding)",
+);
+
+/// Why a body could not be read: too long (`413`) or broken on the wire (`400`).
+fn body_error(error: &axum::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return Error::BODY_TOO_LARGE;
+        }
+        source = e.source();
+    }
+    UNREADABLE_BODY
+}
+
+/// How long a client should wait before trying again while Redis does not answer.
+const REDIS_RETRY_AFTER_SECS: u64 = 2;
 
 /// How long a client should wait before trying again while the PBX cannot take calls.
 const PBX_RETRY_AFTER_SECS: u64 = 10;

@@ -34,9 +34,96 @@ pub struct Caller {
     pub agents: Option<AgentRange>,
     /// Its position in the configuration (its rate limiter).
     pub index: usize,
+    /// What it may do, one bit per [`Scope`].
+    pub scopes: u8,
+}
+
+/// What a key may do. A call, its events, its recording and its idempotency record belong
+/// to the key that created it whatever the scopes: a scope opens a kind of route, never
+/// another key's resources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// `POST /click2dial/calls`.
+    CallsCreate,
+    /// `GET /click2dial/calls/{contact_ref}/events` (its own calls).
+    CallsRead,
+    /// `GET`/`HEAD /click2dial/recordings/{recording_ref}` (its own calls' recordings).
+    RecordingsRead,
+    /// `GET /metrics` (the whole service's figures, every key's id among them).
+    MetricsRead,
+}
+
+/// The scopes of a key that names none.
+pub const DEFAULT_SCOPES: [Scope; 3] =
+    [Scope::CallsCreate, Scope::CallsRead, Scope::RecordingsRead];
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 4] = [
+        Scope::CallsCreate,
+        Scope::CallsRead,
+        Scope::RecordingsRead,
+        Scope::MetricsRead,
+    ];
+
+    /// The name in the configuration and in `/openapi.json`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CallsCreate => "calls:create",
+            Self::CallsRead => "calls:read",
+            Self::RecordingsRead => "recordings:read",
+            Self::MetricsRead => "metrics:read",
+        }
+    }
+
+    /// The scope called `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    const fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// `403 insufficient_scope`, naming the scope.
+    const fn missing(self) -> Error {
+        let message = match self {
+            Self::CallsCreate => "this API key lacks the scope calls:create",
+            Self::CallsRead => "this API key lacks the scope calls:read",
+            Self::RecordingsRead => "this API key lacks the scope recordings:read",
+            Self::MetricsRead => "this API key lacks the scope metrics:read",
+        };
+        Error::request(ErrorCode::InsufficientScope, message)
+    }
+}
+
+/// The bits of `names` (unknown names are refused by `Config::check`); `None`: the defaults.
+fn scope_bits(names: Option<&[String]>) -> u8 {
+    match names {
+        None => DEFAULT_SCOPES.iter().fold(0, |b, s| b | s.bit()),
+        Some(names) => names
+            .iter()
+            .filter_map(|n| Scope::parse(n))
+            .fold(0, |b, s| b | s.bit()),
+    }
 }
 
 impl Caller {
+    /// `Ok` when the key has `scope`, else `403 insufficient_scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), Error> {
+        if self.scopes & scope.bit() != 0 {
+            Ok(())
+        } else {
+            tracing::info!(key = %self.id, scope = scope.as_str(), "request refused: scope missing");
+            Err(scope.missing())
+        }
+    }
+
+    /// The owner name of what this key creates (its configured id).
+    pub fn owner(&self) -> &str {
+        &self.id
+    }
+
     /// Whether this key may place a call for `agent` presenting `outbound_id`.
     pub fn check_call(&self, agent: &str, outbound_id: &str) -> Result<(), Error> {
         if !self.outbound_ids.is_empty() && !self.outbound_ids.iter().any(|o| o == outbound_id) {
@@ -92,6 +179,7 @@ impl Keys {
                 outbound_ids: key.outbound_ids.clone(),
                 agents: key.agents.as_deref().and_then(AgentRange::parse),
                 index: out.hashes.len(),
+                scopes: scope_bits(key.scopes.as_deref()),
             }));
             out.hashes.push(hash);
         }
@@ -305,6 +393,52 @@ mod tests {
             .find(b"key-a-0123456789abcdef0123456789abcdef")
             .expect("a");
         assert!(a.check_call("0820001234", "tvc_sales").is_ok());
+    }
+
+    #[test]
+    fn ranges_and_leading_zeros() {
+        let plain = AgentRange::parse("100-199").expect("range");
+        assert!(plain.contains("150") && plain.contains("100") && plain.contains("199"));
+        assert!(!plain.contains("0150"), "0150 is not 150");
+        assert!(!plain.contains("099") && !plain.contains("200"));
+        let padded = AgentRange::parse("0100-0199").expect("range");
+        assert!(padded.contains("0150"));
+        assert!(
+            !padded.contains("150"),
+            "written at the range's length only"
+        );
+        assert!(
+            AgentRange::parse("0100-199").is_none(),
+            "ends of different lengths"
+        );
+    }
+
+    #[test]
+    fn scopes_default_and_parse() {
+        let keys = keys();
+        let a = keys
+            .find(b"key-a-0123456789abcdef0123456789abcdef")
+            .expect("a");
+        for scope in DEFAULT_SCOPES {
+            assert!(a.require(scope).is_ok(), "{scope:?}");
+        }
+        assert_eq!(
+            a.require(Scope::MetricsRead).map_err(|e| e.code),
+            Err(ErrorCode::InsufficientScope)
+        );
+        assert_eq!(Scope::parse("metrics:read"), Some(Scope::MetricsRead));
+        assert_eq!(Scope::parse("admin"), None);
+        let only = Keys::new(&[config::ApiKey {
+            id: "m".into(),
+            hash: hash_key("key-m-0123456789abcdef0123456789abcdef"),
+            scopes: Some(vec!["metrics:read".into()]),
+            ..Default::default()
+        }]);
+        let m = only
+            .find(b"key-m-0123456789abcdef0123456789abcdef")
+            .expect("m");
+        assert!(m.require(Scope::MetricsRead).is_ok());
+        assert!(m.require(Scope::CallsCreate).is_err());
     }
 
     #[test]

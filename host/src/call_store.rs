@@ -17,6 +17,15 @@ use crate::pbx::CallRecord;
 /// Key prefix of call records.
 pub const PREFIX: &str = "teleforge:c2d:call:";
 
+/// Key prefix of recording owners: `teleforge:c2d:recording:<recording_ref>` holds the id of
+/// the key that may read the recording (`recordings.owner_ttl_secs`).
+pub const RECORDING_OWNER_PREFIX: &str = "teleforge:c2d:recording:";
+
+/// The key of `recording_ref`'s owner.
+pub fn recording_owner_key(recording_ref: &str) -> String {
+    format!("{RECORDING_OWNER_PREFIX}{recording_ref}")
+}
+
 /// Reads and writes call records; cheap to clone.
 #[derive(Clone)]
 pub struct CallStore {
@@ -63,23 +72,51 @@ impl CallStore {
         self.ttl_secs
     }
 
-    /// Stores the record of a call about to be originated; `false` when Redis is
-    /// unreachable (the call then has only this host to follow it).
-    pub async fn save(&self, channel_id: &str, record: &CallRecord) -> bool {
+    /// Stores the record of a call about to be originated, and its recording's owner (for
+    /// `owner_ttl_secs`), in one transaction; `false` when Redis is unreachable (the call
+    /// then has only this host to follow it, and its recording no owner: `404`).
+    pub async fn save(&self, channel_id: &str, record: &CallRecord, owner_ttl_secs: u64) -> bool {
         let Some(mut conn) = self.connection().await else {
             return false;
         };
         let Ok(json) = serde_json::to_string(record) else {
             return false;
         };
-        redis::cmd("SET")
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
             .arg(Self::key(channel_id))
             .arg(json)
             .arg("EX")
             .arg(self.ttl_secs)
+            .ignore()
+            .cmd("SET")
+            .arg(recording_owner_key(&record.recording_ref))
+            .arg(&record.owner)
+            .arg("EX")
+            .arg(owner_ttl_secs.max(1))
+            .ignore()
             .query_async::<()>(&mut conn)
             .await
             .is_ok()
+    }
+
+    /// The id of the key that owns `recording_ref`'s recording (`Ok(None)`: none, or it was
+    /// forgotten); `Err` when Redis does not answer within `within`.
+    pub async fn recording_owner(
+        &self,
+        recording_ref: &str,
+        within: Duration,
+    ) -> Result<Option<String>, ()> {
+        let get = async {
+            let mut conn = self.connection().await.ok_or(())?;
+            redis::cmd("GET")
+                .arg(recording_owner_key(recording_ref))
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .map_err(|_| ())
+        };
+        tokio::time::timeout(within, get).await.map_err(|_| ())?
     }
 
     /// The record of a call, if one was stored.

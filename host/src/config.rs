@@ -59,6 +59,11 @@ pub struct Http {
     /// Longest time a client may take to send a request's head, in seconds; past it the
     /// connection is closed.
     pub header_timeout_secs: u64,
+    /// Connections open at once, all peers together; more are closed at once.
+    pub max_connections: usize,
+    /// Connections open at once from one peer address; more are closed at once (a load
+    /// balancer in front needs a cap as large as its pool).
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for Http {
@@ -69,6 +74,8 @@ impl Default for Http {
             public_url: "http://127.0.0.1:8080".into(),
             request_timeout_secs: 10,
             header_timeout_secs: 10,
+            max_connections: 1024,
+            max_connections_per_peer: 128,
         }
     }
 }
@@ -224,6 +231,9 @@ pub struct Recordings {
     /// A WAV whose header still has its sizes unset is being written; once it has not been
     /// modified for this many seconds its writer is taken to be gone and it is served as it is.
     pub abandoned_after_secs: u64,
+    /// How long Redis remembers which key owns a recording, in seconds; after it the
+    /// recording is `404` for every key.
+    pub owner_ttl_secs: u64,
 }
 
 impl Default for Recordings {
@@ -231,6 +241,7 @@ impl Default for Recordings {
         Self {
             dir: PathBuf::from("/var/spool/asterisk/monitor/click2dial"),
             abandoned_after_secs: 300,
+            owner_ttl_secs: 30 * 86_400,
         }
     }
 }
@@ -263,6 +274,10 @@ pub struct ApiKey {
     /// Requests allowed in a burst; absent: `limits.burst`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
+    /// What the key may do: `calls:create`, `calls:read`, `recordings:read`,
+    /// `metrics:read`; absent: the first three ([`crate::auth::DEFAULT_SCOPES`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// An inclusive range of agent extensions.
@@ -272,25 +287,49 @@ pub struct AgentRange {
     pub first: u16,
     /// Last extension.
     pub last: u16,
+    /// How many digits the range's extensions are written with when the range is written
+    /// with a leading zero (`"0100-0199"`: 4); `None`: extensions have no leading zero.
+    pub zero_padded: Option<u8>,
 }
 
 impl AgentRange {
-    /// Parses `"1000-1999"` (3–4 digit extensions, first ≤ last).
+    /// Parses `"1000-1999"` (3–4 digit extensions, first ≤ last). A range written with a
+    /// leading zero (`"0100-0199"`) has both ends of the same length.
     pub fn parse(text: &str) -> Option<Self> {
         let (a, b) = text.split_once('-')?;
+        let (a, b) = (a.trim(), b.trim());
         let ext = |s: &str| {
-            let s = s.trim();
             ((3..=4).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| s.parse::<u16>().ok())
                 .flatten()
         };
         let (first, last) = (ext(a)?, ext(b)?);
-        (first <= last).then_some(Self { first, last })
+        let zero_padded = if a.starts_with('0') || b.starts_with('0') {
+            if a.len() != b.len() {
+                return None;
+            }
+            u8::try_from(a.len()).ok()
+        } else {
+            None
+        };
+        (first <= last).then_some(Self {
+            first,
+            last,
+            zero_padded,
+        })
     }
 
-    /// Whether `agent` (as sent in a request) is an extension in the range.
+    /// Whether `agent` (as sent in a request) is an extension in the range. Extensions are
+    /// dialled as written, so `0150` is not `150`: a leading zero is in a range only when
+    /// the range is written with one, at the same length (`"0100-0199"`), and never
+    /// otherwise (`"100-199"` refuses `0150`).
     pub fn contains(&self, agent: &str) -> bool {
-        (3..=4).contains(&agent.len())
+        let written_as_range = match self.zero_padded {
+            Some(len) => agent.len() == usize::from(len),
+            None => !agent.starts_with('0'),
+        };
+        written_as_range
+            && (3..=4).contains(&agent.len())
             && agent.bytes().all(|b| b.is_ascii_digit())
             && agent
                 .parse::<u16>()
@@ -362,6 +401,9 @@ pub struct FastAgi {
     pub context: String,
     /// The extension in it that runs `AGI(agi://<listen>/click2dial)`.
     pub extension: String,
+    /// The `id` of the API key that owns softphone calls (their idempotency records,
+    /// event streams and recordings); empty: no key owns them, so none reads them over HTTP.
+    pub owner_key: String,
 }
 
 impl Default for FastAgi {
@@ -376,6 +418,7 @@ impl Default for FastAgi {
             max_sessions: 64,
             context: "c2d-agent-webrtc".into(),
             extension: "c2d".into(),
+            owner_key: String::new(),
         }
     }
 }
@@ -510,6 +553,14 @@ impl Config {
         if self.ami.ping_interval_secs == 0 {
             return Err(invalid("ami.ping_interval_secs", "must be at least 1"));
         }
+        if self.redis.idempotency_ttl_secs < self.redis.ttl_secs {
+            return Err(invalid(
+                "redis.idempotency_ttl_secs",
+                "must be at least redis.ttl_secs: a contact_ref must be remembered as long as \
+                 its call's notifications and record are, or a repeat would dial it again while \
+                 its first call is still known",
+            ));
+        }
         if self.redis.spool_capacity == 0 {
             return Err(invalid("redis.spool_capacity", "must be at least 1"));
         }
@@ -541,6 +592,12 @@ impl Config {
         }
         if self.http.request_timeout_secs == 0 {
             return Err(invalid("http.request_timeout_secs", "must be at least 1"));
+        }
+        if self.http.max_connections == 0 || self.http.max_connections_per_peer == 0 {
+            return Err(invalid(
+                "http",
+                "max_connections and max_connections_per_peer must be at least 1",
+            ));
         }
         if self.http.header_timeout_secs == 0 {
             return Err(invalid("http.header_timeout_secs", "must be at least 1"));
@@ -621,6 +678,22 @@ impl Config {
             if key.outbound_ids.iter().any(|o| o.is_empty()) {
                 return Err(invalid(format!("key {:?}: empty outbound_id", key.id)));
             }
+            for scope in key.scopes.iter().flatten() {
+                if crate::auth::Scope::parse(scope).is_none() {
+                    return Err(invalid(format!(
+                        "key {:?}: unknown scope {scope:?} (calls:create, calls:read, \
+                         recordings:read, metrics:read)",
+                        key.id
+                    )));
+                }
+            }
+        }
+        let owner = &self.fastagi.owner_key;
+        if !owner.is_empty() && !self.auth.keys.iter().any(|k| &k.id == owner) {
+            return Err(ConfigError::Invalid {
+                key: "fastagi.owner_key",
+                reason: format!("{owner:?} is not the id of a key in [[auth.keys]]"),
+            });
         }
         Ok(())
     }

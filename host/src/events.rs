@@ -27,7 +27,7 @@
 //! Everything is bounded, and the notifier never waits for a subscriber: at most
 //! [`MAX_EVENTS_PER_CALL`] events per call, [`MAX_CALLS`] calls remembered (a call that is
 //! over is forgotten after [`RETAIN_ENDED`], or earlier when room is needed), at most
-//! [`MAX_STREAMS`] open streams (`503` beyond), and each stream reads a per-call broadcast
+//! [`MAX_STREAMS`] open streams and [`MAX_STREAMS_PER_KEY`] per key (`503` beyond), and each stream reads a per-call broadcast
 //! channel of [`CHANNEL_CAPACITY`]: a subscriber that falls that far behind is dropped.
 
 use std::collections::{HashMap, VecDeque};
@@ -39,6 +39,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use click2dial_core::validate::CONTACT_REF_MAX_LEN;
 use click2dial_core::{Error, ErrorCode, Field};
 use futures_util::stream::{self, Stream};
@@ -46,6 +47,7 @@ use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::{Caller, Scope};
 use crate::errors::{retry_after, ApiError};
 use crate::state::AppState;
 
@@ -57,6 +59,8 @@ pub const MAX_CALLS: usize = 4096;
 pub const RETAIN_ENDED: Duration = Duration::from_secs(15 * 60);
 /// Open event streams, all calls together.
 pub const MAX_STREAMS: usize = 1024;
+/// Open event streams of one key, so that one key cannot hold all of them.
+pub const MAX_STREAMS_PER_KEY: usize = 128;
 /// Messages a stream may fall behind its call before it is dropped.
 pub const CHANNEL_CAPACITY: usize = 64;
 /// Interval of the keep-alive comments.
@@ -220,6 +224,7 @@ struct Subscription {
 pub struct Hub {
     calls: Arc<Mutex<Calls>>,
     streams: Arc<Semaphore>,
+    per_key: Arc<Mutex<HashMap<String, usize>>>,
     closing: watch::Sender<bool>,
 }
 
@@ -241,21 +246,30 @@ impl Hub {
         Self {
             calls: Arc::default(),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            per_key: Arc::default(),
             closing: watch::channel(false).0,
         }
     }
 
     /// Records a call's notification and hands it to the call's subscribers; never waits.
     /// Sequence 1 starts a new call under this contact reference.
-    pub fn publish(&self, contact_ref: &str, sequence: u32, event: &'static str, json: &str) {
+    pub fn publish(
+        &self,
+        owner: &str,
+        contact_ref: &str,
+        sequence: u32,
+        event: &'static str,
+        json: &str,
+    ) {
+        let key = call_key(owner, contact_ref);
         let Ok(mut calls) = self.calls.lock() else {
             return;
         };
         calls.sweep(Instant::now());
-        if sequence == 1 || !calls.logs.contains_key(contact_ref) {
-            calls.start(contact_ref);
+        if sequence == 1 || !calls.logs.contains_key(&key) {
+            calls.start(&key);
         }
-        let Some(log) = calls.logs.get_mut(contact_ref) else {
+        let Some(log) = calls.logs.get_mut(&key) else {
             return;
         };
         if log.events.len() >= MAX_EVENTS_PER_CALL {
@@ -275,13 +289,27 @@ impl Hub {
     }
 
     /// The call is over: its streams close after its last event.
-    pub fn end(&self, contact_ref: &str) {
+    pub fn end(&self, owner: &str, contact_ref: &str) {
         let Ok(mut calls) = self.calls.lock() else {
             return;
         };
-        if let Some(tx) = calls.end(contact_ref, Instant::now()) {
+        if let Some(tx) = calls.end(&call_key(owner, contact_ref), Instant::now()) {
             let _ = tx.send(Message::End);
         }
+    }
+
+    /// A place for one more of `owner`'s streams, unless it has [`MAX_STREAMS_PER_KEY`].
+    fn key_slot(&self, owner: &str) -> Option<KeySlot> {
+        let mut map = self.per_key.lock().ok()?;
+        let open = map.entry(owner.to_string()).or_insert(0);
+        if *open >= MAX_STREAMS_PER_KEY {
+            return None;
+        }
+        *open += 1;
+        Some(KeySlot {
+            per_key: self.per_key.clone(),
+            owner: owner.to_string(),
+        })
     }
 
     /// Closes every stream (shutdown); new ones are refused.
@@ -290,14 +318,17 @@ impl Hub {
     }
 
     /// The events of a call so far.
-    pub fn history(&self, contact_ref: &str) -> Option<Vec<Published>> {
+    pub fn history(&self, owner: &str, contact_ref: &str) -> Option<Vec<Published>> {
         let calls = self.calls.lock().ok()?;
-        calls.logs.get(contact_ref).map(|log| log.events.clone())
+        calls
+            .logs
+            .get(&call_key(owner, contact_ref))
+            .map(|log| log.events.clone())
     }
 
-    fn subscribe(&self, contact_ref: &str) -> Option<Subscription> {
+    fn subscribe(&self, owner: &str, contact_ref: &str) -> Option<Subscription> {
         let mut calls = self.calls.lock().ok()?;
-        let log = calls.logs.get_mut(contact_ref)?;
+        let log = calls.logs.get_mut(&call_key(owner, contact_ref))?;
         let tx = log
             .tx
             .get_or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0);
@@ -307,6 +338,12 @@ impl Hub {
             ended: log.ended_at.is_some(),
         })
     }
+}
+
+/// The hub's name of a call: its owner's key id and its contact reference (neither holds
+/// a newline), so two keys' calls under the same `contact_ref` are two calls.
+fn call_key(owner: &str, contact_ref: &str) -> String {
+    format!("{owner}\n{contact_ref}")
 }
 
 /// `/click2dial/calls/{contact_ref}/events`.
@@ -328,7 +365,7 @@ fn raw_contact_ref(request: &Request) -> &str {
     get,
     path = "/click2dial/calls/{contact_ref}/events",
     tag = "calls",
-    security(("api_key" = [])),
+    security(("api_key" = ["calls:read"])),
     params(
         ("contact_ref" = String, Path, description = "The contact_ref of the 202 answer"),
         ("Last-Event-ID" = Option<u32>, Header, description = "Resume after this sequence number"),
@@ -339,13 +376,21 @@ fn raw_contact_ref(request: &Request) -> &str {
             events first, keep-alive comments every 15 s; the stream ends when the call is over",
             content_type = "text/event-stream", body = String),
         (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No call with this contact_ref is known to this host", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The key lacks the scope calls:read (`insufficient_scope`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No call of this key with this contact_ref is known to this host (another key's call is not found either)", body = crate::openapi::ErrorBody),
         (status = 422, description = "Not a contact_ref (letters, digits and . - _ ~ :, at most 230)", body = crate::openapi::ErrorBody),
         (status = 429, description = "The key's rate limit; see Retry-After", body = crate::openapi::ErrorBody),
         (status = 503, description = "Too many streams open, or the host is shutting down", body = crate::openapi::ErrorBody),
     )
 )]
-async fn call_events(State(state): State<AppState>, request: Request) -> Response {
+async fn call_events(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    request: Request,
+) -> Response {
+    if let Err(e) = caller.require(Scope::CallsRead) {
+        return ApiError(e).into_response();
+    }
     let contact_ref = raw_contact_ref(&request);
     if contact_ref.is_empty()
         || contact_ref.len() > CONTACT_REF_MAX_LEN
@@ -357,10 +402,14 @@ async fn call_events(State(state): State<AppState>, request: Request) -> Respons
     if *hub.closing.borrow() {
         return unavailable();
     }
+    let Some(key_slot) = hub.key_slot(caller.owner()) else {
+        return unavailable();
+    };
     let Ok(permit) = hub.streams.clone().try_acquire_owned() else {
         return unavailable();
     };
-    let Some(subscription) = hub.subscribe(contact_ref) else {
+    // Another key's call is not found, exactly like a call nobody made.
+    let Some(subscription) = hub.subscribe(caller.owner(), contact_ref) else {
         return ApiError(UNKNOWN_CALL).into_response();
     };
     let resume_after = request
@@ -375,7 +424,7 @@ async fn call_events(State(state): State<AppState>, request: Request) -> Respons
         rx: subscription.rx,
         last: resume_after,
         closing: hub.closing.subscribe(),
-        _permit: permit,
+        _permit: (permit, Some(key_slot)),
     };
     let mut response = Sse::new(follow.into_stream())
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
@@ -402,7 +451,26 @@ struct Follow {
     /// The last sequence number sent (or the client's `Last-Event-ID`).
     last: u32,
     closing: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    _permit: (OwnedSemaphorePermit, Option<KeySlot>),
+}
+
+/// One of a key's open streams, given back when the stream ends.
+struct KeySlot {
+    per_key: Arc<Mutex<HashMap<String, usize>>>,
+    owner: String,
+}
+
+impl Drop for KeySlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.per_key.lock() {
+            if let Some(open) = map.get_mut(&self.owner) {
+                *open -= 1;
+                if *open == 0 {
+                    map.remove(&self.owner);
+                }
+            }
+        }
+    }
 }
 
 impl Follow {
@@ -456,14 +524,17 @@ mod tests {
     }
 
     fn follow(hub: &Hub, contact_ref: &str) -> Follow {
-        let s = hub.subscribe(contact_ref).expect("known call");
+        let s = hub.subscribe("k", contact_ref).expect("known call");
         Follow {
             backlog: s.backlog,
             ended: s.ended,
             rx: s.rx,
             last: 0,
             closing: hub.closing.subscribe(),
-            _permit: hub.streams.clone().try_acquire_owned().expect("permit"),
+            _permit: (
+                hub.streams.clone().try_acquire_owned().expect("permit"),
+                None,
+            ),
         }
     }
 
@@ -481,20 +552,26 @@ mod tests {
     #[tokio::test]
     async fn late_subscribers_get_history_then_live_events_then_the_end() {
         let hub = Hub::new();
-        assert!(hub.subscribe("crm-1").is_none());
-        hub.publish("crm-1", 1, "queued", r#"{"event":"queued"}"#);
-        hub.publish("crm-1", 2, "agent_ringing", r#"{"event":"agent_ringing"}"#);
+        assert!(hub.subscribe("k", "crm-1").is_none());
+        hub.publish("k", "crm-1", 1, "queued", r#"{"event":"queued"}"#);
+        hub.publish(
+            "k",
+            "crm-1",
+            2,
+            "agent_ringing",
+            r#"{"event":"agent_ringing"}"#,
+        );
         let late = follow(&hub, "crm-1");
         assert_eq!(events(&late), [1, 2]);
-        hub.publish("crm-1", 3, "failed", r#"{"event":"failed"}"#);
-        hub.end("crm-1");
+        hub.publish("k", "crm-1", 3, "failed", r#"{"event":"failed"}"#);
+        hub.end("k", "crm-1");
         let got = drain(late).await;
         assert_eq!(got.len(), 3, "{got:?}");
         assert!(got[2].contains("failed"), "{got:?}");
         // After the end: everything at once, then the end.
         assert_eq!(drain(follow(&hub, "crm-1")).await.len(), 3);
         // A new call under the same reference starts over.
-        hub.publish("crm-1", 1, "queued", r#"{"event":"queued"}"#);
+        hub.publish("k", "crm-1", 1, "queued", r#"{"event":"queued"}"#);
         let again = follow(&hub, "crm-1");
         assert_eq!(events(&again), [1]);
         assert!(!again.ended);
@@ -503,7 +580,7 @@ mod tests {
     #[tokio::test]
     async fn closing_ends_streams() {
         let hub = Hub::new();
-        hub.publish("crm-2", 1, "queued", "{}");
+        hub.publish("k", "crm-2", 1, "queued", "{}");
         let f = follow(&hub, "crm-2");
         hub.close();
         assert_eq!(drain(f).await.len(), 1);
@@ -513,21 +590,26 @@ mod tests {
     fn memory_is_bounded() {
         let hub = Hub::new();
         for i in 0..MAX_CALLS + 10 {
-            hub.publish(&format!("c{i}"), 1, "queued", "{}");
+            hub.publish("k", &format!("c{i}"), 1, "queued", "{}");
             if i == 5 {
-                hub.end("c5");
+                hub.end("k", "c5");
             }
         }
         let calls = hub.calls.lock().expect("lock");
         assert_eq!(calls.logs.len(), MAX_CALLS);
-        assert!(!calls.logs.contains_key("c5"), "the call over goes first");
-        assert!(calls.logs.contains_key(&format!("c{}", MAX_CALLS + 9)));
+        assert!(
+            !calls.logs.contains_key(&call_key("k", "c5")),
+            "the call over goes first"
+        );
+        assert!(calls
+            .logs
+            .contains_key(&call_key("k", &format!("c{}", MAX_CALLS + 9))));
         drop(calls);
         for s in 1..=(MAX_EVENTS_PER_CALL as u32 + 5) {
-            hub.publish("c0x", s, "queued", "{}");
+            hub.publish("k", "c0x", s, "queued", "{}");
         }
         assert_eq!(
-            hub.history("c0x").map(|h| h.len()),
+            hub.history("k", "c0x").map(|h| h.len()),
             Some(MAX_EVENTS_PER_CALL)
         );
     }
@@ -535,15 +617,18 @@ mod tests {
     #[test]
     fn churn_keeps_live_calls_and_bounded_queues() {
         let hub = Hub::new();
-        hub.publish("long", 1, "queued", "{}");
+        hub.publish("k", "long", 1, "queued", "{}");
         for i in 0..5 * MAX_CALLS {
             let contact_ref = format!("short-{i}");
-            hub.publish(&contact_ref, 1, "queued", "{}");
-            hub.end(&contact_ref);
+            hub.publish("k", &contact_ref, 1, "queued", "{}");
+            hub.end("k", &contact_ref);
         }
         let calls = hub.calls.lock().expect("lock");
         assert_eq!(calls.logs.len(), MAX_CALLS);
-        assert!(calls.logs.contains_key("long"), "calls over go first");
+        assert!(
+            calls.logs.contains_key(&call_key("k", "long")),
+            "calls over go first"
+        );
         assert!(
             calls.started.len() <= 2 * MAX_CALLS + 1,
             "{}",
@@ -555,6 +640,6 @@ mod tests {
             calls.ended.len()
         );
         let newest = format!("short-{}", 5 * MAX_CALLS - 1);
-        assert!(calls.logs.contains_key(&newest));
+        assert!(calls.logs.contains_key(&call_key("k", &newest)));
     }
 }

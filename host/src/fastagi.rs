@@ -61,7 +61,16 @@ pub async fn serve(state: AppState, listener: TcpListener) {
                 continue;
             }
         };
-        if !state.config.fastagi.allowed_peers.contains(&peer.ip()) {
+        // On a dual-stack listener (`[::]:4573`) an IPv4 peer arrives as `::ffff:a.b.c.d`:
+        // compared as the IPv4 address it is, so `allowed_peers = ["127.0.0.1"]` holds.
+        let ip = peer.ip().to_canonical();
+        if !state
+            .config
+            .fastagi
+            .allowed_peers
+            .iter()
+            .any(|allowed| allowed.to_canonical() == ip)
+        {
             tracing::warn!(%peer, "FastAGI connection from a peer not in fastagi.allowed_peers");
             state.metrics.fastagi_session("refused_peer");
             continue;
@@ -193,17 +202,21 @@ impl Session<'_> {
         }
         let call = valid.assign_references(&entropy);
         let channel_id = self.script.uniqueid().to_string();
-        let admitted = match admission::admit(state, &call, channel_id, Mode::AgentInitiated).await
-        {
-            Ok(Admission::New(admitted)) => admitted,
-            Ok(Admission::Repeat(_)) => {
-                self.outcome = "repeat";
-                return self.script.decide(&Rejection::from(ALREADY_PLACED).into());
-            }
-            Err(Refusal::Error(error)) => return self.reject(error.into()),
-            Err(Refusal::Busy) => return self.reject(admission::TOO_MANY_CALLS.into()),
-        };
+        let owner = state.config.fastagi.owner_key.as_str();
+        let admitted =
+            match admission::admit(state, &call, owner, channel_id, Mode::AgentInitiated).await {
+                Ok(Admission::New(admitted)) => admitted,
+                Ok(Admission::Repeat(_)) => {
+                    self.outcome = "repeat";
+                    return self.script.decide(&Rejection::from(ALREADY_PLACED).into());
+                }
+                Err(Refusal::Error(error)) => return self.reject(error.into()),
+                Err(Refusal::Busy) => return self.reject(admission::TOO_MANY_CALLS.into()),
+                Err(Refusal::FirstPending) => return self.reject(admission::FIRST_PENDING.into()),
+            };
         let claim_key = admitted.claim_key.clone();
+        let fingerprint = admitted.fingerprint.clone();
+        let answer = admitted.answer.clone();
         let request = OriginateRequest::from(admitted);
         let contact_ref = request.record.contact_ref.clone();
         if let Err(e) = state.pbx.follow(request).await {
@@ -211,6 +224,7 @@ impl Session<'_> {
             admission::release(state, claim_key.as_deref()).await;
             return self.reject(Error::PBX_UNAVAILABLE.into());
         }
+        admission::accepted(state, claim_key.as_deref(), &fingerprint, &answer).await;
         tracing::info!(
             contact_ref,
             agent = call.valid.agent,

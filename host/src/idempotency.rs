@@ -1,9 +1,14 @@
-//! Idempotent create-call on `contact_ref`, backed by Redis.
+//! Idempotent create-call on `contact_ref`, per key, backed by Redis.
 //!
-//! The first request with a `contact_ref` claims `<prefix><contact_ref>` with `SET NX EX`,
-//! storing a fingerprint of the payload and the `202` body it will answer. A repeat with the
-//! same fingerprint gets that body back and dials nothing; a different payload is a `409`.
-//! When dialling fails after the claim (PBX down), the claim is released so a retry can dial.
+//! The first request with a `contact_ref` claims `<prefix><key id>:<contact_ref>` with
+//! `SET NX`, storing a fingerprint of the payload, the `202` body it will answer and its
+//! state: `pending` while its Originate is under way (with a short TTL,
+//! [`PENDING_TTL_SECS`], so a host that dies mid-way does not hold the reference for a day),
+//! then `accepted` (with `idempotency_ttl_secs`) once the PBX queued it. A repeat of an
+//! accepted call gets that body back and dials nothing; a repeat of a pending one waits for
+//! the outcome ([`crate::admission`]), so it never answers `202` for a call the PBX then
+//! refuses; a different payload is a `409`. When dialling fails, the claim is released so a
+//! retry can dial.
 //!
 //! The claim and the call's record (see [`crate::call_store`]) go in one round trip: a Lua
 //! script claims and, only when the claim is new, stores the record, so a repeat or a
@@ -13,6 +18,10 @@ use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
+/// How long a claim stays while its first Originate is under way; past it (the host that
+/// claimed it died), the reference is free again.
+pub const PENDING_TTL_SECS: u64 = 60;
+
 /// What the store says about a claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
@@ -20,6 +29,8 @@ pub enum Claim {
     New,
     /// The same call was already accepted: answer with this body, dial nothing.
     Repeat(String),
+    /// The same call is being dialled by another request: its outcome is not known yet.
+    Pending,
     /// The `contact_ref` was used for a different call.
     Conflict,
 }
@@ -30,6 +41,9 @@ struct Record<'a> {
     fingerprint: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     answer: std::borrow::Cow<'a, str>,
+    /// Records written before states existed were accepted ones.
+    #[serde(default)]
+    pending: bool,
 }
 
 /// The payload fields that make two requests "the same call".
@@ -38,7 +52,7 @@ pub fn fingerprint(agent: &str, callee_e164: &str, outbound_id: &str, contact_re
     format!("{agent}|{callee_e164}|{outbound_id}|{contact_ref}")
 }
 
-/// Claims `KEYS[1]` with `ARGV[1]` for `ARGV[2]` seconds; when the claim is new and a
+/// Claims `KEYS[1]` with `ARGV[1]` (pending) for `ARGV[2]` seconds; when the claim is new and a
 /// record key `KEYS[2]` is given, stores the call record `ARGV[3]` there for `ARGV[4]`
 /// seconds. Answers nil for a new claim, else the claim already stored (it exists: the
 /// script runs atomically, so it cannot expire between the `SET NX` and the `GET`).
@@ -46,6 +60,7 @@ const CLAIM_AND_STORE: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   if #KEYS > 1 then
     redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+    redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
   end
   return false
 end
@@ -61,6 +76,12 @@ pub struct StoredRecord<'a> {
     pub json: &'a str,
     /// Its TTL.
     pub ttl_secs: u64,
+    /// `teleforge:c2d:recording:<recording_ref>`.
+    pub owner_key: &'a str,
+    /// The id of the key that owns the call.
+    pub owner: &'a str,
+    /// How long the owner is remembered.
+    pub owner_ttl_secs: u64,
 }
 
 fn claim_script() -> &'static redis::Script {
@@ -68,37 +89,83 @@ fn claim_script() -> &'static redis::Script {
     SCRIPT.get_or_init(|| redis::Script::new(CLAIM_AND_STORE))
 }
 
-/// Claims `key` for `fingerprint`, remembering `answer`; when the claim is new, also stores
-/// `record` (in the same round trip, `EVALSHA`).
+/// Claims `key` for `fingerprint` (pending, [`PENDING_TTL_SECS`]), remembering `answer`;
+/// when the claim is new, also stores `record` (in the same round trip, `EVALSHA`).
 pub async fn claim(
     conn: &mut ConnectionManager,
     key: &str,
     fingerprint: &str,
     answer: &str,
-    ttl_secs: u64,
     record: Option<StoredRecord<'_>>,
 ) -> redis::RedisResult<Claim> {
     let claim = serde_json::to_string(&Record {
         fingerprint: fingerprint.into(),
         answer: answer.into(),
+        pending: true,
     })
     .unwrap_or_default();
     let mut invocation = claim_script().key(key);
-    invocation.arg(&claim).arg(ttl_secs);
+    invocation.arg(&claim).arg(PENDING_TTL_SECS);
     if let Some(record) = record {
         invocation
             .key(record.key)
             .arg(record.json)
-            .arg(record.ttl_secs);
+            .arg(record.ttl_secs)
+            .key(record.owner_key)
+            .arg(record.owner)
+            .arg(record.owner_ttl_secs.max(1));
     }
     let stored: Option<String> = invocation.invoke_async(conn).await?;
     let Some(stored) = stored else {
         return Ok(Claim::New);
     };
-    Ok(match serde_json::from_str::<Record<'_>>(&stored) {
-        Ok(r) if r.fingerprint == fingerprint => Claim::Repeat(r.answer.into_owned()),
-        _ => Claim::Conflict,
+    Ok(judge(&stored, fingerprint))
+}
+
+fn judge(stored: &str, fingerprint: &str) -> Claim {
+    match serde_json::from_str::<Record<'_>>(stored) {
+        Ok(r) if r.fingerprint != fingerprint => Claim::Conflict,
+        Ok(r) if r.pending => Claim::Pending,
+        Ok(r) => Claim::Repeat(r.answer.into_owned()),
+        Err(_) => Claim::Conflict,
+    }
+}
+
+/// The claim as it stands now, for a repeat waiting on a pending one: `None` when it is
+/// gone (its attempt failed and released it, or it expired).
+pub async fn look(
+    conn: &mut ConnectionManager,
+    key: &str,
+    fingerprint: &str,
+) -> redis::RedisResult<Option<Claim>> {
+    let stored: Option<String> = conn.get(key).await?;
+    Ok(stored.map(|s| judge(&s, fingerprint)))
+}
+
+/// The claim's Originate was queued by the PBX: repeats get its answer from now on, for
+/// `ttl_secs`. Only an existing claim is updated (`XX`).
+pub async fn accept(
+    conn: &mut ConnectionManager,
+    key: &str,
+    fingerprint: &str,
+    answer: &str,
+    ttl_secs: u64,
+) -> redis::RedisResult<()> {
+    let record = serde_json::to_string(&Record {
+        fingerprint: fingerprint.into(),
+        answer: answer.into(),
+        pending: false,
     })
+    .unwrap_or_default();
+    redis::cmd("SET")
+        .arg(key)
+        .arg(record)
+        .arg("XX")
+        .arg("EX")
+        .arg(ttl_secs.max(1))
+        .query_async::<Option<String>>(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Releases a claim whose call was not dialled (and `also`, e.g. the call's record).

@@ -90,6 +90,7 @@ pub fn app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(from_fn(require_host))
         .layer(from_fn(errors::json_errors))
         .layer(from_fn_with_state(
             state.metrics.clone(),
@@ -119,6 +120,45 @@ pub fn app(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(from_fn(drop_odd_request_id))
         .with_state(state)
+}
+
+/// Most header lines a request may have (`431 headers_too_large` beyond).
+pub const MAX_HEADER_LINES: usize = 64;
+
+/// Most bytes a request head may have: the request target plus every header line
+/// (`431 headers_too_large` beyond).
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// `431`: too many header lines or bytes.
+const HEAD_TOO_LARGE: click2dial_core::Error = click2dial_core::Error::request(
+    click2dial_core::ErrorCode::HeadersTooLarge,
+    "the request head is too large (at most 64 header lines and 8 KiB)",
+);
+
+/// `400`: an HTTP/1.1 request without `Host` (RFC 9112 §3.2).
+const NO_HOST: click2dial_core::Error = click2dial_core::Error::request(
+    click2dial_core::ErrorCode::BadRequest,
+    "an HTTP/1.1 request needs a Host header",
+);
+
+/// Middleware: refuses a request head over [`MAX_HEADER_LINES`] or [`MAX_HEAD_BYTES`]
+/// (`431`) and an HTTP/1.1 request without exactly one `Host` (`400`), before anything else
+/// looks at it.
+async fn require_host(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let head_bytes = request.uri().to_string().len()
+        + headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if headers.len() > MAX_HEADER_LINES || head_bytes > MAX_HEAD_BYTES {
+        return axum::response::IntoResponse::into_response(errors::ApiError(HEAD_TOO_LARGE));
+    }
+    let hosts = headers.get_all(axum::http::header::HOST).iter().count();
+    if request.version() == axum::http::Version::HTTP_11 && hosts != 1 {
+        return axum::response::IntoResponse::into_response(errors::ApiError(NO_HOST));
+    }
+    next.run(request).await
 }
 
 /// Keeps a client's `X-Request-Id` only when it is 1–64 of `A-Za-z0-9._:-` (so it can be

@@ -157,6 +157,8 @@ async fn serve(config: Config) -> ExitCode {
     let settings = click2dial_host::server::Settings {
         header_timeout: Duration::from_secs(state.config.http.header_timeout_secs),
         shutdown_grace: Duration::from_secs(shutdown.requests_grace_secs),
+        max_connections: state.config.http.max_connections,
+        max_connections_per_peer: state.config.http.max_connections_per_peer,
     };
     let app = click2dial_host::app(state.clone());
     let hub = state.notifier.hub().clone();

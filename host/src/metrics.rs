@@ -2,7 +2,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `click2dial_http_requests_total` | counter | `route` (the matched route, `unmatched` otherwise), `method`, `status` |
+//! | `click2dial_http_requests_total` | counter | `route` (the matched route, `unmatched` otherwise), `method` (`GET`, `HEAD`, `POST`, `other`), `status` |
 //! | `click2dial_rate_limited_total` | counter | `key` (the key's configured id) |
 //! | `click2dial_calls_started_total` | counter | — (Originates Asterisk queued) |
 //! | `click2dial_calls_ended_total` | counter | `event` (`hangup`/`failed`), `cause` |
@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -26,13 +27,17 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::auth::{Caller, Scope};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
+/// Every label comes from a closed set, so nothing a client sends adds a series: `route`
+/// is a route template (or `unmatched`), `method` one the routes accept (or `other`),
+/// `status` a status the host answers with.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
-    method: String,
+    route: Arc<str>,
+    method: &'static str,
     status: u16,
 }
 
@@ -163,13 +168,13 @@ impl Metrics {
         }))
     }
 
-    /// One answered request.
-    pub fn request(&self, route: &str, method: &str, status: StatusCode) {
+    /// One answered request; `route` is a matched template or `unmatched`.
+    pub fn request(&self, route: Arc<str>, method: &Method, status: StatusCode) {
         self.0
             .requests
             .get_or_create(&RequestLabels {
-                route: route.to_string(),
-                method: method.to_string(),
+                route,
+                method: method_label(method),
                 status: status.as_u16(),
             })
             .inc();
@@ -238,19 +243,30 @@ impl Metrics {
     }
 }
 
+/// The `method` label: one the routes accept, else `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        _ => "other",
+    }
+}
+
 /// Middleware: counts every answer by matched route, method and status.
 pub async fn count_requests(
     State(metrics): State<Metrics>,
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    static UNMATCHED: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || UNMATCHED.get_or_init(|| Arc::from("unmatched")).clone(),
+        |p| Arc::from(p.as_str()),
+    );
     let method = request.method().clone();
     let response = next.run(request).await;
-    metrics.request(&route, method.as_str(), response.status());
+    metrics.request(route, &method, response.status());
     response
 }
 
@@ -259,13 +275,18 @@ pub async fn count_requests(
     get,
     path = "/metrics",
     tag = "operations",
-    security(("api_key" = [])),
+    security(("api_key" = ["metrics:read"])),
     responses(
         (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
         (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The key lacks the scope metrics:read (`insufficient_scope`)", body = crate::openapi::ErrorBody),
     )
 )]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::MetricsRead)?;
     let text = state
         .metrics
         .encode(state.notifier.spool_depth(), state.calls_in_flight());

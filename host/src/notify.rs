@@ -28,6 +28,8 @@ use crate::metrics::Metrics;
 pub struct Notification {
     /// Unique id (`<ChannelId>:<sequence>`): the exactly-once key.
     pub id: String,
+    /// The key that owns the call (its event streams).
+    pub owner: String,
     /// The call's contact reference (its event streams).
     pub contact_ref: String,
     /// The call's sequence number of this notification, from 1.
@@ -107,6 +109,7 @@ impl Notifier {
     /// blocks.
     pub fn send(&self, notification: Notification) {
         self.hub.publish(
+            &notification.owner,
             &notification.contact_ref,
             notification.sequence,
             notification.event,
@@ -120,8 +123,8 @@ impl Notifier {
     }
 
     /// The call under `contact_ref` is over: no notification follows; its event streams end.
-    pub fn call_over(&self, contact_ref: &str) {
-        self.hub.end(contact_ref);
+    pub fn call_over(&self, owner: &str, contact_ref: &str) {
+        self.hub.end(owner, contact_ref);
     }
 
     /// Notifications not yet in Redis.

@@ -140,7 +140,16 @@ impl Modify for BearerKeys {
     fn modify(&self, openapi: &mut OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut http = Http::new(HttpAuthScheme::Bearer);
-        http.description = Some("An API key from the configuration ([[auth.keys]])".into());
+        http.description = Some(
+            "An API key from the configuration ([[auth.keys]]). Each operation lists the \
+             scope it needs as the security requirement's role (OpenAPI 3.1): \
+             `calls:create`, `calls:read`, `recordings:read`, `metrics:read`; a key has \
+             the first three unless its `scopes` say otherwise, and a missing scope is \
+             `403 insufficient_scope`. A call, its events, its recording and its \
+             idempotency record belong to the key that created it: any other key gets \
+             `404`, as for a reference that does not exist."
+                .into(),
+        );
         components.add_security_scheme("api_key", SecurityScheme::Http(http));
     }
 }

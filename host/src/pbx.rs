@@ -77,6 +77,10 @@ pub struct CallRecord {
     /// The agent's phone started the call (FastAGI); its channel's `Uniqueid` is the key.
     #[serde(default)]
     pub agent_initiated: bool,
+    /// The id of the API key that owns the call (`[fastagi] owner_key` for a softphone's);
+    /// only that key reads its events and recording.
+    #[serde(default)]
+    pub owner: String,
     /// Contact reference in use.
     pub contact_ref: String,
     /// Agent (or callee for a one-leg call).
@@ -999,7 +1003,8 @@ impl Driver {
         if let Ok(mut set) = self.live_recordings.lock() {
             set.remove(&call.record.recording_ref);
         }
-        self.notifier.call_over(&call.record.contact_ref);
+        self.notifier
+            .call_over(&call.record.owner, &call.record.contact_ref);
     }
 
     fn drain(&self, call: &mut LiveCall, since: Instant) {
@@ -1033,6 +1038,7 @@ impl Driver {
         match json::write_notification(&notification, &mut buf) {
             Ok(n) => self.notifier.send(Notification {
                 id: format!("{}:{}", call.tracker.channel_id(), call.sequence),
+                owner: record.owner.clone(),
                 contact_ref: record.contact_ref.clone(),
                 sequence: call.sequence,
                 event: progress.event.as_str(),

@@ -35,7 +35,12 @@ fn agi_world_logged(extra: &[(&str, &str)], log: Option<&std::path::Path>) -> Ag
     let redis = Redis::start();
     let fastagi = format!("127.0.0.1:{}", free_port());
     let sim = Sim::start_with(recordings.path(), "127.0.0.1:0", Some(&fastagi));
-    let mut vars = vec![("C2D_FASTAGI__LISTEN", fastagi.as_str())];
+    // Softphone calls belong to the test key, so REST and softphones share its contact_refs
+    // and it reads their recordings.
+    let mut vars = vec![
+        ("C2D_FASTAGI__LISTEN", fastagi.as_str()),
+        ("C2D_FASTAGI__OWNER_KEY", "e2e"),
+    ];
     vars.extend_from_slice(extra);
     let host = match log {
         Some(log) => Host::start_logged(&redis, &sim.address, recordings.path(), &vars, log),

@@ -8,7 +8,6 @@ mod support;
 
 use std::time::Duration;
 
-use click2dial_core::reference::ChannelId;
 use support::{events, Host, Redis, Sim, ANSWERED};
 
 struct Cluster {
@@ -80,8 +79,8 @@ fn the_same_create_on_both_hosts_dials_once() {
         Duration::from_secs(20),
     );
     assert_eq!(events(&got), ANSWERED);
-    let id = ChannelId::for_contact_ref("lb-same").to_string();
-    assert_eq!(c.sim.originates(&id), 1, "exactly one Originate");
+    let id = "lb-same".to_string();
+    assert_eq!(c.sim.originates_of(&id), 1, "exactly one Originate");
 }
 
 #[test]

@@ -43,6 +43,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 #[test]
 fn whole_file_head_ranges_and_conditional_requests() {
     let w = world(&[]);
+    w.own_recordings("e2e", &[REF]);
     let file = wav(16_000, true);
     write(w.recordings.path(), &format!("{REF}.wav"), &file);
     let path = format!("/click2dial/recordings/{REF}");
@@ -139,6 +140,7 @@ fn whole_file_head_ranges_and_conditional_requests() {
 #[test]
 fn a_file_still_being_written_is_409_until_its_header_is_final() {
     let w = world(&[]);
+    w.own_recordings("e2e", &[REF]);
     let path = format!("/click2dial/recordings/{REF}");
     // What MixMonitor leaves while the call lasts: audio after a header with sizes 0.
     write(
@@ -171,6 +173,7 @@ fn a_file_still_being_written_is_409_until_its_header_is_final() {
 #[test]
 fn a_file_left_unfinished_is_served_once_abandoned() {
     let w = world(&[("C2D_RECORDINGS__ABANDONED_AFTER_SECS", "1")]);
+    w.own_recordings("e2e", &[REF]);
     let path = format!("/click2dial/recordings/{REF}");
     write(w.recordings.path(), &format!("{REF}.wav"), &wav(800, false));
     assert_eq!(w.host.get(&path).status, 409);
@@ -183,6 +186,7 @@ fn a_file_left_unfinished_is_served_once_abandoned() {
 #[test]
 fn a_call_recording_is_never_served_before_the_call_ends() {
     let w = world(&[]);
+    w.own_recordings("e2e", &[REF]);
     let (status, answer) = w.host.create_call_when_ready(
         r#"{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","contact_ref":"crm-rec"}"#,
     );
@@ -232,6 +236,16 @@ fn a_call_recording_is_never_served_before_the_call_ends() {
 #[test]
 fn hostile_paths_are_refused() {
     let w = world(&[]);
+    w.own_recordings("e2e", &[REF]);
+    w.own_recordings(
+        "e2e",
+        &[
+            REF,
+            "linkoutaaaaaaaaaaaaaaaaaaa",
+            "linkdiraaaaaaaaaaaaaaaaaaa",
+            "linkinaaaaaaaaaaaaaaaaaaaa",
+        ],
+    );
     let dir = w.recordings.path();
     let outside = tempfile::tempdir().expect("tempdir");
     let secret = wav(100, true);
@@ -333,9 +347,10 @@ fn hostile_paths_are_refused() {
             "{path}: {text}"
         );
     }
-    // A link that stays inside the directory is followed.
+    // A link is never followed, not even one that stays inside the directory (the file is
+    // opened with O_NOFOLLOW relative to the directory).
     let inside = w.host.get(&format!("{p}{link_in}"));
-    assert_eq!(inside.status, 200);
+    assert_eq!(inside.status, 404);
     // Without a key, not even the validity of a reference is disclosed.
     let anonymous = w
         .host

@@ -62,6 +62,13 @@ struct Cli {
     /// leaves it out, sending it is answered `Permission denied`.
     #[arg(long = "deny-action", value_name = "ACTION")]
     denied_actions: Vec<String>,
+    /// Refuse every Originate to this callee (`Exten`) with `Response: Error`
+    /// (`Extension does not exist.`), after `--refusal-delay-ms` (repeat for more).
+    #[arg(long = "refuse-callee", value_name = "NUMBER")]
+    refused_callees: Vec<String>,
+    /// How long a refused Originate (`--refuse-callee`) waits for its answer.
+    #[arg(long = "refusal-delay-ms", value_name = "MS", default_value_t = 0)]
+    refusal_delay_ms: u64,
 }
 
 #[tokio::main]
@@ -84,6 +91,8 @@ async fn main() -> ExitCode {
         fastagi: cli.fastagi,
         missing_contexts: cli.missing_contexts,
         denied_actions: cli.denied_actions,
+        refused_callees: cli.refused_callees,
+        refusal_delay: std::time::Duration::from_millis(cli.refusal_delay_ms),
     };
     let simulator = match Simulator::new(config) {
         Ok(s) => s,

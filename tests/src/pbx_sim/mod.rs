@@ -112,6 +112,11 @@ pub struct Config {
     /// Actions the manager user may not run: `ListCommands` leaves them out and they are
     /// answered `Permission denied`.
     pub denied_actions: Vec<String>,
+    /// Callees (`Exten`) whose Originate is answered `Response: Error` (`Extension does not
+    /// exist.`) after [`Config::refusal_delay`]: a PBX that refuses a call slowly.
+    pub refused_callees: Vec<String>,
+    /// How long such a refusal takes.
+    pub refusal_delay: std::time::Duration,
 }
 
 impl Default for Config {
@@ -128,6 +133,8 @@ impl Default for Config {
             fastagi: None,
             missing_contexts: Vec::new(),
             denied_actions: Vec::new(),
+            refused_callees: Vec::new(),
+            refusal_delay: std::time::Duration::ZERO,
         }
     }
 }

@@ -229,6 +229,13 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
+        if config.refused_callees.contains(&originate.exten) {
+            tokio::time::sleep(config.refusal_delay).await;
+            let message = "Extension does not exist.";
+            info!(action_id = id, %message, "originate refused");
+            out.write_all(&response("Error", id, message)).await?;
+            return Ok(Flow::Continue);
+        }
         let (reply_tx, reply_rx) = if originate.asynchronous {
             (None, None)
         } else {
@@ -236,8 +243,14 @@ impl Session {
             (Some(tx), Some(rx))
         };
         let call = Call::new(&self.shared, &originate, reply_tx);
+        let contact_ref = originate
+            .variables
+            .iter()
+            .find(|(name, _)| name == "C2D_CONTACT_REF")
+            .map_or("", |(_, value)| value.as_str());
         info!(
             action_id = id,
+            contact_ref,
             channel = %originate.channel,
             exten = %originate.exten,
             outcome = %call.outcome,

@@ -691,6 +691,8 @@ pub fn start_host(
         .env("C2D_REDIS__URL", redis.url())
         .env("C2D_RECORDINGS__DIR", asterisk.recordings())
         .env("C2D_FASTAGI__LISTEN", fastagi)
+        // Softphone calls belong to the test key, which reads their recordings.
+        .env("C2D_FASTAGI__OWNER_KEY", "e2e")
         .env("C2D_AUTH__KEYS", auth_keys(&[]))
         .env("RUST_LOG", "warn");
     for (k, v) in extra {

@@ -118,6 +118,15 @@ impl Redis {
         redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
     }
 
+    /// Sends `signal` (e.g. `STOP`: the server hangs with its connections open; `CONT`).
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = self.child.as_ref() {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &c.id().to_string()])
+                .status();
+        }
+    }
+
     /// Stops the server (the data stays in its directory).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -203,13 +212,39 @@ impl Sim {
     /// A simulator that also plays softphone INVITEs: its FastAGI client calls `fastagi`,
     /// and [`Sim::invite`] drives it over the control listener.
     pub fn start_with(recordings: &Path, listen: &str, fastagi: Option<&str>) -> Self {
+        Self::start_scaled(recordings, listen, fastagi, TIME_SCALE)
+    }
+
+    /// [`Sim::start_with`] at another time scale (`"1"`: calls last as long as recorded).
+    pub fn start_scaled(
+        recordings: &Path,
+        listen: &str,
+        fastagi: Option<&str>,
+        time_scale: &str,
+    ) -> Self {
+        Self::start_full(recordings, listen, fastagi, time_scale, &[])
+    }
+
+    /// A simulator with more command-line arguments (e.g. `--refuse-callee`).
+    pub fn start_args(recordings: &Path, args: &[&str]) -> Self {
+        Self::start_full(recordings, "127.0.0.1:0", None, TIME_SCALE, args)
+    }
+
+    fn start_full(
+        recordings: &Path,
+        listen: &str,
+        fastagi: Option<&str>,
+        time_scale: &str,
+        args: &[&str],
+    ) -> Self {
         let log = recordings.join(format!("pbx-sim-{}.log", free_port()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_pbx-sim"));
         command
             .args(["--listen", listen, "--secret", "secret"])
-            .args(["--time-scale", TIME_SCALE])
+            .args(["--time-scale", time_scale])
             .arg("--recordings-dir")
-            .arg(recordings);
+            .arg(recordings)
+            .args(args);
         if let Some(fastagi) = fastagi {
             command.args(["--fastagi", fastagi, "--control", "127.0.0.1:0"]);
         }
@@ -272,6 +307,19 @@ impl Sim {
             .count()
     }
 
+    /// How many Originates for this `contact_ref` (its `C2D_CONTACT_REF`) the simulator
+    /// accepted, whichever key placed them.
+    pub fn originates_of(&self, contact_ref: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.contains(" originate action_id=")
+                    && l.contains(&format!(" contact_ref=\"{contact_ref}\""))
+            })
+            .count()
+    }
+
     pub fn stop(&mut self) {
         kill(&mut self.child);
     }
@@ -293,7 +341,7 @@ pub const TEST_KEY_HASH: &str =
 /// (inline TOML tables, e.g. `{id="b",hash="sha256:…"}`).
 pub fn auth_keys(more: &[&str]) -> String {
     let mut entries = vec![format!(
-        r#"{{id="e2e",hash="{TEST_KEY_HASH}",rate_per_minute=600000,burst=100000}}"#
+        r#"{{id="e2e",hash="{TEST_KEY_HASH}",rate_per_minute=600000,burst=100000,scopes=["calls:create","calls:read","recordings:read","metrics:read"]}}"#
     )];
     entries.extend(more.iter().map(|e| e.to_string()));
     format!("[{}]", entries.join(","))
@@ -447,6 +495,16 @@ impl Host {
     /// The process id (for signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The process's resident memory (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// A request through ureq with `key` as the bearer token (`None`: no Authorization).
@@ -658,6 +716,21 @@ pub struct World {
     pub sim: Sim,
     pub host: Host,
     pub recordings: tempfile::TempDir,
+}
+
+impl World {
+    /// Records in Redis that `owner` (a key id) owns these recordings, as a create-call
+    /// does: for files a test puts in the recordings directory itself.
+    pub fn own_recordings(&self, owner: &str, refs: &[&str]) {
+        let mut conn = self.redis.connection().expect("redis");
+        for r in refs {
+            redis::cmd("SET")
+                .arg(format!("teleforge:c2d:recording:{r}"))
+                .arg(owner)
+                .query::<()>(&mut conn)
+                .expect("SET");
+        }
+    }
 }
 
 /// Starts a [`World`]; `extra` are the host's additional `C2D_*` variables.
