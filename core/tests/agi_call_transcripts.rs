@@ -230,7 +230,10 @@ fn a_decided_call_whose_channel_never_shows_fails_and_finishes() {
     let mut tracker =
         CallTracker::with_timeouts("1795758224.2", Mode::AgentInitiated, 7, Timeouts::DEFAULT)
             .expect("fits");
-    assert_eq!(tracker.poll_progress().map(|p| p.event), Some(Event::Queued));
+    assert_eq!(
+        tracker.poll_progress().map(|p| p.event),
+        Some(Event::Queued)
+    );
     let deadline = tracker.poll_timeout().expect("armed");
     assert_eq!(deadline, 7 + SILENCE_TIMEOUT_MS);
     tracker.handle_timeout(deadline - 1);

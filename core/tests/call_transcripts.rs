@@ -329,7 +329,9 @@ fn every_state_has_a_deadline_and_every_tracker_finishes() {
         tracker.handle_timeout(deadline - 1);
         assert_eq!(tracker.poll_progress(), None);
         tracker.handle_timeout(deadline);
-        let progress = tracker.poll_progress().map(|p| (p.event, p.cause.expect("cause")));
+        let progress = tracker
+            .poll_progress()
+            .map(|p| (p.event, p.cause.expect("cause")));
         assert_eq!(progress, expect, "{events:?}");
         assert!(tracker.is_finished(), "{events:?}");
         assert_eq!(tracker.poll_timeout(), None);

@@ -134,12 +134,12 @@ pub struct Text<const N: usize> {
 }
 
 impl<const N: usize> Text<N> {
-    const EMPTY: Self = Self {
+    pub(crate) const EMPTY: Self = Self {
         bytes: [0; N],
         len: 0,
     };
 
-    fn from_parts(parts: &[&str]) -> Self {
+    pub(crate) fn from_parts(parts: &[&str]) -> Self {
         let mut text = Self::EMPTY;
         for part in parts {
             for c in part.chars() {
