@@ -284,7 +284,7 @@ impl Pbx {
                     .await;
             } else {
                 session.handle_disconnected(now_ms(), Down::Connect);
-                while let Some(event) = session.poll_event() {
+                while let Some(event) = session.poll_event_unrouted() {
                     if let Event::Down(why) = event {
                         warn!("AMI session ended: {}", why);
                     }
@@ -377,7 +377,7 @@ impl Pbx {
                     session.handle_disconnected(now_ms(), Down::Closed);
                 }
             }
-            match session.poll_event() {
+            match session.poll_event_unrouted() {
                 None => break,
                 Some(Event::Checked { outcome, .. }) => {
                     if session.is_ready() {

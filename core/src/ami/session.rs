@@ -354,8 +354,20 @@ impl<'a, const C: usize, const P: usize> Session<'a, C, P> {
         self.inner.originate(now, call, dialplan, out)
     }
 
-    /// The next thing to act on; call until `None` after every input and timeout.
+    /// The next thing to act on; call until `None` after every input and timeout, sending
+    /// what [`Session::poll_transmit`] writes after each.
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        self.poll(true)
+    }
+
+    /// [`Session::poll_event`] for a client that follows no calls (the appliance): channel
+    /// events come as [`Event::Message`], and the code that reads them is left out.
+    pub fn poll_event_unrouted(&mut self) -> Option<Event<'_>> {
+        self.poll(false)
+    }
+
+    #[inline(always)]
+    fn poll(&mut self, route: bool) -> Option<Event<'_>> {
         let s = &mut self.inner;
         if let Some(down) = s.down.take() {
             return Some(Event::Down(down));
@@ -363,7 +375,7 @@ impl<'a, const C: usize, const P: usize> Session<'a, C, P> {
         match s.state {
             State::Disconnected { .. } => None,
             State::Checking => s.poll_login(self.buf),
-            State::Up => s.poll_up(self.buf),
+            State::Up => s.poll_up(self.buf, route),
         }
     }
 }
@@ -590,7 +602,8 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
         self.check_at_login = false;
     }
 
-    fn poll_up<'b>(&mut self, buf: &'b [u8]) -> Option<Event<'b>> {
+    #[inline(always)]
+    fn poll_up<'b>(&mut self, buf: &'b [u8], route: bool) -> Option<Event<'b>> {
         loop {
             if self.checking {
                 if let Some(outcome) = self.check.outcome() {
@@ -647,6 +660,9 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
                 self.recheck_now |=
                     refused.is_some_and(|r| r.starts_with("Extension does not exist"));
                 return Some(Event::OriginateAnswered { action_id, refused });
+            }
+            if !route {
+                return Some(Event::Message(message));
             }
             return Some(match ChannelEvent::from_message(&message) {
                 Some((key, event)) => Event::Channel {
