@@ -728,6 +728,23 @@ mod session {
         assert!(world.session.is_ready());
     }
 
+    /// A client that checks no context (the appliance) is never woken for a re-check: its
+    /// only timer is the ping.
+    #[test]
+    fn without_contexts_only_the_ping_wakes_the_session() {
+        let mut world = World::new(config(&[]));
+        world.session.handle_connected(0);
+        world.feed(&read("admin.server.ami"));
+        assert!(world.session.is_ready(), "{:?}", world.seen);
+        for round in 1..=3u64 {
+            assert_eq!(world.session.poll_timeout(), Some(round * 20_000));
+            world.sent.clear();
+            world.at(round * 20_000);
+            assert_eq!(world.sent, "Action: Ping\r\nActionID: c2d-ping\r\n\r\n");
+            world.feed(b"Response: Success\r\nActionID: c2d-ping\r\nPing: Pong\r\n\r\n");
+        }
+    }
+
     #[test]
     fn the_backoff_doubles_and_starts_over_after_a_login_that_passed() {
         let mut world = World::new(config(&FULL[..2]));

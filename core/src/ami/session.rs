@@ -443,6 +443,9 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
             State::Up => {
                 let check = if self.checking {
                     self.check.poll_timeout()
+                } else if self.config.checks.contexts.is_empty() {
+                    // Nothing to check again.
+                    None
                 } else {
                     Some(self.recheck_at)
                 };
