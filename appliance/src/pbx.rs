@@ -1,25 +1,26 @@
-//! The AMI client: one task keeps a logged-in session to the PBX and places the calls.
+//! The AMI client: an embassy driver of core's sans-IO [`Session`], as the host's is a tokio
+//! one.
 //!
-//! It connects, logs in, waits for `FullyBooted`, then sends a `Ping` every
-//! `ping_interval_secs` and one `Originate` per call, written by core's action writer with the
-//! host's fields: `ActionID` = `ChannelId` = [`ChannelId::for_contact_ref`], the agent's
-//! channel, the outbound context, the callee as `Exten` and `CallerID`, the ring timeout, and
-//! the `C2D_*` and `PJSIP_HEADER(add,X-Teleforge-*)` variables. Events are decoded and
-//! skipped: the appliance sends no notifications.
+//! The session logs in and checks the PBX (the login, `FullyBooted`, the write privileges),
+//! sends a `Ping` every `ping_interval_secs` and one `Originate` per call, written by core's
+//! action writer with the host's fields: `ActionID` = `ChannelId` =
+//! [`ChannelId::for_contact_ref`], the agent's channel, the outbound context, the callee as
+//! `Exten` and `CallerID`, the ring timeout, and the `C2D_*` and
+//! `PJSIP_HEADER(add,X-Teleforge-*)` variables. Every ping and Originate must be answered in
+//! time. Events are skipped: the appliance sends no notifications.
 //!
-//! When the connection is lost it reconnects after a doubling backoff (capped at
-//! `max_backoff_secs`, reset by a successful login); meanwhile [`Pbx::is_ready`] is false and
-//! the API answers `503`.
+//! When the connection is lost the session says when to connect again (a doubling backoff,
+//! capped at `max_backoff_secs`, back to its start after a login that passed the check);
+//! meanwhile [`Pbx::is_ready`] is false and the API answers `503`.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use click2dial_core::ami::{
-    Action, DecodeError, Decoder, Frame, Kind, Login, Ping, ResponseStatus, MAX_MESSAGE_LEN,
-};
+use click2dial_core::ami::session::{self, Down, Event};
+use click2dial_core::ami::{Checks, Session, MAX_MESSAGE_LEN};
 use click2dial_core::reference::{ChannelId, Reference};
 use click2dial_core::validate::Call;
 use embassy_futures::select::{select, select3, Either, Either3};
-use embassy_net::tcp::{TcpReader, TcpSocket, TcpWriter};
+use embassy_net::tcp::{TcpSocket, TcpWriter};
 use embassy_net::{Ipv4Address, Stack};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::mutex::Mutex;
@@ -28,7 +29,7 @@ use embassy_time::{with_timeout, Duration, Instant, Timer};
 
 use crate::config::{Ami, Dialplan};
 use crate::fmt::{debug, info, warn};
-use click2dial_core::originate::{write_originate, OriginateCall};
+use click2dial_core::originate::OriginateCall;
 
 /// Why an Originate was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,24 +41,6 @@ pub enum OriginateError {
     Refused,
     /// The action could not be written (a value the codec refuses).
     Encode,
-}
-
-/// Why a session ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum SessionError {
-    /// The TCP connection could not be opened.
-    Connect,
-    /// The PBX closed the connection or it broke.
-    Closed,
-    /// The PBX refused the login.
-    LoginRefused,
-    /// The PBX does not speak AMI as expected.
-    Protocol(DecodeError),
-    /// An action could not be written.
-    Encode,
-    /// No answer to `Ping`, or no `FullyBooted` after login.
-    Timeout,
 }
 
 /// A text value of at most `N` bytes, owned, so a call crosses from a listener to the AMI task
@@ -125,10 +108,9 @@ impl CallParams {
         ChannelId::for_contact_ref(self.contact_ref.as_str())
     }
 
-    /// Writes the call's Originate (core composes it, as for the host).
-    fn write_originate(&self, dialplan: &Dialplan, out: &mut [u8]) -> Option<usize> {
-        let id = self.channel_id();
-        let call = OriginateCall {
+    /// The call's Originate, as core writes it for the host too.
+    fn originate_call<'a>(&'a self, id: &'a ChannelId) -> OriginateCall<'a> {
+        OriginateCall {
             channel_id: id.as_str(),
             agent: self.agent.as_str(),
             callee: self.callee.as_str(),
@@ -137,8 +119,7 @@ impl CallParams {
             contact_ref: self.contact_ref.as_str(),
             recording_ref: self.recording_ref.as_str(),
             single_leg: self.single_leg,
-        };
-        write_originate(&call, dialplan, out).ok()
+        }
     }
 }
 
@@ -194,13 +175,19 @@ impl AmiBuffers {
     }
 }
 
-const LOGIN_ID: &str = "login";
-const PING_ID: &str = "ping";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the login, `FullyBooted` and each answer of the check may take.
+const CHECK_WITHIN_MS: u64 = 10_000;
 /// How long Asterisk may take to answer an Originate before the session is given up.
-const ORIGINATE_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const ORIGINATE_ANSWER_WITHIN_MS: u64 = 5_000;
+const FIRST_BACKOFF_MS: u64 = 250;
+
+/// The session: no campaigns kept, one Originate at a time.
+type AmiSession<'a> = Session<'a, 0, 1>;
+
+fn now_ms() -> u64 {
+    Instant::now().as_millis()
+}
 
 impl Pbx {
     /// A PBX handle that is not connected yet.
@@ -252,164 +239,82 @@ impl Pbx {
         dialplan: &Dialplan,
         buffers: &mut AmiBuffers,
     ) -> ! {
-        let max_backoff = Duration::from_secs(u64::from(ami.max_backoff_secs));
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            stack.wait_config_up().await;
-            let mut logged_in = false;
-            let result = self
-                .session(stack, ami, dialplan, buffers, &mut logged_in)
-                .await;
-            self.ready.store(false, Ordering::Release);
-            warn!("AMI session ended: {}", result);
-            if logged_in {
-                backoff = FIRST_BACKOFF;
-            }
-            // Refuse calls while waiting; nothing is queued for later dialling.
-            let until = Instant::now() + backoff;
-            while let Either::Second(request) = select(Timer::at(until), self.request.wait()).await
-            {
-                self.answer(request.sequence, Err(OriginateError::NotConnected));
-            }
-            backoff = (backoff * 2).min(max_backoff);
-        }
-    }
-
-    async fn session(
-        &self,
-        stack: Stack<'_>,
-        ami: &Ami,
-        dialplan: &Dialplan,
-        buffers: &mut AmiBuffers,
-        logged_in: &mut bool,
-    ) -> SessionError {
         let AmiBuffers {
             rx,
             tx,
             frames,
             out,
         } = buffers;
-        let mut socket = TcpSocket::new(stack, rx, tx);
-        socket.set_timeout(Some(Duration::from_secs(
-            u64::from(ami.ping_interval_secs).saturating_mul(2),
-        )));
-        let remote = (Ipv4Address::from(ami.address), ami.port);
-        let connected = with_timeout(CONNECT_TIMEOUT, socket.connect(remote)).await;
-        if !matches!(connected, Ok(Ok(()))) {
+        let config = session::Config {
+            checks: Checks {
+                username: ami.username,
+                secret: ami.secret,
+                contexts: &[],
+                booted_within_ms: CHECK_WITHIN_MS,
+                answer_within_ms: CHECK_WITHIN_MS,
+            },
+            ping_interval_ms: u64::from(ami.ping_interval_secs).saturating_mul(1000),
+            originate_answer_within_ms: ORIGINATE_ANSWER_WITHIN_MS,
+            recheck_misconfigured_ms: CHECK_WITHIN_MS,
+            first_backoff_ms: FIRST_BACKOFF_MS,
+            max_backoff_ms: u64::from(ami.max_backoff_secs).saturating_mul(1000),
+        };
+        let mut session = AmiSession::new(config, frames);
+        loop {
+            // Refuse calls while waiting; nothing is queued for later dialling.
+            while !session.wants_connect(now_ms()) {
+                let until = Instant::from_millis(session.poll_timeout().unwrap_or(0));
+                if let Either::Second(request) = select(Timer::at(until), self.request.wait()).await
+                {
+                    self.answer(request.sequence, Err(OriginateError::NotConnected));
+                }
+            }
+            stack.wait_config_up().await;
+            let mut socket = TcpSocket::new(stack, &mut rx[..], &mut tx[..]);
+            socket.set_timeout(Some(Duration::from_secs(
+                u64::from(ami.ping_interval_secs).saturating_mul(2),
+            )));
+            let remote = (Ipv4Address::from(ami.address), ami.port);
+            if matches!(
+                with_timeout(CONNECT_TIMEOUT, socket.connect(remote)).await,
+                Ok(Ok(()))
+            ) {
+                session.handle_connected(now_ms());
+                self.connection(&mut session, &mut socket, dialplan, out)
+                    .await;
+            } else {
+                session.handle_disconnected(now_ms(), Down::Connect);
+                while let Some(event) = session.poll_event_unrouted() {
+                    if let Event::Down(why) = event {
+                        warn!("AMI session ended: {}", why);
+                    }
+                }
+            }
+            self.ready.store(false, Ordering::Release);
             socket.abort();
-            return SessionError::Connect;
+            let _ = with_timeout(Duration::from_millis(500), socket.flush()).await;
         }
-        let error = self
-            .logged_in_session(&mut socket, ami, dialplan, frames, out, logged_in)
-            .await;
-        socket.abort();
-        let _ = with_timeout(Duration::from_millis(500), socket.flush()).await;
-        error
     }
 
-    async fn logged_in_session(
+    /// One connection, until the session says it is over.
+    async fn connection(
         &self,
+        session: &mut AmiSession<'_>,
         socket: &mut TcpSocket<'_>,
-        ami: &Ami,
         dialplan: &Dialplan,
-        frames: &mut [u8],
         out: &mut [u8],
-        logged_in: &mut bool,
-    ) -> SessionError {
+    ) {
         let (mut reader, mut writer) = socket.split();
-        let mut frames = Frames::new(frames);
-        let login = Login {
-            action_id: LOGIN_ID,
-            username: ami.username,
-            secret: ami.secret,
-        };
-        let Ok(n) = login.write(out) else {
-            return SessionError::Encode;
-        };
-        if let Err(e) = write_all(&mut writer, out.get(..n).unwrap_or_default()).await {
-            return e;
-        }
-        let handshake = async {
-            let mut accepted = false;
-            loop {
-                while let Some(step) = frames.next(|frame| match frame {
-                    Frame::Message(m) => match m.kind() {
-                        Kind::Response(status) if m.action_id() == Some(LOGIN_ID) => {
-                            Handshake::LoginAnswer(status == ResponseStatus::Success)
-                        }
-                        Kind::Event(name) if name.eq_ignore_ascii_case("FullyBooted") => {
-                            Handshake::Booted
-                        }
-                        _ => Handshake::Other,
-                    },
-                    Frame::Banner(_) => Handshake::Other,
-                })? {
-                    match step {
-                        Handshake::LoginAnswer(true) => accepted = true,
-                        Handshake::LoginAnswer(false) => return Err(SessionError::LoginRefused),
-                        Handshake::Booted if accepted => return Ok(()),
-                        Handshake::Booted | Handshake::Other => {}
-                    }
-                }
-                frames.fill(&mut reader).await?;
+        // The call whose Originate awaits Asterisk's answer.
+        let mut pending: Option<u32> = None;
+        let mut chunk = [0u8; 256];
+        loop {
+            if !self.act(session, &mut writer, out, &mut pending).await {
+                return;
             }
-        };
-        match with_timeout(LOGIN_TIMEOUT, handshake).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return e,
-            Err(_) => return SessionError::Timeout,
-        }
-        info!("AMI logged in");
-        *logged_in = true;
-        self.ready.store(true, Ordering::Release);
-
-        let ping_interval = Duration::from_secs(u64::from(ami.ping_interval_secs));
-        let mut next_ping = Instant::now() + ping_interval;
-        let mut ping_outstanding = false;
-        // The call whose Originate awaits Asterisk's answer: sequence, ActionID, deadline.
-        let mut pending: Option<(u32, ChannelId, Instant)> = None;
-        let error = loop {
-            let answered = loop {
-                let pending_id = pending.map(|(_, id, _)| id);
-                let step = frames.next(|frame| match frame {
-                    Frame::Message(m) => match (m.kind(), m.action_id()) {
-                        (Kind::Response(_), Some(PING_ID)) => Step::Pong,
-                        (Kind::Response(status), Some(id))
-                            if pending_id.is_some_and(|p| p.as_str() == id) =>
-                        {
-                            Step::Answer(status == ResponseStatus::Success)
-                        }
-                        _ => Step::Other,
-                    },
-                    Frame::Banner(_) => Step::Other,
-                });
-                match step {
-                    Ok(Some(Step::Pong)) => ping_outstanding = false,
-                    Ok(Some(Step::Answer(ok))) => break Ok(Some(ok)),
-                    Ok(Some(Step::Other)) => {}
-                    Ok(None) => break Ok(None),
-                    Err(e) => break Err(e),
-                }
-            };
-            match answered {
-                Ok(Some(ok)) => {
-                    if let Some((sequence, _, _)) = pending.take() {
-                        let result = if ok {
-                            Ok(())
-                        } else {
-                            Err(OriginateError::Refused)
-                        };
-                        self.answer(sequence, result);
-                    }
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) => break e,
-            }
-            let deadline = match pending {
-                Some((_, _, answer_by)) => answer_by.min(next_ping),
-                None => next_ping,
-            };
+            let deadline = session
+                .poll_timeout()
+                .map_or(Instant::MAX, Instant::from_millis);
             let request = async {
                 if pending.is_some() {
                     core::future::pending::<Request>().await
@@ -417,126 +322,97 @@ impl Pbx {
                     self.request.wait().await
                 }
             };
-            match select3(frames.fill(&mut reader), request, Timer::at(deadline)).await {
-                Either3::First(Ok(())) => {}
-                Either3::First(Err(e)) => break e,
+            match select3(reader.read(&mut chunk), request, Timer::at(deadline)).await {
+                Either3::First(Ok(n)) if n > 0 => {
+                    let mut rest = chunk.get(..n).unwrap_or_default();
+                    while !rest.is_empty() {
+                        let taken = session.handle_input(now_ms(), rest);
+                        rest = rest.get(taken..).unwrap_or_default();
+                        if !self.act(session, &mut writer, out, &mut pending).await {
+                            return;
+                        }
+                    }
+                }
+                Either3::First(_) => session.handle_disconnected(now_ms(), Down::Closed),
                 Either3::Second(request) => {
-                    let Some(n) = request.call.write_originate(dialplan, out) else {
-                        self.answer(request.sequence, Err(OriginateError::Encode));
-                        continue;
-                    };
                     let id = request.call.channel_id();
-                    debug!("Originate {}", id.as_str());
-                    pending = Some((
-                        request.sequence,
-                        id,
-                        Instant::now() + ORIGINATE_ANSWER_TIMEOUT,
-                    ));
-                    if let Err(e) = write_all(&mut writer, out.get(..n).unwrap_or_default()).await {
-                        break e;
+                    let call = request.call.originate_call(&id);
+                    match session.originate(now_ms(), &call, dialplan, out) {
+                        Ok(n) => {
+                            debug!("Originate {}", id.as_str());
+                            pending = Some(request.sequence);
+                            if write_all(&mut writer, out.get(..n).unwrap_or_default())
+                                .await
+                                .is_err()
+                            {
+                                session.handle_disconnected(now_ms(), Down::Closed);
+                            }
+                        }
+                        Err(session::OriginateError::Encode(_)) => {
+                            self.answer(request.sequence, Err(OriginateError::Encode));
+                        }
+                        Err(_) => self.answer(request.sequence, Err(OriginateError::NotConnected)),
                     }
                 }
-                Either3::Third(()) => {
-                    if pending.is_some_and(|(_, _, by)| Instant::now() >= by) {
-                        break SessionError::Timeout;
-                    }
-                    if Instant::now() >= next_ping {
-                        if ping_outstanding {
-                            break SessionError::Timeout;
-                        }
-                        let Ok(n) = (Ping { action_id: PING_ID }).write(out) else {
-                            break SessionError::Encode;
-                        };
-                        if let Err(e) =
-                            write_all(&mut writer, out.get(..n).unwrap_or_default()).await
-                        {
-                            break e;
-                        }
-                        ping_outstanding = true;
-                        next_ping += ping_interval;
-                    }
+                Either3::Third(()) => session.handle_timeout(now_ms()),
+            }
+        }
+    }
+
+    /// Sends what the session has to send and acts on what it says; `false` once the
+    /// connection is over.
+    async fn act(
+        &self,
+        session: &mut AmiSession<'_>,
+        writer: &mut TcpWriter<'_>,
+        out: &mut [u8],
+        pending: &mut Option<u32>,
+    ) -> bool {
+        loop {
+            while let Some(n) = session.poll_transmit(out) {
+                if write_all(writer, out.get(..n).unwrap_or_default())
+                    .await
+                    .is_err()
+                {
+                    session.handle_disconnected(now_ms(), Down::Closed);
                 }
             }
-        };
-        // An Originate written but not answered may have been queued: as the host does, the
-        // listener answers 202 (the request reached the PBX).
-        if let Some((sequence, _, _)) = pending {
-            self.answer(sequence, Ok(()));
-        }
-        error
-    }
-}
-
-enum Handshake {
-    LoginAnswer(bool),
-    Booted,
-    Other,
-}
-
-enum Step {
-    Pong,
-    Answer(bool),
-    Other,
-}
-
-/// Bytes from the socket, decoded frame by frame with core's [`Decoder`].
-struct Frames<'b> {
-    buf: &'b mut [u8],
-    start: usize,
-    end: usize,
-    decoder: Decoder,
-}
-
-impl<'b> Frames<'b> {
-    fn new(buf: &'b mut [u8]) -> Self {
-        Self {
-            buf,
-            start: 0,
-            end: 0,
-            decoder: Decoder::new(),
-        }
-    }
-
-    /// Decodes the next buffered frame and hands it to `f`; `None` when more bytes are needed.
-    fn next<R>(&mut self, f: impl FnOnce(Frame<'_>) -> R) -> Result<Option<R>, SessionError> {
-        let window = self.buf.get(self.start..self.end).unwrap_or_default();
-        match self.decoder.decode(window) {
-            Ok(Some(decoded)) => {
-                let len = decoded.len;
-                let result = f(decoded.frame);
-                self.start = self.start.saturating_add(len);
-                Ok(Some(result))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(SessionError::Protocol(e)),
-        }
-    }
-
-    /// Moves undecoded bytes to the front and reads more.
-    async fn fill(&mut self, reader: &mut TcpReader<'_>) -> Result<(), SessionError> {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let free = self.buf.get_mut(self.end..).unwrap_or_default();
-        if free.is_empty() {
-            return Err(SessionError::Protocol(DecodeError::MessageTooLarge));
-        }
-        match reader.read(free).await {
-            Ok(0) | Err(_) => Err(SessionError::Closed),
-            Ok(n) => {
-                self.end += n;
-                Ok(())
+            match session.poll_event_unrouted() {
+                None => break,
+                Some(Event::Checked { outcome, .. }) => {
+                    if session.is_ready() {
+                        info!("AMI logged in");
+                    } else {
+                        warn!("PBX check: {}", outcome);
+                    }
+                }
+                Some(Event::OriginateAnswered { refused, .. }) => {
+                    if let Some(sequence) = pending.take() {
+                        let result = refused.map_or(Ok(()), |_| Err(OriginateError::Refused));
+                        self.answer(sequence, result);
+                    }
+                }
+                Some(Event::Down(why)) => {
+                    warn!("AMI session ended: {}", why);
+                    // An Originate written but not answered may have been queued: as the
+                    // host does, the listener answers 202 (the request reached the PBX).
+                    if let Some(sequence) = pending.take() {
+                        self.answer(sequence, Ok(()));
+                    }
+                    return false;
+                }
+                Some(_) => {}
             }
         }
+        self.ready.store(session.is_ready(), Ordering::Release);
+        true
     }
 }
 
-async fn write_all(writer: &mut TcpWriter<'_>, mut bytes: &[u8]) -> Result<(), SessionError> {
+async fn write_all(writer: &mut TcpWriter<'_>, mut bytes: &[u8]) -> Result<(), ()> {
     while !bytes.is_empty() {
         match writer.write(bytes).await {
-            Ok(0) | Err(_) => return Err(SessionError::Closed),
+            Ok(0) | Err(_) => return Err(()),
             Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
         }
     }
@@ -560,10 +436,14 @@ mod tests {
             .unwrap();
         let call = valid.assign_references(&[7; 32]);
         let mut out = [0u8; 1536];
-        let n = CallParams::new(&call)
-            .unwrap()
-            .write_originate(dialplan, &mut out)
-            .unwrap();
+        let params = CallParams::new(&call).unwrap();
+        let id = params.channel_id();
+        let n = click2dial_core::originate::write_originate(
+            &params.originate_call(&id),
+            dialplan,
+            &mut out,
+        )
+        .unwrap();
         std::string::String::from_utf8(out[..n].to_vec()).unwrap()
     }
 

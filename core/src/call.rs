@@ -281,18 +281,61 @@ pub struct CallTracker {
     /// The last `DialEnd` status towards the other leg.
     other_leg_dial_end: Option<DialStatus>,
     last_activity: Millis,
+    created: Millis,
+    timeouts: Timeouts,
     queue: [Option<Progress>; QUEUE_LEN],
 }
 
-/// How long a queued call may go without any event before it is declared failed
-/// (`pbx_error`); ring timeouts are enforced by the PBX, this only catches a PBX that went
-/// silent.
+/// How long a call that is not joined (queued, ringing, dialling the other leg, or ended
+/// with channels left) may go without any event before the tracker gives up on it: it
+/// fails with `pbx_error` (or, ended, finishes without `recording_ready`). Ring timeouts are
+/// enforced by the PBX and are shorter; this catches a PBX that went silent and a call
+/// whose channel never showed (a FastAGI decision the dialplan did not follow).
 pub const SILENCE_TIMEOUT_MS: Millis = 120_000;
+
+/// The longest a call may last from `queued`: a joined call still going on then ends with
+/// `hangup`/`pbx_error` (its events were lost, or it is far longer than any call).
+pub const MAX_CALL_MS: Millis = 24 * 60 * 60 * 1000;
+
+/// The deadlines of a call ([`CallTracker::with_timeouts`]); every state has one, so every
+/// tracker finishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Timeouts {
+    /// Longest silence before the call is joined, and after it ended ([`SILENCE_TIMEOUT_MS`]).
+    pub silence_ms: Millis,
+    /// Longest call, from `queued` ([`MAX_CALL_MS`]).
+    pub max_call_ms: Millis,
+}
+
+impl Timeouts {
+    /// [`SILENCE_TIMEOUT_MS`] and [`MAX_CALL_MS`].
+    pub const DEFAULT: Self = Self {
+        silence_ms: SILENCE_TIMEOUT_MS,
+        max_call_ms: MAX_CALL_MS,
+    };
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 impl CallTracker {
     /// A tracker for the call originated with `channel_id` (for [`Mode::AgentInitiated`]:
     /// the agent channel's `Uniqueid`); emits `queued` at `now`.
     pub fn new(channel_id: &str, mode: Mode, now: Millis) -> Result<Self, ChannelIdTooLong> {
+        Self::with_timeouts(channel_id, mode, now, Timeouts::DEFAULT)
+    }
+
+    /// [`CallTracker::new`] with other deadlines.
+    pub fn with_timeouts(
+        channel_id: &str,
+        mode: Mode,
+        now: Millis,
+        timeouts: Timeouts,
+    ) -> Result<Self, ChannelIdTooLong> {
         let agent_initiated = mode == Mode::AgentInitiated;
         let mut tracker = Self {
             channel_id: Id::new(channel_id).ok_or(ChannelIdTooLong)?,
@@ -312,6 +355,8 @@ impl CallTracker {
             recording_ready_sent: false,
             other_leg_dial_end: None,
             last_activity: now,
+            created: now,
+            timeouts,
             queue: [None; QUEUE_LEN],
         };
         tracker.emit(Event::Queued, None, 0, now);
@@ -413,18 +458,37 @@ impl CallTracker {
         self.recording = false;
     }
 
-    /// When [`CallTracker::handle_timeout`] should next be called, if ever.
+    /// When [`CallTracker::handle_timeout`] should next be called: always, until the
+    /// tracker is finished ([`Timeouts`]).
     pub fn poll_timeout(&self) -> Option<Millis> {
-        (self.phase == Phase::Queued).then(|| self.last_activity.saturating_add(SILENCE_TIMEOUT_MS))
+        if self.is_finished() {
+            return None;
+        }
+        let max_call = self.created.saturating_add(self.timeouts.max_call_ms);
+        Some(match self.phase {
+            Phase::Joined => max_call,
+            Phase::Queued | Phase::Originating | Phase::Answered | Phase::Ended => self
+                .last_activity
+                .saturating_add(self.timeouts.silence_ms)
+                .min(max_call),
+        })
     }
 
-    /// Declares a call failed when the PBX stayed silent for [`SILENCE_TIMEOUT_MS`].
+    /// Past the deadline the tracker gives up on the call: one that has not ended fails
+    /// with `pbx_error` (a joined one ends with `hangup`/`pbx_error`), and it is finished
+    /// (no `recording_ready` follows: the file, if any, stays on the PBX).
     pub fn handle_timeout(&mut self, now: Millis) {
-        if let Some(deadline) = self.poll_timeout() {
-            if now >= deadline {
-                self.end(now, Event::Failed, Cause::PbxError, 0);
-            }
+        if self.poll_timeout().is_none_or(|deadline| now < deadline) {
+            return;
         }
+        let event = if self.phase == Phase::Joined {
+            Event::Hangup
+        } else {
+            Event::Failed
+        };
+        self.end(now, event, Cause::PbxError, 0);
+        self.live_channels = 0;
+        self.recording = false;
     }
 
     /// The next notification, oldest first.

@@ -139,7 +139,10 @@ fn a_rejected_call_the_tracker_followed_fails_with_the_reject_cause() {
 /// transcripts (`DialEnd` status, callee `Hangup` cause).
 fn drive(events: &[ChannelEvent<'_>]) -> (Seen, bool) {
     let mut tracker = CallTracker::new("1795758224.2", Mode::AgentInitiated, 0).expect("fits");
-    assert_eq!(tracker.poll_timeout(), None);
+    assert_eq!(
+        tracker.poll_timeout(),
+        Some(click2dial_core::call::SILENCE_TIMEOUT_MS)
+    );
     let mut out = Vec::new();
     for (i, e) in events.iter().enumerate() {
         tracker.handle_event(i as u64 + 1, e);
@@ -216,4 +219,28 @@ fn callee_failures() {
         ]
     );
     assert!(finished);
+}
+
+/// A call the FastAGI service decided to dial whose channel never shows on AMI (issue 12):
+/// after the silence it fails with `pbx_error` and the tracker is finished, so its slot goes
+/// back.
+#[test]
+fn a_decided_call_whose_channel_never_shows_fails_and_finishes() {
+    use click2dial_core::call::{Timeouts, SILENCE_TIMEOUT_MS};
+    let mut tracker =
+        CallTracker::with_timeouts("1795758224.2", Mode::AgentInitiated, 7, Timeouts::DEFAULT)
+            .expect("fits");
+    assert_eq!(
+        tracker.poll_progress().map(|p| p.event),
+        Some(Event::Queued)
+    );
+    let deadline = tracker.poll_timeout().expect("armed");
+    assert_eq!(deadline, 7 + SILENCE_TIMEOUT_MS);
+    tracker.handle_timeout(deadline - 1);
+    assert!(!tracker.is_finished());
+    tracker.handle_timeout(deadline);
+    let p = tracker.poll_progress().expect("failed");
+    assert_eq!((p.event, p.cause), (Event::Failed, Some(Cause::PbxError)));
+    assert!(tracker.is_finished());
+    assert_eq!(tracker.poll_timeout(), None);
 }

@@ -323,3 +323,469 @@ fn sentences_for_the_dialplan() {
         ]
     );
 }
+
+/// `core::ami::Session` on a virtual clock: the recorded preflight answers log it in, the
+/// recorded call transcripts follow (their banner, login answer and `FullyBooted` are just
+/// messages on a running session), and time only moves when the test says so.
+mod session {
+    use std::collections::HashMap;
+
+    use click2dial_core::ami::session::{Config, Down, Event, OriginateError, RECEIVE_BUFFER_LEN};
+    use click2dial_core::ami::{Backoff, Outcome, Session};
+    use click2dial_core::call::{CallTracker, Mode};
+    use click2dial_core::json::{Cause, Event as Notification};
+    use click2dial_core::originate::{Dialplan, OriginateCall};
+
+    use super::{checks, read, FULL};
+
+    /// What the session said, owned.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Seen {
+        Checked(bool, Outcome),
+        Answered(String, Option<String>),
+        Channel(String),
+        Message,
+        Down(Down),
+    }
+
+    struct World {
+        session: Session<'static, 16, 4>,
+        now: u64,
+        sent: String,
+        seen: Vec<Seen>,
+        calls: HashMap<String, CallTracker>,
+        outcomes: HashMap<String, Vec<(Notification, Option<Cause>)>>,
+    }
+
+    fn config(contexts: &'static [click2dial_core::ami::ContextCheck<'static>]) -> Config<'static> {
+        Config {
+            checks: checks("c2d", "secret", contexts),
+            ping_interval_ms: 20_000,
+            originate_answer_within_ms: 5_000,
+            recheck_misconfigured_ms: 5_000,
+            first_backoff_ms: 250,
+            max_backoff_ms: 30_000,
+        }
+    }
+
+    impl World {
+        fn new(config: Config<'static>) -> Self {
+            let buf = Box::leak(vec![0u8; RECEIVE_BUFFER_LEN].into_boxed_slice());
+            Self {
+                session: Session::new(config, buf),
+                now: 0,
+                sent: String::new(),
+                seen: Vec::new(),
+                calls: HashMap::new(),
+                outcomes: HashMap::new(),
+            }
+        }
+
+        /// Connects and logs in with the recorded answers of the `full` case.
+        fn logged_in(contexts: &'static [click2dial_core::ami::ContextCheck<'static>]) -> Self {
+            let mut world = Self::new(config(contexts));
+            assert!(world.session.wants_connect(0));
+            world.session.handle_connected(0);
+            world.feed(&read("full.server.ami"));
+            world
+        }
+
+        fn drain(&mut self) {
+            let mut out = [0u8; 2048];
+            while let Some(n) = self.session.poll_transmit(&mut out) {
+                self.sent
+                    .push_str(std::str::from_utf8(&out[..n]).expect("text"));
+            }
+            while let Some(event) = self.session.poll_event() {
+                let seen = match event {
+                    Event::Checked { login, outcome } => Seen::Checked(login, outcome),
+                    Event::OriginateAnswered { action_id, refused } => {
+                        Seen::Answered(action_id.into(), refused.map(Into::into))
+                    }
+                    Event::Channel { key, event, .. } => {
+                        if let Some(tracker) = self.calls.get_mut(key) {
+                            tracker.handle_event(self.now, &event);
+                            while let Some(p) = tracker.poll_progress() {
+                                self.outcomes
+                                    .entry(key.to_owned())
+                                    .or_default()
+                                    .push((p.event, p.cause));
+                            }
+                        }
+                        Seen::Channel(key.into())
+                    }
+                    Event::Message(_) => Seen::Message,
+                    Event::Down(why) => Seen::Down(why),
+                };
+                self.seen.push(seen);
+                while let Some(n) = self.session.poll_transmit(&mut out) {
+                    self.sent
+                        .push_str(std::str::from_utf8(&out[..n]).expect("text"));
+                }
+            }
+        }
+
+        /// Feeds `bytes` one message at a time, as a PBX answers: never before the
+        /// action was sent.
+        fn feed(&mut self, bytes: &[u8]) {
+            self.drain();
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                let end = rest
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(rest.len(), |i| i + 4);
+                let mut message = &rest[..end];
+                rest = &rest[end..];
+                while !message.is_empty() {
+                    let n = self.session.handle_input(self.now, message);
+                    message = &message[n..];
+                    self.drain();
+                }
+            }
+        }
+
+        fn at(&mut self, now: u64) {
+            self.now = now;
+            self.session.handle_timeout(now);
+            self.drain();
+        }
+
+        fn originate(&mut self, channel_id: &str) -> Result<(), OriginateError> {
+            let call = OriginateCall {
+                channel_id,
+                agent: "1001",
+                callee: "0820001234",
+                callee_e164: "+27820001234",
+                outbound_id: "27820001234",
+                contact_ref: "crm-42",
+                recording_ref: "rec",
+                single_leg: false,
+            };
+            let mut out = [0u8; 2048];
+            let n = self
+                .session
+                .originate(self.now, &call, &Dialplan::DEFAULT, &mut out)?;
+            self.sent
+                .push_str(std::str::from_utf8(&out[..n]).expect("text"));
+            let tracker = CallTracker::new(channel_id, Mode::TwoLeg, self.now).expect("fits");
+            self.calls.insert(channel_id.to_owned(), tracker);
+            Ok(())
+        }
+
+        fn take_seen(&mut self) -> Vec<Seen> {
+            std::mem::take(&mut self.seen)
+        }
+    }
+
+    /// A recorded call transcript without its banner line.
+    fn transcript(case: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/ami/transcripts/{case}.ami",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(path).expect("fixture");
+        let start = bytes.windows(2).position(|w| w == b"\r\n").expect("banner") + 2;
+        bytes[start..].to_vec()
+    }
+
+    fn answer(action_id: &str) -> Vec<u8> {
+        format!("Response: Success\r\nActionID: {action_id}\r\nMessage: Originate successfully queued\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn login_ok_sends_the_recorded_check_and_is_ready() {
+        let world = World::logged_in(&FULL[..2]);
+        assert_eq!(world.seen, [Seen::Checked(true, Outcome::Passed)]);
+        assert!(world.session.is_ready());
+        let recorded = super::client_until(
+            "full.client.ami",
+            "Action: ShowDialPlan\r\nActionID: c2d-pf-0-2",
+        );
+        assert_eq!(world.sent, String::from_utf8(recorded).expect("text"));
+        let campaigns: Vec<&str> = world.session.check().campaigns().iter().collect();
+        assert_eq!(campaigns, ["renewals", "spring"]);
+    }
+
+    #[test]
+    fn login_failed_ends_the_connection_and_backs_off() {
+        let mut world = World::new(config(&FULL));
+        world.session.handle_connected(0);
+        world.now = 1_000;
+        world.feed(&read("badlogin.server.ami"));
+        assert_eq!(
+            world.take_seen(),
+            [
+                Seen::Checked(
+                    true,
+                    Outcome::Failed {
+                        session_usable: false
+                    }
+                ),
+                Seen::Down(Down::Misconfigured)
+            ]
+        );
+        let problem = world.session.check().problems().next().expect("one");
+        assert_eq!(problem.code.as_str(), "ami_login_failed");
+        assert!(!world.session.is_connected());
+        assert_eq!(world.session.poll_timeout(), Some(1_250));
+        assert!(!world.session.wants_connect(1_249));
+        assert!(world.session.wants_connect(1_250));
+    }
+
+    #[test]
+    fn no_fully_booted_within_the_deadline() {
+        let mut world = World::new(config(&FULL));
+        world.session.handle_connected(0);
+        world.feed(&read("noread.server.ami"));
+        assert!(world.take_seen().is_empty());
+        assert_eq!(world.session.poll_timeout(), Some(5_000));
+        world.at(4_999);
+        assert!(world.take_seen().is_empty());
+        world.at(5_000);
+        assert_eq!(
+            world.take_seen(),
+            [
+                Seen::Checked(
+                    true,
+                    Outcome::Failed {
+                        session_usable: false
+                    }
+                ),
+                Seen::Down(Down::Misconfigured)
+            ]
+        );
+        let problem = world.session.check().problems().next().expect("one");
+        assert_eq!(problem.code.as_str(), "ami_not_fully_booted");
+    }
+
+    #[test]
+    fn an_unanswered_ping_ends_the_session_when_the_next_is_due() {
+        let mut world = World::logged_in(&FULL[..2]);
+        world.take_seen();
+        world.sent.clear();
+        assert_eq!(world.session.poll_timeout(), Some(20_000));
+        world.at(20_000);
+        assert!(
+            world
+                .sent
+                .starts_with("Action: Ping\r\nActionID: c2d-ping\r\n\r\n"),
+            "{}",
+            world.sent
+        );
+        world.feed(
+            b"Response: Success\r\nActionID: c2d-ping\r\nPing: Pong\r\nTimestamp: 1.0\r\n\r\n",
+        );
+        world.sent.clear();
+        world.at(40_000);
+        assert!(world.sent.contains("Action: Ping"));
+        world.take_seen();
+        world.at(59_999);
+        assert!(world.session.is_ready());
+        world.at(60_000);
+        assert_eq!(world.take_seen(), [Seen::Down(Down::PingTimeout)]);
+        assert!(!world.session.is_connected());
+    }
+
+    #[test]
+    fn refused_originates_say_why_and_an_unanswered_one_ends_the_session() {
+        let mut world = World::logged_in(&FULL[..2]);
+        world.take_seen();
+        for id in [
+            "f1-missing-channel",
+            "f2-channel-no-slash",
+            "f3-bad-priority",
+            "f4-bad-timeout",
+        ] {
+            world.originate(id).expect("sent");
+        }
+        assert_eq!(world.originate("one-too-many"), Err(OriginateError::Busy));
+        world.feed(&transcript("f_originate_errors"));
+        let answers: Vec<Seen> = world
+            .take_seen()
+            .into_iter()
+            .filter(|s| matches!(s, Seen::Answered(..)))
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                Seen::Answered(
+                    "f1-missing-channel".into(),
+                    Some("Channel not specified".into())
+                ),
+                Seen::Answered("f2-channel-no-slash".into(), Some("Invalid channel".into())),
+                Seen::Answered("f3-bad-priority".into(), Some("Invalid priority".into())),
+                Seen::Answered("f4-bad-timeout".into(), None),
+            ]
+        );
+        world.now = 10_000;
+        world.originate("c2d-unanswered").expect("sent");
+        assert_eq!(world.session.poll_timeout(), Some(15_000));
+        world.at(14_999);
+        assert!(world.take_seen().is_empty());
+        world.at(15_000);
+        assert_eq!(world.take_seen(), [Seen::Down(Down::OriginateTimeout)]);
+        assert_eq!(world.originate("later"), Err(OriginateError::NotConnected));
+    }
+
+    #[test]
+    fn an_extension_refused_by_the_dialplan_makes_a_recheck_due_at_once() {
+        let mut world = World::logged_in(&FULL[..1]);
+        world.take_seen();
+        world.originate("or-1").expect("sent");
+        world.sent.clear();
+        world.feed(
+            b"Response: Error\r\nActionID: or-1\r\nMessage: Extension does not exist.\r\n\r\n",
+        );
+        assert_eq!(
+            world.take_seen(),
+            [Seen::Answered(
+                "or-1".into(),
+                Some("Extension does not exist.".into())
+            )]
+        );
+        assert!(
+            world
+                .sent
+                .starts_with("Action: ShowDialPlan\r\nActionID: c2d-pf-1-0\r\n"),
+            "{}",
+            world.sent
+        );
+    }
+
+    #[test]
+    fn a_misconfigured_dialplan_is_checked_again_one_context_at_a_time() {
+        let mut world = World::logged_in(&FULL);
+        assert_eq!(
+            world.take_seen(),
+            [Seen::Checked(
+                true,
+                Outcome::Failed {
+                    session_usable: true
+                }
+            )]
+        );
+        assert!(world.session.is_up() && !world.session.is_ready());
+        assert_eq!(world.originate("x"), Err(OriginateError::NotConnected));
+        world.sent.clear();
+        assert_eq!(world.session.poll_timeout(), Some(5_000));
+        world.at(5_000);
+        assert_eq!(
+            world.sent.matches("Action: ShowDialPlan").count(),
+            1,
+            "{}",
+            world.sent
+        );
+        // The same answers, for the second check of this session (run 1).
+        let server = String::from_utf8(read("full.server.ami")).expect("text");
+        let dialplan = &server[server.find("ActionID: c2d-pf-0-0").expect("answers")
+            - "Event: ListDialplan\r\n".len()..];
+        let dialplan = dialplan.replace("c2d-pf-0-", "c2d-pf-1-");
+        world.feed(dialplan.as_bytes());
+        assert_eq!(
+            world.sent.matches("Action: ShowDialPlan").count(),
+            FULL.len()
+        );
+        let seen = world.take_seen();
+        assert!(
+            seen.contains(&Seen::Checked(
+                false,
+                Outcome::Failed {
+                    session_usable: true
+                }
+            )),
+            "{seen:?}"
+        );
+        assert!(world.session.is_up() && !world.session.is_ready());
+        assert_eq!(world.session.poll_timeout(), Some(10_000));
+    }
+
+    #[test]
+    fn events_are_routed_to_their_call() {
+        let mut world = World::logged_in(&FULL[..2]);
+        let a = "c2d-a_success-7244a9c1";
+        let b = "c2d-b_agent_noanswer-1df9fa7e";
+        world.originate(a).expect("sent");
+        world.originate(b).expect("sent");
+        world.feed(&answer(a));
+        world.feed(&answer(b));
+        world.take_seen();
+        world.feed(&transcript("b_agent_noanswer"));
+        world.feed(&transcript("a_success"));
+        let seen = world.take_seen();
+        assert!(seen.contains(&Seen::Channel(a.into())));
+        assert!(seen.contains(&Seen::Channel(b.into())));
+        assert!(world.calls.values().all(CallTracker::is_finished));
+        let last = |id: &str| {
+            *world.outcomes[id]
+                .iter()
+                .rev()
+                .find(|(e, _)| *e != Notification::RecordingReady)
+                .expect("ended")
+        };
+        assert_eq!(last(a), (Notification::Hangup, Some(Cause::NormalClearing)));
+        assert_eq!(last(b), (Notification::Failed, Some(Cause::AgentNoAnswer)));
+        assert!(world.session.is_ready());
+    }
+
+    /// A client that checks no context (the appliance) is never woken for a re-check: its
+    /// only timer is the ping.
+    #[test]
+    fn without_contexts_only_the_ping_wakes_the_session() {
+        let mut world = World::new(config(&[]));
+        world.session.handle_connected(0);
+        world.feed(&read("admin.server.ami"));
+        assert!(world.session.is_ready(), "{:?}", world.seen);
+        for round in 1..=3u64 {
+            assert_eq!(world.session.poll_timeout(), Some(round * 20_000));
+            world.sent.clear();
+            world.at(round * 20_000);
+            assert_eq!(world.sent, "Action: Ping\r\nActionID: c2d-ping\r\n\r\n");
+            world.feed(b"Response: Success\r\nActionID: c2d-ping\r\nPing: Pong\r\n\r\n");
+        }
+    }
+
+    #[test]
+    fn the_backoff_doubles_and_starts_over_after_a_login_that_passed() {
+        let mut world = World::new(config(&FULL[..2]));
+        let mut delays = Vec::new();
+        for _ in 0..9 {
+            let now = world.session.poll_timeout().expect("retry");
+            world.now = now;
+            world.session.handle_disconnected(now, Down::Connect);
+            world.drain();
+            delays.push(world.session.poll_timeout().expect("retry") - now);
+        }
+        assert_eq!(
+            delays,
+            [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+        );
+        // A refused login does not start over.
+        world.now = world.session.poll_timeout().expect("retry");
+        world.session.handle_connected(world.now);
+        world.feed(&read("badlogin.server.ami"));
+        assert_eq!(world.session.poll_timeout(), Some(world.now + 30_000));
+        // A login that passed does.
+        world.now += 30_000;
+        world.session.handle_connected(world.now);
+        world.feed(&read("full.server.ami"));
+        assert!(world.session.is_ready());
+        world.session.handle_disconnected(world.now, Down::Closed);
+        world.drain();
+        assert_eq!(world.take_seen().last(), Some(&Seen::Down(Down::Closed)));
+        assert_eq!(world.session.poll_timeout(), Some(world.now + 250));
+
+        let mut backoff = Backoff::new(250, 1_000);
+        assert_eq!(
+            [
+                backoff.next_delay(),
+                backoff.next_delay(),
+                backoff.next_delay(),
+                backoff.next_delay()
+            ],
+            [250, 500, 1_000, 1_000]
+        );
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), 250);
+    }
+}

@@ -266,12 +266,76 @@ fn silence_after_queued_times_out() {
     let p = tracker.poll_progress().expect("failed");
     assert_eq!((p.event, p.cause), (Failed, Some(Cause::PbxError)));
     assert_eq!(tracker.poll_timeout(), None);
-    // Once a channel exists the PBX's own ring timeouts apply.
-    let (tracker, _) = drive(
-        Mode::TwoLeg,
-        &[ChannelEvent::Newchannel { uniqueid: "c2d-x" }],
-    );
-    assert_eq!(tracker.poll_timeout(), None);
+    assert!(tracker.is_finished());
+}
+
+/// Every state has a deadline (issue 12): a ringing call, a call dialling its other leg,
+/// a joined call (the longest call), an ended call whose channels never hang up.
+#[test]
+fn every_state_has_a_deadline_and_every_tracker_finishes() {
+    use click2dial_core::ami::ChannelState::{Ringing, Up};
+    use click2dial_core::call::{Timeouts, MAX_CALL_MS, SILENCE_TIMEOUT_MS};
+    let timeouts = Timeouts::DEFAULT;
+    let ringing = [
+        ChannelEvent::Newchannel { uniqueid: "c2d-x" },
+        ChannelEvent::Newstate {
+            uniqueid: "c2d-x",
+            state: Ringing,
+        },
+    ];
+    let answered = [
+        ChannelEvent::Newchannel { uniqueid: "c2d-x" },
+        ChannelEvent::Newstate {
+            uniqueid: "c2d-x",
+            state: Up,
+        },
+        ChannelEvent::DialBegin {
+            uniqueid: Some("c2d-x"),
+            dest_uniqueid: "c2d-y",
+        },
+        ChannelEvent::Newchannel { uniqueid: "c2d-y" },
+    ];
+    let mut joined = answered.to_vec();
+    joined.push(ChannelEvent::BridgeEnter { uniqueid: "c2d-y" });
+    let mut ended = joined.clone();
+    ended.push(ChannelEvent::Hangup {
+        uniqueid: "c2d-y",
+        cause: 16,
+    });
+    for (events, last, expect) in [
+        (&ringing[..], Failed, Some((Failed, Cause::PbxError))),
+        (&answered[..], Failed, Some((Failed, Cause::PbxError))),
+        (&joined[..], Joined, Some((Hangup, Cause::PbxError))),
+        (&ended[..], Hangup, None),
+    ] {
+        let mut tracker =
+            CallTracker::with_timeouts("c2d-x", Mode::TwoLeg, 0, timeouts).expect("fits");
+        for (i, e) in events.iter().enumerate() {
+            tracker.handle_event(i as u64 + 1, e);
+        }
+        let mut seen = Vec::new();
+        while let Some(p) = tracker.poll_progress() {
+            seen.push(p.event);
+        }
+        assert!(!tracker.is_finished(), "{events:?}");
+        let n = events.len() as u64;
+        let deadline = tracker.poll_timeout().expect("every state has a deadline");
+        if last == Joined {
+            assert_eq!(deadline, MAX_CALL_MS);
+            assert_eq!(seen.last(), Some(&Joined));
+        } else {
+            assert_eq!(deadline, n + SILENCE_TIMEOUT_MS, "{events:?}");
+        }
+        tracker.handle_timeout(deadline - 1);
+        assert_eq!(tracker.poll_progress(), None);
+        tracker.handle_timeout(deadline);
+        let progress = tracker
+            .poll_progress()
+            .map(|p| (p.event, p.cause.expect("cause")));
+        assert_eq!(progress, expect, "{events:?}");
+        assert!(tracker.is_finished(), "{events:?}");
+        assert_eq!(tracker.poll_timeout(), None);
+    }
 }
 
 #[test]

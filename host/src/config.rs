@@ -347,6 +347,11 @@ pub struct Limits {
     pub rate_per_minute: u32,
     /// Requests a key may send at once before the rate applies.
     pub burst: u32,
+    /// How long a call that is not joined (queued, ringing, dialling the callee) may go
+    /// without any event from the PBX before it fails with `pbx_error` and its slot under
+    /// `max_calls_in_flight` is returned: e.g. a softphone call decided over FastAGI whose
+    /// channel never shows on AMI. Longer than any ring time.
+    pub call_silence_secs: u64,
 }
 
 impl Default for Limits {
@@ -355,6 +360,7 @@ impl Default for Limits {
             max_calls_in_flight: 100,
             rate_per_minute: 120,
             burst: 20,
+            call_silence_secs: 120,
         }
     }
 }

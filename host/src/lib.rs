@@ -203,6 +203,7 @@ pub fn start(config: config::Config) -> Result<AppState, String> {
             max_backoff: Duration::from_secs(config.ami.max_backoff_secs.max(1)),
             dialplan: config.dialplan.clone(),
             contexts: config.pbx_contexts(),
+            call_silence: Duration::from_secs(config.limits.call_silence_secs.max(1)),
         },
         notifier.clone(),
         metrics.clone(),

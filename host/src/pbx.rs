@@ -1,36 +1,34 @@
-//! The AMI client: a tokio driver around core's sans-IO codec and call state machine.
+//! The AMI client: a tokio driver of core's sans-IO [`Session`] and call state machine.
 //!
-//! One task owns the connection. It logs in and checks the PBX (core's
-//! [`Preflight`]: the login, `FullyBooted`, the write privileges, the dialplan contexts and
-//! the `tvc_` campaigns), then multiplexes
-//! Originate requests, `Ping` keep-alives and incoming events; events are routed to each
-//! call's [`CallTracker`] by `Linkedid` (`ActionID` for `OriginateResponse`; the Originate's
-//! `ActionID` is its `ChannelId`), and every step of progress becomes a notification.
+//! One task owns the connection. The session logs in and checks the PBX (the login,
+//! `FullyBooted`, the write privileges, the dialplan contexts and the `tvc_` campaigns),
+//! pings it, expects every Originate to be answered in time, checks the dialplan again
+//! (every [`RECHECK_MISCONFIGURED`] while it misses something, every ping interval once
+//! ready, so a `dialplan reload` makes the host ready without a restart) and says when to
+//! reconnect (a doubling backoff capped at `ami.max_backoff_secs`, back to its start after
+//! every login that passed the check). This driver only moves bytes, turns the session's
+//! events into the `/readyz` status, and follows calls: each call's [`CallTracker`] gets
+//! the events the session keys to it, its deadlines come from the tracker's
+//! `poll_timeout`, and every step of progress becomes a notification.
 //!
 //! When the connection is lost, calls in flight end with `failed`/`pbx_error`: their
 //! channels may live on in Asterisk, but the events that would tell their outcome are gone,
-//! and a notification that guessed would be worse than one that says so. The client then
-//! reconnects with a doubling backoff (capped at `ami.max_backoff_secs`, back to its start
-//! after every login that passed the check) and logs in again.
+//! and a notification that guessed would be worse than one that says so.
 //!
 //! A PBX that fails the check is `Misconfigured`, with a sentence per problem that says how
-//! to fix it, logged once per login. A refused login, a missing `FullyBooted` or a missing
-//! privilege ends the session (the next login checks again); a missing context keeps it,
-//! and the dialplan part runs again every [`RECHECK_MISCONFIGURED`] (every ping interval
-//! once ready, which also refreshes the campaigns), so a `dialplan reload` makes the host
-//! ready without a restart.
+//! to fix it, logged once per login. Times for the session and the trackers are monotonic
+//! milliseconds since the driver started; notifications carry wall-clock timestamps.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use click2dial_core::ami::{
-    Action, Checks, ContextCheck, Decoder, Frame, Kind, Message, Outcome, Ping, Preflight,
-    ResponseStatus, MAX_MESSAGE_LEN,
-};
-use click2dial_core::call::{CallTracker, ChannelEvent, Mode, Progress};
+use click2dial_core::ami::session::{self, Down, Event as SessionEvent};
+use click2dial_core::ami::{Checks, ContextCheck, Message, Outcome, Preflight, Session};
+use click2dial_core::call::{CallTracker, ChannelEvent, Mode, Progress, Timeouts};
 use click2dial_core::json::{self, Event, Notification as NotificationJson};
-use click2dial_core::originate::{write_originate, OriginateCall};
+use click2dial_core::originate::OriginateCall;
 use click2dial_core::time::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -56,6 +54,9 @@ pub struct Settings {
     pub dialplan: crate::config::Dialplan,
     /// The contexts the login check asks the PBX for.
     pub contexts: Vec<crate::config::PbxContext>,
+    /// How long a call that is not joined may go without any AMI event before it fails
+    /// (`pbx_error`) and its slot is returned (core's `call::Timeouts::silence_ms`).
+    pub call_silence: Duration,
 }
 
 /// How many `tvc_` campaigns the host keeps; with more, unknown ones are let through (the
@@ -217,14 +218,15 @@ impl Pbx {
         let driver = Driver {
             campaigns: campaigns.clone(),
             epoch: Instant::now(),
-            session_passed: false,
-            recheck_now: false,
+            lost: None,
             settings,
             notifier,
             metrics,
             live_recordings: live_recordings.clone(),
             logins: 0,
             calls: HashMap::new(),
+            timers: BinaryHeap::new(),
+            pending: HashMap::new(),
             adopting: HashMap::new(),
             adopt_tx,
             call_store,
@@ -329,11 +331,29 @@ fn unix_millis() -> u64 {
         .unwrap_or(0)
 }
 
+/// `d` in whole milliseconds.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How long Asterisk may take to answer an Originate before the connection is given up.
+const ORIGINATE_ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// The most Originates awaiting Asterisk's answer at once (it answers each at once).
+const MAX_PENDING: usize = 1024;
+
+/// The first reconnection delay.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+type AmiSession<'a> = Session<'a, MAX_CAMPAIGNS, MAX_PENDING>;
+
 /// A call in flight.
 struct LiveCall {
     tracker: CallTracker,
     record: CallRecord,
     sequence: u32,
+    /// The deadline in [`Driver::timers`] for this call, if any.
+    scheduled: Option<u64>,
     /// Released (dropped) with the call.
     _slot: Option<OwnedSemaphorePermit>,
 }
@@ -346,51 +366,63 @@ struct Driver {
     live_recordings: LiveRecordings,
     logins: u64,
     calls: HashMap<String, LiveCall>,
+    /// The calls' deadlines (core's `poll_timeout`), soonest first; an entry that is not
+    /// its call's `scheduled` any more is skipped.
+    timers: BinaryHeap<Reverse<(u64, String)>>,
+    /// Replies to the Originates written and not answered yet.
+    pending: HashMap<String, oneshot::Sender<Result<(), OriginateError>>>,
     /// Calls of other hosts being adopted: their events wait here, in order, until the
     /// call's record arrives from Redis.
     adopting: HashMap<String, Vec<(Vec<u8>, Instant)>>,
     adopt_tx: mpsc::UnboundedSender<(String, Option<CallRecord>)>,
     call_store: Option<crate::call_store::CallStore>,
     campaigns: Arc<RwLock<KnownCampaigns>>,
-    /// The check's clock starts here.
+    /// The monotonic clock of the session and the calls starts here.
     epoch: Instant,
-    /// The current session passed the login check (the backoff starts over after it).
-    session_passed: bool,
-    /// Check the dialplan again at once (Asterisk refused an Originate's extension).
-    recheck_now: bool,
+    /// Why the connection ended, in words, when the driver saw it (an I/O error).
+    lost: Option<String>,
 }
 
+/// Drives core's [`Session`] over TCP: connects when it says so, refusing calls meanwhile.
 async fn run(
     mut driver: Driver,
     mut rx: mpsc::Receiver<Command>,
     mut adopt_rx: mpsc::UnboundedReceiver<(String, Option<CallRecord>)>,
     status: watch::Sender<Status>,
 ) {
-    const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-    let mut backoff = FIRST_BACKOFF;
+    let settings = driver.settings.clone();
+    let contexts: Vec<ContextCheck<'_>> = settings
+        .contexts
+        .iter()
+        .map(|c| ContextCheck {
+            context: &c.context,
+            extension: c.extension.as_deref(),
+            campaigns: c.campaigns,
+        })
+        .collect();
+    let config = session::Config {
+        checks: Checks {
+            username: &settings.username,
+            secret: &settings.secret,
+            contexts: &contexts,
+            booted_within_ms: millis(CHECK_WITHIN),
+            answer_within_ms: millis(CHECK_WITHIN),
+        },
+        ping_interval_ms: millis(settings.ping_interval),
+        originate_answer_within_ms: millis(ORIGINATE_ANSWER_WITHIN),
+        recheck_misconfigured_ms: millis(RECHECK_MISCONFIGURED),
+        first_backoff_ms: millis(FIRST_BACKOFF),
+        max_backoff_ms: millis(settings.max_backoff),
+    };
+    let mut buf = vec![0u8; session::RECEIVE_BUFFER_LEN];
+    let mut session = Box::new(AmiSession::new(config, &mut buf));
+    let mut out = vec![0u8; 8192];
     loop {
-        driver.session_passed = false;
-        let result = driver.session(&mut rx, &mut adopt_rx, &status).await;
-        driver.metrics.ami_down();
-        if driver.session_passed {
-            backoff = FIRST_BACKOFF;
-        }
-        match result {
-            Ok(()) => return,
-            // Misconfigured stays what /readyz says while waiting to log in again.
-            Err(SessionError::Misconfigured) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, address = %driver.settings.address, "AMI connection lost");
-                let _ = status.send(Status::Down(e.to_string().into()));
-            }
-        }
-        driver.fail_all();
         // Refuse originates while waiting; nothing is queued for later dialling.
-        let sleep = tokio::time::sleep(backoff);
-        tokio::pin!(sleep);
-        loop {
+        while !session.wants_connect(driver.now_ms()) {
+            let at = driver.instant(session.poll_timeout().unwrap_or(0));
             tokio::select! {
-                () = &mut sleep => break,
+                () = tokio::time::sleep_until(at) => {}
                 command = rx.recv() => match command {
                     Some(Command::Originate { reply, .. } | Command::Follow { reply, .. }) => {
                         let _ = reply.send(Err(OriginateError::NotConnected));
@@ -399,89 +431,33 @@ async fn run(
                 },
             }
         }
-        backoff = (backoff * 2).min(driver.settings.max_backoff);
-    }
-}
-
-/// Why a session ended.
-#[derive(Debug, thiserror::Error)]
-enum SessionError {
-    #[error("connect: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the PBX closed the connection")]
-    Closed,
-    #[error("AMI protocol: {0}")]
-    Protocol(String),
-    #[error("no answer to Ping")]
-    PingTimeout,
-    #[error("timed out waiting for {0}")]
-    Timeout(&'static str),
-    #[error("the PBX is misconfigured")]
-    Misconfigured,
-    #[error("{0}")]
-    Check(String),
-}
-
-/// The longest line the login check reads.
-const MAX_LINE: usize = 4096;
-
-/// Bytes from the socket, decoded frame by frame in place: each frame is decoded once,
-/// borrowing the buffer, and handled before the next read.
-struct Reader {
-    stream: tokio::net::tcp::OwnedReadHalf,
-    buf: Vec<u8>,
-    start: usize,
-    decoder: Decoder,
-}
-
-impl Reader {
-    /// Reads what the socket has (at least one byte).
-    async fn fill(&mut self) -> Result<(), SessionError> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        if self.buf.len() > MAX_MESSAGE_LEN * 2 {
-            return Err(SessionError::Protocol("message too large".into()));
-        }
-        // `read_buf` appends to the vector only what was read: cancel-safe (`select!`).
-        self.buf.reserve(4096);
-        if self.stream.read_buf(&mut self.buf).await? == 0 {
-            return Err(SessionError::Closed);
-        }
-        Ok(())
-    }
-
-    /// The next complete line in the buffer, without its `\r\n` (the login check reads
-    /// lines: Asterisk's `ListCommands` answer can outgrow a frame).
-    fn next_line(&mut self) -> Result<Option<&[u8]>, SessionError> {
-        let rest = self.buf.get(self.start..).unwrap_or_default();
-        match rest.windows(2).position(|w| w == b"\r\n") {
-            Some(end) => {
-                self.start += end + 2;
-                Ok(rest.get(..end))
+        let connect = TcpStream::connect(&settings.address);
+        let stream = match tokio::time::timeout(Duration::from_secs(5), connect).await {
+            Ok(Ok(stream)) => stream,
+            failed => {
+                driver.lost = Some(match failed {
+                    Ok(Err(e)) => format!("connect: {e}"),
+                    _ => "timed out waiting for TCP connect".into(),
+                });
+                session.handle_disconnected(driver.now_ms(), Down::Connect);
+                let _ = driver.act(&mut session, None, &mut out, &status).await;
+                continue;
             }
-            None if rest.len() > MAX_LINE => Err(SessionError::Protocol(format!(
-                "AMI line longer than {MAX_LINE} bytes"
-            ))),
-            None => Ok(None),
-        }
-    }
-
-    /// The next complete frame in the buffer, decoded where it lies, with its bytes, if
-    /// there is one.
-    fn next_frame(&mut self) -> Result<Option<(Frame<'_>, &[u8])>, SessionError> {
-        let rest = &self.buf[self.start..];
-        match self.decoder.decode(rest) {
-            Ok(Some(decoded)) => {
-                self.start += decoded.len;
-                Ok(Some((
-                    decoded.frame,
-                    rest.get(..decoded.len).unwrap_or_default(),
-                )))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(SessionError::Protocol(e.to_string())),
+        };
+        let _ = stream.set_nodelay(true);
+        session.handle_connected(driver.now_ms());
+        let stop = driver
+            .connection(
+                &mut session,
+                stream,
+                &mut rx,
+                &mut adopt_rx,
+                &status,
+                &mut out,
+            )
+            .await;
+        if stop {
+            return;
         }
     }
 }
@@ -499,49 +475,200 @@ fn dialplan_decided_to_dial<'a>(message: &Message<'a>) -> Option<&'a str> {
     .then_some(uniqueid)
 }
 
-/// Decodes a message kept aside while its call is adopted (it is complete, so this cannot
-/// need more bytes).
-fn with_message<R>(bytes: &[u8], f: impl FnOnce(&Message<'_>) -> R) -> Option<R> {
-    match Decoder::without_banner().decode(bytes) {
-        Ok(Some(Decoded {
-            frame: Frame::Message(m),
-            ..
-        })) => Some(f(&m)),
-        _ => None,
-    }
-}
-
-use click2dial_core::ami::Decoded;
-
-/// `d` in whole milliseconds.
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl Driver {
-    /// Milliseconds since the driver started: the check's clock.
+    /// Milliseconds since the driver started: the monotonic clock of the session and calls.
     fn now_ms(&self) -> u64 {
         millis(self.epoch.elapsed())
     }
 
-    /// When the dialplan is checked again: soon while it is missing something, with the
-    /// ping otherwise (which also keeps the campaigns fresh).
-    fn recheck_interval(&self, status: &watch::Sender<Status>) -> Duration {
-        match &*status.borrow() {
-            Status::Misconfigured(_) => RECHECK_MISCONFIGURED.min(self.settings.ping_interval),
-            _ => self.settings.ping_interval,
+    /// A time on that clock as a tokio instant.
+    fn instant(&self, at: u64) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.epoch + Duration::from_millis(at))
+    }
+
+    /// A time on that clock as Unix milliseconds, for the notifications' timestamps.
+    fn wall(&self, at: u64) -> u64 {
+        unix_millis().saturating_sub(self.now_ms().saturating_sub(at))
+    }
+
+    /// One connection: bytes in, actions out, commands, timers; returns whether to stop
+    /// (every handle to the client is gone).
+    async fn connection(
+        &mut self,
+        session: &mut AmiSession<'_>,
+        stream: TcpStream,
+        rx: &mut mpsc::Receiver<Command>,
+        adopt_rx: &mut mpsc::UnboundedReceiver<(String, Option<CallRecord>)>,
+        status: &watch::Sender<Status>,
+        out: &mut [u8],
+    ) -> bool {
+        let (mut read, mut write) = stream.into_split();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            if !self.act(session, Some(&mut write), out, status).await {
+                return false;
+            }
+            let wake = session.poll_timeout().map(|at| self.instant(at));
+            let call_wake = self.timers.peek().map(|Reverse((at, _))| self.instant(*at));
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                read = read.read(&mut chunk) => {
+                    let now = self.now_ms();
+                    let n = match read {
+                        Ok(n) => n,
+                        Err(e) => {
+                            self.lost = Some(format!("connect: {e}"));
+                            0
+                        }
+                    };
+                    if n == 0 {
+                        session.handle_disconnected(now, Down::Closed);
+                        continue;
+                    }
+                    let mut rest = chunk.get(..n).unwrap_or_default();
+                    while !rest.is_empty() {
+                        let taken = session.handle_input(now, rest);
+                        rest = rest.get(taken..).unwrap_or_default();
+                        if !self.act(session, Some(&mut write), out, status).await {
+                            return false;
+                        }
+                    }
+                }
+                Some((channel_id, record)) = adopt_rx.recv() => self.adopted(&channel_id, record),
+                command = rx.recv() => match command {
+                    Some(Command::Originate { request, reply }) => {
+                        let call = originate_call(&request);
+                        let now = self.now_ms();
+                        match session.originate(now, &call, &self.settings.dialplan.names(), out) {
+                            Ok(n) => {
+                                if let Err(e) = write.write_all(out.get(..n).unwrap_or_default()).await {
+                                    let _ = reply.send(Err(OriginateError::NotConnected));
+                                    self.lost = Some(format!("connect: {e}"));
+                                    session.handle_disconnected(now, Down::Closed);
+                                    continue;
+                                }
+                                self.pending.insert(request.channel_id.clone(), reply);
+                                self.track(*request);
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(match e {
+                                    session::OriginateError::Encode(e) => OriginateError::Encode(e.to_string()),
+                                    _ => OriginateError::NotConnected,
+                                }));
+                            }
+                        }
+                    }
+                    Some(Command::Follow { request, reply }) => {
+                        let channel_id = request.channel_id.clone();
+                        self.track(*request);
+                        self.metrics.call_started();
+                        if let Some(mut call) = self.calls.remove(&channel_id) {
+                            self.drain(&mut call, Instant::now());
+                            self.settle(channel_id, call);
+                        }
+                        let _ = reply.send(Ok(()));
+                    }
+                    None => {
+                        // Originates written but not answered reached the PBX.
+                        for (_, reply) in self.pending.drain() {
+                            let _ = reply.send(Ok(()));
+                        }
+                        return true;
+                    }
+                },
+                () = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() => {
+                    session.handle_timeout(self.now_ms());
+                }
+                () = tokio::time::sleep_until(call_wake.unwrap_or(far)), if call_wake.is_some() => {
+                    self.on_call_timers();
+                }
+            }
         }
     }
 
+    /// Sends what the session has to send and acts on what it says, until it has nothing
+    /// more; `false` once the connection is over.
+    async fn act(
+        &mut self,
+        session: &mut AmiSession<'_>,
+        mut write: Option<&mut tokio::net::tcp::OwnedWriteHalf>,
+        out: &mut [u8],
+        status: &watch::Sender<Status>,
+    ) -> bool {
+        let read_at = Instant::now();
+        loop {
+            while let Some(n) = session.poll_transmit(out) {
+                let Some(write) = write.as_mut() else { break };
+                if let Err(e) = write.write_all(out.get(..n).unwrap_or_default()).await {
+                    self.lost = Some(format!("connect: {e}"));
+                    session.handle_disconnected(self.now_ms(), Down::Closed);
+                }
+            }
+            let Some(event) = session.poll_event() else {
+                return true;
+            };
+            match event {
+                SessionEvent::Checked { login, outcome } => {
+                    self.checked(session.check(), outcome, status, login);
+                    if login && session.is_up() {
+                        tracing::info!(address = %self.settings.address, "AMI logged in");
+                        self.metrics.ami_logged_in(self.logins == 0);
+                        self.logins += 1;
+                    }
+                }
+                SessionEvent::OriginateAnswered { action_id, refused } => {
+                    self.answered(action_id, refused);
+                }
+                SessionEvent::Channel {
+                    key,
+                    event,
+                    message,
+                } => {
+                    if !self.adopt_or_buffer(&message, read_at) {
+                        self.on_channel_event(key, &event);
+                    }
+                }
+                SessionEvent::Message(message) => {
+                    self.adopt_or_buffer(&message, read_at);
+                }
+                SessionEvent::Down(why) => {
+                    self.down(why, status);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// The connection is over: calls in flight end with `failed`/`pbx_error` (their
+    /// channels may live on in Asterisk, but the events that would tell their outcome are
+    /// gone, and a notification that guessed would be worse than one that says so).
+    fn down(&mut self, why: Down, status: &watch::Sender<Status>) {
+        self.metrics.ami_down();
+        let lost = self.lost.take();
+        // Misconfigured (or a check that was not answered) stays what /readyz says while
+        // waiting to log in again.
+        if !matches!(why, Down::Misconfigured | Down::Check) {
+            let why = lost.unwrap_or_else(|| why.to_string());
+            tracing::warn!(error = %why, address = %self.settings.address, "AMI connection lost");
+            let _ = status.send(Status::Down(why.into()));
+        }
+        // Originates written but not answered: the call's tracker reports pbx_error; the
+        // HTTP side answers 202 (the request reached the PBX) and the notification follows.
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Ok(()));
+        }
+        self.fail_all();
+    }
+
     /// Acts on a finished check: the status, the campaigns, the log (at every login, and
-    /// when a later check finds something else). An error ends the session.
+    /// when a later check finds something else). The session decides whether it goes on.
     fn checked(
         &mut self,
         preflight: &Preflight<'_, MAX_CAMPAIGNS>,
         outcome: Outcome,
         status: &watch::Sender<Status>,
         at_login: bool,
-    ) -> Result<(), SessionError> {
+    ) {
         let address = &self.settings.address;
         let usable = match outcome {
             Outcome::Passed => true,
@@ -550,10 +677,13 @@ impl Driver {
         if preflight.problems().any(|p| !p.code.is_configuration()) {
             let why: Vec<String> = preflight.problems().map(ToString::to_string).collect();
             if at_login {
-                return Err(SessionError::Check(why.join("; ")));
+                let why = why.join("; ");
+                tracing::warn!(error = %why, %address, "AMI connection lost");
+                let _ = status.send(Status::Down(why.into()));
+                return;
             }
             tracing::warn!(%address, problem = %why.join("; "), "PBX dialplan check not answered");
-            return Ok(());
+            return;
         }
         let tvc_context = &self.settings.dialplan.tvc_context;
         let campaigns_missing = preflight.problems().any(|p| {
@@ -574,9 +704,6 @@ impl Driver {
                 known.overflowed = found.overflowed();
             }
         }
-        if at_login && usable {
-            self.session_passed = true;
-        }
         let reasons: Arc<[Reason]> = preflight
             .problems()
             .map(|p| Reason {
@@ -590,7 +717,7 @@ impl Driver {
                 tracing::info!(%address, campaigns = preflight.campaigns().len(), "PBX check passed: ready");
             }
             let _ = status.send(Status::Ready);
-            return Ok(());
+            return;
         }
         if at_login || before != Status::Misconfigured(reasons.clone()) {
             for reason in reasons.iter() {
@@ -598,235 +725,52 @@ impl Driver {
             }
         }
         let _ = status.send(Status::Misconfigured(reasons));
-        if usable {
-            Ok(())
-        } else {
-            Err(SessionError::Misconfigured)
-        }
     }
 
-    async fn session(
-        &mut self,
-        rx: &mut mpsc::Receiver<Command>,
-        adopt_rx: &mut mpsc::UnboundedReceiver<(String, Option<CallRecord>)>,
-        status: &watch::Sender<Status>,
-    ) -> Result<(), SessionError> {
-        let stream = tokio::time::timeout(
-            Duration::from_secs(5),
-            TcpStream::connect(&self.settings.address),
-        )
-        .await
-        .map_err(|_| SessionError::Timeout("TCP connect"))??;
-        stream.set_nodelay(true)?;
-        let (read, mut write) = stream.into_split();
-        let mut reader = Reader {
-            stream: read,
-            buf: Vec::with_capacity(MAX_MESSAGE_LEN),
-            start: 0,
-            // The check reads the banner as a line.
-            decoder: Decoder::without_banner(),
+    /// Asterisk answered an Originate.
+    fn answered(&mut self, action_id: &str, refused: Option<&str>) {
+        let Some(reply) = self.pending.remove(action_id) else {
+            return;
         };
-        let mut out = vec![0u8; 8192];
-        // Owned here, not borrowed from `self`: the checks live through the session.
-        let contexts_owned = self.settings.contexts.clone();
-        let (username, secret) = (self.settings.username.clone(), self.settings.secret.clone());
-        let contexts: Vec<ContextCheck<'_>> = contexts_owned
-            .iter()
-            .map(|c| ContextCheck {
-                context: &c.context,
-                extension: c.extension.as_deref(),
-                campaigns: c.campaigns,
-            })
-            .collect();
-        let checks = Checks {
-            username: &username,
-            secret: &secret,
-            contexts: &contexts,
-            booted_within_ms: millis(CHECK_WITHIN),
-            answer_within_ms: millis(CHECK_WITHIN),
-        };
-        let mut preflight = Box::new(Preflight::<MAX_CAMPAIGNS>::login(checks, self.now_ms()));
-        let outcome = loop {
-            while let Some(n) = preflight
-                .poll_transmit(&mut out)
-                .map_err(|e| SessionError::Protocol(e.to_string()))?
-            {
-                write.write_all(&out[..n]).await?;
-            }
-            if let Some(outcome) = preflight.outcome() {
-                break outcome;
-            }
-            if let Some(line) = reader.next_line()? {
-                preflight.handle_line(self.now_ms(), line);
-                continue;
-            }
-            let deadline = preflight.poll_timeout().unwrap_or(u64::MAX);
-            let wait = Duration::from_millis(deadline.saturating_sub(self.now_ms()));
-            match tokio::time::timeout(wait, reader.fill()).await {
-                Ok(filled) => filled?,
-                Err(_) => preflight.handle_timeout(self.now_ms()),
-            }
-        };
-        self.checked(&preflight, outcome, status, true)?;
-        tracing::info!(address = %self.settings.address, "AMI logged in");
-        self.metrics.ami_logged_in(self.logins == 0);
-        self.logins += 1;
-        let mut recheck_run: u32 = 0;
-        let mut recheck: Option<Box<Preflight<'_, MAX_CAMPAIGNS>>> = None;
-        let mut recheck_at = Instant::now() + self.recheck_interval(status);
-
-        let mut pending: HashMap<String, oneshot::Sender<Result<(), OriginateError>>> =
-            HashMap::new();
-        let mut ping = tokio::time::interval(self.settings.ping_interval);
-        ping.tick().await;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut ping_outstanding: Option<u64> = None;
-        let mut ping_seq: u64 = 0;
-        let mut read_at = Instant::now();
-        let result = loop {
-            // Every complete frame read so far, each decoded once where it lies.
-            let handled = loop {
-                match reader.next_frame() {
-                    Ok(Some((Frame::Message(m), bytes))) => {
-                        if let Some(check) = recheck.as_mut() {
-                            check.handle_message(self.now_ms(), &m);
-                        }
-                        if !self.adopt_or_buffer(&m, bytes, read_at) {
-                            self.on_message(&m, read_at, &mut pending, &mut ping_outstanding);
-                        }
-                    }
-                    Ok(Some((Frame::Banner(_), _))) => {}
-                    Ok(None) => break Ok(()),
-                    Err(e) => break Err(e),
+        match refused {
+            None => {
+                self.metrics.call_started();
+                if let Some(mut call) = self.calls.remove(action_id) {
+                    self.drain(&mut call, Instant::now());
+                    self.settle(action_id.to_string(), call);
                 }
-            };
-            if let Err(e) = handled {
-                break Err(e);
+                let _ = reply.send(Ok(()));
             }
-            if let Some(check) = recheck.as_mut() {
-                check.handle_timeout(self.now_ms());
-                if let Some(outcome) = check.outcome() {
-                    if let Err(e) = self.checked(check, outcome, status, false) {
-                        break Err(e);
-                    }
-                    recheck = None;
-                    recheck_at = Instant::now() + self.recheck_interval(status);
-                } else {
-                    // The answer to one context's ShowDialPlan makes the next one due.
-                    while let Some(n) = check
-                        .poll_transmit(&mut out)
-                        .map_err(|e| SessionError::Protocol(e.to_string()))?
-                    {
-                        write.write_all(&out[..n]).await?;
-                    }
+            Some(reason) => {
+                // Nothing was dialled: forget the call without notifications.
+                if let Some(call) = self.calls.remove(action_id) {
+                    self.forget(call);
                 }
+                let _ = reply.send(Err(OriginateError::Refused(reason.to_string())));
             }
-            if recheck.is_none() && (Instant::now() >= recheck_at || self.recheck_now) {
-                self.recheck_now = false;
-                recheck_run = recheck_run.wrapping_add(1);
-                let mut check = Box::new(Preflight::dialplan(checks, recheck_run, self.now_ms()));
-                while let Some(n) = check
-                    .poll_transmit(&mut out)
-                    .map_err(|e| SessionError::Protocol(e.to_string()))?
-                {
-                    write.write_all(&out[..n]).await?;
-                }
-                recheck = Some(check);
-            }
-            tokio::select! {
-                filled = reader.fill() => {
-                    read_at = Instant::now();
-                    if let Err(e) = filled {
-                        break Err(e);
-                    }
-                }
-                Some((channel_id, record)) = adopt_rx.recv() => {
-                    self.adopted(&channel_id, record, &mut pending, &mut ping_outstanding);
-                }
-                command = rx.recv() => {
-                    let (request, reply) = match command {
-                        Some(Command::Originate { request, reply }) => (request, reply),
-                        Some(Command::Follow { request, reply }) => {
-                            let channel_id = request.channel_id.clone();
-                            self.track(*request);
-                            self.metrics.call_started();
-                            if let Some(mut call) = self.calls.remove(&channel_id) {
-                                self.drain(&mut call, Instant::now());
-                                self.calls.insert(channel_id, call);
-                            }
-                            let _ = reply.send(Ok(()));
-                            continue;
-                        }
-                        None => break Ok(()),
-                    };
-                    match self.send_originate(&request, &mut out) {
-                        Ok(n) => {
-                            if let Err(e) = write.write_all(&out[..n]).await {
-                                let _ = reply.send(Err(OriginateError::NotConnected));
-                                break Err(e.into());
-                            }
-                            pending.insert(request.channel_id.clone(), reply);
-                            self.track(*request);
-                        }
-                        Err(e) => { let _ = reply.send(Err(e)); }
-                    }
-                }
-                _ = ping.tick() => {
-                    if ping_outstanding.is_some() {
-                        break Err(SessionError::PingTimeout);
-                    }
-                    ping_seq += 1;
-                    let id = format!("ping-{ping_seq}");
-                    let n = Ping { action_id: &id }.write(&mut out).map_err(|e| SessionError::Protocol(e.to_string()))?;
-                    write.write_all(&out[..n]).await?;
-                    ping_outstanding = Some(ping_seq);
-                }
-                _ = tick.tick() => self.on_tick(),
-            }
-        };
-        // Originates written but not answered: the call's tracker reports pbx_error; the
-        // HTTP side answers 202 (the request reached the PBX) and the notification follows.
-        for (_, reply) in pending.drain() {
-            let _ = reply.send(Ok(()));
         }
-        result
-    }
-
-    fn send_originate(
-        &self,
-        request: &OriginateRequest,
-        out: &mut [u8],
-    ) -> Result<usize, OriginateError> {
-        let record = &request.record;
-        let call = OriginateCall {
-            channel_id: &request.channel_id,
-            agent: &record.agent,
-            callee: &request.callee,
-            callee_e164: &record.callee_e164,
-            outbound_id: &record.outbound_id,
-            contact_ref: &record.contact_ref,
-            recording_ref: &record.recording_ref,
-            single_leg: record.single_leg,
-        };
-        write_originate(&call, &self.settings.dialplan.names(), out)
-            .map_err(|e| OriginateError::Encode(e.to_string()))
     }
 
     fn track(&mut self, request: OriginateRequest) {
-        let now = unix_millis();
-        match CallTracker::new(&request.channel_id, request.mode, now) {
+        let now = self.now_ms();
+        let timeouts = Timeouts {
+            silence_ms: millis(self.settings.call_silence),
+            ..Timeouts::DEFAULT
+        };
+        match CallTracker::with_timeouts(&request.channel_id, request.mode, now, timeouts) {
             Ok(tracker) => {
                 let call = LiveCall {
                     tracker,
                     record: request.record,
                     sequence: 0,
+                    scheduled: None,
                     _slot: request.slot,
                 };
                 if let Ok(mut set) = self.live_recordings.lock() {
                     set.insert(call.record.recording_ref.clone());
                 }
                 // `queued` waits for Asterisk's acceptance (or the call's first event).
-                self.calls.insert(request.channel_id, call);
+                self.settle(request.channel_id, call);
             }
             Err(_) => {
                 tracing::error!(channel_id = %request.channel_id, "ChannelId too long to track")
@@ -834,80 +778,58 @@ impl Driver {
         }
     }
 
-    fn on_message(
-        &mut self,
-        message: &Message<'_>,
-        read_at: Instant,
-        pending: &mut HashMap<String, oneshot::Sender<Result<(), OriginateError>>>,
-        ping_outstanding: &mut Option<u64>,
-    ) {
-        match message.kind() {
-            Kind::Response(status) => {
-                let Some(action_id) = message.action_id() else {
-                    return;
-                };
-                if action_id.starts_with("ping-") {
-                    *ping_outstanding = None;
-                    return;
-                }
-                if let Some(reply) = pending.remove(action_id) {
-                    if status == ResponseStatus::Success {
-                        self.metrics.call_started();
-                        if let Some(mut call) = self.calls.remove(action_id) {
-                            self.drain(&mut call, Instant::now());
-                            self.calls.insert(action_id.to_string(), call);
-                        }
-                        let _ = reply.send(Ok(()));
-                    } else {
-                        let reason = message.message().unwrap_or("no reason").to_string();
-                        // The dialplan changed under the host: look again at once.
-                        self.recheck_now |= reason.starts_with("Extension does not exist");
-                        // Nothing was dialled: forget the call without notifications.
-                        if let Some(call) = self.calls.remove(action_id) {
-                            self.forget(call);
-                        }
-                        let _ = reply.send(Err(OriginateError::Refused(reason)));
-                    }
-                }
-            }
-            Kind::Event(_) => {
-                let Some((key, event)) = ChannelEvent::from_message(message) else {
-                    return;
-                };
-                let Some(mut call) = self.calls.remove(key) else {
-                    return;
-                };
-                call.tracker.handle_event(unix_millis(), &event);
-                self.drain(&mut call, read_at);
-                if call.tracker.is_finished() {
-                    self.forget(call);
-                } else {
-                    self.calls.insert(key.to_string(), call);
-                }
-            }
-            Kind::Other => {}
-        }
+    fn on_channel_event(&mut self, key: &str, event: &ChannelEvent<'_>) {
+        let Some(mut call) = self.calls.remove(key) else {
+            return;
+        };
+        call.tracker.handle_event(self.now_ms(), event);
+        self.drain(&mut call, Instant::now());
+        self.settle(key.to_string(), call);
     }
 
-    fn on_tick(&mut self) {
-        let now = unix_millis();
-        let ids: Vec<String> = self.calls.keys().cloned().collect();
-        for id in ids {
-            if let Some(mut call) = self.calls.remove(&id) {
+    /// Keeps a call that is not over, with its next deadline scheduled; forgets it otherwise.
+    fn settle(&mut self, id: String, mut call: LiveCall) {
+        if call.tracker.is_finished() {
+            return self.forget(call);
+        }
+        if let Some(at) = call.tracker.poll_timeout() {
+            // Deadlines mostly move later: the entry already scheduled wakes the call,
+            // which then schedules its next one; an earlier deadline gets its own entry.
+            if call.scheduled.is_none_or(|scheduled| at < scheduled) {
+                self.timers.push(Reverse((at, id.clone())));
+                call.scheduled = Some(at);
+            }
+        }
+        self.calls.insert(id, call);
+    }
+
+    /// The calls whose deadline has come.
+    fn on_call_timers(&mut self) {
+        let now = self.now_ms();
+        while self
+            .timers
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now)
+        {
+            let Some(Reverse((at, id))) = self.timers.pop() else {
+                break;
+            };
+            let Some(mut call) = self.calls.remove(&id) else {
+                continue;
+            };
+            if call.scheduled == Some(at) {
+                call.scheduled = None;
                 call.tracker.handle_timeout(now);
                 self.drain(&mut call, Instant::now());
-                if call.tracker.is_finished() {
-                    self.forget(call);
-                } else {
-                    self.calls.insert(id, call);
-                }
             }
+            self.settle(id, call);
         }
     }
 
     fn fail_all(&mut self) {
         self.adopting.clear();
-        let now = unix_millis();
+        self.timers.clear();
+        let now = self.now_ms();
         let calls: Vec<(String, LiveCall)> = self.calls.drain().collect();
         for (_, mut call) in calls {
             call.tracker.handle_pbx_lost(now);
@@ -922,7 +844,7 @@ impl Driver {
     /// with the same sequence numbers, and the push script's `SET NX` mark lets only the
     /// first copy of each through; if the originating host dies, the others carry on.
     /// Returns whether the message was taken (buffered until the record arrives).
-    fn adopt_or_buffer(&mut self, message: &Message<'_>, bytes: &[u8], read_at: Instant) -> bool {
+    fn adopt_or_buffer(&mut self, message: &Message<'_>, read_at: Instant) -> bool {
         let Some(store) = &self.call_store else {
             return false;
         };
@@ -939,16 +861,16 @@ impl Driver {
         if self.calls.contains_key(key) {
             return false;
         }
+        let bytes = message.as_bytes().to_vec();
         if let Some(waiting) = self.adopting.get_mut(key) {
-            waiting.push((bytes.to_vec(), read_at));
+            waiting.push((bytes, read_at));
             return true;
         }
         if !starts {
             return false;
         }
         let key = key.to_string();
-        self.adopting
-            .insert(key.clone(), vec![(bytes.to_vec(), read_at)]);
+        self.adopting.insert(key.clone(), vec![(bytes, read_at)]);
         let store = store.clone();
         let tx = self.adopt_tx.clone();
         tokio::spawn(async move {
@@ -959,13 +881,7 @@ impl Driver {
     }
 
     /// The record of a call being adopted arrived (or not): replay its buffered events.
-    fn adopted(
-        &mut self,
-        channel_id: &str,
-        record: Option<CallRecord>,
-        pending: &mut HashMap<String, oneshot::Sender<Result<(), OriginateError>>>,
-        ping_outstanding: &mut Option<u64>,
-    ) {
+    fn adopted(&mut self, channel_id: &str, record: Option<CallRecord>) {
         let Some(waiting) = self.adopting.remove(channel_id) else {
             return;
         };
@@ -975,26 +891,32 @@ impl Driver {
         if self.calls.contains_key(channel_id) {
             return;
         }
-        let Ok(tracker) = CallTracker::new(channel_id, record.mode(), unix_millis()) else {
+        let timeouts = Timeouts {
+            silence_ms: millis(self.settings.call_silence),
+            ..Timeouts::DEFAULT
+        };
+        let Ok(tracker) =
+            CallTracker::with_timeouts(channel_id, record.mode(), self.now_ms(), timeouts)
+        else {
             return;
         };
         if let Ok(mut set) = self.live_recordings.lock() {
             set.insert(record.recording_ref.clone());
         }
         tracing::debug!(channel_id, "following a call placed by another host");
-        self.calls.insert(
-            channel_id.to_string(),
-            LiveCall {
-                tracker,
-                record,
-                sequence: 0,
-                _slot: None,
-            },
-        );
-        for (bytes, read_at) in waiting {
-            with_message(&bytes, |m| {
-                self.on_message(m, read_at, pending, ping_outstanding)
-            });
+        let call = LiveCall {
+            tracker,
+            record,
+            sequence: 0,
+            scheduled: None,
+            _slot: None,
+        };
+        self.settle(channel_id.to_string(), call);
+        for (bytes, _) in waiting {
+            let message = Message::new(&bytes);
+            if let Some((key, event)) = ChannelEvent::from_message(&message) {
+                self.on_channel_event(key, &event);
+            }
         }
     }
 
@@ -1030,7 +952,7 @@ impl Driver {
             outbound_id: &record.outbound_id,
             recording_ref: &record.recording_ref,
             recording_url: Some(&record.recording_url),
-            timestamp: Timestamp::from_unix_millis(progress.at),
+            timestamp: Timestamp::from_unix_millis(self.wall(progress.at)),
             cause: progress.cause,
             q850: progress.q850,
         };
@@ -1048,5 +970,20 @@ impl Driver {
             }),
             Err(e) => tracing::error!(error = %e, "notification does not fit its buffer"),
         }
+    }
+}
+
+/// The Originate of a request, as core writes it.
+fn originate_call(request: &OriginateRequest) -> OriginateCall<'_> {
+    let record = &request.record;
+    OriginateCall {
+        channel_id: &request.channel_id,
+        agent: &record.agent,
+        callee: &request.callee,
+        callee_e164: &record.callee_e164,
+        outbound_id: &record.outbound_id,
+        contact_ref: &record.contact_ref,
+        recording_ref: &record.recording_ref,
+        single_leg: record.single_leg,
     }
 }

@@ -307,3 +307,105 @@ fn a_softphone_claiming_another_agent_is_refused_and_logged() {
     assert_eq!(fields["claimed_agent"], "1003", "{line}");
     assert_eq!(fields["contact_ref"], "sp-claim", "{line}");
 }
+
+/// Plays Asterisk's side of one FastAGI session against the host, as the recorded
+/// `a_valid_dial` session answers, for a softphone call from `1002` to `callee`; returns the
+/// commands the host sent. Nothing of the call ever shows on AMI.
+fn agi_session_without_a_channel(fastagi: &str, uniqueid: &str, contact_ref: &str) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(fastagi).expect("FastAGI port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut write = stream.try_clone().expect("clone");
+    let env = format!(
+        "agi_network: yes\nagi_network_script: click2dial\nagi_request: agi://{fastagi}/click2dial\n\
+         agi_channel: PJSIP/1002-00000002\nagi_language: en\nagi_type: PJSIP\nagi_uniqueid: {uniqueid}\n\
+         agi_version: 22.10.1\nagi_callerid: 1002\nagi_calleridname: Agent 1002\nagi_callingpres: 0\n\
+         agi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: c2d\nagi_rdnis: unknown\n\
+         agi_context: c2d-agent-webrtc\nagi_extension: c2d\nagi_priority: 2\nagi_enhanced: 0.0\n\
+         agi_accountcode: \nagi_threadid: 139932789704384\n\n"
+    );
+    write.write_all(env.as_bytes()).expect("env");
+    let mut commands = Vec::new();
+    let mut lines = BufReader::new(stream).lines();
+    while let Some(Ok(command)) = lines.next() {
+        let answer =
+            if command.contains("X-Teleforge-Callee)\"") && command.starts_with("GET VARIABLE") {
+                "200 result=1 (0820001234)".to_string()
+            } else if command.contains("X-Teleforge-Outbound-Id") {
+                "200 result=1 (27820001234)".into()
+            } else if command.contains("X-Teleforge-Contact-Ref") {
+                format!("200 result=1 ({contact_ref})")
+            } else if command.contains("X-Teleforge-Agent") {
+                "200 result=0".into()
+            } else if command.contains("CHANNEL(endpoint)") || command.contains("CALLERID(num)") {
+                "200 result=1 (1002)".into()
+            } else if command.starts_with("GET FULL VARIABLE") {
+                "200 result=1 (PJSIP/1002-00000002 0820001234)".into()
+            } else if command.starts_with("CHANNEL STATUS") {
+                "200 result=4".into()
+            } else if command.starts_with("GET VARIABLE C2D_DECISION") {
+                "200 result=1 (dial)".into()
+            } else {
+                "200 result=1".into()
+            };
+        commands.push(command);
+        if write.write_all(format!("{answer}\n").as_bytes()).is_err() {
+            break;
+        }
+    }
+    commands
+}
+
+/// Issue 12: a call the service decided to dial whose channel never shows on AMI ends
+/// after `[limits] call_silence_secs` (`failed`/`pbx_error`), and its slot comes back: the
+/// `503` of a full host does not stick.
+#[test]
+fn a_decided_call_whose_channel_never_shows_ends_and_frees_its_slot() {
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start();
+    let fastagi = format!("127.0.0.1:{}", free_port());
+    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
+    let host = Host::start(
+        &redis,
+        &sim.address,
+        recordings.path(),
+        &[
+            ("C2D_FASTAGI__LISTEN", fastagi.as_str()),
+            ("C2D_LIMITS__MAX_CALLS_IN_FLIGHT", "1"),
+            ("C2D_LIMITS__CALL_SILENCE_SECS", "2"),
+        ],
+    );
+    assert!(eventually(Duration::from_secs(20), || host
+        .get("/readyz")
+        .status
+        == 200));
+
+    let commands = agi_session_without_a_channel(&fastagi, "1795758224.99", "sp-ghost");
+    assert!(
+        commands
+            .iter()
+            .any(|c| c == "SET VARIABLE C2D_DECISION dial"),
+        "{commands:?}"
+    );
+    let decided = Instant::now();
+    // The ghost call holds the only slot.
+    let body = r#"{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","contact_ref":"after-ghost"}"#;
+    let (status, answer) = host.create_call(body);
+    assert_eq!(status, 503, "{answer}");
+
+    let notes = redis.follow(&key_of("sp-ghost"), &["failed"], Duration::from_secs(10));
+    assert_eq!(events(&notes), ["queued", "failed"]);
+    assert_eq!(notes[1]["cause"], "pbx_error");
+    assert!(
+        decided.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        decided.elapsed()
+    );
+
+    assert!(
+        eventually(Duration::from_secs(5), || host.create_call(body).0 == 202),
+        "the slot came back"
+    );
+}

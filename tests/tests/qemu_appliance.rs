@@ -286,7 +286,7 @@ fn a_valid_call_reaches_the_pbx_as_the_hosts_originate() {
     let login = ami.logins.lock().unwrap()[0].clone();
     assert_eq!(
         String::from_utf8_lossy(&login),
-        "Action: Login\r\nActionID: login\r\nUsername: c2d\r\nSecret: secret\r\n\r\n"
+        "Action: Login\r\nActionID: c2d-pf-0-login\r\nUsername: c2d\r\nSecret: secret\r\n\r\n"
     );
     let originates = ami.originates.lock().unwrap().clone();
     assert_eq!(originates.len(), 1);

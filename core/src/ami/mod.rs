@@ -1,5 +1,6 @@
-//! Asterisk Manager Interface (AMI), sans-IO: framing, messages, action writers and the
-//! preflight that checks a PBX before a client says it is ready.
+//! Asterisk Manager Interface (AMI), sans-IO: framing, messages, action writers, the
+//! preflight that checks a PBX before a client says it is ready, and the [`Session`] that
+//! drives a client's whole life with a PBX.
 //!
 //! It does no I/O, reads no clock and allocates nothing, so the host (tokio) and the
 //! appliance (embassy) drive the same code:
@@ -33,6 +34,7 @@ mod action;
 mod frame;
 mod message;
 mod preflight;
+pub mod session;
 mod value;
 
 pub use action::{
@@ -47,4 +49,5 @@ pub use preflight::{
     Campaigns, Checks, ContextCheck, Outcome, Preflight, Problem, ProblemCode, Text,
     MAX_CAMPAIGN_LEN, MAX_CONTEXT_CHECKS, MAX_PROBLEMS, MAX_SUBJECT_LEN, REQUIRED_ACTIONS,
 };
+pub use session::{Backoff, Session};
 pub use value::{ChannelState, DialStatus, ResponseStatus};

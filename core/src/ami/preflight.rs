@@ -134,23 +134,26 @@ pub struct Text<const N: usize> {
 }
 
 impl<const N: usize> Text<N> {
-    const EMPTY: Self = Self {
+    pub(crate) const EMPTY: Self = Self {
         bytes: [0; N],
         len: 0,
     };
 
-    fn from_parts(parts: &[&str]) -> Self {
+    pub(crate) fn from_parts(parts: &[&str]) -> Self {
         let mut text = Self::EMPTY;
         for part in parts {
-            for c in part.chars() {
-                let mut utf8 = [0u8; 4];
-                let encoded = c.encode_utf8(&mut utf8).as_bytes();
-                let end = text.len.saturating_add(encoded.len());
-                match text.bytes.get_mut(text.len..end) {
-                    Some(dst) => dst.copy_from_slice(encoded),
-                    None => return text,
-                }
+            let room = N.saturating_sub(text.len);
+            let mut n = part.len().min(room);
+            while !part.is_char_boundary(n) {
+                n = n.saturating_sub(1);
+            }
+            let end = text.len.saturating_add(n);
+            if let (Some(dst), Some(src)) = (text.bytes.get_mut(text.len..end), part.get(..n)) {
+                dst.copy_from_slice(src.as_bytes());
                 text.len = end;
+            }
+            if n < part.len() {
+                break;
             }
         }
         text
@@ -564,7 +567,7 @@ impl<'a, const C: usize> Preflight<'a, C> {
         let Some((key, value)) = line.split_once(':') else {
             return;
         };
-        let (key, value) = (key.trim(), value.trim());
+        let (key, value) = (key.trim_ascii(), value.trim_ascii());
         let seen = &mut self.seen;
         if !seen.started {
             seen.started = true;

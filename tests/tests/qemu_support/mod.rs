@@ -434,6 +434,13 @@ fn serve_ami(
                     logins.lock().expect("lock").push(raw);
                     answer.push_str("Message: Authentication accepted\r\n\r\nEvent: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n");
                 }
+                // The check the appliance runs at login (core::ami::Session): the actions
+                // it needs, as Asterisk lists them.
+                "listcommands" => answer.push_str(
+                    "Originate: Originate a call. (Priv: originate,all)\r\n\
+                     Ping: Keepalive command. (Priv: <none>)\r\n\
+                     ShowDialPlan: Show dialplan contexts and extensions (Priv: config,reporting,all)\r\n\r\n",
+                ),
                 "originate" => {
                     originates.lock().expect("lock").push(raw);
                     answer.push_str("Message: Originate successfully queued\r\n\r\n");
