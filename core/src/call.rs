@@ -280,6 +280,11 @@ pub struct CallTracker {
     recording_ready_sent: bool,
     /// The last `DialEnd` status towards the other leg.
     other_leg_dial_end: Option<DialStatus>,
+    /// The other leg's channel has hung up.
+    other_leg_gone: bool,
+    /// The originated channel hung up before the other leg was bridged, while the other
+    /// leg still lived: the other leg's `Hangup` (its cause) decides how the call failed.
+    originated_gone: bool,
     last_activity: Millis,
     created: Millis,
     timeouts: Timeouts,
@@ -354,6 +359,8 @@ impl CallTracker {
             recording: false,
             recording_ready_sent: false,
             other_leg_dial_end: None,
+            other_leg_gone: false,
+            originated_gone: false,
             last_activity: now,
             created: now,
             timeouts,
@@ -429,7 +436,11 @@ impl CallTracker {
             ChannelEvent::MixMonitorStart => self.recording = true,
             ChannelEvent::Hangup { uniqueid, cause } => {
                 self.live_channels = self.live_channels.saturating_sub(1);
-                self.on_hangup(now, self.leg(uniqueid), cause);
+                let leg = self.leg(uniqueid);
+                if leg == Leg::Other {
+                    self.other_leg_gone = true;
+                }
+                self.on_hangup(now, leg, cause);
             }
             ChannelEvent::OriginateResponse { success, reason } => {
                 // Only decisive when no channel ever existed: otherwise that channel's
@@ -545,6 +556,13 @@ impl CallTracker {
                 self.end(now, Event::Failed, reason, cause);
             }
             Phase::Answered if leg == Leg::Other => self.fail_other_leg(now, cause),
+            Phase::Answered if leg == Leg::Originated && self.other_leg_lives() => {
+                // The originated side hung up before the other leg was bridged, and the
+                // other leg's Hangup is still to come: Asterisk sends the two in either
+                // order, and only the other leg's carries the callee's cause (1 for a 404,
+                // 21 for a 603). It decides.
+                self.originated_gone = true;
+            }
             Phase::Answered if leg == Leg::Originated => {
                 // The originated side hung up before the other leg was bridged.
                 let reason = match self.other_leg_dial_end {
@@ -564,6 +582,11 @@ impl CallTracker {
         }
     }
 
+    /// Whether the originated channel dialled another leg whose channel has not hung up.
+    fn other_leg_lives(&self) -> bool {
+        self.other_leg.len != 0 && !self.other_leg_gone
+    }
+
     /// The other leg ended without being bridged.
     fn fail_other_leg(&mut self, now: Millis, cause: u16) {
         if self.phase != Phase::Answered {
@@ -571,6 +594,9 @@ impl CallTracker {
         }
         let reason = match (self.other_leg_dial_end, cause) {
             (Some(DialStatus::Cancel), _) => Cause::AgentHungUp,
+            // The originated side left first and no dial outcome says why the other
+            // leg ended: the agent gave up.
+            (None, _) if self.originated_gone => Cause::AgentHungUp,
             (Some(DialStatus::Busy), _) | (_, 17) => Cause::CalleeBusy,
             (Some(DialStatus::ChanUnavail | DialStatus::Congestion), _) => Cause::CalleeUnavailable,
             (_, 1) => Cause::CalleeNotFound,

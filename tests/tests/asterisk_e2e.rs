@@ -11,7 +11,6 @@ mod support;
 use std::time::Duration;
 
 use asterisk_support::{sip_header, AmiMonitor, Asterisk, Lab, Sipp, Site};
-use click2dial_core::reference::ChannelId;
 use support::{events, ANSWERED, TEST_KEY};
 
 fn key_of(contact_ref: &str) -> String {
@@ -267,8 +266,9 @@ fn same_as_the_simulator(
     real_notifications: &[serde_json::Value],
     sim: SimCase,
 ) {
-    let channel_id = ChannelId::for_contact_ref(contact_ref).to_string();
+    // Each attempt has its own ChannelId (key, contact_ref, recording_ref): read it off AMI.
     real.read_until_quiet(Duration::from_millis(800), Duration::from_secs(10));
+    let channel_id = real.originated_channel().expect("an originated channel");
     let (real_events, real_originate) = real.call_events(&channel_id);
     assert!(!real_events.is_empty(), "no AMI event of {channel_id}");
 
@@ -289,7 +289,10 @@ fn same_as_the_simulator(
             .redis
             .follow(&key_of(contact_ref), &last, Duration::from_secs(30));
     simulated.read_until_quiet(Duration::from_millis(800), Duration::from_secs(10));
-    let (sim_events, sim_originate) = simulated.call_events(&channel_id);
+    let sim_channel = simulated
+        .originated_channel()
+        .expect("an originated channel in the simulator");
+    let (sim_events, sim_originate) = simulated.call_events(&sim_channel);
     if sim.agent == sim.callee {
         // A one-leg call's events come from three threads (the Local channel's `;1` half,
         // its `;2` half with the carrier, the direct destination), whose events interleave

@@ -760,6 +760,26 @@ impl AmiMonitor {
         }
     }
 
+    /// The `ChannelId` of the first call the host originated: the `Uniqueid` of the first
+    /// channel whose `Uniqueid` starts with `c2d-` (the host's ids; its own actions are
+    /// `c2d-pf-…` and `c2d-ping`, never channels).
+    pub fn originated_channel(&self) -> Option<String> {
+        use click2dial_core::ami::{Decoder, Frame};
+        let mut decoder = Decoder::new();
+        let mut rest = &self.bytes[..];
+        while let Ok(Some(decoded)) = decoder.decode(rest) {
+            rest = &rest[decoded.len..];
+            if let Frame::Message(message) = decoded.frame {
+                if message.is_event("Newchannel") {
+                    if let Some(id) = message.uniqueid().filter(|u| u.starts_with("c2d-")) {
+                        return Some(id.to_string());
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// The `Uniqueid` of the first channel whose name starts with `prefix` (`Newchannel`).
     pub fn uniqueid_of(&self, prefix: &str) -> Option<String> {
         use click2dial_core::ami::{Decoder, Frame};
