@@ -27,8 +27,10 @@ async fn post(
     content_type: Option<&str>,
     body: impl Into<Body>,
 ) -> (StatusCode, serde_json::Value) {
-    let mut request =
-        Request::post("/click2dial/calls").header("authorization", format!("Bearer {KEY}"));
+    // HTTP/1.1 needs exactly one Host (the router answers 400 without it).
+    let mut request = Request::post("/click2dial/calls")
+        .header("host", "click2dial.test")
+        .header("authorization", format!("Bearer {KEY}"));
     if let Some(ct) = content_type {
         request = request.header("content-type", ct);
     }
