@@ -322,8 +322,9 @@ fn same_as_the_simulator(
         );
     } else {
         assert_eq!(
-            sim_events, real_events,
-            "the simulator's events (left) differ from Asterisk's (right)"
+            asterisk_support::by_source(&sim_events),
+            asterisk_support::by_source(&real_events),
+            "the simulator's events (left) differ from Asterisk's (right)\n{sim_events:?}\n{real_events:?}"
         );
     }
     assert_eq!(sim_originate, real_originate, "OriginateResponse");
@@ -730,8 +731,9 @@ fn softphone_call_through_fastagi() {
     simulated.read_until_quiet(Duration::from_millis(800), Duration::from_secs(10));
     let (sim_events, _) = simulated.call_events(&sim_channel);
     assert_eq!(
-        sim_events, real_events,
-        "the simulator's events (left) differ from Asterisk's (right)"
+        asterisk_support::by_source(&sim_events),
+        asterisk_support::by_source(&real_events),
+        "the simulator's events (left) differ from Asterisk's (right)\n{sim_events:?}\n{real_events:?}"
     );
 }
 

@@ -800,7 +800,7 @@ impl AmiMonitor {
 
     /// What the host's call tracker reads of the call `channel_id`, one token per event in
     /// the order received (`A` is the originated channel, `B` any other), and the
-    /// `OriginateResponse` apart (Asterisk sends it at no fixed place).
+    /// `OriginateResponse` apart (Asterisk sends it at no fixed place). See [`by_source`].
     pub fn call_events(&self, channel_id: &str) -> (Vec<String>, Option<String>) {
         use click2dial_core::ami::{Decoder, Frame};
         use click2dial_core::call::ChannelEvent;
@@ -848,25 +848,6 @@ impl AmiMonitor {
             };
             events.push(token);
         }
-        // A channel's `Newstate` and the `DialState` about the same change come from two
-        // threads in Asterisk: both orders are seen on the real PBX (c_agent_busy recorded
-        // one, these tests see the other), and the tracker takes either. One order here.
-        for i in 1..events.len() {
-            let (a, b) = (&events[i - 1], &events[i]);
-            if a.starts_with("DialState(") && b.starts_with("Newstate(") && a[9..] == b[8..] {
-                events.swap(i - 1, i);
-            }
-        }
-        // The Hangup events of a call's last channels: the recorded a_success has the agent's
-        // first, these tests see the callee's first for the same BYE from the agent (the
-        // dialling channel hangs up the one it dialled as it leaves Dial()). One order here.
-        let tail = events
-            .iter()
-            .rev()
-            .take_while(|e| e.starts_with("Hangup("))
-            .count();
-        let at = events.len() - tail;
-        events[at..].sort();
         (events, originate)
     }
 }
@@ -1095,4 +1076,31 @@ impl Asterisk {
         self.boot()
             .unwrap_or_else(|code| panic!("restart failed ({code}):\n{}", self.messages_log()));
     }
+}
+
+/// Call events ([`AmiMonitor::call_events`]) grouped by the Asterisk thread that emits them,
+/// each group in order: a channel's own events (`Newchannel`, `Newstate`, `BridgeEnter`,
+/// `Hangup`; `MixMonitorStart` runs on the originated channel) under its leg, and the
+/// `DialBegin`/`DialState`/`DialEnd` about a channel under `dial→<leg>` (the dialling side
+/// sends those). Asterisk interleaves different threads' events differently from run to
+/// run (seen here: `Newstate(B)` before or after `DialBegin(B)`, `Newstate(A)` before or
+/// after `DialState(A)`, the last two `Hangup`s in either order), and the call tracker takes
+/// any interleaving (core/tests/call_transcripts.rs swaps them); within a group the order is
+/// causal and compared exactly.
+pub fn by_source(events: &[String]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for event in events {
+        let leg = event
+            .split_once('(')
+            .map(|(_, rest)| rest.trim_end_matches(')'))
+            .and_then(|args| args.split(',').next())
+            .unwrap_or("A");
+        let group = if event.starts_with("Dial") {
+            format!("dial→{leg}")
+        } else {
+            leg.to_string()
+        };
+        groups.entry(group).or_default().push(event.clone());
+    }
+    groups
 }
