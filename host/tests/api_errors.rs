@@ -27,8 +27,9 @@ async fn post(
     content_type: Option<&str>,
     body: impl Into<Body>,
 ) -> (StatusCode, serde_json::Value) {
-    let mut request =
-        Request::post("/click2dial/calls").header("authorization", format!("Bearer {KEY}"));
+    let mut request = Request::post("/click2dial/calls")
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {KEY}"));
     if let Some(ct) = content_type {
         request = request.header("content-type", ct);
     }
