@@ -7,7 +7,8 @@
 //! - the session always takes the bytes it is offered or says something (a full receive
 //!   buffer that decodes to nothing would stall the driver);
 //! - what it sends fits the driver's buffer, and one round of events is bounded;
-//! - it answers only Originates that were sent and not yet answered;
+//! - it answers only Originates that were sent and not yet answered, and a probe (a `Ping`
+//!   before an Originate to a PBX that was silent) is answered or ends the connection;
 //! - a tracker starts with `queued`, says each notification at most once, and says nothing
 //!   after its end but `recording_ready`;
 //! - every tracker finishes once time passes its `poll_timeout` (or the connection drops).
@@ -209,6 +210,11 @@ impl World<'_> {
 
     fn originate(&mut self) {
         if !self.session.is_ready() || self.calls.len() >= MAX_CALLS {
+            return;
+        }
+        // As the host: a PBX silent for a second is probed before anything is dialled.
+        if self.session.is_probing() || self.now.saturating_sub(self.session.heard_at()) > 1_000 {
+            self.session.probe(self.now);
             return;
         }
         let channel_id = format!("c2d-fuzz-{}", self.originated);
