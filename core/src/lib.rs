@@ -37,6 +37,7 @@ pub mod json;
 pub mod number;
 pub mod originate;
 pub mod policy;
+pub mod range;
 pub mod reference;
 pub mod request;
 pub mod template;

@@ -588,6 +588,35 @@ mod session {
     }
 
     #[test]
+    fn a_probe_is_a_ping_that_must_be_answered_within_the_originate_deadline() {
+        let mut world = World::logged_in(&FULL[..2]);
+        world.take_seen();
+        world.sent.clear();
+        assert!(!world.session.is_probing());
+        world.now = 1_000;
+        world.session.probe(1_000);
+        assert!(world.session.is_probing());
+        assert_eq!(world.session.poll_timeout(), Some(6_000));
+        world.at(1_000);
+        assert_eq!(world.sent, "Action: Ping\r\nActionID: c2d-ping\r\n\r\n");
+        world.now = 1_010;
+        world.feed(
+            b"Response: Success\r\nActionID: c2d-ping\r\nPing: Pong\r\nTimestamp: 1.0\r\n\r\n",
+        );
+        assert!(!world.session.is_probing());
+        assert_eq!(world.session.heard_at(), 1_010);
+        // Unanswered: the connection is given up at the deadline, not at the next ping.
+        world.session.probe(2_000);
+        world.at(6_999);
+        assert!(world.session.is_ready());
+        world.at(7_000);
+        assert_eq!(world.take_seen(), [Seen::Down(Down::PingTimeout)]);
+        assert!(!world.session.is_probing());
+        world.session.probe(7_000);
+        assert!(!world.session.is_probing(), "no probe while down");
+    }
+
+    #[test]
     fn refused_originates_say_why_and_an_unanswered_one_ends_the_session() {
         let mut world = World::logged_in(&FULL[..2]);
         world.take_seen();

@@ -11,6 +11,11 @@
 //! the events the session keys to it, its deadlines come from the tracker's
 //! `poll_timeout`, and every step of progress becomes a notification.
 //!
+//! A PBX that has sent nothing for [`PROBE_AFTER`] is probed (a `Ping`, answered within
+//! the Originate answer deadline) before an Originate is written to it, so a PBX that hangs
+//! with its socket open is found within that deadline without anything being dialled: the
+//! creates that waited get `503`, and every later one at once until it is back.
+//!
 //! When the connection is lost, calls in flight end with `failed`/`pbx_error`: their
 //! channels may live on in Asterisk, but the events that would tell their outcome are gone,
 //! and a notification that guessed would be worse than one that says so.
@@ -227,6 +232,7 @@ impl Pbx {
             calls: HashMap::new(),
             timers: BinaryHeap::new(),
             pending: HashMap::new(),
+            held: Vec::new(),
             adopting: HashMap::new(),
             adopt_tx,
             call_store,
@@ -339,6 +345,12 @@ fn millis(d: Duration) -> u64 {
 /// How long Asterisk may take to answer an Originate before the connection is given up.
 const ORIGINATE_ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
+/// A PBX silent this long is probed (a `Ping` it must answer within
+/// [`ORIGINATE_ANSWER_WITHIN`]) before an Originate is written to it: a hung PBX is found
+/// before anything is dialled, and the creates that wait for the probe get `503` when it
+/// goes unanswered.
+pub const PROBE_AFTER: Duration = Duration::from_secs(1);
+
 /// The most Originates awaiting Asterisk's answer at once (it answers each at once).
 const MAX_PENDING: usize = 1024;
 
@@ -346,6 +358,9 @@ const MAX_PENDING: usize = 1024;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
 type AmiSession<'a> = Session<'a, MAX_CAMPAIGNS, MAX_PENDING>;
+
+/// Where an Originate's outcome goes.
+type Reply = oneshot::Sender<Result<(), OriginateError>>;
 
 /// A call in flight.
 struct LiveCall {
@@ -371,6 +386,8 @@ struct Driver {
     timers: BinaryHeap<Reverse<(u64, String)>>,
     /// Replies to the Originates written and not answered yet.
     pending: HashMap<String, oneshot::Sender<Result<(), OriginateError>>>,
+    /// Originates not written yet: they wait for the answer to a probe of a silent PBX.
+    held: Vec<(Box<OriginateRequest>, Reply)>,
     /// Calls of other hosts being adopted: their events wait here, in order, until the
     /// call's record arrives from Redis.
     adopting: HashMap<String, Vec<(Vec<u8>, Instant)>>,
@@ -508,6 +525,14 @@ impl Driver {
             if !self.act(session, Some(&mut write), out, status).await {
                 return false;
             }
+            if !self.held.is_empty() && !session.is_probing() {
+                // The PBX answered the probe: what waited for it is written now.
+                for (request, reply) in std::mem::take(&mut self.held) {
+                    self.send_originate(session, &mut write, out, request, reply)
+                        .await;
+                }
+                continue;
+            }
             let wake = session.poll_timeout().map(|at| self.instant(at));
             let call_wake = self.timers.peek().map(|Reverse((at, _))| self.instant(*at));
             let far = tokio::time::Instant::now() + Duration::from_secs(3600);
@@ -537,25 +562,13 @@ impl Driver {
                 Some((channel_id, record)) = adopt_rx.recv() => self.adopted(&channel_id, record),
                 command = rx.recv() => match command {
                     Some(Command::Originate { request, reply }) => {
-                        let call = originate_call(&request);
                         let now = self.now_ms();
-                        match session.originate(now, &call, &self.settings.dialplan.names(), out) {
-                            Ok(n) => {
-                                if let Err(e) = write.write_all(out.get(..n).unwrap_or_default()).await {
-                                    let _ = reply.send(Err(OriginateError::NotConnected));
-                                    self.lost = Some(format!("connect: {e}"));
-                                    session.handle_disconnected(now, Down::Closed);
-                                    continue;
-                                }
-                                self.pending.insert(request.channel_id.clone(), reply);
-                                self.track(*request);
-                            }
-                            Err(e) => {
-                                let _ = reply.send(Err(match e {
-                                    session::OriginateError::Encode(e) => OriginateError::Encode(e.to_string()),
-                                    _ => OriginateError::NotConnected,
-                                }));
-                            }
+                        let silent = now.saturating_sub(session.heard_at()) > millis(PROBE_AFTER);
+                        if session.is_ready() && (silent || session.is_probing()) {
+                            session.probe(now);
+                            self.held.push((request, reply));
+                        } else {
+                            self.send_originate(session, &mut write, out, request, reply).await;
                         }
                     }
                     Some(Command::Follow { request, reply }) => {
@@ -582,6 +595,37 @@ impl Driver {
                 () = tokio::time::sleep_until(call_wake.unwrap_or(far)), if call_wake.is_some() => {
                     self.on_call_timers();
                 }
+            }
+        }
+    }
+
+    /// Writes an Originate; its reply waits for Asterisk's answer.
+    async fn send_originate(
+        &mut self,
+        session: &mut AmiSession<'_>,
+        write: &mut tokio::net::tcp::OwnedWriteHalf,
+        out: &mut [u8],
+        request: Box<OriginateRequest>,
+        reply: oneshot::Sender<Result<(), OriginateError>>,
+    ) {
+        let call = originate_call(&request);
+        let now = self.now_ms();
+        match session.originate(now, &call, &self.settings.dialplan.names(), out) {
+            Ok(n) => {
+                if let Err(e) = write.write_all(out.get(..n).unwrap_or_default()).await {
+                    let _ = reply.send(Err(OriginateError::NotConnected));
+                    self.lost = Some(format!("connect: {e}"));
+                    session.handle_disconnected(now, Down::Closed);
+                    return;
+                }
+                self.pending.insert(request.channel_id.clone(), reply);
+                self.track(*request);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(match e {
+                    session::OriginateError::Encode(e) => OriginateError::Encode(e.to_string()),
+                    _ => OriginateError::NotConnected,
+                }));
             }
         }
     }
@@ -651,6 +695,10 @@ impl Driver {
             let why = lost.unwrap_or_else(|| why.to_string());
             tracing::warn!(error = %why, address = %self.settings.address, "AMI connection lost");
             let _ = status.send(Status::Down(why.into()));
+        }
+        // Originates that waited for a probe were not written: nothing was dialled (`503`).
+        for (_, reply) in self.held.drain(..) {
+            let _ = reply.send(Err(OriginateError::NotConnected));
         }
         // Originates written but not answered: the call's tracker reports pbx_error; the
         // HTTP side answers 202 (the request reached the PBX) and the notification follows.

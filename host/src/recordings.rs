@@ -21,9 +21,9 @@
 //!    PBX) is served as it is rather than refused forever.
 //!
 //! Serving ([`serve`]): `Content-Type: audio/wav`, `Content-Length`, strong `ETag` (size and
-//! mtime), `Last-Modified`, conditional requests (`304`), one byte range (`206`, `416` when
-//! unsatisfiable; several ranges, another unit or a malformed value get the whole file), and
-//! `If-Range` (a stale one gets the whole file, RFC 9110 §13.1.5).
+//! mtime), `Last-Modified`, conditional requests (`304`), one byte range (core's [`range`]:
+//! `206`, `416` when unsatisfiable; several ranges, another unit or a malformed value get the
+//! whole file), and `If-Range` (a stale one gets the whole file, RFC 9110 §13.1.5).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -34,6 +34,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use click2dial_core::range::{self, RangeAsk};
 use click2dial_core::{Error, ErrorCode};
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
@@ -256,66 +257,6 @@ async fn recording(
     response
 }
 
-/// What a `Range` header asks of a file of `len` bytes.
-#[derive(Debug, PartialEq, Eq)]
-pub enum RangeAsk {
-    /// No range, one this server ignores (another unit, several ranges, bad syntax): the
-    /// whole file.
-    Whole,
-    /// Bytes `start..=end`.
-    Part(u64, u64),
-    /// A range of bytes that selects nothing: `416`.
-    Unsatisfiable,
-}
-
-/// Reads a `Range` header (RFC 9110 §14.2): one `bytes` range is served; an unknown unit,
-/// several ranges or a malformed value are ignored (the whole file).
-pub fn range_ask(value: Option<&[u8]>, len: u64) -> RangeAsk {
-    let Some(value) = value.and_then(|v| std::str::from_utf8(v).ok()) else {
-        return RangeAsk::Whole;
-    };
-    let Some((unit, spec)) = value.trim().split_once('=') else {
-        return RangeAsk::Whole;
-    };
-    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
-        return RangeAsk::Whole;
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return RangeAsk::Whole;
-    };
-    let number = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
-    };
-    match (first.trim(), last.trim()) {
-        ("", suffix) => match number(suffix) {
-            Some(0) => RangeAsk::Unsatisfiable,
-            Some(n) if len > 0 => RangeAsk::Part(len.saturating_sub(n), len - 1),
-            Some(_) => RangeAsk::Unsatisfiable,
-            None => RangeAsk::Whole,
-        },
-        (start, end) => {
-            let Some(start) = number(start) else {
-                return RangeAsk::Whole;
-            };
-            let end = if end.is_empty() {
-                u64::MAX
-            } else {
-                match number(end) {
-                    Some(end) if end >= start => end,
-                    _ => return RangeAsk::Whole,
-                }
-            };
-            if start >= len {
-                RangeAsk::Unsatisfiable
-            } else {
-                RangeAsk::Part(start, end.min(len - 1))
-            }
-        }
-    }
-}
-
 /// Answers a `GET`/`HEAD` from the open `file`: validators, conditional requests, one byte
 /// range. Written here rather than with tower-http's `ServeFile`, which opens by path (the
 /// race this module closes); no maintained crate serves an already-open file.
@@ -358,7 +299,7 @@ async fn serve(file: std::fs::File, meta: &std::fs::Metadata, parts: &Parts) -> 
         wanted.as_bytes() == etag.as_bytes() || wanted.as_bytes() == last_modified.as_bytes()
     });
     let ask = if if_range_holds {
-        range_ask(request.get(header::RANGE).map(|v| v.as_bytes()), len)
+        range::ask(request.get(header::RANGE).map(|v| v.as_bytes()), len)
     } else {
         RangeAsk::Whole
     };
@@ -455,34 +396,6 @@ mod tests {
             ),
             "abandoned files are served"
         );
-    }
-
-    #[test]
-    fn ranges() {
-        use RangeAsk::{Part, Unsatisfiable, Whole};
-        let cases: [(&str, RangeAsk); 16] = [
-            ("bytes=0-43", Part(0, 43)),
-            ("bytes=0-", Part(0, 99)),
-            ("bytes=90-200", Part(90, 99)),
-            ("bytes=-10", Part(90, 99)),
-            ("bytes=-1000", Part(0, 99)),
-            ("BYTES = 5-5", Part(5, 5)),
-            ("bytes=100-", Unsatisfiable),
-            ("bytes=-0", Unsatisfiable),
-            ("items=0-1", Whole),
-            ("bytes=0-1,5-6", Whole),
-            ("bytes=5-1", Whole),
-            ("bytes=a-b", Whole),
-            ("bytes=+1-2", Whole),
-            ("bytes", Whole),
-            ("", Whole),
-            ("bytes=--1", Whole),
-        ];
-        for (value, want) in cases {
-            assert_eq!(range_ask(Some(value.as_bytes()), 100), want, "{value}");
-        }
-        assert_eq!(range_ask(None, 100), Whole);
-        assert_eq!(range_ask(Some(b"bytes=0-"), 0), Unsatisfiable);
     }
 
     #[test]

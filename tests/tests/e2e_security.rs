@@ -860,6 +860,64 @@ mod dependencies {
     }
 
     #[test]
+    fn pbx_hung_answers_503_with_retry_after_within_the_bound() {
+        let w = world(&[]);
+        assert!(support::eventually(Duration::from_secs(20), || w
+            .host
+            .get("/readyz")
+            .status
+            == 200));
+        // Past the probe threshold: the PBX has been silent since its login check.
+        std::thread::sleep(Duration::from_millis(1_500));
+        w.sim.signal("STOP");
+        let answers = burst(&w.host, "pbxhang");
+        // The session decided the PBX is hung: at once, and /readyz says why.
+        let started = Instant::now();
+        let after = post(&w.host, TEST_KEY, &call("0820001234", "pbxhang-next"));
+        let after_took = started.elapsed();
+        let readyz = w.host.get("/readyz");
+        w.sim.signal("CONT");
+        if report() {
+            let worst = answers.iter().map(|a| a.2).max().unwrap_or_default();
+            println!("pbx hung: 20 creates, slowest answer {worst:?}; next one {after_took:?}");
+        }
+        for (status, retry_after, took) in &answers {
+            assert_eq!(*status, 503, "{answers:?}");
+            assert!(retry_after.is_some(), "Retry-After: {answers:?}");
+            assert!(
+                *took < Duration::from_millis(6_000),
+                "answered after {took:?} (the bound is 5 s)"
+            );
+        }
+        assert_eq!(after.status, 503, "{:?}", after.json());
+        assert_eq!(after.code(), "pbx_unavailable");
+        assert!(after.header("retry-after").is_some());
+        assert!(after_took < Duration::from_millis(500), "{after_took:?}");
+        assert_eq!(readyz.status, 503);
+        let body = readyz.json();
+        assert_eq!(body["checks"]["ami"], "down", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("no answer to Ping"),
+            "{body}"
+        );
+        // Back: creates go through again, and nothing of the burst was dialled.
+        assert!(support::eventually(Duration::from_secs(20), || {
+            post(&w.host, TEST_KEY, &call("0820001234", "pbxhang-after")).status == 202
+        }));
+        for i in 0..20 {
+            assert_eq!(
+                w.sim.originates_of(&format!("pbxhang-{i}")),
+                0,
+                "pbxhang-{i}"
+            );
+        }
+        assert_eq!(w.sim.originates_of("pbxhang-after"), 1);
+    }
+
+    #[test]
     fn redis_down_answers_503_with_retry_after_within_the_bound() {
         let mut w = world(&[]);
         assert_eq!(

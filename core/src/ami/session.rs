@@ -48,7 +48,7 @@ pub struct Config<'a> {
     /// How often a `Ping` is sent; each must be answered before the next is due.
     pub ping_interval_ms: u64,
     /// How long Asterisk may take to answer an `Originate` (it answers an asynchronous one
-    /// at once); past it the connection is given up.
+    /// at once), or the `Ping` of a [`Session::probe`]; past it the connection is given up.
     pub originate_answer_within_ms: u64,
     /// How often the dialplan is checked again while it misses something (never less
     /// often than the ping interval).
@@ -107,7 +107,7 @@ pub enum Down {
     LineTooLong,
     /// An action could not be written.
     Encode(ActionError),
-    /// A `Ping` was not answered before the next one was due.
+    /// A `Ping` was not answered before the next one was due, or a probe's in time.
     PingTimeout,
     /// An `Originate` was not answered in time.
     OriginateTimeout,
@@ -248,6 +248,10 @@ struct Inner<'a, const C: usize, const P: usize> {
     next_ping: u64,
     ping_due: bool,
     ping_outstanding: bool,
+    /// A probe's `Ping` must be answered by then.
+    probe_by: Option<u64>,
+    /// When bytes last came from the PBX on this connection (or it connected).
+    heard_at: u64,
     pending: [Pending; P],
     pending_len: usize,
     down: Option<Down>,
@@ -285,6 +289,34 @@ impl<'a, const C: usize, const P: usize> Session<'a, C, P> {
             && self.inner.down.is_none()
     }
 
+    /// Asks the PBX for a sign of life: a `Ping` (unless one is outstanding) that must be
+    /// answered within [`Config::originate_answer_within_ms`], or the connection is given
+    /// up ([`Down::PingTimeout`]). A driver probes a PBX that has been silent for a while
+    /// before it writes an `Originate`, so that a hung PBX is found before anything is
+    /// dialled ([`Session::is_probing`] until the answer). Only while up.
+    pub fn probe(&mut self, now: u64) {
+        let s = &mut self.inner;
+        s.now = now;
+        if s.state != State::Up || s.probe_by.is_some() {
+            return;
+        }
+        if !s.ping_outstanding {
+            s.ping_due = true;
+            s.ping_outstanding = true;
+        }
+        s.probe_by = Some(now.saturating_add(s.config.originate_answer_within_ms));
+    }
+
+    /// Whether a probe awaits its answer.
+    pub fn is_probing(&self) -> bool {
+        self.inner.probe_by.is_some()
+    }
+
+    /// When bytes last came from the PBX on this connection (or it was opened).
+    pub fn heard_at(&self) -> u64 {
+        self.inner.heard_at
+    }
+
     /// The last check (or the one running): its problems and campaigns.
     pub fn check(&self) -> &Preflight<'a, C> {
         &self.inner.check
@@ -307,6 +339,9 @@ impl<'a, const C: usize, const P: usize> Session<'a, C, P> {
         s.now = now;
         if !s.is_connected() {
             return bytes.len();
+        }
+        if !bytes.is_empty() {
+            s.heard_at = now;
         }
         if s.start > 0 && s.start <= s.end && s.end <= self.buf.len() {
             self.buf.copy_within(s.start..s.end, 0);
@@ -400,6 +435,8 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
             next_ping: 0,
             ping_due: false,
             ping_outstanding: false,
+            probe_by: None,
+            heard_at: 0,
             pending: [Pending {
                 action_id: Text::EMPTY,
                 answer_by: 0,
@@ -432,6 +469,8 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
         self.misconfigured = false;
         self.ping_due = false;
         self.ping_outstanding = false;
+        self.probe_by = None;
+        self.heard_at = now;
         self.pending_len = 0;
         self.down = None;
     }
@@ -450,7 +489,7 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
                     Some(self.recheck_at)
                 };
                 let originate = self.pending().map(|p| p.answer_by).min();
-                [Some(self.next_ping), check, originate]
+                [Some(self.next_ping), check, originate, self.probe_by]
                     .into_iter()
                     .flatten()
                     .min()
@@ -466,6 +505,9 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
             State::Up => {
                 if self.pending().any(|p| now >= p.answer_by) {
                     return self.close(Down::OriginateTimeout);
+                }
+                if self.probe_by.is_some_and(|by| now >= by) {
+                    return self.close(Down::PingTimeout);
                 }
                 if now >= self.next_ping {
                     if self.ping_outstanding {
@@ -643,6 +685,7 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
                 };
                 if action_id == PING_ACTION_ID {
                     self.ping_outstanding = false;
+                    self.probe_by = None;
                     continue;
                 }
                 let Some(i) = self
@@ -710,6 +753,7 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
         self.down = Some(why);
         self.checking = false;
         self.pending_len = 0;
+        self.probe_by = None;
         self.start = 0;
         self.end = 0;
     }

@@ -293,6 +293,13 @@ impl Sim {
         line.trim().to_string()
     }
 
+    /// Sends `signal` to the simulator (`STOP`: the PBX hangs with its sockets open; `CONT`).
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status();
+    }
+
     /// The simulator's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
