@@ -18,7 +18,7 @@
 # Preferred set-up: nightly + cargo-fuzz, AddressSanitizer on. Fallbacks, each announced
 # loudly: no nightly -> the pinned stable toolchain with `--sanitizer none` (still
 # coverage-guided libFuzzer, debug assertions and overflow checks on; only ASan is lost,
-# and the core has no unsafe code); no cargo-fuzz -> the same build done with plain cargo
+# and the core has one justified unsafe block, in validate.rs); no cargo-fuzz -> the same build done with plain cargo
 # and cargo-fuzz's RUSTFLAGS, and the libFuzzer binary run directly.
 #
 # The committed seed corpus (core/fuzz/corpus/<target>/) is only read: libFuzzer works on a
