@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use asterisk_support::{sip_header, AmiMonitor, Asterisk, Lab, Sipp, Site};
+use asterisk_support::{sip_header, AmiMonitor, Asterisk, Lab, Phone, Sipp, Site};
 use support::{events, ANSWERED, TEST_KEY};
 
 fn key_of(contact_ref: &str) -> String {
@@ -21,6 +21,31 @@ fn body(agent: &str, callee: &str, outbound_id: &str, contact_ref: &str) -> Stri
     format!(
         r#"{{"agent":"{agent}","callee":"{callee}","outbound_id":"{outbound_id}","contact_ref":"{contact_ref}"}}"#
     )
+}
+
+/// Agent 1001 calls 0820001234 with `outbound_id` and both answer: asserts the `202`, the
+/// answered notification sequence and both phones' scenarios; returns the `202` body and
+/// the notifications.
+fn answered_call(
+    lab: &Lab,
+    agent: &mut Phone,
+    callee: &mut Phone,
+    outbound_id: &str,
+    contact_ref: &str,
+) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let (status, answer) =
+        lab.host
+            .create_call(&body("1001", "0820001234", outbound_id, contact_ref));
+    assert_eq!(status, 202, "{answer}");
+    let notifications = lab.redis.follow(
+        &key_of(contact_ref),
+        &["recording_ready", "failed"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(events(&notifications), ANSWERED, "{notifications:#?}");
+    agent.expect_success(Duration::from_secs(20), "agent");
+    callee.expect_success(Duration::from_secs(20), "carrier");
+    (answer, notifications)
 }
 
 /// The contexts `dialplan show` lists.
@@ -99,23 +124,12 @@ fn two_leg_call_both_answer() {
     let mut agent = lab.phone("1001", "answer.xml", "two-leg");
     let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "two-leg");
 
-    let (status, answer) =
-        lab.host
-            .create_call(&body("1001", "0820001234", "27820001234", "crm-two-leg"));
-    assert_eq!(status, 202, "{answer}");
+    let (answer, notifications) =
+        answered_call(&lab, &mut agent, &mut callee, "27820001234", "crm-two-leg");
     let recording_ref = answer["recording_ref"]
         .as_str()
         .expect("recording_ref")
         .to_string();
-
-    let notifications = lab.redis.follow(
-        &key_of("crm-two-leg"),
-        &["recording_ready", "failed"],
-        Duration::from_secs(30),
-    );
-    assert_eq!(events(&notifications), ANSWERED, "{notifications:#?}");
-    agent.expect_success(Duration::from_secs(20), "agent");
-    callee.expect_success(Duration::from_secs(20), "carrier");
 
     // The agent's INVITE carries the call's values.
     let invites = agent.received("INVITE");
@@ -616,7 +630,7 @@ fn softphone(
     outbound: &str,
     contact_ref: &str,
     agent: Option<&str>,
-) -> asterisk_support::Phone {
+) -> Phone {
     let agent_header = match agent {
         Some(agent) => format!("X-Teleforge-Agent: {agent}"),
         None => "X-Softphone: test".to_string(),
@@ -936,18 +950,7 @@ fn readyz_names_a_missing_kit_until_it_is_included() {
     let ready = readiness_when(&lab, "ok", Duration::from_secs(20));
     assert_eq!(ready["status"], "ready", "{ready}");
     let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "no-kit");
-    let (status, answer) =
-        lab.host
-            .create_call(&body("1001", "0820001234", "27820001234", "crm-kit-now"));
-    assert_eq!(status, 202, "{answer}");
-    let notifications = lab.redis.follow(
-        &key_of("crm-kit-now"),
-        &["recording_ready", "failed"],
-        Duration::from_secs(30),
-    );
-    assert_eq!(events(&notifications), ANSWERED);
-    agent.expect_success(Duration::from_secs(20), "agent");
-    callee.expect_success(Duration::from_secs(20), "carrier");
+    answered_call(&lab, &mut agent, &mut callee, "27820001234", "crm-kit-now");
     assert_eq!(
         agent.received("INVITE").len(),
         1,
@@ -1017,21 +1020,13 @@ fn verified_caller_ids_come_from_the_tvc_context_and_unknown_campaigns_ring_nobo
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["code"], "unknown_campaign");
     assert_eq!(error["error"]["field"], "outbound_id");
-    let (status, answer) = lab.host.create_call(&body(
-        "1001",
-        "0820001234",
+    answered_call(
+        &lab,
+        &mut agent,
+        &mut callee,
         "tvc_renewals",
         "crm-tvc-renewals",
-    ));
-    assert_eq!(status, 202, "{answer}");
-    let notifications = lab.redis.follow(
-        &key_of("crm-tvc-renewals"),
-        &["recording_ready", "failed"],
-        Duration::from_secs(30),
     );
-    assert_eq!(events(&notifications), ANSWERED, "{notifications:#?}");
-    agent.expect_success(Duration::from_secs(20), "agent");
-    callee.expect_success(Duration::from_secs(20), "carrier");
     assert_eq!(agent.received("INVITE").len(), 1, "winter rang nobody");
     // [c2d-tvc] renewals -> 27820009999 is what the callee sees.
     let callee_invite = &callee.received("INVITE")[0];
@@ -1078,18 +1073,7 @@ fn asterisk_restarted_twice_the_host_is_usable_again_within_seconds() {
     );
     let mut agent = lab.phone("1001", "answer.xml", "restart");
     let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "restart");
-    let (status, answer) =
-        lab.host
-            .create_call(&body("1001", "0820001234", "27820001234", "crm-restart"));
-    assert_eq!(status, 202, "{answer}");
-    let notifications = lab.redis.follow(
-        &key_of("crm-restart"),
-        &["recording_ready", "failed"],
-        Duration::from_secs(30),
-    );
-    assert_eq!(events(&notifications), ANSWERED);
-    agent.expect_success(Duration::from_secs(20), "agent");
-    callee.expect_success(Duration::from_secs(20), "carrier");
+    answered_call(&lab, &mut agent, &mut callee, "27820001234", "crm-restart");
     lab.assert_clean_log(&[]);
 }
 
