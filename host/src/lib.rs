@@ -31,6 +31,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::Response;
 use axum::{Extension, Router};
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -114,12 +115,25 @@ pub fn app(state: AppState) -> Router {
                     )
                 })
                 .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                .on_failure(log_failure),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(from_fn(drop_odd_request_id))
         .with_state(state)
+}
+
+/// A server error's log line: `error`, except `503`, whose causes (the PBX down or
+/// misconfigured, Redis down, no call slot) are logged once where they change, and which
+/// `/readyz` answers to every probe while not ready: `debug`, like any other answer.
+fn log_failure(failure: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    match failure {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(?latency, "service unavailable");
+        }
+        failure => tracing::error!(%failure, ?latency, "response failed"),
+    }
 }
 
 /// Most header lines a request may have (`431 headers_too_large` beyond).
