@@ -196,18 +196,6 @@ pub(crate) fn generate(path: &std::path::Path) -> Result<String, String> {
         CalleeDigits::from_config(&file.dialplan.callee_digits).map_err(|e| e.to_string())?;
     // [dialplan] and [policy]: the host's check-config runs the same check.
     let d = &file.dialplan;
-    let codes: Vec<&str> = file
-        .policy
-        .allowed_country_codes
-        .iter()
-        .map(String::as_str)
-        .collect();
-    let prefixes: Vec<&str> = file
-        .policy
-        .denied_prefixes
-        .iter()
-        .map(String::as_str)
-        .collect();
     click2dial_core::config::check(
         &click2dial_core::originate::Dialplan {
             agent_tech: &d.agent_tech,
@@ -217,11 +205,8 @@ pub(crate) fn generate(path: &std::path::Path) -> Result<String, String> {
             ring_timeout_ms: d.agent_ring_timeout_ms,
             callee_digits,
         },
-        &click2dial_core::DialPolicy {
-            allowed_country_codes: &codes,
-            refuse_premium_rate: file.policy.refuse_premium_rate,
-            denied_prefixes: &prefixes,
-        },
+        &file.policy.allowed_country_codes,
+        &file.policy.denied_prefixes,
     )
     .map_err(|e| e.to_string())?;
     if file.idempotency.ttl_secs == 0 {

@@ -622,24 +622,12 @@ impl Config {
     /// both refuse the same values with the same message; the host's own names (the
     /// campaigns' context, the softphones' context and extension) are held to the same rule.
     fn check_dialplan_and_policy(&self) -> Result<(), ConfigError> {
-        let codes: Vec<&str> = self
-            .policy
-            .allowed_country_codes
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let prefixes: Vec<&str> = self
-            .policy
-            .denied_prefixes
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let policy = click2dial_core::DialPolicy {
-            allowed_country_codes: &codes,
-            refuse_premium_rate: self.policy.refuse_premium_rate,
-            denied_prefixes: &prefixes,
-        };
-        click2dial_core::config::check(&self.dialplan.names(), &policy)?;
+        let policy = &self.policy;
+        click2dial_core::config::check(
+            &self.dialplan.names(),
+            &policy.allowed_country_codes,
+            &policy.denied_prefixes,
+        )?;
         for (key, value) in [
             ("dialplan.tvc_context", &self.dialplan.tvc_context),
             ("fastagi.context", &self.fastagi.context),
