@@ -3,11 +3,16 @@
 //! The file is `$C2D_APPLIANCE_CONFIG` (each board's `.cargo/config.toml` sets it), else
 //! `appliance.toml` beside this crate. Every value is checked here, so a flashed device never
 //! starts with a configuration it cannot use: a bad file fails the build and names the key.
+//! `[dialplan]` and `[policy]` go through `click2dial_core::config::check`, the check the
+//! host's `check-config` runs, so both builds refuse the same values with the same message;
+//! it runs here, at build time, so the image carries none of it.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
+use click2dial_core::config::check_name;
+use click2dial_core::originate::CalleeDigits;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
@@ -133,10 +138,6 @@ impl Default for Idempotency {
     }
 }
 
-/// Longest dialplan name or AMI credential accepted (an AMI header line is 1 KiB at most,
-/// and the appliance writes the Originate into a fixed buffer).
-const MAX_NAME_LEN: usize = 64;
-
 fn main() {
     println!("cargo::rerun-if-env-changed=C2D_APPLIANCE_CONFIG");
     let path = std::env::var_os("C2D_APPLIANCE_CONFIG")
@@ -160,7 +161,9 @@ fn main() {
     }
 }
 
-fn generate(path: &std::path::Path) -> Result<String, String> {
+/// The `config.rs` source for the file at `path`, or why the file cannot be used (the test
+/// `tests/build_config.rs` calls it too).
+pub(crate) fn generate(path: &std::path::Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {e}"))?;
     let file: File = toml::from_str(&text).map_err(|e| e.to_string().replace('\n', " "))?;
     let network = network(&file.network)?;
@@ -180,46 +183,32 @@ fn generate(path: &std::path::Path) -> Result<String, String> {
     if ami.port() == 0 {
         return Err("ami.address: the port must be 1-65535".into());
     }
-    for (key, value) in [
-        ("ami.username", &file.ami.username),
-        ("ami.secret", &file.ami.secret),
-        ("dialplan.agent_tech", &file.dialplan.agent_tech),
-        ("dialplan.outbound_context", &file.dialplan.outbound_context),
-        ("dialplan.direct_context", &file.dialplan.direct_context),
-        ("dialplan.direct_channel", &file.dialplan.direct_channel),
-    ] {
-        name(key, value)?;
-    }
-    if file.dialplan.agent_tech.contains('/') {
-        return Err("dialplan.agent_tech: a technology such as PJSIP, without '/'".into());
-    }
-    if !file.dialplan.direct_channel.contains('/') {
-        return Err("dialplan.direct_channel: must be <tech>/<resource>".into());
-    }
+    // The AMI credentials go into the fixed Login buffer: the same rule as dialplan names.
+    check_name("ami.username", &file.ami.username).map_err(|e| e.to_string())?;
+    check_name("ami.secret", &file.ami.secret).map_err(|e| e.to_string())?;
     if file.ami.ping_interval_secs == 0 {
         return Err("ami.ping_interval_secs: must be at least 1".into());
     }
     if file.ami.max_backoff_secs == 0 {
         return Err("ami.max_backoff_secs: must be at least 1".into());
     }
-    if file.dialplan.agent_ring_timeout_ms == 0 {
-        return Err("dialplan.agent_ring_timeout_ms: must be at least 1".into());
-    }
-    let callee_digits = match file.dialplan.callee_digits.as_str() {
-        "as_given" => "AsGiven",
-        "e164" => "E164",
-        other => {
-            return Err(format!(
-                "dialplan.callee_digits: {other:?} is neither \"as_given\" nor \"e164\""
-            ))
-        }
-    };
-    digits(
-        "policy.allowed_country_codes",
+    let callee_digits =
+        CalleeDigits::from_config(&file.dialplan.callee_digits).map_err(|e| e.to_string())?;
+    // [dialplan] and [policy]: the host's check-config runs the same check.
+    let d = &file.dialplan;
+    click2dial_core::config::check(
+        &click2dial_core::originate::Dialplan {
+            agent_tech: &d.agent_tech,
+            outbound_context: &d.outbound_context,
+            direct_context: &d.direct_context,
+            direct_channel: &d.direct_channel,
+            ring_timeout_ms: d.agent_ring_timeout_ms,
+            callee_digits,
+        },
         &file.policy.allowed_country_codes,
-        3,
-    )?;
-    digits("policy.denied_prefixes", &file.policy.denied_prefixes, 15)?;
+        &file.policy.denied_prefixes,
+    )
+    .map_err(|e| e.to_string())?;
     if file.idempotency.ttl_secs == 0 {
         return Err("idempotency.ttl_secs: must be at least 1".into());
     }
@@ -243,10 +232,9 @@ fn generate(path: &std::path::Path) -> Result<String, String> {
         file.ami.ping_interval_secs,
         file.ami.max_backoff_secs
     );
-    let d = &file.dialplan;
     let _ = writeln!(
         s,
-        "    dialplan: Dialplan {{ agent_tech: {:?}, outbound_context: {:?}, direct_context: {:?}, direct_channel: {:?}, ring_timeout_ms: {}, callee_digits: CalleeDigits::{callee_digits} }},",
+        "    dialplan: Dialplan {{ agent_tech: {:?}, outbound_context: {:?}, direct_context: {:?}, direct_channel: {:?}, ring_timeout_ms: {}, callee_digits: CalleeDigits::{callee_digits:?} }},",
         d.agent_tech, d.outbound_context, d.direct_context, d.direct_channel, d.agent_ring_timeout_ms
     );
     let _ = writeln!(
@@ -305,32 +293,4 @@ fn network(n: &Network) -> Result<String, String> {
             "network.mode: {other:?} is neither \"dhcp\" nor \"static\""
         )),
     }
-}
-
-/// A non-empty printable ASCII value without blanks that fits the appliance's buffers.
-fn name(key: &str, value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err(format!("{key}: must not be empty"));
-    }
-    if value.len() > MAX_NAME_LEN {
-        return Err(format!("{key}: longer than {MAX_NAME_LEN} characters"));
-    }
-    if !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!(
-            "{key}: only printable ASCII without blanks, quotes, commas or backslashes"
-        ));
-    }
-    if value.bytes().any(|b| matches!(b, b',' | b'"' | b'\\')) {
-        return Err(format!("{key}: must not contain , \" or \\"));
-    }
-    Ok(())
-}
-
-fn digits(key: &str, values: &[String], max_len: usize) -> Result<(), String> {
-    for v in values {
-        if v.is_empty() || v.len() > max_len || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("{key}: {v:?} must be 1-{max_len} digits"));
-        }
-    }
-    Ok(())
 }

@@ -32,6 +32,7 @@ extern crate std;
 pub mod agi;
 pub mod ami;
 pub mod call;
+pub mod config;
 pub mod error;
 pub mod json;
 pub mod number;

@@ -457,6 +457,9 @@ pub enum ConfigError {
     /// Unreadable file, bad TOML, wrong type or unknown key.
     #[error("{0}")]
     Load(#[from] Box<figment::Error>),
+    /// A `[dialplan]` or `[policy]` value core's check refuses (as the appliance's build does).
+    #[error(transparent)]
+    Check(#[from] click2dial_core::config::ConfigError),
     /// A value with the right type but an unusable value.
     #[error("invalid value for `{key}`: {reason}")]
     Invalid {
@@ -578,17 +581,7 @@ impl Config {
                 "must start with http:// or https://",
             ));
         }
-        let digits = |list: &[String], key| {
-            list.iter()
-                .all(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .then_some(())
-                .ok_or_else(|| invalid(key, "every entry must be digits only"))
-        };
-        digits(
-            &self.policy.allowed_country_codes,
-            "policy.allowed_country_codes",
-        )?;
-        digits(&self.policy.denied_prefixes, "policy.denied_prefixes")?;
+        self.check_dialplan_and_policy()?;
         self.check_auth()?;
         if !(1..=1_000_000).contains(&self.limits.max_calls_in_flight) {
             return Err(invalid(
@@ -622,21 +615,25 @@ impl Config {
                 "session_timeout_ms and max_sessions must be at least 1",
             ));
         }
+        Ok(())
+    }
+
+    /// `[dialplan]` and `[policy]`: core's check, the one the appliance's build runs, so
+    /// both refuse the same values with the same message; the host's own names (the
+    /// campaigns' context, the softphones' context and extension) are held to the same rule.
+    fn check_dialplan_and_policy(&self) -> Result<(), ConfigError> {
+        let policy = &self.policy;
+        click2dial_core::config::check(
+            &self.dialplan.names(),
+            &policy.allowed_country_codes,
+            &policy.denied_prefixes,
+        )?;
         for (key, value) in [
-            ("dialplan.agent_tech", &self.dialplan.agent_tech),
-            ("dialplan.outbound_context", &self.dialplan.outbound_context),
-            ("dialplan.direct_context", &self.dialplan.direct_context),
-            ("dialplan.direct_channel", &self.dialplan.direct_channel),
             ("dialplan.tvc_context", &self.dialplan.tvc_context),
             ("fastagi.context", &self.fastagi.context),
             ("fastagi.extension", &self.fastagi.extension),
         ] {
-            if value.is_empty() || value.bytes().any(|b| b.is_ascii_control()) {
-                return Err(invalid(
-                    key,
-                    "must be non-empty, without control characters",
-                ));
-            }
+            click2dial_core::config::check_name(key, value)?;
         }
         Ok(())
     }
