@@ -3,10 +3,8 @@
 //! every acceptance is a 202 with the references the contract promises. The QEMU tests drive
 //! the appliance with the same table (`qemu_appliance.rs`), so both deployments answer alike.
 
-mod support;
-
+use crate::support::world;
 use click2dial_core::{json, request, DialPolicy, Validators};
-use support::world;
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let dir = concat!(
