@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the browser and SIP tests need (tests/tests/browser_*.rs): Debian's chromium, kamailio
+# What the browser and SIP tests need (tests/tests/browser/): Debian's chromium, kamailio
 # with its WebSocket module and SIPp, plus the npm packages pinned in tests/browser. Checks
 # that the committed SIP.js bundle is the one package-lock.json gives.
 set -euo pipefail

@@ -45,7 +45,7 @@ for dir in "${folders[@]:1}"; do
 done
 
 step "QEMU hardware-in-the-loop tests"
-cargo test -p click2dial-tests --locked --test 'qemu_*'
+cargo test -p click2dial-tests --locked --test qemu
 
 step "footprint (budget for the QEMU image: flash <= 128 KiB, static RAM + stack <= 64 KiB)"
 report() {

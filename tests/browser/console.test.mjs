@@ -1,4 +1,4 @@
-// The agent console in headless Chromium, driven by tests/tests/browser_console.rs against a
+// The agent console in headless Chromium, driven by tests/tests/browser/console.rs against a
 // real host, PBX simulator and Redis. Reads C2D_BASE_URL, C2D_KEY, C2D_ARTIFACTS (screenshot
 // directory) and optionally CHROMIUM; prints one JSON object on stdout with what the page
 // showed (the Rust test compares it with Redis and the host); logs go to stderr. Exit status

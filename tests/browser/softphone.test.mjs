@@ -1,4 +1,4 @@
-// Drives the softphone page in headless Chromium for tests/tests/browser_softphone.rs, which
+// Drives the softphone page in headless Chromium for tests/tests/browser/softphone.rs, which
 // starts the host, Kamailio and SIPp and gives the addresses and values in C2D_* variables.
 //
 // It talks to the Rust test in lines on stdout:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Memory of the host under hostile, unauthenticated traffic (not run in CI; the same tests
-# run in debug builds in CI as e2e_security::resources, with looser bounds).
+# run in debug builds in CI as security::resources of the e2e binary, with looser bounds).
 #
-# Builds the release host and runs e2e_security::resources against it with real
+# Builds the release host and runs security::resources (e2e binary) against it with real
 # redis-server and pbx-sim: 20,000 requests with made-up methods and paths over 8
 # keep-alive connections, then 2,000 connections that each send half a request head
 # (8 KiB). Prints the host's RSS before and after each, how many half-open connections the
@@ -13,5 +13,5 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 cargo build --release -q -p click2dial-host --bin click2dial-host
-C2D_HOSTILE_REPORT=1 cargo test --release -q -p click2dial-tests --test e2e_security \
-  resources -- --nocapture --test-threads 1 2>/dev/null | grep -oE '(hostile requests|half-open connections|symlink race|redis (hung|down)):.*|test result.*'
+C2D_HOSTILE_REPORT=1 cargo test --release -q -p click2dial-tests --test e2e \
+  security::resources -- --nocapture --test-threads 1 2>/dev/null | grep -oE '(hostile requests|half-open connections|symlink race|redis (hung|down)):.*|test result.*'

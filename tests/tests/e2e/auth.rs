@@ -1,12 +1,10 @@
 //! API keys over the real HTTP port: every route but `/healthz` needs one, keys limit
 //! caller IDs and agents, rate limits answer 429, and no key ever reaches the log.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{auth_keys, host_binary, world, Host, Redis, Sim, TEST_KEY, TEST_KEY_HASH};
+use crate::support::{auth_keys, host_binary, world, Host, Redis, Sim, TEST_KEY, TEST_KEY_HASH};
 
 const REF: &str = "abcdefghijklmnopqrstuvwxyz";
 const LIMITED_KEY: &str = "c2d_limited_0123456789abcdef0123456789abcdef";

@@ -1,13 +1,11 @@
 //! Operations over the real HTTP port: readiness, metrics, the OpenAPI description against
 //! the served routes, request ids, limits and timeouts, and shutdown on SIGTERM.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{events, eventually, parse_answer, world, Host, Sim, ANSWERED, TEST_KEY};
+use crate::support::{events, eventually, parse_answer, world, Host, Sim, ANSWERED, TEST_KEY};
 
 fn body(agent: &str, callee: &str, contact_ref: &str) -> String {
     format!(

@@ -1,12 +1,10 @@
 //! End to end: a real `redis-server`, the PBX simulator speaking recorded Asterisk AMI, and
 //! the `click2dial-host` binary, all over loopback sockets.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{self, events, world, Sim, ANSWERED};
 use click2dial_core::reference::ChannelId;
-use support::{events, world, Sim, ANSWERED};
 
 fn body(agent: &str, callee: &str, contact_ref: &str) -> String {
     format!(

@@ -1,9 +1,7 @@
 //! The console and softphone pages over the real HTTP port: served without a key, from the
 //! binary, with a content security policy; nothing else is reachable under `/console/`.
 
-mod support;
-
-use support::world;
+use crate::support::world;
 
 #[test]
 fn console_pages_are_served_without_a_key_with_a_strict_policy() {

@@ -4,17 +4,15 @@
 //! the contract promises, the same sequence the recorded transcript of that outcome gives, and
 //! a complete recording whenever the agent answered.
 
-mod sim_support;
-
 use std::time::Instant;
 
+use crate::support::{config, connect, login, next, start, FAST};
 use click2dial_core::ami::{Action, Channel, Decoder, Frame, Message, Originate};
 use click2dial_core::call::{CallTracker, ChannelEvent, Mode};
 use click2dial_core::json::{Cause, Event};
 use click2dial_tests::ami_client::AmiClient;
 use click2dial_tests::pbx_sim::Outcome;
 use click2dial_tests::transcript::{self, Case};
-use sim_support::{config, connect, login, next, start, FAST};
 
 type Note = (Event, Option<Cause>, Option<u16>);
 

@@ -7,15 +7,13 @@
 //! Needs `node`, Chromium and `npm ci` in `tests/browser` (`bash .ci/browser.sh` installs
 //! them): without them the test fails and says so.
 
-mod support;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::browser::{artifacts_dir, browser_dir, require_browser};
-use support::{eventually, kill, world, ANSWERED, TEST_KEY};
+use crate::support::browser::{artifacts_dir, browser_dir, require_browser};
+use crate::support::{eventually, kill, world, ANSWERED, TEST_KEY};
 
 /// Runs the script; returns its exit status, stdout and stderr.
 fn run_script(base_url: &str, chromium: &Path, artifacts: &Path) -> (Option<i32>, String, String) {

@@ -2,12 +2,10 @@
 //! while the call lasts, a valid 8 kHz mono WAV of the call's length once its last channel
 //! has hung up. No file without a recording reference, none for a path-like reference.
 
-mod sim_support;
-
 use std::path::Path;
 
+use crate::support::{config, connect, login, next, start};
 use click2dial_tests::transcript::header;
-use sim_support::{config, connect, login, next, start};
 
 /// The RIFF and data sizes of a WAV header.
 fn sizes(bytes: &[u8]) -> (u32, u32) {

@@ -3,13 +3,11 @@
 //! loaded by default, and a misconfigured one with `missing_contexts`/`denied_actions`;
 //! core's preflight reads it as it reads the real PBX.
 
-mod sim_support;
-
 use std::time::Duration;
 
+use crate::support::{config, start, LIMIT};
 use click2dial_core::ami::{Checks, ContextCheck, Outcome, Preflight};
 use click2dial_tests::pbx_sim::Config;
-use sim_support::{config, start, LIMIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -3,11 +3,9 @@
 //! host's FastAGI port, exactly as the recorded Asterisk sessions do; the host decides with
 //! the REST rules and follows the call; notifications arrive in Redis.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{events, eventually, free_port, Host, Redis, Sim};
+use crate::support::{events, eventually, free_port, Host, Redis, Sim};
 
 /// What an answered softphone call notifies: nobody rings the agent (it is the caller).
 const SOFTPHONE_ANSWERED: [&str; 5] = [

@@ -1,12 +1,10 @@
 //! Recordings over the real HTTP port: whole files, ranges, conditional requests, files
 //! still being written, and hostile paths.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{world, TEST_KEY};
+use crate::support::{world, TEST_KEY};
 
 const REF: &str = "abcdefghijklmnopqrstuvwxyz";
 

@@ -4,11 +4,9 @@
 //! whichever host gets there first (a `SET NX` mark per event), so a host that dies mid-call
 //! loses nothing while another is alive.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{events, Host, Redis, Sim, ANSWERED};
+use crate::support::{events, Host, Redis, Sim, ANSWERED};
 
 struct Cluster {
     redis: Redis,

@@ -2,18 +2,16 @@
 //! service, send the recorded environment, answer like the recorded Asterisk, and play the
 //! recorded dialplan's AMI events; the control listener triggers it from another process.
 
-mod sim_support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
+use crate::support::{assert_same, connect, login, next, start, Normaliser, Running, FAST, LIMIT};
 use click2dial_core::agi::{Decision, Dial, Script, ScriptEvent, MAX_COMMAND_LEN};
 use click2dial_core::{DialPolicy, Validators};
 use click2dial_tests::ami_client::AmiClient;
 use click2dial_tests::pbx_sim::{Config, Invite, InviteOutcome};
 use click2dial_tests::transcript::split_frames;
-use sim_support::{assert_same, connect, login, next, start, Normaliser, Running, FAST, LIMIT};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpListener;
 

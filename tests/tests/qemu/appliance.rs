@@ -3,20 +3,17 @@
 //! simulator on free ports; every test ends by decoding the device's defmt log and failing
 //! on any panic or error line.
 
-mod qemu_support;
-mod support;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::qemu_support::{error_body, firmware, CaptureAmi, Device, Response, Sim};
 use click2dial_core::ami::{Action, Channel, Originate};
 use click2dial_core::json::{self, Accepted};
 use click2dial_core::reference::{ChannelId, ContactRef, Reference};
 use click2dial_core::validate::Call;
 use click2dial_core::{request, DialPolicy, Error, ErrorCode, Validators};
-use qemu_support::{error_body, firmware, CaptureAmi, Device, Response, Sim};
 
 fn body(agent: &str, callee: &str, contact_ref: &str) -> String {
     format!(

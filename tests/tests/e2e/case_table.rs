@@ -1,12 +1,10 @@
 //! The shared case table (core's fuzz seeds, `core/fuzz/corpus/parse_validate`) through the
 //! host's real HTTP port: every refusal is the exact body core writes for that input, and
 //! every acceptance is a 202 with the references the contract promises. The QEMU tests drive
-//! the appliance with the same table (`qemu_appliance.rs`), so both deployments answer alike.
+//! the appliance with the same table (`qemu/appliance.rs`), so both deployments answer alike.
 
-mod support;
-
+use crate::support::world;
 use click2dial_core::{json, request, DialPolicy, Validators};
-use support::world;
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let dir = concat!(

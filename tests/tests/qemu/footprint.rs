@@ -3,12 +3,9 @@
 //! Written to `boards/qemu-mps2-an385/target/stack-high-water.txt` for `.ci/firmware.sh`,
 //! which prints it beside `.text`/`.data`/`.bss`.
 
-mod qemu_support;
-mod support;
-
 use std::time::Duration;
 
-use qemu_support::{board_dir, firmware, CaptureAmi, Device};
+use crate::qemu_support::{board_dir, firmware, CaptureAmi, Device};
 
 /// Bytes the stack may never come closer than to the statics below it.
 const MARGIN: usize = 1024;

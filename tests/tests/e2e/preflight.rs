@@ -4,13 +4,11 @@
 //! campaign the PBX does not know is refused with `422 unknown_campaign`; after a later PBX
 //! restart the host is ready again within seconds (the backoff starts over at each login).
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{eventually, free_port, kill, Host, Redis, Sim, TEST_KEY_HASH};
+use crate::support::{self, eventually, free_port, kill, Host, Redis, Sim, TEST_KEY_HASH};
 
 fn body(outbound_id: &str, contact_ref: &str) -> String {
     format!(

@@ -1,14 +1,12 @@
 //! The `pbx-sim` binary as a process: prints where it listens, serves a call, writes the
 //! recording where it was told, stops cleanly on SIGTERM; refuses a bad time scale.
 
-mod sim_support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{connect, login, next};
 use click2dial_tests::transcript::header;
-use sim_support::{connect, login, next};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pbx-sim");
 

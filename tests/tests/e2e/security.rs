@@ -7,12 +7,10 @@
 //! (recordings opened safely), `idempotency` (honest repeats), `dependencies` (fast
 //! failure), `low` (the Low items) and `hostile` (the table).
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{auth_keys, host_binary, world, Answer, Host, World, TEST_KEY};
+use crate::support::{self, auth_keys, host_binary, world, Answer, Host, World, TEST_KEY};
 
 /// A second tenant's key (default scopes).
 const KEY_B: &str = "c2d_tenant_b_0123456789abcdef0123456789abcdef";

@@ -3,14 +3,12 @@
 //! several sessions; `Events: off`; synchronous Originates; duplicate `ChannelId`s; the
 //! agent's ring time bounded by the Originate `Timeout`.
 
-mod sim_support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{config, connect, login, next, start, FAST, LIMIT};
 use click2dial_tests::ami_client::AmiClient;
 use click2dial_tests::pbx_sim::Simulator;
 use click2dial_tests::transcript::header;
-use sim_support::{config, connect, login, next, start, FAST, LIMIT};
 
 fn text(frame: &[u8]) -> String {
     String::from_utf8_lossy(frame).into_owned()

@@ -1,11 +1,9 @@
 //! The dialling policy (toll-fraud guard) from the configuration, over the real HTTP port:
 //! what it refuses is never dialled.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Host, Redis, Sim};
+use crate::support::{Host, Redis, Sim};
 
 fn body(callee: &str, contact_ref: &str) -> String {
     format!(

@@ -5,10 +5,8 @@
 //! and the recordings directory). The outcome of each case is forced with an exact-match
 //! override for the recorded agent or callee, so the recorded numbers can be used as they are.
 
-mod sim_support;
-
+use crate::support::{self, assert_same, config, recorded, replay, start, Normaliser, FAST};
 use click2dial_tests::transcript::{self, Case};
-use sim_support::{assert_same, config, recorded, replay, start, Normaliser, FAST};
 
 async fn check(case: Case, overrides: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
@@ -155,7 +153,7 @@ async fn originate_errors() {
         let mut names: Vec<String> = frames
             .iter()
             .filter(|f| !f.starts_with("Event: VarSet") && !f.starts_with("Event: Newexten"))
-            .map(|f| sim_support::summary(f))
+            .map(|f| support::summary(f))
             .map(|s| {
                 s.split(' ')
                     .take(2)

@@ -7,8 +7,6 @@
 //! packages of tests/browser (`bash .ci/browser.sh` installs them all); without them the test
 //! fails, it never skips. Screenshots and logs go to `target/browser-artifacts/softphone/`.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -16,8 +14,8 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use support::browser::{artifacts_dir, browser_dir, require, require_browser, SETUP};
-use support::{free_port, kill, world};
+use crate::support::browser::{artifacts_dir, browser_dir, require, require_browser, SETUP};
+use crate::support::{free_port, kill, world};
 
 /// The `X-Teleforge-*` values of the SIPp INVITE that rings the softphone: SIPp `-key` name,
 /// header, value. The recording reference is markup on purpose: the page must show it as text.

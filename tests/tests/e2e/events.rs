@@ -2,12 +2,10 @@
 //! Events carry exactly what reached its Redis list, in order, to early and late subscribers
 //! alike, on every host that follows the call, and the stream ends with the call.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use support::{eventually, world, Host, Redis, Sim, ANSWERED, TEST_KEY};
+use crate::support::{eventually, world, Host, Redis, Sim, ANSWERED, TEST_KEY};
 
 /// One SSE message.
 #[derive(Debug, Clone, PartialEq, Eq)]
