@@ -380,6 +380,9 @@ fn a_decided_call_whose_channel_never_shows_ends_and_frees_its_slot() {
         .status
         == 200));
 
+    // Taken before the session: the host starts the call's silence clock when it decides,
+    // inside it, so an instant taken after could make the 2 s look like 1.999 s.
+    let decided = Instant::now();
     let commands = agi_session_without_a_channel(&fastagi, "1795758224.99", "sp-ghost");
     assert!(
         commands
@@ -387,7 +390,6 @@ fn a_decided_call_whose_channel_never_shows_ends_and_frees_its_slot() {
             .any(|c| c == "SET VARIABLE C2D_DECISION dial"),
         "{commands:?}"
     );
-    let decided = Instant::now();
     // The ghost call holds the only slot.
     let body = r#"{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","contact_ref":"after-ghost"}"#;
     let (status, answer) = host.create_call(body);
