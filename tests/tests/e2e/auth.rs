@@ -4,34 +4,13 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{auth_keys, host_binary, world, Host, Redis, Sim, TEST_KEY, TEST_KEY_HASH};
+use crate::support::{
+    auth_keys, hash_key as hash, host_binary, world, Host, Redis, Sim, TEST_KEY, TEST_KEY_HASH,
+};
 
 const REF: &str = "abcdefghijklmnopqrstuvwxyz";
 const LIMITED_KEY: &str = "c2d_limited_0123456789abcdef0123456789abcdef";
 const SLOW_KEY: &str = "c2d_slow_key_0123456789abcdef0123456789abcdef";
-
-/// `click2dial-host hash-key` of `key`.
-fn hash(key: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(host_binary())
-        .arg("hash-key")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("hash-key");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{key}\n").as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("output");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
-}
 
 fn call(agent: &str, outbound_id: &str, contact_ref: &str) -> String {
     format!(

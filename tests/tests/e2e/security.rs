@@ -7,38 +7,17 @@
 //! (recordings opened safely), `idempotency` (honest repeats), `dependencies` (fast
 //! failure), `low` (the Low items) and `hostile` (the table).
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{self, auth_keys, host_binary, world, Answer, Host, World, TEST_KEY};
+use crate::support::{
+    self, auth_keys, hash_key as hash, host_binary, world, Answer, Host, World, TEST_KEY,
+};
 
 /// A second tenant's key (default scopes).
 const KEY_B: &str = "c2d_tenant_b_0123456789abcdef0123456789abcdef";
 /// A key that may only read calls.
 const READ_ONLY_KEY: &str = "c2d_read_only_0123456789abcdef0123456789abcdef";
-
-/// `click2dial-host hash-key` of `key`.
-fn hash(key: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(host_binary())
-        .arg("hash-key")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("hash-key");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{key}\n").as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("output");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
-}
 
 /// The keys of a multi-tenant host: `e2e` (every scope), `b` (the default scopes) and
 /// `reader` (`calls:read` only).

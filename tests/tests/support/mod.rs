@@ -344,6 +344,29 @@ pub const TEST_KEY: &str = "c2d_e2e_key_0123456789abcdef0123456789abcdef";
 pub const TEST_KEY_HASH: &str =
     "sha256:6ea7a695ba70270cbdd09e7d3e7957532c35ccc651264b051f9915ce43483668";
 
+/// `click2dial-host hash-key` of `key`.
+pub fn hash_key(key: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(host_binary())
+        .arg("hash-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("hash-key");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{key}\n").as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("output");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
 /// The `[[auth.keys]]` value (`C2D_AUTH__KEYS`) with the test key and `more` entries
 /// (inline TOML tables, e.g. `{id="b",hash="sha256:…"}`).
 pub fn auth_keys(more: &[&str]) -> String {
