@@ -374,13 +374,13 @@ fn push_line(out: &mut Vec<u8>, key: &str, value: &str) {
 
 /// Replaces every occurrence of the patterns in one left-to-right pass (the first pattern that
 /// matches at a position wins), so a replacement is never replaced again.
-fn replace_all(value: &str, patterns: &[(&str, &str)]) -> String {
+pub(crate) fn replace_all<S: AsRef<str>>(value: &str, patterns: &[(S, S)]) -> String {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     'scan: while !rest.is_empty() {
         for (from, to) in patterns {
-            if let Some(after) = rest.strip_prefix(from) {
-                out.push_str(to);
+            if let Some(after) = rest.strip_prefix(from.as_ref()) {
+                out.push_str(to.as_ref());
                 rest = after;
                 continue 'scan;
             }
@@ -390,6 +390,34 @@ fn replace_all(value: &str, patterns: &[(&str, &str)]) -> String {
         rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+/// [`replace_all`] of a recorded value by the new call's, except that a value made only of
+/// digits is replaced only whole, so a number never changes inside another.
+pub(crate) fn substitute(value: &str, pairs: &[(String, String)]) -> String {
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        return pairs
+            .iter()
+            .find(|(from, _)| from == value)
+            .map_or_else(|| value.to_owned(), |(_, to)| to.clone());
+    }
+    replace_all(value, pairs)
+}
+
+/// Keys whose values are sent as recorded (RTCP statistics), with every `Report…` key.
+pub(crate) fn as_recorded(key: &str) -> bool {
+    const AS_RECORDED: &[&str] = &[
+        "To",
+        "From",
+        "MES",
+        "SSRC",
+        "PT",
+        "ReportCount",
+        "SentRTP",
+        "SentPackets",
+        "SentOctets",
+    ];
+    AS_RECORDED.contains(&key) || key.starts_with("Report")
 }
 
 /// `<seconds>.<microseconds>` of the wall clock, as Asterisk writes timestamps.

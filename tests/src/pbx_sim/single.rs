@@ -15,7 +15,7 @@
 //! Originate's variables are the recorded ones (the host's four `C2D_*`), values substituted.
 
 use super::hub::Ids;
-use super::render::now_secs_micros;
+use super::render::{as_recorded, now_secs_micros, substitute};
 use super::template::{Template, TemplateFrame, RECORDED_MONITOR_DIR};
 
 /// The kit's context of the `Local` channel that dials the callee.
@@ -29,19 +29,6 @@ pub(crate) fn callee_of(tech: &str, resource: &str) -> Option<String> {
     (tech.eq_ignore_ascii_case("Local") && context == SINGLE_CONTEXT && digits)
         .then(|| number.to_owned())
 }
-
-/// Keys whose values are sent as recorded (RTCP statistics).
-const AS_RECORDED: &[&str] = &[
-    "To",
-    "From",
-    "MES",
-    "SSRC",
-    "PT",
-    "ReportCount",
-    "SentRTP",
-    "SentPackets",
-    "SentOctets",
-];
 
 /// The new call's values of a one-leg call.
 pub(crate) struct NewValues<'a> {
@@ -148,31 +135,9 @@ impl OneLeg {
         }
     }
 
-    /// One pass over `value`: each recorded value becomes the new one. A value that is only
-    /// digits is replaced only whole, so a number never changes inside another.
+    /// One pass over `value`: each recorded value becomes the new one.
     fn apply(&self, value: &str) -> String {
-        if value.bytes().all(|b| b.is_ascii_digit()) {
-            return self
-                .pairs
-                .iter()
-                .find(|(from, _)| from == value)
-                .map_or_else(|| value.to_owned(), |(_, to)| to.clone());
-        }
-        let mut out = String::with_capacity(value.len());
-        let mut rest = value;
-        'scan: while !rest.is_empty() {
-            for (from, to) in &self.pairs {
-                if let Some(after) = rest.strip_prefix(from.as_str()) {
-                    out.push_str(to);
-                    rest = after;
-                    continue 'scan;
-                }
-            }
-            let c = rest.chars().next().expect("not empty");
-            out.push(c);
-            rest = &rest[c.len_utf8()..];
-        }
-        out
+        substitute(value, &self.pairs)
     }
 
     /// Renders one frame of the recorded call, closing empty line included.
@@ -187,7 +152,7 @@ impl OneLeg {
                 },
                 "Context" if originate_response => self.context.clone(),
                 "SentNTP" => now_secs_micros(),
-                k if AS_RECORDED.contains(&k) || k.starts_with("Report") => value.clone(),
+                k if as_recorded(k) => value.clone(),
                 _ => self.apply(value),
             };
             let key = if key.starts_with("ChanVariable(") {

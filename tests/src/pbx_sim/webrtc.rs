@@ -31,7 +31,7 @@ use crate::transcript::{lines, split_frames, summary_offsets};
 use super::call::{is_safe_file_name, wait_until};
 use super::fastagi::{environment, Channel, Session};
 use super::hub::{Bytes, Shared};
-use super::render::now_secs_micros;
+use super::render::{as_recorded, now_secs_micros, substitute};
 use super::template::RECORDED_MONITOR_DIR;
 use super::wav::{Recorder, RATE};
 
@@ -265,46 +265,11 @@ impl Values {
         )
     }
 
-    /// One pass over `value`: each recorded value becomes the new one. Purely numeric values
-    /// are replaced only whole, so a number never changes inside another.
+    /// One pass over `value`: each recorded value becomes the new one.
     fn apply(&self, value: &str) -> String {
-        if value.bytes().all(|b| b.is_ascii_digit()) {
-            return self
-                .pairs
-                .iter()
-                .find(|(from, _)| from == value)
-                .map_or_else(|| value.to_owned(), |(_, to)| to.clone());
-        }
-        let mut out = String::new();
-        let mut i = 0;
-        'outer: while i < value.len() {
-            for (from, to) in &self.pairs {
-                if value[i..].starts_with(from.as_str()) {
-                    out.push_str(to);
-                    i += from.len();
-                    continue 'outer;
-                }
-            }
-            let c = value[i..].chars().next().unwrap_or_default();
-            out.push(c);
-            i += c.len_utf8();
-        }
-        out
+        substitute(value, &self.pairs)
     }
 }
-
-/// Keys whose values are sent as recorded (RTCP statistics, command ids).
-const AS_RECORDED: &[&str] = &[
-    "To",
-    "From",
-    "MES",
-    "SSRC",
-    "PT",
-    "ReportCount",
-    "SentRTP",
-    "SentPackets",
-    "SentOctets",
-];
 
 fn render(frame: &Frame, values: &Values, edit: impl Fn(&str, &str) -> Option<String>) -> Bytes {
     let mut out = String::new();
@@ -316,7 +281,7 @@ fn render(frame: &Frame, values: &Values, edit: impl Fn(&str, &str) -> Option<St
             values.chan_variable(value)
         } else if key == "SentNTP" {
             now_secs_micros()
-        } else if AS_RECORDED.contains(&key.as_str()) || key.starts_with("Report") {
+        } else if as_recorded(key) {
             value.clone()
         } else {
             values.apply(value)
