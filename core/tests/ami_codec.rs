@@ -11,6 +11,9 @@ use click2dial_core::ami::{
     ResponseStatus, BANNER_PREFIX, MAX_MESSAGE_LEN,
 };
 
+mod summary;
+use summary::summary_line;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ami")
 }
@@ -221,54 +224,6 @@ fn a_fixed_buffer_of_max_message_len_is_enough() {
             assert!(n > 0 || used > 0, "{name}: stuck with a full buffer");
         }
         assert_eq!(out, whole, "{name}");
-    }
-}
-
-/// The keys `transcripts/<case>.summary.txt` shows for events, in its order.
-const SUMMARY_KEYS: [&str; 12] = [
-    "Channel",
-    "DestChannel",
-    "Response",
-    "Reason",
-    "DialStatus",
-    "Cause",
-    "Cause-txt",
-    "ChannelStateDesc",
-    "BridgeUniqueid",
-    "Application",
-    "Variable",
-    "Value",
-];
-
-fn summary_line(m: &Message<'_>) -> String {
-    match m.kind() {
-        Kind::Response(_) => {
-            let mut line = format!(
-                "Response: {} ({})",
-                m.get("Response").expect("status"),
-                m.message().unwrap_or("")
-            );
-            if let Some(id) = m.action_id() {
-                line.push_str(&format!(" [ActionID {id}]"));
-            }
-            line
-        }
-        Kind::Event(name) => {
-            let fields: Vec<String> = SUMMARY_KEYS
-                .iter()
-                .filter_map(|&k| {
-                    m.get(k)
-                        .filter(|v| !v.is_empty())
-                        .map(|v| format!("{k}={v}"))
-                })
-                .collect();
-            if fields.is_empty() {
-                format!("Event: {name}")
-            } else {
-                format!("Event: {name}  {}", fields.join(" "))
-            }
-        }
-        Kind::Other => panic!("unexpected message {m:?}"),
     }
 }
 

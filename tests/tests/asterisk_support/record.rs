@@ -23,9 +23,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::{Asterisk, Phone, Sipp, Site};
-use click2dial_core::ami::{Decoder, Frame, Kind, Message, BANNER_PREFIX};
+
+#[path = "../../../core/tests/summary/mod.rs"]
+mod summary;
+use click2dial_core::ami::{Decoder, Frame, BANNER_PREFIX};
 use click2dial_core::originate::{write_originate, Dialplan, OriginateCall};
 use click2dial_core::reference::ChannelId;
+use summary::summary_line;
 
 /// The older recordings' manager user and `channelvars` (`../shared/pbx/asterisk-config/`).
 const RECORDED_MANAGER: &str = "[general](+)\nchannelvars = C2D_CONTACT_REF,C2D_RECORDING_REF\n\n\
@@ -112,55 +116,6 @@ impl Session {
     fn text(&self) -> String {
         let bytes: Vec<u8> = self.received.iter().flat_map(|(_, b)| b.clone()).collect();
         String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-/// The keys `transcripts/<case>.summary.txt` shows for events, in its order
-/// (`core/tests/ami_codec.rs`).
-const SUMMARY_KEYS: [&str; 12] = [
-    "Channel",
-    "DestChannel",
-    "Response",
-    "Reason",
-    "DialStatus",
-    "Cause",
-    "Cause-txt",
-    "ChannelStateDesc",
-    "BridgeUniqueid",
-    "Application",
-    "Variable",
-    "Value",
-];
-
-fn summary_line(m: &Message<'_>) -> String {
-    match m.kind() {
-        Kind::Response(_) => {
-            let mut line = format!(
-                "Response: {} ({})",
-                m.get("Response").unwrap_or(""),
-                m.message().unwrap_or("")
-            );
-            if let Some(id) = m.action_id() {
-                line.push_str(&format!(" [ActionID {id}]"));
-            }
-            line
-        }
-        Kind::Event(name) => {
-            let fields: Vec<String> = SUMMARY_KEYS
-                .iter()
-                .filter_map(|&k| {
-                    m.get(k)
-                        .filter(|v| !v.is_empty())
-                        .map(|v| format!("{k}={v}"))
-                })
-                .collect();
-            if fields.is_empty() {
-                format!("Event: {name}")
-            } else {
-                format!("Event: {name}  {}", fields.join(" "))
-            }
-        }
-        Kind::Other => format!("{m:?}"),
     }
 }
 
