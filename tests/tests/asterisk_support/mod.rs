@@ -128,23 +128,22 @@ pub struct Asterisk {
     /// Where each agent's phone (SIPp) registered from, by endpoint.
     pub phone_ports: Vec<(String, u16)>,
     pub site: Site,
-    /// Log lines already accounted for (see [`Asterisk::new_problems`]).
-    seen_log_len: usize,
 }
 
 impl Asterisk {
-    /// Starts an instance with the kit and `site`, then registers the agents' phones.
-    pub fn start(site: Site) -> Self {
+    /// An instance not started yet, in a fresh `/tmp/<prefix>-…` directory (short: the
+    /// control socket's path is limited).
+    fn unbooted(prefix: &str, site: Site) -> Self {
         require_tools();
         let dir = PathBuf::from(format!(
-            "/tmp/c2d-ast-{}-{}",
+            "/tmp/{prefix}-{}-{}",
             std::process::id(),
             low_port(1)
         ));
         let _ = std::fs::remove_dir_all(&dir);
         let conf = dir.join("conf");
         std::fs::create_dir_all(conf.join("click2dial")).expect("conf dir");
-        let mut asterisk = Self {
+        Self {
             dir,
             conf,
             ami_port: 0,
@@ -152,28 +151,40 @@ impl Asterisk {
             carrier_port: 0,
             phone_ports: Vec::new(),
             site,
-            seen_log_len: 0,
-        };
+        }
+    }
+
+    /// Picks ports (and one per agent's phone, for the first `phones` agents), writes the
+    /// configuration with `write` and boots; other ports when one was taken meanwhile.
+    fn boot_on_free_ports(&mut self, phones: usize, write: fn(&Self), what: &str) {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            asterisk.ami_port = low_port(1);
-            asterisk.sip_port = low_port(1);
-            asterisk.carrier_port = low_port(1);
-            asterisk.phone_ports = AGENTS
+            self.ami_port = low_port(1);
+            self.sip_port = low_port(1);
+            self.carrier_port = low_port(1);
+            self.phone_ports = AGENTS
                 .iter()
+                .take(phones)
                 .map(|(agent, _)| (agent.to_string(), low_port(1)))
                 .collect();
-            asterisk.write_site();
-            match asterisk.boot() {
-                Ok(()) => break,
+            write(self);
+            match self.boot() {
+                Ok(()) => return,
                 Err(3) if attempts < 5 => continue, // a port was taken meanwhile
                 Err(code) => panic!(
-                    "run-asterisk.sh failed ({code}); log:\n{}",
-                    asterisk.full_log()
+                    "run-asterisk.sh failed ({code}){what}; log:\n{}\n{}",
+                    self.full_log(),
+                    self.messages_log()
                 ),
             }
         }
+    }
+
+    /// Starts an instance with the kit and `site`, then registers the agents' phones.
+    pub fn start(site: Site) -> Self {
+        let mut asterisk = Self::unbooted("c2d-ast", site);
+        asterisk.boot_on_free_ports(AGENTS.len(), Self::write_site, "");
         for (agent, password) in AGENTS {
             asterisk.register(agent, password);
         }
@@ -305,7 +316,6 @@ impl Asterisk {
             .output()
             .expect("run-asterisk.sh");
         if output.status.success() {
-            self.seen_log_len = 0;
             Ok(())
         } else {
             Err(output.status.code().unwrap_or(-1))
@@ -903,40 +913,8 @@ impl Asterisk {
     /// transport on its own port (the sample `pjsip.conf` has none), an own RTP range, and
     /// [`SAMPLES_LEFT_OUT`]. No kit, no agents' phones.
     pub fn start_samples() -> Self {
-        require_tools();
-        let dir = PathBuf::from(format!(
-            "/tmp/c2d-smp-{}-{}",
-            std::process::id(),
-            low_port(1)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let conf = dir.join("conf");
-        let mut asterisk = Self {
-            dir,
-            conf,
-            ami_port: 0,
-            sip_port: 0,
-            carrier_port: 0,
-            phone_ports: Vec::new(),
-            site: Site::default(),
-            seen_log_len: 0,
-        };
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            asterisk.ami_port = low_port(1);
-            asterisk.sip_port = low_port(1);
-            asterisk.carrier_port = low_port(1);
-            asterisk.write_samples();
-            match asterisk.boot() {
-                Ok(()) => break,
-                Err(3) if attempts < 5 => continue,
-                Err(code) => panic!(
-                    "run-asterisk.sh failed ({code}) with the sample configuration; log:\n{}",
-                    asterisk.messages_log()
-                ),
-            }
-        }
+        let mut asterisk = Self::unbooted("c2d-smp", Site::default());
+        asterisk.boot_on_free_ports(0, Self::write_samples, " with the sample configuration");
         asterisk
     }
 
