@@ -9,16 +9,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use click2dial_core::{Error, ErrorCode, Field};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::config::{self, AgentRange};
-use crate::errors::ApiError;
+pub use crate::config::{parse_hash, Scope, DEFAULT_SCOPES};
 
 /// Shortest key `hash-key` accepts, in characters.
 pub const MIN_KEY_LEN: usize = 32;
@@ -38,63 +34,15 @@ pub struct Caller {
     pub scopes: u8,
 }
 
-/// What a key may do. A call, its events, its recording and its idempotency record belong
-/// to the key that created it whatever the scopes: a scope opens a kind of route, never
-/// another key's resources.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// `POST /click2dial/calls`.
-    CallsCreate,
-    /// `GET /click2dial/calls/{contact_ref}/events` (its own calls).
-    CallsRead,
-    /// `GET`/`HEAD /click2dial/recordings/{recording_ref}` (its own calls' recordings).
-    RecordingsRead,
-    /// `GET /metrics` (the whole service's figures, every key's id among them).
-    MetricsRead,
-}
-
-/// The scopes of a key that names none.
-pub const DEFAULT_SCOPES: [Scope; 3] =
-    [Scope::CallsCreate, Scope::CallsRead, Scope::RecordingsRead];
-
-impl Scope {
-    /// Every scope.
-    pub const ALL: [Scope; 4] = [
-        Scope::CallsCreate,
-        Scope::CallsRead,
-        Scope::RecordingsRead,
-        Scope::MetricsRead,
-    ];
-
-    /// The name in the configuration and in `/openapi.json`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::CallsCreate => "calls:create",
-            Self::CallsRead => "calls:read",
-            Self::RecordingsRead => "recordings:read",
-            Self::MetricsRead => "metrics:read",
-        }
-    }
-
-    /// The scope called `name`.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-
-    const fn bit(self) -> u8 {
-        1 << (self as u8)
-    }
-
-    /// `403 insufficient_scope`, naming the scope.
-    const fn missing(self) -> Error {
-        let message = match self {
-            Self::CallsCreate => "this API key lacks the scope calls:create",
-            Self::CallsRead => "this API key lacks the scope calls:read",
-            Self::RecordingsRead => "this API key lacks the scope recordings:read",
-            Self::MetricsRead => "this API key lacks the scope metrics:read",
-        };
-        Error::request(ErrorCode::InsufficientScope, message)
-    }
+/// `403 insufficient_scope`, naming the scope.
+const fn missing(scope: Scope) -> Error {
+    let message = match scope {
+        Scope::CallsCreate => "this API key lacks the scope calls:create",
+        Scope::CallsRead => "this API key lacks the scope calls:read",
+        Scope::RecordingsRead => "this API key lacks the scope recordings:read",
+        Scope::MetricsRead => "this API key lacks the scope metrics:read",
+    };
+    Error::request(ErrorCode::InsufficientScope, message)
 }
 
 /// The bits of `names` (unknown names are refused by `Config::check`); `None`: the defaults.
@@ -115,7 +63,7 @@ impl Caller {
             Ok(())
         } else {
             tracing::info!(key = %self.id, scope = scope.as_str(), "request refused: scope missing");
-            Err(scope.missing())
+            Err(missing(scope))
         }
     }
 
@@ -151,12 +99,6 @@ pub const AGENT_NOT_ALLOWED: Error = Error::field(
     Field::Agent,
     "this API key may not place calls for this agent",
 );
-
-const MISSING: Error = Error::request(
-    ErrorCode::Unauthorized,
-    "an API key is required: Authorization: Bearer <key>",
-);
-const INVALID: Error = Error::request(ErrorCode::Unauthorized, "the API key is not valid");
 
 /// The configured keys.
 #[derive(Debug, Default)]
@@ -214,20 +156,6 @@ impl Keys {
     }
 }
 
-/// `sha256:<64 hex>` → the 32 bytes.
-pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
-    let hex = text.strip_prefix("sha256:")?;
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-        let text = std::str::from_utf8(pair).ok()?;
-        *out.get_mut(i)? = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(out)
-}
-
 /// The configuration form of `key`'s hash: `sha256:<64 hex>`.
 pub fn hash_key(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
@@ -247,55 +175,6 @@ pub fn new_key() -> Result<String, getrandom::Error> {
         out.push_str(&format!("{b:02x}"));
     }
     Ok(out)
-}
-
-/// Middleware: answers `401` unless the request carries a configured key, and hands the
-/// [`Caller`] to what follows as a request extension.
-pub async fn require_key(
-    State(keys): State<Arc<Keys>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| bearer(v.as_bytes()));
-    let caller = match presented {
-        None => return unauthorized(MISSING, false),
-        Some(None) => return unauthorized(INVALID, true),
-        Some(Some(token)) => keys.find(token),
-    };
-    let Some(caller) = caller else {
-        tracing::info!("request with an unknown API key refused");
-        return unauthorized(INVALID, true);
-    };
-    tracing::Span::current().record("key", caller.id.as_str());
-    request.extensions_mut().insert(caller);
-    next.run(request).await
-}
-
-/// The token of `Bearer <token>` (scheme case-insensitive), or `None` when malformed.
-fn bearer(value: &[u8]) -> Option<&[u8]> {
-    let scheme = value.get(..7)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
-        return None;
-    }
-    let token = value.get(7..)?.trim_ascii();
-    (!token.is_empty()).then_some(token)
-}
-
-fn unauthorized(error: Error, invalid_token: bool) -> Response {
-    let challenge = if invalid_token {
-        r#"Bearer realm="click2dial", error="invalid_token""#
-    } else {
-        r#"Bearer realm="click2dial""#
-    };
-    let mut response = ApiError(error).into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
-    );
-    response
 }
 
 #[cfg(test)]
@@ -356,15 +235,6 @@ mod tests {
         ] {
             assert!(parse_hash(bad).is_none(), "{bad}");
         }
-    }
-
-    #[test]
-    fn bearer_parsing() {
-        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
-        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
-        assert_eq!(bearer(b"Basic abc"), None);
-        assert_eq!(bearer(b"Bearer "), None);
-        assert_eq!(bearer(b"Bearer"), None);
     }
 
     #[test]

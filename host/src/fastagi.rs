@@ -7,7 +7,7 @@
 //! it; nothing the phone writes, `From` or a header, names the agent) and the headers, and
 //! this module decides exactly as `POST /click2dial/calls` does — the same validators and
 //! dialling policy, the same idempotency claim on `contact_ref`, the same cap on calls in
-//! flight and the same stored call record ([`crate::admission`]) — then the script leaves
+//! flight and the same stored call record ([`crate::calls::admission`]) — then the script leaves
 //! the decision in channel variables and the session closes. A dialled call is followed like an originated one ([`Pbx::follow`]), so it
 //! sends the same notifications, keyed by the agent channel's `Uniqueid`.
 //!
@@ -34,13 +34,25 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::admission::{self, Admission, Refusal};
+use crate::calls::admission::{self, Admission, Refusal};
+use crate::calls::Calls;
+use crate::metrics::Metrics;
 use crate::pbx::OriginateRequest;
-use crate::state::AppState;
 
-/// The channel variable whose `VarSet` to `dial` starts a FastAGI call (every host sees it
-/// on AMI and may adopt the call).
-pub const DECISION_VARIABLE: &str = "C2D_DECISION";
+/// What a session uses: the calls service (rules, admission, the PBX) and the metrics.
+#[derive(Clone)]
+struct AppState {
+    calls: Calls,
+    metrics: Metrics,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Calls;
+
+    fn deref(&self) -> &Calls {
+        &self.calls
+    }
+}
 
 /// A repeated `contact_ref` with the same values: the call was placed already.
 const ALREADY_PLACED: Error = Error::field(
@@ -50,7 +62,8 @@ const ALREADY_PLACED: Error = Error::field(
 );
 
 /// Accepts sessions until the task is dropped.
-pub async fn serve(state: AppState, listener: TcpListener) {
+pub async fn serve(calls: Calls, metrics: Metrics, listener: TcpListener) {
+    let state = AppState { calls, metrics };
     let sessions = std::sync::Arc::new(Semaphore::new(state.config.fastagi.max_sessions));
     loop {
         let (stream, peer) = match listener.accept().await {

@@ -154,7 +154,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let shutdown = state.config.shutdown.clone();
-    let settings = click2dial_host::server::Settings {
+    let settings = click2dial_host::http::server::Settings {
         header_timeout: Duration::from_secs(state.config.http.header_timeout_secs),
         shutdown_grace: Duration::from_secs(shutdown.requests_grace_secs),
         max_connections: state.config.http.max_connections,
@@ -168,22 +168,23 @@ async fn serve(config: Config) -> ExitCode {
         // (their clients reconnect elsewhere with Last-Event-ID).
         hub.close();
     };
-    click2dial_host::server::serve(listener, app, settings, shutdown_started).await;
+    click2dial_host::http::server::serve(listener, app, settings, shutdown_started).await;
     // No new softphone calls either (a session in flight is short-lived: it ends with it).
     if let Some(task) = fastagi {
         task.abort();
     }
     // No request is in flight any more, so no new call can start: let the calls in flight
     // end (their last notifications are still to come), then empty the spool.
-    let calls = state.calls_in_flight();
+    let calls = state.calls.calls_in_flight();
     if calls > 0 {
         tracing::info!(calls, "waiting for calls in flight to end");
         if !state
+            .calls
             .wait_calls_done(Duration::from_secs(shutdown.calls_grace_secs))
             .await
         {
             tracing::warn!(
-                calls = state.calls_in_flight(),
+                calls = state.calls.calls_in_flight(),
                 "calls still in flight at exit: their further notifications are not sent"
             );
         }
@@ -211,7 +212,7 @@ async fn serve(config: Config) -> ExitCode {
 
 /// Binds `[fastagi] listen` (when set) and serves it; prints `fastagi <addr>` on stdout.
 async fn start_fastagi(
-    state: &click2dial_host::AppState,
+    state: &click2dial_host::Services,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
     let address = state.config.fastagi.listen.clone();
     if address.is_empty() {
@@ -225,7 +226,8 @@ async fn start_fastagi(
         tracing::info!(%local, "FastAGI service listening");
     }
     Ok(Some(tokio::spawn(click2dial_host::fastagi::serve(
-        state.clone(),
+        state.calls.clone(),
+        state.metrics.clone(),
         listener,
     ))))
 }

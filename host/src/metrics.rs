@@ -16,20 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use crate::auth::{Caller, Scope};
-use crate::errors::ApiError;
-use crate::state::AppState;
 
 /// Every label comes from a closed set, so nothing a client sends adds a series: `route`
 /// is a route template (or `unmatched`), `method` one the routes accept (or `other`),
@@ -268,39 +263,4 @@ pub async fn count_requests(
     let response = next.run(request).await;
     metrics.request(route, &method, response.status());
     response
-}
-
-/// `GET /metrics`.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    security(("api_key" = ["metrics:read"])),
-    responses(
-        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
-        (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The key lacks the scope metrics:read (`insufficient_scope`)", body = crate::openapi::ErrorBody),
-    )
-)]
-pub async fn metrics(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Arc<Caller>>,
-) -> Result<Response, ApiError> {
-    caller.require(Scope::MetricsRead)?;
-    let text = state
-        .metrics
-        .encode(state.notifier.spool_depth(), state.calls_in_flight());
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
-}
-
-/// `/metrics`.
-pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(metrics))
 }

@@ -9,40 +9,24 @@
 //! full spool drops (the oldest first, logged as an error).
 //!
 //! [`Notifier::send`] is also where each notification is published to the call's event
-//! streams ([`crate::events::Hub`]), before it waits for Redis: the streams carry the same
+//! streams ([`hub::Hub`]), before it waits for Redis: the streams carry the same
 //! bytes, in the same order, whether or not Redis is up.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, watch};
 
-use crate::events::Hub;
-use crate::metrics::Metrics;
+pub mod hub;
 
-/// One notification on its way to Redis.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Notification {
-    /// Unique id (`<ChannelId>:<sequence>`): the exactly-once key.
-    pub id: String,
-    /// The key that owns the call (its event streams).
-    pub owner: String,
-    /// The call's contact reference (its event streams).
-    pub contact_ref: String,
-    /// The call's sequence number of this notification, from 1.
-    pub sequence: u32,
-    /// The event name.
-    pub event: &'static str,
-    /// The per-call list.
-    pub call_key: String,
-    /// The JSON object.
-    pub json: String,
-    /// When the AMI event behind it was read (for the latency histogram).
-    pub since: Instant,
-}
+use crate::call::{Notification, Outbox};
+use crate::metrics::Metrics;
+use crate::store::gate;
+use crate::store::schema::PUSH_ONCE;
+use hub::Hub;
 
 /// Where notifications go.
 #[derive(Clone, Debug)]
@@ -61,20 +45,6 @@ pub struct Settings {
 
 /// Notifications pushed per round trip.
 const BATCH: usize = 64;
-
-/// Pushes `KEYS[1]` (per-call list) and optionally `KEYS[2]` (legacy list) once per id
-/// (`KEYS[3]`, the mark).
-const PUSH_ONCE: &str = r"
-if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('LPUSH', KEYS[1], ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  if ARGV[3] == '1' then
-    redis.call('LPUSH', KEYS[2], ARGV[1])
-  end
-  return 1
-end
-return 0
-";
 
 /// Hands notifications to the pushing task.
 #[derive(Clone, Debug)]
@@ -151,6 +121,16 @@ impl Notifier {
     }
 }
 
+impl Outbox for Notifier {
+    fn send(&self, notification: Notification) {
+        Notifier::send(self, notification);
+    }
+
+    fn call_over(&self, owner: &str, contact_ref: &str) {
+        Notifier::call_over(self, owner, contact_ref);
+    }
+}
+
 async fn run(
     settings: Settings,
     mut rx: mpsc::UnboundedReceiver<Notification>,
@@ -224,11 +204,7 @@ async fn run(
 
 async fn connect(url: &str) -> Option<ConnectionManager> {
     let client = redis::Client::open(url).ok()?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(1);
-    match ConnectionManager::new_with_config(client, config).await {
+    match gate::connect(client).await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(error = %e, "Redis unreachable");

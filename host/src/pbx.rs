@@ -39,8 +39,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
+use crate::call::{CallRecord, Notification, Outbox};
 use crate::metrics::Metrics;
-use crate::notify::{Notification, Notifier};
+use crate::store::call_store::CallStore;
 
 /// Where and how to log in.
 #[derive(Clone, Debug)]
@@ -73,48 +74,6 @@ const CHECK_WITHIN: Duration = Duration::from_secs(5);
 
 /// How often the dialplan is checked again while it is missing something.
 pub const RECHECK_MISCONFIGURED: Duration = Duration::from_secs(5);
-
-/// Everything a notification carries besides the event itself. Stored in Redis before the
-/// Originate is sent, so every host can follow the call (see [`crate::call_store`]).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CallRecord {
-    /// `agent` equals `callee`.
-    pub single_leg: bool,
-    /// The agent's phone started the call (FastAGI); its channel's `Uniqueid` is the key.
-    #[serde(default)]
-    pub agent_initiated: bool,
-    /// The id of the API key that owns the call (`[fastagi] owner_key` for a softphone's);
-    /// only that key reads its events and recording.
-    #[serde(default)]
-    pub owner: String,
-    /// Contact reference in use.
-    pub contact_ref: String,
-    /// Agent (or callee for a one-leg call).
-    pub agent: String,
-    /// Callee, E.164.
-    pub callee_e164: String,
-    /// Caller ID as given.
-    pub outbound_id: String,
-    /// Recording reference.
-    pub recording_ref: String,
-    /// Recording URL.
-    pub recording_url: String,
-    /// The per-call Redis list.
-    pub notifications_key: String,
-}
-
-impl CallRecord {
-    /// How the call's tracker follows it.
-    pub fn mode(&self) -> Mode {
-        if self.agent_initiated {
-            Mode::AgentInitiated
-        } else if self.single_leg {
-            Mode::SingleLeg
-        } else {
-            Mode::TwoLeg
-        }
-    }
-}
 
 /// An Originate to send, with the call it starts.
 #[derive(Debug)]
@@ -210,9 +169,9 @@ impl Pbx {
     /// Starts the AMI task.
     pub fn start(
         settings: Settings,
-        notifier: Notifier,
+        notifier: Arc<dyn Outbox>,
         metrics: Metrics,
-        call_store: Option<crate::call_store::CallStore>,
+        call_store: Option<CallStore>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(1024);
         let (status_tx, status) = watch::channel(Status::Down("connecting to the PBX".into()));
@@ -376,7 +335,7 @@ struct LiveCall {
 /// State that outlives one connection.
 struct Driver {
     settings: Settings,
-    notifier: Notifier,
+    notifier: Arc<dyn Outbox>,
     metrics: Metrics,
     live_recordings: LiveRecordings,
     logins: u64,
@@ -392,7 +351,7 @@ struct Driver {
     /// call's record arrives from Redis.
     adopting: HashMap<String, Vec<(Vec<u8>, Instant)>>,
     adopt_tx: mpsc::UnboundedSender<(String, Option<CallRecord>)>,
-    call_store: Option<crate::call_store::CallStore>,
+    call_store: Option<CallStore>,
     campaigns: Arc<RwLock<KnownCampaigns>>,
     /// The monotonic clock of the session and the calls starts here.
     epoch: Instant,
@@ -479,6 +438,10 @@ async fn run(
     }
 }
 
+/// The channel variable whose `VarSet` to `dial` starts a FastAGI call (core's
+/// `agi::Script` sets it; every host sees it on AMI and may adopt the call).
+pub const DECISION_VARIABLE: &str = "C2D_DECISION";
+
 /// The call a message shows the FastAGI service deciding to dial: the `VarSet` of
 /// `C2D_DECISION=dial` on the agent's channel, which starts the call (its `Uniqueid` is the
 /// call's `Linkedid`). The deciding host stores the call's record before it sets the
@@ -486,7 +449,7 @@ async fn run(
 fn dialplan_decided_to_dial<'a>(message: &Message<'a>) -> Option<&'a str> {
     let uniqueid = message.uniqueid()?;
     (message.event() == Some("VarSet")
-        && message.get("Variable") == Some(crate::fastagi::DECISION_VARIABLE)
+        && message.get("Variable") == Some(DECISION_VARIABLE)
         && message.get("Value") == Some("dial")
         && message.get("Linkedid") == Some(uniqueid))
     .then_some(uniqueid)

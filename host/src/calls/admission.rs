@@ -10,10 +10,11 @@ use click2dial_core::validate::Call;
 use click2dial_core::{Error, ErrorCode};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::call_store::CallStore;
-use crate::idempotency::{self, Claim};
-use crate::pbx::{CallRecord, OriginateRequest};
-use crate::state::AppState;
+use crate::call::CallRecord;
+use crate::calls::Calls;
+use crate::pbx::OriginateRequest;
+use crate::store::idempotency::{self, Claim};
+use crate::store::schema;
 
 /// `503`: the idempotency store is down and the client gave a `contact_ref`.
 pub const STORE_UNAVAILABLE: Error = Error::request(
@@ -107,7 +108,7 @@ impl From<Error> for Refusal {
 /// Redis for the other hosts. With a `contact_ref`, the claim and the record are one round
 /// trip to Redis (the record is stored only when the claim is new).
 pub async fn admit(
-    state: &AppState,
+    state: &Calls,
     call: &Call<'_>,
     owner: &str,
     channel_id: String,
@@ -144,8 +145,8 @@ pub async fn admit(
     };
 
     let claim_key = (!call.contact_ref.is_generated())
-        .then(|| claim_key(&state.config.redis.idempotency_prefix, owner, contact_ref));
-    let owner_key = crate::call_store::recording_owner_key(recording_ref);
+        .then(|| schema::claim_key(&state.config.redis.idempotency_prefix, owner, contact_ref));
+    let owner_key = schema::recording_owner_key(recording_ref);
     let owner_ttl_secs = state.config.recordings.owner_ttl_secs;
     // The record goes to Redis with the claim, in one round trip, when there is a claim.
     let mut record_key = None;
@@ -158,7 +159,7 @@ pub async fn admit(
     if let Some(key) = &claim_key {
         let with_record = state.call_store.as_ref().and_then(|store| {
             let json = serde_json::to_string(&record).ok()?;
-            Some((CallStore::key(&channel_id), json, store.ttl_secs()))
+            Some((schema::call_key(&channel_id), json, store.ttl_secs()))
         });
         let mut conn = state.redis().await.ok_or(STORE_UNAVAILABLE)?;
         let stored = with_record
@@ -221,7 +222,7 @@ pub async fn admit(
     if record_key.is_none() {
         if let Some(store) = &state.call_store {
             let save = store.save(&channel_id, &record, owner_ttl_secs);
-            if !tokio::time::timeout(crate::state::REDIS_WITHIN, save)
+            if !tokio::time::timeout(crate::store::gate::REDIS_WITHIN, save)
                 .await
                 .unwrap_or(false)
             {
@@ -244,15 +245,8 @@ pub async fn admit(
     })))
 }
 
-/// The idempotency key of `owner`'s `contact_ref`: `<prefix><owner>:<contact_ref>`. Key ids
-/// hold no `:`, so two keys never share a claim; an owner-less softphone call (no
-/// `[fastagi] owner_key`) has the empty owner.
-pub fn claim_key(prefix: &str, owner: &str, contact_ref: &str) -> String {
-    format!("{prefix}{owner}:{contact_ref}")
-}
-
 /// The PBX queued the call: repeats get its first answer from now on.
-pub async fn accepted(state: &AppState, claim_key: Option<&str>, fingerprint: &str, answer: &str) {
+pub async fn accepted(state: &Calls, claim_key: Option<&str>, fingerprint: &str, answer: &str) {
     if let (Some(key), Some(mut conn)) = (claim_key, state.redis().await) {
         let accept = idempotency::accept(
             &mut conn,
@@ -268,12 +262,12 @@ pub async fn accepted(state: &AppState, claim_key: Option<&str>, fingerprint: &s
 }
 
 /// Releases the idempotency claim of a call that was not dialled, so a retry can dial.
-pub async fn release(state: &AppState, claim_key: Option<&str>) {
+pub async fn release(state: &Calls, claim_key: Option<&str>) {
     release_keys(state, claim_key, None).await;
 }
 
 /// Releases the claim and, when given, the record stored with it.
-async fn release_keys(state: &AppState, claim_key: Option<&str>, record_key: Option<&str>) {
+async fn release_keys(state: &Calls, claim_key: Option<&str>, record_key: Option<&str>) {
     if let (Some(key), Some(mut conn)) = (claim_key, state.redis().await) {
         let _ = state
             .redis_op(idempotency::release(&mut conn, key, record_key))

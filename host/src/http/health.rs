@@ -11,21 +11,23 @@ use click2dial_core::{Error, ErrorCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::errors::{error_body_with, json_response};
+use crate::calls::Calls;
+use crate::http::error::{error_body_with, json_response};
 use crate::pbx::Status;
-use crate::state::AppState;
 
 /// How long `/readyz` waits for Redis's `PONG`.
 const REDIS_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `/healthz`, the only route that needs no API key.
-pub fn public_router() -> OpenApiRouter<AppState> {
+pub fn public_router() -> OpenApiRouter {
     OpenApiRouter::new().routes(routes!(healthz))
 }
 
-/// `/readyz`.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(readyz))
+/// `/readyz`: the PBX client's status and Redis, from the calls service.
+pub fn router(calls: Calls) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(readyz))
+        .with_state(calls)
 }
 
 /// Liveness: the process is up and serving HTTP.
@@ -33,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     get,
     path = "/healthz",
     tag = "operations",
-    responses((status = 200, description = "Alive", body = crate::openapi::Health))
+    responses((status = 200, description = "Alive", body = crate::http::openapi::Health))
 )]
 async fn healthz() -> Response {
     json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
@@ -48,12 +50,12 @@ async fn healthz() -> Response {
     tag = "operations",
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "Ready", body = crate::openapi::Readiness),
-        (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Not ready; `checks` names what failed, `problems` why", body = crate::openapi::Readiness),
+        (status = 200, description = "Ready", body = crate::http::openapi::Readiness),
+        (status = 401, description = "Missing or bad API key", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "Not ready; `checks` names what failed, `problems` why", body = crate::http::openapi::Readiness),
     )
 )]
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<Calls>) -> Response {
     let ami = state.pbx.status();
     let redis = redis_answers(&state).await;
     let ami_word = match ami {
@@ -109,7 +111,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     json_response(StatusCode::SERVICE_UNAVAILABLE, body)
 }
 
-async fn redis_answers(state: &AppState) -> bool {
+async fn redis_answers(state: &Calls) -> bool {
     let ping = async {
         let mut conn = state.redis().await?;
         redis::cmd("PING")

@@ -13,8 +13,7 @@ use utoipa::{Modify, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::errors::json_response;
-use crate::state::AppState;
+use crate::http::error::json_response;
 
 /// The create-call body (v3.0.0 on; `call_ref` is the pre-v3 name of `contact_ref`).
 #[derive(ToSchema)]
@@ -163,12 +162,12 @@ impl Modify for BearerKeys {
 struct ApiDoc;
 
 /// A router with the description's metadata, to which the areas' routers are merged.
-pub fn base() -> OpenApiRouter<AppState> {
+pub fn base() -> OpenApiRouter {
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 
 /// `/openapi.json`.
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter {
     OpenApiRouter::new().routes(routes!(openapi_json))
 }
 

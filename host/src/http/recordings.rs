@@ -41,8 +41,25 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Caller, Scope};
-use crate::errors::{retry_after, ApiError};
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::pbx::Pbx;
+use crate::store::call_store::CallStore;
+
+/// What the recordings route needs: the reference's rule, the owners (Redis), the calls in
+/// flight (the PBX client) and the directory.
+#[derive(Clone)]
+pub struct Recordings {
+    /// The field validators.
+    pub validators: Arc<click2dial_core::Validators>,
+    /// The recordings' owners; `None`: every recording is `404`.
+    pub owners: Option<CallStore>,
+    /// The calls this host follows (their recordings are still being written).
+    pub pbx: Pbx,
+    /// `recordings.dir`.
+    pub dir: std::path::PathBuf,
+    /// `recordings.abandoned_after_secs`.
+    pub abandoned_after: Duration,
+}
 
 /// `409`: the call (and so its recording) is not over.
 const IN_PROGRESS: Error = Error::request(
@@ -63,8 +80,10 @@ const OWNER_STORE_UNAVAILABLE: Error = Error::request(
 );
 
 /// `/click2dial/recordings/{recording_ref}`.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(recording))
+pub fn router(recordings: Recordings) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(recording))
+        .with_state(recordings)
 }
 
 /// What the recordings directory holds for a reference.
@@ -185,48 +204,47 @@ fn raw_reference(request: &Request) -> &str {
         (status = 200, description = "The whole recording", content_type = "audio/wav", body = Vec<u8>),
         (status = 206, description = "The requested range", content_type = "audio/wav", body = Vec<u8>),
         (status = 304, description = "Not modified (If-None-Match / If-Modified-Since)"),
-        (status = 400, description = "Not a recording reference", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The key lacks the scope recordings:read (`insufficient_scope`)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such recording, or another key's (not told apart)", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Redis (the recordings' owners) does not answer; see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Still being written; see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 416, description = "The range selects nothing", body = crate::openapi::ErrorBody),
+        (status = 400, description = "Not a recording reference", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing or bad API key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "The key lacks the scope recordings:read (`insufficient_scope`)", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "No such recording, or another key's (not told apart)", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "Redis (the recordings' owners) does not answer; see Retry-After", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Still being written; see Retry-After", body = crate::http::openapi::ErrorBody),
+        (status = 416, description = "The range selects nothing", body = crate::http::openapi::ErrorBody),
     )
 )]
 async fn recording(
-    State(state): State<AppState>,
+    State(state): State<Recordings>,
     Extension(caller): Extension<Arc<Caller>>,
     request: Request,
 ) -> Response {
     if let Err(e) = caller.require(Scope::RecordingsRead) {
-        return ApiError(e).into_response();
+        return ApiError::new(e).into_response();
     }
     let reference = raw_reference(&request).to_string();
     if !state.validators.is_recording_ref(&reference) {
-        return ApiError(Error::INVALID_RECORDING_REF).into_response();
+        return ApiError::new(Error::INVALID_RECORDING_REF).into_response();
     }
     // Ownership first, before anything that could tell another key's recording from one
     // that does not exist (in progress, on disk): both are the same 404.
-    let owner = match &state.call_store {
+    let owner = match &state.owners {
         Some(store) => store.recording_owner(&reference, OWNER_LOOKUP_WITHIN).await,
         None => Ok(None),
     };
     match owner {
         Ok(Some(owner)) if owner == caller.owner() => {}
-        Ok(_) => return ApiError(Error::NOT_FOUND).into_response(),
+        Ok(_) => return ApiError::new(Error::NOT_FOUND).into_response(),
         Err(()) => {
-            let mut response = ApiError(OWNER_STORE_UNAVAILABLE).into_response();
-            let (name, value) = retry_after(RETRY_AFTER_SECS);
-            response.headers_mut().insert(name, value);
-            return response;
+            return ApiError::new(OWNER_STORE_UNAVAILABLE)
+                .retry_after(RETRY_AFTER_SECS)
+                .into_response();
         }
     }
     if state.pbx.recording_pending(&reference) {
         return in_progress();
     }
-    let dir = state.config.recordings.dir.clone();
-    let abandoned_after = Duration::from_secs(state.config.recordings.abandoned_after_secs);
+    let dir = state.dir.clone();
+    let abandoned_after = state.abandoned_after;
     let looked_up = {
         let reference = reference.clone();
         tokio::task::spawn_blocking(move || lookup(&dir, &reference, abandoned_after)).await
@@ -234,10 +252,11 @@ async fn recording(
     let (file, meta) = match looked_up {
         Ok(Lookup::Ready(file, meta)) => (file, meta),
         Ok(Lookup::InProgress) => return in_progress(),
-        Ok(Lookup::Missing) => return ApiError(Error::NOT_FOUND).into_response(),
+        Ok(Lookup::Missing) => return ApiError::new(Error::NOT_FOUND).into_response(),
         Err(e) => {
-            tracing::error!(error = %e, "recording lookup failed");
-            return ApiError(Error::INTERNAL).into_response();
+            return ApiError::new(Error::INTERNAL)
+                .cause(format_args!("recording lookup failed: {e}"))
+                .into_response();
         }
     };
     let (parts, _) = request.into_parts();
@@ -307,7 +326,7 @@ async fn serve(file: std::fs::File, meta: &std::fs::Metadata, parts: &Parts) -> 
         RangeAsk::Whole => (StatusCode::OK, 0, len),
         RangeAsk::Part(start, end) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
         RangeAsk::Unsatisfiable => {
-            let mut response = ApiError(RANGE_NOT_SATISFIABLE).into_response();
+            let mut response = ApiError::new(RANGE_NOT_SATISFIABLE).into_response();
             if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
                 response.headers_mut().insert(header::CONTENT_RANGE, value);
             }
@@ -330,13 +349,13 @@ async fn serve(file: std::fs::File, meta: &std::fs::Metadata, parts: &Parts) -> 
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let mut file = tokio::fs::File::from_std(file);
         if file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
-            return ApiError(Error::INTERNAL).into_response();
+            return ApiError::new(Error::INTERNAL).into_response();
         }
         Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count)))
     };
     builder
         .body(body)
-        .unwrap_or_else(|_| ApiError(Error::INTERNAL).into_response())
+        .unwrap_or_else(|_| ApiError::new(Error::INTERNAL).into_response())
 }
 
 /// `416`: the range selects no byte of the recording.
@@ -346,10 +365,9 @@ const RANGE_NOT_SATISFIABLE: Error = Error::request(
 );
 
 fn in_progress() -> Response {
-    let mut response = ApiError(IN_PROGRESS).into_response();
-    let (name, value) = retry_after(RETRY_AFTER_SECS);
-    response.headers_mut().insert(name, value);
-    response
+    ApiError::new(IN_PROGRESS)
+        .retry_after(RETRY_AFTER_SECS)
+        .into_response()
 }
 
 #[cfg(test)]

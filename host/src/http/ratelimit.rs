@@ -16,7 +16,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::auth::Caller;
 use crate::config::{ApiKey, Limits};
-use crate::errors::{retry_after, ApiError};
+use crate::http::error::ApiError;
 use crate::metrics::Metrics;
 
 const RATE_LIMITED: Error = Error::request(
@@ -69,7 +69,7 @@ impl RateLimits {
     }
 }
 
-/// Middleware (after [`crate::auth::require_key`]): `429` once the caller's key is over
+/// Middleware (after [`crate::http::auth::require_key`]): `429` once the caller's key is over
 /// its rate.
 pub async fn limit(
     State((limits, metrics)): State<(Arc<RateLimits>, Metrics)>,
@@ -82,10 +82,9 @@ pub async fn limit(
     if let Err(wait) = limits.check(caller.index) {
         tracing::info!(key = %caller.id, retry_after = wait, "rate limited");
         metrics.rate_limited(&caller.id);
-        let mut response = ApiError(RATE_LIMITED).into_response();
-        let (name, value) = retry_after(wait);
-        response.headers_mut().insert(name, value);
-        return response;
+        return ApiError::new(RATE_LIMITED)
+            .retry_after(wait)
+            .into_response();
     }
     next.run(request).await
 }

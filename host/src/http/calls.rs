@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Extension;
 use click2dial_core::call::Mode;
 use click2dial_core::reference::ChannelId;
@@ -13,16 +13,17 @@ use click2dial_core::{request, Error, ErrorCode, Field};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::admission::{self, Admission, Refusal};
 use crate::auth::{Caller, Scope};
-pub use crate::errors::ApiError;
-use crate::errors::{json_response, retry_after, Detailed};
+use crate::calls::admission::{self, Admission, Refusal};
+use crate::calls::Calls;
+use crate::http::error::{json_response, ApiError};
 use crate::pbx::{OriginateError, OriginateRequest};
-use crate::state::AppState;
 
 /// `/click2dial/calls`.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_call))
+pub fn router(calls: Calls) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(create_call))
+        .with_state(calls)
 }
 
 /// Create a call: ring the agent, then dial the callee.
@@ -31,23 +32,23 @@ pub fn router() -> OpenApiRouter<AppState> {
     path = "/click2dial/calls",
     tag = "calls",
     security(("api_key" = ["calls:create"])),
-    request_body(content = crate::openapi::CreateCall, content_type = "application/json"),
+    request_body(content = crate::http::openapi::CreateCall, content_type = "application/json"),
     responses(
-        (status = 202, description = "Queued to the PBX (or the first answer again, for a repeated contact_ref)", body = crate::openapi::Queued),
-        (status = 400, description = "Malformed JSON", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The key lacks the scope calls:create (`insufficient_scope`)", body = crate::openapi::ErrorBody),
-        (status = 408, description = "The request did not arrive in time", body = crate::openapi::ErrorBody),
-        (status = 409, description = "contact_ref already used with a different payload", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body larger than 4096 bytes", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody),
-        (status = 422, description = "A field breaks its rule, the dialling policy or the key's permissions; `unknown_campaign` (field `outbound_id`): the PBX's `[dialplan] tvc_context` has no extension for this `tvc_` campaign", body = crate::openapi::ErrorBody),
-        (status = 429, description = "The key's rate limit; see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 503, description = "PBX unreachable or misconfigured (`pbx_unavailable`, the reason in `message`, `Retry-After`), Redis unreachable, too many calls in flight, or the first request with this contact_ref still being dialled after 5 s (`service_unavailable`, `Retry-After`); nothing was dialled", body = crate::openapi::ErrorBody),
+        (status = 202, description = "Queued to the PBX (or the first answer again, for a repeated contact_ref)", body = crate::http::openapi::Queued),
+        (status = 400, description = "Malformed JSON", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing or bad API key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "The key lacks the scope calls:create (`insufficient_scope`)", body = crate::http::openapi::ErrorBody),
+        (status = 408, description = "The request did not arrive in time", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "contact_ref already used with a different payload", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body larger than 4096 bytes", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "A field breaks its rule, the dialling policy or the key's permissions; `unknown_campaign` (field `outbound_id`): the PBX's `[dialplan] tvc_context` has no extension for this `tvc_` campaign", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "The key's rate limit; see Retry-After", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "PBX unreachable or misconfigured (`pbx_unavailable`, the reason in `message`, `Retry-After`), Redis unreachable, too many calls in flight, or the first request with this contact_ref still being dialled after 5 s (`service_unavailable`, `Retry-After`); nothing was dialled", body = crate::http::openapi::ErrorBody),
     )
 )]
 async fn create_call(
-    State(state): State<AppState>,
+    State(state): State<Calls>,
     Extension(caller): Extension<Arc<Caller>>,
     headers: HeaderMap,
     body: Body,
@@ -61,20 +62,20 @@ async fn create_call(
     let valid = state.validators.validate(&parsed, &state.policy())?;
     caller.check_call(valid.agent, valid.outbound_id.as_str())?;
     if let Some(why) = state.pbx.unavailable() {
-        return Ok(pbx_unavailable(why));
+        return Err(pbx_unavailable(why));
     }
     if let Some(campaign) = valid.outbound_id.campaign() {
         if let Some(context) = state.pbx.unknown_campaign(campaign) {
-            return Ok(Detailed {
-                error: Error::field(ErrorCode::UnknownCampaign, Field::OutboundId, ""),
-                message: format!(
-                    "campaign {campaign} is not in the PBX's dialplan context {context}: \
-                     add `exten => {campaign},1,Return(<verified number>)` there and \
-                     `dialplan reload`; nothing was dialled"
-                ),
-                retry_after: None,
-            }
-            .into_response());
+            return Err(ApiError::new(Error::field(
+                ErrorCode::UnknownCampaign,
+                Field::OutboundId,
+                "",
+            ))
+            .with_message(format!(
+                "campaign {campaign} is not in the PBX's dialplan context {context}: \
+                 add `exten => {campaign},1,Return(<verified number>)` there and \
+                 `dialplan reload`; nothing was dialled"
+            )));
         }
     }
     let mut entropy = [0u8; 32];
@@ -91,29 +92,10 @@ async fn create_call(
     } else {
         Mode::TwoLeg
     };
-    let admitted = match admission::admit(&state, &call, caller.owner(), channel_id, mode).await {
-        Ok(Admission::New(admitted)) => admitted,
-        Ok(Admission::Repeat(first)) => {
+    let admitted = match admission::admit(&state, &call, caller.owner(), channel_id, mode).await? {
+        Admission::New(admitted) => admitted,
+        Admission::Repeat(first) => {
             return Ok(json_response(StatusCode::ACCEPTED, first.into_bytes()))
-        }
-        Err(Refusal::Error(error)) if error.status() == 503 => {
-            let mut response = ApiError(error).into_response();
-            let (name, value) = retry_after(REDIS_RETRY_AFTER_SECS);
-            response.headers_mut().insert(name, value);
-            return Ok(response);
-        }
-        Err(Refusal::Error(error)) => return Err(error.into()),
-        Err(Refusal::Busy) => {
-            let mut response = ApiError(admission::TOO_MANY_CALLS).into_response();
-            let (name, value) = retry_after(5);
-            response.headers_mut().insert(name, value);
-            return Ok(response);
-        }
-        Err(Refusal::FirstPending) => {
-            let mut response = ApiError(admission::FIRST_PENDING).into_response();
-            let (name, value) = retry_after(2);
-            response.headers_mut().insert(name, value);
-            return Ok(response);
         }
     };
     let contact_ref = admitted.record.contact_ref.clone();
@@ -125,7 +107,7 @@ async fn create_call(
         admission::release(&state, claim_key.as_deref()).await;
         return match e {
             OriginateError::NotConnected => {
-                Ok(pbx_unavailable(state.pbx.unavailable().unwrap_or_else(
+                Err(pbx_unavailable(state.pbx.unavailable().unwrap_or_else(
                     || Error::PBX_UNAVAILABLE.message.to_string(),
                 )))
             }
@@ -136,12 +118,11 @@ async fn create_call(
                     &state.config.dialplan.outbound_context
                 };
                 tracing::error!(%reason, contact_ref, context, "PBX refused the originate");
-                Ok(pbx_unavailable(refused(&reason, context)))
+                Err(pbx_unavailable(refused(&reason, context)))
             }
-            OriginateError::Encode(reason) => {
-                tracing::error!(%reason, contact_ref, "originate could not be encoded");
-                Err(Error::INTERNAL.into())
-            }
+            OriginateError::Encode(reason) => Err(ApiError::new(Error::INTERNAL).cause(
+                format_args!("originate could not be encoded for {contact_ref}: {reason}"),
+            )),
         };
     }
     admission::accepted(&state, claim_key.as_deref(), &fingerprint, &answer).await;
@@ -174,13 +155,25 @@ const REDIS_RETRY_AFTER_SECS: u64 = 2;
 const PBX_RETRY_AFTER_SECS: u64 = 10;
 
 /// `503 pbx_unavailable` saying why, with `Retry-After`.
-fn pbx_unavailable(why: String) -> Response {
-    Detailed {
-        error: Error::PBX_UNAVAILABLE,
-        message: why,
-        retry_after: Some(PBX_RETRY_AFTER_SECS),
+fn pbx_unavailable(why: String) -> ApiError {
+    ApiError::new(Error::PBX_UNAVAILABLE)
+        .with_message(why)
+        .retry_after(PBX_RETRY_AFTER_SECS)
+}
+
+impl From<Refusal> for ApiError {
+    /// A call not admitted: `503`s (Redis, the cap on calls, a first attempt still under
+    /// way) say when to try again.
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Error(error) if error.status() == 503 => {
+                ApiError::new(error).retry_after(REDIS_RETRY_AFTER_SECS)
+            }
+            Refusal::Error(error) => ApiError::new(error),
+            Refusal::Busy => ApiError::new(admission::TOO_MANY_CALLS).retry_after(5),
+            Refusal::FirstPending => ApiError::new(admission::FIRST_PENDING).retry_after(2),
+        }
     }
-    .into_response()
 }
 
 /// The client's sentence for an Originate Asterisk answered with `Response: Error`.

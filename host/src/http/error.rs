@@ -10,21 +10,94 @@ use axum::response::{IntoResponse, Response};
 use click2dial_core::json;
 use click2dial_core::{Error, ErrorCode};
 
-/// An error answered as the contract's JSON body.
+/// Every error a route answers with: what core says about it (code, field, status) and
+/// what HTTP adds once, here — a message made at run time, `Retry-After`, a
+/// `WWW-Authenticate` challenge, and a cause that is logged, never sent.
 #[derive(Debug)]
-pub struct ApiError(pub Error);
+pub struct ApiError {
+    error: Error,
+    message: Option<String>,
+    retry_after: Option<u64>,
+    challenge: Option<&'static str>,
+    cause: Option<String>,
+}
+
+impl ApiError {
+    /// `error` as core says it: its status, code, field and message.
+    pub const fn new(error: Error) -> Self {
+        Self {
+            error,
+            message: None,
+            retry_after: None,
+            challenge: None,
+            cause: None,
+        }
+    }
+
+    /// With `message` in place of core's (the PBX's state, a campaign's name).
+    #[must_use]
+    pub fn with_message(mut self, message: String) -> Self {
+        self.message = Some(message);
+        self
+    }
+
+    /// With `Retry-After: <secs>` (at least 1).
+    #[must_use]
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// With a `WWW-Authenticate` challenge.
+    #[must_use]
+    pub fn challenge(mut self, challenge: &'static str) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    /// With the internal cause, logged (at `error`) when the answer is made and never sent.
+    #[must_use]
+    pub fn cause(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(cause.to_string());
+        self
+    }
+
+    /// Core's error.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+}
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        Self(e)
+        Self::new(e)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Some(cause) = &self.cause {
+            tracing::error!(%cause, code = self.error.code.as_str(), "request failed");
+        }
         let status =
-            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(status, error_body(&self.0))
+            StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = match &self.message {
+            Some(message) => error_body_with(&self.error, message),
+            None => error_body(&self.error),
+        };
+        let mut response = json_response(status, body);
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after {
+            let (name, value) = retry_after(secs);
+            headers.insert(name, value);
+        }
+        if let Some(challenge) = self.challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
     }
 }
 
@@ -34,31 +107,6 @@ pub fn error_body(error: &Error) -> Vec<u8> {
     match json::write_error(error, &mut buf) {
         Ok(n) => buf.get(..n).unwrap_or_default().to_vec(),
         Err(_) => br#"{"error":{"code":"internal_error","message":"internal error"}}"#.to_vec(),
-    }
-}
-
-/// An error whose message is made at run time (the PBX's state, a campaign's name): the
-/// code, field and status stay core's; `Retry-After` when given.
-#[derive(Debug)]
-pub struct Detailed {
-    /// Code, field and status.
-    pub error: Error,
-    /// Replaces `error.message`.
-    pub message: String,
-    /// Seconds for `Retry-After`.
-    pub retry_after: Option<u64>,
-}
-
-impl IntoResponse for Detailed {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = json_response(status, error_body_with(&self.error, &self.message));
-        if let Some(secs) = self.retry_after {
-            let (name, value) = retry_after(secs);
-            response.headers_mut().insert(name, value);
-        }
-        response
     }
 }
 
@@ -84,7 +132,7 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 /// A `Retry-After: <secs>` header value.
-pub fn retry_after(secs: u64) -> (header::HeaderName, HeaderValue) {
+fn retry_after(secs: u64) -> (header::HeaderName, HeaderValue) {
     (header::RETRY_AFTER, HeaderValue::from(secs.max(1)))
 }
 
@@ -143,5 +191,5 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
 
 /// Fallback for unknown paths: `404 not_found`.
 pub async fn not_found() -> ApiError {
-    ApiError(Error::NOT_FOUND)
+    ApiError::new(Error::NOT_FOUND)
 }

@@ -35,21 +35,9 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::header;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use axum::Extension;
-use click2dial_core::validate::CONTACT_REF_MAX_LEN;
-use click2dial_core::{Error, ErrorCode, Field};
+use axum::response::sse::Event;
 use futures_util::stream::{self, Stream};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
-use crate::auth::{Caller, Scope};
-use crate::errors::{retry_after, ApiError};
-use crate::state::AppState;
 
 /// Events kept per call (a call produces at most eight).
 pub const MAX_EVENTS_PER_CALL: usize = 32;
@@ -65,25 +53,6 @@ pub const MAX_STREAMS_PER_KEY: usize = 128;
 pub const CHANNEL_CAPACITY: usize = 64;
 /// Interval of the keep-alive comments.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// `422`: not a contact reference.
-const INVALID_CONTACT_REF: Error = Error::field(
-    ErrorCode::InvalidContactRef,
-    Field::ContactRef,
-    "contact_ref may hold only letters, digits and . - _ ~ : (at most 230)",
-);
-
-/// `404`: no call with this contact reference is known here.
-const UNKNOWN_CALL: Error = Error::request(
-    ErrorCode::NotFound,
-    "no call with this contact_ref is known to this host (or it ended too long ago)",
-);
-
-/// `503`: [`MAX_STREAMS`] streams are open.
-const TOO_MANY_STREAMS: Error = Error::request(
-    ErrorCode::ServiceUnavailable,
-    "too many event streams are open; retry later",
-);
 
 /// One notification as streamed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,6 +180,15 @@ impl Calls {
     }
 }
 
+/// Why [`Hub::follow`] opened no stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Too many streams open, or the host is shutting down.
+    Busy,
+    /// No call of this key with this contact reference is known here.
+    UnknownCall,
+}
+
 /// A late subscriber's start: the events so far, whether the call is over, and the live
 /// channel from that point on.
 struct Subscription {
@@ -317,6 +295,38 @@ impl Hub {
         self.closing.send_replace(true);
     }
 
+    /// Opens a stream of `owner`'s call `contact_ref` that starts after sequence
+    /// `resume_after`: [`Refused::Busy`] while closing or at [`MAX_STREAMS`] (or the key's
+    /// [`MAX_STREAMS_PER_KEY`]), [`Refused::UnknownCall`] for a call not known here
+    /// (another key's call is not known either).
+    pub fn follow(
+        &self,
+        owner: &str,
+        contact_ref: &str,
+        resume_after: u32,
+    ) -> Result<Follow, Refused> {
+        if *self.closing.borrow() {
+            return Err(Refused::Busy);
+        }
+        let Some(key_slot) = self.key_slot(owner) else {
+            return Err(Refused::Busy);
+        };
+        let Ok(permit) = self.streams.clone().try_acquire_owned() else {
+            return Err(Refused::Busy);
+        };
+        let Some(subscription) = self.subscribe(owner, contact_ref) else {
+            return Err(Refused::UnknownCall);
+        };
+        Ok(Follow {
+            backlog: subscription.backlog,
+            ended: subscription.ended,
+            rx: subscription.rx,
+            last: resume_after,
+            closing: self.closing.subscribe(),
+            _permit: (permit, Some(key_slot)),
+        })
+    }
+
     /// The events of a call so far.
     pub fn history(&self, owner: &str, contact_ref: &str) -> Option<Vec<Published>> {
         let calls = self.calls.lock().ok()?;
@@ -346,105 +356,8 @@ fn call_key(owner: &str, contact_ref: &str) -> String {
     format!("{owner}\n{contact_ref}")
 }
 
-/// `/click2dial/calls/{contact_ref}/events`.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(call_events))
-}
-
-/// The `{contact_ref}` segment, as sent (never percent-decoded: a contact reference needs
-/// no escaping, so an escape is refused like any character outside the charset).
-fn raw_contact_ref(request: &Request) -> &str {
-    let path = request.uri().path();
-    path.strip_prefix("/click2dial/calls/")
-        .and_then(|rest| rest.strip_suffix("/events"))
-        .unwrap_or_default()
-}
-
-/// A call's notifications, live, as Server-Sent Events.
-#[utoipa::path(
-    get,
-    path = "/click2dial/calls/{contact_ref}/events",
-    tag = "calls",
-    security(("api_key" = ["calls:read"])),
-    params(
-        ("contact_ref" = String, Path, description = "The contact_ref of the 202 answer"),
-        ("Last-Event-ID" = Option<u32>, Header, description = "Resume after this sequence number"),
-    ),
-    responses(
-        (status = 200, description = "text/event-stream: one message per notification, \
-            `event: <event>`, `id: <sequence>`, `data: <the notification JSON>`, earlier \
-            events first, keep-alive comments every 15 s; the stream ends when the call is over",
-            content_type = "text/event-stream", body = String),
-        (status = 401, description = "Missing or bad API key", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The key lacks the scope calls:read (`insufficient_scope`)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No call of this key with this contact_ref is known to this host (another key's call is not found either)", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Not a contact_ref (letters, digits and . - _ ~ :, at most 230)", body = crate::openapi::ErrorBody),
-        (status = 429, description = "The key's rate limit; see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Too many streams open, or the host is shutting down", body = crate::openapi::ErrorBody),
-    )
-)]
-async fn call_events(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Arc<Caller>>,
-    request: Request,
-) -> Response {
-    if let Err(e) = caller.require(Scope::CallsRead) {
-        return ApiError(e).into_response();
-    }
-    let contact_ref = raw_contact_ref(&request);
-    if contact_ref.is_empty()
-        || contact_ref.len() > CONTACT_REF_MAX_LEN
-        || !state.validators.is_contact_ref_charset(contact_ref)
-    {
-        return ApiError(INVALID_CONTACT_REF).into_response();
-    }
-    let hub = state.notifier.hub();
-    if *hub.closing.borrow() {
-        return unavailable();
-    }
-    let Some(key_slot) = hub.key_slot(caller.owner()) else {
-        return unavailable();
-    };
-    let Ok(permit) = hub.streams.clone().try_acquire_owned() else {
-        return unavailable();
-    };
-    // Another key's call is not found, exactly like a call nobody made.
-    let Some(subscription) = hub.subscribe(caller.owner(), contact_ref) else {
-        return ApiError(UNKNOWN_CALL).into_response();
-    };
-    let resume_after = request
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .unwrap_or(0);
-    let follow = Follow {
-        backlog: subscription.backlog,
-        ended: subscription.ended,
-        rx: subscription.rx,
-        last: resume_after,
-        closing: hub.closing.subscribe(),
-        _permit: (permit, Some(key_slot)),
-    };
-    let mut response = Sse::new(follow.into_stream())
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
-        .into_response();
-    // Proxies must not buffer the stream.
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", header::HeaderValue::from_static("no"));
-    response
-}
-
-fn unavailable() -> Response {
-    let mut response = ApiError(TOO_MANY_STREAMS).into_response();
-    let (name, value) = retry_after(1);
-    response.headers_mut().insert(name, value);
-    response
-}
-
 /// One stream's state: what is still to be sent from the history, then the live channel.
-struct Follow {
+pub struct Follow {
     backlog: VecDeque<Published>,
     ended: bool,
     rx: broadcast::Receiver<Message>,
@@ -474,7 +387,9 @@ impl Drop for KeySlot {
 }
 
 impl Follow {
-    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    /// The stream's events, the history first; it ends with the call, or when the hub
+    /// closes.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
         stream::unfold(self, |mut follow| async move {
             let event = follow.next().await?;
             Some((Ok(event), follow))

@@ -3,28 +3,18 @@
 //! The host that accepts a create-call stores the call's [`CallRecord`] under
 //! `teleforge:c2d:call:<ChannelId>` (with the notification TTL) before it sends the
 //! Originate (for a call with a `contact_ref`, in the same round trip as its idempotency
-//! claim: [`crate::idempotency::claim`]). Every host sees every AMI event; a host that sees a click2dial call start
+//! claim: [`crate::store::idempotency::claim`]). Every host sees every AMI event; a host that sees a click2dial call start
 //! which it did not place loads the record and follows the call too (see
-//! [`crate::pbx`]). Duplicate notifications are stopped by the push script's marks.
+//! `crate::pbx`). Duplicate notifications are stopped by the push script's marks.
 
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
-use crate::pbx::CallRecord;
-
-/// Key prefix of call records.
-pub const PREFIX: &str = "teleforge:c2d:call:";
-
-/// Key prefix of recording owners: `teleforge:c2d:recording:<recording_ref>` holds the id of
-/// the key that may read the recording (`recordings.owner_ttl_secs`).
-pub const RECORDING_OWNER_PREFIX: &str = "teleforge:c2d:recording:";
-
-/// The key of `recording_ref`'s owner.
-pub fn recording_owner_key(recording_ref: &str) -> String {
-    format!("{RECORDING_OWNER_PREFIX}{recording_ref}")
-}
+use crate::call::CallRecord;
+use crate::store::gate;
+use crate::store::schema::{call_key, recording_owner_key};
 
 /// Reads and writes call records; cheap to clone.
 #[derive(Clone)]
@@ -51,20 +41,11 @@ impl CallStore {
     }
 
     async fn connection(&self) -> Option<ConnectionManager> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1);
         self.connection
-            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
+            .get_or_try_init(|| gate::connect(self.client.clone()))
             .await
             .ok()
             .cloned()
-    }
-
-    /// The key of `channel_id`'s record.
-    pub fn key(channel_id: &str) -> String {
-        format!("{PREFIX}{channel_id}")
     }
 
     /// How long records are kept.
@@ -85,7 +66,7 @@ impl CallStore {
         redis::pipe()
             .atomic()
             .cmd("SET")
-            .arg(Self::key(channel_id))
+            .arg(call_key(channel_id))
             .arg(json)
             .arg("EX")
             .arg(self.ttl_secs)
@@ -123,7 +104,7 @@ impl CallStore {
     pub async fn load(&self, channel_id: &str) -> Option<CallRecord> {
         let mut conn = self.connection().await?;
         let json: Option<String> = redis::cmd("GET")
-            .arg(Self::key(channel_id))
+            .arg(call_key(channel_id))
             .query_async(&mut conn)
             .await
             .ok()?;

@@ -6,11 +6,11 @@
 //! [`PENDING_TTL_SECS`], so a host that dies mid-way does not hold the reference for a day),
 //! then `accepted` (with `idempotency_ttl_secs`) once the PBX queued it. A repeat of an
 //! accepted call gets that body back and dials nothing; a repeat of a pending one waits for
-//! the outcome ([`crate::admission`]), so it never answers `202` for a call the PBX then
+//! the outcome ([`crate::calls::admission`]), so it never answers `202` for a call the PBX then
 //! refuses; a different payload is a `409`. When dialling fails, the claim is released so a
 //! retry can dial.
 //!
-//! The claim and the call's record (see [`crate::call_store`]) go in one round trip: a Lua
+//! The claim and the call's record (see [`crate::store::call_store`]) go in one round trip: a Lua
 //! script claims and, only when the claim is new, stores the record, so a repeat or a
 //! conflicting request never overwrites the first call's record.
 
@@ -18,9 +18,7 @@ use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-/// How long a claim stays while its first Originate is under way; past it (the host that
-/// claimed it died), the reference is free again.
-pub const PENDING_TTL_SECS: u64 = 60;
+use crate::store::schema::{CLAIM_AND_STORE, PENDING_TTL_SECS};
 
 /// What the store says about a claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,21 +49,6 @@ pub fn fingerprint(agent: &str, callee_e164: &str, outbound_id: &str, contact_re
     // Fields are from validated charsets that exclude '|', so the join is unambiguous.
     format!("{agent}|{callee_e164}|{outbound_id}|{contact_ref}")
 }
-
-/// Claims `KEYS[1]` with `ARGV[1]` (pending) for `ARGV[2]` seconds; when the claim is new and a
-/// record key `KEYS[2]` is given, stores the call record `ARGV[3]` there for `ARGV[4]`
-/// seconds. Answers nil for a new claim, else the claim already stored (it exists: the
-/// script runs atomically, so it cannot expire between the `SET NX` and the `GET`).
-const CLAIM_AND_STORE: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  if #KEYS > 1 then
-    redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
-    redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
-  end
-  return false
-end
-return redis.call('GET', KEYS[1])
-";
 
 /// A call record to store along with a new claim: its key, JSON and TTL.
 #[derive(Clone, Copy, Debug)]

@@ -14,6 +14,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub mod keys;
+
+pub use keys::{parse_hash, Scope, DEFAULT_SCOPES};
+
 /// Prefix of the override variables.
 pub const ENV_PREFIX: &str = "C2D_";
 
@@ -275,7 +279,7 @@ pub struct ApiKey {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
     /// What the key may do: `calls:create`, `calls:read`, `recordings:read`,
-    /// `metrics:read`; absent: the first three ([`crate::auth::DEFAULT_SCOPES`]).
+    /// `metrics:read`; absent: the first three ([`keys::DEFAULT_SCOPES`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
 }
@@ -661,7 +665,7 @@ impl Config {
             if !ids.insert(key.id.as_str()) {
                 return Err(invalid(format!("id {:?} is used twice", key.id)));
             }
-            if crate::auth::parse_hash(&key.hash).is_none() {
+            if keys::parse_hash(&key.hash).is_none() {
                 return Err(invalid(format!(
                     "key {:?}: hash must be sha256:<64 hex digits> (click2dial-host hash-key)",
                     key.id
@@ -682,7 +686,7 @@ impl Config {
                 return Err(invalid(format!("key {:?}: empty outbound_id", key.id)));
             }
             for scope in key.scopes.iter().flatten() {
-                if crate::auth::Scope::parse(scope).is_none() {
+                if keys::Scope::parse(scope).is_none() {
                     return Err(invalid(format!(
                         "key {:?}: unknown scope {scope:?} (calls:create, calls:read, \
                          recordings:read, metrics:read)",

@@ -36,14 +36,14 @@ pub struct Settings {
 }
 
 /// Most header lines hyper parses; past it hyper answers a bare `431`. The application
-/// refuses more than [`crate::MAX_HEADER_LINES`] with the JSON body, so only a flood past
+/// refuses more than [`crate::http::head::MAX_HEADER_LINES`] with the JSON body, so only a flood past
 /// this hard cap gets hyper's answer.
-const HARD_MAX_HEADERS: usize = 2 * crate::MAX_HEADER_LINES;
+const HARD_MAX_HEADERS: usize = 2 * crate::http::head::MAX_HEADER_LINES;
 
 /// Largest read buffer of a connection, hence the largest request head hyper reads (a bare
-/// `431` beyond it; the application refuses heads over [`crate::MAX_HEAD_BYTES`] with the
+/// `431` beyond it; the application refuses heads over [`crate::http::head::MAX_HEAD_BYTES`] with the
 /// JSON body); hyper's default is about 400 KiB per connection.
-pub const MAX_BUF_SIZE: usize = 2 * crate::MAX_HEAD_BYTES;
+pub const MAX_BUF_SIZE: usize = 2 * crate::http::head::MAX_HEAD_BYTES;
 
 /// Open connections per peer address; a held slot is given back when its connection ends.
 #[derive(Clone, Default)]

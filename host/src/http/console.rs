@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::state::AppState;
+use crate::http::error::ApiError;
 
 /// One embedded file.
 struct Asset {
@@ -27,7 +27,7 @@ macro_rules! asset {
         Asset {
             name: $name,
             content_type: $content_type,
-            body: include_bytes!(concat!("../console/", $name)),
+            body: include_bytes!(concat!("../../console/", $name)),
         }
     };
 }
@@ -49,7 +49,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
     img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// `/console` and `/console/<file>`.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router {
     Router::new()
         .route(
             "/console",
@@ -64,7 +64,7 @@ pub fn router() -> Router<AppState> {
 
 fn serve(name: &str) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
-        return crate::errors::ApiError(click2dial_core::Error::NOT_FOUND).into_response();
+        return ApiError::new(click2dial_core::Error::NOT_FOUND).into_response();
     };
     (
         StatusCode::OK,

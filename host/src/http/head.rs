@@ -1,0 +1,67 @@
+//! What every request's head must be before anything else looks at it: a sane request id,
+//! a bounded head, exactly one `Host`.
+
+use axum::extract::Request;
+use axum::http::HeaderName;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::http::error::ApiError;
+
+/// The request id header, set on every request (kept when the client sent a sane one) and
+/// echoed on every answer.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Most header lines a request may have (`431 headers_too_large` beyond).
+pub const MAX_HEADER_LINES: usize = 64;
+
+/// Most bytes a request head may have: the request target plus every header line
+/// (`431 headers_too_large` beyond).
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// `431`: too many header lines or bytes.
+const HEAD_TOO_LARGE: click2dial_core::Error = click2dial_core::Error::request(
+    click2dial_core::ErrorCode::HeadersTooLarge,
+    "the request head is too large (at most 64 header lines and 8 KiB)",
+);
+
+/// `400`: an HTTP/1.1 request without `Host` (RFC 9112 §3.2).
+const NO_HOST: click2dial_core::Error = click2dial_core::Error::request(
+    click2dial_core::ErrorCode::BadRequest,
+    "an HTTP/1.1 request needs a Host header",
+);
+
+/// Middleware: refuses a request head over [`MAX_HEADER_LINES`] or [`MAX_HEAD_BYTES`]
+/// (`431`) and an HTTP/1.1 request without exactly one `Host` (`400`), before anything else
+/// looks at it.
+pub async fn require_host(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let head_bytes = request.uri().to_string().len()
+        + headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if headers.len() > MAX_HEADER_LINES || head_bytes > MAX_HEAD_BYTES {
+        return axum::response::IntoResponse::into_response(ApiError::new(HEAD_TOO_LARGE));
+    }
+    let hosts = headers.get_all(axum::http::header::HOST).iter().count();
+    if request.version() == axum::http::Version::HTTP_11 && hosts != 1 {
+        return axum::response::IntoResponse::into_response(ApiError::new(NO_HOST));
+    }
+    next.run(request).await
+}
+
+/// Keeps a client's `X-Request-Id` only when it is 1–64 of `A-Za-z0-9._:-` (so it can be
+/// logged as it is); otherwise a new one is made.
+pub async fn drop_odd_request_id(mut request: Request, next: Next) -> Response {
+    let sane = request.headers().get(REQUEST_ID).is_none_or(|v| {
+        let b = v.as_bytes();
+        (1..=64).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+    });
+    if !sane {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(request).await
+}

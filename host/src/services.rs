@@ -1,0 +1,82 @@
+//! The service handles, made once from the configuration: each starts its own background
+//! task (the notifier's push, the AMI client) and is handed to what uses it — the routes
+//! (`crate::http`), the FastAGI service, the shutdown sequence in `main.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Keys;
+use crate::calls::Calls;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::notify::{self, Notifier};
+use crate::pbx::{self, Pbx};
+use crate::store::call_store::CallStore;
+use crate::store::gate::RedisGate;
+use crate::store::schema;
+
+/// Every service of a running host; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// Calls: the rules, admission, the PBX client.
+    pub calls: Calls,
+    /// Notifications: the Redis push and the event streams' hub.
+    pub notifier: Notifier,
+    /// The API keys.
+    pub keys: Arc<Keys>,
+    /// The metrics registry.
+    pub metrics: Metrics,
+}
+
+/// Starts the background tasks (notifier, AMI client) and builds the services.
+pub fn start(config: Config) -> Result<Services, String> {
+    let validators = click2dial_core::Validators::new().map_err(|e| format!("validators: {e}"))?;
+    let metrics = Metrics::new();
+    let notifier = Notifier::start(
+        notify::Settings {
+            url: config.redis.url.clone(),
+            legacy_key: config
+                .redis
+                .legacy_key_enabled
+                .then(|| config.redis.legacy_key.clone()),
+            ttl_secs: config.redis.ttl_secs,
+            spool_capacity: config.redis.spool_capacity,
+            sent_prefix: schema::SENT_PREFIX.into(),
+        },
+        metrics.clone(),
+    );
+    let call_store = CallStore::new(&config.redis.url, config.redis.ttl_secs);
+    let pbx = Pbx::start(
+        pbx::Settings {
+            address: config.ami.address.clone(),
+            username: config.ami.username.clone(),
+            secret: config.ami.secret.clone(),
+            ping_interval: Duration::from_secs(config.ami.ping_interval_secs),
+            max_backoff: Duration::from_secs(config.ami.max_backoff_secs.max(1)),
+            dialplan: config.dialplan.clone(),
+            contexts: config.pbx_contexts(),
+            call_silence: Duration::from_secs(config.limits.call_silence_secs.max(1)),
+        },
+        Arc::new(notifier.clone()),
+        metrics.clone(),
+        call_store.clone(),
+    );
+    if config.auth.keys.is_empty() {
+        tracing::warn!(
+            "no API keys configured ([[auth.keys]]): every request but /healthz is refused"
+        );
+    }
+    let keys = Arc::new(Keys::new(&config.auth.keys));
+    let redis = RedisGate::new(&config.redis.url);
+    let config = Arc::new(config);
+    let calls = Calls::new(config.clone(), Arc::new(validators), pbx, call_store, redis)?;
+    Ok(Services {
+        config,
+        calls,
+        notifier,
+        keys,
+        metrics,
+    })
+}

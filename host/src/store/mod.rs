@@ -1,0 +1,9 @@
+//! Redis: the schema ([`schema`]: every key name, Lua script and TTL in one place), the one
+//! way to connect ([`gate`]), and what is stored there — idempotency claims
+//! ([`idempotency`]) and call records and recording owners ([`call_store`]). The
+//! notifications' push (`crate::notify`) uses the same schema and connection.
+
+pub mod call_store;
+pub mod gate;
+pub mod idempotency;
+pub mod schema;
