@@ -8,7 +8,7 @@
 //! this module decides exactly as `POST /click2dial/calls` does — the same validators and
 //! dialling policy, the same idempotency claim on `contact_ref`, the same cap on calls in
 //! flight and the same stored call record ([`crate::calls::admission`]) — then the script leaves
-//! the decision in channel variables and the session closes. A dialled call is followed like an originated one ([`Pbx::follow`]), so it
+//! the decision in channel variables and the session closes. A dialled call is followed like an originated one ([`crate::pbx::Pbx::follow`]), so it
 //! sends the same notifications, keyed by the agent channel's `Uniqueid`.
 //!
 //! A phone that claims another agent (`X-Teleforge-Agent`) or a call without an endpoint is

@@ -19,7 +19,7 @@ const MISSING: Error = Error::request(
 const INVALID: Error = Error::request(ErrorCode::Unauthorized, "the API key is not valid");
 
 /// Middleware: answers `401` unless the request carries a configured key, and hands the
-/// [`Caller`] to what follows as a request extension.
+/// [`Caller`](crate::auth::Caller) to what follows as a request extension.
 pub async fn require_key(
     State(keys): State<Arc<Keys>>,
     mut request: Request,

@@ -189,3 +189,33 @@ fn refused(reason: &str, context: &str) -> String {
         format!("the PBX refused the call ({reason}); nothing was dialled")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+
+    fn answer(refusal: Refusal) -> (u16, Option<String>) {
+        let response = ApiError::from(refusal).into_response();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        (response.status().as_u16(), retry)
+    }
+
+    #[test]
+    fn a_refused_admission_says_when_to_try_again() {
+        let secs = |s: &str| Some(s.to_string());
+        assert_eq!(answer(Refusal::Busy), (503, secs("5")));
+        assert_eq!(answer(Refusal::FirstPending), (503, secs("2")));
+        assert_eq!(
+            answer(Refusal::Error(admission::STORE_UNAVAILABLE)),
+            (503, secs("2"))
+        );
+        assert_eq!(
+            answer(Refusal::Error(Error::CONTACT_REF_CONFLICT)),
+            (409, None)
+        );
+    }
+}

@@ -193,3 +193,42 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
 pub async fn not_found() -> ApiError {
     ApiError::new(Error::NOT_FOUND)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn parts(error: ApiError) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let response = error.into_response();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes().to_vec();
+        (parts.status, parts.headers, bytes)
+    }
+
+    #[tokio::test]
+    async fn the_answer_is_cores_body_and_what_http_adds() {
+        let (status, headers, body) = parts(ApiError::new(Error::NOT_FOUND)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body, error_body(&Error::NOT_FOUND));
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert!(headers.get(header::RETRY_AFTER).is_none());
+
+        let error = ApiError::new(Error::PBX_UNAVAILABLE)
+            .with_message("the PBX is \"down\"".into())
+            .retry_after(0)
+            .challenge("Bearer realm=\"click2dial\"")
+            .cause("never sent");
+        let (status, headers, body) = parts(error).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1", "at least one second");
+        assert_eq!(
+            headers[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"click2dial\""
+        );
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(json["error"]["code"], "pbx_unavailable");
+        assert_eq!(json["error"]["message"], "the PBX is \"down\"");
+        assert!(!String::from_utf8_lossy(&body).contains("never sent"));
+    }
+}

@@ -1,5 +1,6 @@
-//! `GET /click2dial/calls/{contact_ref}/events`: a call's notifications as Server-Sent Events,
-//! for the agent console and for integrators who would rather not poll Redis.
+//! The calls' notifications as the event streams read them (`GET
+//! /click2dial/calls/{contact_ref}/events`, `crate::http::events`: Server-Sent Events for the
+//! agent console and for integrators who would rather not poll Redis).
 //!
 //! The stream is fed where notifications are sent: [`crate::notify::Notifier::send`] publishes
 //! each one to this [`Hub`] as it hands it to the Redis pusher. Every host follows every call
