@@ -1,7 +1,7 @@
 //! The HTTP side: one router per area, each with the narrow service it needs as its state
 //! (`State<Calls>`, `State<Recordings>`, …), merged by [`routes`] and wrapped in the layers
-//! every request goes through by [`app`]. The areas depend on services, never on each
-//! other nor on this file.
+//! every request goes through by [`app`]. The areas depend on services and on the shared
+//! `error.rs` and `openapi.rs`, never on each other nor on this file.
 
 pub mod auth;
 pub mod calls;
