@@ -41,12 +41,12 @@ use crate::pbx::OriginateRequest;
 
 /// What a session uses: the calls service (rules, admission, the PBX) and the metrics.
 #[derive(Clone)]
-struct AppState {
+struct Service {
     calls: Calls,
     metrics: Metrics,
 }
 
-impl std::ops::Deref for AppState {
+impl std::ops::Deref for Service {
     type Target = Calls;
 
     fn deref(&self) -> &Calls {
@@ -63,7 +63,7 @@ const ALREADY_PLACED: Error = Error::field(
 
 /// Accepts sessions until the task is dropped.
 pub async fn serve(calls: Calls, metrics: Metrics, listener: TcpListener) {
-    let state = AppState { calls, metrics };
+    let state = Service { calls, metrics };
     let sessions = std::sync::Arc::new(Semaphore::new(state.config.fastagi.max_sessions));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -104,7 +104,7 @@ pub async fn serve(calls: Calls, metrics: Metrics, listener: TcpListener) {
 }
 
 /// One session; returns its outcome for the metrics.
-async fn session(state: &AppState, mut stream: TcpStream, peer: SocketAddr) -> &'static str {
+async fn session(state: &Service, mut stream: TcpStream, peer: SocketAddr) -> &'static str {
     let _ = stream.set_nodelay(true);
     let deadline = Duration::from_millis(state.config.fastagi.session_timeout_ms);
     let mut session = Session {
@@ -136,7 +136,7 @@ async fn session(state: &AppState, mut stream: TcpStream, peer: SocketAddr) -> &
 }
 
 struct Session<'s> {
-    state: &'s AppState,
+    state: &'s Service,
     script: Script,
     /// What the session came to; `error` until it decided or the caller hung up.
     outcome: &'static str,
