@@ -5,12 +5,13 @@
 //! layers that import downwards only (`host/README.md` shows the graph; the test
 //! `tests/module_graph.rs` fails on a cycle): `http` and `fastagi` are the front doors,
 //! `calls` admits calls, `pbx` drives the AMI session, `notify` pushes notifications,
-//! `store` is the Redis schema, and `call`, `config`, `auth` and `metrics` are the values
-//! and handles they share. `services` builds the handles once; `main.rs` only wires.
+//! `store` is the Redis schema, and `call`, `clock`, `config`, `auth` and `metrics` are the
+//! values and handles they share. `services` builds the handles once; `main.rs` only wires.
 
 pub mod auth;
 pub mod call;
 pub mod calls;
+pub mod clock;
 pub mod config;
 pub mod fastagi;
 pub mod http;

@@ -27,7 +27,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use click2dial_core::ami::session::{self, Down, Event as SessionEvent};
 use click2dial_core::ami::{Checks, ContextCheck, Message, Outcome, Preflight, Session};
@@ -40,6 +40,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
 use crate::call::{CallRecord, Notification, Outbox};
+use crate::clock::{millis, Clock};
 use crate::metrics::Metrics;
 use crate::store::call_store::CallStore;
 
@@ -181,7 +182,7 @@ impl Pbx {
         let tvc_context: Arc<str> = settings.dialplan.tvc_context.as_str().into();
         let driver = Driver {
             campaigns: campaigns.clone(),
-            epoch: Instant::now(),
+            clock: Clock::start(),
             lost: None,
             settings,
             notifier,
@@ -289,18 +290,6 @@ impl Pbx {
     }
 }
 
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// `d` in whole milliseconds.
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// How long Asterisk may take to answer an Originate before the connection is given up.
 const ORIGINATE_ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
@@ -353,8 +342,8 @@ struct Driver {
     adopt_tx: mpsc::UnboundedSender<(String, Option<CallRecord>)>,
     call_store: Option<CallStore>,
     campaigns: Arc<RwLock<KnownCampaigns>>,
-    /// The monotonic clock of the session and the calls starts here.
-    epoch: Instant,
+    /// The monotonic clock of the session and the calls.
+    clock: Clock,
     /// Why the connection ended, in words, when the driver saw it (an I/O error).
     lost: Option<String>,
 }
@@ -458,17 +447,17 @@ fn dialplan_decided_to_dial<'a>(message: &Message<'a>) -> Option<&'a str> {
 impl Driver {
     /// Milliseconds since the driver started: the monotonic clock of the session and calls.
     fn now_ms(&self) -> u64 {
-        millis(self.epoch.elapsed())
+        self.clock.now_ms()
     }
 
     /// A time on that clock as a tokio instant.
     fn instant(&self, at: u64) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.epoch + Duration::from_millis(at))
+        self.clock.instant(at)
     }
 
     /// A time on that clock as Unix milliseconds, for the notifications' timestamps.
     fn wall(&self, at: u64) -> u64 {
-        unix_millis().saturating_sub(self.now_ms().saturating_sub(at))
+        self.clock.wall(at)
     }
 
     /// One connection: bytes in, actions out, commands, timers; returns whether to stop

@@ -1,0 +1,77 @@
+//! The host's two clocks. Core's times (`Millis` in `ami::Session` and `call::CallTracker`)
+//! are monotonic milliseconds: a [`Clock`] counts them from an `Instant`, so a wall-clock
+//! step (NTP, a manual change) never moves a deadline. Wall-clock time is read only to
+//! stamp what people read, the notifications' `timestamp` ([`Clock::wall`]).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Monotonic milliseconds since the clock started.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    /// A clock at 0 now.
+    pub fn start() -> Self {
+        Self {
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the clock started.
+    pub fn now_ms(&self) -> u64 {
+        millis(self.epoch.elapsed())
+    }
+
+    /// A time on this clock as a tokio instant (to sleep until a core deadline).
+    pub fn instant(&self, at: u64) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.epoch + Duration::from_millis(at))
+    }
+
+    /// A time on this clock as Unix milliseconds, for a timestamp people read: now on the
+    /// wall clock, less how long ago `at` was.
+    pub fn wall(&self, at: u64) -> u64 {
+        unix_millis().saturating_sub(self.now_ms().saturating_sub(at))
+    }
+}
+
+/// `d` in whole milliseconds.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Now on the wall clock, in Unix milliseconds.
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_for_deadlines_wall_for_timestamps() {
+        let clock = Clock::start();
+        let a = clock.now_ms();
+        std::thread::sleep(Duration::from_millis(20));
+        let b = clock.now_ms();
+        assert!(b >= a + 20, "{a} then {b}");
+        // A deadline on the clock is that far from its start.
+        let at = clock.instant(b + 1_000);
+        let from_start = at.into_std().duration_since(clock.epoch);
+        assert_eq!(from_start, Duration::from_millis(b + 1_000));
+        // An instant's wall time is its distance from now, taken off the wall clock.
+        let wall_now = unix_millis();
+        let wall_a = clock.wall(a);
+        assert!(
+            wall_a <= wall_now.saturating_sub(20) + 5,
+            "{wall_a} vs {wall_now}"
+        );
+        assert!(wall_a + 1_000 >= wall_now, "{wall_a} vs {wall_now}");
+        assert_eq!(millis(Duration::from_micros(1_999)), 1);
+    }
+}
