@@ -4,8 +4,8 @@
 //! The graph is read from the source: every `crate::…`, `super::…` and `self::…` path (with
 //! `use` groups such as `crate::{a, b::c}`), and a child module named from its parent
 //! (`hub::Hub` in `notify.rs`), resolved to the longest module it names. Comments are not
-//! read, nor anything after a file's first `#[cfg(test)]` (its unit tests, whose
-//! `super::*` is the file itself). `cargo test -p click2dial-host --test module_graph --
+//! read, nor the items under `#[cfg(test)]` (unit tests, whose `super::*` is the file
+//! itself). `cargo test -p click2dial-host --test module_graph --
 //! --nocapture` prints the graph; `MODULE_GRAPH_SRC=<dir>` checks another tree (main's
 //! `host/src` before issue 13 fails: `call_store -> pbx -> call_store`).
 
@@ -57,14 +57,14 @@ fn read_modules(dir: &Path) -> BTreeMap<Module, String> {
     out
 }
 
-/// The source without comments and without what follows the first `#[cfg(test)]`.
+/// The source without comments and without the items under `#[cfg(test)]` (unit tests,
+/// whose `super::*` is the file itself).
 fn code(source: &str) -> String {
     let mut out = String::new();
+    // Inside a `#[cfg(test)]` item: its brace depth once its body opened.
+    let mut skipping: Option<i32> = None;
     for line in source.lines() {
         let trimmed = line.trim_start();
-        if trimmed.starts_with("#[cfg(test)]") {
-            break;
-        }
         if trimmed.starts_with("//") {
             continue;
         }
@@ -72,6 +72,20 @@ fn code(source: &str) -> String {
             Some(at) if !line[..at].contains('"') => &line[..at],
             _ => line,
         };
+        if trimmed.starts_with("#[cfg(test)]") {
+            skipping = Some(0);
+            continue;
+        }
+        if let Some(depth) = skipping.as_mut() {
+            let opened = line.contains('{');
+            *depth += line.matches('{').count() as i32 - line.matches('}').count() as i32;
+            let item_ended = (*depth <= 0 && (opened || line.contains('}')))
+                || (*depth == 0 && line.trim_end().ends_with(';'));
+            if item_ended {
+                skipping = None;
+            }
+            continue;
+        }
         out.push_str(line);
         out.push('\n');
     }
@@ -354,7 +368,7 @@ fn the_checker_sees_every_kind_of_path() {
         ("c", "use self::deep::V; fn f() { deep::g() }"),
         (
             "c::deep",
-            "#[cfg(test)]\nmod tests { use super::*; use crate::a; }",
+            "#[cfg(test)]\nmod tests {\n    use super::*;\n    use crate::a;\n}\nfn g() { crate::d::f() }",
         ),
         (
             "d",
@@ -367,7 +381,11 @@ fn the_checker_sees_every_kind_of_path() {
     assert_eq!(targets("a::inner"), ["a"]);
     assert_eq!(targets("b"), ["a::inner"]);
     assert_eq!(targets("c"), ["c::deep"]);
-    assert!(targets("c::deep").is_empty());
+    assert_eq!(
+        targets("c::deep"),
+        ["d"],
+        "after the test module, read again"
+    );
     assert_eq!(targets("d"), ["c::deep"]);
     // a -> b -> a::inner -> a
     let cycle = find_cycle(&g).expect("a cycle");
