@@ -39,6 +39,7 @@
 
 use crate::ami::{ChannelState, DialStatus, Message};
 use crate::json::{Cause, Event};
+use crate::text::Text;
 
 /// Longest `ChannelId` a tracker can hold.
 pub const CHANNEL_ID_MAX_LEN: usize = 64;
@@ -218,37 +219,11 @@ enum Phase {
 }
 
 /// A channel identifier held inline (no allocation); empty when unknown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Id {
-    bytes: [u8; CHANNEL_ID_MAX_LEN],
-    len: u8,
-}
+type Id = Text<CHANNEL_ID_MAX_LEN>;
 
-impl Id {
-    const EMPTY: Self = Self {
-        bytes: [0; CHANNEL_ID_MAX_LEN],
-        len: 0,
-    };
-
-    fn new(value: &str) -> Option<Self> {
-        let mut id = Self::EMPTY;
-        id.bytes
-            .get_mut(..value.len())?
-            .copy_from_slice(value.as_bytes());
-        id.len = u8::try_from(value.len()).ok()?;
-        Some(id)
-    }
-
-    fn as_str(&self) -> &str {
-        self.bytes
-            .get(..usize::from(self.len))
-            .and_then(|b| core::str::from_utf8(b).ok())
-            .unwrap_or_default()
-    }
-
-    fn is(&self, value: &str) -> bool {
-        self.len != 0 && self.as_str() == value
-    }
+/// Whether `id` is known and is `value`.
+fn is(id: &Id, value: &str) -> bool {
+    !id.is_empty() && id.as_str() == value
 }
 
 /// How a channel relates to the call.
@@ -376,9 +351,9 @@ impl CallTracker {
     }
 
     fn leg(&self, uniqueid: &str) -> Leg {
-        if self.channel_id.is(uniqueid) {
+        if is(&self.channel_id, uniqueid) {
             Leg::Originated
-        } else if self.other_leg.is(uniqueid) {
+        } else if is(&self.other_leg, uniqueid) {
             Leg::Other
         } else {
             Leg::Unrelated
@@ -390,7 +365,7 @@ impl CallTracker {
         self.last_activity = now;
         match *event {
             ChannelEvent::Newchannel { uniqueid }
-                if self.mode == Mode::AgentInitiated && self.channel_id.is(uniqueid) =>
+                if self.mode == Mode::AgentInitiated && is(&self.channel_id, uniqueid) =>
             {
                 // Counted at creation.
             }
@@ -411,7 +386,7 @@ impl CallTracker {
             ChannelEvent::DialBegin {
                 uniqueid: Some(source),
                 dest_uniqueid,
-            } if self.channel_id.is(source) => {
+            } if is(&self.channel_id, source) => {
                 self.other_leg = Id::new(dest_uniqueid).unwrap_or(Id::EMPTY);
             }
             ChannelEvent::DialBegin { .. } | ChannelEvent::DialState { .. } => {}
@@ -584,7 +559,7 @@ impl CallTracker {
 
     /// Whether the originated channel dialled another leg whose channel has not hung up.
     fn other_leg_lives(&self) -> bool {
-        self.other_leg.len != 0 && !self.other_leg_gone
+        !self.other_leg.is_empty() && !self.other_leg_gone
     }
 
     /// The other leg ended without being bridged.

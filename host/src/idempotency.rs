@@ -46,12 +46,6 @@ struct Record<'a> {
     pending: bool,
 }
 
-/// The payload fields that make two requests "the same call".
-pub fn fingerprint(agent: &str, callee_e164: &str, outbound_id: &str, contact_ref: &str) -> String {
-    // Fields are from validated charsets that exclude '|', so the join is unambiguous.
-    format!("{agent}|{callee_e164}|{outbound_id}|{contact_ref}")
-}
-
 /// Claims `KEYS[1]` with `ARGV[1]` (pending) for `ARGV[2]` seconds; when the claim is new and a
 /// record key `KEYS[2]` is given, stores the call record `ARGV[3]` there for `ARGV[4]`
 /// seconds. Answers nil for a new claim, else the claim already stored (it exists: the

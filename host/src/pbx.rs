@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use click2dial_core::ami::session::{self, Down, Event as SessionEvent};
 use click2dial_core::ami::{Checks, ContextCheck, Message, Outcome, Preflight, Session};
 use click2dial_core::call::{CallTracker, ChannelEvent, Mode, Progress, Timeouts};
+use click2dial_core::dial::DialControls;
 use click2dial_core::json::{self, Event, Notification as NotificationJson};
 use click2dial_core::originate::OriginateCall;
 use click2dial_core::time::Timestamp;
@@ -101,6 +102,10 @@ pub struct CallRecord {
     pub recording_url: String,
     /// The per-call Redis list.
     pub notifications_key: String,
+    /// Ring limits, longest duration, recording (records stored before they existed: the
+    /// defaults).
+    #[serde(default)]
+    pub controls: DialControls,
 }
 
 impl CallRecord {
@@ -1033,5 +1038,6 @@ fn originate_call(request: &OriginateRequest) -> OriginateCall<'_> {
         contact_ref: &record.contact_ref,
         recording_ref: &record.recording_ref,
         single_leg: record.single_leg,
+        controls: record.controls,
     }
 }
