@@ -262,6 +262,8 @@ pub struct CallTracker {
     originated_gone: bool,
     last_activity: Millis,
     created: Millis,
+    /// When the call was joined (meaningful from [`Phase::Joined`] on).
+    joined_at: Millis,
     timeouts: Timeouts,
     queue: [Option<Progress>; QUEUE_LEN],
 }
@@ -286,13 +288,23 @@ pub struct Timeouts {
     pub silence_ms: Millis,
     /// Longest call, from `queued` ([`MAX_CALL_MS`]).
     pub max_call_ms: Millis,
+    /// The call's own longest duration once connected (`max_duration_secs`), which the PBX
+    /// enforces (the kit's `Dial` `S()` option): a joined call that ends this long after it
+    /// was joined (less [`MAX_DURATION_TOLERANCE_MS`]) ends with cause `max_duration`.
+    pub max_duration_ms: Option<Millis>,
 }
+
+/// How much earlier than its `max_duration_ms` a joined call's end is still put down to
+/// that limit: the PBX counts from the callee's answer, the tracker from the bridge, a few
+/// milliseconds later.
+pub const MAX_DURATION_TOLERANCE_MS: Millis = 1_000;
 
 impl Timeouts {
     /// [`SILENCE_TIMEOUT_MS`] and [`MAX_CALL_MS`].
     pub const DEFAULT: Self = Self {
         silence_ms: SILENCE_TIMEOUT_MS,
         max_call_ms: MAX_CALL_MS,
+        max_duration_ms: None,
     };
 }
 
@@ -338,6 +350,7 @@ impl CallTracker {
             originated_gone: false,
             last_activity: now,
             created: now,
+            joined_at: now,
             timeouts,
             queue: [None; QUEUE_LEN],
         };
@@ -405,6 +418,7 @@ impl CallTracker {
             ChannelEvent::BridgeEnter { uniqueid } => {
                 if self.leg(uniqueid) == Leg::Other && self.phase == Phase::Answered {
                     self.phase = Phase::Joined;
+                    self.joined_at = now;
                     self.emit(Event::Joined, None, 0, now);
                 }
             }
@@ -548,13 +562,25 @@ impl CallTracker {
                 self.end(now, Event::Failed, reason, cause);
             }
             Phase::Joined => {
-                self.end(now, Event::Hangup, Cause::joined_call_end(cause), cause);
+                let reason = if self.reached_max_duration(now) {
+                    Cause::MaxDuration
+                } else {
+                    Cause::joined_call_end(cause)
+                };
+                self.end(now, Event::Hangup, reason, cause);
             }
             Phase::Queued | Phase::Originating | Phase::Answered | Phase::Ended => {}
         }
         if self.live_channels == 0 && self.phase == Phase::Ended {
             self.maybe_recording_ready(now);
         }
+    }
+
+    /// Whether a joined call has lasted its own longest duration.
+    fn reached_max_duration(&self, now: Millis) -> bool {
+        self.timeouts.max_duration_ms.is_some_and(|max| {
+            now.saturating_sub(self.joined_at) >= max.saturating_sub(MAX_DURATION_TOLERANCE_MS)
+        })
     }
 
     /// Whether the originated channel dialled another leg whose channel has not hung up.

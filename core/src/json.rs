@@ -166,6 +166,9 @@ pub enum Cause {
     AgentHungUp,
     /// A normal end of a joined call.
     NormalClearing,
+    /// A joined call reached the longest duration it was created with
+    /// (`max_duration_secs`) and the PBX hung it up.
+    MaxDuration,
     /// The PBX failed or the connection to it was lost.
     PbxError,
 }
@@ -184,6 +187,7 @@ impl Cause {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::AgentNoAnswer => "agent_no_answer",
+            Self::MaxDuration => "max_duration",
             Self::AgentBusy => "agent_busy",
             Self::AgentUnavailable => "agent_unavailable",
             Self::CalleeNoAnswer => "callee_no_answer",

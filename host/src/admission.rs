@@ -124,7 +124,8 @@ pub async fn admit(
     let n = json::write_accepted(
         &Accepted {
             call,
-            recording_url: Some(recording_url),
+            // A call created with `record: false` has no recording to fetch.
+            recording_url: call.valid.controls.record.then_some(recording_url),
             notifications_key: Some(notifications_key),
         },
         &mut buf,
