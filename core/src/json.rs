@@ -141,9 +141,10 @@ impl Event {
     }
 }
 
-/// Why a call failed or ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Why a call failed or ended. Its serde name is [`Cause::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Cause {
     /// The agent did not answer in time.

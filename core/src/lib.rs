@@ -44,6 +44,7 @@ pub mod policy;
 pub mod range;
 pub mod reference;
 pub mod request;
+pub mod status;
 pub mod template;
 pub mod text;
 pub mod time;
