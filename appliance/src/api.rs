@@ -3,16 +3,18 @@
 //! core's JSON writers, so it is the host's byte for byte (without `recording_url` and
 //! `notifications_key`, which need recordings and Redis).
 
+use click2dial_core::fingerprint::Fingerprint;
 use click2dial_core::json::{self, Accepted};
 use click2dial_core::reference::{ContactRef, REFERENCE_ENTROPY_LEN};
 use click2dial_core::validate::Call;
-use click2dial_core::{request, Error, ErrorCode, ValidCall, Validators};
+use click2dial_core::values::CallValues;
+use click2dial_core::{request, Error, ErrorCode, Validators};
 use embassy_time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::fmt::{error, info};
 use crate::idempotency::{Claim, Table};
-use crate::pbx::{CallParams, OriginateError, Pbx};
+use crate::pbx::{OriginateError, Pbx};
 use crate::Entropy;
 
 /// A status and the length of the JSON body written into the caller's buffer.
@@ -81,7 +83,7 @@ impl<'a> App<'a> {
         let contact_ref = call.contact_ref.as_str();
 
         if !call.contact_ref.is_generated() {
-            let print = fingerprint(&call.valid);
+            let print = Fingerprint::of(&call).hash64();
             let ttl = Duration::from_secs(self.config.idempotency.ttl_secs.into());
             let now = Instant::now();
             match self
@@ -102,7 +104,7 @@ impl<'a> App<'a> {
             }
         }
         let answer = accepted(&call, out);
-        let params = CallParams::new(&call).ok_or(Error::INTERNAL);
+        let params = CallValues::new(&call).ok_or(Error::INTERNAL);
         let result = match params {
             Ok(params) => self.pbx.originate(&params).await,
             Err(_) => Err(OriginateError::Encode),
@@ -156,22 +158,4 @@ pub fn error_answer(error: &Error, out: &mut [u8]) -> Answer {
             }
         }
     }
-}
-
-/// FNV-1a (64 bits) of what must match for a repeat: agent, callee (E.164) and caller ID.
-fn fingerprint(valid: &ValidCall<'_>) -> u64 {
-    let (cc, rest) = valid.callee.e164_parts();
-    [
-        valid.agent.as_bytes(),
-        &[0],
-        cc.as_bytes(),
-        rest.as_bytes(),
-        &[0],
-        valid.outbound_id.as_str().as_bytes(),
-    ]
-    .iter()
-    .flat_map(|part| part.iter())
-    .fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }

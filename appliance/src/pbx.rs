@@ -17,8 +17,8 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use click2dial_core::ami::session::{self, Down, Event};
 use click2dial_core::ami::{Checks, Session, MAX_MESSAGE_LEN};
-use click2dial_core::reference::{ChannelId, Reference};
-use click2dial_core::validate::Call;
+use click2dial_core::reference::ChannelId;
+use click2dial_core::values::CallValues;
 use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_net::tcp::{TcpSocket, TcpWriter};
 use embassy_net::{Ipv4Address, Stack};
@@ -29,7 +29,6 @@ use embassy_time::{with_timeout, Duration, Instant, Timer};
 
 use crate::config::{Ami, Dialplan};
 use crate::fmt::{debug, info, warn};
-use click2dial_core::originate::OriginateCall;
 
 /// Why an Originate was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,89 +42,9 @@ pub enum OriginateError {
     Encode,
 }
 
-/// A text value of at most `N` bytes, owned, so a call crosses from a listener to the AMI task
-/// without borrowing the request.
-#[derive(Clone, Copy)]
-struct Text<const N: usize> {
-    bytes: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> Text<N> {
-    fn new(value: &str) -> Option<Self> {
-        let mut bytes = [0u8; N];
-        bytes
-            .get_mut(..value.len())?
-            .copy_from_slice(value.as_bytes());
-        Some(Self {
-            bytes,
-            len: value.len(),
-        })
-    }
-
-    fn as_str(&self) -> &str {
-        self.bytes
-            .get(..self.len)
-            .and_then(|b| core::str::from_utf8(b).ok())
-            .unwrap_or_default()
-    }
-}
-
-/// What the AMI task needs to place one call.
-#[derive(Clone, Copy)]
-pub struct CallParams {
-    agent: Text<16>,
-    callee: Text<16>,
-    callee_e164: Text<16>,
-    outbound_id: Text<68>,
-    contact_ref: Text<{ click2dial_core::validate::CONTACT_REF_MAX_LEN }>,
-    recording_ref: Reference,
-    single_leg: bool,
-}
-
-impl CallParams {
-    /// Copies the values of a validated call; `None` if one is longer than any valid value.
-    pub fn new(call: &Call<'_>) -> Option<Self> {
-        let (cc, rest) = call.valid.callee.e164_parts();
-        let mut e164 = [0u8; 16];
-        let len = cc.len().checked_add(rest.len())?;
-        e164.get_mut(..cc.len())?.copy_from_slice(cc.as_bytes());
-        e164.get_mut(cc.len()..len)?
-            .copy_from_slice(rest.as_bytes());
-        Some(Self {
-            agent: Text::new(call.valid.agent)?,
-            callee: Text::new(call.valid.callee.as_str())?,
-            callee_e164: Text::new(core::str::from_utf8(e164.get(..len)?).ok()?)?,
-            outbound_id: Text::new(call.valid.outbound_id.as_str())?,
-            contact_ref: Text::new(call.contact_ref.as_str())?,
-            recording_ref: call.recording_ref,
-            single_leg: call.valid.single_leg,
-        })
-    }
-
-    /// The Asterisk `ChannelId` (and `ActionID`) of this call.
-    fn channel_id(&self) -> ChannelId {
-        ChannelId::for_contact_ref(self.contact_ref.as_str())
-    }
-
-    /// The call's Originate, as core writes it for the host too.
-    fn originate_call<'a>(&'a self, id: &'a ChannelId) -> OriginateCall<'a> {
-        OriginateCall {
-            channel_id: id.as_str(),
-            agent: self.agent.as_str(),
-            callee: self.callee.as_str(),
-            callee_e164: self.callee_e164.as_str(),
-            outbound_id: self.outbound_id.as_str(),
-            contact_ref: self.contact_ref.as_str(),
-            recording_ref: self.recording_ref.as_str(),
-            single_leg: self.single_leg,
-        }
-    }
-}
-
 struct Request {
     sequence: u32,
-    call: CallParams,
+    call: CallValues,
 }
 
 struct Reply {
@@ -208,7 +127,7 @@ impl Pbx {
 
     /// Sends an Originate and waits for Asterisk's answer. One call at a time: Asterisk
     /// answers an asynchronous Originate at once.
-    pub async fn originate(&self, call: &CallParams) -> Result<(), OriginateError> {
+    pub async fn originate(&self, call: &CallValues) -> Result<(), OriginateError> {
         let _turn = self.requester.lock().await;
         let sequence = self
             .sequence
@@ -335,8 +254,8 @@ impl Pbx {
                 }
                 Either3::First(_) => session.handle_disconnected(now_ms(), Down::Closed),
                 Either3::Second(request) => {
-                    let id = request.call.channel_id();
-                    let call = request.call.originate_call(&id);
+                    let id = ChannelId::for_contact_ref(request.call.contact_ref.as_str());
+                    let call = request.call.originate(id.as_str());
                     match session.originate(now_ms(), &call, dialplan, out) {
                         Ok(n) => {
                             debug!("Originate {}", id.as_str());
@@ -436,10 +355,10 @@ mod tests {
             .unwrap();
         let call = valid.assign_references(&[7; 32]);
         let mut out = [0u8; 1536];
-        let params = CallParams::new(&call).unwrap();
-        let id = params.channel_id();
+        let params = CallValues::new(&call).unwrap();
+        let id = ChannelId::for_contact_ref(params.contact_ref.as_str());
         let n = click2dial_core::originate::write_originate(
-            &params.originate_call(&id),
+            &params.originate(id.as_str()),
             dialplan,
             &mut out,
         )

@@ -39,6 +39,7 @@
 
 use crate::ami::{ChannelState, DialStatus, Message};
 use crate::json::{Cause, Event};
+use crate::text::Text;
 
 /// Longest `ChannelId` a tracker can hold.
 pub const CHANNEL_ID_MAX_LEN: usize = 64;
@@ -218,37 +219,11 @@ enum Phase {
 }
 
 /// A channel identifier held inline (no allocation); empty when unknown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Id {
-    bytes: [u8; CHANNEL_ID_MAX_LEN],
-    len: u8,
-}
+type Id = Text<CHANNEL_ID_MAX_LEN>;
 
-impl Id {
-    const EMPTY: Self = Self {
-        bytes: [0; CHANNEL_ID_MAX_LEN],
-        len: 0,
-    };
-
-    fn new(value: &str) -> Option<Self> {
-        let mut id = Self::EMPTY;
-        id.bytes
-            .get_mut(..value.len())?
-            .copy_from_slice(value.as_bytes());
-        id.len = u8::try_from(value.len()).ok()?;
-        Some(id)
-    }
-
-    fn as_str(&self) -> &str {
-        self.bytes
-            .get(..usize::from(self.len))
-            .and_then(|b| core::str::from_utf8(b).ok())
-            .unwrap_or_default()
-    }
-
-    fn is(&self, value: &str) -> bool {
-        self.len != 0 && self.as_str() == value
-    }
+/// Whether `id` is known and is `value`.
+fn is(id: &Id, value: &str) -> bool {
+    !id.is_empty() && id.as_str() == value
 }
 
 /// How a channel relates to the call.
@@ -287,6 +262,8 @@ pub struct CallTracker {
     originated_gone: bool,
     last_activity: Millis,
     created: Millis,
+    /// When the call was joined (meaningful from [`Phase::Joined`] on).
+    joined_at: Millis,
     timeouts: Timeouts,
     queue: [Option<Progress>; QUEUE_LEN],
 }
@@ -311,13 +288,23 @@ pub struct Timeouts {
     pub silence_ms: Millis,
     /// Longest call, from `queued` ([`MAX_CALL_MS`]).
     pub max_call_ms: Millis,
+    /// The call's own longest duration once connected (`max_duration_secs`), which the PBX
+    /// enforces (the kit's `Dial` `S()` option): a joined call that ends this long after it
+    /// was joined (less [`MAX_DURATION_TOLERANCE_MS`]) ends with cause `max_duration`.
+    pub max_duration_ms: Option<Millis>,
 }
+
+/// How much earlier than its `max_duration_ms` a joined call's end is still put down to
+/// that limit: the PBX counts from the callee's answer, the tracker from the bridge, a few
+/// milliseconds later.
+pub const MAX_DURATION_TOLERANCE_MS: Millis = 1_000;
 
 impl Timeouts {
     /// [`SILENCE_TIMEOUT_MS`] and [`MAX_CALL_MS`].
     pub const DEFAULT: Self = Self {
         silence_ms: SILENCE_TIMEOUT_MS,
         max_call_ms: MAX_CALL_MS,
+        max_duration_ms: None,
     };
 }
 
@@ -363,6 +350,7 @@ impl CallTracker {
             originated_gone: false,
             last_activity: now,
             created: now,
+            joined_at: now,
             timeouts,
             queue: [None; QUEUE_LEN],
         };
@@ -376,9 +364,9 @@ impl CallTracker {
     }
 
     fn leg(&self, uniqueid: &str) -> Leg {
-        if self.channel_id.is(uniqueid) {
+        if is(&self.channel_id, uniqueid) {
             Leg::Originated
-        } else if self.other_leg.is(uniqueid) {
+        } else if is(&self.other_leg, uniqueid) {
             Leg::Other
         } else {
             Leg::Unrelated
@@ -390,7 +378,7 @@ impl CallTracker {
         self.last_activity = now;
         match *event {
             ChannelEvent::Newchannel { uniqueid }
-                if self.mode == Mode::AgentInitiated && self.channel_id.is(uniqueid) =>
+                if self.mode == Mode::AgentInitiated && is(&self.channel_id, uniqueid) =>
             {
                 // Counted at creation.
             }
@@ -411,7 +399,7 @@ impl CallTracker {
             ChannelEvent::DialBegin {
                 uniqueid: Some(source),
                 dest_uniqueid,
-            } if self.channel_id.is(source) => {
+            } if is(&self.channel_id, source) => {
                 self.other_leg = Id::new(dest_uniqueid).unwrap_or(Id::EMPTY);
             }
             ChannelEvent::DialBegin { .. } | ChannelEvent::DialState { .. } => {}
@@ -430,6 +418,7 @@ impl CallTracker {
             ChannelEvent::BridgeEnter { uniqueid } => {
                 if self.leg(uniqueid) == Leg::Other && self.phase == Phase::Answered {
                     self.phase = Phase::Joined;
+                    self.joined_at = now;
                     self.emit(Event::Joined, None, 0, now);
                 }
             }
@@ -573,7 +562,12 @@ impl CallTracker {
                 self.end(now, Event::Failed, reason, cause);
             }
             Phase::Joined => {
-                self.end(now, Event::Hangup, Cause::joined_call_end(cause), cause);
+                let reason = if self.reached_max_duration(now) {
+                    Cause::MaxDuration
+                } else {
+                    Cause::joined_call_end(cause)
+                };
+                self.end(now, Event::Hangup, reason, cause);
             }
             Phase::Queued | Phase::Originating | Phase::Answered | Phase::Ended => {}
         }
@@ -582,9 +576,16 @@ impl CallTracker {
         }
     }
 
+    /// Whether a joined call has lasted its own longest duration.
+    fn reached_max_duration(&self, now: Millis) -> bool {
+        self.timeouts.max_duration_ms.is_some_and(|max| {
+            now.saturating_sub(self.joined_at) >= max.saturating_sub(MAX_DURATION_TOLERANCE_MS)
+        })
+    }
+
     /// Whether the originated channel dialled another leg whose channel has not hung up.
     fn other_leg_lives(&self) -> bool {
-        self.other_leg.len != 0 && !self.other_leg_gone
+        !self.other_leg.is_empty() && !self.other_leg_gone
     }
 
     /// The other leg ended without being bridged.

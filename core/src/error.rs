@@ -34,6 +34,9 @@ pub enum ErrorCode {
     AgentNotAllowed,
     /// `outbound_id` is `tvc_<campaign>` and the PBX's dialplan has no such campaign.
     UnknownCampaign,
+    /// A dial control (`agent_ring_timeout_secs`, `callee_ring_timeout_secs`,
+    /// `max_duration_secs`, `record`) of the wrong type or out of its bounds.
+    InvalidDialControl,
     /// Missing or bad credentials.
     Unauthorized,
     /// Valid credentials without the scope this route needs.
@@ -84,6 +87,7 @@ impl ErrorCode {
             Self::OutboundIdNotAllowed => "outbound_id_not_allowed",
             Self::AgentNotAllowed => "agent_not_allowed",
             Self::UnknownCampaign => "unknown_campaign",
+            Self::InvalidDialControl => "invalid_dial_control",
             Self::Unauthorized => "unauthorized",
             Self::InsufficientScope => "insufficient_scope",
             Self::BadRequest => "bad_request",
@@ -125,7 +129,8 @@ impl ErrorCode {
             | Self::CalleeNotAllowed
             | Self::OutboundIdNotAllowed
             | Self::AgentNotAllowed
-            | Self::UnknownCampaign => 422,
+            | Self::UnknownCampaign
+            | Self::InvalidDialControl => 422,
             Self::RateLimited => 429,
             Self::Internal => 500,
             Self::PbxUnavailable | Self::ServiceUnavailable => 503,
@@ -153,6 +158,14 @@ pub enum Field {
     ContactRef,
     /// `call_ref` (before v3.0.0)
     CallRef,
+    /// `agent_ring_timeout_secs`
+    AgentRingTimeout,
+    /// `callee_ring_timeout_secs`
+    CalleeRingTimeout,
+    /// `max_duration_secs`
+    MaxDuration,
+    /// `record`
+    Record,
 }
 
 impl Field {
@@ -164,6 +177,10 @@ impl Field {
             Self::OutboundId => "outbound_id",
             Self::ContactRef => "contact_ref",
             Self::CallRef => "call_ref",
+            Self::AgentRingTimeout => "agent_ring_timeout_secs",
+            Self::CalleeRingTimeout => "callee_ring_timeout_secs",
+            Self::MaxDuration => "max_duration_secs",
+            Self::Record => "record",
         }
     }
 }

@@ -141,9 +141,10 @@ impl Event {
     }
 }
 
-/// Why a call failed or ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Why a call failed or ended. Its serde name is [`Cause::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Cause {
     /// The agent did not answer in time.
@@ -166,6 +167,9 @@ pub enum Cause {
     AgentHungUp,
     /// A normal end of a joined call.
     NormalClearing,
+    /// A joined call reached the longest duration it was created with
+    /// (`max_duration_secs`) and the PBX hung it up.
+    MaxDuration,
     /// The PBX failed or the connection to it was lost.
     PbxError,
 }
@@ -184,6 +188,7 @@ impl Cause {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::AgentNoAnswer => "agent_no_answer",
+            Self::MaxDuration => "max_duration",
             Self::AgentBusy => "agent_busy",
             Self::AgentUnavailable => "agent_unavailable",
             Self::CalleeNoAnswer => "callee_no_answer",

@@ -11,6 +11,8 @@
 //! nothing, and the dialplan adds the headers itself where it dials a PJSIP phone.
 
 use crate::ami::{Action, ActionError, Channel, Originate};
+use crate::decimal::Decimal;
+use crate::dial::DialControls;
 
 /// How the callee's digits reach the dialplan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,11 +72,12 @@ pub struct OriginateCall<'a> {
     pub recording_ref: &'a str,
     /// `agent` equals `callee`.
     pub single_leg: bool,
+    /// The call's dial controls.
+    pub controls: DialControls,
 }
 
-/// How many of the Originate's variables are `C2D_*` (they come first; the rest are
-/// `PJSIP_HEADER(add,…)`).
-const C2D_VARIABLES: usize = 4;
+/// The most variables an Originate carries: seven `C2D_*` and five headers.
+const MAX_VARIABLES: usize = 12;
 
 /// Longest `direct_channel` after `{callee}` is filled in.
 const DIRECT_CHANNEL_MAX_LEN: usize = 128;
@@ -92,11 +95,27 @@ pub fn write_originate(
             .strip_prefix('+')
             .unwrap_or(call.callee_e164),
     };
-    let all = [
-        ("C2D_CONTACT_REF", call.contact_ref),
-        ("C2D_RECORDING_REF", call.recording_ref),
-        ("C2D_OUTBOUND_ID", call.outbound_id),
-        ("C2D_CALLEE", callee),
+    let controls = &call.controls;
+    let callee_ring = controls
+        .callee_ring_timeout_secs
+        .map(|s| Decimal::new(s.into()));
+    let max_duration = controls.max_duration_secs.map(|s| Decimal::new(s.into()));
+    // The dial controls reach the dialplan only when given, so a call without them sends
+    // what it always did.
+    let c2d = [
+        Some(("C2D_CONTACT_REF", call.contact_ref)),
+        Some(("C2D_RECORDING_REF", call.recording_ref)),
+        Some(("C2D_OUTBOUND_ID", call.outbound_id)),
+        Some(("C2D_CALLEE", callee)),
+        callee_ring
+            .as_ref()
+            .map(|secs| ("C2D_CALLEE_RING_SECS", secs.as_str())),
+        max_duration
+            .as_ref()
+            .map(|secs| ("C2D_MAX_DURATION_SECS", secs.as_str())),
+        (!controls.record).then_some(("C2D_RECORD", "no")),
+    ];
+    let headers = [
         ("PJSIP_HEADER(add,X-Teleforge-Agent)", call.agent),
         ("PJSIP_HEADER(add,X-Teleforge-Callee)", callee),
         (
@@ -135,12 +154,28 @@ pub fn write_originate(
             callee,
         )
     };
-    let count = if channel.tech.eq_ignore_ascii_case("PJSIP") {
-        all.len()
-    } else {
-        C2D_VARIABLES
-    };
+    let with_headers = channel.tech.eq_ignore_ascii_case("PJSIP");
+    let mut all = [("", ""); MAX_VARIABLES];
+    let mut count = 0usize;
+    let chosen = c2d
+        .into_iter()
+        .flatten()
+        .chain(headers.into_iter().filter(|_| with_headers));
+    for (slot, variable) in all.iter_mut().zip(chosen) {
+        *slot = variable;
+        count = count.saturating_add(1);
+    }
     let variables = all.get(..count).unwrap_or(&all);
+    // The first phone rings for the caller's limit: the agent's, or for a one-leg call the
+    // callee's (the only phone).
+    let first_ring_secs = if call.single_leg {
+        controls.callee_ring_timeout_secs
+    } else {
+        controls.agent_ring_timeout_secs
+    };
+    let timeout_ms = first_ring_secs.map_or(dialplan.ring_timeout_ms, |secs| {
+        u32::from(secs).saturating_mul(1000)
+    });
     Originate {
         action_id: call.channel_id,
         channel,
@@ -148,7 +183,7 @@ pub fn write_originate(
         exten,
         priority: 1,
         caller_id: Some(caller_id),
-        timeout_ms: Some(dialplan.ring_timeout_ms),
+        timeout_ms: Some(timeout_ms),
         channel_id: Some(call.channel_id),
         other_channel_id: None,
         variables,

@@ -21,6 +21,7 @@ use core::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::dial::{self, DialRequest};
 use crate::error::{Error, ErrorCode, Field};
 
 /// The largest body accepted (`413` above).
@@ -44,6 +45,8 @@ pub struct CallRequest<'a> {
     pub contact_ref: Option<&'a str>,
     /// Which of the two names carried the reference.
     pub contact_ref_field: Field,
+    /// The dial controls, type-checked; their bounds come in validation.
+    pub dial: DialRequest,
 }
 
 /// Parses a create-call body. Checks size, JSON syntax and each field's JSON type; the field
@@ -76,7 +79,9 @@ enum Value<'a> {
     Integer(&'a str),
     /// Any other number.
     Number,
-    /// `true`, `false`, an array or an object.
+    /// `true` or `false`.
+    Bool(bool),
+    /// An array or an object.
     Other,
 }
 
@@ -87,6 +92,10 @@ struct RawRequest<'a> {
     outbound_id: Value<'a>,
     contact_ref: Value<'a>,
     call_ref: Value<'a>,
+    agent_ring_timeout: Value<'a>,
+    callee_ring_timeout: Value<'a>,
+    max_duration: Value<'a>,
+    record: Value<'a>,
     duplicate: Option<Field>,
 }
 
@@ -97,6 +106,10 @@ impl RawRequest<'_> {
         outbound_id: Value::Absent,
         contact_ref: Value::Absent,
         call_ref: Value::Absent,
+        agent_ring_timeout: Value::Absent,
+        callee_ring_timeout: Value::Absent,
+        max_duration: Value::Absent,
+        record: Value::Absent,
         duplicate: None,
     };
 }
@@ -115,7 +128,7 @@ impl<'a> RawRequest<'a> {
         let agent = match self.agent {
             Value::Str(s) | Value::Integer(s) => s,
             Value::Absent | Value::Null => return Err(missing(Field::Agent)),
-            Value::Number | Value::Other => {
+            Value::Number | Value::Bool(_) | Value::Other => {
                 return Err(Error::field(
                     ErrorCode::InvalidAgent,
                     Field::Agent,
@@ -143,12 +156,23 @@ impl<'a> RawRequest<'a> {
             (None, Some(l)) => (Some(l), Field::CallRef),
             (None, None) => (None, Field::ContactRef),
         };
+        let dial = DialRequest {
+            agent_ring_timeout_secs: seconds(self.agent_ring_timeout, Field::AgentRingTimeout)?,
+            callee_ring_timeout_secs: seconds(self.callee_ring_timeout, Field::CalleeRingTimeout)?,
+            max_duration_secs: seconds(self.max_duration, Field::MaxDuration)?,
+            record: match self.record {
+                Value::Absent | Value::Null => None,
+                Value::Bool(record) => Some(record),
+                _ => return Err(dial::invalid(Field::Record)),
+            },
+        };
         Ok(CallRequest {
             agent,
             callee,
             outbound_id,
             contact_ref,
             contact_ref_field,
+            dial,
         })
     }
 }
@@ -161,7 +185,7 @@ const fn missing(field: Field) -> Error {
             Field::Agent => "agent is required",
             Field::Callee => "callee is required",
             Field::OutboundId => "outbound_id is required",
-            Field::ContactRef | Field::CallRef => "contact_ref is required",
+            _ => "contact_ref is required",
         },
     )
 }
@@ -179,7 +203,7 @@ fn number_string<'a>(value: Value<'a>, field: Field, code: ErrorCode) -> Result<
                 _ => "callee must be a JSON string, not a number: a number loses the leading 0 of a national number",
             },
         )),
-        Value::Other => Err(Error::field(
+        Value::Bool(_) | Value::Other => Err(Error::field(
             code,
             field,
             match field {
@@ -195,7 +219,7 @@ fn reference(value: Value<'_>, field: Field) -> Result<Option<&str>, Error> {
     match value {
         Value::Absent | Value::Null | Value::Str("") => Ok(None),
         Value::Str(s) => Ok(Some(s)),
-        Value::Integer(_) | Value::Number | Value::Other => Err(Error::field(
+        Value::Integer(_) | Value::Number | Value::Bool(_) | Value::Other => Err(Error::field(
             ErrorCode::InvalidContactRef,
             field,
             match field {
@@ -203,6 +227,19 @@ fn reference(value: Value<'_>, field: Field) -> Result<Option<&str>, Error> {
                 _ => "contact_ref must be a JSON string",
             },
         )),
+    }
+}
+
+/// A dial control in seconds: a non-negative JSON integer (saturated at `u64::MAX`), or
+/// absent/`null` for the default.
+fn seconds(value: Value<'_>, field: Field) -> Result<Option<u64>, Error> {
+    match value {
+        Value::Absent | Value::Null => Ok(None),
+        Value::Integer(digits) => Ok(Some(digits.bytes().fold(0u64, |n, d| {
+            n.saturating_mul(10)
+                .saturating_add(u64::from(d.wrapping_sub(b'0')))
+        }))),
+        _ => Err(dial::invalid(field)),
     }
 }
 
@@ -241,6 +278,12 @@ impl<'de> Visitor<'de> for RequestSeed<'de, '_> {
                 "outbound_id" => (&mut raw.outbound_id, Field::OutboundId),
                 "contact_ref" => (&mut raw.contact_ref, Field::ContactRef),
                 "call_ref" => (&mut raw.call_ref, Field::CallRef),
+                "agent_ring_timeout_secs" => (&mut raw.agent_ring_timeout, Field::AgentRingTimeout),
+                "callee_ring_timeout_secs" => {
+                    (&mut raw.callee_ring_timeout, Field::CalleeRingTimeout)
+                }
+                "max_duration_secs" => (&mut raw.max_duration, Field::MaxDuration),
+                "record" => (&mut raw.record, Field::Record),
                 // An escaped key could name a known field for a standard JSON parser (a
                 // gateway, a log reader) while this one ignores it: refuse the body.
                 _ if key.as_bytes().contains(&b'\\') => {
@@ -369,7 +412,8 @@ fn trim_end(bytes: &[u8]) -> &[u8] {
 fn classify_scalar(token: &str) -> Option<Value<'_>> {
     match token {
         "null" => return Some(Value::Null),
-        "true" | "false" => return Some(Value::Other),
+        "true" => return Some(Value::Bool(true)),
+        "false" => return Some(Value::Bool(false)),
         _ => {}
     }
     let bytes = token.as_bytes();

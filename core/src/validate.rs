@@ -13,6 +13,7 @@ use regex_automata::{
     Anchored,
 };
 
+use crate::dial::DialControls;
 use crate::error::{Error, ErrorCode, Field};
 use crate::number::{NumberForm, OutboundId, PhoneNumber};
 use crate::policy::DialPolicy;
@@ -229,8 +230,8 @@ impl Validators {
 
     /// Applies the field rules and the dialling policy to a parsed request.
     ///
-    /// Fields are checked in the order `agent`, `callee`, `outbound_id`, `contact_ref`, then
-    /// the policy; the first failure is returned. An `agent` equal to `callee` defers to the
+    /// Fields are checked in the order `agent`, `callee`, `outbound_id`, `contact_ref`, the
+    /// dial controls, then the policy; the first failure is returned. An `agent` equal to `callee` defers to the
     /// callee's rule and makes a one-leg call.
     pub fn validate<'a>(
         &self,
@@ -282,6 +283,7 @@ impl Validators {
                 }
             }
         };
+        let controls = request.dial.validate()?;
         policy.check(&callee)?;
         Ok(ValidCall {
             agent: request.agent,
@@ -289,6 +291,7 @@ impl Validators {
             outbound_id,
             contact_ref,
             single_leg,
+            controls,
             warnings,
         })
     }
@@ -319,6 +322,8 @@ pub struct ValidCall<'a> {
     /// `agent` equals `callee`: the PBX dials the callee first and connects it to the
     /// configured direct destination.
     pub single_leg: bool,
+    /// How long the phones ring, how long the call may last, whether it is recorded.
+    pub controls: DialControls,
     /// What the `202` answer warns about.
     pub warnings: Warnings,
 }

@@ -461,6 +461,7 @@ mod session {
                 contact_ref: "crm-42",
                 recording_ref: "rec",
                 single_leg: false,
+                controls: click2dial_core::dial::DialControls::DEFAULT,
             };
             let mut out = [0u8; 2048];
             let n = self

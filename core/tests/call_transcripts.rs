@@ -476,3 +476,67 @@ fn channel_id_longer_than_the_limit_is_refused() {
         max
     );
 }
+
+/// A call created with `max_duration_secs` that the PBX hangs up at that limit ends with
+/// cause `max_duration`; one that ends sooner is a normal end.
+#[test]
+fn a_joined_call_ended_at_its_max_duration_says_so() {
+    use click2dial_core::ami::ChannelState::Up;
+    use click2dial_core::call::{Timeouts, MAX_DURATION_TOLERANCE_MS};
+    let joined = [
+        ChannelEvent::Newchannel { uniqueid: "c2d-x" },
+        ChannelEvent::Newstate {
+            uniqueid: "c2d-x",
+            state: Up,
+        },
+        ChannelEvent::DialBegin {
+            uniqueid: Some("c2d-x"),
+            dest_uniqueid: "c2d-y",
+        },
+        ChannelEvent::Newchannel { uniqueid: "c2d-y" },
+        ChannelEvent::BridgeEnter { uniqueid: "c2d-y" },
+    ];
+    let max = 10_000;
+    let joined_at = joined.len() as u64;
+    for (talked, limit, cause) in [
+        (max, Some(max), Cause::MaxDuration),
+        (
+            max - MAX_DURATION_TOLERANCE_MS,
+            Some(max),
+            Cause::MaxDuration,
+        ),
+        (
+            max - MAX_DURATION_TOLERANCE_MS - 1,
+            Some(max),
+            Cause::NormalClearing,
+        ),
+        (max + 5_000, Some(max), Cause::MaxDuration),
+        (max, None, Cause::NormalClearing),
+    ] {
+        let timeouts = Timeouts {
+            max_duration_ms: limit,
+            ..Timeouts::DEFAULT
+        };
+        let mut tracker =
+            CallTracker::with_timeouts("c2d-x", Mode::TwoLeg, 0, timeouts).expect("fits");
+        for (i, e) in joined.iter().enumerate() {
+            tracker.handle_event(i as u64 + 1, e);
+        }
+        tracker.handle_event(
+            joined_at + talked,
+            &ChannelEvent::Hangup {
+                uniqueid: "c2d-x",
+                cause: 16,
+            },
+        );
+        let mut last = None;
+        while let Some(p) = tracker.poll_progress() {
+            last = Some((p.event, p.cause));
+        }
+        assert_eq!(
+            last,
+            Some((Hangup, Some(cause))),
+            "{talked} ms, limit {limit:?}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! The Originate every deployment sends for an accepted call.
 
+use click2dial_core::dial::DialControls;
 use click2dial_core::originate::{write_originate, CalleeDigits, Dialplan, OriginateCall};
 
 const CALL: OriginateCall<'static> = OriginateCall {
@@ -11,6 +12,7 @@ const CALL: OriginateCall<'static> = OriginateCall {
     contact_ref: "crm-42",
     recording_ref: "aaaqeayeaudaocajbifqydiob4",
     single_leg: false,
+    controls: DialControls::DEFAULT,
 };
 
 fn written(call: &OriginateCall<'_>, dialplan: &Dialplan<'_>) -> String {
@@ -165,4 +167,58 @@ fn an_oversized_direct_channel_is_an_error_not_a_truncation() {
     };
     assert!(write_originate(&call, &dialplan, &mut [0u8; 4096]).is_err());
     assert!(write_originate(&CALL, &Dialplan::DEFAULT, &mut [0u8; 64]).is_err());
+}
+
+/// Dial controls reach Asterisk: the agent's ring limit is the Originate's `Timeout`; the
+/// callee's ring limit, the call's longest duration and "do not record" are `C2D_*` variables
+/// that the kit's dialplan reads (`[c2d-settings]`, `[c2d-dial]`), before the headers.
+#[test]
+fn dial_controls_reach_the_originate() {
+    let call = OriginateCall {
+        controls: DialControls {
+            agent_ring_timeout_secs: Some(7),
+            callee_ring_timeout_secs: Some(45),
+            max_duration_secs: Some(600),
+            record: false,
+        },
+        ..CALL
+    };
+    let text = written(&call, &Dialplan::DEFAULT);
+    assert!(text.contains("Timeout: 7000\r\n"), "{text}");
+    assert!(
+        text.contains(
+            "Variable: C2D_CALLEE=0820001234\r\n\
+             Variable: C2D_CALLEE_RING_SECS=45\r\n\
+             Variable: C2D_MAX_DURATION_SECS=600\r\n\
+             Variable: C2D_RECORD=no\r\n\
+             Variable: PJSIP_HEADER(add,X-Teleforge-Agent)=1001\r\n"
+        ),
+        "{text}"
+    );
+    // A one-leg call rings only the callee: its limit is the Originate's Timeout.
+    let one_leg = OriginateCall {
+        agent: "0820001234",
+        single_leg: true,
+        ..call
+    };
+    let text = written(&one_leg, &Dialplan::DEFAULT);
+    assert!(text.contains("Timeout: 45000\r\n"), "{text}");
+    assert!(text.contains("Variable: C2D_RECORD=no\r\n"), "{text}");
+    assert!(!text.contains("PJSIP_HEADER"), "{text}");
+}
+
+#[test]
+fn only_given_controls_are_sent() {
+    let call = OriginateCall {
+        controls: DialControls {
+            max_duration_secs: Some(10),
+            ..DialControls::DEFAULT
+        },
+        ..CALL
+    };
+    let text = written(&call, &Dialplan::DEFAULT);
+    assert!(text.contains("Timeout: 20000\r\n"), "{text}");
+    assert!(text.contains("C2D_MAX_DURATION_SECS=10\r\n"), "{text}");
+    assert!(!text.contains("C2D_CALLEE_RING_SECS"), "{text}");
+    assert!(!text.contains("C2D_RECORD="), "{text}");
 }

@@ -639,3 +639,118 @@ fn escaped_values_are_refused_with_a_reason(
     assert_eq!(e.status(), 422);
     assert!(e.message.contains("escape"), "{}", e.message);
 }
+
+// ---- Dial controls (core::dial): optional, typed, bounded; `null` is the default ----
+
+fn dial_body(extra: &str) -> String {
+    body(r#""1001""#, r#""0820001234""#, r#""27820001234""#, extra)
+}
+
+#[test]
+fn dial_controls_absent_or_null_are_the_defaults() {
+    for extra in [
+        "",
+        r#","agent_ring_timeout_secs":null,"callee_ring_timeout_secs":null,"max_duration_secs":null,"record":null"#,
+    ] {
+        let b = dial_body(extra);
+        let call = check(b.as_bytes()).expect("accepted");
+        assert!(call.controls.is_default(), "{b}");
+    }
+}
+
+#[rstest]
+#[case::all(
+    r#","agent_ring_timeout_secs":15,"callee_ring_timeout_secs":45,"max_duration_secs":600,"record":false"#,
+    Some(15), Some(45), Some(600), false
+)]
+#[case::lower_bounds(
+    r#","agent_ring_timeout_secs":5,"callee_ring_timeout_secs":5,"max_duration_secs":10"#,
+    Some(5),
+    Some(5),
+    Some(10),
+    true
+)]
+#[case::upper_bounds(
+    r#","agent_ring_timeout_secs":120,"callee_ring_timeout_secs":120,"max_duration_secs":86400,"record":true"#,
+    Some(120), Some(120), Some(86400), true
+)]
+#[case::whitespace_around_values(
+    r#", "max_duration_secs" :  60 , "record" : false "#,
+    None,
+    None,
+    Some(60),
+    false
+)]
+fn dial_controls_accepted(
+    #[case] extra: &str,
+    #[case] agent_ring: Option<u16>,
+    #[case] callee_ring: Option<u16>,
+    #[case] max_duration: Option<u32>,
+    #[case] record: bool,
+) {
+    let b = dial_body(extra);
+    let c = check(b.as_bytes()).expect("accepted").controls;
+    assert_eq!(c.agent_ring_timeout_secs, agent_ring, "{b}");
+    assert_eq!(c.callee_ring_timeout_secs, callee_ring, "{b}");
+    assert_eq!(c.max_duration_secs, max_duration, "{b}");
+    assert_eq!(c.record, record, "{b}");
+}
+
+#[rstest]
+#[case::agent_ring_below(r#","agent_ring_timeout_secs":4"#, Field::AgentRingTimeout)]
+#[case::agent_ring_above(r#","agent_ring_timeout_secs":121"#, Field::AgentRingTimeout)]
+#[case::agent_ring_negative(r#","agent_ring_timeout_secs":-5"#, Field::AgentRingTimeout)]
+#[case::agent_ring_fraction(r#","agent_ring_timeout_secs":5.5"#, Field::AgentRingTimeout)]
+#[case::agent_ring_exponent(r#","agent_ring_timeout_secs":1e1"#, Field::AgentRingTimeout)]
+#[case::callee_ring_string(r#","callee_ring_timeout_secs":"30""#, Field::CalleeRingTimeout)]
+#[case::callee_ring_bool(r#","callee_ring_timeout_secs":true"#, Field::CalleeRingTimeout)]
+#[case::callee_ring_object(r#","callee_ring_timeout_secs":{"s":30}"#, Field::CalleeRingTimeout)]
+#[case::max_duration_below(r#","max_duration_secs":9"#, Field::MaxDuration)]
+#[case::max_duration_above(r#","max_duration_secs":86401"#, Field::MaxDuration)]
+#[case::max_duration_zero(r#","max_duration_secs":0"#, Field::MaxDuration)]
+#[case::max_duration_huge(r#","max_duration_secs":99999999999999999999999"#, Field::MaxDuration)]
+#[case::record_string(r#","record":"no""#, Field::Record)]
+#[case::record_number(r#","record":0"#, Field::Record)]
+#[case::record_array(r#","record":[]"#, Field::Record)]
+fn dial_controls_refused_with_the_field(#[case] extra: &str, #[case] field: Field) {
+    let b = dial_body(extra);
+    let e = check(b.as_bytes()).expect_err("refused");
+    assert_eq!(
+        (e.code, e.field),
+        (ErrorCode::InvalidDialControl, Some(field)),
+        "{b}"
+    );
+    assert_eq!(e.status(), 422);
+    assert!(e.message.starts_with(field.as_str()), "{}", e.message);
+}
+
+#[test]
+fn a_dial_control_given_twice_is_malformed() {
+    let b = dial_body(r#","record":true,"record":false"#);
+    let e = check(b.as_bytes()).expect_err("refused");
+    assert_eq!(
+        (e.code, e.field),
+        (ErrorCode::MalformedJson, Some(Field::Record))
+    );
+}
+
+#[test]
+fn field_rules_come_before_dial_controls_and_dial_controls_before_the_policy() {
+    // A bad contact_ref is reported before a bad control...
+    let b = dial_body(r#","contact_ref":"a b","max_duration_secs":1"#);
+    assert_eq!(
+        error_code(check(b.as_bytes())),
+        (ErrorCode::InvalidContactRef, Some(Field::ContactRef))
+    );
+    // ...and a bad control before a callee the policy refuses (premium rate).
+    let b = body(
+        r#""1001""#,
+        r#""0900001234""#,
+        r#""27820001234""#,
+        r#","max_duration_secs":1"#,
+    );
+    assert_eq!(
+        error_code(check(b.as_bytes())),
+        (ErrorCode::InvalidDialControl, Some(Field::MaxDuration))
+    );
+}

@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use click2dial_core::call::Mode;
+use click2dial_core::dial::DialControls;
 
 /// Everything a notification carries besides the event itself. Stored in Redis before the
 /// Originate is sent, so every host can follow the call (see `crate::store::call_store`).
@@ -36,6 +37,10 @@ pub struct CallRecord {
     pub recording_url: String,
     /// The per-call Redis list.
     pub notifications_key: String,
+    /// Ring limits, longest duration, recording (records stored before they existed: the
+    /// defaults).
+    #[serde(default)]
+    pub controls: DialControls,
 }
 
 impl CallRecord {

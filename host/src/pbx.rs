@@ -751,12 +751,21 @@ impl Driver {
         }
     }
 
+    /// The deadlines of a call: the configured silence, the call's own longest duration.
+    fn timeouts(&self, record: &CallRecord) -> Timeouts {
+        Timeouts {
+            silence_ms: millis(self.settings.call_silence),
+            max_duration_ms: record
+                .controls
+                .max_duration_secs
+                .map(|secs| u64::from(secs) * 1000),
+            ..Timeouts::DEFAULT
+        }
+    }
+
     fn track(&mut self, request: OriginateRequest) {
         let now = self.now_ms();
-        let timeouts = Timeouts {
-            silence_ms: millis(self.settings.call_silence),
-            ..Timeouts::DEFAULT
-        };
+        let timeouts = self.timeouts(&request.record);
         match CallTracker::with_timeouts(&request.channel_id, request.mode, now, timeouts) {
             Ok(tracker) => {
                 let call = LiveCall {
@@ -891,10 +900,7 @@ impl Driver {
         if self.calls.contains_key(channel_id) {
             return;
         }
-        let timeouts = Timeouts {
-            silence_ms: millis(self.settings.call_silence),
-            ..Timeouts::DEFAULT
-        };
+        let timeouts = self.timeouts(&record);
         let Ok(tracker) =
             CallTracker::with_timeouts(channel_id, record.mode(), self.now_ms(), timeouts)
         else {
@@ -985,5 +991,6 @@ fn originate_call(request: &OriginateRequest) -> OriginateCall<'_> {
         contact_ref: &record.contact_ref,
         recording_ref: &record.recording_ref,
         single_leg: record.single_leg,
+        controls: record.controls,
     }
 }

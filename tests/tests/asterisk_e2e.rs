@@ -1230,3 +1230,188 @@ fn kit_connects_to_the_upstream_sample_configuration_as_the_readme_says() {
     ready(&host, "after a restart");
     drop(host);
 }
+
+// ---- Per-call dial controls on the real PBX (core::dial; the kit's [c2d-settings] and
+// [c2d-record]) ----
+
+/// Seconds from `from`'s notification to `to`'s, from their timestamps
+/// (`2026-12-03T13:55:01.123Z`, written by the host when it saw the AMI event).
+fn seconds_between(notifications: &[serde_json::Value], from: &str, to: &str) -> f64 {
+    let at = |event: &str| -> f64 {
+        let n = notifications
+            .iter()
+            .find(|n| n["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} in {notifications:#?}"));
+        let stamp = n["timestamp"].as_str().expect("timestamp");
+        let time = stamp.split_once('T').expect("T").1.trim_end_matches('Z');
+        let parts: Vec<f64> = time
+            .split(':')
+            .map(|p| p.parse().expect("number"))
+            .collect();
+        parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+    };
+    at(to) - at(from)
+}
+
+fn body_with(contact_ref: &str, controls: &str) -> String {
+    format!(
+        r#"{{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","contact_ref":"{contact_ref}",{controls}}}"#
+    )
+}
+
+/// `callee_ring_timeout_secs` outlasts the site's `C2D_CALLEE_RING_SECS` (6 s here): the
+/// callee rings the call's 20 s, then the call fails `callee_no_answer`.
+#[test]
+fn callee_ring_timeout_overrides_the_site_default() {
+    let lab = Lab::start();
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "answer_long.xml", "callee-ring");
+    let mut carrier = lab.carrier(sipp("noanswer.xml", &[]), "callee-ring");
+    let (status, answer) = lab.host.create_call(&body_with(
+        "crm-callee-ring",
+        r#""callee_ring_timeout_secs":20"#,
+    ));
+    assert_eq!(status, 202, "{answer}");
+    let notifications = lab.redis.follow(
+        &key_of("crm-callee-ring"),
+        &["recording_ready"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(events(&notifications), CALLEE_FAILED, "{notifications:#?}");
+    let failed = notifications
+        .iter()
+        .find(|n| n["event"] == "failed")
+        .unwrap();
+    assert_eq!(failed["cause"], "callee_no_answer", "{failed}");
+    // The site's 6 s would have ended it much sooner; the PBX may only be slower, not faster.
+    let rang = seconds_between(&notifications, "callee_ringing", "failed");
+    assert!(
+        rang >= 18.0,
+        "the callee rang {rang} s, not the call's 20 s"
+    );
+    agent.expect_success(Duration::from_secs(40), "agent");
+    carrier.expect_success(Duration::from_secs(40), "carrier");
+    lab.assert_clean_log(&[]);
+}
+
+/// `agent_ring_timeout_secs` is the Originate's timeout: 12 s against the host's 3 s.
+#[test]
+fn agent_ring_timeout_overrides_the_hosts_default() {
+    let lab = Lab::start_with(
+        Site::default(),
+        &[("C2D_DIALPLAN__AGENT_RING_TIMEOUT_MS", "3000")],
+    );
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "noanswer.xml", "agent-ring");
+    let (status, answer) = lab.host.create_call(&body_with(
+        "crm-agent-ring",
+        r#""agent_ring_timeout_secs":12"#,
+    ));
+    assert_eq!(status, 202, "{answer}");
+    let notifications = lab.redis.follow(
+        &key_of("crm-agent-ring"),
+        &["failed"],
+        Duration::from_secs(40),
+    );
+    assert_eq!(
+        events(&notifications),
+        ["queued", "agent_ringing", "failed"],
+        "{notifications:#?}"
+    );
+    assert_eq!(notifications[2]["cause"], "agent_no_answer");
+    let rang = seconds_between(&notifications, "queued", "failed");
+    assert!(rang >= 10.0, "the agent rang {rang} s, not the call's 12 s");
+    agent.expect_success(Duration::from_secs(40), "agent");
+    lab.assert_clean_log(&[]);
+}
+
+/// `record: false`: the call is connected as usual, but nothing is recorded: no MixMonitor,
+/// no file in the PBX's recordings directory, no `recording_ready`, no recording URL.
+#[test]
+fn a_call_created_with_record_false_is_not_recorded() {
+    let lab = Lab::start();
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "answer.xml", "no-record");
+    let mut carrier = lab.carrier(Sipp::new("answer_long.xml", 0), "no-record");
+    let (status, answer) = lab
+        .host
+        .create_call(&body_with("crm-no-record", r#""record":false"#));
+    assert_eq!(status, 202, "{answer}");
+    assert!(answer.get("recording_url").is_none(), "{answer}");
+    let recording_ref = answer["recording_ref"].as_str().unwrap().to_string();
+    let notifications = lab.redis.follow(
+        &key_of("crm-no-record"),
+        &["hangup", "failed"],
+        Duration::from_secs(40),
+    );
+    assert_eq!(
+        events(&notifications),
+        &ANSWERED[..ANSWERED.len() - 1],
+        "{notifications:#?}"
+    );
+    agent.expect_success(Duration::from_secs(20), "agent");
+    carrier.expect_success(Duration::from_secs(20), "carrier");
+    // Still nothing after the call's channels are gone.
+    std::thread::sleep(Duration::from_secs(2));
+    let again = lab
+        .redis
+        .follow(&key_of("crm-no-record"), &[], Duration::from_millis(200));
+    assert!(
+        !events(&again).contains(&"recording_ready".to_string()),
+        "{again:#?}"
+    );
+    let wav = lab
+        .asterisk
+        .recordings()
+        .join(format!("{recording_ref}.wav"));
+    assert!(!wav.exists(), "{} was written", wav.display());
+    assert_eq!(
+        lab.host
+            .get(&format!("/click2dial/recordings/{recording_ref}"))
+            .status,
+        404
+    );
+    lab.assert_clean_log(&[]);
+}
+
+/// `max_duration_secs`: both phones would talk for 30 s; the PBX hangs the call up 10 s
+/// after the callee answered, both phones get a BYE, and the hangup says `max_duration`.
+#[test]
+fn max_duration_hangs_up_a_connected_call() {
+    let lab = Lab::start();
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "answer_long.xml", "max-duration");
+    let mut carrier = lab.carrier(Sipp::new("answer_long.xml", 0), "max-duration");
+    let (status, answer) = lab
+        .host
+        .create_call(&body_with("crm-max-duration", r#""max_duration_secs":10"#));
+    assert_eq!(status, 202, "{answer}");
+    let notifications = lab.redis.follow(
+        &key_of("crm-max-duration"),
+        &["recording_ready", "failed"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(events(&notifications), ANSWERED, "{notifications:#?}");
+    let talked = seconds_between(&notifications, "joined", "hangup");
+    assert!(
+        (9.0..25.0).contains(&talked),
+        "connected for {talked} s, not the call's 10 s (the phones hang up at 30 s)"
+    );
+    agent.expect_success(Duration::from_secs(40), "agent");
+    carrier.expect_success(Duration::from_secs(40), "carrier");
+    assert_eq!(agent.received("BYE").len(), 1, "the PBX hung up the agent");
+    assert_eq!(
+        carrier.received("BYE").len(),
+        1,
+        "the PBX hung up the callee"
+    );
+    // Its own reason: the PBX ends it as a normal clearing (Q.850 16); the host knows the
+    // limit it asked for.
+    let hangup = notifications
+        .iter()
+        .find(|n| n["event"] == "hangup")
+        .unwrap();
+    assert_eq!(hangup["cause"], "max_duration", "{hangup}");
+    assert_eq!(hangup["q850"], 16, "{hangup}");
+    lab.assert_clean_log(&[]);
+}

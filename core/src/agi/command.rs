@@ -10,6 +10,7 @@
 
 use core::fmt;
 
+use crate::decimal::Decimal;
 use crate::error::BufferTooSmall;
 
 /// The longest command line Asterisk reads (`AGI_BUF_LEN`), `\n` included.
@@ -89,13 +90,14 @@ pub enum Command<'a> {
 impl Command<'_> {
     /// Writes the command and its `\n` into `out`; returns the length.
     pub fn write(&self, out: &mut [u8]) -> Result<usize, CommandError> {
-        let mut level = [0u8; 3];
+        let level;
         let (verb, args): (&str, [Option<&str>; 2]) = match *self {
             Self::GetVariable(name) => ("GET VARIABLE", [Some(name), None]),
             Self::GetFullVariable(expr) => ("GET FULL VARIABLE", [Some(expr), None]),
             Self::SetVariable { name, value } => ("SET VARIABLE", [Some(name), Some(value)]),
             Self::Verbose { message, level: l } => {
-                ("VERBOSE", [Some(message), Some(decimal(l, &mut level))])
+                level = Decimal::new(u64::from(l));
+                ("VERBOSE", [Some(message), Some(level.as_str())])
             }
             Self::ChannelStatus => ("CHANNEL STATUS", [None, None]),
             Self::Hangup => ("HANGUP", [None, None]),
@@ -153,24 +155,6 @@ fn needs_quotes(value: &str) -> bool {
                     b'_' | b'(' | b')' | b'-' | b'.' | b':' | b'+' | b'@' | b'/' | b'~'
                 )
         })
-}
-
-/// `n` in decimal, in `buf`.
-fn decimal(n: u8, buf: &mut [u8; 3]) -> &str {
-    let digits = [n / 100, (n / 10) % 10, n % 10];
-    let skip = if n >= 100 {
-        0
-    } else if n >= 10 {
-        1
-    } else {
-        2
-    };
-    for (slot, d) in buf.iter_mut().zip(digits) {
-        *slot = b'0'.saturating_add(d);
-    }
-    buf.get(skip..)
-        .and_then(|b| core::str::from_utf8(b).ok())
-        .unwrap_or("0")
 }
 
 struct Writer<'o> {

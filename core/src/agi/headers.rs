@@ -32,7 +32,7 @@ use crate::policy::DialPolicy;
 use crate::request::CallRequest;
 use crate::validate::{ValidCall, Validators};
 
-use super::text::Text;
+use crate::text::Text;
 
 /// Room for the callee, outbound ID, agent and caller number values.
 pub const SHORT_VALUE_MAX_LEN: usize = 128;
@@ -272,6 +272,8 @@ impl Headers {
             outbound_id,
             contact_ref,
             contact_ref_field: Field::ContactRef,
+            // A softphone's call dials from the dialplan: the site's defaults apply.
+            dial: crate::dial::DialRequest::default(),
         })
     }
 
@@ -314,6 +316,9 @@ const fn too_long(field: Field) -> Error {
         Field::Callee => ErrorCode::InvalidCallee,
         Field::OutboundId => ErrorCode::InvalidOutboundId,
         Field::ContactRef | Field::CallRef => ErrorCode::InvalidContactRef,
+        Field::AgentRingTimeout | Field::CalleeRingTimeout | Field::MaxDuration | Field::Record => {
+            ErrorCode::InvalidDialControl
+        }
     };
     Error::field(code, field, "the header is longer than any valid value")
 }

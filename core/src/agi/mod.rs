@@ -72,8 +72,8 @@ mod command;
 mod frame;
 mod headers;
 mod script;
-mod text;
 
+pub use crate::text::Text;
 pub use command::{is_sendable, Command, CommandError, MAX_COMMAND_LEN};
 pub use frame::{
     DecodeError, Decoded, Decoder, Environment, Frame, Reply, Success, ENV_PREFIX, MAX_ENV_LEN,
@@ -87,4 +87,3 @@ pub use script::{
     DecideError, Decision, Dial, Script, ScriptError, ScriptEvent, CALLEE_MAX_LEN, CHANNEL_MAX_LEN,
     OUTBOUND_CID_MAX_LEN, RECORDING_REF_MAX_LEN, UNIQUEID_MAX_LEN,
 };
-pub use text::Text;

@@ -33,7 +33,7 @@ use crate::validate::{Call, CONTACT_REF_MAX_LEN};
 use super::command::{is_sendable, Command};
 use super::frame::{DecodeError, Decoder, Frame, Reply};
 use super::headers::{Header, Headers, Rejection};
-use super::text::Text;
+use crate::text::Text;
 
 /// Longest `agi_uniqueid` kept (Asterisk allows 149 bytes; its own are `1795758224.2`).
 pub const UNIQUEID_MAX_LEN: usize = 150;

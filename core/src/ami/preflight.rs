@@ -22,6 +22,9 @@
 
 use core::fmt;
 
+use crate::decimal::Decimal;
+pub use crate::text::Text;
+
 use super::action::{Action, ActionError, ListCommands, Login, ShowDialPlan};
 use super::frame::BANNER_PREFIX;
 use super::message::Message;
@@ -123,55 +126,6 @@ impl ProblemCode {
 impl fmt::Display for ProblemCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// A short text kept by value (no allocation); longer input is cut at a character boundary.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Text<const N: usize> {
-    bytes: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> Text<N> {
-    pub(crate) const EMPTY: Self = Self {
-        bytes: [0; N],
-        len: 0,
-    };
-
-    pub(crate) fn from_parts(parts: &[&str]) -> Self {
-        let mut text = Self::EMPTY;
-        for part in parts {
-            let room = N.saturating_sub(text.len);
-            let mut n = part.len().min(room);
-            while !part.is_char_boundary(n) {
-                n = n.saturating_sub(1);
-            }
-            let end = text.len.saturating_add(n);
-            if let (Some(dst), Some(src)) = (text.bytes.get_mut(text.len..end), part.get(..n)) {
-                dst.copy_from_slice(src.as_bytes());
-                text.len = end;
-            }
-            if n < part.len() {
-                break;
-            }
-        }
-        text
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        // Only whole characters are ever copied in.
-        self.bytes
-            .get(..self.len)
-            .and_then(|b| core::str::from_utf8(b).ok())
-            .unwrap_or_default()
-    }
-}
-
-impl<const N: usize> fmt::Debug for Text<N> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -358,12 +312,6 @@ struct Seen {
     commands: [bool; REQUIRED_ACTIONS.len()],
     extension: Text<MAX_CAMPAIGN_LEN>,
     extension_long: bool,
-}
-
-impl<const N: usize> Default for Text<N> {
-    fn default() -> Self {
-        Self::EMPTY
-    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -677,11 +625,9 @@ impl<'a, const C: usize> Preflight<'a, C> {
         }
         self.enter(Step::Dialplan(i), now);
         self.to_send = true;
-        let mut run = [0u8; 10];
-        let mut index = [0u8; 10];
-        let run = decimal(u64::from(self.run), &mut run);
-        let index = decimal(i as u64, &mut index);
-        self.action_id = Text::from_parts(&["c2d-pf-", run, "-", index]);
+        let run = Decimal::new(u64::from(self.run));
+        let index = Decimal::new(i as u64);
+        self.action_id = Text::from_parts(&["c2d-pf-", run.as_str(), "-", index.as_str()]);
     }
 
     fn enter(&mut self, step: Step, now: u64) {
@@ -694,9 +640,8 @@ impl<'a, const C: usize> Preflight<'a, C> {
     }
 
     fn write_action_id(&mut self, what: &str) {
-        let mut run = [0u8; 10];
-        let run = decimal(u64::from(self.run), &mut run);
-        self.action_id = Text::from_parts(&["c2d-pf-", run, "-", what]);
+        let run = Decimal::new(u64::from(self.run));
+        self.action_id = Text::from_parts(&["c2d-pf-", run.as_str(), "-", what]);
     }
 
     fn add(&mut self, code: ProblemCode, subject: &[&str]) {
@@ -719,23 +664,4 @@ impl<'a, const C: usize> Preflight<'a, C> {
         self.deadline = None;
         self.to_send = false;
     }
-}
-
-/// `n` in decimal, in `buf`.
-fn decimal(mut n: u64, buf: &mut [u8; 10]) -> &str {
-    let mut start = buf.len();
-    while let Some(i) = start.checked_sub(1) {
-        if let Some(d) = buf.get_mut(i) {
-            // `n % 10` is below 10.
-            *d = b'0'.saturating_add(u8::try_from(n % 10).unwrap_or(0));
-        }
-        start = i;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.get(start..)
-        .and_then(|b| core::str::from_utf8(b).ok())
-        .unwrap_or("0")
 }

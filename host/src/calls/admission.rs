@@ -4,6 +4,7 @@
 //! FastAGI tells the dialplan to dial it.
 
 use click2dial_core::call::Mode;
+use click2dial_core::fingerprint::Fingerprint;
 use click2dial_core::json::{self, Accepted};
 use click2dial_core::template::Template;
 use click2dial_core::validate::Call;
@@ -124,7 +125,8 @@ pub async fn admit(
     let n = json::write_accepted(
         &Accepted {
             call,
-            recording_url: Some(recording_url),
+            // A call created with `record: false` has no recording to fetch.
+            recording_url: call.valid.controls.record.then_some(recording_url),
             notifications_key: Some(notifications_key),
         },
         &mut buf,
@@ -142,6 +144,7 @@ pub async fn admit(
         recording_ref: recording_ref.to_string(),
         recording_url: recording_url.to_string(),
         notifications_key: notifications_key.to_string(),
+        controls: call.valid.controls,
     };
 
     let claim_key = (!call.contact_ref.is_generated())
@@ -150,12 +153,7 @@ pub async fn admit(
     let owner_ttl_secs = state.config.recordings.owner_ttl_secs;
     // The record goes to Redis with the claim, in one round trip, when there is a claim.
     let mut record_key = None;
-    let print = idempotency::fingerprint(
-        &record.agent,
-        &record.callee_e164,
-        &record.outbound_id,
-        contact_ref,
-    );
+    let print = Fingerprint::of(call).to_string();
     if let Some(key) = &claim_key {
         let with_record = state.call_store.as_ref().and_then(|store| {
             let json = serde_json::to_string(&record).ok()?;

@@ -34,6 +34,21 @@ pub struct CreateCall {
     /// Deprecated name of `contact_ref`.
     #[schema(deprecated)]
     call_ref: Option<String>,
+    /// How long the agent's phone rings (for a one-leg call: the callee's), 5–120 s;
+    /// default `[dialplan] ring_timeout_ms`. Out of bounds: `422 invalid_dial_control`.
+    #[schema(example = 20, minimum = 5, maximum = 120)]
+    agent_ring_timeout_secs: Option<u16>,
+    /// How long the callee's phone rings, 5–120 s; default the PBX's `C2D_CALLEE_RING_SECS`.
+    #[schema(example = 30, minimum = 5, maximum = 120)]
+    callee_ring_timeout_secs: Option<u16>,
+    /// Longest the call may last once the callee answered, 10–86400 s; the PBX hangs it up
+    /// then and the `hangup` notification has cause `max_duration`. Default: no limit.
+    #[schema(example = 600, minimum = 10, maximum = 86400)]
+    max_duration_secs: Option<u32>,
+    /// Whether the call is recorded (default `true`). A call with `false` has no
+    /// `recording_url` and no `recording_ready` notification.
+    #[schema(example = true)]
+    record: Option<bool>,
 }
 
 /// A warning attached to an accepted call.
@@ -57,8 +72,8 @@ pub struct Queued {
     contact_ref: String,
     /// 26 characters of a-z and 2-7.
     recording_ref: String,
-    /// Where the recording will be served.
-    recording_url: String,
+    /// Where the recording will be served (absent for a call created with `record: false`).
+    recording_url: Option<String>,
     /// The Redis list with this call's notifications.
     notifications_key: String,
     /// Warnings.

@@ -44,11 +44,6 @@ struct Record<'a> {
     pending: bool,
 }
 
-/// The payload fields that make two requests "the same call".
-pub fn fingerprint(agent: &str, callee_e164: &str, outbound_id: &str, contact_ref: &str) -> String {
-    // Fields are from validated charsets that exclude '|', so the join is unambiguous.
-    format!("{agent}|{callee_e164}|{outbound_id}|{contact_ref}")
-}
 
 /// A call record to store along with a new claim: its key, JSON and TTL.
 #[derive(Clone, Copy, Debug)]

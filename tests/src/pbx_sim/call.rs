@@ -32,6 +32,9 @@ pub(crate) struct Call {
     /// Set for a one-leg call: how its recorded frames become this call's.
     one_leg: Option<OneLeg>,
     ring_timeout_ms: u64,
+    /// Whether the kit's `[c2d-record]` runs MixMonitor: not when the Originate carries
+    /// `C2D_RECORD=no` (a call created with `record: false`).
+    record: bool,
     /// Where the answer of a synchronous Originate goes.
     reply: Option<oneshot::Sender<Vec<u8>>>,
     _guard: CallGuard,
@@ -187,6 +190,7 @@ impl Call {
             values,
             one_leg,
             ring_timeout_ms,
+            record: variable("C2D_RECORD").as_deref() != Some("no"),
             reply,
             _guard: guard,
         }
@@ -203,7 +207,7 @@ impl Call {
             let skip = match frame.role {
                 Role::OriginateVariable => generic,
                 Role::CreationCallerId => generic && self.values.caller_id.is_none(),
-                Role::Recording => self.values.recording.is_none(),
+                Role::Recording => self.values.recording.is_none() || !self.record,
                 _ => false,
             };
             if skip {
@@ -224,7 +228,7 @@ impl Call {
                     continue;
                 }
             }
-            if Some(i) == t.recording_start {
+            if Some(i) == t.recording_start && self.record {
                 recorder = self.start_recording(&shared);
             }
             if Some(i) == t.last_hangup {

@@ -59,6 +59,7 @@ pub fn one_leg_originate() -> Vec<u8> {
         contact_ref: "crm-42",
         recording_ref: "rec-abc",
         single_leg: true,
+        controls: click2dial_core::dial::DialControls::DEFAULT,
     };
     let mut out = [0u8; 2048];
     let n = write_originate(&call, &Dialplan::DEFAULT, &mut out).expect("originate");

@@ -323,3 +323,40 @@ fn every_refusal_is_answered_over_http_before_anything_is_dialled() {
     let ready = "crm-ready".to_string();
     assert_eq!(w.sim.originates_of(&ready), 1, "{}", w.sim.log_text());
 }
+
+/// `record: false` through the host and the simulator: the `202` promises no recording, the
+/// notifications end at `hangup` with no `recording_ready`, and no file is written; a repeat
+/// with other dial controls is another call (`409`).
+#[test]
+fn a_call_created_with_record_false_is_not_recorded() {
+    let w = world(&[]);
+    let with_controls = |controls: &str| {
+        format!(
+            r#"{{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","contact_ref":"crm-no-rec",{controls}}}"#
+        )
+    };
+    let (status, answer) = w
+        .host
+        .create_call_when_ready(&with_controls(r#""record":false"#));
+    assert_eq!(status, 202, "{answer}");
+    assert!(answer.get("recording_url").is_none(), "{answer}");
+    let recording_ref = answer["recording_ref"].as_str().expect("ref").to_string();
+    let key = "teleforge:notifications:c2d:crm-no-rec";
+    let got = w
+        .redis
+        .follow(key, &["hangup", "failed"], Duration::from_secs(20));
+    assert_eq!(events(&got), ANSWERED[..ANSWERED.len() - 1]);
+    // The same request again is a repeat; other controls with the same contact_ref are not.
+    let (status, again) = w.host.create_call(&with_controls(r#""record":false"#));
+    assert_eq!(
+        (status, &again["recording_ref"]),
+        (202, &answer["recording_ref"])
+    );
+    let (status, conflict) = w.host.create_call(&with_controls(r#""record":true"#));
+    assert_eq!(status, 409, "{conflict}");
+    std::thread::sleep(Duration::from_secs(1));
+    let late = w.redis.follow(key, &[], Duration::from_millis(300));
+    assert!(late.is_empty(), "{late:#?}");
+    let wav = w.recordings.path().join(format!("{recording_ref}.wav"));
+    assert!(!wav.exists(), "{} was written", wav.display());
+}

@@ -308,6 +308,7 @@ async fn one_leg_calls_notify_like_their_recordings() {
             contact_ref: &contact,
             recording_ref: &recording,
             single_leg: true,
+            controls: click2dial_core::dial::DialControls::DEFAULT,
         };
         let mut buf = [0u8; 2048];
         let n = write_originate(&call, &Dialplan::DEFAULT, &mut buf).unwrap();

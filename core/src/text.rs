@@ -1,0 +1,142 @@
+//! A string held inline in a fixed-size buffer: values that outlive the buffer they were read
+//! from (a request body, an AMI message) without allocating. The one inline string type of
+//! the core, the appliance and the host's call values.
+
+use core::fmt;
+
+/// Up to `N` bytes of UTF-8, inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Text<const N: usize> {
+    bytes: [u8; N],
+    len: u16,
+}
+
+impl<const N: usize> Text<N> {
+    /// The empty string.
+    pub const EMPTY: Self = Self {
+        bytes: [0; N],
+        len: 0,
+    };
+
+    /// A copy of `value`, or `None` when it is longer than `N` bytes.
+    pub fn new(value: &str) -> Option<Self> {
+        let mut text = Self::EMPTY;
+        text.bytes
+            .get_mut(..value.len())?
+            .copy_from_slice(value.as_bytes());
+        text.len = u16::try_from(value.len()).ok()?;
+        Some(text)
+    }
+
+    /// `parts` one after the other, or `None` when they are longer than `N` bytes together.
+    pub fn new_from_parts(parts: &[&str]) -> Option<Self> {
+        let total = parts
+            .iter()
+            .try_fold(0usize, |n, part| n.checked_add(part.len()))?;
+        (total <= N).then(|| Self::from_parts(parts))
+    }
+
+    /// `parts` one after the other; what does not fit is cut at a character boundary.
+    pub fn from_parts(parts: &[&str]) -> Self {
+        let mut text = Self::EMPTY;
+        let mut len = 0usize;
+        for part in parts {
+            let room = N.saturating_sub(len);
+            let mut n = part.len().min(room);
+            while !part.is_char_boundary(n) {
+                n = n.saturating_sub(1);
+            }
+            let end = len.saturating_add(n);
+            if let (Some(dst), Some(src)) = (text.bytes.get_mut(len..end), part.get(..n)) {
+                dst.copy_from_slice(src.as_bytes());
+                len = end;
+            }
+            if n < part.len() {
+                break;
+            }
+        }
+        text.len = u16::try_from(len).unwrap_or(0);
+        text
+    }
+
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        // Only whole characters are ever copied in.
+        self.bytes
+            .get(..usize::from(self.len))
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Whether the string is empty.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<const N: usize> Default for Text<N> {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl<const N: usize> fmt::Debug for Text<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl<const N: usize> fmt::Display for Text<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<const N: usize> defmt::Format for Text<N> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{=str}", self.as_str())
+    }
+}
+
+impl<const N: usize> serde::Serialize for Text<N> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de, const N: usize> serde::Deserialize<'de> for Text<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<const N: usize>;
+        impl<const N: usize> serde::de::Visitor<'_> for Visitor<N> {
+            type Value = Text<N>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a string of at most {N} bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<N>, E> {
+                Text::new(v).ok_or_else(|| E::invalid_length(v.len(), &self))
+            }
+        }
+        deserializer.deserialize_str(Visitor::<N>)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Text;
+
+    #[test]
+    fn new_refuses_what_does_not_fit() {
+        assert_eq!(Text::<4>::new("1001").unwrap().as_str(), "1001");
+        assert!(Text::<4>::new("10010").is_none());
+        assert!(Text::<4>::new("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn from_parts_cuts_at_a_character_boundary() {
+        assert_eq!(Text::<8>::from_parts(&["ab", "cd"]).as_str(), "abcd");
+        assert_eq!(Text::<3>::from_parts(&["ab", "cd"]).as_str(), "abc");
+        // "é" is two bytes: it does not fit in the one byte left.
+        assert_eq!(Text::<3>::from_parts(&["ab", "é"]).as_str(), "ab");
+    }
+}
