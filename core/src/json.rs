@@ -126,6 +126,23 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every event, in the order of a normal call.
+    pub const ALL: [Self; 8] = [
+        Self::Queued,
+        Self::AgentRinging,
+        Self::AgentAnswered,
+        Self::CalleeRinging,
+        Self::Joined,
+        Self::Hangup,
+        Self::Failed,
+        Self::RecordingReady,
+    ];
+
+    /// The event named `name` in notifications.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+
     /// The event name in notifications.
     pub const fn as_str(self) -> &'static str {
         match self {

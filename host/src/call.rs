@@ -73,6 +73,8 @@ pub struct Notification {
     pub call_key: String,
     /// The JSON object.
     pub json: String,
+    /// When it happened, in Unix milliseconds (the `timestamp` of the JSON).
+    pub at_ms: u64,
     /// When the AMI event behind it was read (for the latency histogram).
     pub since: Instant,
 }

@@ -25,7 +25,7 @@ pub mod hub;
 use crate::call::{Notification, Outbox};
 use crate::metrics::Metrics;
 use crate::store::gate;
-use crate::store::schema::PUSH_ONCE;
+use crate::store::schema::{self, PUSH_ONCE};
 use hub::Hub;
 
 /// Where notifications go.
@@ -41,6 +41,8 @@ pub struct Settings {
     pub spool_capacity: usize,
     /// Prefix of the exactly-once marks.
     pub sent_prefix: String,
+    /// How long a call's history (its resource) and the key's index of calls are kept.
+    pub history_ttl_secs: u64,
 }
 
 /// Notifications pushed per round trip.
@@ -243,15 +245,29 @@ async fn push<'a>(
     let legacy = settings.legacy_key.as_deref();
     let mut pipe = redis::pipe();
     for n in batch {
+        let first = n.sequence == 1;
         pipe.cmd("EVALSHA")
             .arg(script_hash)
-            .arg(3)
+            .arg(5)
             .arg(&n.call_key)
             .arg(legacy.unwrap_or(&n.call_key))
             .arg(format!("{}{}", settings.sent_prefix, n.id))
+            .arg(schema::history_key(&n.owner, &n.contact_ref))
+            .arg(schema::calls_key(&n.owner))
             .arg(&n.json)
             .arg(settings.ttl_secs)
             .arg(if legacy.is_some() { "1" } else { "0" })
+            .arg(settings.history_ttl_secs)
+            .arg(if first {
+                n.at_ms.to_string()
+            } else {
+                String::new()
+            })
+            .arg(&n.contact_ref)
+            .arg(format!(
+                r#"{{"at_ms":{},"notification":{}}}"#,
+                n.at_ms, n.json
+            ))
             .ignore();
     }
     pipe.query_async::<()>(conn).await

@@ -972,6 +972,7 @@ impl Driver {
                 event: progress.event.as_str(),
                 call_key: record.notifications_key.clone(),
                 json: String::from_utf8_lossy(&buf[..n]).into_owned(),
+                at_ms: self.wall(progress.at),
                 since,
             }),
             Err(e) => tracing::error!(error = %e, "notification does not fit its buffer"),

@@ -44,6 +44,7 @@ pub fn start(config: Config) -> Result<Services, String> {
             ttl_secs: config.redis.ttl_secs,
             spool_capacity: config.redis.spool_capacity,
             sent_prefix: schema::SENT_PREFIX.into(),
+            history_ttl_secs: config.redis.idempotency_ttl_secs,
         },
         metrics.clone(),
     );

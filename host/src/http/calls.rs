@@ -1,4 +1,4 @@
-//! The REST API: `POST /click2dial/calls`.
+//! The REST API: `POST /click2dial/calls` (and, from [`super::call_resource`], reading calls).
 
 use std::sync::Arc;
 
@@ -22,7 +22,8 @@ use crate::pbx::{OriginateError, OriginateRequest};
 /// `/click2dial/calls`.
 pub fn router(calls: Calls) -> OpenApiRouter {
     OpenApiRouter::new()
-        .routes(routes!(create_call))
+        .routes(routes!(create_call, super::call_resource::list_calls))
+        .routes(routes!(super::call_resource::get_call))
         .with_state(calls)
 }
 

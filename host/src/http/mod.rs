@@ -4,6 +4,7 @@
 //! `error.rs` and `openapi.rs`, never on each other nor on this file.
 
 pub mod auth;
+pub mod call_resource;
 pub mod calls;
 pub mod console;
 pub mod error;

@@ -44,7 +44,6 @@ struct Record<'a> {
     pending: bool,
 }
 
-
 /// A call record to store along with a new claim: its key, JSON and TTL.
 #[derive(Clone, Copy, Debug)]
 pub struct StoredRecord<'a> {

@@ -9,6 +9,8 @@
 //! | `redis.idempotency_prefix` + `<key id>:<contact_ref>` ([`claim_key`]) | claim JSON: fingerprint, first answer, pending | [`PENDING_TTL_SECS`], then `redis.idempotency_ttl_secs` | [`CLAIM_AND_STORE`], `SET XX` |
 //! | [`CALL_PREFIX`]`<ChannelId>` ([`call_key`]) | call record JSON | `redis.ttl_secs` | [`CLAIM_AND_STORE`] or `SET` |
 //! | [`RECORDING_OWNER_PREFIX`]`<recording_ref>` ([`recording_owner_key`]) | the owning key's id | `recordings.owner_ttl_secs` | [`CLAIM_AND_STORE`] or `SET` |
+//! | [`HISTORY_PREFIX`]`<key id>:<contact_ref>` ([`history_key`]) | list of the call's notification JSON, oldest first (at most [`HISTORY_MAX`]): the call resource | `redis.idempotency_ttl_secs` | [`PUSH_ONCE`] |
+//! | [`CALLS_PREFIX`]`<key id>` ([`calls_key`]) | sorted set: the key's `contact_ref`s by creation time (ms), at most [`CALLS_MAX`] | `redis.idempotency_ttl_secs` | [`PUSH_ONCE`] |
 
 /// Key prefix of call records.
 pub const CALL_PREFIX: &str = "teleforge:c2d:call:";
@@ -19,6 +21,28 @@ pub const RECORDING_OWNER_PREFIX: &str = "teleforge:c2d:recording:";
 
 /// Key prefix of the notifications' exactly-once marks.
 pub const SENT_PREFIX: &str = "teleforge:c2d:sent:";
+
+/// Key prefix of calls' histories, the stored form of `GET /click2dial/calls/{contact_ref}`.
+pub const HISTORY_PREFIX: &str = "teleforge:c2d:history:";
+
+/// Key prefix of each key's index of calls, for `GET /click2dial/calls`.
+pub const CALLS_PREFIX: &str = "teleforge:c2d:calls:";
+
+/// The most notifications a history keeps (a call has at most eight).
+pub const HISTORY_MAX: usize = 32;
+
+/// The most calls a key's index keeps (the oldest go first).
+pub const CALLS_MAX: usize = 10_000;
+
+/// The history of `owner`'s call `contact_ref`.
+pub fn history_key(owner: &str, contact_ref: &str) -> String {
+    format!("{HISTORY_PREFIX}{owner}:{contact_ref}")
+}
+
+/// `owner`'s index of calls.
+pub fn calls_key(owner: &str) -> String {
+    format!("{CALLS_PREFIX}{owner}")
+}
 
 /// The key of `channel_id`'s call record.
 pub fn call_key(channel_id: &str) -> String {
@@ -57,13 +81,28 @@ return redis.call('GET', KEYS[1])
 ";
 
 /// Pushes `KEYS[1]` (per-call list) and optionally `KEYS[2]` (legacy list) once per id
-/// (`KEYS[3]`, the mark).
+/// (`KEYS[3]`, the mark); appends `ARGV[7]` (`{"at_ms":…,"notification":…}`) to the call's
+/// history `KEYS[4]` (kept
+/// `ARGV[4]` seconds, at most [`HISTORY_MAX`]); for a call's first notification (`ARGV[5]`
+/// is its creation time in ms), adds `ARGV[6]` (its `contact_ref`) to the key's index
+/// `KEYS[5]`, dropping entries older than `ARGV[4]` seconds and the oldest past
+/// [`CALLS_MAX`].
 pub const PUSH_ONCE: &str = r"
 if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then
   redis.call('LPUSH', KEYS[1], ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   if ARGV[3] == '1' then
     redis.call('LPUSH', KEYS[2], ARGV[1])
+  end
+  redis.call('RPUSH', KEYS[4], ARGV[7])
+  redis.call('LTRIM', KEYS[4], 0, 31)
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
+  if ARGV[5] ~= '' then
+    local created = tonumber(ARGV[5])
+    redis.call('ZADD', KEYS[5], created, ARGV[6])
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. (created - 1000 * tonumber(ARGV[4])))
+    redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -10001)
+    redis.call('EXPIRE', KEYS[5], ARGV[4])
   end
   return 1
 end

@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod auth_policy;
+mod call_resource;
 mod calls;
 mod case_table;
 mod console;

@@ -749,6 +749,18 @@ pub struct World {
 }
 
 impl World {
+    /// Stops the host and starts a new one on the same Redis, simulator and recordings.
+    pub fn restart_host(&mut self, extra: &[(&str, &str)]) {
+        let fresh = Host::start(
+            &self.redis,
+            &self.sim.address,
+            self.recordings.path(),
+            extra,
+        );
+        let old = std::mem::replace(&mut self.host, fresh);
+        drop(old);
+    }
+
     /// Records in Redis that `owner` (a key id) owns these recordings, as a create-call
     /// does: for files a test puts in the recordings directory itself.
     pub fn own_recordings(&self, owner: &str, refs: &[&str]) {

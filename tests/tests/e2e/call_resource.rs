@@ -1,0 +1,161 @@
+//! `GET /click2dial/calls/{contact_ref}` and `GET /click2dial/calls` through the host's port:
+//! the call's state and reason (CAMARA names), each phone's outcome, its times, its
+//! recording; only for the key that made it; kept in Redis, so a restarted host answers
+//! the same.
+
+use std::time::Duration;
+
+use crate::support::{self, auth_keys, events, hash_key, world, Host, ANSWERED, TEST_KEY};
+
+fn body(agent: &str, contact_ref: &str) -> String {
+    format!(
+        r#"{{"agent":"{agent}","callee":"0820001234","outbound_id":"27820001234","contact_ref":"{contact_ref}"}}"#
+    )
+}
+
+fn get(host: &Host, key: &str, path: &str) -> support::Answer {
+    host.request("GET", path, Some(key), &[], None)
+}
+
+/// Waits for the call's last notification (`recording_ready` or `failed`).
+fn finish(w: &support::World, contact_ref: &str, last: &[&str]) -> Vec<serde_json::Value> {
+    w.redis.follow(
+        &format!("teleforge:notifications:c2d:{contact_ref}"),
+        last,
+        Duration::from_secs(20),
+    )
+}
+
+const OTHER: &str = "c2d_other_0123456789abcdef0123456789abcdef0";
+const NO_READ: &str = "c2d_noread_0123456789abcdef0123456789abcdef";
+
+fn keys() -> String {
+    auth_keys(&[
+        &format!(r#"{{id="other",hash="{}"}}"#, hash_key(OTHER)),
+        &format!(
+            r#"{{id="noread",hash="{}",scopes=["calls:create"]}}"#,
+            hash_key(NO_READ)
+        ),
+    ])
+}
+
+#[test]
+fn an_answered_call_reads_back_disconnected_with_each_phones_outcome() {
+    let mut w = world(&[("C2D_AUTH__KEYS", keys().as_str())]);
+    let (status, answer) = w.host.create_call_when_ready(&body("1001", "res-answered"));
+    assert_eq!(status, 202, "{answer}");
+    let got = finish(&w, "res-answered", &["recording_ready", "failed"]);
+    assert_eq!(events(&got), ANSWERED);
+
+    let call = get(&w.host, TEST_KEY, "/click2dial/calls/res-answered");
+    assert_eq!(call.status, 200, "{:?}", call.json());
+    let call = call.json();
+    assert_eq!(call["contact_ref"], "res-answered");
+    assert_eq!(call["state"], "disconnected");
+    assert_eq!(call["reason"], "hangUp");
+    assert_eq!(call["agent"]["number"], "1001");
+    assert_eq!(call["callee"]["number"], "+27820001234");
+    assert_eq!(call["outbound_id"], "27820001234");
+    for leg in ["agent", "callee"] {
+        assert_eq!(call[leg]["rung"], true, "{call}");
+        assert_eq!(call[leg]["answered"], true, "{call}");
+        assert!(call[leg].get("cause").is_none(), "{call}");
+    }
+    assert_eq!(call["created_at"], got[0]["timestamp"]);
+    assert_eq!(call["connected_at"], got[4]["timestamp"]);
+    assert_eq!(call["ended_at"], got[5]["timestamp"]);
+    assert!(call["duration_secs"].is_u64(), "{call}");
+    assert_eq!(call["recording"]["recording_ref"], answer["recording_ref"]);
+    assert_eq!(call["recording"]["url"], answer["recording_url"]);
+    assert_eq!(call["recording"]["ready"], true);
+
+    // Another key, an unknown reference: the same 404. A bad one: 422. No read scope: 403.
+    let foreign = get(&w.host, OTHER, "/click2dial/calls/res-answered");
+    let unknown = get(&w.host, TEST_KEY, "/click2dial/calls/res-nobody");
+    assert_eq!((foreign.status, unknown.status), (404, 404));
+    assert_eq!(foreign.body, unknown.body);
+    assert_eq!(foreign.code(), "not_found");
+    let bad = get(&w.host, TEST_KEY, "/click2dial/calls/a%20b");
+    assert_eq!(
+        (bad.status, bad.code().as_str()),
+        (422, "invalid_contact_ref")
+    );
+    let scope = get(&w.host, NO_READ, "/click2dial/calls/res-answered");
+    assert_eq!(
+        (scope.status, scope.code().as_str()),
+        (403, "insufficient_scope")
+    );
+
+    // A restarted host reads it back from Redis.
+    let before = get(&w.host, TEST_KEY, "/click2dial/calls/res-answered").body;
+    w.restart_host(&[("C2D_AUTH__KEYS", keys().as_str())]);
+    assert!(support::eventually(Duration::from_secs(20), || w
+        .host
+        .get("/readyz")
+        .status
+        == 200));
+    let after = get(&w.host, TEST_KEY, "/click2dial/calls/res-answered");
+    assert_eq!(after.status, 200);
+    let (mut a, mut b): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_slice(&before).unwrap(), after.json());
+    // Only a live call's duration moves; this one is over.
+    a.as_object_mut().unwrap().remove("duration_secs");
+    b.as_object_mut().unwrap().remove("duration_secs");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_failed_call_names_the_phone_and_camaras_reason() {
+    let w = world(&[]);
+    // Agent 1486 is busy (the simulator's rule for the recorded case).
+    let (status, answer) = w.host.create_call_when_ready(&body("1486", "res-busy"));
+    assert_eq!(status, 202, "{answer}");
+    let got = finish(&w, "res-busy", &["failed"]);
+    assert_eq!(events(&got).last().map(String::as_str), Some("failed"));
+    let call = get(&w.host, TEST_KEY, "/click2dial/calls/res-busy").json();
+    assert_eq!(call["state"], "failed", "{call}");
+    assert_eq!(call["reason"], "callerBusy", "{call}");
+    assert_eq!(call["agent"]["cause"], "agent_busy", "{call}");
+    assert_eq!(call["callee"]["rung"], false, "{call}");
+    assert!(call.get("connected_at").is_none() && call.get("duration_secs").is_none());
+}
+
+#[test]
+fn a_key_lists_its_own_calls_newest_first_by_page_and_state() {
+    let w = world(&[("C2D_AUTH__KEYS", keys().as_str())]);
+    for (agent, contact_ref) in [("1001", "list-1"), ("1486", "list-2"), ("1001", "list-3")] {
+        let (status, answer) = w.host.create_call_when_ready(&body(agent, contact_ref));
+        assert_eq!(status, 202, "{answer}");
+        finish(&w, contact_ref, &["recording_ready", "failed"]);
+    }
+    let refs = |page: &serde_json::Value| -> Vec<String> {
+        page["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["contact_ref"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = get(&w.host, TEST_KEY, "/click2dial/calls?limit=2");
+    assert_eq!(first.status, 200);
+    let first = first.json();
+    assert_eq!(refs(&first), ["list-3", "list-2"]);
+    let next = first["next"].as_str().expect("a next page").to_string();
+    let second = get(
+        &w.host,
+        TEST_KEY,
+        &format!("/click2dial/calls?limit=2&before={next}"),
+    )
+    .json();
+    assert_eq!(refs(&second), ["list-1"]);
+    assert!(second.get("next").is_none(), "{second}");
+    let failed = get(&w.host, TEST_KEY, "/click2dial/calls?state=failed").json();
+    assert_eq!(refs(&failed), ["list-2"]);
+    // Another key has none of them.
+    let other = get(&w.host, OTHER, "/click2dial/calls").json();
+    assert_eq!(refs(&other), Vec::<String>::new());
+    for bad in ["state=ringing", "limit=0", "limit=101", "before=nonsense"] {
+        let answer = get(&w.host, TEST_KEY, &format!("/click2dial/calls?{bad}"));
+        assert_eq!(answer.status, 400, "{bad}: {:?}", answer.json());
+    }
+}
