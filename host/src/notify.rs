@@ -265,8 +265,10 @@ async fn push<'a>(
             })
             .arg(&n.contact_ref)
             .arg(format!(
-                r#"{{"at_ms":{},"notification":{}}}"#,
-                n.at_ms, n.json
+                r#"{{"at_ms":{},"channel":"{}","notification":{}}}"#,
+                n.at_ms,
+                n.id.rsplit_once(':').map_or("", |(channel, _)| channel),
+                n.json
             ))
             .ignore();
     }

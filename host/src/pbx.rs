@@ -144,6 +144,11 @@ enum Command {
         request: Box<OriginateRequest>,
         reply: oneshot::Sender<Result<(), OriginateError>>,
     },
+    /// End a channel (`DELETE /click2dial/calls/{contact_ref}`).
+    Hangup {
+        channel: String,
+        reply: oneshot::Sender<Result<(), OriginateError>>,
+    },
 }
 
 /// Handle to the AMI task.
@@ -273,6 +278,22 @@ impl Pbx {
         answer.await.unwrap_or(Err(OriginateError::NotConnected))
     }
 
+    /// Asks the PBX to end `channel` (its name or `Uniqueid`; a call's originated channel
+    /// has its `ChannelId`) as a normal clearing; the rest of the call follows it (the
+    /// dialplan hangs up the other leg). `Ok` once written: the channel's `Hangup` event
+    /// tells that it happened.
+    pub async fn hang_up(&self, channel: &str) -> Result<(), OriginateError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Hangup {
+                channel: channel.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| OriginateError::NotConnected)?;
+        answer.await.unwrap_or(Err(OriginateError::NotConnected))
+    }
+
     /// Follows a call that the PBX's dialplan places itself (the FastAGI path): the
     /// tracker starts now (`queued`), and the call's events are routed to it by
     /// `request.channel_id`, the `Linkedid` of its channels. Fails when the PBX is not
@@ -389,7 +410,11 @@ async fn run(
             tokio::select! {
                 () = tokio::time::sleep_until(at) => {}
                 command = rx.recv() => match command {
-                    Some(Command::Originate { reply, .. } | Command::Follow { reply, .. }) => {
+                    Some(
+                        Command::Originate { reply, .. }
+                        | Command::Follow { reply, .. }
+                        | Command::Hangup { reply, .. },
+                    ) => {
                         let _ = reply.send(Err(OriginateError::NotConnected));
                     }
                     None => return,
@@ -522,6 +547,19 @@ impl Driver {
                         } else {
                             self.send_originate(session, &mut write, out, request, reply).await;
                         }
+                    }
+                    Some(Command::Hangup { channel, reply }) => {
+                        let result = match session.hangup(&channel, 16, out) {
+                            Ok(n) => write
+                                .write_all(out.get(..n).unwrap_or_default())
+                                .await
+                                .map_err(|_| OriginateError::NotConnected),
+                            Err(session::OriginateError::Encode(e)) => {
+                                Err(OriginateError::Encode(e.to_string()))
+                            }
+                            Err(_) => Err(OriginateError::NotConnected),
+                        };
+                        let _ = reply.send(result);
                     }
                     Some(Command::Follow { request, reply }) => {
                         let channel_id = request.channel_id.clone();

@@ -1413,5 +1413,130 @@ fn max_duration_hangs_up_a_connected_call() {
         .unwrap();
     assert_eq!(hangup["cause"], "max_duration", "{hangup}");
     assert_eq!(hangup["q850"], 16, "{hangup}");
+    let call = lab
+        .host
+        .request(
+            "GET",
+            "/click2dial/calls/crm-max-duration",
+            Some(TEST_KEY),
+            &[],
+            None,
+        )
+        .json();
+    assert_eq!(call["state"], "disconnected", "{call}");
+    assert_eq!(call["reason"], "maxDuration", "{call}");
+    assert!(
+        call["duration_secs"]
+            .as_u64()
+            .is_some_and(|d| (9..25).contains(&d)),
+        "{call}"
+    );
+    lab.assert_clean_log(&[]);
+}
+
+/// `DELETE /click2dial/calls/{contact_ref}` on a connected call: the PBX hangs up both
+/// legs (both phones get a BYE), the answer is the final state (`disconnected`, `hangUp`),
+/// a repeat answers the same, and another key's DELETE is `404`.
+#[test]
+fn delete_ends_a_connected_call() {
+    let lab = Lab::start();
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "answer_long.xml", "delete");
+    let mut carrier = lab.carrier(Sipp::new("answer_long.xml", 0), "delete");
+    let (status, answer) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", "crm-delete"));
+    assert_eq!(status, 202, "{answer}");
+    let so_far = lab.redis.follow(
+        &key_of("crm-delete"),
+        &["joined", "failed"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        events(&so_far).last().map(String::as_str),
+        Some("joined"),
+        "{so_far:#?}"
+    );
+    let path = "/click2dial/calls/crm-delete";
+    let live = lab
+        .host
+        .request("GET", path, Some(TEST_KEY), &[], None)
+        .json();
+    assert_eq!(live["state"], "connected", "{live}");
+
+    let ended = lab.host.request("DELETE", path, Some(TEST_KEY), &[], None);
+    assert_eq!(ended.status, 200, "{:?}", ended.json());
+    let ended = ended.json();
+    assert_eq!(ended["state"], "disconnected", "{ended}");
+    assert_eq!(ended["reason"], "hangUp", "{ended}");
+    agent.expect_success(Duration::from_secs(20), "agent");
+    carrier.expect_success(Duration::from_secs(20), "carrier");
+    assert_eq!(agent.received("BYE").len(), 1, "the PBX hung up the agent");
+    assert_eq!(
+        carrier.received("BYE").len(),
+        1,
+        "the PBX hung up the callee"
+    );
+    let rest = lab.redis.follow(
+        &key_of("crm-delete"),
+        &["recording_ready"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(events(&rest), ["hangup", "recording_ready"], "{rest:#?}");
+    assert_eq!(rest[0]["cause"], "normal_clearing");
+
+    let again = lab.host.request("DELETE", path, Some(TEST_KEY), &[], None);
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["state"], "disconnected");
+    assert_eq!(
+        lab.host
+            .request(
+                "DELETE",
+                "/click2dial/calls/crm-nobody",
+                Some(TEST_KEY),
+                &[],
+                None
+            )
+            .status,
+        404
+    );
+    lab.assert_clean_log(&[]);
+}
+
+/// `DELETE` while the agent's phone still rings: the PBX cancels the ring (the phone gets a
+/// CANCEL), the call ends before it was connected, and nothing more is dialled.
+#[test]
+fn delete_cancels_a_ringing_call() {
+    let lab = Lab::start();
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "noanswer.xml", "delete-ringing");
+    let (status, answer) = lab.host.create_call(&body(
+        "1001",
+        "0820001234",
+        "27820001234",
+        "crm-delete-ringing",
+    ));
+    assert_eq!(status, 202, "{answer}");
+    let so_far = lab.redis.follow(
+        &key_of("crm-delete-ringing"),
+        &["agent_ringing", "failed"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(events(&so_far), ["queued", "agent_ringing"], "{so_far:#?}");
+    let path = "/click2dial/calls/crm-delete-ringing";
+    let ended = lab.host.request("DELETE", path, Some(TEST_KEY), &[], None);
+    assert_eq!(ended.status, 200, "{:?}", ended.json());
+    let ended = ended.json();
+    // Not connected, so `failed`; asked for, so `hangUp` and no phone's failure.
+    assert_eq!(ended["state"], "failed", "{ended}");
+    assert_eq!(ended["reason"], "hangUp", "{ended}");
+    assert!(ended["agent"].get("cause").is_none(), "{ended}");
+    assert_eq!(ended["agent"]["answered"], false, "{ended}");
+    assert_eq!(ended["callee"]["rung"], false, "{ended}");
+    agent.expect_success(Duration::from_secs(40), "agent");
+    assert!(
+        !agent.received("CANCEL").is_empty(),
+        "the ring was cancelled"
+    );
     lab.assert_clean_log(&[]);
 }

@@ -156,6 +156,34 @@ impl Action for Logoff<'_> {
     }
 }
 
+/// `Hangup`: ends one channel, named by its name or its `Uniqueid` (a click2dial call's
+/// originated channel has its `ChannelId` as `Uniqueid`), with Q.850 `cause`. Asterisk
+/// answers `Response: Success`, or `Response: Error` / `No such channel`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Hangup<'a> {
+    /// Correlates the response.
+    pub action_id: &'a str,
+    /// The channel's name or `Uniqueid`.
+    pub channel: &'a str,
+    /// The Q.850 cause the channel ends with.
+    pub cause: u16,
+}
+
+impl Action for Hangup<'_> {
+    fn write(&self, out: &mut [u8]) -> Result<usize, ActionError> {
+        check("ActionID", self.action_id)?;
+        check("Channel", self.channel)?;
+        let cause = crate::decimal::Decimal::new(self.cause.into());
+        let mut w = Writer::new(out);
+        w.header("Action", "Hangup");
+        w.header("ActionID", self.action_id);
+        w.header("Channel", self.channel);
+        w.header("Cause", cause.as_str());
+        w.finish()
+    }
+}
+
 /// `ListCommands`: Asterisk answers one `Response: Success` whose headers are the actions
 /// this manager user may run (`Originate: Originate a call.  (Priv: originate,all)`), so a
 /// missing write privilege shows as a missing header.
@@ -511,6 +539,18 @@ mod tests {
              CallerID: 27820001234\r\nTimeout: 20000\r\nAsync: true\r\nChannelId: c2d-1\r\n\
              Variable: C2D_CONTACT_REF=crm-42\r\n\
              Variable: PJSIP_HEADER(add,X-Teleforge-Agent)=1001\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn hangup_names_the_channel_and_the_cause() {
+        assert_eq!(
+            written(&Hangup {
+                action_id: "c2d-hangup",
+                channel: "c2d-oacxmqkrhrsl63ywyav6eykpgq",
+                cause: 16
+            }),
+            "Action: Hangup\r\nActionID: c2d-hangup\r\nChannel: c2d-oacxmqkrhrsl63ywyav6eykpgq\r\nCause: 16\r\n\r\n"
         );
     }
 

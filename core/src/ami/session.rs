@@ -37,6 +37,9 @@ pub const RECEIVE_BUFFER_LEN: usize = MAX_MESSAGE_LEN;
 /// The `ActionID` of every `Ping` (one is outstanding at a time).
 pub const PING_ACTION_ID: &str = "c2d-ping";
 
+/// The `ActionID` of every `Hangup` ([`Session::hangup`]); its answer is not awaited.
+pub const HANGUP_ACTION_ID: &str = "c2d-hangup";
+
 /// The `ActionID` prefix of the check's actions ([`Preflight`]).
 const CHECK_ACTION_PREFIX: &str = "c2d-pf-";
 
@@ -387,6 +390,30 @@ impl<'a, const C: usize, const P: usize> Session<'a, C, P> {
         out: &mut [u8],
     ) -> Result<usize, OriginateError> {
         self.inner.originate(now, call, dialplan, out)
+    }
+
+    /// Writes a `Hangup` of `channel` (its name or `Uniqueid`) with Q.850 `cause` into `out`.
+    /// Its answer is not awaited: the channel's `Hangup` event says it happened (and
+    /// `No such channel` is the answer when it is already gone, or not there yet).
+    ///
+    /// # Errors
+    /// Not ready, or a channel the codec refuses.
+    pub fn hangup(
+        &mut self,
+        channel: &str,
+        cause: u16,
+        out: &mut [u8],
+    ) -> Result<usize, OriginateError> {
+        if !self.is_ready() {
+            return Err(OriginateError::NotConnected);
+        }
+        super::action::Hangup {
+            action_id: HANGUP_ACTION_ID,
+            channel,
+            cause,
+        }
+        .write(out)
+        .map_err(OriginateError::Encode)
     }
 
     /// The next thing to act on; call until `None` after every input and timeout, sending

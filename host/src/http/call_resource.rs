@@ -6,12 +6,14 @@
 //! foreign `contact_ref` is `404`, as an unknown one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use click2dial_core::json::{Cause, Event};
-use click2dial_core::status::CallStatus;
+use click2dial_core::status::{CallStatus, Reason, State as CallState};
 use click2dial_core::time::Timestamp;
 use click2dial_core::validate::CONTACT_REF_MAX_LEN;
 use click2dial_core::{Error, ErrorCode};
@@ -120,24 +122,56 @@ pub struct ListQuery {
 #[derive(Deserialize)]
 struct Entry {
     at_ms: u64,
+    /// The call's `ChannelId` (its originated channel's `Uniqueid`).
+    #[serde(default)]
+    channel: String,
+    /// Absent in the entry `DELETE` writes ([`DELETED`]).
+    #[serde(default)]
     notification: serde_json::Value,
+    /// The client asked to end the call (`DELETE`).
+    #[serde(default)]
+    deleted: bool,
 }
+
+/// The history entry `DELETE` appends before it asks the PBX to hang up: the call's end
+/// that follows was asked for, so its reason is `hangUp` whatever the PBX reports.
+const DELETED: &str = r#"{"at_ms":0,"deleted":true}"#;
 
 /// The call's view from its history (oldest first); `None` when empty.
 fn fold(contact_ref: &str, history: &[String], now_ms: u64) -> Option<CallView> {
+    fold_with_channel(contact_ref, history, now_ms).map(|(view, _)| view)
+}
+
+/// [`fold`], with the call's `ChannelId`.
+fn fold_with_channel(
+    contact_ref: &str,
+    history: &[String],
+    now_ms: u64,
+) -> Option<(CallView, String)> {
     let entries: Vec<Entry> = history
         .iter()
         .filter_map(|e| serde_json::from_str(e).ok())
         .collect();
-    let first = entries.first()?;
+    let first = entries.iter().find(|e| !e.deleted)?;
     let mut status = CallStatus::new(first.at_ms);
+    let mut deleted = false;
     for entry in &entries {
+        if entry.deleted {
+            deleted = !status.state.is_final();
+            continue;
+        }
         let n = &entry.notification;
         let Some(event) = n["event"].as_str().and_then(Event::from_name) else {
             continue;
         };
         let cause: Option<Cause> = serde_json::from_value(n["cause"].clone()).ok();
         status.apply(event, cause, entry.at_ms);
+    }
+    if deleted && status.state.is_final() {
+        // Ended because the client asked: not a failure of either phone.
+        status.reason = Some(Reason::HangUp);
+        status.agent.cause = None;
+        status.callee.cause = None;
     }
     let n = &first.notification;
     let text = |key: &str| n[key].as_str().unwrap_or_default().to_string();
@@ -148,7 +182,7 @@ fn fold(contact_ref: &str, history: &[String], now_ms: u64) -> Option<CallView> 
         cause: leg.cause.map(|c| c.as_str().to_string()),
     };
     let at = |ms: u64| Timestamp::from_unix_millis(ms).to_string();
-    Some(CallView {
+    let view = CallView {
         contact_ref: contact_ref.to_string(),
         state: status.state.as_str().to_string(),
         reason: status.reason.map(|r| r.as_str().to_string()),
@@ -164,7 +198,8 @@ fn fold(contact_ref: &str, history: &[String], now_ms: u64) -> Option<CallView> 
             url: n["recording_url"].as_str().map(str::to_string),
             ready: status.recording_ready,
         },
-    })
+    };
+    Some((view, first.channel.clone()))
 }
 
 fn now_ms() -> u64 {
@@ -212,27 +247,112 @@ pub async fn get_call(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::CallsRead)?;
-    let contact_ref = raw_contact_ref(&request).to_string();
+    let contact_ref = checked_contact_ref(&request, &calls)?;
+    let history = history(&calls, caller.owner(), &contact_ref).await?;
+    let view = fold(&contact_ref, &history, now_ms()).ok_or(ApiError::new(NO_SUCH_CALL))?;
+    Ok(Json(view).into_response())
+}
+
+/// The `{contact_ref}` segment, checked.
+fn checked_contact_ref(request: &Request, calls: &Calls) -> Result<String, ApiError> {
+    let contact_ref = raw_contact_ref(request);
     if contact_ref.is_empty()
         || contact_ref.len() > CONTACT_REF_MAX_LEN
-        || !calls.validators.is_contact_ref_charset(&contact_ref)
+        || !calls.validators.is_contact_ref_charset(contact_ref)
     {
         return Err(ApiError::new(NOT_A_REFERENCE));
     }
-    let key = schema::history_key(caller.owner(), &contact_ref);
+    Ok(contact_ref.to_string())
+}
+
+/// `owner`'s call's history, oldest first (empty: no such call).
+async fn history(calls: &Calls, owner: &str, contact_ref: &str) -> Result<Vec<String>, ApiError> {
     let mut conn = calls.redis().await.ok_or_else(unavailable)?;
-    let history: Vec<String> = calls
+    calls
         .redis_op(
             redis::cmd("LRANGE")
-                .arg(&key)
+                .arg(schema::history_key(owner, contact_ref))
                 .arg(0)
                 .arg(schema::HISTORY_MAX - 1)
                 .query_async(&mut conn),
         )
         .await
-        .ok_or_else(unavailable)?;
-    let view = fold(&contact_ref, &history, now_ms()).ok_or(ApiError::new(NO_SUCH_CALL))?;
-    Ok(Json(view).into_response())
+        .ok_or_else(unavailable)
+}
+
+/// How long `DELETE` waits for the call to end before it answers `202`.
+const END_WITHIN: Duration = Duration::from_secs(10);
+
+/// How often `DELETE` asks the PBX again while the call goes on (a channel that did not
+/// exist yet when it first asked, a PBX that reconnected).
+const ASK_AGAIN_EVERY: Duration = Duration::from_secs(2);
+
+/// End a call of the calling key: the PBX hangs up its channels (both legs of a connected
+/// call, the ringing phone of one not yet connected); the call ends `disconnected` (it was
+/// connected) or `failed` (it was not), with reason `hangUp`. Idempotent: a call already
+/// over is answered as it is.
+#[utoipa::path(
+    delete,
+    path = "/click2dial/calls/{contact_ref}",
+    tag = "calls",
+    security(("api_key" = ["calls:create"])),
+    params(("contact_ref" = String, Path, description = "The contact_ref of the 202 answer")),
+    responses(
+        (status = 200, description = "The call is over (now, or it already was): its final state", body = CallView),
+        (status = 202, description = "The PBX was asked to end it and it has not ended within 10 s: its state so far", body = CallView),
+        (status = 401, description = "Missing or bad API key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "The key lacks the scope calls:create", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "No call of this key with this contact_ref (another key's call is not found either)", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "Not a contact_ref", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "Redis or the PBX unreachable (`service_unavailable`/`pbx_unavailable`, Retry-After)", body = crate::http::openapi::ErrorBody),
+    )
+)]
+pub async fn end_call(
+    State(calls): State<Calls>,
+    Extension(caller): Extension<Arc<Caller>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::CallsCreate)?;
+    let contact_ref = checked_contact_ref(&request, &calls)?;
+    let deadline = tokio::time::Instant::now() + END_WITHIN;
+    let mut asked: Option<tokio::time::Instant> = None;
+    loop {
+        let history = history(&calls, caller.owner(), &contact_ref).await?;
+        let (view, channel) = fold_with_channel(&contact_ref, &history, now_ms())
+            .ok_or(ApiError::new(NO_SUCH_CALL))?;
+        if is_final(&view.state) {
+            return Ok(Json(view).into_response());
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok((StatusCode::ACCEPTED, Json(view)).into_response());
+        }
+        // One mark per call, however many DELETEs come: the history stays bounded.
+        if asked.is_none() && !history.iter().any(|e| e.as_str() == DELETED) {
+            let mut conn = calls.redis().await.ok_or_else(unavailable)?;
+            calls
+                .redis_op(
+                    redis::cmd("RPUSH")
+                        .arg(schema::history_key(caller.owner(), &contact_ref))
+                        .arg(DELETED)
+                        .query_async::<()>(&mut conn),
+                )
+                .await
+                .ok_or_else(unavailable)?;
+        }
+        if asked.is_none_or(|at| now >= at + ASK_AGAIN_EVERY) {
+            calls.pbx.hang_up(&channel).await.map_err(|e| {
+                tracing::debug!(%channel, error = %e, "hangup not sent");
+                ApiError::new(Error::PBX_UNAVAILABLE).retry_after(2)
+            })?;
+            asked = Some(now);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn is_final(state: &str) -> bool {
+    state == CallState::Disconnected.as_str() || state == CallState::Failed.as_str()
 }
 
 /// The calling key's calls, newest first, optionally in one state; paginated.

@@ -23,7 +23,10 @@ use crate::pbx::{OriginateError, OriginateRequest};
 pub fn router(calls: Calls) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(create_call, super::call_resource::list_calls))
-        .routes(routes!(super::call_resource::get_call))
+        .routes(routes!(
+            super::call_resource::get_call,
+            super::call_resource::end_call
+        ))
         .with_state(calls)
 }
 

@@ -81,7 +81,8 @@ return redis.call('GET', KEYS[1])
 ";
 
 /// Pushes `KEYS[1]` (per-call list) and optionally `KEYS[2]` (legacy list) once per id
-/// (`KEYS[3]`, the mark); appends `ARGV[7]` (`{"at_ms":…,"notification":…}`) to the call's
+/// (`KEYS[3]`, the mark); appends `ARGV[7]` (`{"at_ms":…,"channel":…,"notification":…}`,
+/// `channel` the call's `ChannelId`) to the call's
 /// history `KEYS[4]` (kept
 /// `ARGV[4]` seconds, at most [`HISTORY_MAX`]); for a call's first notification (`ARGV[5]`
 /// is its creation time in ms), adds `ARGV[6]` (its `contact_ref`) to the key's index

@@ -86,6 +86,26 @@ fn an_answered_call_reads_back_disconnected_with_each_phones_outcome() {
         (403, "insufficient_scope")
     );
 
+    // DELETE of a call that is over answers its final state and asks the PBX nothing;
+    // another key's DELETE is 404.
+    let ended = w.host.request(
+        "DELETE",
+        "/click2dial/calls/res-answered",
+        Some(TEST_KEY),
+        &[],
+        None,
+    );
+    assert_eq!(ended.status, 200, "{:?}", ended.json());
+    assert_eq!(ended.json()["state"], "disconnected");
+    let foreign = w.host.request(
+        "DELETE",
+        "/click2dial/calls/res-answered",
+        Some(OTHER),
+        &[],
+        None,
+    );
+    assert_eq!(foreign.status, 404);
+
     // A restarted host reads it back from Redis.
     let before = get(&w.host, TEST_KEY, "/click2dial/calls/res-answered").body;
     w.restart_host(&[("C2D_AUTH__KEYS", keys().as_str())]);
