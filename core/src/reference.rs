@@ -53,6 +53,38 @@ impl Reference {
         // Only ALPHABET bytes are ever stored, so this is always ASCII.
         core::str::from_utf8(&self.0).unwrap_or_default()
     }
+
+    /// `text` as a reference: 26 characters of `a-z` and `2-7`; `None` otherwise.
+    pub fn parse(text: &str) -> Option<Self> {
+        let bytes: [u8; REFERENCE_LEN] = text.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(|b| ALPHABET.contains(b))
+            .then_some(Self(bytes))
+    }
+}
+
+impl serde::Serialize for Reference {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Reference {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Reference;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("26 characters of a-z and 2-7")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Reference, E> {
+                Reference::parse(v)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
 }
 
 impl fmt::Display for Reference {

@@ -17,12 +17,14 @@ pub const E164_MAX_LEN: usize = 16;
 /// Longest valid `outbound_id` (`tvc_` and 64 characters).
 pub const OUTBOUND_ID_MAX_LEN: usize = 68;
 
-/// One accepted call's values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One accepted call's values. Its serde form is the host's stored call record's (flattened
+/// into it): `callee` may be absent in records stored before it was kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CallValues {
     /// The agent's extension (the callee's number for a one-leg call).
     pub agent: Text<AGENT_MAX_LEN>,
     /// The callee as the client sent it.
+    #[serde(default)]
     pub callee: Text<CALLEE_MAX_LEN>,
     /// The callee in E.164, with `+`.
     pub callee_e164: Text<E164_MAX_LEN>,
@@ -34,7 +36,9 @@ pub struct CallValues {
     pub recording_ref: Reference,
     /// `agent` equals `callee`.
     pub single_leg: bool,
-    /// Ring limits, longest duration, recording.
+    /// Ring limits, longest duration, recording (absent in records stored before they
+    /// existed: the defaults).
+    #[serde(default)]
     pub controls: DialControls,
 }
 

@@ -8,14 +8,16 @@
 use std::time::Instant;
 
 use click2dial_core::call::Mode;
-use click2dial_core::dial::DialControls;
+use click2dial_core::values::CallValues;
 
 /// Everything a notification carries besides the event itself. Stored in Redis before the
 /// Originate is sent, so every host can follow the call (see `crate::store::call_store`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CallRecord {
-    /// `agent` equals `callee`.
-    pub single_leg: bool,
+    /// The call's values, as core keeps them (agent, callee, caller ID, references, dial
+    /// controls): a value the call gains is added there, not here.
+    #[serde(flatten)]
+    pub call: CallValues,
     /// The agent's phone started the call (FastAGI); its channel's `Uniqueid` is the key.
     #[serde(default)]
     pub agent_initiated: bool,
@@ -23,24 +25,10 @@ pub struct CallRecord {
     /// only that key reads its events and recording.
     #[serde(default)]
     pub owner: String,
-    /// Contact reference in use.
-    pub contact_ref: String,
-    /// Agent (or callee for a one-leg call).
-    pub agent: String,
-    /// Callee, E.164.
-    pub callee_e164: String,
-    /// Caller ID as given.
-    pub outbound_id: String,
-    /// Recording reference.
-    pub recording_ref: String,
     /// Recording URL.
     pub recording_url: String,
     /// The per-call Redis list.
     pub notifications_key: String,
-    /// Ring limits, longest duration, recording (records stored before they existed: the
-    /// defaults).
-    #[serde(default)]
-    pub controls: DialControls,
 }
 
 impl CallRecord {
@@ -48,7 +36,7 @@ impl CallRecord {
     pub fn mode(&self) -> Mode {
         if self.agent_initiated {
             Mode::AgentInitiated
-        } else if self.single_leg {
+        } else if self.call.single_leg {
             Mode::SingleLeg
         } else {
             Mode::TwoLeg
@@ -88,4 +76,31 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// The call under `owner`'s `contact_ref` is over: no notification follows.
     fn call_over(&self, owner: &str, contact_ref: &str);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallRecord;
+
+    /// A record stored by a host before the call values moved to core (no `callee`, no
+    /// `controls`) is still read by the others: they follow calls across an upgrade.
+    #[test]
+    fn records_stored_before_still_load_and_new_ones_round_trip() {
+        let old = r#"{"single_leg":false,"agent_initiated":false,"owner":"e2e","contact_ref":"crm-42","agent":"1001","callee_e164":"+27820001234","outbound_id":"27820001234","recording_ref":"aaaqeayeaudaocajbifqydiob4","recording_url":"http://x/r","notifications_key":"teleforge:notifications:c2d:crm-42"}"#;
+        let record: CallRecord = serde_json::from_str(old).expect("an old record loads");
+        assert_eq!(record.call.agent.as_str(), "1001");
+        assert_eq!(record.call.callee_e164.as_str(), "+27820001234");
+        assert_eq!(
+            record.call.recording_ref.as_str(),
+            "aaaqeayeaudaocajbifqydiob4"
+        );
+        assert!(record.call.callee.is_empty());
+        assert!(record.call.controls.is_default());
+        let json = serde_json::to_string(&record).expect("serialises");
+        let again: CallRecord = serde_json::from_str(&json).expect("round trip");
+        assert_eq!(again, record);
+        // A recording reference that cannot be one is refused, not stored half-read.
+        let bad = old.replace("aaaqeayeaudaocajbifqydiob4", "../../etc/passwd");
+        assert!(serde_json::from_str::<CallRecord>(&bad).is_err());
+    }
 }

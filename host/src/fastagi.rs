@@ -231,7 +231,7 @@ impl Session<'_> {
         let fingerprint = admitted.fingerprint.clone();
         let answer = admitted.answer.clone();
         let request = OriginateRequest::from(admitted);
-        let contact_ref = request.record.contact_ref.clone();
+        let contact_ref = request.record.call.contact_ref.as_str().to_string();
         if let Err(e) = state.pbx.follow(request).await {
             tracing::warn!(error = %e, contact_ref, "FastAGI call not followed: rejected");
             admission::release(state, claim_key.as_deref()).await;

@@ -83,8 +83,6 @@ pub struct OriginateRequest {
     pub channel_id: String,
     /// Two legs, or one.
     pub mode: Mode,
-    /// The callee as the client sent it.
-    pub callee: String,
     /// The call's values, for the Originate and the notifications.
     pub record: CallRecord,
     /// The call's place under `limits.max_calls_in_flight`, released when the call is over.
@@ -794,6 +792,7 @@ impl Driver {
         Timeouts {
             silence_ms: millis(self.settings.call_silence),
             max_duration_ms: record
+                .call
                 .controls
                 .max_duration_secs
                 .map(|secs| u64::from(secs) * 1000),
@@ -814,7 +813,7 @@ impl Driver {
                     _slot: request.slot,
                 };
                 if let Ok(mut set) = self.live_recordings.lock() {
-                    set.insert(call.record.recording_ref.clone());
+                    set.insert(call.record.call.recording_ref.as_str().to_string());
                 }
                 // `queued` waits for Asterisk's acceptance (or the call's first event).
                 self.settle(request.channel_id, call);
@@ -945,7 +944,7 @@ impl Driver {
             return;
         };
         if let Ok(mut set) = self.live_recordings.lock() {
-            set.insert(record.recording_ref.clone());
+            set.insert(record.call.recording_ref.as_str().to_string());
         }
         tracing::debug!(channel_id, "following a call placed by another host");
         let call = LiveCall {
@@ -967,10 +966,10 @@ impl Driver {
     /// Drops a call that is over: its recording is no longer pending, its slot is free.
     fn forget(&self, call: LiveCall) {
         if let Ok(mut set) = self.live_recordings.lock() {
-            set.remove(&call.record.recording_ref);
+            set.remove(call.record.call.recording_ref.as_str());
         }
         self.notifier
-            .call_over(&call.record.owner, &call.record.contact_ref);
+            .call_over(&call.record.owner, call.record.call.contact_ref.as_str());
     }
 
     fn drain(&self, call: &mut LiveCall, since: Instant) {
@@ -990,11 +989,11 @@ impl Driver {
         let record = &call.record;
         let notification = NotificationJson {
             event: progress.event,
-            contact_ref: &record.contact_ref,
-            agent: &record.agent,
-            callee: &record.callee_e164,
-            outbound_id: &record.outbound_id,
-            recording_ref: &record.recording_ref,
+            contact_ref: record.call.contact_ref.as_str(),
+            agent: record.call.agent.as_str(),
+            callee: &record.call.callee_e164,
+            outbound_id: record.call.outbound_id.as_str(),
+            recording_ref: record.call.recording_ref.as_str(),
             recording_url: Some(&record.recording_url),
             timestamp: Timestamp::from_unix_millis(self.wall(progress.at)),
             cause: progress.cause,
@@ -1005,7 +1004,7 @@ impl Driver {
             Ok(n) => self.notifier.send(Notification {
                 id: format!("{}:{}", call.tracker.channel_id(), call.sequence),
                 owner: record.owner.clone(),
-                contact_ref: record.contact_ref.clone(),
+                contact_ref: record.call.contact_ref.as_str().to_string(),
                 sequence: call.sequence,
                 event: progress.event.as_str(),
                 call_key: record.notifications_key.clone(),
@@ -1020,16 +1019,5 @@ impl Driver {
 
 /// The Originate of a request, as core writes it.
 fn originate_call(request: &OriginateRequest) -> OriginateCall<'_> {
-    let record = &request.record;
-    OriginateCall {
-        channel_id: &request.channel_id,
-        agent: &record.agent,
-        callee: &request.callee,
-        callee_e164: &record.callee_e164,
-        outbound_id: &record.outbound_id,
-        contact_ref: &record.contact_ref,
-        recording_ref: &record.recording_ref,
-        single_leg: record.single_leg,
-        controls: record.controls,
-    }
+    request.record.call.originate(&request.channel_id)
 }

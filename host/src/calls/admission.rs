@@ -8,6 +8,7 @@ use click2dial_core::fingerprint::Fingerprint;
 use click2dial_core::json::{self, Accepted};
 use click2dial_core::template::Template;
 use click2dial_core::validate::Call;
+use click2dial_core::values::CallValues;
 use click2dial_core::{Error, ErrorCode};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -36,8 +37,6 @@ pub struct Admitted {
     pub channel_id: String,
     /// Two legs, one leg, or started by the agent's own channel.
     pub mode: Mode,
-    /// The callee as the client sent it.
-    pub callee: String,
     /// The call's values, for the PBX and the notifications.
     pub record: CallRecord,
     /// The `202` body (also what a repeat of this call is answered with).
@@ -57,7 +56,6 @@ impl From<Box<Admitted>> for OriginateRequest {
         Self {
             channel_id: admitted.channel_id,
             mode: admitted.mode,
-            callee: admitted.callee,
             record: admitted.record,
             slot: Some(admitted.slot),
         }
@@ -134,17 +132,11 @@ pub async fn admit(
     .map_err(|_| Error::INTERNAL)?;
     let answer = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
     let record = CallRecord {
-        single_leg: call.valid.single_leg,
+        call: CallValues::new(call).ok_or(Error::INTERNAL)?,
         agent_initiated: mode == Mode::AgentInitiated,
         owner: owner.to_string(),
-        contact_ref: contact_ref.to_string(),
-        agent: call.valid.agent.to_string(),
-        callee_e164: call.valid.callee.e164().to_string(),
-        outbound_id: call.valid.outbound_id.as_str().to_string(),
-        recording_ref: recording_ref.to_string(),
         recording_url: recording_url.to_string(),
         notifications_key: notifications_key.to_string(),
-        controls: call.valid.controls,
     };
 
     let claim_key = (!call.contact_ref.is_generated())
@@ -234,7 +226,6 @@ pub async fn admit(
     Ok(Admission::New(Box::new(Admitted {
         channel_id,
         mode,
-        callee: call.valid.callee.as_str().to_string(),
         record,
         answer,
         claim_key,

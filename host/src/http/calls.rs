@@ -102,8 +102,8 @@ async fn create_call(
             return Ok(json_response(StatusCode::ACCEPTED, first.into_bytes()))
         }
     };
-    let contact_ref = admitted.record.contact_ref.clone();
-    let recording_ref = admitted.record.recording_ref.clone();
+    let contact_ref = admitted.record.call.contact_ref.as_str().to_string();
+    let recording_ref = admitted.record.call.recording_ref.as_str().to_string();
     let claim_key = admitted.claim_key.clone();
     let fingerprint = admitted.fingerprint.clone();
     let answer = admitted.answer.clone();

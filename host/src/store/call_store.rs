@@ -72,7 +72,7 @@ impl CallStore {
             .arg(self.ttl_secs)
             .ignore()
             .cmd("SET")
-            .arg(recording_owner_key(&record.recording_ref))
+            .arg(recording_owner_key(record.call.recording_ref.as_str()))
             .arg(&record.owner)
             .arg("EX")
             .arg(owner_ttl_secs.max(1))

@@ -240,6 +240,9 @@ fn openapi_describes_exactly_the_served_routes() {
     }
     documented.sort();
     let expected: Vec<(String, String)> = [
+        ("DELETE", "/click2dial/calls/{contact_ref}"),
+        ("GET", "/click2dial/calls"),
+        ("GET", "/click2dial/calls/{contact_ref}"),
         ("GET", "/click2dial/calls/{contact_ref}/events"),
         ("GET", "/click2dial/recordings/{recording_ref}"),
         ("GET", "/healthz"),

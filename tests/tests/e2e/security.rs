@@ -293,6 +293,15 @@ mod isolation {
                 .to_string()
         };
         assert_eq!(scope("/click2dial/calls", "post"), "calls:create");
+        assert_eq!(scope("/click2dial/calls", "get"), "calls:read");
+        assert_eq!(
+            scope("/click2dial/calls/{contact_ref}", "get"),
+            "calls:read"
+        );
+        assert_eq!(
+            scope("/click2dial/calls/{contact_ref}", "delete"),
+            "calls:create"
+        );
         assert_eq!(
             scope("/click2dial/calls/{contact_ref}/events", "get"),
             "calls:read"
