@@ -10,6 +10,7 @@ mod lan9118;
 mod overrides;
 mod stack_usage;
 mod time_driver;
+mod vectors;
 
 use click2dial_appliance::http::{self, HttpBuffers, SharedBody};
 use click2dial_appliance::idempotency::Table;
