@@ -37,7 +37,9 @@ const LISTENERS: usize = 3;
 /// Sockets: the listeners, the AMI connection and DHCP.
 const SOCKETS: usize = LISTENERS + 2;
 
-static PBX: Pbx = Pbx::new();
+/// Initialised at start-up rather than `static PBX: Pbx = Pbx::new()`: its initial value is
+/// not all zeroes, so a plain static would cost 436 bytes of flash for `.data`.
+static PBX: StaticCell<Pbx> = StaticCell::new();
 static TABLE: Table = Table::new();
 static ENTROPY: entropy::Jitter = entropy::Jitter::new(NIC_BASE);
 static CONFIG: StaticCell<Config> = StaticCell::new();
@@ -69,12 +71,12 @@ fn main() -> ! {
     time_driver::init(core.SYST);
     let config = CONFIG.init(overrides::apply(config::BUILD));
     let (stack, runner) = network(config);
-    let app = app(config);
+    let (app, pbx) = app(config);
     // SAFETY: the handler only touches the NIC's INT_STS and a waker.
     unsafe { NVIC::unmask(Irq(NIC_IRQ)) };
     executor::run(|spawner: Spawner| {
         spawner.spawn(unwrap!(net_task(runner)));
-        spawner.spawn(unwrap!(ami_task(stack, config, AMI_BUFFERS.take())));
+        spawner.spawn(unwrap!(ami_task(pbx, stack, config, AMI_BUFFERS.take())));
         for buffers in &HTTP_BUFFERS {
             spawner.spawn(unwrap!(http_task(stack, app, buffers.take())));
         }
@@ -99,14 +101,18 @@ fn network(config: &Config) -> (Stack<'static>, Runner<'static, Lan9118>) {
     embassy_net::new(nic, config.net_config(), NET.take(), ENTROPY.next_u64())
 }
 
-/// Loads the validators and builds the create-call service.
+/// Loads the validators and builds the create-call service and its PBX handle.
 #[inline(never)]
-fn app(config: &'static Config) -> &'static App<'static> {
+fn app(config: &'static Config) -> (&'static App<'static>, &'static Pbx) {
     let validators = match Validators::new() {
         Ok(v) => VALIDATORS.init(v),
         Err(_) => defmt::panic!("validator tables do not load"),
     };
-    APP.init(App::new(config, validators, &PBX, &TABLE, &ENTROPY))
+    let pbx = PBX.init(Pbx::new());
+    (
+        APP.init(App::new(config, validators, pbx, &TABLE, &ENTROPY)),
+        pbx,
+    )
 }
 
 #[embassy_executor::task]
@@ -116,11 +122,12 @@ async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
 
 #[embassy_executor::task]
 async fn ami_task(
+    pbx: &'static Pbx,
     stack: Stack<'static>,
     config: &'static Config,
     buffers: &'static mut AmiBuffers,
 ) -> ! {
-    PBX.run(stack, &config.ami, &config.dialplan, buffers).await
+    pbx.run(stack, &config.ami, &config.dialplan, buffers).await
 }
 
 #[embassy_executor::task(pool_size = LISTENERS)]
