@@ -9,11 +9,13 @@ mod executor;
 mod lan9118;
 mod overrides;
 mod stack_usage;
+mod storage;
 mod time_driver;
 mod vectors;
 
 use click2dial_appliance::http::{self, HttpBuffers, SharedBody};
 use click2dial_appliance::idempotency::Table;
+use click2dial_appliance::keyed::KeyedEntropy;
 use click2dial_appliance::pbx::{AmiBuffers, Pbx};
 use click2dial_appliance::{config, App, Config};
 use click2dial_core::Validators;
@@ -41,7 +43,7 @@ const SOCKETS: usize = LISTENERS + 2;
 /// not all zeroes, so a plain static would cost 436 bytes of flash for `.data`.
 static PBX: StaticCell<Pbx> = StaticCell::new();
 static TABLE: Table = Table::new();
-static ENTROPY: entropy::Jitter = entropy::Jitter::new(NIC_BASE);
+static ENTROPY: StaticCell<KeyedEntropy> = StaticCell::new();
 static CONFIG: StaticCell<Config> = StaticCell::new();
 static APP: StaticCell<App<'static>> = StaticCell::new();
 static VALIDATORS: StaticCell<Validators> = StaticCell::new();
@@ -70,8 +72,9 @@ fn main() -> ! {
     let core = unwrap!(cortex_m::Peripherals::take());
     time_driver::init(core.SYST);
     let config = CONFIG.init(overrides::apply(config::BUILD));
-    let (stack, runner) = network(config);
-    let (app, pbx) = app(config);
+    let entropy = entropy();
+    let (stack, runner) = network(config, entropy);
+    let (app, pbx) = app(config, entropy);
     // SAFETY: the handler only touches the NIC's INT_STS and a waker.
     unsafe { NVIC::unmask(Irq(NIC_IRQ)) };
     executor::run(|spawner: Spawner| {
@@ -84,10 +87,26 @@ fn main() -> ! {
     })
 }
 
+/// The boot's keystream under the device secret; a device that was never provisioned does
+/// not start, since its references could be predicted.
+#[inline(never)]
+fn entropy() -> &'static KeyedEntropy {
+    match entropy::init(NIC_BASE) {
+        Some((keyed, boot)) => {
+            info!("boot {=u32}", boot);
+            ENTROPY.init(keyed)
+        }
+        None => defmt::panic!(
+            "not provisioned: no device secret at {=usize:#x} (see README.md)",
+            storage::PROVISIONING
+        ),
+    }
+}
+
 /// Brings up the NIC and the network stack. Kept out of `main` (as is [`app`]) so the
 /// temporaries of start-up do not stay on the stack while the executor runs.
 #[inline(never)]
-fn network(config: &Config) -> (Stack<'static>, Runner<'static, Lan9118>) {
+fn network(config: &Config, entropy: &KeyedEntropy) -> (Stack<'static>, Runner<'static, Lan9118>) {
     // SAFETY: NIC_BASE is the LAN9118 of mps2-an385, owned by this driver alone.
     let nic = match unsafe { Lan9118::new(NIC_BASE, RX_FRAME.take(), TX_FRAME.take()) } {
         Ok(nic) => nic,
@@ -98,19 +117,22 @@ fn network(config: &Config) -> (Stack<'static>, Runner<'static, Lan9118>) {
         nic.id_rev(),
         nic.mac()
     );
-    embassy_net::new(nic, config.net_config(), NET.take(), ENTROPY.next_u64())
+    embassy_net::new(nic, config.net_config(), NET.take(), entropy.next_u64())
 }
 
 /// Loads the validators and builds the create-call service and its PBX handle.
 #[inline(never)]
-fn app(config: &'static Config) -> (&'static App<'static>, &'static Pbx) {
+fn app(
+    config: &'static Config,
+    entropy: &'static KeyedEntropy,
+) -> (&'static App<'static>, &'static Pbx) {
     let validators = match Validators::new() {
         Ok(v) => VALIDATORS.init(v),
         Err(_) => defmt::panic!("validator tables do not load"),
     };
     let pbx = PBX.init(Pbx::new());
     (
-        APP.init(App::new(config, validators, pbx, &TABLE, &ENTROPY)),
+        APP.init(App::new(config, validators, pbx, &TABLE, entropy)),
         pbx,
     )
 }
