@@ -141,7 +141,11 @@ impl Device {
             )
         };
         let child = Command::new("qemu-system-arm")
-            .args(["-M", "mps2-an385", "-nographic", "-monitor", "none"])
+            .args(["-M", "mps2-an385", "-nographic", "-monitor"])
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                dir.path().join("monitor.sock").display()
+            ))
             .args(["-serial", "none"])
             .args(["-semihosting-config", "enable=on,target=native"])
             .args([
@@ -175,6 +179,21 @@ impl Device {
         };
         device.wait_http(Duration::from_secs(30));
         device
+    }
+
+    /// Resets the machine as its reset line would (QEMU's `system_reset`): the image and the
+    /// provisioning page are loaded again, the rest of flash and RAM keep their contents.
+    /// Waits until HTTP answers again.
+    pub fn reset(&self) {
+        let socket = self._dir.path().join("monitor.sock");
+        let mut monitor = std::os::unix::net::UnixStream::connect(&socket).expect("QEMU monitor");
+        monitor.write_all(b"system_reset\n").expect("system_reset");
+        // The monitor answers with its prompt once the command ran.
+        let _ = monitor.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut echo = [0u8; 256];
+        let _ = monitor.read(&mut echo);
+        std::thread::sleep(Duration::from_millis(500));
+        self.wait_http(Duration::from_secs(30));
     }
 
     /// Waits until the device answers HTTP (a `405` for `GET`).
