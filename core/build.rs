@@ -99,6 +99,8 @@ struct Table {
     rows: Vec<Vec<usize>>,
     /// Per state, 0 or 1 + the index of the pattern a value ending there matches.
     accept: Vec<u8>,
+    /// The first state where a value may end: all those after it are such states too.
+    first_match: usize,
 }
 
 impl Table {
@@ -125,6 +127,14 @@ impl Table {
             .unwrap_or_else(|| panic!("validator {name}: no dead state"));
         let dead = ids.remove(dead);
         ids.insert(0, dead);
+        // The states where a value may end go last, so a walk's verdict is one comparison.
+        let accepts = |s| dfa.is_match_state(dfa.next_state(s, END));
+        assert!(
+            !accepts(ids[0]) && !accepts(ids[1]),
+            "validator {name}: no pattern may match the empty value"
+        );
+        ids[2..].sort_by_key(|&s| accepts(s));
+        let first_match = ids.iter().position(|&s| accepts(s)).unwrap_or(ids.len());
         let index = |s| ids.iter().position(|&x| x == s).expect("found above");
         // Bytes that every state maps alike share a class.
         let mut columns: Vec<Vec<usize>> = Vec::new();
@@ -161,6 +171,7 @@ impl Table {
         Self {
             classes,
             stride: columns.len(),
+            first_match,
             rows,
             accept,
         }
@@ -176,9 +187,10 @@ impl Table {
             .flat_map(|row| row.iter().map(|&s| offset(s).to_string()))
             .collect();
         format!(
-            "pub(crate) const {name}: Table = Table {{ classes: {classes:?}, stride: {stride}, next: &[{next}], accept: &{accept:?} }};\n",
+            "pub(crate) const {name}: Table = Table {{ classes: {classes:?}, stride: {stride}, first_match: {first_match}, next: &[{next}], accept: &{accept:?} }};\n",
             classes = self.classes,
             stride = self.stride,
+            first_match = self.first_match * self.stride,
             next = next.join(","),
             accept = self.accept,
         )
