@@ -34,6 +34,7 @@ pub mod ami;
 pub mod call;
 pub mod config;
 pub mod decimal;
+mod dfa;
 pub mod dial;
 pub mod error;
 pub mod fingerprint;

@@ -21,10 +21,7 @@ impl<const N: usize> Text<N> {
     /// A copy of `value`, or `None` when it is longer than `N` bytes.
     pub fn new(value: &str) -> Option<Self> {
         let mut text = Self::EMPTY;
-        text.bytes
-            .get_mut(..value.len())?
-            .copy_from_slice(value.as_bytes());
-        text.len = u16::try_from(value.len()).ok()?;
+        text.len = copy_whole(&mut text.bytes, value)?;
         Some(text)
     }
 
@@ -39,39 +36,56 @@ impl<const N: usize> Text<N> {
     /// `parts` one after the other; what does not fit is cut at a character boundary.
     pub fn from_parts(parts: &[&str]) -> Self {
         let mut text = Self::EMPTY;
-        let mut len = 0usize;
-        for part in parts {
-            let room = N.saturating_sub(len);
-            let mut n = part.len().min(room);
-            while !part.is_char_boundary(n) {
-                n = n.saturating_sub(1);
-            }
-            let end = len.saturating_add(n);
-            if let (Some(dst), Some(src)) = (text.bytes.get_mut(len..end), part.get(..n)) {
-                dst.copy_from_slice(src.as_bytes());
-                len = end;
-            }
-            if n < part.len() {
-                break;
-            }
-        }
-        text.len = u16::try_from(len).unwrap_or(0);
+        text.len = copy_cut(&mut text.bytes, parts);
         text
     }
 
     /// The string.
     pub fn as_str(&self) -> &str {
-        // Only whole characters are ever copied in.
-        self.bytes
-            .get(..usize::from(self.len))
-            .and_then(|b| core::str::from_utf8(b).ok())
-            .unwrap_or_default()
+        str_of(&self.bytes, self.len)
     }
 
     /// Whether the string is empty.
     pub const fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+// The work is done on slices, once for every `N`: the firmware carries one copy of each.
+
+/// Copies `value` to the start of `buf`; its length, or `None` when it does not fit.
+fn copy_whole(buf: &mut [u8], value: &str) -> Option<u16> {
+    buf.get_mut(..value.len())?
+        .copy_from_slice(value.as_bytes());
+    u16::try_from(value.len()).ok()
+}
+
+/// Copies `parts` one after the other into `buf`, cut at a character boundary; the length.
+fn copy_cut(buf: &mut [u8], parts: &[&str]) -> u16 {
+    let mut len = 0usize;
+    for part in parts {
+        let room = buf.len().saturating_sub(len);
+        let mut n = part.len().min(room);
+        while !part.is_char_boundary(n) {
+            n = n.saturating_sub(1);
+        }
+        let end = len.saturating_add(n);
+        if let (Some(dst), Some(src)) = (buf.get_mut(len..end), part.get(..n)) {
+            dst.copy_from_slice(src.as_bytes());
+            len = end;
+        }
+        if n < part.len() {
+            break;
+        }
+    }
+    u16::try_from(len).unwrap_or(0)
+}
+
+/// The first `len` bytes of `buf` as text (only whole characters are ever copied in).
+fn str_of(buf: &[u8], len: u16) -> &str {
+    buf.get(..usize::from(len))
+        .and_then(|b| core::str::from_utf8(b).ok())
+        .unwrap_or_default()
 }
 
 impl<const N: usize> Default for Text<N> {
