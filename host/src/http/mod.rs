@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod recordings;
 pub mod server;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,7 @@ pub fn routes(services: &Services) -> (Router, OpenApi) {
         .merge(events::router(streams))
         .merge(recordings::router(recordings))
         .merge(metrics::router(figures))
+        .merge(webhooks::router(services.webhooks.clone()))
         .merge(openapi::router())
         .split_for_parts();
     doc.merge(public_doc);
