@@ -17,3 +17,4 @@ mod ops;
 mod preflight;
 mod recordings;
 mod security;
+mod webhooks;
