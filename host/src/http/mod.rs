@@ -72,6 +72,7 @@ pub fn routes(services: &Services) -> (Router, OpenApi) {
         .split_for_parts();
     doc.merge(public_doc);
     doc.merge(probe_doc);
+    webhooks::document(&mut doc);
     let protected = protected
         .route_layer(from_fn_with_state(
             (rate_limits, services.metrics.clone()),

@@ -152,7 +152,11 @@ impl Receiver {
     fn delivered(&self) -> Vec<Value> {
         self.records()
             .into_iter()
-            .filter(|r| r["answered"].as_u64().is_some_and(|s| (200..300).contains(&s)))
+            .filter(|r| {
+                r["answered"]
+                    .as_u64()
+                    .is_some_and(|s| (200..300).contains(&s))
+            })
             .collect()
     }
 }
@@ -206,10 +210,7 @@ impl Setup {
             ("C2D_WEBHOOKS__TIMEOUT_MS".into(), "2000".into()),
         ];
         if private {
-            env.push((
-                "C2D_WEBHOOKS__ALLOW_PRIVATE_TARGETS".into(),
-                "true".into(),
-            ));
+            env.push(("C2D_WEBHOOKS__ALLOW_PRIVATE_TARGETS".into(), "true".into()));
         }
         let mut setup = Self {
             redis,
@@ -263,7 +264,12 @@ impl Setup {
         let answer = self
             .host()
             .request("GET", "/click2dial/webhooks", Some(key), &[], None);
-        assert_eq!(answer.status, 200, "{:?}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(
+            answer.status,
+            200,
+            "{:?}",
+            String::from_utf8_lossy(&answer.body)
+        );
         answer.json()
     }
 
@@ -296,9 +302,13 @@ fn assert_once_each_in_order(receiver: &Receiver, calls: &[&str]) {
     let delivered = receiver.delivered();
     let mut ids: HashMap<String, usize> = HashMap::new();
     for r in &delivered {
-        *ids.entry(r["id"].as_str().expect("id").to_string()).or_default() += 1;
+        *ids.entry(r["id"].as_str().expect("id").to_string())
+            .or_default() += 1;
     }
-    assert!(ids.values().all(|n| *n == 1), "once per webhook-id: {ids:?}");
+    assert!(
+        ids.values().all(|n| *n == 1),
+        "once per webhook-id: {ids:?}"
+    );
     let grouped = by_call(&delivered);
     for call in calls {
         let events: Vec<&str> = grouped[*call]
@@ -335,7 +345,10 @@ fn every_event_is_delivered_signed_in_order_as_a_cloudevent() {
         // Both secrets sign each delivery: a receiver that knows either verifies it.
         assert_eq!(r["verified_by"], serde_json::json!([0, 1]), "{r}");
         assert_eq!(r["content_type"], "application/cloudevents+json");
-        assert_eq!(r["signature"].as_str().map(|s| s.split(' ').count()), Some(2));
+        assert_eq!(
+            r["signature"].as_str().map(|s| s.split(' ').count()),
+            Some(2)
+        );
         let event: Value = serde_json::from_str(r["body"].as_str().expect("body")).expect("JSON");
         assert_eq!(event["specversion"], "1.0");
         assert_eq!(event["id"], r["id"], "the CloudEvent id is the webhook-id");
@@ -368,6 +381,27 @@ fn every_event_is_delivered_signed_in_order_as_a_cloudevent() {
     assert!(s
         .metrics()
         .contains(r#"click2dial_webhook_attempts_total{key="e2e",outcome="delivered"} 14"#));
+    // The description has the deliveries: the signature scheme and the event's schema.
+    let doc = s.host().get("/openapi.json").json();
+    let hook = &doc["webhooks"]["status-changed"]["post"];
+    let description = hook["description"].as_str().unwrap_or_default();
+    for needle in [
+        "webhook-signature",
+        "HMAC-SHA256",
+        "whsec_",
+        "410",
+        "CloudEvents 1.0",
+    ] {
+        assert!(description.contains(needle), "{needle}: {description}");
+    }
+    assert_eq!(
+        hook["requestBody"]["content"]["application/cloudevents+json"]["schema"]["$ref"],
+        "#/components/schemas/WebhookEvent"
+    );
+    let schema = &doc["components"]["schemas"]["WebhookEvent"]["properties"];
+    for field in ["specversion", "id", "source", "type", "time", "data"] {
+        assert!(schema.get(field).is_some(), "{field}: {schema}");
+    }
 }
 
 #[test]
@@ -526,7 +560,10 @@ fn redirects_are_not_followed() {
         s.state(TEST_KEY)
     );
     let records = receiver.records();
-    assert!(records.iter().all(|r| r["path"] == "/redirect"), "{records:#?}");
+    assert!(
+        records.iter().all(|r| r["path"] == "/redirect"),
+        "{records:#?}"
+    );
     assert!(
         records.iter().all(|r| r["id"] == records[0]["id"]),
         "the first event is retried, the next one waits"
@@ -534,4 +571,33 @@ fn redirects_are_not_followed() {
     let state = s.state(TEST_KEY);
     assert_eq!(state["last_error"], "HTTP 307", "{state}");
     assert_eq!(state["delivered"], 0, "{state}");
+}
+
+#[test]
+fn two_hosts_deliver_each_event_once() {
+    let receiver = Receiver::up();
+    let s = Setup::new(keys(&receiver.url("/hook"), None), true);
+    let env: Vec<(&str, &str)> = s
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let second = Host::start(&s.redis, &s.sim.address, s.recordings.path(), &env);
+    let calls = ["wh-two-a", "wh-two-b", "wh-two-c"];
+    for (i, call) in calls.iter().enumerate() {
+        let body = format!(
+            r#"{{"agent":"1001","callee":"0820001234","outbound_id":"27820001234","contact_ref":"{call}"}}"#
+        );
+        let host = if i % 2 == 0 { s.host() } else { &second };
+        let (status, answer) = host.create_call_when_ready(&body);
+        assert_eq!(status, 202, "{answer}");
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || receiver.delivered().len() >= 21),
+        "{}",
+        s.state(TEST_KEY)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(receiver.records().len(), 21, "no event sent twice");
+    assert_once_each_in_order(&receiver, &calls);
 }
