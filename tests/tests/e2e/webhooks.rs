@@ -199,6 +199,11 @@ struct Setup {
 
 impl Setup {
     fn new(keys: String, private: bool) -> Self {
+        Self::with(keys, private, &[])
+    }
+
+    /// As [`Setup::new`], with more `C2D_*` variables.
+    fn with(keys: String, private: bool, extra: &[(&str, &str)]) -> Self {
         let recordings = tempfile::tempdir().expect("tempdir");
         let redis = Redis::start();
         let sim = Sim::start(recordings.path(), "127.0.0.1:0");
@@ -209,6 +214,7 @@ impl Setup {
             ("C2D_WEBHOOKS__POLL_INTERVAL_MS".into(), "50".into()),
             ("C2D_WEBHOOKS__TIMEOUT_MS".into(), "2000".into()),
         ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         if private {
             env.push(("C2D_WEBHOOKS__ALLOW_PRIVATE_TARGETS".into(), "true".into()));
         }
@@ -600,4 +606,50 @@ fn two_hosts_deliver_each_event_once() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(receiver.records().len(), 21, "no event sent twice");
     assert_once_each_in_order(&receiver, &calls);
+}
+
+#[test]
+fn an_event_retried_past_give_up_after_secs_is_failed_and_the_next_one_goes() {
+    let receiver = Receiver::up();
+    receiver.answer(500);
+    // The shortest window, so that giving up takes a second, not 3 days.
+    let s = Setup::with(
+        keys(&receiver.url("/hook"), None),
+        true,
+        &[("C2D_WEBHOOKS__GIVE_UP_AFTER_SECS", "1")],
+    );
+    s.call("wh-give-up");
+    assert!(
+        eventually(Duration::from_secs(30), || s.state(TEST_KEY)["failed"] == 7),
+        "{}",
+        s.state(TEST_KEY)
+    );
+    let state = s.state(TEST_KEY);
+    assert_eq!(state["pending"], 0, "{state}");
+    assert!(
+        state["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("HTTP 500; gave up after")),
+        "{state}"
+    );
+    // Each event was tried more than once, in the call's order.
+    let ids: Vec<u32> = receiver
+        .records()
+        .iter()
+        .map(|r| sequence_of(r["id"].as_str().expect("id")))
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] <= w[1]), "{ids:?}");
+    for seq in 1..=7 {
+        assert!(
+            ids.iter().filter(|s| **s == seq).count() >= 2,
+            "{seq}: {ids:?}"
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || s
+            .metrics()
+            .contains(r#"click2dial_webhook_failed{key="e2e"} 7"#)),
+        "{}",
+        s.metrics()
+    );
 }
