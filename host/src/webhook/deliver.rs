@@ -17,8 +17,8 @@ use crate::config::Webhooks as Settings;
 use crate::metrics::Metrics;
 use crate::store::gate::RedisGate;
 use crate::webhook::queue::{self, Claimed, Outcome, Scripts};
+use crate::webhook::route::{Route, Routes};
 use crate::webhook::ssrf::Guard;
-use crate::webhook::{Route, Routes};
 
 /// How much longer than one attempt a lease lasts.
 pub const LEASE_MARGIN_MS: u64 = 5_000;

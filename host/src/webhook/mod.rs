@@ -17,6 +17,7 @@
 pub mod deliver;
 pub mod event;
 pub mod queue;
+pub mod route;
 pub mod sign;
 pub mod ssrf;
 
@@ -28,44 +29,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::gate::RedisGate;
-use sign::Signer;
-
-/// One key's endpoint, ready to deliver to.
-#[derive(Clone, Debug)]
-pub struct Route {
-    /// The endpoint URL as configured.
-    pub url: String,
-    /// The same, parsed.
-    pub parsed: reqwest::Url,
-    /// Its secrets.
-    pub signer: Signer,
-}
-
-/// Every key's endpoint, by key id.
-pub type Routes = HashMap<String, Route>;
-
-/// The routes of the configuration's keys.
-pub fn routes(config: &Config) -> Result<Routes, String> {
-    let mut routes = Routes::new();
-    for key in &config.auth.keys {
-        let Some(endpoint) = &key.webhook else {
-            continue;
-        };
-        let parsed = reqwest::Url::parse(&endpoint.url)
-            .map_err(|e| format!("key {:?}: webhook.url: {e}", key.id))?;
-        let signer =
-            Signer::new(&endpoint.secrets).map_err(|e| format!("key {:?}: {e}", key.id))?;
-        routes.insert(
-            key.id.clone(),
-            Route {
-                url: endpoint.url.clone(),
-                parsed,
-                signer,
-            },
-        );
-    }
-    Ok(routes)
-}
+pub use route::{routes, Route, Routes};
 
 /// What the notifier needs to queue a key's events: which keys have an endpoint, the
 /// events' `source`, the cap on pending events, and the local worker's wake-up.
