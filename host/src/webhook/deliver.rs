@@ -164,9 +164,11 @@ impl Shared {
             let owner = member.split_once(':').map_or(member, |(o, _)| o);
             let route = self.routes.get(owner);
             let (outcome, error) = match route {
-                None => (
-                    Outcome::Failed,
-                    "the key has no webhook any more".to_string(),
+                // Another host's configuration may have it (a rolling change): retried,
+                // and given up like any failure if no host ever has it again.
+                None => self.retry(
+                    &claimed,
+                    "this host's configuration has no webhook for the key".into(),
                 ),
                 Some(route) if route.url == claimed.disabled_url => (
                     Outcome::Failed,
