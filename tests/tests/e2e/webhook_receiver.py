@@ -9,6 +9,7 @@ was answered with, the body. How it answers, by path:
   /hook      the status set with POST /control {"status": N} (200 at start)
   /gone      410 Gone
   /redirect  307 to /redirected (which would answer 200, were it ever reached)
+  /slow      200 after 3 s (logged as `answered: "late"` when the request arrives)
 
 Usage: webhook_receiver.py <port> <log file> <whsec_…>[,<whsec_…>]
 Prints `listening <port>` once it accepts connections.
@@ -17,6 +18,7 @@ Prints `listening <port>` once it accepts connections.
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook
@@ -59,6 +61,8 @@ class Handler(BaseHTTPRequestHandler):
             status, location = 410, None
         elif self.path == "/redirect":
             status, location = 307, "/redirected"
+        elif self.path == "/slow":
+            status, location = "late", None
         else:
             with LOCK:
                 status, location = STATE["status"], None
@@ -76,6 +80,9 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             LOG.write(json.dumps(record) + "\n")
             LOG.flush()
+        if status == "late":
+            time.sleep(3)
+            status = 200
         self.answer(status, location)
 
     def log_message(self, *args):

@@ -653,3 +653,35 @@ fn an_event_retried_past_give_up_after_secs_is_failed_and_the_next_one_goes() {
         s.metrics()
     );
 }
+
+#[test]
+fn an_answer_later_than_the_timeout_is_retried() {
+    let receiver = Receiver::up();
+    let s = Setup::with(
+        keys(&receiver.url("/slow"), None),
+        true,
+        &[("C2D_WEBHOOKS__TIMEOUT_MS", "300")],
+    );
+    s.call("wh-slow");
+    assert!(
+        eventually(Duration::from_secs(15), || s.state(TEST_KEY)["retries"]
+            .as_u64()
+            .is_some_and(|r| r >= 2)),
+        "{}",
+        s.state(TEST_KEY)
+    );
+    let state = s.state(TEST_KEY);
+    assert!(
+        state["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("timed out")),
+        "{state}"
+    );
+    assert_eq!(state["delivered"], 0, "{state}");
+    let records = receiver.records();
+    assert!(records.len() >= 2, "{records:#?}");
+    assert!(
+        records.iter().all(|r| r["id"] == records[0]["id"]),
+        "the same event again"
+    );
+}
