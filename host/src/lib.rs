@@ -5,7 +5,7 @@
 //! layers that import downwards only (`host/README.md` shows the graph; the test
 //! `tests/module_graph.rs` fails on a cycle): `http` and `fastagi` are the front doors,
 //! `calls` admits calls, `pbx` drives the AMI session, `notify` pushes notifications,
-//! `store` is the Redis schema, and `call`, `clock`, `config`, `auth` and `metrics` are the
+//! `webhook` delivers notifications to each key's endpoint, `store` is the Redis schema, and `call`, `clock`, `config`, `auth` and `metrics` are the
 //! values and handles they share. `services` builds the handles once; `main.rs` only wires.
 
 pub mod auth;
@@ -20,6 +20,7 @@ pub mod notify;
 pub mod pbx;
 pub mod services;
 pub mod store;
+pub mod webhook;
 
 pub use http::app;
 pub use services::{start, Services};

@@ -11,6 +11,10 @@
 //! | `click2dial_ami_reconnects_total` | counter | — (logins after the first) |
 //! | `click2dial_notification_spool_depth` | gauge | — (notifications not yet in Redis) |
 //! | `click2dial_notification_latency_seconds` | histogram | — (AMI event read → its `LPUSH` done) |
+//! | `click2dial_webhook_attempts_total` | counter | `key`, `outcome` (`delivered`, `retry`, `failed`, `gone`): this host's attempts |
+//! | `click2dial_webhook_pending` | gauge | `key` (events queued, all hosts; read from Redis every few seconds) |
+//! | `click2dial_webhook_failed` | gauge | `key` (events given up, all hosts, since the key's state began) |
+//! | `click2dial_webhook_disabled` | gauge | `key` (1 while the endpoint is disabled after a `410 Gone`) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +46,12 @@ struct KeyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    key: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndLabels {
     event: &'static str,
     cause: &'static str,
@@ -64,6 +74,10 @@ struct Inner {
     ami_reconnects: Counter,
     spool_depth: Gauge,
     notification_latency: Histogram,
+    webhook_attempts: Family<AttemptLabels, Counter>,
+    webhook_pending: Family<KeyLabels, Gauge>,
+    webhook_failed: Family<KeyLabels, Gauge>,
+    webhook_disabled: Family<KeyLabels, Gauge>,
 }
 
 /// The service's metrics; cheap to clone, shared by the HTTP layer, the AMI client and the
@@ -148,6 +162,30 @@ impl Metrics {
             "From reading the AMI event to the notification's LPUSH completing",
             notification_latency.clone(),
         );
+        let webhook_attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by this host, by key and outcome",
+            webhook_attempts.clone(),
+        );
+        let webhook_pending = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "webhook_pending",
+            "Webhook events queued for the key's endpoint (all hosts)",
+            webhook_pending.clone(),
+        );
+        let webhook_failed = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "webhook_failed",
+            "Webhook events given up (all hosts)",
+            webhook_failed.clone(),
+        );
+        let webhook_disabled = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "webhook_disabled",
+            "1 while the key's endpoint is disabled (it answered 410 Gone)",
+            webhook_disabled.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             fastagi_sessions,
@@ -160,6 +198,10 @@ impl Metrics {
             ami_reconnects,
             spool_depth,
             notification_latency,
+            webhook_attempts,
+            webhook_pending,
+            webhook_failed,
+            webhook_disabled,
         }))
     }
 
@@ -220,6 +262,35 @@ impl Metrics {
     /// A notification reached Redis `latency` after its AMI event was read.
     pub fn notification_pushed(&self, latency: Duration) {
         self.0.notification_latency.observe(latency.as_secs_f64());
+    }
+
+    /// One webhook delivery attempt for `key` ended with `outcome`.
+    pub fn webhook_attempt(&self, key: &str, outcome: &'static str) {
+        self.0
+            .webhook_attempts
+            .get_or_create(&AttemptLabels {
+                key: key.into(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// `key`'s delivery state as read from Redis.
+    pub fn webhook_state(&self, key: &str, pending: u64, failed: u64, disabled: bool) {
+        let labels = KeyLabels { key: key.into() };
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.0
+            .webhook_pending
+            .get_or_create(&labels)
+            .set(gauge(pending));
+        self.0
+            .webhook_failed
+            .get_or_create(&labels)
+            .set(gauge(failed));
+        self.0
+            .webhook_disabled
+            .get_or_create(&labels)
+            .set(i64::from(disabled));
     }
 
     /// The text exposition, with the gauges that are read on demand set first.

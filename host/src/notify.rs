@@ -8,6 +8,10 @@
 //! whose reply was lost is not repeated on retry: nothing lost, nothing duplicated. Only a
 //! full spool drops (the oldest first, logged as an error).
 //!
+//! For a call whose key has a webhook, the same script also queues the notification's
+//! CloudEvent for delivery (`crate::webhook`), so it is queued once, in order, with the
+//! push.
+//!
 //! [`Notifier::send`] is also where each notification is published to the call's event
 //! streams ([`hub::Hub`]), before it waits for Redis: the streams carry the same
 //! bytes, in the same order, whether or not Redis is up.
@@ -25,7 +29,8 @@ pub mod hub;
 use crate::call::{Notification, Outbox};
 use crate::metrics::Metrics;
 use crate::store::gate;
-use crate::store::schema::{self, PUSH_ONCE};
+use crate::store::schema;
+use crate::webhook::Enqueue;
 use hub::Hub;
 
 /// Where notifications go.
@@ -43,6 +48,8 @@ pub struct Settings {
     pub sent_prefix: String,
     /// How long a call's history (its resource) and the key's index of calls are kept.
     pub history_ttl_secs: u64,
+    /// Which keys' notifications are also queued for their webhook.
+    pub webhooks: Option<Enqueue>,
 }
 
 /// Notifications pushed per round trip.
@@ -140,7 +147,12 @@ async fn run(
     drained: watch::Sender<bool>,
     metrics: Metrics,
 ) {
-    let script = redis::Script::new(PUSH_ONCE);
+    let script = redis::Script::new(&schema::push_once());
+    let queue_script = redis::Script::new(&schema::push_once_queue());
+    let hashes = Hashes {
+        push: script.get_hash().to_string(),
+        queue: queue_script.get_hash().to_string(),
+    };
     let mut script_loaded = false;
     let mut spool: VecDeque<Notification> = VecDeque::new();
     let mut connection: Option<ConnectionManager> = None;
@@ -173,7 +185,13 @@ async fn run(
         };
         if !script_loaded {
             // EVALSHA in a pipeline needs the script in Redis's cache (empty after a restart).
-            match script.prepare_invoke().load_async(conn).await {
+            let loaded = match script.prepare_invoke().load_async(conn).await {
+                Ok(_) if settings.webhooks.is_some() => {
+                    queue_script.prepare_invoke().load_async(conn).await
+                }
+                other => other,
+            };
+            match loaded {
                 Ok(_) => script_loaded = true,
                 Err(e) => {
                     tracing::warn!(error = %e, spooled = spool.len(), "Redis unreachable; spooling");
@@ -184,8 +202,11 @@ async fn run(
             }
         }
         let batch = spool.len().min(BATCH);
-        match push(script.get_hash(), conn, &settings, spool.range(..batch)).await {
-            Ok(()) => {
+        match push(&hashes, conn, &settings, spool.range(..batch)).await {
+            Ok(queued) => {
+                if let (true, Some(webhooks)) = (queued, &settings.webhooks) {
+                    webhooks.wake.notify_one();
+                }
                 for pushed in spool.drain(..batch) {
                     metrics.notification_pushed(pushed.since.elapsed());
                 }
@@ -234,27 +255,46 @@ async fn wait_or_receive(
     }
 }
 
-/// Pushes notifications in order, in one pipeline (one round trip). A pipeline cut short
-/// is simply sent again: the marks make the already-applied ones no-ops.
+/// The scripts' SHA1s.
+struct Hashes {
+    push: String,
+    queue: String,
+}
+
+/// Pushes notifications in order, in one pipeline (one round trip); answers whether any
+/// was also queued for a webhook. A pipeline cut short is simply sent again: the marks
+/// make the already-applied ones no-ops.
 async fn push<'a>(
-    script_hash: &str,
+    hashes: &Hashes,
     conn: &mut ConnectionManager,
     settings: &Settings,
     batch: impl Iterator<Item = &'a Notification>,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<bool> {
     let legacy = settings.legacy_key.as_deref();
     let mut pipe = redis::pipe();
+    let mut queued = false;
     for n in batch {
         let first = n.sequence == 1;
-        pipe.cmd("EVALSHA")
-            .arg(script_hash)
-            .arg(5)
-            .arg(&n.call_key)
+        let webhook = settings
+            .webhooks
+            .as_ref()
+            .and_then(|w| Some((w, w.entry(&n.owner, &n.id, &n.contact_ref, &n.json)?)));
+        let cmd = pipe.cmd("EVALSHA");
+        match &webhook {
+            Some(_) => cmd.arg(&hashes.queue).arg(8),
+            None => cmd.arg(&hashes.push).arg(5),
+        };
+        cmd.arg(&n.call_key)
             .arg(legacy.unwrap_or(&n.call_key))
             .arg(format!("{}{}", settings.sent_prefix, n.id))
             .arg(schema::history_key(&n.owner, &n.contact_ref))
-            .arg(schema::calls_key(&n.owner))
-            .arg(&n.json)
+            .arg(schema::calls_key(&n.owner));
+        if let Some((_, (member, _, _))) = &webhook {
+            cmd.arg(format!("{}{member}", schema::WEBHOOK_QUEUE_PREFIX))
+                .arg(schema::WEBHOOK_DUE)
+                .arg(schema::webhook_endpoint_key(&n.owner));
+        }
+        cmd.arg(&n.json)
             .arg(settings.ttl_secs)
             .arg(if legacy.is_some() { "1" } else { "0" })
             .arg(settings.history_ttl_secs)
@@ -269,8 +309,13 @@ async fn push<'a>(
                 n.at_ms,
                 n.id.rsplit_once(':').map_or("", |(channel, _)| channel),
                 n.json
-            ))
-            .ignore();
+            ));
+        if let Some((w, (member, entry, url))) = webhook {
+            queued = true;
+            cmd.arg(entry).arg(member).arg(url).arg(w.max_pending);
+        }
+        cmd.ignore();
     }
-    pipe.query_async::<()>(conn).await
+    pipe.query_async::<()>(conn).await?;
+    Ok(queued)
 }

@@ -14,6 +14,7 @@ use crate::pbx::{self, Pbx};
 use crate::store::call_store::CallStore;
 use crate::store::gate::RedisGate;
 use crate::store::schema;
+use crate::webhook::Webhooks;
 
 /// Every service of a running host; cheap to clone.
 #[derive(Clone, Debug)]
@@ -28,12 +29,15 @@ pub struct Services {
     pub keys: Arc<Keys>,
     /// The metrics registry.
     pub metrics: Metrics,
+    /// Webhook deliveries.
+    pub webhooks: Webhooks,
 }
 
 /// Starts the background tasks (notifier, AMI client) and builds the services.
 pub fn start(config: Config) -> Result<Services, String> {
     let validators = click2dial_core::Validators::new().map_err(|e| format!("validators: {e}"))?;
     let metrics = Metrics::new();
+    let webhooks = Webhooks::start(&config, metrics.clone())?;
     let notifier = Notifier::start(
         notify::Settings {
             url: config.redis.url.clone(),
@@ -45,6 +49,7 @@ pub fn start(config: Config) -> Result<Services, String> {
             spool_capacity: config.redis.spool_capacity,
             sent_prefix: schema::SENT_PREFIX.into(),
             history_ttl_secs: config.redis.idempotency_ttl_secs,
+            webhooks: (!webhooks.routes.is_empty()).then(|| webhooks.enqueue.clone()),
         },
         metrics.clone(),
     );
@@ -79,5 +84,6 @@ pub fn start(config: Config) -> Result<Services, String> {
         notifier,
         keys,
         metrics,
+        webhooks,
     })
 }

@@ -241,6 +241,96 @@ fn api_keys_come_from_the_file_or_the_environment_and_are_checked() {
 }
 
 #[test]
+fn webhooks_are_checked_and_their_secrets_masked() {
+    let hash = "sha256:6ea7a695ba70270cbdd09e7d3e7957532c35ccc651264b051f9915ce43483668";
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let keys = |webhook: &str| format!(r#"[{{id="crm",hash="{hash}",webhook={webhook}}}]"#);
+    let out = host()
+        .arg("check-config")
+        .env(
+            "C2D_AUTH__KEYS",
+            keys(&format!(
+                r#"{{url="https://crm.example.com/hook",secrets=["{secret}"]}}"#
+            )),
+        )
+        .output()
+        .expect("runs");
+    let (text, parsed) = effective(out);
+    let webhook = &parsed["auth"]["keys"][0]["webhook"];
+    assert_eq!(
+        webhook["url"].as_str(),
+        Some("https://crm.example.com/hook")
+    );
+    assert_eq!(webhook["secrets"][0].as_str(), Some("whsec_********"));
+    assert!(!text.contains(secret), "the secret is masked");
+    assert_eq!(
+        parsed["webhooks"]["give_up_after_secs"].as_integer(),
+        Some(259_200),
+        "retried for three days by default"
+    );
+
+    for (webhook, why, says) in [
+        (
+            format!(r#"{{url="crm.example.com/hook",secrets=["{secret}"]}}"#),
+            "no scheme",
+            "webhook.url",
+        ),
+        (
+            format!(r#"{{url="ftp://crm.example.com/",secrets=["{secret}"]}}"#),
+            "not HTTP",
+            "https://",
+        ),
+        (
+            r#"{url="https://crm.example.com/",secrets=["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}"#
+                .to_string(),
+            "no whsec_ prefix",
+            "whsec_",
+        ),
+        (
+            r#"{url="https://crm.example.com/",secrets=["whsec_%%%"]}"#.to_string(),
+            "not base64",
+            "base64",
+        ),
+        (
+            r#"{url="https://crm.example.com/",secrets=["whsec_c2hvcnQ="]}"#.to_string(),
+            "too short",
+            "24 to 64 bytes",
+        ),
+        (
+            r#"{url="https://crm.example.com/",secrets=[]}"#.to_string(),
+            "no secret",
+            "webhook.secrets",
+        ),
+        (
+            format!(
+                r#"{{url="https://crm.example.com/",secrets=["{secret}","{secret}","{secret}"]}}"#
+            ),
+            "three secrets",
+            "webhook.secrets",
+        ),
+    ] {
+        let out = host()
+            .arg("check-config")
+            .env("C2D_AUTH__KEYS", keys(&webhook))
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{why}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("auth.keys") && err.contains(says),
+            "{why}: {err}"
+        );
+    }
+    let out = host()
+        .arg("check-config")
+        .env("C2D_WEBHOOKS__RETRY_MAX_DELAY_MS", "1")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("webhooks.retry_max_delay_ms"));
+}
+
+#[test]
 fn the_systemd_unit_starts_this_binary_and_is_valid() {
     let unit = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -15,8 +15,10 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub mod keys;
+pub mod webhooks;
 
 pub use keys::{parse_hash, Scope, DEFAULT_SCOPES};
+pub use webhooks::{Endpoint, Webhooks};
 
 /// Prefix of the override variables.
 pub const ENV_PREFIX: &str = "C2D_";
@@ -45,6 +47,8 @@ pub struct Config {
     pub shutdown: Shutdown,
     /// The FastAGI service for calls started from an agent's softphone.
     pub fastagi: FastAgi,
+    /// Signed webhook deliveries (each key's endpoint is in its `[[auth.keys]]` entry).
+    pub webhooks: Webhooks,
 }
 
 /// `[http]`
@@ -282,6 +286,10 @@ pub struct ApiKey {
     /// `metrics:read`; absent: the first three ([`keys::DEFAULT_SCOPES`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    /// Where this key's calls' notifications are POSTed, signed (`crate::webhook`); absent:
+    /// none are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Endpoint>,
 }
 
 /// An inclusive range of agent extensions.
@@ -587,6 +595,9 @@ impl Config {
         }
         self.check_dialplan_and_policy()?;
         self.check_auth()?;
+        if let Some((key, reason)) = self.webhooks.problem() {
+            return Err(ConfigError::Invalid { key, reason });
+        }
         if !(1..=1_000_000).contains(&self.limits.max_calls_in_flight) {
             return Err(invalid(
                 "limits.max_calls_in_flight",
@@ -685,6 +696,9 @@ impl Config {
             if key.outbound_ids.iter().any(|o| o.is_empty()) {
                 return Err(invalid(format!("key {:?}: empty outbound_id", key.id)));
             }
+            if let Some(problem) = key.webhook.as_ref().and_then(Endpoint::problem) {
+                return Err(invalid(format!("key {:?}: {problem}", key.id)));
+            }
             for scope in key.scopes.iter().flatten() {
                 if keys::Scope::parse(scope).is_none() {
                     return Err(invalid(format!(
@@ -716,6 +730,9 @@ impl Config {
             // The hash is not a secret, but a shortened one is enough to tell keys apart.
             if let Some(short) = key.hash.get(..19) {
                 key.hash = format!("{short}…");
+            }
+            for secret in key.webhook.iter_mut().flat_map(|w| w.secrets.iter_mut()) {
+                *secret = format!("{}********", webhooks::SECRET_PREFIX);
             }
         }
         toml_string(&masked)

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod recordings;
 pub mod server;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,10 +68,12 @@ pub fn routes(services: &Services) -> (Router, OpenApi) {
         .merge(events::router(streams))
         .merge(recordings::router(recordings))
         .merge(metrics::router(figures))
+        .merge(webhooks::router(services.webhooks.clone()))
         .merge(openapi::router())
         .split_for_parts();
     doc.merge(public_doc);
     doc.merge(probe_doc);
+    webhooks::document(&mut doc);
     let protected = protected
         .route_layer(from_fn_with_state(
             (rate_limits, services.metrics.clone()),

@@ -18,3 +18,4 @@ mod ops;
 mod preflight;
 mod recordings;
 mod security;
+mod webhooks;

@@ -245,6 +245,7 @@ fn openapi_describes_exactly_the_served_routes() {
         ("GET", "/click2dial/calls/{contact_ref}"),
         ("GET", "/click2dial/calls/{contact_ref}/events"),
         ("GET", "/click2dial/recordings/{recording_ref}"),
+        ("GET", "/click2dial/webhooks"),
         ("GET", "/healthz"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),

@@ -311,6 +311,7 @@ mod isolation {
             "recordings:read"
         );
         assert_eq!(scope("/metrics", "get"), "metrics:read");
+        assert_eq!(scope("/click2dial/webhooks", "get"), "calls:read");
     }
 }
 
