@@ -453,12 +453,15 @@ pub struct Policy {
     pub denied_prefixes: Vec<String>,
 }
 
+/// Core's default policy ([`click2dial_core::DialPolicy::SOUTH_AFRICA`]), as configuration.
 impl Default for Policy {
     fn default() -> Self {
+        let default = click2dial_core::DialPolicy::SOUTH_AFRICA;
+        let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
         Self {
-            allowed_country_codes: Vec::new(),
-            refuse_premium_rate: true,
-            denied_prefixes: Vec::new(),
+            allowed_country_codes: owned(default.allowed_country_codes),
+            refuse_premium_rate: default.refuse_premium_rate,
+            denied_prefixes: owned(default.denied_prefixes),
         }
     }
 }
