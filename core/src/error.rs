@@ -252,6 +252,12 @@ impl Error {
         ErrorCode::InvalidRecordingRef,
         "a recording reference is 26 characters of a-z and 2-7",
     );
+    /// `422` for a path's `{contact_ref}` that cannot be one.
+    pub const INVALID_CONTACT_REF_IN_PATH: Self = Self::field(
+        ErrorCode::InvalidContactRef,
+        Field::ContactRef,
+        "contact_ref may hold only letters, digits and . - _ ~ : (at most 230)",
+    );
     /// `404`.
     pub const NOT_FOUND: Self = Self::request(ErrorCode::NotFound, "no such resource");
     /// `405`.

@@ -131,6 +131,20 @@ impl Validators {
         self.contact_ref.is_full_match(value.as_bytes())
     }
 
+    /// `value` (a path segment) as a reference to an existing call: 1 to
+    /// [`CONTACT_REF_MAX_LEN`] characters of the `contact_ref` charset, taken as sent (a
+    /// contact reference needs no escaping, so a percent-escape is refused like any other
+    /// character outside the charset).
+    pub fn contact_ref_in_path<'a>(&self, value: &'a str) -> Result<&'a str, Error> {
+        if value.is_empty()
+            || value.len() > CONTACT_REF_MAX_LEN
+            || !self.is_contact_ref_charset(value)
+        {
+            return Err(Error::INVALID_CONTACT_REF_IN_PATH);
+        }
+        Ok(value)
+    }
+
     /// Whether `value` can be a recording reference; check before touching any file system.
     pub fn is_recording_ref(&self, value: &str) -> bool {
         self.recording_ref.is_full_match(value.as_bytes())

@@ -15,7 +15,6 @@ use axum::{Extension, Json};
 use click2dial_core::json::{Cause, Event};
 use click2dial_core::status::{CallStatus, Reason, State as CallState};
 use click2dial_core::time::Timestamp;
-use click2dial_core::validate::CONTACT_REF_MAX_LEN;
 use click2dial_core::{Error, ErrorCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -28,10 +27,6 @@ use crate::store::schema;
 /// The most calls one page of `GET /click2dial/calls` holds.
 pub const PAGE_MAX: usize = 100;
 
-const NOT_A_REFERENCE: Error = Error::request(
-    ErrorCode::InvalidContactRef,
-    "contact_ref may hold only letters, digits and . - _ ~ : (at most 230)",
-);
 const NO_SUCH_CALL: Error = Error::request(
     ErrorCode::NotFound,
     "no call of this key with this contact_ref (or it ended longer ago than the idempotency TTL)",
@@ -255,14 +250,10 @@ pub async fn get_call(
 
 /// The `{contact_ref}` segment, checked.
 fn checked_contact_ref(request: &Request, calls: &Calls) -> Result<String, ApiError> {
-    let contact_ref = raw_contact_ref(request);
-    if contact_ref.is_empty()
-        || contact_ref.len() > CONTACT_REF_MAX_LEN
-        || !calls.validators.is_contact_ref_charset(contact_ref)
-    {
-        return Err(ApiError::new(NOT_A_REFERENCE));
-    }
-    Ok(contact_ref.to_string())
+    Ok(calls
+        .validators
+        .contact_ref_in_path(raw_contact_ref(request))?
+        .to_string())
 }
 
 /// `owner`'s call's history, oldest first (empty: no such call).

@@ -8,8 +8,7 @@ use axum::http::header;
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use click2dial_core::validate::CONTACT_REF_MAX_LEN;
-use click2dial_core::{Error, ErrorCode, Field, Validators};
+use click2dial_core::{Error, ErrorCode, Validators};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -25,13 +24,6 @@ pub struct Streams {
     /// The field validators.
     pub validators: Arc<Validators>,
 }
-
-/// `422`: not a contact reference.
-const INVALID_CONTACT_REF: Error = Error::field(
-    ErrorCode::InvalidContactRef,
-    Field::ContactRef,
-    "contact_ref may hold only letters, digits and . - _ ~ : (at most 230)",
-);
 
 /// `404`: no call with this contact reference is known here.
 const UNKNOWN_CALL: Error = Error::request(
@@ -90,13 +82,9 @@ async fn call_events(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::CallsRead)?;
-    let contact_ref = raw_contact_ref(&request);
-    if contact_ref.is_empty()
-        || contact_ref.len() > CONTACT_REF_MAX_LEN
-        || !streams.validators.is_contact_ref_charset(contact_ref)
-    {
-        return Err(INVALID_CONTACT_REF.into());
-    }
+    let contact_ref = streams
+        .validators
+        .contact_ref_in_path(raw_contact_ref(&request))?;
     let resume_after = request
         .headers()
         .get("last-event-id")
