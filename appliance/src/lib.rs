@@ -17,6 +17,7 @@ pub mod api;
 pub mod config;
 pub mod http;
 pub mod idempotency;
+pub mod keyed;
 pub mod pbx;
 
 pub use api::App;

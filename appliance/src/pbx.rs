@@ -16,7 +16,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use click2dial_core::ami::session::{self, Down, Event};
-use click2dial_core::ami::{Checks, Session, MAX_MESSAGE_LEN};
+use click2dial_core::ami::{Checks, DecodeError, Session};
 use click2dial_core::reference::{ChannelId, Reference};
 use click2dial_core::validate::Call;
 use embassy_futures::select::{select, select3, Either, Either3};
@@ -148,12 +148,20 @@ impl Default for Pbx {
     }
 }
 
-/// Buffers of the AMI task: TCP windows, the frame buffer core's decoder needs (one message of
-/// [`MAX_MESSAGE_LEN`] always fits), and room for one action.
+/// The frame buffer: the longest message the appliance takes from the PBX. Its own answers
+/// are under 200 bytes and the login check reads `ListCommands` line by line; the rest is
+/// events the appliance skips, which Asterisk keeps to a few hundred bytes (a `Newexten` with
+/// a long `AppData` stays under 2 KiB). A longer message ends the connection as one over
+/// core's [`click2dial_core::ami::MAX_MESSAGE_LEN`] (8 KiB, what the host keeps) does, and the
+/// session reconnects.
+pub const FRAME_LEN: usize = 4096;
+
+/// Buffers of the AMI task: TCP windows, the frame buffer, and room for one action (the
+/// longest `Originate`, with a 230-byte `contact_ref` twice, is about 1.2 KiB).
 pub struct AmiBuffers {
-    rx: [u8; 1024],
-    tx: [u8; 1024],
-    frames: [u8; MAX_MESSAGE_LEN],
+    rx: [u8; 512],
+    tx: [u8; 512],
+    frames: [u8; FRAME_LEN],
     out: [u8; 1536],
 }
 
@@ -167,9 +175,9 @@ impl AmiBuffers {
     /// Zeroed buffers (for a `static`).
     pub const fn new() -> Self {
         Self {
-            rx: [0; 1024],
-            tx: [0; 1024],
-            frames: [0; MAX_MESSAGE_LEN],
+            rx: [0; 512],
+            tx: [0; 512],
+            frames: [0; FRAME_LEN],
             out: [0; 1536],
         }
     }
@@ -330,6 +338,11 @@ impl Pbx {
                         rest = rest.get(taken..).unwrap_or_default();
                         if !self.act(session, &mut writer, out, &mut pending).await {
                             return;
+                        }
+                        if taken == 0 {
+                            // The frame buffer is full and holds no whole message.
+                            let why = Down::Protocol(DecodeError::MessageTooLarge);
+                            session.handle_disconnected(now_ms(), why);
                         }
                     }
                 }

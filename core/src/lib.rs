@@ -33,6 +33,7 @@ pub mod agi;
 pub mod ami;
 pub mod call;
 pub mod config;
+mod dfa;
 pub mod error;
 pub mod json;
 pub mod number;

@@ -7,12 +7,7 @@
 
 use core::fmt;
 
-use regex_automata::{
-    dfa::{dense::DFA, Automaton},
-    util::primitives::StateID,
-    Anchored,
-};
-
+use crate::dfa::{self, Table};
 use crate::error::{Error, ErrorCode, Field};
 use crate::number::{NumberForm, OutboundId, PhoneNumber};
 use crate::policy::DialPolicy;
@@ -22,96 +17,8 @@ use crate::request::CallRequest;
 /// Longest `contact_ref` kept; longer ones are truncated, not rejected.
 pub const CONTACT_REF_MAX_LEN: usize = 230;
 
-/// Serialised DFA bytes with the `u32` alignment `DFA::from_bytes` needs.
-#[repr(C)]
-struct Aligned<B: ?Sized> {
-    _align: [u32; 0],
-    bytes: B,
-}
-
-macro_rules! embedded_dfa {
-    ($name:literal) => {{
-        static TABLE: &Aligned<[u8]> = &Aligned {
-            _align: [],
-            bytes: *include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".dfa")),
-        };
-        &TABLE.bytes
-    }};
-}
-
-/// The byte walked after a value to see its match: `"`, which ends a JSON string and is in no
-/// field's charset.
-const END: u8 = b'"';
-
-/// One field's DFA, deserialised zero-copy from the image, with its anchored start state.
-#[derive(Clone, Debug)]
-struct FieldDfa {
-    dfa: DFA<&'static [u32]>,
-    start: StateID,
-}
-
-impl FieldDfa {
-    fn load(bytes: &'static [u8]) -> Result<Self, LoadError> {
-        let (dfa, _) = DFA::from_bytes(bytes).map_err(|_| LoadError)?;
-        let start = dfa.universal_start_state(Anchored::Yes).ok_or(LoadError)?;
-        Ok(Self { dfa, start })
-    }
-
-    /// One transition, without the bounds check of `next_state`: about 1.5 % of the
-    /// parse-validate-normalise path (callgrind), the largest single saving left in the walk.
-    #[inline(always)]
-    #[allow(unsafe_code)]
-    fn step(&self, state: StateID, byte: u8) -> StateID {
-        // SAFETY: `next_state_unchecked` needs a valid state ID. `state` is `self.start`, which
-        // the DFA returned, or the result of a previous `step` on the same DFA; `DFA::from_bytes`
-        // validated every transition of the table when it was loaded, so the transitions of a
-        // valid state lead to valid states, whatever the byte.
-        unsafe { self.dfa.next_state_unchecked(state, byte) }
-    }
-
-    /// Walks all of `input`; whether one of the patterns matches it whole.
-    #[inline]
-    fn is_full_match(&self, input: &[u8]) -> bool {
-        self.dfa.is_match_state(self.walk(input))
-    }
-
-    /// Walks all of `input`; returns the index of the pattern that matches it whole.
-    #[cfg(debug_assertions)]
-    fn full_match(&self, input: &[u8]) -> Option<usize> {
-        let state = self.walk(input);
-        self.dfa
-            .is_match_state(state)
-            .then(|| self.dfa.match_pattern(state, 0).as_usize())
-    }
-
-    /// Walks all of `input` and one more byte; the state says what matched `input` whole.
-    #[inline]
-    fn walk(&self, input: &[u8]) -> StateID {
-        // The dead state loops to itself, so the walk needs no per-byte exit; inputs are
-        // bounded by the 4 KiB body limit. Four bytes per round: the loop's own bookkeeping
-        // is paid once per four transitions.
-        let mut state = self.start;
-        let mut quads = input.chunks_exact(4);
-        for quad in &mut quads {
-            if let [a, b, c, d] = *quad {
-                state = self.step(state, a);
-                state = self.step(state, b);
-                state = self.step(state, c);
-                state = self.step(state, d);
-            }
-        }
-        for &byte in quads.remainder() {
-            state = self.step(state, byte);
-        }
-        // Matches are reported one transition late. Any byte's transition reports the same
-        // matches as the end-of-input one when no pattern looks around (`build.rs` checks),
-        // and is cheaper to take.
-        self.step(state, END)
-    }
-}
-
-/// The embedded DFAs could not be deserialised (a build for a target of the wrong
-/// endianness, or a corrupted image).
+/// The validator tables could not be loaded. Kept for callers of [`Validators::new`]: since
+/// the tables are constants checked when core is compiled, it no longer happens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct LoadError;
@@ -128,11 +35,11 @@ impl core::error::Error for LoadError {}
 /// share: validation itself only reads.
 #[derive(Clone, Debug)]
 pub struct Validators {
-    agent: FieldDfa,
-    callee: FieldDfa,
-    outbound_id: FieldDfa,
-    contact_ref: FieldDfa,
-    recording_ref: FieldDfa,
+    agent: &'static Table,
+    callee: &'static Table,
+    outbound_id: &'static Table,
+    contact_ref: &'static Table,
+    recording_ref: &'static Table,
 }
 
 /// Callee pattern order in `build.rs`.
@@ -167,14 +74,15 @@ fn outbound_id_pattern(value: &[u8]) -> usize {
 }
 
 impl Validators {
-    /// Deserialises and checks the embedded DFAs.
+    /// The validators over the tables `build.rs` compiled (checked when core was compiled,
+    /// so this never fails; the `Result` is kept for its callers).
     pub fn new() -> Result<Self, LoadError> {
         Ok(Self {
-            agent: FieldDfa::load(embedded_dfa!("agent"))?,
-            callee: FieldDfa::load(embedded_dfa!("callee"))?,
-            outbound_id: FieldDfa::load(embedded_dfa!("outbound_id"))?,
-            contact_ref: FieldDfa::load(embedded_dfa!("contact_ref"))?,
-            recording_ref: FieldDfa::load(embedded_dfa!("recording_ref"))?,
+            agent: &dfa::AGENT,
+            callee: &dfa::CALLEE,
+            outbound_id: &dfa::OUTBOUND_ID,
+            contact_ref: &dfa::CONTACT_REF,
+            recording_ref: &dfa::RECORDING_REF,
         })
     }
 

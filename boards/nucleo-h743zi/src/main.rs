@@ -6,7 +6,7 @@
 
 use core::cell::RefCell;
 
-use click2dial_appliance::http::{self, HttpBuffers};
+use click2dial_appliance::http::{self, HttpBuffers, SharedBody};
 use click2dial_appliance::idempotency::Table;
 use click2dial_appliance::pbx::{AmiBuffers, Pbx};
 use click2dial_appliance::{config, App, Config, Entropy};
@@ -56,6 +56,7 @@ static APP: StaticCell<App<'static>> = StaticCell::new();
 static NET: ConstStaticCell<StackResources<SOCKETS>> = ConstStaticCell::new(StackResources::new());
 static PACKETS: ConstStaticCell<PacketQueue<4, 4>> = ConstStaticCell::new(PacketQueue::new());
 static AMI_BUFFERS: ConstStaticCell<AmiBuffers> = ConstStaticCell::new(AmiBuffers::new());
+static HTTP_BODY: SharedBody = SharedBody::new();
 static HTTP_BUFFERS: [ConstStaticCell<HttpBuffers>; LISTENERS] =
     [const { ConstStaticCell::new(HttpBuffers::new()) }; LISTENERS];
 
@@ -165,5 +166,5 @@ async fn http_task(
     app: &'static App<'static>,
     buffers: &'static mut HttpBuffers,
 ) -> ! {
-    http::serve(stack, app, buffers).await
+    http::serve(stack, app, buffers, &HTTP_BODY).await
 }

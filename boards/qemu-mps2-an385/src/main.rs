@@ -9,10 +9,13 @@ mod executor;
 mod lan9118;
 mod overrides;
 mod stack_usage;
+mod storage;
 mod time_driver;
+mod vectors;
 
-use click2dial_appliance::http::{self, HttpBuffers};
+use click2dial_appliance::http::{self, HttpBuffers, SharedBody};
 use click2dial_appliance::idempotency::Table;
+use click2dial_appliance::keyed::KeyedEntropy;
 use click2dial_appliance::pbx::{AmiBuffers, Pbx};
 use click2dial_appliance::{config, App, Config};
 use click2dial_core::Validators;
@@ -36,9 +39,11 @@ const LISTENERS: usize = 3;
 /// Sockets: the listeners, the AMI connection and DHCP.
 const SOCKETS: usize = LISTENERS + 2;
 
-static PBX: Pbx = Pbx::new();
+/// Initialised at start-up rather than `static PBX: Pbx = Pbx::new()`: its initial value is
+/// not all zeroes, so a plain static would cost 436 bytes of flash for `.data`.
+static PBX: StaticCell<Pbx> = StaticCell::new();
 static TABLE: Table = Table::new();
-static ENTROPY: entropy::Jitter = entropy::Jitter::new(NIC_BASE);
+static ENTROPY: StaticCell<KeyedEntropy> = StaticCell::new();
 static CONFIG: StaticCell<Config> = StaticCell::new();
 static APP: StaticCell<App<'static>> = StaticCell::new();
 static VALIDATORS: StaticCell<Validators> = StaticCell::new();
@@ -46,6 +51,7 @@ static NET: ConstStaticCell<StackResources<SOCKETS>> = ConstStaticCell::new(Stac
 static RX_FRAME: ConstStaticCell<[u8; FRAME_BUF_LEN]> = ConstStaticCell::new([0; FRAME_BUF_LEN]);
 static TX_FRAME: ConstStaticCell<[u8; FRAME_BUF_LEN]> = ConstStaticCell::new([0; FRAME_BUF_LEN]);
 static AMI_BUFFERS: ConstStaticCell<AmiBuffers> = ConstStaticCell::new(AmiBuffers::new());
+static HTTP_BODY: SharedBody = SharedBody::new();
 static HTTP_BUFFERS: [ConstStaticCell<HttpBuffers>; LISTENERS] =
     [const { ConstStaticCell::new(HttpBuffers::new()) }; LISTENERS];
 
@@ -66,13 +72,14 @@ fn main() -> ! {
     let core = unwrap!(cortex_m::Peripherals::take());
     time_driver::init(core.SYST);
     let config = CONFIG.init(overrides::apply(config::BUILD));
-    let (stack, runner) = network(config);
-    let app = app(config);
+    let entropy = entropy();
+    let (stack, runner) = network(config, entropy);
+    let (app, pbx) = app(config, entropy);
     // SAFETY: the handler only touches the NIC's INT_STS and a waker.
     unsafe { NVIC::unmask(Irq(NIC_IRQ)) };
     executor::run(|spawner: Spawner| {
         spawner.spawn(unwrap!(net_task(runner)));
-        spawner.spawn(unwrap!(ami_task(stack, config, AMI_BUFFERS.take())));
+        spawner.spawn(unwrap!(ami_task(pbx, stack, config, AMI_BUFFERS.take())));
         for buffers in &HTTP_BUFFERS {
             spawner.spawn(unwrap!(http_task(stack, app, buffers.take())));
         }
@@ -80,10 +87,26 @@ fn main() -> ! {
     })
 }
 
+/// The boot's keystream under the device secret; a device that was never provisioned does
+/// not start, since its references could be predicted.
+#[inline(never)]
+fn entropy() -> &'static KeyedEntropy {
+    match entropy::init(NIC_BASE) {
+        Some((keyed, boot)) => {
+            info!("boot {=u32}", boot);
+            ENTROPY.init(keyed)
+        }
+        None => defmt::panic!(
+            "not provisioned: no device secret at {=usize:#x} (see README.md)",
+            storage::PROVISIONING
+        ),
+    }
+}
+
 /// Brings up the NIC and the network stack. Kept out of `main` (as is [`app`]) so the
 /// temporaries of start-up do not stay on the stack while the executor runs.
 #[inline(never)]
-fn network(config: &Config) -> (Stack<'static>, Runner<'static, Lan9118>) {
+fn network(config: &Config, entropy: &KeyedEntropy) -> (Stack<'static>, Runner<'static, Lan9118>) {
     // SAFETY: NIC_BASE is the LAN9118 of mps2-an385, owned by this driver alone.
     let nic = match unsafe { Lan9118::new(NIC_BASE, RX_FRAME.take(), TX_FRAME.take()) } {
         Ok(nic) => nic,
@@ -94,17 +117,24 @@ fn network(config: &Config) -> (Stack<'static>, Runner<'static, Lan9118>) {
         nic.id_rev(),
         nic.mac()
     );
-    embassy_net::new(nic, config.net_config(), NET.take(), ENTROPY.next_u64())
+    embassy_net::new(nic, config.net_config(), NET.take(), entropy.next_u64())
 }
 
-/// Loads the validators and builds the create-call service.
+/// Loads the validators and builds the create-call service and its PBX handle.
 #[inline(never)]
-fn app(config: &'static Config) -> &'static App<'static> {
+fn app(
+    config: &'static Config,
+    entropy: &'static KeyedEntropy,
+) -> (&'static App<'static>, &'static Pbx) {
     let validators = match Validators::new() {
         Ok(v) => VALIDATORS.init(v),
         Err(_) => defmt::panic!("validator tables do not load"),
     };
-    APP.init(App::new(config, validators, &PBX, &TABLE, &ENTROPY))
+    let pbx = PBX.init(Pbx::new());
+    (
+        APP.init(App::new(config, validators, pbx, &TABLE, entropy)),
+        pbx,
+    )
 }
 
 #[embassy_executor::task]
@@ -114,11 +144,12 @@ async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
 
 #[embassy_executor::task]
 async fn ami_task(
+    pbx: &'static Pbx,
     stack: Stack<'static>,
     config: &'static Config,
     buffers: &'static mut AmiBuffers,
 ) -> ! {
-    PBX.run(stack, &config.ami, &config.dialplan, buffers).await
+    pbx.run(stack, &config.ami, &config.dialplan, buffers).await
 }
 
 #[embassy_executor::task(pool_size = LISTENERS)]
@@ -127,7 +158,7 @@ async fn http_task(
     app: &'static App<'static>,
     buffers: &'static mut HttpBuffers,
 ) -> ! {
-    http::serve(stack, app, buffers).await
+    http::serve(stack, app, buffers, &HTTP_BODY).await
 }
 
 /// Logs the address once configured, then the stack high-water mark whenever it grows.
@@ -172,9 +203,14 @@ unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
     exit_failure()
 }
 
+/// Logs where the panic happened, not its message: formatting the message would link
+/// `core::fmt` (about 464 B of flash, measured) for a path that should never run.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    error!("panicked: {}", defmt::Display2Format(info));
+    match info.location() {
+        Some(at) => error!("panicked at {=str}:{=u32}", at.file(), at.line()),
+        None => error!("panicked"),
+    }
     exit_failure()
 }
 

@@ -1,6 +1,7 @@
 //! Hardware-in-the-loop: the appliance image booted in QEMU (mps2-an385), built once for the
-//! whole binary (`qemu_support::firmware`): the appliance's behaviour (`appliance`) and its
-//! stack high-water mark under load (`footprint`).
+//! whole binary (`qemu_support::firmware`): the appliance's behaviour (`appliance`), its
+//! footprint against the budget (`footprint`), and its references without a hardware RNG
+//! (`references`).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -9,3 +10,4 @@ mod qemu_support;
 
 mod appliance;
 mod footprint;
+mod references;

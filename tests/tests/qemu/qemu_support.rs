@@ -101,11 +101,37 @@ pub struct Device {
     _dir: tempfile::TempDir,
 }
 
+/// Where the provisioning page goes in the device's flash (src/storage.rs).
+const PROVISIONING: u32 = 0x0001_F000;
+
+/// 32 bytes from the host's random number generator: a device secret.
+pub fn random_secret() -> [u8; 32] {
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .expect("/dev/urandom");
+    secret
+}
+
 impl Device {
     /// Boots the image with the PBX at the host's `pbx_port` (10.0.2.2 from the guest) and a
-    /// reconnection backoff capped at `max_backoff_secs`; waits until HTTP answers.
+    /// reconnection backoff capped at `max_backoff_secs`, provisioned with a fresh device
+    /// secret; waits until HTTP answers.
     pub fn boot(fw: &Firmware, pbx_port: u16, max_backoff_secs: u32) -> Self {
+        Self::boot_provisioned(fw, pbx_port, max_backoff_secs, &random_secret())
+    }
+
+    /// [`Device::boot`] with the device secret `secret` written into its flash's provisioning
+    /// page, as an installer does at flashing time.
+    pub fn boot_provisioned(
+        fw: &Firmware,
+        pbx_port: u16,
+        max_backoff_secs: u32,
+        secret: &[u8; 32],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let provisioning = dir.path().join("provisioning.bin");
+        std::fs::write(&provisioning, [&b"C2DS"[..], secret].concat()).expect("provisioning");
         let raw_log = dir.path().join("defmt.bin");
         let http_port = free_port();
         let word = |offset: u32, value: u32| {
@@ -115,7 +141,11 @@ impl Device {
             )
         };
         let child = Command::new("qemu-system-arm")
-            .args(["-M", "mps2-an385", "-nographic", "-monitor", "none"])
+            .args(["-M", "mps2-an385", "-nographic", "-monitor"])
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                dir.path().join("monitor.sock").display()
+            ))
             .args(["-serial", "none"])
             .args(["-semihosting-config", "enable=on,target=native"])
             .args([
@@ -125,6 +155,13 @@ impl Device {
             .args(["-device", &word(0, OVERRIDE_MAGIC)])
             .args(["-device", &word(8, u32::from(pbx_port))])
             .args(["-device", &word(12, max_backoff_secs)])
+            .args([
+                "-device",
+                &format!(
+                    "loader,file={},addr={PROVISIONING:#x}",
+                    provisioning.display()
+                ),
+            ])
             .arg("-kernel")
             .arg(&fw.elf)
             .stdin(Stdio::null())
@@ -142,6 +179,21 @@ impl Device {
         };
         device.wait_http(Duration::from_secs(30));
         device
+    }
+
+    /// Resets the machine as its reset line would (QEMU's `system_reset`): the image and the
+    /// provisioning page are loaded again, the rest of flash and RAM keep their contents.
+    /// Waits until HTTP answers again.
+    pub fn reset(&self) {
+        let socket = self._dir.path().join("monitor.sock");
+        let mut monitor = std::os::unix::net::UnixStream::connect(&socket).expect("QEMU monitor");
+        monitor.write_all(b"system_reset\n").expect("system_reset");
+        // The monitor answers with its prompt once the command ran.
+        let _ = monitor.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut echo = [0u8; 256];
+        let _ = monitor.read(&mut echo);
+        std::thread::sleep(Duration::from_millis(500));
+        self.wait_http(Duration::from_secs(30));
     }
 
     /// Waits until the device answers HTTP (a `405` for `GET`).
