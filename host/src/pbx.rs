@@ -484,9 +484,12 @@ async fn run(
 /// call's `Linkedid`). The deciding host stores the call's record before it sets the
 /// variable, so the other hosts can load it when they see this.
 fn dialplan_decided_to_dial<'a>(message: &Message<'a>) -> Option<&'a str> {
+    // The event name is the first header: the cheap test first (most messages are not this).
+    if message.event() != Some("VarSet") {
+        return None;
+    }
     let uniqueid = message.uniqueid()?;
-    (message.event() == Some("VarSet")
-        && message.get("Variable") == Some(crate::fastagi::DECISION_VARIABLE)
+    (message.get("Variable") == Some(crate::fastagi::DECISION_VARIABLE)
         && message.get("Value") == Some("dial")
         && message.get("Linkedid") == Some(uniqueid))
     .then_some(uniqueid)
@@ -668,7 +671,9 @@ impl Driver {
                     event,
                     message,
                 } => {
-                    if !self.adopt_or_buffer(&message, read_at) {
+                    // A call this host follows needs no adopting: skip reading the message
+                    // again for that.
+                    if self.calls.contains_key(key) || !self.adopt_or_buffer(&message, read_at) {
                         self.on_channel_event(key, &event);
                     }
                 }
@@ -1013,7 +1018,10 @@ impl Driver {
                 sequence: call.sequence,
                 event: progress.event.as_str(),
                 call_key: record.notifications_key.clone(),
-                json: String::from_utf8_lossy(&buf[..n]).into_owned(),
+                json: std::str::from_utf8(&buf[..n]).map_or_else(
+                    |_| String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    str::to_owned,
+                ),
                 since,
             }),
             Err(e) => tracing::error!(error = %e, "notification does not fit its buffer"),
