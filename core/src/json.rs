@@ -414,7 +414,14 @@ fn notification_fields(n: &Notification<'_>, o: &mut Out<'_>) -> fmt::Result {
         o.display(url)?;
     }
     o.field("timestamp")?;
-    o.display(&n.timestamp)?;
+    match n.timestamp.rfc3339() {
+        Some(text) => {
+            o.raw(b"\"")?;
+            o.raw(&text)?;
+            o.raw(b"\"")?;
+        }
+        None => o.display(&n.timestamp)?,
+    }
     if let Some(cause) = n.cause {
         o.field("cause")?;
         o.string(cause.as_str())?;
