@@ -81,22 +81,13 @@ pub fn app(state: AppState) -> Router {
     let (routes, doc) = routes(&state);
     let rendered = openapi::Rendered(Arc::new(doc.to_json().unwrap_or_default().into_bytes()));
     let timeout = Duration::from_secs(state.config.http.request_timeout_secs);
-    routes
-        .fallback(errors::not_found)
-        .layer(Extension(rendered))
-        .layer(RequestBodyLimitLayer::new(
-            click2dial_core::request::MAX_BODY_LEN,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
-        .layer(from_fn(require_host))
-        .layer(from_fn(errors::json_errors))
-        .layer(from_fn_with_state(
-            state.metrics.clone(),
-            metrics::count_requests,
-        ))
+    // One composed layer over the routes, not one `Router::layer` per middleware: axum
+    // clones a route's whole stack for every request, and each `Router::layer` adds a boxed
+    // service to it (an allocation per layer per request). Outermost first.
+    let middleware = tower::ServiceBuilder::new()
+        .layer(from_fn(drop_odd_request_id))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
@@ -118,9 +109,23 @@ pub fn app(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(log_failure),
         )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(from_fn(drop_odd_request_id))
+        .layer(from_fn_with_state(
+            state.metrics.clone(),
+            metrics::count_requests,
+        ))
+        .layer(from_fn(errors::json_errors))
+        .layer(from_fn(require_host))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(RequestBodyLimitLayer::new(
+            click2dial_core::request::MAX_BODY_LEN,
+        ))
+        .layer(Extension(rendered));
+    routes
+        .fallback(errors::not_found)
+        .layer(middleware)
         .with_state(state)
 }
 
@@ -160,7 +165,13 @@ const NO_HOST: click2dial_core::Error = click2dial_core::Error::request(
 /// looks at it.
 async fn require_host(request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let head_bytes = request.uri().to_string().len()
+    let uri = request.uri();
+    // The length of `uri.to_string()`, without making it.
+    let target_bytes = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path().len()
+        + uri.query().map_or(0, |q| q.len() + 1);
+    let head_bytes = target_bytes
         + headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
