@@ -68,9 +68,137 @@ struct CodeMessage {
     message: &'static str,
 }
 
-/// Writes the `202` body.
+/// Writes the `202` body: the bytes serde-json-core writes for [`Accepted`], by [`Out`].
 pub fn write_accepted(accepted: &Accepted<'_>, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
-    write(accepted, out)
+    let mut o = Out::new(out);
+    accepted_fields(accepted, &mut o)
+        .map(|()| o.len)
+        .map_err(|_| BufferTooSmall { required: None })
+}
+
+fn accepted_fields(a: &Accepted<'_>, o: &mut Out<'_>) -> fmt::Result {
+    o.raw(b"{\"status\":\"queued\"")?;
+    o.field("contact_ref")?;
+    o.string(a.call.contact_ref.as_str())?;
+    o.field("recording_ref")?;
+    o.string(a.call.recording_ref.as_str())?;
+    if let Some(url) = &a.recording_url {
+        o.field("recording_url")?;
+        o.display(url)?;
+    }
+    if let Some(key) = &a.notifications_key {
+        o.field("notifications_key")?;
+        o.display(key)?;
+    }
+    o.field("warnings")?;
+    o.raw(b"[")?;
+    for (i, warning) in a.call.valid.warnings.iter().enumerate() {
+        if i > 0 {
+            o.raw(b",")?;
+        }
+        o.raw(b"{\"code\":")?;
+        o.string(warning.code())?;
+        o.field("message")?;
+        o.string(warning.message())?;
+        o.raw(b"}")?;
+    }
+    o.raw(b"]}")
+}
+
+/// A JSON writer into a caller's buffer for the two documents every call writes (the `202`
+/// body and its notifications): the same bytes as serde-json-core (keys as they are,
+/// strings escaped as its `push_char` does), but a run of characters that need no escape
+/// is copied at once, where serde-json-core pushes each character on its own (about ten
+/// times the work). `core/src/json.rs`'s tests hold the two to the same output.
+struct Out<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> Out<'b> {
+    fn new(buf: &'b mut [u8]) -> Self {
+        Self { buf, len: 0 }
+    }
+
+    /// Appends `bytes` as they are.
+    fn raw(&mut self, bytes: &[u8]) -> fmt::Result {
+        let end = self.len.checked_add(bytes.len()).ok_or(fmt::Error)?;
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+
+    /// `,"key":` (every field but the first, which the caller writes with the `{`).
+    fn field(&mut self, key: &str) -> fmt::Result {
+        self.raw(b",\"")?;
+        self.raw(key.as_bytes())?;
+        self.raw(b"\":")
+    }
+
+    /// `s` as a JSON string.
+    fn string(&mut self, s: &str) -> fmt::Result {
+        self.raw(b"\"")?;
+        fmt::Write::write_str(self, s)?;
+        self.raw(b"\"")
+    }
+
+    /// What `value` displays, as a JSON string.
+    fn display(&mut self, value: &dyn fmt::Display) -> fmt::Result {
+        self.raw(b"\"")?;
+        fmt::write(self, format_args!("{value}"))?;
+        self.raw(b"\"")
+    }
+
+    /// A number, as serde-json-core writes an unsigned integer.
+    fn number(&mut self, mut n: u16) -> fmt::Result {
+        let mut digits = [0u8; 5];
+        let mut at = digits.len();
+        loop {
+            at = at.checked_sub(1).ok_or(fmt::Error)?;
+            let digit = u8::try_from(n % 10).map_err(|_| fmt::Error)?;
+            *digits.get_mut(at).ok_or(fmt::Error)? = b'0'.saturating_add(digit);
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.raw(digits.get(at..).ok_or(fmt::Error)?)
+    }
+}
+
+impl fmt::Write for Out<'_> {
+    /// Escapes as serde-json-core: `\\`, `\"`, `\b`, `\t`, `\n`, `\f`, `\r`, other
+    /// control characters as `\u00XX` (upper-case hex); everything else as it is.
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let mut unicode = *b"\\u00XX";
+            let escape: &[u8] = match b {
+                b'\\' => b"\\\\",
+                b'"' => b"\\\"",
+                0x08 => b"\\b",
+                0x09 => b"\\t",
+                0x0a => b"\\n",
+                0x0c => b"\\f",
+                0x0d => b"\\r",
+                0x00..=0x1f => {
+                    unicode[4] = HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
+                    unicode[5] = HEX.get(usize::from(b & 0x0f)).copied().unwrap_or(b'0');
+                    &unicode
+                }
+                _ => continue,
+            };
+            self.raw(bytes.get(start..i).ok_or(fmt::Error)?)?;
+            self.raw(escape)?;
+            start = i.saturating_add(1);
+        }
+        self.raw(bytes.get(start..).ok_or(fmt::Error)?)
+    }
 }
 
 /// Writes `{"error":{"code":…,"field":…,"message":…}}` (`field` only when there is one).
@@ -278,10 +406,51 @@ impl Serialize for Text<'_> {
     }
 }
 
-/// Writes one notification object.
+/// Writes one notification object: the bytes serde-json-core writes for [`Notification`],
+/// by [`Out`].
 pub fn write_notification(
     notification: &Notification<'_>,
     out: &mut [u8],
 ) -> Result<usize, BufferTooSmall> {
-    write(notification, out)
+    let mut o = Out::new(out);
+    notification_fields(notification, &mut o)
+        .map(|()| o.len)
+        .map_err(|_| BufferTooSmall { required: None })
+}
+
+fn notification_fields(n: &Notification<'_>, o: &mut Out<'_>) -> fmt::Result {
+    o.raw(b"{\"event\":")?;
+    o.string(n.event.as_str())?;
+    o.field("contact_ref")?;
+    o.string(n.contact_ref)?;
+    o.field("agent")?;
+    o.string(n.agent)?;
+    o.field("callee")?;
+    o.display(n.callee)?;
+    o.field("outbound_id")?;
+    o.string(n.outbound_id)?;
+    o.field("recording_ref")?;
+    o.string(n.recording_ref)?;
+    if let Some(url) = n.recording_url {
+        o.field("recording_url")?;
+        o.display(url)?;
+    }
+    o.field("timestamp")?;
+    match n.timestamp.rfc3339() {
+        Some(text) => {
+            o.raw(b"\"")?;
+            o.raw(&text)?;
+            o.raw(b"\"")?;
+        }
+        None => o.display(&n.timestamp)?,
+    }
+    if let Some(cause) = n.cause {
+        o.field("cause")?;
+        o.string(cause.as_str())?;
+    }
+    if let Some(q850) = n.q850 {
+        o.field("q850")?;
+        o.number(q850)?;
+    }
+    o.raw(b"}")
 }

@@ -13,6 +13,35 @@ impl Timestamp {
     pub const fn from_unix_millis(millis: u64) -> Self {
         Self(millis)
     }
+
+    /// The text [`Display`](fmt::Display) writes, in a fixed buffer, for years up to 9999
+    /// (`None` past them): the JSON writer's way to a timestamp without `core::fmt`.
+    #[allow(clippy::arithmetic_side_effects)] // bounded as in `fmt`; digits are 0..=9
+    pub(crate) fn rfc3339(self) -> Option<[u8; 24]> {
+        let secs = self.0 / 1000;
+        let (year, month, day) = civil_from_days(secs / 86_400);
+        if year > 9999 {
+            return None;
+        }
+        let rem = secs % 86_400;
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        for (at, width, value) in [
+            (0, 4, year),
+            (5, 2, month),
+            (8, 2, day),
+            (11, 2, rem / 3600),
+            (14, 2, rem % 3600 / 60),
+            (17, 2, rem % 60),
+            (20, 3, self.0 % 1000),
+        ] {
+            let mut value = value;
+            for i in (at..at + width).rev() {
+                *text.get_mut(i)? = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        Some(text)
+    }
 }
 
 /// Year, month, day of a count of days since 1970-01-01 (proleptic Gregorian calendar;
@@ -52,5 +81,33 @@ impl fmt::Display for Timestamp {
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timestamp;
+    use std::string::ToString;
+
+    #[test]
+    fn the_fixed_text_is_the_displayed_one_up_to_year_9999() {
+        for millis in [
+            0,
+            1,
+            999,
+            86_399_999,
+            1_795_764_384_123,
+            951_782_400_000,
+            253_402_300_799_999,
+        ] {
+            let t = Timestamp::from_unix_millis(millis);
+            let text = t.rfc3339().expect("year up to 9999");
+            assert_eq!(std::str::from_utf8(&text).expect("ascii"), t.to_string());
+        }
+        assert_eq!(
+            Timestamp::from_unix_millis(253_402_300_800_000).rfc3339(),
+            None
+        );
+        assert_eq!(Timestamp::from_unix_millis(u64::MAX).rfc3339(), None);
     }
 }

@@ -42,6 +42,13 @@ fn full_path(validators: &Validators, body: &[u8]) {
                 };
                 let n = json::write_accepted(&accepted, &mut out).expect("fits 1 KiB");
                 serde_json::from_slice::<serde_json::Value>(&out[..n]).expect("valid JSON");
+                let mut reference = [0u8; 1024];
+                let m = serde_json_core::to_slice(&accepted, &mut reference).expect("fits");
+                assert_eq!(
+                    &out[..n],
+                    &reference[..m],
+                    "the writer is serde-json-core's bytes"
+                );
                 assert!(json::write_accepted(&accepted, &mut small).is_err());
                 let mut e164 = [0u8; 16];
                 let len = call.valid.callee.write_e164(&mut e164).expect("fits");
@@ -176,6 +183,45 @@ proptest! {
         prop_assert!(validators.is_recording_ref(text));
         prop_assert!(validators.is_contact_ref_charset(text));
         prop_assert_eq!(base32_decode(text), entropy.to_vec());
+    }
+
+    /// The notification writer copies what needs no escape at once: its bytes must stay
+    /// serde-json-core's for any text, control characters and non-ASCII included, and a
+    /// buffer one byte short must fail.
+    #[test]
+    fn notifications_are_serde_json_cores_bytes(
+        texts in prop::collection::vec("(?s).{0,40}", 6),
+        event in 0usize..8,
+        cause in prop::option::of(0usize..11),
+        q850 in prop::option::of(any::<u16>()),
+        with_url in any::<bool>(),
+        millis in 0u64..253_402_300_800_000,
+    ) {
+        use json::{Cause, Event};
+        const EVENTS: [Event; 8] = [Event::Queued, Event::AgentRinging, Event::AgentAnswered,
+            Event::CalleeRinging, Event::Joined, Event::Hangup, Event::Failed, Event::RecordingReady];
+        const CAUSES: [Cause; 11] = [Cause::AgentNoAnswer, Cause::AgentBusy,
+            Cause::AgentUnavailable, Cause::CalleeNoAnswer, Cause::CalleeBusy,
+            Cause::CalleeRejected, Cause::CalleeNotFound, Cause::CalleeUnavailable,
+            Cause::AgentHungUp, Cause::NormalClearing, Cause::PbxError];
+        let notification = json::Notification {
+            event: EVENTS[event],
+            contact_ref: &texts[0],
+            agent: &texts[1],
+            callee: &texts[2],
+            outbound_id: &texts[3],
+            recording_ref: &texts[4],
+            recording_url: with_url.then_some(&texts[5] as &dyn std::fmt::Display),
+            timestamp: Timestamp::from_unix_millis(millis),
+            cause: cause.map(|c| CAUSES[c]),
+            q850,
+        };
+        let mut out = [0u8; 2048];
+        let n = json::write_notification(&notification, &mut out).expect("fits");
+        let mut reference = [0u8; 2048];
+        let m = serde_json_core::to_slice(&notification, &mut reference).expect("fits");
+        prop_assert_eq!(&out[..n], &reference[..m]);
+        prop_assert!(json::write_notification(&notification, &mut out[..n - 1]).is_err());
     }
 
     #[test]

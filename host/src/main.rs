@@ -58,7 +58,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::HashKey | Command::NewKey => ExitCode::FAILURE,
-        Command::Run => match tokio::runtime::Runtime::new() {
+        // One thread runs every task: a create crosses several tasks (the connection, the
+        // AMI driver, the Redis connections, the notifier), and on two worker threads each
+        // hand-over woke the other thread (a futex wake, a context switch) more often than
+        // it found work to share. One thread runs far more creates per second than a PBX
+        // places calls; file reads still go to tokio's blocking pool.
+        Command::Run => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt.block_on(serve(config)),
             Err(e) => {
                 eprintln!("click2dial-host: {e}");

@@ -321,6 +321,9 @@ pub const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// The most Originates awaiting Asterisk's answer at once (it answers each at once).
 const MAX_PENDING: usize = 1024;
 
+/// The most Originates written to the PBX in one write.
+const ORIGINATE_BATCH: usize = 32;
+
 /// The first reconnection delay.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -459,9 +462,12 @@ pub const DECISION_VARIABLE: &str = "C2D_DECISION";
 /// call's `Linkedid`). The deciding host stores the call's record before it sets the
 /// variable, so the other hosts can load it when they see this.
 fn dialplan_decided_to_dial<'a>(message: &Message<'a>) -> Option<&'a str> {
+    // The event name is the first header: the cheap test first (most messages are not this).
+    if message.event() != Some("VarSet") {
+        return None;
+    }
     let uniqueid = message.uniqueid()?;
-    (message.event() == Some("VarSet")
-        && message.get("Variable") == Some(DECISION_VARIABLE)
+    (message.get("Variable") == Some(DECISION_VARIABLE)
         && message.get("Value") == Some("dial")
         && message.get("Linkedid") == Some(uniqueid))
     .then_some(uniqueid)
@@ -502,10 +508,8 @@ impl Driver {
             }
             if !self.held.is_empty() && !session.is_probing() {
                 // The PBX answered the probe: what waited for it is written now.
-                for (request, reply) in std::mem::take(&mut self.held) {
-                    self.send_originate(session, &mut write, out, request, reply)
-                        .await;
-                }
+                let held = std::mem::take(&mut self.held);
+                self.send_originates(session, &mut write, out, held).await;
                 continue;
             }
             let wake = session.poll_timeout().map(|at| self.instant(at));
@@ -537,38 +541,43 @@ impl Driver {
                 Some((channel_id, record)) = adopt_rx.recv() => self.adopted(&channel_id, record),
                 command = rx.recv() => match command {
                     Some(Command::Originate { request, reply }) => {
-                        let now = self.now_ms();
-                        let silent = now.saturating_sub(session.heard_at()) > millis(PROBE_AFTER);
-                        if session.is_ready() && (silent || session.is_probing()) {
-                            session.probe(now);
-                            self.held.push((request, reply));
-                        } else {
-                            self.send_originate(session, &mut write, out, request, reply).await;
+                        // The Originates queued meanwhile go out with this one, in one write
+                        // (a write to the PBX costs more than encoding a few Originates).
+                        let mut batch = Vec::new();
+                        let mut next = Some((request, reply));
+                        while let Some((request, reply)) = next.take() {
+                            let now = self.now_ms();
+                            let silent =
+                                now.saturating_sub(session.heard_at()) > millis(PROBE_AFTER);
+                            if session.is_ready() && (silent || session.is_probing()) {
+                                session.probe(now);
+                                self.held.push((request, reply));
+                            } else {
+                                batch.push((request, reply));
+                            }
+                            if batch.len() >= ORIGINATE_BATCH {
+                                break;
+                            }
+                            match rx.try_recv() {
+                                Ok(Command::Originate { request, reply }) => {
+                                    next = Some((request, reply));
+                                }
+                                Ok(Command::Follow { request, reply }) => {
+                                    self.follow(*request, reply);
+                                }
+                                Ok(Command::Hangup { channel, reply }) => {
+                                    let result = hang_up(session, &mut write, out, &channel).await;
+                                    let _ = reply.send(result);
+                                }
+                                Err(_) => {}
+                            }
                         }
+                        self.send_originates(session, &mut write, out, batch).await;
                     }
                     Some(Command::Hangup { channel, reply }) => {
-                        let result = match session.hangup(&channel, 16, out) {
-                            Ok(n) => write
-                                .write_all(out.get(..n).unwrap_or_default())
-                                .await
-                                .map_err(|_| OriginateError::NotConnected),
-                            Err(session::OriginateError::Encode(e)) => {
-                                Err(OriginateError::Encode(e.to_string()))
-                            }
-                            Err(_) => Err(OriginateError::NotConnected),
-                        };
-                        let _ = reply.send(result);
+                        let _ = reply.send(hang_up(session, &mut write, out, &channel).await);
                     }
-                    Some(Command::Follow { request, reply }) => {
-                        let channel_id = request.channel_id.clone();
-                        self.track(*request);
-                        self.metrics.call_started();
-                        if let Some(mut call) = self.calls.remove(&channel_id) {
-                            self.drain(&mut call, Instant::now());
-                            self.settle(channel_id, call);
-                        }
-                        let _ = reply.send(Ok(()));
-                    }
+                    Some(Command::Follow { request, reply }) => self.follow(*request, reply),
                     None => {
                         // Originates written but not answered reached the PBX.
                         for (_, reply) in self.pending.drain() {
@@ -587,34 +596,61 @@ impl Driver {
         }
     }
 
-    /// Writes an Originate; its reply waits for Asterisk's answer.
-    async fn send_originate(
+    /// Follows a call the PBX started itself (FastAGI): nothing to send.
+    fn follow(&mut self, request: OriginateRequest, reply: Reply) {
+        let channel_id = request.channel_id.clone();
+        self.track(request);
+        self.metrics.call_started();
+        if let Some(mut call) = self.calls.remove(&channel_id) {
+            self.drain(&mut call, Instant::now());
+            self.settle(channel_id, call);
+        }
+        let _ = reply.send(Ok(()));
+    }
+
+    /// Writes Originates, in order, in one write; each reply waits for Asterisk's answer.
+    async fn send_originates(
         &mut self,
         session: &mut AmiSession<'_>,
         write: &mut tokio::net::tcp::OwnedWriteHalf,
         out: &mut [u8],
-        request: Box<OriginateRequest>,
-        reply: oneshot::Sender<Result<(), OriginateError>>,
+        batch: Vec<(Box<OriginateRequest>, Reply)>,
     ) {
-        let call = originate_call(&request);
+        if batch.is_empty() {
+            return;
+        }
         let now = self.now_ms();
-        match session.originate(now, &call, &self.settings.dialplan.names(), out) {
-            Ok(n) => {
-                if let Err(e) = write.write_all(out.get(..n).unwrap_or_default()).await {
-                    let _ = reply.send(Err(OriginateError::NotConnected));
-                    self.lost = Some(format!("connect: {e}"));
-                    session.handle_disconnected(now, Down::Closed);
-                    return;
+        let mut bytes = Vec::with_capacity(batch.len().saturating_mul(1024));
+        let mut written = Vec::with_capacity(batch.len());
+        for (request, reply) in batch {
+            let call = originate_call(&request);
+            match session.originate(now, &call, &self.settings.dialplan.names(), out) {
+                Ok(n) => {
+                    bytes.extend_from_slice(out.get(..n).unwrap_or_default());
+                    written.push((request, reply));
                 }
-                self.pending.insert(request.channel_id.clone(), reply);
-                self.track(*request);
+                Err(e) => {
+                    let _ = reply.send(Err(match e {
+                        session::OriginateError::Encode(e) => OriginateError::Encode(e.to_string()),
+                        _ => OriginateError::NotConnected,
+                    }));
+                }
             }
-            Err(e) => {
-                let _ = reply.send(Err(match e {
-                    session::OriginateError::Encode(e) => OriginateError::Encode(e.to_string()),
-                    _ => OriginateError::NotConnected,
-                }));
+        }
+        if bytes.is_empty() {
+            return;
+        }
+        if let Err(e) = write.write_all(&bytes).await {
+            for (_, reply) in written {
+                let _ = reply.send(Err(OriginateError::NotConnected));
             }
+            self.lost = Some(format!("connect: {e}"));
+            session.handle_disconnected(now, Down::Closed);
+            return;
+        }
+        for (request, reply) in written {
+            self.pending.insert(request.channel_id.clone(), reply);
+            self.track(*request);
         }
     }
 
@@ -656,7 +692,9 @@ impl Driver {
                     event,
                     message,
                 } => {
-                    if !self.adopt_or_buffer(&message, read_at) {
+                    // A call this host follows needs no adopting: skip reading the message
+                    // again for that.
+                    if self.calls.contains_key(key) || !self.adopt_or_buffer(&message, read_at) {
                         self.on_channel_event(key, &event);
                     }
                 }
@@ -1008,12 +1046,33 @@ impl Driver {
                 sequence: call.sequence,
                 event: progress.event.as_str(),
                 call_key: record.notifications_key.clone(),
-                json: String::from_utf8_lossy(&buf[..n]).into_owned(),
+                json: std::str::from_utf8(&buf[..n]).map_or_else(
+                    |_| String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    str::to_owned,
+                ),
                 at_ms: self.wall(progress.at),
                 since,
             }),
             Err(e) => tracing::error!(error = %e, "notification does not fit its buffer"),
         }
+    }
+}
+
+/// Writes a `Hangup` of `channel` (normal clearing); its effect shows in the channel's
+/// events.
+async fn hang_up(
+    session: &mut AmiSession<'_>,
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    out: &mut [u8],
+    channel: &str,
+) -> Result<(), OriginateError> {
+    match session.hangup(channel, 16, out) {
+        Ok(n) => write
+            .write_all(out.get(..n).unwrap_or_default())
+            .await
+            .map_err(|_| OriginateError::NotConnected),
+        Err(session::OriginateError::Encode(e)) => Err(OriginateError::Encode(e.to_string())),
+        Err(_) => Err(OriginateError::NotConnected),
     }
 }
 

@@ -6,8 +6,10 @@
 # create-call bodies with a unique contact_ref each (tests/load/post.lua), so every request
 # claims idempotency in Redis and sends an Originate. Prints, for the same run: peak
 # throughput of both and their ratio, p50/p99 latency at the peak and at half the host's
-# peak rate, and the host's peak RSS; and the CPU time per request of the bare handler and,
-# in the host's peak run, of the host, redis-server and pbx-sim: where the shared cores go.
+# peak rate, and the host's peak RSS; and the CPU time per create (utime + stime from
+# /proc, which holds up on shared cores better than wall time) of every process of each
+# peak run: bare-202 and wrk in the first; the host, redis-server, pbx-sim and wrk in the
+# second; and the host's CPU per create over the bare handler's, the figure to watch.
 #
 #   bash tests/load/load.sh            # DURATION=10 CONNECTIONS=32 by default
 set -euo pipefail
@@ -75,30 +77,34 @@ done
 cpu_ticks() { # utime + stime of each pid given, in clock ticks
   for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat"; done
 }
-run_wrk() { # $1 = address, $2 = connections, $3 = delay ms → "rps p50 p99 non2xx"
+children_ticks() { # $1 = a shell's pid → CPU of its waited-for children (cutime + cstime), in ticks
+  awk '{ print $16 + $17 }' "/proc/$1/stat"
+}
+run_wrk() { # $1 = address, $2 = connections, $3 = delay ms → "rps p50 p99 non2xx total wrk_ticks"
+  local c0 c1 shell=$BASHPID
+  c0=$(children_ticks "$shell")
   out=$(WRK_DELAY_MS=$3 wrk -t2 -c"$2" -d"${duration}s" --latency -s tests/load/post.lua "http://$1" 2>&1)
+  c1=$(children_ticks "$shell")
   total=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' <<<"$out")
   rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
   p50=$(sed -n 's/^latency_ms p50=\([0-9.]*\) .*/\1/p' <<<"$out")
   p99=$(sed -n 's/^latency_ms .*p99=\([0-9.]*\)/\1/p' <<<"$out")
   bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\)/\1/p' <<<"$out")
-  echo "$rps $p50 $p99 ${bad:-0}"
+  echo "$rps $p50 $p99 ${bad:-0} $total $((c1 - c0))"
 }
 
 bare_before=$(cpu_ticks "$bare_pid")
-bare_out=$(run_wrk "$bare" "$connections" 0; echo "$total")
+read -r bare_rps bare_p50 bare_p99 _ bare_total bare_wrk < <(run_wrk "$bare" "$connections" 0)
 bare_after=$(cpu_ticks "$bare_pid")
-read -r bare_rps bare_p50 bare_p99 _ bare_total <<<"$(tr '\n' ' ' <<<"$bare_out")"
 before=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid" | paste -sd' ')
-host_out=$(run_wrk "$host" "$connections" 0; echo "$total")
+read -r host_rps host_p50 host_p99 host_bad host_total host_wrk < <(run_wrk "$host" "$connections" 0)
 after=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid" | paste -sd' ')
-read -r host_rps host_p50 host_p99 host_bad host_total <<<"$(tr '\n' ' ' <<<"$host_out")"
 # Half the host's peak: each connection pauses 10 ms between requests (wrk's delay() is in
 # whole milliseconds), with as many connections as that rate needs.
 delay=10
 half_rate=$(awk -v r="$host_rps" 'BEGIN { print r / 2 }')
 half_conns=$(awk -v r="$half_rate" -v d="$delay" 'BEGIN { c = int(r * (d + 1) / 1000 + 0.5); print (c < 1 ? 1 : c) }')
-read -r half_rps half_p50 half_p99 half_bad < <(run_wrk "$host" "$half_conns" "$delay")
+read -r half_rps half_p50 half_p99 half_bad _ _ < <(run_wrk "$host" "$half_conns" "$delay")
 rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$host_pid/status")
 
 printf '\n== click2dial-host create-call load (%s s per run, wrk -t2) ==\n' "$duration"
@@ -107,9 +113,14 @@ printf 'host, peak    : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (%d connect
 printf 'host, ~half   : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (target %.0f req/s, %d connections, %s non-2xx)\n' "$half_rps" "$half_p50" "$half_p99" "$half_rate" "$half_conns" "$half_bad"
 awk -v h="$host_rps" -v b="$bare_rps" 'BEGIN { printf "throughput ratio host/bare: %.2fx\n", h / b }'
 printf 'host peak RSS: %.1f MiB\n' "$(awk -v k="$rss_kib" 'BEGIN { print k / 1024 }')"
-awk -v b="$before" -v a="$after" -v n="$host_total" -v hz="$(getconf CLK_TCK)" \
-  -v bb="$bare_before" -v ba="$bare_after" -v bn="$bare_total" 'BEGIN {
+awk -v b="$before" -v a="$after" -v n="$host_total" -v hz="$(getconf CLK_TCK)" -v hw="$host_wrk" \
+  -v bb="$bare_before" -v ba="$bare_after" -v bn="$bare_total" -v bw="$bare_wrk" 'BEGIN {
   split(b, x, " "); split(a, y, " "); split("host redis-server pbx-sim", name, " ")
-  printf "CPU per request at the peak (us): bare-202 %.0f |", (ba - bb) * 1e6 / hz / bn
-  for (i = 1; i <= 3; i++) printf "  %s %.0f", name[i], (y[i] - x[i]) * 1e6 / hz / n
-  printf "\n" }'
+  us = 1e6 / hz
+  bare = (ba - bb) * us / bn
+  printf "CPU per create at the peak, us (utime+stime; %d Hz ticks):\n", hz
+  printf "  bare run: bare-202 %.1f  wrk %.1f\n", bare, bw * us / bn
+  printf "  host run:"
+  for (i = 1; i <= 3; i++) { v[i] = (y[i] - x[i]) * us / n; printf "  %s %.1f", name[i], v[i] }
+  printf "  wrk %.1f\n", hw * us / n
+  printf "host / bare-202 CPU per create: %.1fx\n", v[1] / bare }'

@@ -90,7 +90,17 @@ impl<'a> Message<'a> {
 
     /// The value of the first header named `key` (ASCII-case-insensitive).
     pub fn get(&self, key: &str) -> Option<&'a str> {
-        self.headers().find(|h| h.is(key)).map(|h| h.value)
+        // As `headers().find(|h| h.is(key))`, without checking that every line before the
+        // one sought is UTF-8: a key equal to `key` but for ASCII case is UTF-8 as `key` is,
+        // so only the value of a matching line needs the check.
+        Lines { rest: self.bytes }.find_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = line.get(..colon)?.trim_ascii();
+            if name.is_empty() || !name.eq_ignore_ascii_case(key.as_bytes()) {
+                return None;
+            }
+            core::str::from_utf8(line.get(colon.saturating_add(1)..)?.trim_ascii()).ok()
+        })
     }
 
     /// Every value of the headers named `key`, in order.
@@ -336,14 +346,22 @@ impl<'a> Iterator for Lines<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        match self.rest.windows(2).position(|w| w == b"\r\n") {
-            Some(at) => {
+        // The first `\r` followed by `\n` (a bare `\r` or `\n` belongs to the line).
+        let mut from = 0usize;
+        while let Some(cr) = self
+            .rest
+            .get(from..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\r'))
+        {
+            let at = from.saturating_add(cr);
+            if self.rest.get(at.saturating_add(1)) == Some(&b'\n') {
                 let line = self.rest.get(..at);
                 self.rest = self.rest.get(at.saturating_add(2)..).unwrap_or_default();
-                line
+                return line;
             }
-            None => Some(core::mem::take(&mut self.rest)),
+            from = at.saturating_add(1);
         }
+        Some(core::mem::take(&mut self.rest))
     }
 }
 
@@ -369,6 +387,28 @@ mod tests {
 
     fn pairs<'a>(m: &Message<'a>) -> Vec<(&'a str, &'a str)> {
         m.headers().map(|h| (h.key, h.value)).collect()
+    }
+
+    /// `get` skips the UTF-8 check of lines it does not return: it must still answer as
+    /// the first well-formed header with the key does.
+    #[rstest]
+    #[case(&b"Event: Hangup\r\nUniqueid: 1.2\r\nCause: 16"[..])]
+    #[case(&b"uniqueid: \xff\r\nUniqueid: 2\r\nUNIQUEID: 3"[..])]
+    #[case(&b"Uniqueid\xff: 1\r\n: 2\r\nUniqueid:4\r"[..])]
+    #[case(&b"A: x\rUniqueid: 5\r\nUniqueid: 6\n\r\n\r\nB: \r\n"[..])]
+    #[case(&b"\r\r\nUniqueid :  7 \r\n\xc3\xa9: 8\r\nCause: \xc3\xa9"[..])]
+    #[case(&b""[..])]
+    fn get_answers_as_the_headers_do(#[case] bytes: &[u8]) {
+        let m = Message::new(bytes);
+        for key in [
+            "Uniqueid", "uniqueid", "Cause", "Event", "A", "B", "", "\u{e9}", "Missing",
+        ] {
+            assert_eq!(
+                m.get(key),
+                m.headers().find(|h| h.is(key)).map(|h| h.value),
+                "{key}"
+            );
+        }
     }
 
     #[rstest]

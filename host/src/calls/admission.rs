@@ -130,7 +130,12 @@ pub async fn admit(
         &mut buf,
     )
     .map_err(|_| Error::INTERNAL)?;
-    let answer = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
+    // Core writes UTF-8: check it the fast way (the lossy one walks it in chunks).
+    let written = buf.get(..n).unwrap_or_default();
+    let answer = std::str::from_utf8(written).map_or_else(
+        |_| String::from_utf8_lossy(written).into_owned(),
+        str::to_owned,
+    );
     let record = CallRecord {
         call: CallValues::new(call).ok_or(Error::INTERNAL)?,
         agent_initiated: mode == Mode::AgentInitiated,

@@ -36,7 +36,13 @@ const NO_HOST: click2dial_core::Error = click2dial_core::Error::request(
 /// looks at it.
 pub async fn require_host(request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let head_bytes = request.uri().to_string().len()
+    let uri = request.uri();
+    // The length of `uri.to_string()`, without making it.
+    let target_bytes = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path().len()
+        + uri.query().map_or(0, |q| q.len() + 1);
+    let head_bytes = target_bytes
         + headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 4)

@@ -95,22 +95,13 @@ pub fn app(services: Services) -> Router {
     let (routes, doc) = routes(&services);
     let rendered = openapi::Rendered(Arc::new(doc.to_json().unwrap_or_default().into_bytes()));
     let timeout = Duration::from_secs(services.config.http.request_timeout_secs);
-    routes
-        .fallback(error::not_found)
-        .layer(Extension(rendered))
-        .layer(RequestBodyLimitLayer::new(
-            click2dial_core::request::MAX_BODY_LEN,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
-        .layer(from_fn(head::require_host))
-        .layer(from_fn(error::json_errors))
-        .layer(from_fn_with_state(
-            services.metrics.clone(),
-            crate::metrics::count_requests,
-        ))
+    // One composed layer over the routes, not one `Router::layer` per middleware: axum
+    // clones a route's whole stack for every request, and each `Router::layer` adds a boxed
+    // service to it (an allocation per layer per request). Outermost first.
+    let middleware = tower::ServiceBuilder::new()
+        .layer(from_fn(head::drop_odd_request_id))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
@@ -132,9 +123,21 @@ pub fn app(services: Services) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(log_failure),
         )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(from_fn(head::drop_odd_request_id))
+        .layer(from_fn_with_state(
+            services.metrics.clone(),
+            crate::metrics::count_requests,
+        ))
+        .layer(from_fn(error::json_errors))
+        .layer(from_fn(head::require_host))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(RequestBodyLimitLayer::new(
+            click2dial_core::request::MAX_BODY_LEN,
+        ))
+        .layer(Extension(rendered));
+    routes.fallback(error::not_found).layer(middleware)
 }
 
 /// A server error's log line: `error`, except `503`, whose causes (the PBX down or
