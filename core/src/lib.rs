@@ -6,8 +6,8 @@
 //!
 //! The path of a create-call request:
 //!
-//! 1. [`request::parse`] reads the body with serde-json-core into a [`CallRequest`] that
-//!    borrows every value from the body;
+//! 1. [`request::parse`] reads the body into a [`CallRequest`] that borrows every value from
+//!    the body;
 //! 2. [`Validators::validate`] walks each value through a DFA compiled at build time, which
 //!    both validates and classifies it, and applies the [`DialPolicy`];
 //! 3. [`ValidCall::assign_references`] adds the recording reference (and a contact reference

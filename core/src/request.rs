@@ -1,13 +1,14 @@
 //! Zero-copy parsing of a create-call body into a [`CallRequest`] that borrows from it.
 //!
-//! serde-json-core does the JSON tokenising. Its deserializer cannot parse "any" value, so
-//! every value is read through `deserialize_ignored_any`, which hands strings over as
-//! borrowed slices and skips other scalars. For a skipped top-level scalar (a number, `true`,
-//! `null`, …) the raw token is then read back from the body, right after its key, and
-//! checked against the JSON grammar here: that is how `agent` may be an integer, how a
-//! numeric `callee` gets an error that says why, and how garbage after a key is still a
-//! `400`. Inside arrays and objects of ignored fields, scalars are skipped with
-//! serde-json-core's own leniency; their nesting depth is bounded.
+//! The JSON is read by a small scanner here rather than by serde-json-core's deserializer,
+//! which would also link its unescaping path (with the string-slicing panic and `char`
+//! formatting it pulls in: about 6 KB of the appliance's flash) although no buffer is ever
+//! given to it. The scanner accepts exactly what that deserializer did, used as before:
+//! strings are borrowed, other top-level scalars are read as raw tokens (up to the `,`, `}` or
+//! `]` that ends them) and checked against the JSON grammar here — that is how `agent` may be
+//! an integer, how a numeric `callee` gets an error that says why, and how garbage after a key
+//! is still a `400`. Inside arrays and objects of ignored fields, scalars are skipped with the
+//! same leniency (anything up to the next `,`, `}` or `]`); their nesting depth is bounded.
 //!
 //! **Escapes.** Strings are borrowed as they appear in the body, escape sequences included.
 //! Every valid value of the known fields is plain ASCII that JSON never needs to escape, and
@@ -16,10 +17,6 @@
 //! past them, and the happy path pays nothing for the check.
 //! Keys are matched literally; a key containing an escape is refused (`400`), because a
 //! standard parser could read it as a known field that this one would not see.
-
-use core::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::dial::{self, DialRequest};
 use crate::error::{Error, ErrorCode, Field};
@@ -55,17 +52,11 @@ pub fn parse(body: &[u8]) -> Result<CallRequest<'_>, Error> {
     if body.len() > MAX_BODY_LEN {
         return Err(Error::BODY_TOO_LARGE);
     }
-    // No unescape buffer: strings stay borrowed from the body, escapes included.
-    let mut deserializer = serde_json_core::de::Deserializer::new(body, None);
-    // The visitor fills `raw` in place: nothing large is returned through serde's layers.
+    // Strings stay borrowed from the body, escapes included.
     let mut raw = RawRequest::EMPTY;
-    RequestSeed {
-        body,
-        raw: &mut raw,
-    }
-    .deserialize(&mut deserializer)
-    .map_err(|_| Error::MALFORMED_JSON)?;
-    deserializer.end().map_err(|_| Error::MALFORMED_JSON)?;
+    Scanner { body, at: 0 }
+        .request(&mut raw)
+        .ok_or(Error::MALFORMED_JSON)?;
     raw.into_request()
 }
 
@@ -243,35 +234,33 @@ fn seconds(value: Value<'_>, field: Field) -> Result<Option<u64>, Error> {
     }
 }
 
-/// Reads the top-level object into `raw`; carries the body so scalar tokens can be found
-/// again.
-struct RequestSeed<'de, 'r> {
-    body: &'de [u8],
-    raw: &'r mut RawRequest<'de>,
+/// Reads JSON from `body`, at `at`. Every method returns `None` for malformed JSON.
+struct Scanner<'a> {
+    body: &'a [u8],
+    at: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for RequestSeed<'de, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RequestSeed<'de, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
+impl<'a> Scanner<'a> {
+    /// Skips whitespace and returns the next byte, left unread.
+    fn peek(&mut self) -> Option<u8> {
+        let rest = self.body.get(self.at..)?;
+        let n = rest.iter().take_while(|&&b| is_json_whitespace(b)).count();
+        self.at = self.at.saturating_add(n);
+        rest.get(n).copied()
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let raw = self.raw;
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            let value = map.next_value_seed(ValueSeed {
-                body: self.body,
-                key,
-            })?;
+    /// Reads `byte`, after any whitespace.
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at = self.at.saturating_add(1))
+    }
+
+    /// The top-level object, into `raw`; then nothing but whitespace.
+    fn request(&mut self, raw: &mut RawRequest<'a>) -> Option<()> {
+        self.eat(b'{')?;
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            self.eat(b':')?;
+            let value = self.value()?;
             let (slot, field) = match key {
                 "agent" => (&mut raw.agent, Field::Agent),
                 "callee" => (&mut raw.callee, Field::Callee),
@@ -286,9 +275,7 @@ impl<'de> Visitor<'de> for RequestSeed<'de, '_> {
                 "record" => (&mut raw.record, Field::Record),
                 // An escaped key could name a known field for a standard JSON parser (a
                 // gateway, a log reader) while this one ignores it: refuse the body.
-                _ if key.as_bytes().contains(&b'\\') => {
-                    return Err(de::Error::custom("escaped object key"))
-                }
+                _ if key.as_bytes().contains(&b'\\') => return None,
                 _ => continue,
             };
             if !matches!(slot, Value::Absent) && raw.duplicate.is_none() {
@@ -296,96 +283,111 @@ impl<'de> Visitor<'de> for RequestSeed<'de, '_> {
             }
             *slot = value;
         }
-        Ok(())
-    }
-}
-
-/// Reads an object key as a slice of the body.
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = &'de str;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(BorrowedStr)
-    }
-}
-
-struct BorrowedStr;
-
-impl<'de> Visitor<'de> for BorrowedStr {
-    type Value = &'de str;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string borrowed from the body")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(v)
-    }
-}
-
-/// Reads the value after `key`. Strings come back borrowed; for other scalars the raw token is
-/// read from the body that follows the key (the key slice points into the body, and a JSON
-/// key is followed by `"`, optional whitespace, `:` and optional whitespace).
-struct ValueSeed<'de> {
-    body: &'de [u8],
-    key: &'de str,
-}
-
-impl<'de> DeserializeSeed<'de> for ValueSeed<'de> {
-    type Value = Value<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_ignored_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ValueSeed<'de> {
-    type Value = Value<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Value::Str(v))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        scalar_after_key(self.body, self.key).ok_or_else(|| E::custom("malformed scalar"))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element_seed(Skip { depth: 1 })?.is_some() {}
-        Ok(Value::Other)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_key_seed(Skip { depth: 1 })?.is_some() {
-            map.next_value_seed(Skip { depth: 1 })?;
+        self.eat(b'}')?;
+        match self.peek() {
+            None => Some(()),
+            Some(_) => None,
         }
-        Ok(Value::Other)
     }
-}
 
-/// Recovers and checks the scalar token that follows `key` in `body`.
-///
-/// `key` was borrowed from `body` by serde-json-core, so its offset is the distance between
-/// the two pointers; the token runs from after `"`, whitespace, `:` and whitespace to the
-/// `,`, `}` or `]` where serde-json-core stopped skipping it.
-fn scalar_after_key<'de>(body: &'de [u8], key: &str) -> Option<Value<'de>> {
-    let offset = (key.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
-    let after_key = body.get(offset.checked_add(key.len())?..)?;
-    let after_quote = after_key.strip_prefix(b"\"")?;
-    let after_colon = trim_start(after_quote).strip_prefix(b":")?;
-    let value = trim_start(after_colon);
-    let end = value
-        .iter()
-        .position(|b| matches!(b, b',' | b'}' | b']'))
-        .unwrap_or(value.len());
-    let token = trim_end(value.get(..end)?);
-    classify_scalar(core::str::from_utf8(token).ok()?)
+    /// The next key of an object, or `Some(None)` at its `}` (left unread). A `,` must come
+    /// between members, and may not come before the `}`.
+    fn next_key(&mut self, first: &mut bool) -> Option<Option<&'a str>> {
+        match self.peek()? {
+            b'}' => return Some(None),
+            b',' if !*first => self.at = self.at.saturating_add(1),
+            _ if *first => *first = false,
+            _ => return None,
+        }
+        if self.peek()? != b'"' {
+            return None;
+        }
+        self.string().map(Some)
+    }
+
+    /// Whether an array has another element (after its `,`), or ends at `]` (left unread).
+    /// As serde-json-core did, a `,` is accepted before the first element.
+    fn next_element(&mut self, first: &mut bool) -> Option<bool> {
+        let next = match self.peek()? {
+            b']' => return Some(false),
+            b',' => {
+                self.at = self.at.saturating_add(1);
+                self.peek()?
+            }
+            _ if *first => {
+                *first = false;
+                self.peek()?
+            }
+            _ => return None,
+        };
+        (next != b']').then_some(true)
+    }
+
+    /// A string, borrowed as it appears between its quotes; a quote preceded by an odd number
+    /// of backslashes does not end it.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let mut escaped = false;
+        let len = self.body.get(start..)?.iter().position(|&b| {
+            let end = b == b'"' && !escaped;
+            escaped = b == b'\\' && !escaped;
+            end
+        })?;
+        let end = start.saturating_add(len);
+        self.at = end.saturating_add(1);
+        core::str::from_utf8(self.body.get(start..end)?).ok()
+    }
+
+    /// Skips a scalar other than a string: anything up to the `,`, `}` or `]` after it (left
+    /// unread). Returns the token, trailing whitespace included.
+    fn scalar(&mut self) -> Option<&'a [u8]> {
+        let start = self.at;
+        let rest = self.body.get(start..)?;
+        let len = rest.iter().position(|b| matches!(b, b',' | b'}' | b']'))?;
+        self.at = start.saturating_add(len);
+        rest.get(..len)
+    }
+
+    /// The value of a top-level member. Strings come back borrowed, other scalars checked
+    /// against the JSON grammar; arrays and objects are skipped.
+    fn value(&mut self) -> Option<Value<'a>> {
+        match self.peek()? {
+            b'"' => self.string().map(Value::Str),
+            b'[' | b'{' => self.skip(0).map(|()| Value::Other),
+            b',' | b'}' | b']' => None,
+            _ => classify_scalar(core::str::from_utf8(trim_end(self.scalar()?)).ok()?),
+        }
+    }
+
+    /// Skips a value nested `depth` levels inside a top-level member, refusing arrays and
+    /// objects nested deeper than [`MAX_NESTING`].
+    fn skip(&mut self, depth: u8) -> Option<()> {
+        let open = self.peek()?;
+        let inner = depth.saturating_add(1);
+        let mut first = true;
+        match open {
+            b'"' => self.string().map(drop),
+            b'[' | b'{' if depth >= MAX_NESTING => None,
+            b'[' => {
+                self.at = self.at.saturating_add(1);
+                while self.next_element(&mut first)? {
+                    self.skip(inner)?;
+                }
+                self.eat(b']')
+            }
+            b'{' => {
+                self.at = self.at.saturating_add(1);
+                while self.next_key(&mut first)?.is_some() {
+                    self.eat(b':')?;
+                    self.skip(inner)?;
+                }
+                self.eat(b'}')
+            }
+            b',' | b'}' | b']' => None,
+            _ => self.scalar().map(drop),
+        }
+    }
 }
 
 const fn is_json_whitespace(b: u8) -> bool {
@@ -470,63 +472,6 @@ fn at_least_one_digit(bytes: &[u8]) -> Option<&[u8]> {
     match bytes.first() {
         Some(b) if b.is_ascii_digit() => Some(skip_digits(bytes)),
         _ => None,
-    }
-}
-
-/// Skips a nested value of an ignored field, refusing nesting deeper than [`MAX_NESTING`].
-struct Skip {
-    depth: u8,
-}
-
-impl<'de> DeserializeSeed<'de> for Skip {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_ignored_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Skip {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let depth = self.deeper::<A::Error>()?;
-        while seq.next_element_seed(Skip { depth })?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let depth = self.deeper::<A::Error>()?;
-        while map.next_key_seed(Skip { depth })?.is_some() {
-            map.next_value_seed(Skip { depth })?;
-        }
-        Ok(())
-    }
-}
-
-impl Skip {
-    fn deeper<E: de::Error>(&self) -> Result<u8, E> {
-        if self.depth >= MAX_NESTING {
-            Err(E::custom("nested too deeply"))
-        } else {
-            Ok(self.depth.saturating_add(1))
-        }
     }
 }
 

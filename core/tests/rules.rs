@@ -490,6 +490,35 @@ fn unknown_fields_are_ignored() {
     check(b.as_bytes()).expect("seven levels");
 }
 
+/// `request::parse` keeps the leniency of serde-json-core's deserializer, which read the body
+/// before it, so the answers stay the same: inside ignored fields, a scalar is anything up to
+/// the next `,`, `}` or `]`, and an array may start with a `,`.
+#[rstest]
+#[case::lenient_scalars(r#","x":[1x,tru,-,a"b c]"#)]
+#[case::leading_comma(r#","x":[,1]"#)]
+#[case::leading_comma_then_no_comma(r#","x":[,"a""b"]"#)]
+#[case::escaped_quote_and_backslash(r#","x":"a\"b\\","y":["\\\"]"]"#)]
+#[case::eight_levels_with_a_scalar_inside(r#","x":[[[[[[[[1]]]]]]]]"#)]
+#[case::eight_empty_levels(r#","x":{"a":[{"b":[{"c":[{"d":[]}]}]}]}"#)]
+fn ignored_fields_are_skipped_leniently(#[case] extra: &str) {
+    check(with_ref(extra).as_bytes()).expect("accepted");
+}
+
+#[rstest]
+#[case::nine_levels(r#","x":[[[[[[[[[]]]]]]]]]"#)]
+#[case::nine_levels_of_objects(r#","x":{"a":[{"b":[{"c":[{"d":[{}]}]}]}]}"#)]
+#[case::trailing_comma_in_array(r#","x":[1,]"#)]
+#[case::only_a_comma(r#","x":[,]"#)]
+#[case::two_leading_commas(r#","x":[,,1]"#)]
+#[case::leading_comma_in_object(r#","x":{,"a":1}"#)]
+#[case::non_string_key(r#","x":{1:2}"#)]
+#[case::key_without_value(r#","x":{"a"}"#)]
+#[case::malformed_top_level_scalar(r#","x":1x"#)]
+fn malformed_ignored_fields_are_400(#[case] extra: &str) {
+    let e = check(with_ref(extra).as_bytes()).expect_err("malformed");
+    assert_eq!(e.code, ErrorCode::MalformedJson, "{extra}");
+}
+
 #[test]
 fn whitespace_everywhere_is_fine() {
     let b = "\r\n{ \"agent\" :\t\"1001\" ,\n \"callee\" : \"0820001234\" , \"outbound_id\" : \"27820001234\" }\n";

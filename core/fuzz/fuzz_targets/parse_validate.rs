@@ -6,7 +6,7 @@
 //! `assert!`s below — is a bug to report with the input that caused it.
 //!
 //! Set `C2D_FUZZ_STRICT_JSON=1` to also require that every body the core parses is JSON that
-//! serde_json accepts (off by default: serde-json-core is documented to skip scalars inside
+//! serde_json accepts (off by default: `request::parse` is documented to skip scalars inside
 //! ignored fields leniently, and that alone would stop the fuzzer at once).
 #![no_main]
 
