@@ -320,6 +320,22 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// Every cause.
+    pub const ALL: [Self; 12] = [
+        Self::AgentNoAnswer,
+        Self::AgentBusy,
+        Self::AgentUnavailable,
+        Self::CalleeNoAnswer,
+        Self::CalleeBusy,
+        Self::CalleeRejected,
+        Self::CalleeNotFound,
+        Self::CalleeUnavailable,
+        Self::AgentHungUp,
+        Self::NormalClearing,
+        Self::MaxDuration,
+        Self::PbxError,
+    ];
+
     /// The cause of a joined call's end, from its Q.850 code: network and resource
     /// failures are the PBX's; everything else is a normal end.
     pub const fn joined_call_end(q850: u16) -> Self {

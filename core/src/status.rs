@@ -345,20 +345,7 @@ mod tests {
 
     #[test]
     fn stored_causes_keep_their_notification_names() {
-        for cause in [
-            Cause::AgentNoAnswer,
-            Cause::AgentBusy,
-            Cause::AgentUnavailable,
-            Cause::CalleeNoAnswer,
-            Cause::CalleeBusy,
-            Cause::CalleeRejected,
-            Cause::CalleeNotFound,
-            Cause::CalleeUnavailable,
-            Cause::AgentHungUp,
-            Cause::NormalClearing,
-            Cause::MaxDuration,
-            Cause::PbxError,
-        ] {
+        for cause in Cause::ALL {
             let json = serde_json::to_string(&cause).unwrap();
             assert_eq!(json, std::format!("\"{}\"", cause.as_str()));
             assert_eq!(serde_json::from_str::<Cause>(&json).unwrap(), cause);

@@ -318,7 +318,7 @@ fn silence_after_queued_times_out() {
 /// a joined call (the longest call), an ended call whose channels never hang up.
 #[test]
 fn every_state_has_a_deadline_and_every_tracker_finishes() {
-    use click2dial_core::ami::ChannelState::{Ringing, Up};
+    use click2dial_core::ami::ChannelState::Ringing;
     use click2dial_core::call::{Timeouts, MAX_CALL_MS, SILENCE_TIMEOUT_MS};
     let timeouts = Timeouts::DEFAULT;
     let ringing = [
@@ -328,20 +328,8 @@ fn every_state_has_a_deadline_and_every_tracker_finishes() {
             state: Ringing,
         },
     ];
-    let answered = [
-        ChannelEvent::Newchannel { uniqueid: "c2d-x" },
-        ChannelEvent::Newstate {
-            uniqueid: "c2d-x",
-            state: Up,
-        },
-        ChannelEvent::DialBegin {
-            uniqueid: Some("c2d-x"),
-            dest_uniqueid: "c2d-y",
-        },
-        ChannelEvent::Newchannel { uniqueid: "c2d-y" },
-    ];
-    let mut joined = answered.to_vec();
-    joined.push(ChannelEvent::BridgeEnter { uniqueid: "c2d-y" });
+    let joined = joined_two_leg_call().to_vec();
+    let answered = &joined[..4];
     let mut ended = joined.clone();
     ended.push(ChannelEvent::Hangup {
         uniqueid: "c2d-y",
@@ -349,7 +337,7 @@ fn every_state_has_a_deadline_and_every_tracker_finishes() {
     });
     for (events, last, expect) in [
         (&ringing[..], Failed, Some((Failed, Cause::PbxError))),
-        (&answered[..], Failed, Some((Failed, Cause::PbxError))),
+        (answered, Failed, Some((Failed, Cause::PbxError))),
         (&joined[..], Joined, Some((Hangup, Cause::PbxError))),
         (&ended[..], Hangup, None),
     ] {
@@ -477,17 +465,14 @@ fn channel_id_longer_than_the_limit_is_refused() {
     );
 }
 
-/// A call created with `max_duration_secs` that the PBX hangs up at that limit ends with
-/// cause `max_duration`; one that ends sooner is a normal end.
-#[test]
-fn a_joined_call_ended_at_its_max_duration_says_so() {
-    use click2dial_core::ami::ChannelState::Up;
-    use click2dial_core::call::{Timeouts, MAX_DURATION_TOLERANCE_MS};
-    let joined = [
+/// A two-leg call's events until both legs are bridged: the agent's channel `c2d-x` answers
+/// and dials the callee's `c2d-y`, which joins the bridge.
+fn joined_two_leg_call() -> [ChannelEvent<'static>; 5] {
+    [
         ChannelEvent::Newchannel { uniqueid: "c2d-x" },
         ChannelEvent::Newstate {
             uniqueid: "c2d-x",
-            state: Up,
+            state: click2dial_core::ami::ChannelState::Up,
         },
         ChannelEvent::DialBegin {
             uniqueid: Some("c2d-x"),
@@ -495,7 +480,15 @@ fn a_joined_call_ended_at_its_max_duration_says_so() {
         },
         ChannelEvent::Newchannel { uniqueid: "c2d-y" },
         ChannelEvent::BridgeEnter { uniqueid: "c2d-y" },
-    ];
+    ]
+}
+
+/// A call created with `max_duration_secs` that the PBX hangs up at that limit ends with
+/// cause `max_duration`; one that ends sooner is a normal end.
+#[test]
+fn a_joined_call_ended_at_its_max_duration_says_so() {
+    use click2dial_core::call::{Timeouts, MAX_DURATION_TOLERANCE_MS};
+    let joined = joined_two_leg_call();
     let max = 10_000;
     let joined_at = joined.len() as u64;
     for (talked, limit, cause) in [

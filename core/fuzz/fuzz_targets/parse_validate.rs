@@ -295,31 +295,9 @@ fn check_accepted(fx: &Fixture, body: &[u8], call: &Call<'_>) {
 
 /// One notification per call, with event, cause and time drawn from the input.
 fn check_notification(fx: &Fixture, body: &[u8], call: &Call<'_>, e164: &str) {
-    const EVENTS: [Event; 8] = [
-        Event::Queued,
-        Event::AgentRinging,
-        Event::AgentAnswered,
-        Event::CalleeRinging,
-        Event::Joined,
-        Event::Hangup,
-        Event::Failed,
-        Event::RecordingReady,
-    ];
-    const CAUSES: [Cause; 10] = [
-        Cause::AgentNoAnswer,
-        Cause::AgentBusy,
-        Cause::AgentUnavailable,
-        Cause::CalleeNoAnswer,
-        Cause::CalleeBusy,
-        Cause::CalleeRejected,
-        Cause::CalleeNotFound,
-        Cause::AgentHungUp,
-        Cause::NormalClearing,
-        Cause::PbxError,
-    ];
     let pick = |i: usize| usize::from(body.get(body.len().saturating_sub(i)).copied().unwrap_or(0));
-    let event = EVENTS[pick(1) % EVENTS.len()];
-    let cause = (pick(2) % 11 != 10).then(|| CAUSES[pick(2) % CAUSES.len()]);
+    let event = Event::ALL[pick(1) % Event::ALL.len()];
+    let cause = (pick(2) % 13 != 12).then(|| Cause::ALL[pick(2) % Cause::ALL.len()]);
     let q850 = (pick(3) % 2 == 0).then(|| u16::from_le_bytes([pick(3) as u8, pick(4) as u8]));
     let millis = entropy(body)[..8]
         .iter()
