@@ -71,6 +71,21 @@ impl Keys {
     }
 }
 
+/// `script` invoked on `member`'s call: the keys and first argument that the claim and
+/// settle scripts share (`KEYS[1..5]`, `ARGV[1]`).
+fn on_member<'a>(script: &'a redis::Script, member: &str) -> redis::ScriptInvocation<'a> {
+    let keys = Keys::of(member);
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(schema::WEBHOOK_DUE)
+        .key(keys.queue)
+        .key(keys.lease)
+        .key(keys.head)
+        .key(keys.endpoint)
+        .arg(member);
+    invocation
+}
+
 /// The scripts, made once.
 #[derive(Clone, Debug)]
 pub struct Scripts {
@@ -115,19 +130,12 @@ impl Scripts {
         lease_ms: u64,
         token: &str,
     ) -> redis::RedisResult<Option<Claimed>> {
-        let keys = Keys::of(member);
-        let answer: Option<(String, String, String, String, String)> = self
-            .claim
-            .key(schema::WEBHOOK_DUE)
-            .key(&keys.queue)
-            .key(&keys.lease)
-            .key(&keys.head)
-            .key(&keys.endpoint)
-            .arg(member)
-            .arg(lease_ms)
-            .arg(token)
-            .invoke_async(conn)
-            .await?;
+        let answer: Option<(String, String, String, String, String)> =
+            on_member(&self.claim, member)
+                .arg(lease_ms)
+                .arg(token)
+                .invoke_async(conn)
+                .await?;
         Ok(
             answer.and_then(|(entry, attempts, first, now, disabled_url)| {
                 let (id, body) = entry.split_once('\n')?;
@@ -155,19 +163,11 @@ impl Scripts {
         error: &str,
         url: &str,
     ) -> redis::RedisResult<bool> {
-        let keys = Keys::of(member);
         let delay = match outcome {
             Outcome::Retry(ms) => ms,
             _ => 0,
         };
-        let done: i64 = self
-            .settle
-            .key(schema::WEBHOOK_DUE)
-            .key(&keys.queue)
-            .key(&keys.lease)
-            .key(&keys.head)
-            .key(&keys.endpoint)
-            .arg(member)
+        let done: i64 = on_member(&self.settle, member)
             .arg(token)
             .arg(id)
             .arg(outcome.as_str())

@@ -282,6 +282,25 @@ impl Setup {
     fn metrics(&self) -> String {
         String::from_utf8(self.host().get("/metrics").body).expect("utf-8")
     }
+
+    /// Waits up to `within` for the test key's delivery state to satisfy `ready`; returns it.
+    fn wait_for_state(&self, within: Duration, ready: impl Fn(&Value) -> bool) -> Value {
+        assert!(
+            eventually(within, || ready(&self.state(TEST_KEY))),
+            "{}",
+            self.state(TEST_KEY)
+        );
+        self.state(TEST_KEY)
+    }
+
+    /// Waits up to 5 s for `/metrics` to show `line`.
+    fn wait_for_metric(&self, line: &str) {
+        assert!(
+            eventually(Duration::from_secs(5), || self.metrics().contains(line)),
+            "{line} not in:\n{}",
+            self.metrics()
+        );
+    }
 }
 
 /// The delivered events' bodies, grouped by call (`subject`), in delivery order.
@@ -377,13 +396,7 @@ fn every_event_is_delivered_signed_in_order_as_a_cloudevent() {
     let other = s.state(OTHER_KEY);
     assert_eq!(other["state"], "none", "{other}");
     assert_eq!(other["delivered"], 0, "{other}");
-    assert!(
-        eventually(Duration::from_secs(5), || s
-            .metrics()
-            .contains(r#"click2dial_webhook_pending{key="e2e"} 0"#)),
-        "{}",
-        s.metrics()
-    );
+    s.wait_for_metric(r#"click2dial_webhook_pending{key="e2e"} 0"#);
     assert!(s
         .metrics()
         .contains(r#"click2dial_webhook_attempts_total{key="e2e",outcome="delivered"} 14"#));
@@ -421,15 +434,9 @@ fn a_receiver_that_was_down_gets_every_event_once_in_order() {
         s.notified(call);
     }
     // Down: connections refused, retried, nothing lost.
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            let state = s.state(TEST_KEY);
-            state["pending"] == 14 && state["retries"].as_u64().is_some_and(|r| r >= 2)
-        }),
-        "{}",
-        s.state(TEST_KEY)
-    );
-    let state = s.state(TEST_KEY);
+    let state = s.wait_for_state(Duration::from_secs(10), |state| {
+        state["pending"] == 14 && state["retries"].as_u64().is_some_and(|r| r >= 2)
+    });
     assert!(
         state["last_error"]
             .as_str()
@@ -505,13 +512,7 @@ fn gone_disables_the_endpoint() {
         s.state(TEST_KEY)
     );
     assert_eq!(receiver.records().len(), 1, "nothing is sent after the 410");
-    assert!(
-        eventually(Duration::from_secs(5), || s
-            .metrics()
-            .contains(r#"click2dial_webhook_disabled{key="e2e"} 1"#)),
-        "{}",
-        s.metrics()
-    );
+    s.wait_for_metric(r#"click2dial_webhook_disabled{key="e2e"} 1"#);
 }
 
 #[test]
@@ -645,13 +646,7 @@ fn an_event_retried_past_give_up_after_secs_is_failed_and_the_next_one_goes() {
             "{seq}: {ids:?}"
         );
     }
-    assert!(
-        eventually(Duration::from_secs(5), || s
-            .metrics()
-            .contains(r#"click2dial_webhook_failed{key="e2e"} 7"#)),
-        "{}",
-        s.metrics()
-    );
+    s.wait_for_metric(r#"click2dial_webhook_failed{key="e2e"} 7"#);
 }
 
 #[test]
@@ -663,14 +658,9 @@ fn an_answer_later_than_the_timeout_is_retried() {
         &[("C2D_WEBHOOKS__TIMEOUT_MS", "300")],
     );
     s.call("wh-slow");
-    assert!(
-        eventually(Duration::from_secs(15), || s.state(TEST_KEY)["retries"]
-            .as_u64()
-            .is_some_and(|r| r >= 2)),
-        "{}",
-        s.state(TEST_KEY)
-    );
-    let state = s.state(TEST_KEY);
+    let state = s.wait_for_state(Duration::from_secs(15), |state| {
+        state["retries"].as_u64().is_some_and(|r| r >= 2)
+    });
     assert!(
         state["last_error"]
             .as_str()
