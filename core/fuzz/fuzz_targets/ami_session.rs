@@ -20,6 +20,7 @@
 use click2dial_core::ami::session::{Config, Event, RECEIVE_BUFFER_LEN};
 use click2dial_core::ami::{Checks, ContextCheck, Session};
 use click2dial_core::call::{CallTracker, Mode, CHANNEL_ID_MAX_LEN};
+use click2dial_core::dial::DialControls;
 use click2dial_core::json::Event as Notification;
 use click2dial_core::originate::{Dialplan, OriginateCall};
 use libfuzzer_sys::fuzz_target;
@@ -228,6 +229,17 @@ impl World<'_> {
             contact_ref: "crm-42",
             recording_ref: "rec",
             single_leg,
+            // Every third call with controls of its own, the others with the defaults.
+            controls: if self.originated % 3 == 2 {
+                DialControls {
+                    agent_ring_timeout_secs: Some(20),
+                    callee_ring_timeout_secs: Some(45),
+                    max_duration_secs: Some(600),
+                    record: false,
+                }
+            } else {
+                DialControls::DEFAULT
+            },
         };
         let mut out = [0u8; 2048];
         if self

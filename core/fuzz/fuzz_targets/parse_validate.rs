@@ -206,7 +206,10 @@ fn check_valid(
         }
         OutboundId::Number(n) => {
             let national = n.form() == NumberForm::National;
-            assert_eq!(valid.warnings.contains(Warning::OutboundIdNational), national);
+            assert_eq!(
+                valid.warnings.contains(Warning::OutboundIdNational),
+                national
+            );
             assert!(all_digits(n.as_str()));
             assert_eq!(n.as_str().len(), if national { 10 } else { 11 });
             assert_eq!(e164_string(&n).len(), 12);
@@ -221,7 +224,10 @@ fn check_valid(
             assert!(kept.len() <= CONTACT_REF_MAX_LEN && !kept.is_empty());
             assert!(v.is_contact_ref_charset(kept));
             let truncated = given.len() > CONTACT_REF_MAX_LEN;
-            assert_eq!(valid.warnings.contains(Warning::ContactRefTruncated), truncated);
+            assert_eq!(
+                valid.warnings.contains(Warning::ContactRefTruncated),
+                truncated
+            );
             assert_eq!(kept.len() == given.len(), !truncated);
         }
         other => panic!("contact_ref {other:?}"),
@@ -304,7 +310,8 @@ fn check_notification(fx: &Fixture, body: &[u8], call: &Call<'_>, e164: &str) {
         .fold(0u64, |acc, &b| acc << 8 | u64::from(b));
     let contact_ref = call.contact_ref.as_str();
     let recording_ref = call.recording_ref.as_str();
-    let recording_url = (pick(5) % 2 == 0).then(|| fx.recording_url.render(contact_ref, recording_ref));
+    let recording_url =
+        (pick(5) % 2 == 0).then(|| fx.recording_url.render(contact_ref, recording_ref));
     let notification = Notification {
         event,
         contact_ref,
@@ -312,9 +319,7 @@ fn check_notification(fx: &Fixture, body: &[u8], call: &Call<'_>, e164: &str) {
         callee: &call.valid.callee.e164(),
         outbound_id: call.valid.outbound_id.as_str(),
         recording_ref,
-        recording_url: recording_url
-            .as_ref()
-            .map(|u| u as &dyn core::fmt::Display),
+        recording_url: recording_url.as_ref().map(|u| u as &dyn core::fmt::Display),
         timestamp: Timestamp::from_unix_millis(millis),
         cause,
         q850,
@@ -333,8 +338,14 @@ fn check_notification(fx: &Fixture, body: &[u8], call: &Call<'_>, e164: &str) {
         timestamp.len() >= 24 && timestamp.ends_with('Z') && timestamp.is_ascii(),
         "timestamp {timestamp:?} for {millis} ms"
     );
-    assert_eq!(value.get("cause").and_then(Value::as_str), cause.map(Cause::as_str));
-    assert_eq!(value.get("q850").and_then(Value::as_u64), q850.map(u64::from));
+    assert_eq!(
+        value.get("cause").and_then(Value::as_str),
+        cause.map(Cause::as_str)
+    );
+    assert_eq!(
+        value.get("q850").and_then(Value::as_u64),
+        q850.map(u64::from)
+    );
     assert!(json::write_notification(&notification, &mut buf[..n - 1]).is_err());
 }
 
@@ -379,9 +390,15 @@ fn check_against_serde_json(body: &[u8], request: &CallRequest<'_>, strict: bool
                 assert_eq!(u.to_string(), request.agent);
             }
         }
-        other => panic!("core parsed agent {:?}, serde_json {other:?}", request.agent),
+        other => panic!(
+            "core parsed agent {:?}, serde_json {other:?}",
+            request.agent
+        ),
     }
-    assert_eq!(map.get("callee").and_then(Value::as_str), Some(request.callee));
+    assert_eq!(
+        map.get("callee").and_then(Value::as_str),
+        Some(request.callee)
+    );
     assert_eq!(
         map.get("outbound_id").and_then(Value::as_str),
         Some(request.outbound_id)
@@ -410,7 +427,9 @@ fn parse_json(bytes: &[u8]) -> Value {
 
 fn e164_string(number: &click2dial_core::PhoneNumber<'_>) -> String {
     let mut buf = [0u8; E164_MAX_LEN];
-    let n = number.write_e164(&mut buf).expect("E.164 fits E164_MAX_LEN");
+    let n = number
+        .write_e164(&mut buf)
+        .expect("E.164 fits E164_MAX_LEN");
     assert_eq!(n, number.e164_len());
     assert_eq!(buf[0], b'+');
     let short = number.write_e164(&mut buf[..n - 1]);

@@ -35,8 +35,16 @@ fuzz_target!(|data: &[u8]| {
     let s: &str = &value;
 
     // Validators against the patterns in build.rs, written out by hand.
-    assert_eq!(v.is_recording_ref(s), is_recording_ref(s), "recording_ref {s:?}");
-    assert_eq!(v.is_extension(s), s.len() >= 3 && s.len() <= 4 && digits(s), "agent {s:?}");
+    assert_eq!(
+        v.is_recording_ref(s),
+        is_recording_ref(s),
+        "recording_ref {s:?}"
+    );
+    assert_eq!(
+        v.is_extension(s),
+        s.len() >= 3 && s.len() <= 4 && digits(s),
+        "agent {s:?}"
+    );
     assert_eq!(
         v.is_contact_ref_charset(s),
         !s.is_empty()
@@ -44,11 +52,18 @@ fuzz_target!(|data: &[u8]| {
                 .all(|b| b.is_ascii_alphanumeric() || b".-_~:".contains(&b)),
         "contact_ref {s:?}"
     );
-    assert_eq!(v.callee(s).map(|n| n.form()), callee_form(s), "callee {s:?}");
+    assert_eq!(
+        v.callee(s).map(|n| n.form()),
+        callee_form(s),
+        "callee {s:?}"
+    );
     if let Some(n) = v.callee(s) {
         assert_eq!(n.as_str(), s);
         let e164 = n.e164().to_string();
-        assert!((12..=16).contains(&e164.len()) && digits(&e164[1..]), "{e164}");
+        assert!(
+            (12..=16).contains(&e164.len()) && digits(&e164[1..]),
+            "{e164}"
+        );
     }
     let outbound = v.outbound_id(s).map(|o| match o {
         OutboundId::Campaign { .. } => None,
@@ -84,7 +99,10 @@ fuzz_target!(|data: &[u8]| {
         "template {template_text:?}"
     );
     let Ok(template) = template else { return };
-    assert_eq!(template.uses_contact_ref(), template_text.contains(PLACEHOLDERS[0]));
+    assert_eq!(
+        template.uses_contact_ref(),
+        template_text.contains(PLACEHOLDERS[0])
+    );
     let rendered = template.render(&first, &second);
     let expected = render(&template_text, &first, &second);
     assert_eq!(rendered.to_string(), expected);
@@ -106,7 +124,10 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = vec![0u8; 512 + 6 * (data.len() + expected.len())];
     let n = json::write_notification(&notification, &mut buf).expect("fits");
     let json: Value = serde_json::from_slice(&buf[..n]).unwrap_or_else(|e| {
-        panic!("invalid JSON ({e}): {:?}", String::from_utf8_lossy(&buf[..n]))
+        panic!(
+            "invalid JSON ({e}): {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        )
     });
     assert_eq!(json["contact_ref"], *first);
     assert_eq!(json["agent"], *second);
@@ -140,7 +161,10 @@ fn callee_form(s: &str) -> Option<NumberForm> {
     if let Some(rest) = s.strip_prefix("00") {
         let r = rest.as_bytes();
         let after_cc = match r.first() {
-            Some(b'2') if r.get(1).is_some_and(|c| b"0123456789".contains(c) && *c != b'7') => {
+            Some(b'2')
+                if r.get(1)
+                    .is_some_and(|c| b"0123456789".contains(c) && *c != b'7') =>
+            {
                 r.get(2..)
             }
             Some(b'1' | b'3'..=b'9') => r.get(1..),
@@ -180,7 +204,10 @@ fn template_check(text: &str) -> Result<(), usize> {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if let Some(p) = PLACEHOLDERS.iter().find(|p| b[i..].starts_with(p.as_bytes())) {
+        if let Some(p) = PLACEHOLDERS
+            .iter()
+            .find(|p| b[i..].starts_with(p.as_bytes()))
+        {
             i += p.len();
         } else if b[i] == b'{' || b[i] == b'}' {
             return Err(i);
