@@ -8,6 +8,16 @@
 //! whose reply was lost is not repeated on retry: nothing lost, nothing duplicated. Only a
 //! full spool drops (the oldest first, logged as an error).
 //!
+//! With Redis Sentinel (`[redis] sentinels`), a push also waits for the replica
+//! (`WAIT 1`, at most [`REPLICA_ACK_WITHIN_MS`]) before its notifications leave the spool:
+//! replication is asynchronous, so a notification the master had but had not yet sent to
+//! its replica would otherwise be lost when the master dies and the replica takes over.
+//! When the master dies before the replica has them, the push gets no answer and is sent
+//! again, to the new master (the marks keep it once). An error that lost the master drops
+//! the connection; the next attempt asks the sentinels for the new one
+//! (`crate::store::target`). Without a replica connected, `WAIT` gives up after its
+//! timeout and the push counts as done.
+//!
 //! For a call whose key has a webhook, the same script also queues the notification's
 //! CloudEvent for delivery (`crate::webhook`), so it is queued once, in order, with the
 //! push.
@@ -28,16 +38,16 @@ pub mod hub;
 
 use crate::call::{Notification, Outbox};
 use crate::metrics::Metrics;
-use crate::store::gate;
 use crate::store::schema;
+use crate::store::target::{lost_master, Target};
 use crate::webhook::Enqueue;
 use hub::Hub;
 
 /// Where notifications go.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// `redis://…`
-    pub url: String,
+    /// Where Redis is (`None`: nowhere, a malformed URL: everything stays spooled).
+    pub target: Option<Target>,
     /// The deprecated shared list, when still written.
     pub legacy_key: Option<String>,
     /// TTL of the per-call list and of the exactly-once marks.
@@ -52,8 +62,19 @@ pub struct Settings {
     pub webhooks: Option<Enqueue>,
 }
 
+impl Settings {
+    /// Whether Redis is Sentinel's master, which can move.
+    fn follows_failovers(&self) -> bool {
+        self.target.as_ref().is_some_and(Target::follows_failovers)
+    }
+}
+
 /// Notifications pushed per round trip.
 const BATCH: usize = 64;
+
+/// With Sentinel, how long a push waits for the replica to acknowledge it (`WAIT`), in
+/// milliseconds.
+pub const REPLICA_ACK_WITHIN_MS: u64 = 250;
 
 /// Hands notifications to the pushing task.
 #[derive(Clone, Debug)]
@@ -154,6 +175,7 @@ async fn run(
         queue: queue_script.get_hash().to_string(),
     };
     let mut script_loaded = false;
+    let follows_failovers = settings.follows_failovers();
     let mut spool: VecDeque<Notification> = VecDeque::new();
     let mut connection: Option<ConnectionManager> = None;
     let mut retry = Duration::from_millis(100);
@@ -176,7 +198,8 @@ async fn run(
         }
         let _ = drained.send(false);
         if connection.is_none() {
-            connection = connect(&settings.url).await;
+            connection = connect(settings.target.as_ref()).await;
+            script_loaded = false;
         }
         let Some(conn) = connection.as_mut() else {
             wait_or_receive(&mut rx, &mut spool, retry).await;
@@ -195,6 +218,9 @@ async fn run(
                 Ok(_) => script_loaded = true,
                 Err(e) => {
                     tracing::warn!(error = %e, spooled = spool.len(), "Redis unreachable; spooling");
+                    if follows_failovers && lost_master(&e) {
+                        connection = None;
+                    }
                     wait_or_receive(&mut rx, &mut spool, retry).await;
                     retry = (retry * 2).min(Duration::from_secs(2));
                     continue;
@@ -218,6 +244,9 @@ async fn run(
             }
             Err(e) => {
                 tracing::warn!(error = %e, spooled = spool.len(), "Redis push failed; spooling");
+                if follows_failovers && lost_master(&e) {
+                    connection = None;
+                }
                 wait_or_receive(&mut rx, &mut spool, retry).await;
                 retry = (retry * 2).min(Duration::from_secs(2));
             }
@@ -225,9 +254,8 @@ async fn run(
     }
 }
 
-async fn connect(url: &str) -> Option<ConnectionManager> {
-    let client = redis::Client::open(url).ok()?;
-    match gate::connect(client).await {
+async fn connect(target: Option<&Target>) -> Option<ConnectionManager> {
+    match target?.connect().await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(error = %e, "Redis unreachable");
@@ -261,9 +289,9 @@ struct Hashes {
     queue: String,
 }
 
-/// Pushes notifications in order, in one pipeline (one round trip); answers whether any
-/// was also queued for a webhook. A pipeline cut short is simply sent again: the marks
-/// make the already-applied ones no-ops.
+/// Pushes notifications in order, in one pipeline (one round trip; with Sentinel, ending
+/// with the replica's `WAIT`); answers whether any was also queued for a webhook. A
+/// pipeline cut short is simply sent again: the marks make the already-applied ones no-ops.
 async fn push<'a>(
     hashes: &Hashes,
     conn: &mut ConnectionManager,
@@ -316,6 +344,12 @@ async fn push<'a>(
         }
         cmd.ignore();
     }
-    pipe.query_async::<()>(conn).await?;
+    if settings.follows_failovers() {
+        pipe.cmd("WAIT").arg(1).arg(REPLICA_ACK_WITHIN_MS);
+    }
+    let acked = pipe.query_async::<Vec<u64>>(conn).await?;
+    if acked.first() == Some(&0) {
+        tracing::debug!("no replica acknowledged the push in time");
+    }
     Ok(queued)
 }
