@@ -13,10 +13,12 @@
 //! replication is asynchronous, so a notification the master had but had not yet sent to
 //! its replica would otherwise be lost when the master dies and the replica takes over.
 //! When the master dies before the replica has them, the push gets no answer and is sent
-//! again, to the new master (the marks keep it once). An error that lost the master drops
-//! the connection; the next attempt asks the sentinels for the new one
-//! (`crate::store::target`). Without a replica connected, `WAIT` gives up after its
-//! timeout and the push counts as done.
+//! again, to the new master (the marks keep it once). When no replica acknowledges it, the
+//! push leaves the spool only if the sentinels still name this master and know no replica
+//! of it that is up (the new master after a failover, its old one dead); otherwise (a switch
+//! to the replica with the old master still up and writable) it is pushed again, to the
+//! master the sentinels name. An error that lost the master drops the connection; the next
+//! attempt asks the sentinels for the new one (`crate::store::target`).
 //!
 //! For a call whose key has a webhook, the same script also queues the notification's
 //! CloudEvent for delivery (`crate::webhook`), so it is queued once, in order, with the
@@ -66,6 +68,15 @@ impl Settings {
     /// Whether Redis is Sentinel's master, which can move.
     fn follows_failovers(&self) -> bool {
         self.target.as_ref().is_some_and(Target::follows_failovers)
+    }
+
+    /// Whether a push to `master` that no replica acknowledged may leave the spool
+    /// ([`Target::unreplicated_write_stands`]).
+    async fn target_keeps_unreplicated(&self, master: &str) -> bool {
+        match &self.target {
+            Some(target) => target.unreplicated_write_stands(master).await,
+            None => true,
+        }
     }
 }
 
@@ -177,7 +188,8 @@ async fn run(
     let mut script_loaded = false;
     let follows_failovers = settings.follows_failovers();
     let mut spool: VecDeque<Notification> = VecDeque::new();
-    let mut connection: Option<ConnectionManager> = None;
+    // The connection and the address it reaches.
+    let mut connection: Option<(ConnectionManager, String)> = None;
     let mut retry = Duration::from_millis(100);
     loop {
         if spool.is_empty() {
@@ -201,7 +213,7 @@ async fn run(
             connection = connect(settings.target.as_ref()).await;
             script_loaded = false;
         }
-        let Some(conn) = connection.as_mut() else {
+        let Some((conn, master)) = connection.as_mut() else {
             wait_or_receive(&mut rx, &mut spool, retry).await;
             retry = (retry * 2).min(Duration::from_secs(2));
             continue;
@@ -229,7 +241,17 @@ async fn run(
         }
         let batch = spool.len().min(BATCH);
         match push(&hashes, conn, &settings, spool.range(..batch)).await {
-            Ok(queued) => {
+            Ok((_, Some(0))) if !settings.target_keeps_unreplicated(master).await => {
+                tracing::warn!(
+                    spooled = spool.len(),
+                    "no replica has the push and the sentinels name another master, or a \
+                     replica that is up: pushing it again"
+                );
+                connection = None;
+                wait_or_receive(&mut rx, &mut spool, retry).await;
+                retry = (retry * 2).min(Duration::from_secs(2));
+            }
+            Ok((queued, _)) => {
                 if let (true, Some(webhooks)) = (queued, &settings.webhooks) {
                     webhooks.wake.notify_one();
                 }
@@ -254,8 +276,8 @@ async fn run(
     }
 }
 
-async fn connect(target: Option<&Target>) -> Option<ConnectionManager> {
-    match target?.connect().await {
+async fn connect(target: Option<&Target>) -> Option<(ConnectionManager, String)> {
+    match target?.connect_to_master().await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(error = %e, "Redis unreachable");
@@ -290,14 +312,15 @@ struct Hashes {
 }
 
 /// Pushes notifications in order, in one pipeline (one round trip; with Sentinel, ending
-/// with the replica's `WAIT`); answers whether any was also queued for a webhook. A
-/// pipeline cut short is simply sent again: the marks make the already-applied ones no-ops.
+/// with the replica's `WAIT`); answers whether any was also queued for a webhook, and with
+/// Sentinel how many replicas acknowledged the push. A pipeline cut short, or pushed again,
+/// is harmless: the marks make the already-applied ones no-ops.
 async fn push<'a>(
     hashes: &Hashes,
     conn: &mut ConnectionManager,
     settings: &Settings,
     batch: impl Iterator<Item = &'a Notification>,
-) -> redis::RedisResult<bool> {
+) -> redis::RedisResult<(bool, Option<u64>)> {
     let legacy = settings.legacy_key.as_deref();
     let mut pipe = redis::pipe();
     let mut queued = false;
@@ -348,8 +371,5 @@ async fn push<'a>(
         pipe.cmd("WAIT").arg(1).arg(REPLICA_ACK_WITHIN_MS);
     }
     let acked = pipe.query_async::<Vec<u64>>(conn).await?;
-    if acked.first() == Some(&0) {
-        tracing::debug!("no replica acknowledged the push in time");
-    }
-    Ok(queued)
+    Ok((queued, acked.first().copied()))
 }

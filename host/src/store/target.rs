@@ -41,14 +41,19 @@ pub enum Target {
     /// One server, `[redis] url`.
     Server(redis::Client),
     /// The master the sentinels name, looked up at every (re)connection.
-    Sentinel(Arc<Mutex<SentinelClient>>),
+    Sentinel {
+        /// Asks the sentinels.
+        sentinels: Arc<Mutex<SentinelClient>>,
+        /// `[redis] master_name`.
+        master_name: String,
+    },
 }
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Server(_) => "Target::Server",
-            Self::Sentinel(_) => "Target::Sentinel",
+            Self::Sentinel { .. } => "Target::Sentinel",
         })
     }
 }
@@ -76,7 +81,10 @@ impl Target {
             SentinelServerType::Master,
         );
         match client {
-            Ok(client) => Some(Self::Sentinel(Arc::new(Mutex::new(client)))),
+            Ok(client) => Some(Self::Sentinel {
+                sentinels: Arc::new(Mutex::new(client)),
+                master_name: redis.master_name.clone(),
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "redis.sentinels: cannot use them");
                 None
@@ -87,15 +95,20 @@ impl Target {
     /// Whether the master can move, so a connection that lost it must be made again
     /// ([`lost_master`]).
     pub fn follows_failovers(&self) -> bool {
-        matches!(self, Self::Sentinel(_))
+        matches!(self, Self::Sentinel { .. })
     }
 
     /// A reconnecting connection ([`connect`]) to the server, or to the master the sentinels
     /// name now (checked with `ROLE`), within [`CONNECT_WITHIN`] for the lookup.
     pub async fn connect(&self) -> RedisResult<ConnectionManager> {
+        Ok(self.connect_to_master().await?.0)
+    }
+
+    /// [`Target::connect`], and the address (`host:port`) connected to.
+    pub async fn connect_to_master(&self) -> RedisResult<(ConnectionManager, String)> {
         let client = match self {
             Self::Server(client) => client.clone(),
-            Self::Sentinel(sentinels) => {
+            Self::Sentinel { sentinels, .. } => {
                 let lookup = async { sentinels.lock().await.async_get_client().await };
                 tokio::time::timeout(CONNECT_WITHIN, lookup)
                     .await
@@ -107,7 +120,49 @@ impl Target {
                     })??
             }
         };
-        connect(client).await
+        let address = client.get_connection_info().addr().to_string();
+        Ok((connect(client).await?, address))
+    }
+
+    /// Whether a write to `address` that no replica acknowledged (`WAIT` answered 0) stands:
+    /// always with one server; with Sentinel, when the sentinels (the first that answers)
+    /// still name `address` as the master and know no replica of it that is up, so none can
+    /// take over without the write. Not so during a switch: the old master, still up and
+    /// writable, takes writes its promoted replica will never have, until the sentinels make
+    /// it a replica and it drops them. Written by hand: redis-rs's replica lookup checks
+    /// `ROLE`, which a replica being promoted no longer answers as one.
+    pub async fn unreplicated_write_stands(&self, address: &str) -> bool {
+        let Self::Sentinel {
+            sentinels,
+            master_name,
+        } = self
+        else {
+            return true;
+        };
+        let ask = async {
+            let client = sentinels.lock().await.async_get_sentinel_client().await?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            let (ip, port): (String, u16) = redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(master_name)
+                .query_async(&mut conn)
+                .await?;
+            let replicas: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
+                .arg("REPLICAS")
+                .arg(master_name)
+                .query_async(&mut conn)
+                .await?;
+            let up = replicas.iter().any(|r| {
+                r.get("flags").is_some_and(|f| {
+                    !f.contains("s_down") && !f.contains("o_down") && !f.contains("disconnected")
+                })
+            });
+            Ok::<_, RedisError>(format!("{ip}:{port}") == address && !up)
+        };
+        matches!(
+            tokio::time::timeout(CONNECT_WITHIN, ask).await,
+            Ok(Ok(true))
+        )
     }
 }
 
