@@ -32,6 +32,17 @@ impl Node {
         redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
     }
 
+    /// Whether the server's `INFO replication` has the line `line`.
+    fn replication_says(&self, line: &str) -> bool {
+        self.connection()
+            .and_then(|mut c| {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut c)
+            })
+            .is_ok_and(|info| info.lines().any(|l| l.trim() == line))
+    }
+
     /// SIGKILL: no goodbye, nothing written after.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -142,16 +153,7 @@ impl Deployment {
         let dir = tempfile::tempdir().expect("tempdir");
         let master = server(dir.path(), None);
         let replica = server(dir.path(), Some(master.port));
-        let linked = || {
-            replica
-                .connection()
-                .and_then(|mut c| {
-                    redis::cmd("INFO")
-                        .arg("replication")
-                        .query::<String>(&mut c)
-                })
-                .is_ok_and(|info| info.contains("master_link_status:up"))
-        };
+        let linked = || replica.replication_says("master_link_status:up");
         assert!(
             eventually(Duration::from_secs(10), linked),
             "replica linked"
@@ -409,18 +411,7 @@ fn the_host_follows_a_switch_to_the_replica_with_the_old_master_alive() {
         std::thread::sleep(Duration::from_millis(100));
     }
     setup.replica_promoted();
-    let old_is_replica = || {
-        setup
-            .redis
-            .master
-            .connection()
-            .and_then(|mut c| {
-                redis::cmd("INFO")
-                    .arg("replication")
-                    .query::<String>(&mut c)
-            })
-            .is_ok_and(|info| info.contains("role:slave"))
-    };
+    let old_is_replica = || setup.redis.master.replication_says("role:slave");
     assert!(
         eventually(Duration::from_secs(30), old_is_replica),
         "the old master is a replica now"
