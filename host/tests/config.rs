@@ -167,6 +167,20 @@ fn sentinel_keys_are_checked_and_their_passwords_masked() {
     );
     assert!(!text.contains("sentinelpw"), "{text}");
     assert!(!text.contains("masterpw"), "{text}");
+    assert!(
+        parsed["redis"].get("url").is_none(),
+        "no url next to the sentinels: the output loads again"
+    );
+    let again = write(&dir, &text);
+    let out = host()
+        .args(["--config", again.to_str().expect("utf-8"), "check-config"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for (text, env, key) in [
         (
             format!(

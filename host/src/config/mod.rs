@@ -201,6 +201,7 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 #[serde(default, deny_unknown_fields)]
 pub struct Redis {
     /// `redis://host:port/db`: one Redis server. Not with `sentinels`.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// Redis Sentinel instead of `url`: the sentinels' URLs (`redis://host:26379`, a
     /// password in it is the sentinels'); the host writes to the master they name
@@ -760,6 +761,10 @@ impl Config {
             masked.ami.secret = "********".into();
         }
         masked.redis.url = mask_url_password(&masked.redis.url);
+        if !masked.redis.sentinels.is_empty() {
+            // Not used, and the output must load again.
+            masked.redis.url.clear();
+        }
         for sentinel in &mut masked.redis.sentinels {
             *sentinel = mask_url_password(sentinel);
         }
