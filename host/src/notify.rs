@@ -8,6 +8,18 @@
 //! whose reply was lost is not repeated on retry: nothing lost, nothing duplicated. Only a
 //! full spool drops (the oldest first, logged as an error).
 //!
+//! With Redis Sentinel (`[redis] sentinels`), a push also waits for the replica
+//! (`WAIT 1`, at most [`REPLICA_ACK_WITHIN_MS`]) before its notifications leave the spool:
+//! replication is asynchronous, so a notification the master had but had not yet sent to
+//! its replica would otherwise be lost when the master dies and the replica takes over.
+//! When the master dies before the replica has them, the push gets no answer and is sent
+//! again, to the new master (the marks keep it once). When no replica acknowledges it, the
+//! push leaves the spool only if the sentinels still name this master and know no replica
+//! of it that is up (the new master after a failover, its old one dead); otherwise (a switch
+//! to the replica with the old master still up and writable) it is pushed again, to the
+//! master the sentinels name. An error that lost the master drops the connection; the next
+//! attempt asks the sentinels for the new one (`crate::store::target`).
+//!
 //! For a call whose key has a webhook, the same script also queues the notification's
 //! CloudEvent for delivery (`crate::webhook`), so it is queued once, in order, with the
 //! push.
@@ -28,16 +40,16 @@ pub mod hub;
 
 use crate::call::{Notification, Outbox};
 use crate::metrics::Metrics;
-use crate::store::gate;
 use crate::store::schema;
+use crate::store::target::{lost_master, Target};
 use crate::webhook::Enqueue;
 use hub::Hub;
 
 /// Where notifications go.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// `redis://…`
-    pub url: String,
+    /// Where Redis is (`None`: nowhere, a malformed URL: everything stays spooled).
+    pub target: Option<Target>,
     /// The deprecated shared list, when still written.
     pub legacy_key: Option<String>,
     /// TTL of the per-call list and of the exactly-once marks.
@@ -52,8 +64,28 @@ pub struct Settings {
     pub webhooks: Option<Enqueue>,
 }
 
+impl Settings {
+    /// Whether Redis is Sentinel's master, which can move.
+    fn follows_failovers(&self) -> bool {
+        self.target.as_ref().is_some_and(Target::follows_failovers)
+    }
+
+    /// Whether a push to `master` that no replica acknowledged may leave the spool
+    /// ([`Target::unreplicated_write_stands`]).
+    async fn target_keeps_unreplicated(&self, master: &str) -> bool {
+        match &self.target {
+            Some(target) => target.unreplicated_write_stands(master).await,
+            None => true,
+        }
+    }
+}
+
 /// Notifications pushed per round trip.
 const BATCH: usize = 64;
+
+/// With Sentinel, how long a push waits for the replica to acknowledge it (`WAIT`), in
+/// milliseconds.
+pub const REPLICA_ACK_WITHIN_MS: u64 = 250;
 
 /// Hands notifications to the pushing task.
 #[derive(Clone, Debug)]
@@ -154,8 +186,10 @@ async fn run(
         queue: queue_script.get_hash().to_string(),
     };
     let mut script_loaded = false;
+    let follows_failovers = settings.follows_failovers();
     let mut spool: VecDeque<Notification> = VecDeque::new();
-    let mut connection: Option<ConnectionManager> = None;
+    // The connection and the address it reaches.
+    let mut connection: Option<(ConnectionManager, String)> = None;
     let mut retry = Duration::from_millis(100);
     loop {
         if spool.is_empty() {
@@ -176,9 +210,10 @@ async fn run(
         }
         let _ = drained.send(false);
         if connection.is_none() {
-            connection = connect(&settings.url).await;
+            connection = connect(settings.target.as_ref()).await;
+            script_loaded = false;
         }
-        let Some(conn) = connection.as_mut() else {
+        let Some((conn, master)) = connection.as_mut() else {
             wait_or_receive(&mut rx, &mut spool, retry).await;
             retry = (retry * 2).min(Duration::from_secs(2));
             continue;
@@ -195,6 +230,9 @@ async fn run(
                 Ok(_) => script_loaded = true,
                 Err(e) => {
                     tracing::warn!(error = %e, spooled = spool.len(), "Redis unreachable; spooling");
+                    if follows_failovers && lost_master(&e) {
+                        connection = None;
+                    }
                     wait_or_receive(&mut rx, &mut spool, retry).await;
                     retry = (retry * 2).min(Duration::from_secs(2));
                     continue;
@@ -203,7 +241,17 @@ async fn run(
         }
         let batch = spool.len().min(BATCH);
         match push(&hashes, conn, &settings, spool.range(..batch)).await {
-            Ok(queued) => {
+            Ok((_, Some(0))) if !settings.target_keeps_unreplicated(master).await => {
+                tracing::warn!(
+                    spooled = spool.len(),
+                    "no replica has the push and the sentinels name another master, or a \
+                     replica that is up: pushing it again"
+                );
+                connection = None;
+                wait_or_receive(&mut rx, &mut spool, retry).await;
+                retry = (retry * 2).min(Duration::from_secs(2));
+            }
+            Ok((queued, _)) => {
                 if let (true, Some(webhooks)) = (queued, &settings.webhooks) {
                     webhooks.wake.notify_one();
                 }
@@ -218,6 +266,9 @@ async fn run(
             }
             Err(e) => {
                 tracing::warn!(error = %e, spooled = spool.len(), "Redis push failed; spooling");
+                if follows_failovers && lost_master(&e) {
+                    connection = None;
+                }
                 wait_or_receive(&mut rx, &mut spool, retry).await;
                 retry = (retry * 2).min(Duration::from_secs(2));
             }
@@ -225,9 +276,8 @@ async fn run(
     }
 }
 
-async fn connect(url: &str) -> Option<ConnectionManager> {
-    let client = redis::Client::open(url).ok()?;
-    match gate::connect(client).await {
+async fn connect(target: Option<&Target>) -> Option<(ConnectionManager, String)> {
+    match target?.connect_to_master().await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(error = %e, "Redis unreachable");
@@ -261,15 +311,16 @@ struct Hashes {
     queue: String,
 }
 
-/// Pushes notifications in order, in one pipeline (one round trip); answers whether any
-/// was also queued for a webhook. A pipeline cut short is simply sent again: the marks
-/// make the already-applied ones no-ops.
+/// Pushes notifications in order, in one pipeline (one round trip; with Sentinel, ending
+/// with the replica's `WAIT`); answers whether any was also queued for a webhook, and with
+/// Sentinel how many replicas acknowledged the push. A pipeline cut short, or pushed again,
+/// is harmless: the marks make the already-applied ones no-ops.
 async fn push<'a>(
     hashes: &Hashes,
     conn: &mut ConnectionManager,
     settings: &Settings,
     batch: impl Iterator<Item = &'a Notification>,
-) -> redis::RedisResult<bool> {
+) -> redis::RedisResult<(bool, Option<u64>)> {
     let legacy = settings.legacy_key.as_deref();
     let mut pipe = redis::pipe();
     let mut queued = false;
@@ -316,6 +367,9 @@ async fn push<'a>(
         }
         cmd.ignore();
     }
-    pipe.query_async::<()>(conn).await?;
-    Ok(queued)
+    if settings.follows_failovers() {
+        pipe.cmd("WAIT").arg(1).arg(REPLICA_ACK_WITHIN_MS);
+    }
+    let acked = pipe.query_async::<Vec<u64>>(conn).await?;
+    Ok((queued, acked.first().copied()))
 }

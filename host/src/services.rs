@@ -14,6 +14,7 @@ use crate::pbx::{self, Pbx};
 use crate::store::call_store::CallStore;
 use crate::store::gate::RedisGate;
 use crate::store::schema;
+use crate::store::target::Target;
 use crate::webhook::Webhooks;
 
 /// Every service of a running host; cheap to clone.
@@ -37,10 +38,11 @@ pub struct Services {
 pub fn start(config: Config) -> Result<Services, String> {
     let validators = click2dial_core::Validators::new().map_err(|e| format!("validators: {e}"))?;
     let metrics = Metrics::new();
-    let webhooks = Webhooks::start(&config, metrics.clone())?;
+    let target = Target::new(&config.redis);
+    let webhooks = Webhooks::start(&config, target.clone(), metrics.clone())?;
     let notifier = Notifier::start(
         notify::Settings {
-            url: config.redis.url.clone(),
+            target: target.clone(),
             legacy_key: config
                 .redis
                 .legacy_key_enabled
@@ -53,7 +55,7 @@ pub fn start(config: Config) -> Result<Services, String> {
         },
         metrics.clone(),
     );
-    let call_store = CallStore::new(&config.redis.url, config.redis.ttl_secs);
+    let call_store = CallStore::new(target.clone(), config.redis.ttl_secs);
     let pbx = Pbx::start(
         pbx::Settings {
             address: config.ami.address.clone(),
@@ -75,7 +77,7 @@ pub fn start(config: Config) -> Result<Services, String> {
         );
     }
     let keys = Arc::new(Keys::new(&config.auth.keys));
-    let redis = RedisGate::new(&config.redis.url);
+    let redis = RedisGate::new(target);
     let config = Arc::new(config);
     let calls = Calls::new(config.clone(), Arc::new(validators), pbx, call_store, redis)?;
     Ok(Services {

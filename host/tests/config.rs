@@ -143,6 +143,82 @@ fn check_config_refuses_what_the_firmware_build_refuses_with_cores_message() {
     }
 }
 
+/// `[redis] sentinels` replaces `url`: the two together, or Sentinel's keys without
+/// sentinels, are refused naming the key; the sentinels' and the master's passwords are
+/// masked.
+#[test]
+fn sentinel_keys_are_checked_and_their_passwords_masked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sentinels =
+        "sentinels = [\"redis://:sentinelpw@10.0.0.1:26379\", \"redis://10.0.0.2:26379\"]\n";
+    let path = write(
+        &dir,
+        &format!("[redis]\n{sentinels}master_name = \"c2d\"\nmaster_password = \"masterpw\"\n"),
+    );
+    let out = host()
+        .args(["--config", path.to_str().expect("utf-8"), "check-config"])
+        .output()
+        .expect("runs");
+    let (text, parsed) = effective(out);
+    assert_eq!(parsed["redis"]["master_name"].as_str(), Some("c2d"));
+    assert_eq!(
+        parsed["redis"]["sentinels"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert!(!text.contains("sentinelpw"), "{text}");
+    assert!(!text.contains("masterpw"), "{text}");
+    assert!(
+        parsed["redis"].get("url").is_none(),
+        "no url next to the sentinels: the output loads again"
+    );
+    let again = write(&dir, &text);
+    let out = host()
+        .args(["--config", again.to_str().expect("utf-8"), "check-config"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (text, env, key) in [
+        (
+            format!(
+                "[redis]\n{sentinels}master_name = \"c2d\"\nurl = \"redis://127.0.0.1:6379\"\n"
+            ),
+            None,
+            "redis.url",
+        ),
+        (
+            format!("[redis]\n{sentinels}master_name = \"c2d\"\n"),
+            Some(("C2D_REDIS__URL", "redis://127.0.0.1:6379")),
+            "redis.url",
+        ),
+        (format!("[redis]\n{sentinels}"), None, "redis.master_name"),
+        (
+            "[redis]\nmaster_name = \"c2d\"\n".to_string(),
+            None,
+            "redis.master_name",
+        ),
+        (
+            "[redis]\nsentinels = [\"10.0.0.1:26379\"]\nmaster_name = \"c2d\"\n".to_string(),
+            None,
+            "redis.sentinels",
+        ),
+    ] {
+        let path = write(&dir, &text);
+        let mut command = host();
+        command.args(["--config", path.to_str().expect("utf-8"), "check-config"]);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let out = command.output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("`{key}`")), "{text:?} → {err}");
+    }
+}
+
 #[test]
 fn environment_overrides_reach_nested_lists() {
     let out = host()

@@ -124,6 +124,11 @@ impl Shared {
         self.redis.connection().await
     }
 
+    /// Whether Redis answers `PING`, for `/readyz` ([`RedisGate::ping`]).
+    pub async fn redis_ping(&self) -> bool {
+        self.redis.ping().await
+    }
+
     /// One Redis round trip for a request ([`RedisGate::op`]).
     pub async fn redis_op<T>(
         &self,

@@ -193,12 +193,28 @@ pub struct PbxContext {
     pub campaigns: bool,
 }
 
+/// `[redis] url` when none is given.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
 /// `[redis]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Redis {
-    /// `redis://host:port/db`
+    /// `redis://host:port/db`: one Redis server. Not with `sentinels`.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// Redis Sentinel instead of `url`: the sentinels' URLs (`redis://host:26379`, a
+    /// password in it is the sentinels'); the host writes to the master they name
+    /// `master_name` and follows its failovers (`crate::store::target`).
+    pub sentinels: Vec<String>,
+    /// The name the sentinels monitor the master under (`sentinel monitor <name> …`).
+    pub master_name: String,
+    /// With `sentinels`: the ACL user on the master (empty: the default user).
+    pub master_username: String,
+    /// With `sentinels`: the master's password (`requirepass`; empty: none).
+    pub master_password: String,
+    /// With `sentinels`: the database number on the master.
+    pub master_db: i64,
     /// Per-call list, `{contact_ref}` replaced.
     pub call_key_template: String,
     /// The deprecated shared list.
@@ -218,7 +234,12 @@ pub struct Redis {
 impl Default for Redis {
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".into(),
+            url: DEFAULT_REDIS_URL.into(),
+            sentinels: Vec::new(),
+            master_name: String::new(),
+            master_username: String::new(),
+            master_password: String::new(),
+            master_db: 0,
             call_key_template: "teleforge:notifications:c2d:{contact_ref}".into(),
             legacy_key: "enigma:notifications:c2d".into(),
             legacy_key_enabled: true,
@@ -488,7 +509,8 @@ pub enum ConfigError {
 impl Config {
     /// Defaults, then `path` (when given), then `C2D_*` variables.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        // The file and the environment, apart from the defaults: which keys they give.
+        let mut sources = Figment::new();
         if let Some(path) = path {
             if !path.exists() {
                 return Err(ConfigError::Invalid {
@@ -496,11 +518,11 @@ impl Config {
                     reason: format!("{} does not exist", path.display()),
                 });
             }
-            figment = figment.merge(Toml::file_exact(path));
+            sources = sources.merge(Toml::file_exact(path));
         }
         // Only `C2D_<SECTION>__<KEY>`: other `C2D_*` variables (scripts' own) are not keys.
         // `C2D_HTTP__PORT` is the documented short name of `C2D_HTTP__HTTP_PORT`.
-        figment = figment.merge(
+        sources = sources.merge(
             Env::prefixed(ENV_PREFIX)
                 .filter(|key| key.as_str().contains("__"))
                 .map(|key| {
@@ -512,7 +534,14 @@ impl Config {
                 })
                 .split("__"),
         );
+        let figment = Figment::from(Serialized::defaults(Config::default())).merge(&sources);
         let config: Config = figment.extract().map_err(Box::new)?;
+        if !config.redis.sentinels.is_empty() && sources.contains("redis.url") {
+            return Err(ConfigError::Invalid {
+                key: "redis.url",
+                reason: "not with redis.sentinels: the sentinels name the master".into(),
+            });
+        }
         config.check()?;
         Ok(config)
     }
@@ -584,6 +613,9 @@ impl Config {
                  its call's notifications and record are, or a repeat would dial it again while \
                  its first call is still known",
             ));
+        }
+        if let Some((key, reason)) = self.redis.sentinel_problem() {
+            return Err(invalid(key, &reason));
         }
         if self.redis.spool_capacity == 0 {
             return Err(invalid("redis.spool_capacity", "must be at least 1"));
@@ -729,6 +761,16 @@ impl Config {
             masked.ami.secret = "********".into();
         }
         masked.redis.url = mask_url_password(&masked.redis.url);
+        if !masked.redis.sentinels.is_empty() {
+            // Not used, and the output must load again.
+            masked.redis.url.clear();
+        }
+        for sentinel in &mut masked.redis.sentinels {
+            *sentinel = mask_url_password(sentinel);
+        }
+        if !masked.redis.master_password.is_empty() {
+            masked.redis.master_password = "********".into();
+        }
         for key in &mut masked.auth.keys {
             // The hash is not a secret, but a shortened one is enough to tell keys apart.
             if let Some(short) = key.hash.get(..19) {
@@ -747,6 +789,46 @@ impl Config {
             "{}/click2dial/recordings/{{recording_ref}}",
             self.http.public_url.trim_end_matches('/')
         )
+    }
+}
+
+impl Redis {
+    /// What is wrong with the Sentinel keys, if anything: which key, and why.
+    fn sentinel_problem(&self) -> Option<(&'static str, String)> {
+        if self.sentinels.is_empty() {
+            let master_keys_set = !self.master_name.is_empty()
+                || !self.master_username.is_empty()
+                || !self.master_password.is_empty()
+                || self.master_db != 0;
+            return master_keys_set.then(|| {
+                (
+                    "redis.master_name",
+                    "master_name, master_username, master_password and master_db are only for \
+                     redis.sentinels (with redis.url, put them in the URL)"
+                        .into(),
+                )
+            });
+        }
+        if self.master_name.is_empty() {
+            return Some((
+                "redis.master_name",
+                "must be set with redis.sentinels: the name they monitor the master under".into(),
+            ));
+        }
+        if let Some(bad) = self
+            .sentinels
+            .iter()
+            .find(|s| redis::IntoConnectionInfo::into_connection_info(s.as_str()).is_err())
+        {
+            return Some((
+                "redis.sentinels",
+                format!(
+                    "{:?} is not a sentinel URL (redis://host:port)",
+                    mask_url_password(bad)
+                ),
+            ));
+        }
+        None
     }
 }
 

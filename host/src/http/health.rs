@@ -2,8 +2,6 @@
 //! PBX's check passed, Redis answering `PING`), for probes and load balancers. `/readyz`
 //! needs a key but is not rate-limited.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -14,9 +12,6 @@ use utoipa_axum::routes;
 use crate::calls::Calls;
 use crate::http::error::{error_body_with, json_response};
 use crate::pbx::Status;
-
-/// How long `/readyz` waits for Redis's `PONG`.
-const REDIS_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `/healthz`, the only route that needs no API key.
 pub fn public_router() -> OpenApiRouter {
@@ -57,7 +52,7 @@ async fn healthz() -> Response {
 )]
 async fn readyz(State(state): State<Calls>) -> Response {
     let ami = state.pbx.status();
-    let redis = redis_answers(&state).await;
+    let redis = state.redis_ping().await;
     let ami_word = match ami {
         Status::Ready => "ok",
         Status::Down(_) => "down",
@@ -109,18 +104,4 @@ async fn readyz(State(state): State<Calls>) -> Response {
     body.push(b',');
     body.extend_from_slice(rest.get(1..).unwrap_or("}").as_bytes());
     json_response(StatusCode::SERVICE_UNAVAILABLE, body)
-}
-
-async fn redis_answers(state: &Calls) -> bool {
-    let ping = async {
-        let mut conn = state.redis().await?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
-    };
-    matches!(
-        tokio::time::timeout(REDIS_PING_TIMEOUT, ping).await,
-        Ok(Some(pong)) if pong == "PONG"
-    )
 }

@@ -9,18 +9,14 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use tokio::sync::OnceCell;
-
 use crate::call::CallRecord;
-use crate::store::gate;
 use crate::store::schema::{call_key, recording_owner_key};
+use crate::store::target::{Link, Target};
 
 /// Reads and writes call records; cheap to clone.
 #[derive(Clone)]
 pub struct CallStore {
-    client: redis::Client,
-    connection: std::sync::Arc<OnceCell<ConnectionManager>>,
+    link: Link,
     ttl_secs: u64,
 }
 
@@ -31,21 +27,12 @@ impl std::fmt::Debug for CallStore {
 }
 
 impl CallStore {
-    /// A store on `url`; connects on first use.
-    pub fn new(url: &str, ttl_secs: u64) -> Option<Self> {
+    /// A store on `target` (`None`: no store); connects on first use.
+    pub fn new(target: Option<Target>, ttl_secs: u64) -> Option<Self> {
         Some(Self {
-            client: redis::Client::open(url).ok()?,
-            connection: std::sync::Arc::new(OnceCell::new()),
+            link: Link::new(Some(target?)),
             ttl_secs,
         })
-    }
-
-    async fn connection(&self) -> Option<ConnectionManager> {
-        self.connection
-            .get_or_try_init(|| gate::connect(self.client.clone()))
-            .await
-            .ok()
-            .cloned()
     }
 
     /// How long records are kept.
@@ -57,13 +44,13 @@ impl CallStore {
     /// `owner_ttl_secs`), in one transaction; `false` when Redis is unreachable (the call
     /// then has only this host to follow it, and its recording no owner: `404`).
     pub async fn save(&self, channel_id: &str, record: &CallRecord, owner_ttl_secs: u64) -> bool {
-        let Some(mut conn) = self.connection().await else {
+        let Some(mut conn) = self.link.get().await else {
             return false;
         };
         let Ok(json) = serde_json::to_string(record) else {
             return false;
         };
-        redis::pipe()
+        let saved = redis::pipe()
             .atomic()
             .cmd("SET")
             .arg(call_key(channel_id))
@@ -78,8 +65,8 @@ impl CallStore {
             .arg(owner_ttl_secs.max(1))
             .ignore()
             .query_async::<()>(&mut conn)
-            .await
-            .is_ok()
+            .await;
+        self.link.check(saved).await.is_ok()
     }
 
     /// The id of the key that owns `recording_ref`'s recording (`Ok(None)`: none, or it was
@@ -90,24 +77,24 @@ impl CallStore {
         within: Duration,
     ) -> Result<Option<String>, ()> {
         let get = async {
-            let mut conn = self.connection().await.ok_or(())?;
-            redis::cmd("GET")
+            let mut conn = self.link.get().await.ok_or(())?;
+            let owner = redis::cmd("GET")
                 .arg(recording_owner_key(recording_ref))
                 .query_async::<Option<String>>(&mut conn)
-                .await
-                .map_err(|_| ())
+                .await;
+            self.link.check(owner).await.map_err(|_| ())
         };
         tokio::time::timeout(within, get).await.map_err(|_| ())?
     }
 
     /// The record of a call, if one was stored.
     pub async fn load(&self, channel_id: &str) -> Option<CallRecord> {
-        let mut conn = self.connection().await?;
-        let json: Option<String> = redis::cmd("GET")
+        let mut conn = self.link.get().await?;
+        let json = redis::cmd("GET")
             .arg(call_key(channel_id))
-            .query_async(&mut conn)
-            .await
-            .ok()?;
+            .query_async::<Option<String>>(&mut conn)
+            .await;
+        let json = self.link.check(json).await.ok()?;
         serde_json::from_str(&json?).ok()
     }
 }

@@ -1,27 +1,14 @@
-//! The one way the host connects to Redis ([`connect`]), and the request path's gate in
-//! front of it ([`RedisGate`]).
+//! The request path's gate in front of Redis ([`RedisGate`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
-/// How long a connection attempt, and then each command, may take on a connection made by
-/// [`connect`].
-pub const CONNECT_WITHIN: Duration = Duration::from_secs(2);
-
-/// A reconnecting connection to `client`'s server: [`CONNECT_WITHIN`] to connect and per
-/// command, one retry. The notifier, the call store and the request path each hold one.
-pub async fn connect(client: redis::Client) -> redis::RedisResult<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_WITHIN))
-        .set_response_timeout(Some(CONNECT_WITHIN))
-        .set_number_of_retries(1);
-    ConnectionManager::new_with_config(client, config).await
-}
+use crate::store::target::{lost_master, Target};
 
 /// How long a request may wait for Redis, for a connection or one round trip; past it the
 /// answer is `503` with `Retry-After`.
@@ -33,7 +20,9 @@ pub const REDIS_BACKOFF: Duration = Duration::from_secs(1);
 /// The request path's way to Redis: one shared connection, made in the background (never
 /// under a lock requests queue on), and a short memory of failures, so that with Redis down
 /// or hung every request fails within [`REDIS_WITHIN`] — at once during [`REDIS_BACKOFF`]
-/// after a failure — instead of queueing for a timeout. Cheap to clone.
+/// after a failure — instead of queueing for a timeout. With Sentinel, a failure that lost
+/// the master also drops the connection, so the next attempt asks the sentinels again
+/// (`crate::store::target`). Cheap to clone.
 #[derive(Clone)]
 pub struct RedisGate(Arc<Gate>);
 
@@ -44,7 +33,7 @@ impl std::fmt::Debug for RedisGate {
 }
 
 struct Gate {
-    client: Option<redis::Client>,
+    target: Option<Target>,
     connection: watch::Sender<Option<ConnectionManager>>,
     connecting: AtomicBool,
     down_until: StdMutex<Option<tokio::time::Instant>>,
@@ -63,11 +52,19 @@ impl Gate {
         if let Ok(mut until) = self.down_until.lock() {
             *until = Some(tokio::time::Instant::now() + REDIS_BACKOFF);
         }
+        self.forget();
+    }
+
+    /// With Sentinel, drops the connection: the master may have moved.
+    fn forget(&self) {
+        if self.target.as_ref().is_some_and(Target::follows_failovers) {
+            self.connection.send_replace(None);
+        }
     }
 
     /// Starts one connection attempt unless one is under way.
     fn connect(self: &Arc<Self>) {
-        let Some(client) = self.client.clone() else {
+        let Some(target) = self.target.clone() else {
             return;
         };
         if self.connecting.swap(true, Ordering::SeqCst) {
@@ -75,7 +72,7 @@ impl Gate {
         }
         let gate = Arc::clone(self);
         tokio::spawn(async move {
-            match connect(client).await {
+            match target.connect().await {
                 Ok(conn) => {
                     gate.connection.send_replace(Some(conn));
                 }
@@ -90,10 +87,10 @@ impl Gate {
 }
 
 impl RedisGate {
-    /// A gate to `url`; connects on first use (a malformed URL never connects).
-    pub fn new(url: &str) -> Self {
+    /// A gate to `target`; connects on first use (`None`, a malformed URL: never).
+    pub fn new(target: Option<Target>) -> Self {
         Self(Arc::new(Gate {
-            client: redis::Client::open(url).ok(),
+            target,
             connection: watch::channel(None).0,
             connecting: AtomicBool::new(false),
             down_until: StdMutex::new(None),
@@ -131,6 +128,8 @@ impl RedisGate {
                 tracing::warn!(error = %e, "Redis failed");
                 if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
                     self.0.failed();
+                } else if lost_master(&e) {
+                    self.0.forget();
                 }
                 None
             }
@@ -140,5 +139,26 @@ impl RedisGate {
                 None
             }
         }
+    }
+
+    /// Whether Redis answers `PING` within [`REDIS_WITHIN`] (for `/readyz`). A failure is
+    /// not remembered for requests, but with Sentinel it drops the connection, so that the
+    /// next check asks the sentinels for the master again.
+    pub async fn ping(&self) -> bool {
+        let ping = async {
+            let mut conn = self.connection().await?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        };
+        let pong = tokio::time::timeout(REDIS_WITHIN, ping)
+            .await
+            .ok()
+            .flatten();
+        if pong.is_none() {
+            self.0.forget();
+        }
+        pong.as_deref() == Some("PONG")
     }
 }

@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::gate::RedisGate;
+use crate::store::target::Target;
 pub use route::{routes, Route, Routes};
 
 /// What the notifier needs to queue a key's events: which keys have an endpoint, the
@@ -78,8 +79,12 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    /// Starts the worker (when a key has an endpoint).
-    pub fn start(config: &Config, metrics: Metrics) -> Result<Self, String> {
+    /// Starts the worker (when a key has an endpoint), on Redis at `target`.
+    pub fn start(
+        config: &Config,
+        target: Option<Target>,
+        metrics: Metrics,
+    ) -> Result<Self, String> {
         let routes = Arc::new(routes(config)?);
         let wake = Arc::new(Notify::new());
         let enqueue = Enqueue {
@@ -93,12 +98,12 @@ impl Webhooks {
             max_pending: config.webhooks.max_pending_per_key,
             wake: wake.clone(),
         };
-        let redis = RedisGate::new(&config.redis.url);
+        let redis = RedisGate::new(target.clone());
         if !routes.is_empty() {
             let worker = deliver::Worker::new(
                 config.webhooks.clone(),
                 routes.clone(),
-                RedisGate::new(&config.redis.url),
+                RedisGate::new(target),
                 wake,
                 metrics,
             )?;

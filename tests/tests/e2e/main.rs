@@ -18,4 +18,5 @@ mod ops;
 mod preflight;
 mod recordings;
 mod security;
+mod sentinel;
 mod webhooks;

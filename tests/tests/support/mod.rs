@@ -160,27 +160,36 @@ impl Redis {
     /// `BRPOP`s from `key` until an object with `event` ∈ `last` arrives or `timeout`
     /// passes; returns all objects popped, oldest first.
     pub fn follow(&self, key: &str, last: &[&str], timeout: Duration) -> Vec<serde_json::Value> {
-        let mut conn = self.connection().expect("redis");
-        let deadline = Instant::now() + timeout;
-        let mut out: Vec<serde_json::Value> = Vec::new();
-        while Instant::now() < deadline {
-            let popped: Option<(String, String)> = redis::cmd("BRPOP")
-                .arg(key)
-                .arg(0.5)
-                .query(&mut conn)
-                .expect("BRPOP");
-            if let Some((_, text)) = popped {
-                let value: serde_json::Value =
-                    serde_json::from_str(&text).expect("notification JSON");
-                let done = last.iter().any(|e| value["event"] == *e);
-                out.push(value);
-                if done {
-                    break;
-                }
+        follow(&mut self.connection().expect("redis"), key, last, timeout)
+    }
+}
+
+/// A consumer on `conn`: `BRPOP`s from `key` until an object with `event` ∈ `last` arrives
+/// or `timeout` passes; returns all objects popped, oldest first.
+pub fn follow(
+    conn: &mut redis::Connection,
+    key: &str,
+    last: &[&str],
+    timeout: Duration,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    let mut out: Vec<serde_json::Value> = Vec::new();
+    while Instant::now() < deadline {
+        let popped: Option<(String, String)> = redis::cmd("BRPOP")
+            .arg(key)
+            .arg(0.5)
+            .query(conn)
+            .expect("BRPOP");
+        if let Some((_, text)) = popped {
+            let value: serde_json::Value = serde_json::from_str(&text).expect("notification JSON");
+            let done = last.iter().any(|e| value["event"] == *e);
+            out.push(value);
+            if done {
+                break;
             }
         }
-        out
     }
+    out
 }
 
 impl Drop for Redis {
@@ -458,6 +467,18 @@ impl Host {
         recordings: &Path,
         extra: &[(&str, &str)],
     ) -> Self {
+        let url = redis.url();
+        Self::start_on(&[("C2D_REDIS__URL", &url)], sim_address, recordings, extra)
+    }
+
+    /// As [`Host::start`], with Redis given by `redis` variables instead of one server's
+    /// URL (e.g. `C2D_REDIS__SENTINELS` and `C2D_REDIS__MASTER_NAME`).
+    pub fn start_on(
+        redis: &[(&str, &str)],
+        sim_address: &str,
+        recordings: &Path,
+        extra: &[(&str, &str)],
+    ) -> Self {
         Self::spawn(redis, sim_address, recordings, extra, Stdio::inherit())
     }
 
@@ -473,11 +494,13 @@ impl Host {
         let file = std::fs::File::create(log).expect("host log");
         let mut vars = vec![("RUST_LOG", "info")];
         vars.extend_from_slice(extra);
-        Self::spawn(redis, sim_address, recordings, &vars, Stdio::from(file))
+        let url = redis.url();
+        let redis = [("C2D_REDIS__URL", url.as_str())];
+        Self::spawn(&redis, sim_address, recordings, &vars, Stdio::from(file))
     }
 
     fn spawn(
-        redis: &Redis,
+        redis: &[(&str, &str)],
         sim_address: &str,
         recordings: &Path,
         extra: &[(&str, &str)],
@@ -495,7 +518,7 @@ impl Host {
             .env("C2D_AMI__ADDRESS", sim_address)
             .env("C2D_AMI__SECRET", "secret")
             .env("C2D_AMI__MAX_BACKOFF_SECS", "1")
-            .env("C2D_REDIS__URL", redis.url())
+            .envs(redis.iter().copied())
             .env("C2D_RECORDINGS__DIR", recordings)
             .env("C2D_AUTH__KEYS", auth_keys(&[]))
             .env("C2D_SHUTDOWN__REQUESTS_GRACE_SECS", "5")
