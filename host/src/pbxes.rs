@@ -1,0 +1,133 @@
+//! The PBXes: one [`Pbx`] driver per configured PBX (`[[pbx]]`, or `[ami]` alone), each
+//! with its own AMI session, backoff and readiness, and which of them a call goes to —
+//! the PBX that serves its agent, else the default one.
+//!
+//! A PBX that is down answers `503` for its own agents only; the others' calls go on.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::call::Outbox;
+use crate::config::agents::Agents;
+use crate::config::{Config, PbxSite};
+use crate::metrics::Metrics;
+use crate::pbx::{self, Pbx};
+use crate::store::call_store::CallStore;
+
+/// One PBX and what it serves.
+#[derive(Clone, Debug)]
+pub struct Site {
+    /// Its configured name (the `pbx` label of its metrics, its entry in `/readyz`).
+    pub name: Arc<str>,
+    /// Its AMI driver.
+    pub pbx: Pbx,
+    agents: Agents,
+    default: bool,
+    fastagi_peers: Vec<IpAddr>,
+}
+
+/// Every configured PBX, in configuration order; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Pbxes(Arc<[Site]>);
+
+impl Pbxes {
+    /// Starts one AMI driver per PBX of `config` (checked already: `Config::load`).
+    pub fn start(
+        config: &Config,
+        notifier: &Arc<dyn Outbox>,
+        metrics: &Metrics,
+        call_store: &Option<CallStore>,
+    ) -> Result<Self, String> {
+        let sites = config.pbx_sites().map_err(|e| e.to_string())?;
+        let started = sites
+            .into_iter()
+            .map(|site: PbxSite| {
+                let name: Arc<str> = site.name.into();
+                let settings = pbx::Settings {
+                    name: name.clone(),
+                    address: site.address,
+                    username: site.username,
+                    secret: site.secret,
+                    ping_interval: Duration::from_secs(config.ami.ping_interval_secs),
+                    max_backoff: Duration::from_secs(config.ami.max_backoff_secs.max(1)),
+                    dialplan: config.dialplan.clone(),
+                    contexts: config.pbx_contexts(),
+                    call_silence: Duration::from_secs(config.limits.call_silence_secs.max(1)),
+                };
+                Site {
+                    name,
+                    pbx: Pbx::start(
+                        settings,
+                        notifier.clone(),
+                        metrics.clone(),
+                        call_store.clone(),
+                    ),
+                    agents: site.agents,
+                    default: site.default,
+                    fastagi_peers: site.fastagi_peers,
+                }
+            })
+            .collect();
+        Ok(Self(started))
+    }
+
+    /// Every PBX, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Site> {
+        self.0.iter()
+    }
+
+    /// Whether more than one PBX is configured (`[[pbx]]` entries).
+    pub fn several(&self) -> bool {
+        self.0.len() > 1
+    }
+
+    /// The PBX that serves `agent` (as the request sends it): the one that lists it, else
+    /// the default; `None` when no PBX serves it.
+    pub fn for_agent(&self, agent: &str) -> Option<&Site> {
+        self.0
+            .iter()
+            .find(|s| s.agents.contains(agent))
+            .or_else(|| self.0.iter().find(|s| s.default))
+    }
+
+    /// The PBX named `name`.
+    pub fn named(&self, name: &str) -> Option<&Site> {
+        self.0.iter().find(|s| &*s.name == name)
+    }
+
+    /// The PBX that carries a call: the one its record names (`None` for a record stored
+    /// before several PBXes, or no record), else the one that serves its agent.
+    pub fn carrying(&self, name: Option<&str>, agent: &str) -> Option<&Site> {
+        name.and_then(|n| self.named(n))
+            .or_else(|| self.for_agent(agent))
+    }
+
+    /// Whether a FastAGI session from `ip` may start: it is one of a PBX's addresses.
+    pub fn accepts_peer(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|s| s.has_peer(ip))
+    }
+
+    /// The PBX a FastAGI session from `ip` for `agent` runs on: among the PBXes at that
+    /// address, the one that serves the agent (several PBXes may share an address).
+    pub fn for_peer(&self, ip: IpAddr, agent: &str) -> Option<&Site> {
+        let ip = ip.to_canonical();
+        let at = || self.0.iter().filter(move |s| s.has_peer(ip));
+        at().find(|s| s.agents.contains(agent))
+            .or_else(|| at().find(|s| s.default))
+    }
+
+    /// Whether `recording_ref` belongs to a call in flight that some PBX's driver follows.
+    pub fn recording_pending(&self, recording_ref: &str) -> bool {
+        self.0
+            .iter()
+            .any(|s| s.pbx.recording_pending(recording_ref))
+    }
+}
+
+impl Site {
+    fn has_peer(&self, ip: IpAddr) -> bool {
+        self.fastagi_peers.iter().any(|p| p.to_canonical() == ip)
+    }
+}
