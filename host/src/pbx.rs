@@ -211,8 +211,9 @@ impl Pbx {
             adopt_tx,
             call_store,
         };
-        // Every line the driver logs names its PBX.
-        let span = tracing::info_span!("pbx", name = %driver.settings.name);
+        // Every line the driver logs names its PBX: the span is at the highest level, so a
+        // filter that keeps a line (`RUST_LOG=warn`) keeps the span too.
+        let span = tracing::error_span!("pbx", name = %driver.settings.name);
         tokio::spawn(tracing::Instrument::instrument(
             run(driver, rx, adopt_rx, status_tx),
             span,
