@@ -66,8 +66,15 @@ impl Two {
         (answer.status, answer.json())
     }
 
-    fn metrics(&self) -> String {
-        String::from_utf8_lossy(&self.host.get("/metrics").body).into_owned()
+    /// `[east, west]` of the series `name{pbx="…"}` in `/metrics`.
+    fn per_pbx(&self, name: &str) -> [Option<f64>; 2] {
+        let text = String::from_utf8_lossy(&self.host.get("/metrics").body).into_owned();
+        ["east", "west"].map(|pbx| {
+            let series = format!("{name}{{pbx=\"{pbx}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .and_then(|v| v.trim().parse().ok())
+        })
     }
 
     /// Waits for the call's notifications up to one of `last`.
@@ -84,14 +91,6 @@ fn body(agent: &str, callee: &str, contact_ref: &str) -> String {
     format!(
         r#"{{"agent":"{agent}","callee":"{callee}","outbound_id":"27820001234","contact_ref":"{contact_ref}"}}"#
     )
-}
-
-/// The value of the series `name{pbx="<pbx>"}`.
-fn per_pbx(text: &str, name: &str, pbx: &str) -> Option<f64> {
-    let series = format!("{name}{{pbx=\"{pbx}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// How many `Hangup` actions the simulator was sent (it logs actions it does not simulate).
@@ -139,17 +138,11 @@ fn calls_go_to_the_pbx_that_serves_their_agent() {
         w.east.originates_of("pb-none") + w.west.originates_of("pb-none"),
         0
     );
-    let text = w.metrics();
     assert_eq!(
-        per_pbx(&text, "click2dial_calls_started_total", "east"),
-        Some(1.0)
+        w.per_pbx("click2dial_calls_started_total"),
+        [Some(1.0), Some(2.0)]
     );
-    assert_eq!(
-        per_pbx(&text, "click2dial_calls_started_total", "west"),
-        Some(2.0)
-    );
-    assert_eq!(per_pbx(&text, "click2dial_ami_up", "east"), Some(1.0));
-    assert_eq!(per_pbx(&text, "click2dial_ami_up", "west"), Some(1.0));
+    assert_eq!(w.per_pbx("click2dial_ami_up"), [Some(1.0), Some(1.0)]);
 }
 
 #[test]
@@ -192,9 +185,7 @@ fn a_pbx_that_is_down_refuses_only_its_agents_and_recovers() {
     );
     assert_eq!(ready["problems"][0]["pbx"], "west", "{ready}");
     assert_eq!(ready["problems"][0]["code"], "ami_down", "{ready}");
-    let text = w.metrics();
-    assert_eq!(per_pbx(&text, "click2dial_ami_up", "west"), Some(0.0));
-    assert_eq!(per_pbx(&text, "click2dial_ami_up", "east"), Some(1.0));
+    assert_eq!(w.per_pbx("click2dial_ami_up"), [Some(1.0), Some(0.0)]);
 
     // West back on its address: its agents' calls go through again.
     w.west = Sim::start(w.recordings.path(), &west_address);
@@ -219,15 +210,10 @@ fn a_pbx_that_is_down_refuses_only_its_agents_and_recovers() {
         (200, &"ready".into()),
         "{ready}"
     );
-    let text = w.metrics();
-    assert_eq!(per_pbx(&text, "click2dial_ami_up", "west"), Some(1.0));
+    assert_eq!(w.per_pbx("click2dial_ami_up"), [Some(1.0), Some(1.0)]);
     assert_eq!(
-        per_pbx(&text, "click2dial_ami_reconnects_total", "west"),
-        Some(1.0)
-    );
-    assert_eq!(
-        per_pbx(&text, "click2dial_ami_reconnects_total", "east"),
-        Some(0.0)
+        w.per_pbx("click2dial_ami_reconnects_total"),
+        [Some(0.0), Some(1.0)]
     );
 
     // Both down: not ready at all.
@@ -304,14 +290,9 @@ fn softphone_calls_come_only_from_a_pbx_that_serves_the_agent() {
         invite("2002", "pb-sp2"),
         "reject cause=21 reason=unknown_agent"
     );
-    let text = w.metrics();
     assert_eq!(
-        per_pbx(&text, "click2dial_calls_started_total", "east"),
-        Some(1.0)
-    );
-    assert_eq!(
-        per_pbx(&text, "click2dial_calls_started_total", "west"),
-        Some(0.0)
+        w.per_pbx("click2dial_calls_started_total"),
+        [Some(1.0), Some(0.0)]
     );
 }
 
