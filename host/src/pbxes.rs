@@ -131,3 +131,90 @@ impl Site {
         self.fastagi_peers.iter().any(|p| p.to_canonical() == ip)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::Notification;
+    use crate::config::PbxEntry;
+
+    struct Nowhere;
+
+    impl Outbox for Nowhere {
+        fn send(&self, _: Notification) {}
+        fn call_over(&self, _: &str, _: &str) {}
+    }
+
+    /// East serves 1000-1099 from 127.0.0.1; west 2000-2099 and 1500, its FastAGI sessions
+    /// from 127.0.0.2; `west_default` makes west the default.
+    fn two(west_default: bool) -> Pbxes {
+        let entry = |name: &str, agents: &[&str]| PbxEntry {
+            name: name.into(),
+            // Nothing listens on port 9: the drivers only try to connect.
+            address: "127.0.0.1:9".into(),
+            agents: agents.iter().map(|a| a.to_string()).collect(),
+            ..PbxEntry::default()
+        };
+        let east = entry("east", &["1000-1099"]);
+        let west = PbxEntry {
+            default: west_default,
+            fastagi_peers: vec![IpAddr::from([127, 0, 0, 2])],
+            ..entry("west", &["2000-2099", "1500"])
+        };
+        let config = Config {
+            pbx: vec![east, west],
+            ..Config::default()
+        };
+        let outbox: Arc<dyn Outbox> = Arc::new(Nowhere);
+        Pbxes::start(&config, &outbox, &Metrics::new(), &None).expect("valid")
+    }
+
+    fn name(site: Option<&Site>) -> Option<&str> {
+        site.map(|s| &*s.name)
+    }
+
+    #[tokio::test]
+    async fn a_call_goes_to_the_pbx_that_serves_its_agent_else_the_default() {
+        let pbxes = two(false);
+        assert!(pbxes.several());
+        assert_eq!(name(pbxes.for_agent("1001")), Some("east"));
+        assert_eq!(name(pbxes.for_agent("2099")), Some("west"));
+        assert_eq!(name(pbxes.for_agent("1500")), Some("west"));
+        assert_eq!(name(pbxes.for_agent("3001")), None);
+        assert_eq!(name(pbxes.for_agent("01001")), None, "as written");
+        let pbxes = two(true);
+        assert_eq!(name(pbxes.for_agent("3001")), Some("west"));
+        assert_eq!(name(pbxes.for_agent("27820001234")), Some("west"));
+        assert_eq!(name(pbxes.for_agent("1001")), Some("east"));
+    }
+
+    #[tokio::test]
+    async fn a_call_is_ended_on_the_pbx_its_record_names_else_its_agents() {
+        let pbxes = two(false);
+        assert_eq!(name(pbxes.carrying(Some("east"), "2001")), Some("east"));
+        assert_eq!(name(pbxes.carrying(None, "2001")), Some("west"));
+        assert_eq!(name(pbxes.carrying(Some("gone"), "1001")), Some("east"));
+        assert_eq!(name(pbxes.carrying(None, "3001")), None);
+    }
+
+    #[tokio::test]
+    async fn fastagi_sessions_come_from_a_pbx_that_serves_the_agent() {
+        let pbxes = two(false);
+        let local = IpAddr::from([127, 0, 0, 1]);
+        let west = IpAddr::from([127, 0, 0, 2]);
+        assert!(pbxes.accepts_peer(local) && pbxes.accepts_peer(west));
+        assert!(!pbxes.accepts_peer(IpAddr::from([10, 0, 0, 1])));
+        // A dual-stack listener sees IPv4 peers as `::ffff:a.b.c.d`.
+        assert!(pbxes.accepts_peer(IpAddr::from(
+            std::net::Ipv4Addr::new(127, 0, 0, 2).to_ipv6_mapped()
+        )));
+        assert_eq!(name(pbxes.for_peer(local, "1002")), Some("east"));
+        assert_eq!(
+            name(pbxes.for_peer(local, "2002")),
+            None,
+            "west is not at 127.0.0.1"
+        );
+        assert_eq!(name(pbxes.for_peer(west, "2002")), Some("west"));
+        assert_eq!(name(pbxes.for_peer(west, "1002")), None);
+    }
+}

@@ -2,7 +2,6 @@
 //! a PBX that is down refuses only its own agents' calls (`503`) while the other's go on,
 //! and it is used again once it is back; `/readyz` and `/metrics` say which PBX is which.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::support::{events, eventually, free_port, Host, Redis, Sim, ANSWERED, TEST_KEY};
@@ -294,63 +293,4 @@ fn softphone_calls_come_only_from_a_pbx_that_serves_the_agent() {
         w.per_pbx("click2dial_calls_started_total"),
         [Some(1.0), Some(0.0)]
     );
-}
-
-/// `check-config` as shipped refuses two PBXes that share an agent, naming both and the key.
-#[test]
-fn check_config_names_overlapping_pbxes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("c.toml");
-    std::fs::write(
-        &file,
-        config("127.0.0.1:5038", "127.0.0.1:5039", "agents = [\"1050\"]")
-            .replace("agents = [\"2000-2099\", \"1500\"]\n", ""),
-    )
-    .expect("config");
-    let out = check_config(&file);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("`pbx.agents`")
-            && stderr.contains("\"west\"")
-            && stderr.contains("\"east\"")
-            && stderr.contains("1050"),
-        "{stderr}"
-    );
-    // Without the overlap the same file is valid, and its secrets are masked.
-    std::fs::write(
-        &file,
-        config(
-            "127.0.0.1:5038",
-            "127.0.0.1:5039",
-            "secret = \"west-secret\"",
-        ),
-    )
-    .expect("config");
-    let out = check_config(&file);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("[[pbx]]") && !stdout.contains("west-secret"),
-        "{stdout}"
-    );
-}
-
-fn check_config(file: &Path) -> std::process::Output {
-    let mut command = std::process::Command::new(crate::support::host_binary());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("C2D_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .arg("--config")
-        .arg(file)
-        .arg("check-config")
-        .output()
-        .expect("check-config")
 }
