@@ -76,6 +76,27 @@ impl Two {
         })
     }
 
+    /// Creates a call for `agent` (callee answers) until it is answered `status`; that answer.
+    fn create_until(
+        &self,
+        status: u16,
+        agent: &str,
+        contact_ref: &str,
+        within: Duration,
+    ) -> (u16, serde_json::Value) {
+        let mut last = (0, serde_json::Value::Null);
+        assert!(
+            eventually(within, || {
+                last = self
+                    .host
+                    .create_call(&body(agent, "0820001234", contact_ref));
+                last.0 == status
+            }),
+            "{last:?}"
+        );
+        last
+    }
+
     /// Waits for the call's notifications up to one of `last`.
     fn finish(&self, contact_ref: &str, last: &[&str]) -> Vec<serde_json::Value> {
         self.redis.follow(
@@ -150,14 +171,7 @@ fn a_pbx_that_is_down_refuses_only_its_agents_and_recovers() {
     let west_address = w.west.address.clone();
     w.west.stop();
     // West's agents: 503 naming west, nothing dialled.
-    let mut last = (0, serde_json::Value::Null);
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            last = w.host.create_call(&body("2001", "0820001234", "pb-down"));
-            last.0 == 503
-        }),
-        "{last:?}"
-    );
+    let last = w.create_until(503, "2001", "pb-down", Duration::from_secs(10));
     assert_eq!(last.1["error"]["code"], "pbx_unavailable", "{last:?}");
     assert!(
         last.1["error"]["message"]
@@ -188,14 +202,7 @@ fn a_pbx_that_is_down_refuses_only_its_agents_and_recovers() {
 
     // West back on its address: its agents' calls go through again.
     w.west = Sim::start(w.recordings.path(), &west_address);
-    let mut back = (0, serde_json::Value::Null);
-    assert!(
-        eventually(Duration::from_secs(15), || {
-            back = w.host.create_call(&body("2001", "0820001234", "pb-back"));
-            back.0 == 202
-        }),
-        "{back:?}"
-    );
+    w.create_until(202, "2001", "pb-back", Duration::from_secs(15));
     assert_eq!(events(&w.finish("pb-back", &["recording_ready"])), ANSWERED);
     assert_eq!(w.west.originates_of("pb-back"), 1);
     assert_eq!(
