@@ -29,7 +29,11 @@ pub struct Site {
 
 /// Every configured PBX, in configuration order; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Pbxes(Arc<[Site]>);
+pub struct Pbxes {
+    sites: Arc<[Site]>,
+    /// They are `[[pbx]]` entries (not `[ami]` alone).
+    listed: bool,
+}
 
 impl Pbxes {
     /// Starts one AMI driver per PBX of `config` (checked already: `Config::load`).
@@ -69,31 +73,34 @@ impl Pbxes {
                 }
             })
             .collect();
-        Ok(Self(started))
+        Ok(Self {
+            sites: started,
+            listed: !config.pbx.is_empty(),
+        })
     }
 
     /// Every PBX, in configuration order.
     pub fn iter(&self) -> impl Iterator<Item = &Site> {
-        self.0.iter()
+        self.sites.iter()
     }
 
-    /// Whether more than one PBX is configured (`[[pbx]]` entries).
-    pub fn several(&self) -> bool {
-        self.0.len() > 1
+    /// Whether the PBXes are `[[pbx]]` entries, named in `/readyz` (not `[ami]` alone).
+    pub fn listed(&self) -> bool {
+        self.listed
     }
 
     /// The PBX that serves `agent` (as the request sends it): the one that lists it, else
     /// the default; `None` when no PBX serves it.
     pub fn for_agent(&self, agent: &str) -> Option<&Site> {
-        self.0
+        self.sites
             .iter()
             .find(|s| s.agents.contains(agent))
-            .or_else(|| self.0.iter().find(|s| s.default))
+            .or_else(|| self.sites.iter().find(|s| s.default))
     }
 
     /// The PBX named `name`.
     pub fn named(&self, name: &str) -> Option<&Site> {
-        self.0.iter().find(|s| &*s.name == name)
+        self.sites.iter().find(|s| &*s.name == name)
     }
 
     /// The PBX that carries a call: the one its record names (`None` for a record stored
@@ -106,21 +113,21 @@ impl Pbxes {
     /// Whether a FastAGI session from `ip` may start: it is one of a PBX's addresses.
     pub fn accepts_peer(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.0.iter().any(|s| s.has_peer(ip))
+        self.sites.iter().any(|s| s.has_peer(ip))
     }
 
     /// The PBX a FastAGI session from `ip` for `agent` runs on: among the PBXes at that
     /// address, the one that serves the agent (several PBXes may share an address).
     pub fn for_peer(&self, ip: IpAddr, agent: &str) -> Option<&Site> {
         let ip = ip.to_canonical();
-        let at = || self.0.iter().filter(move |s| s.has_peer(ip));
+        let at = || self.sites.iter().filter(move |s| s.has_peer(ip));
         at().find(|s| s.agents.contains(agent))
             .or_else(|| at().find(|s| s.default))
     }
 
     /// Whether `recording_ref` belongs to a call in flight that some PBX's driver follows.
     pub fn recording_pending(&self, recording_ref: &str) -> bool {
-        self.0
+        self.sites
             .iter()
             .any(|s| s.pbx.recording_pending(recording_ref))
     }
@@ -176,7 +183,7 @@ mod tests {
     #[tokio::test]
     async fn a_call_goes_to_the_pbx_that_serves_its_agent_else_the_default() {
         let pbxes = two(false);
-        assert!(pbxes.several());
+        assert!(pbxes.listed());
         assert_eq!(name(pbxes.for_agent("1001")), Some("east"));
         assert_eq!(name(pbxes.for_agent("2099")), Some("west"));
         assert_eq!(name(pbxes.for_agent("1500")), Some("west"));

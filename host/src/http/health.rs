@@ -46,7 +46,7 @@ async fn healthz() -> Response {
 /// Readiness: `200` when the AMI session is logged in, the PBX passed the login check and
 /// Redis answers; otherwise `503` with the contract's error body, `checks` saying which
 /// failed (`ami`: `down` or `misconfigured`) and `problems` saying why and how to fix it.
-/// With several PBXes (`[[pbx]]`), `checks.pbx` has each one's word and each problem its
+/// With `[[pbx]]` entries, `checks.pbx` has each one's word and each problem its
 /// `pbx`; while Redis and at least one PBX can take calls the answer is `200` with
 /// `"status":"degraded"` (`checks.ami`: `degraded`): the other PBXes' agents get `503`,
 /// and every host behind a load balancer shares the same PBXes.
@@ -56,13 +56,13 @@ async fn healthz() -> Response {
     tag = "operations",
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "Ready (`status`: `ready`), or with several PBXes some of them down (`degraded`: `problems` names them)", body = crate::http::openapi::Readiness),
+        (status = 200, description = "Ready (`status`: `ready`), or with `[[pbx]]` entries some of them down (`degraded`: `problems` names them)", body = crate::http::openapi::Readiness),
         (status = 401, description = "Missing or bad API key", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "Not ready; `checks` names what failed, `problems` why", body = crate::http::openapi::Readiness),
     )
 )]
 async fn readyz(State(state): State<Calls>) -> Response {
-    let several = state.pbxes.several();
+    let listed = state.pbxes.listed();
     let statuses: Vec<(Arc<str>, Status)> = state
         .pbxes
         .iter()
@@ -79,7 +79,7 @@ async fn readyz(State(state): State<Calls>) -> Response {
     };
     let mut checks =
         serde_json::json!({"ami": ami_word, "redis": if redis { "ok" } else { "down" }});
-    if several {
+    if listed {
         checks["pbx"] = statuses
             .iter()
             .map(|(name, status)| (name.to_string(), word(status).into()))
@@ -95,12 +95,12 @@ async fn readyz(State(state): State<Calls>) -> Response {
     for (name, status) in &statuses {
         let mut problem = |code: &str, message: &str| {
             let mut entry = serde_json::json!({"check": "ami", "code": code, "message": message});
-            if several {
+            if listed {
                 entry["pbx"] = name.to_string().into();
             }
             problems.push(entry);
         };
-        let whose = if several {
+        let whose = if listed {
             format!("PBX {name:?}: ")
         } else {
             String::new()

@@ -113,12 +113,12 @@ pub struct Health {
 #[allow(dead_code)]
 pub struct Checks {
     /// `ok`; `down` (not logged in: connecting, refused, lost); or `misconfigured` (the PBX
-    /// answers but failed the login check: see `problems`). With several PBXes: `ok` (all),
+    /// answers but failed the login check: see `problems`). With `[[pbx]]` entries: `ok` (all),
     /// `degraded` (some), else the first PBX's word.
     ami: String,
     /// `ok` or `down`.
     redis: String,
-    /// With several PBXes (`[[pbx]]`): each PBX's name and word (`ok`, `down`,
+    /// With `[[pbx]]` entries: each PBX's name and word (`ok`, `down`,
     /// `misconfigured`).
     pbx: Option<std::collections::BTreeMap<String, String>>,
 }
@@ -135,11 +135,11 @@ pub struct Problem {
     code: String,
     /// What is wrong and how to fix it.
     message: String,
-    /// With several PBXes: the PBX concerned (`check` `ami`).
+    /// With `[[pbx]]` entries: the PBX concerned (`check` `ami`).
     pbx: Option<String>,
 }
 
-/// `/readyz`: `status` is `ready`, `degraded` (several PBXes, some down) or `not_ready`
+/// `/readyz`: `status` is `ready`, `degraded` (`[[pbx]]` entries, some down) or `not_ready`
 /// (then with the error object too).
 #[derive(ToSchema)]
 #[allow(dead_code)]
