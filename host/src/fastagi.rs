@@ -19,9 +19,10 @@
 //! The PBX is trusted as the client here (it holds no API key): only the configured PBXes'
 //! addresses may connect (`fastagi.allowed_peers` for `[ami]` alone, each `[[pbx]]`'s
 //! `fastagi_peers` or its AMI address), and the call is followed on the PBX at the session's
-//! address that serves the agent. Asterisk has no read timeout on the service and the caller hears nothing
-//! while it runs, so every session has a deadline (`fastagi.session_timeout_ms`); a session
-//! that cannot decide in time leaves no decision, and the dialplan rejects the call.
+//! address that serves the agent. Asterisk has no read timeout on the service and the caller
+//! hears nothing while it runs, so every session has a deadline
+//! (`fastagi.session_timeout_ms`); a session that cannot decide in time leaves no decision,
+//! and the dialplan rejects the call.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -103,9 +103,10 @@ impl From<Error> for Refusal {
 }
 
 /// Admits `call` under `channel_id` (REST: derived from `contact_ref`; FastAGI: the agent
-/// channel's `Uniqueid`), to be carried by the PBX named `pbx`. On success the call holds a slot, its claim, and its record is in
-/// Redis for the other hosts. With a `contact_ref`, the claim and the record are one round
-/// trip to Redis (the record is stored only when the claim is new).
+/// channel's `Uniqueid`), to be carried by the PBX named `pbx` (kept in its record). On
+/// success the call holds a slot, its claim, and its record is in Redis for the other hosts.
+/// With a `contact_ref`, the claim and the record are one round trip to Redis (the record is
+/// stored only when the claim is new).
 pub async fn admit(
     state: &Calls,
     call: &Call<'_>,

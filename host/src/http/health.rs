@@ -1,7 +1,6 @@
 //! `/healthz` (the process answers) and `/readyz` (it can take calls: AMI logged in, the
 //! PBX's check passed, Redis answering `PING`; per PBX with `[[pbx]]`), for probes and load
-//! balancers. `/readyz`
-//! needs a key but is not rate-limited.
+//! balancers. `/readyz` needs a key but is not rate-limited.
 
 use std::sync::Arc;
 use std::time::Duration;
