@@ -170,8 +170,16 @@ fn a_pbx_that_is_down_refuses_only_its_agents_and_recovers() {
     let mut w = two(None, "", &[]);
     let west_address = w.west.address.clone();
     w.west.stop();
+    assert!(
+        eventually(Duration::from_secs(10), || w.readiness().1["checks"]["pbx"]
+            ["west"]
+            == "down"),
+        "{:?}",
+        w.readiness()
+    );
     // West's agents: 503 naming west, nothing dialled.
-    let last = w.create_until(503, "2001", "pb-down", Duration::from_secs(10));
+    let last = w.host.create_call(&body("2001", "0820001234", "pb-down"));
+    assert_eq!(last.0, 503, "{last:?}");
     assert_eq!(last.1["error"]["code"], "pbx_unavailable", "{last:?}");
     assert!(
         last.1["error"]["message"]
