@@ -1651,16 +1651,14 @@ fastagi_peers = ["127.0.0.2"]
 
     // Asterisk stopped: its agents 503 naming it, the simulator's go on.
     lab.asterisk.stop();
-    let mut refused = (0, serde_json::Value::Null);
-    assert!(
-        support::eventually(Duration::from_secs(10), || {
-            refused =
-                lab.host
-                    .create_call(&body("1001", "0820001234", "27820001234", "two-pbx-a2"));
-            refused.0 == 503
-        }),
-        "{refused:?}"
-    );
+    let down = support::eventually(Duration::from_secs(10), || {
+        lab.host.get("/readyz").json()["checks"]["pbx"]["asterisk"] == "down"
+    });
+    assert!(down, "{:?}", lab.host.get("/readyz").json());
+    let refused = lab
+        .host
+        .create_call(&body("1001", "0820001234", "27820001234", "two-pbx-a2"));
+    assert_eq!(refused.0, 503, "{refused:?}");
     assert!(
         refused.1["error"]["message"]
             .as_str()
