@@ -34,6 +34,9 @@ pub enum ErrorCode {
     AgentNotAllowed,
     /// `outbound_id` is `tvc_<campaign>` and the PBX's dialplan has no such campaign.
     UnknownCampaign,
+    /// The agent is well-formed but no configured PBX serves it (the host's `[[pbx]]`
+    /// entries list their agents, and none is the default).
+    UnknownAgent,
     /// A dial control (`agent_ring_timeout_secs`, `callee_ring_timeout_secs`,
     /// `max_duration_secs`, `record`) of the wrong type or out of its bounds.
     InvalidDialControl,
@@ -87,6 +90,7 @@ impl ErrorCode {
             Self::OutboundIdNotAllowed => "outbound_id_not_allowed",
             Self::AgentNotAllowed => "agent_not_allowed",
             Self::UnknownCampaign => "unknown_campaign",
+            Self::UnknownAgent => "unknown_agent",
             Self::InvalidDialControl => "invalid_dial_control",
             Self::Unauthorized => "unauthorized",
             Self::InsufficientScope => "insufficient_scope",
@@ -130,6 +134,7 @@ impl ErrorCode {
             | Self::OutboundIdNotAllowed
             | Self::AgentNotAllowed
             | Self::UnknownCampaign
+            | Self::UnknownAgent
             | Self::InvalidDialControl => 422,
             Self::RateLimited => 429,
             Self::Internal => 500,

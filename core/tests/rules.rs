@@ -602,6 +602,7 @@ fn every_error_fits_the_error_buffer_and_every_status_is_stable() {
         (OutboundIdNotAllowed, "outbound_id_not_allowed", 422),
         (AgentNotAllowed, "agent_not_allowed", 422),
         (UnknownCampaign, "unknown_campaign", 422),
+        (UnknownAgent, "unknown_agent", 422),
         (Unauthorized, "unauthorized", 401),
         (ContactRefConflict, "contact_ref_conflict", 409),
         (RateLimited, "rate_limited", 429),

@@ -29,6 +29,10 @@ pub struct CallRecord {
     pub recording_url: String,
     /// The per-call Redis list.
     pub notifications_key: String,
+    /// The name of the PBX that carries the call (where `DELETE` sends its `Hangup`);
+    /// absent in records stored before several PBXes could be configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pbx: Option<String>,
 }
 
 impl CallRecord {
@@ -96,9 +100,20 @@ mod tests {
         );
         assert!(record.call.callee.is_empty());
         assert!(record.call.controls.is_default());
+        assert_eq!(record.pbx, None, "no PBX named: the agent's PBX carries it");
         let json = serde_json::to_string(&record).expect("serialises");
         let again: CallRecord = serde_json::from_str(&json).expect("round trip");
         assert_eq!(again, record);
+        let named = CallRecord {
+            pbx: Some("east".into()),
+            ..record
+        };
+        let json = serde_json::to_string(&named).expect("serialises");
+        assert!(json.contains(r#""pbx":"east""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<CallRecord>(&json).expect("loads"),
+            named
+        );
         // A recording reference that cannot be one is refused, not stored half-read.
         let bad = old.replace("aaaqeayeaudaocajbifqydiob4", "../../etc/passwd");
         assert!(serde_json::from_str::<CallRecord>(&bad).is_err());

@@ -16,10 +16,13 @@
 //! agent and the `contact_ref`: it is either a misconfigured phone or an attempt to place
 //! calls in someone else's name.
 //!
-//! The PBX is trusted as the client here (it holds no API key): only `fastagi.allowed_peers`
-//! may connect. Asterisk has no read timeout on the service and the caller hears nothing
-//! while it runs, so every session has a deadline (`fastagi.session_timeout_ms`); a session
-//! that cannot decide in time leaves no decision, and the dialplan rejects the call.
+//! The PBX is trusted as the client here (it holds no API key): only the configured PBXes'
+//! addresses may connect (`fastagi.allowed_peers` for `[ami]` alone, each `[[pbx]]`'s
+//! `fastagi_peers` or its AMI address), and the call is followed on the PBX at the session's
+//! address that serves the agent. Asterisk has no read timeout on the service and the caller
+//! hears nothing while it runs, so every session has a deadline
+//! (`fastagi.session_timeout_ms`); a session that cannot decide in time leaves no decision,
+//! and the dialplan rejects the call.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -76,15 +79,8 @@ pub async fn serve(calls: Calls, metrics: Metrics, listener: TcpListener) {
         };
         // On a dual-stack listener (`[::]:4573`) an IPv4 peer arrives as `::ffff:a.b.c.d`:
         // compared as the IPv4 address it is, so `allowed_peers = ["127.0.0.1"]` holds.
-        let ip = peer.ip().to_canonical();
-        if !state
-            .config
-            .fastagi
-            .allowed_peers
-            .iter()
-            .any(|allowed| allowed.to_canonical() == ip)
-        {
-            tracing::warn!(%peer, "FastAGI connection from a peer not in fastagi.allowed_peers");
+        if !state.pbxes.accepts_peer(peer.ip()) {
+            tracing::warn!(%peer, "FastAGI connection from a peer that is no configured PBX's (fastagi.allowed_peers, [[pbx]] fastagi_peers)");
             state.metrics.fastagi_session("refused_peer");
             continue;
         }
@@ -109,6 +105,7 @@ async fn session(state: &Service, mut stream: TcpStream, peer: SocketAddr) -> &'
     let deadline = Duration::from_millis(state.config.fastagi.session_timeout_ms);
     let mut session = Session {
         state,
+        peer,
         script: Script::new(),
         outcome: "error",
     };
@@ -137,6 +134,8 @@ async fn session(state: &Service, mut stream: TcpStream, peer: SocketAddr) -> &'
 
 struct Session<'s> {
     state: &'s Service,
+    /// The PBX's address: which PBX runs the call.
+    peer: SocketAddr,
     script: Script,
     /// What the session came to; `error` until it decided or the caller hung up.
     outcome: &'static str,
@@ -200,12 +199,16 @@ impl Session<'_> {
                 return self.reject(rejection);
             }
         };
-        if !state.pbx.is_ready() {
+        // The PBX that ran the AGI (its address) and serves the agent follows the call.
+        let Some(site) = state.pbxes.for_peer(self.peer.ip(), valid.agent) else {
+            return self.reject(UNKNOWN_AGENT.into());
+        };
+        if !site.pbx.is_ready() {
             return self.reject(Error::PBX_UNAVAILABLE.into());
         }
         // As for REST: a campaign the PBX's tvc context lacks is refused before dialling.
         if let Some(campaign) = valid.outbound_id.campaign() {
-            if state.pbx.unknown_campaign(campaign).is_some() {
+            if site.pbx.unknown_campaign(campaign).is_some() {
                 return self.reject(UNKNOWN_CAMPAIGN.into());
             }
         }
@@ -216,23 +219,31 @@ impl Session<'_> {
         let call = valid.assign_references(&entropy);
         let channel_id = self.script.uniqueid().to_string();
         let owner = state.config.fastagi.owner_key.as_str();
-        let admitted =
-            match admission::admit(state, &call, owner, channel_id, Mode::AgentInitiated).await {
-                Ok(Admission::New(admitted)) => admitted,
-                Ok(Admission::Repeat(_)) => {
-                    self.outcome = "repeat";
-                    return self.script.decide(&Rejection::from(ALREADY_PLACED).into());
-                }
-                Err(Refusal::Error(error)) => return self.reject(error.into()),
-                Err(Refusal::Busy) => return self.reject(admission::TOO_MANY_CALLS.into()),
-                Err(Refusal::FirstPending) => return self.reject(admission::FIRST_PENDING.into()),
-            };
+        let admitted = match admission::admit(
+            state,
+            &call,
+            owner,
+            channel_id,
+            Mode::AgentInitiated,
+            &site.name,
+        )
+        .await
+        {
+            Ok(Admission::New(admitted)) => admitted,
+            Ok(Admission::Repeat(_)) => {
+                self.outcome = "repeat";
+                return self.script.decide(&Rejection::from(ALREADY_PLACED).into());
+            }
+            Err(Refusal::Error(error)) => return self.reject(error.into()),
+            Err(Refusal::Busy) => return self.reject(admission::TOO_MANY_CALLS.into()),
+            Err(Refusal::FirstPending) => return self.reject(admission::FIRST_PENDING.into()),
+        };
         let claim_key = admitted.claim_key.clone();
         let fingerprint = admitted.fingerprint.clone();
         let answer = admitted.answer.clone();
         let request = OriginateRequest::from(admitted);
         let contact_ref = request.record.call.contact_ref.as_str().to_string();
-        if let Err(e) = state.pbx.follow(request).await {
+        if let Err(e) = site.pbx.follow(request).await {
             tracing::warn!(error = %e, contact_ref, "FastAGI call not followed: rejected");
             admission::release(state, claim_key.as_deref()).await;
             return self.reject(Error::PBX_UNAVAILABLE.into());
@@ -284,6 +295,14 @@ const UNKNOWN_CAMPAIGN: Error = Error::field(
     ErrorCode::UnknownCampaign,
     Field::OutboundId,
     "the campaign is not in the PBX's tvc context",
+);
+
+/// An agent no PBX at the session's address serves (REST answers it `422 unknown_agent`;
+/// the softphone gets cause 21).
+const UNKNOWN_AGENT: Error = Error::field(
+    ErrorCode::UnknownAgent,
+    Field::Agent,
+    "no configured PBX at this address serves the agent",
 );
 
 fn io_error<E: std::fmt::Display>(e: E) -> std::io::Error {

@@ -18,6 +18,7 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod pbx;
+pub mod pbxes;
 pub mod services;
 pub mod store;
 pub mod webhook;

@@ -4,11 +4,11 @@
 //! |---|---|---|
 //! | `click2dial_http_requests_total` | counter | `route` (the matched route, `unmatched` otherwise), `method` (`GET`, `HEAD`, `POST`, `other`), `status` |
 //! | `click2dial_rate_limited_total` | counter | `key` (the key's configured id) |
-//! | `click2dial_calls_started_total` | counter | — (Originates Asterisk queued) |
+//! | `click2dial_calls_started_total` | counter | `pbx` (Originates it queued, softphone calls it started) |
 //! | `click2dial_calls_ended_total` | counter | `event` (`hangup`/`failed`), `cause` |
 //! | `click2dial_calls_in_flight` | gauge | — |
-//! | `click2dial_ami_up` | gauge | — (1 while logged in) |
-//! | `click2dial_ami_reconnects_total` | counter | — (logins after the first) |
+//! | `click2dial_ami_up` | gauge | `pbx` (1 while logged in) |
+//! | `click2dial_ami_reconnects_total` | counter | `pbx` (logins after the first) |
 //! | `click2dial_notification_spool_depth` | gauge | — (notifications not yet in Redis) |
 //! | `click2dial_notification_latency_seconds` | histogram | — (AMI event read → its `LPUSH` done) |
 //! | `click2dial_webhook_attempts_total` | counter | `key`, `outcome` (`delivered`, `retry`, `failed`, `gone`): this host's attempts |
@@ -51,6 +51,12 @@ struct AttemptLabels {
     outcome: &'static str,
 }
 
+/// `pbx`: a configured PBX's name (`[[pbx]] name`, or `default`), a closed set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PbxLabels {
+    pbx: Arc<str>,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndLabels {
     event: &'static str,
@@ -67,11 +73,11 @@ struct Inner {
     fastagi_sessions: Family<OutcomeLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     rate_limited: Family<KeyLabels, Counter>,
-    calls_started: Counter,
+    calls_started: Family<PbxLabels, Counter>,
     calls_ended: Family<EndLabels, Counter>,
     calls_in_flight: Gauge,
-    ami_up: Gauge,
-    ami_reconnects: Counter,
+    ami_up: Family<PbxLabels, Gauge>,
+    ami_reconnects: Family<PbxLabels, Counter>,
     spool_depth: Gauge,
     notification_latency: Histogram,
     webhook_attempts: Family<AttemptLabels, Counter>,
@@ -119,10 +125,10 @@ impl Metrics {
             "FastAGI sessions by outcome: dial, reject, repeat, hung_up, timeout, error, refused_peer, busy",
             fastagi_sessions.clone(),
         );
-        let calls_started = Counter::default();
+        let calls_started = Family::<PbxLabels, Counter>::default();
         registry.register(
             "calls_started",
-            "Originates the PBX queued",
+            "Calls the PBX started: Originates it queued, softphone calls it ran",
             calls_started.clone(),
         );
         let calls_ended = Family::<EndLabels, Counter>::default();
@@ -137,13 +143,13 @@ impl Metrics {
             "Calls originated and not yet finished",
             calls_in_flight.clone(),
         );
-        let ami_up = Gauge::default();
+        let ami_up = Family::<PbxLabels, Gauge>::default();
         registry.register(
             "ami_up",
-            "1 while the AMI session is logged in",
+            "1 while the PBX's AMI session is logged in",
             ami_up.clone(),
         );
-        let ami_reconnects = Counter::default();
+        let ami_reconnects = Family::<PbxLabels, Counter>::default();
         registry.register(
             "ami_reconnects",
             "AMI logins after the first (each follows a lost connection)",
@@ -233,9 +239,12 @@ impl Metrics {
             .inc();
     }
 
-    /// The PBX queued an Originate.
-    pub fn call_started(&self) {
-        self.0.calls_started.inc();
+    /// `pbx` queued an Originate (or started a softphone call).
+    pub fn call_started(&self, pbx: &Arc<str>) {
+        self.0
+            .calls_started
+            .get_or_create(&PbxLabels { pbx: pbx.clone() })
+            .inc();
     }
 
     /// A call's final `hangup`/`failed` notification.
@@ -246,17 +255,29 @@ impl Metrics {
             .inc();
     }
 
-    /// The AMI session logged in (`first`: the process's first login).
-    pub fn ami_logged_in(&self, first: bool) {
-        self.0.ami_up.set(1);
+    /// `pbx`'s series, at 0, before anything happened: every configured PBX shows.
+    pub fn pbx_configured(&self, pbx: &Arc<str>) {
+        let labels = PbxLabels { pbx: pbx.clone() };
+        self.0.ami_up.get_or_create(&labels).set(0);
+        let _ = self.0.ami_reconnects.get_or_create(&labels);
+        let _ = self.0.calls_started.get_or_create(&labels);
+    }
+
+    /// `pbx`'s AMI session logged in (`first`: the process's first login to it).
+    pub fn ami_logged_in(&self, pbx: &Arc<str>, first: bool) {
+        let labels = PbxLabels { pbx: pbx.clone() };
+        self.0.ami_up.get_or_create(&labels).set(1);
         if !first {
-            self.0.ami_reconnects.inc();
+            self.0.ami_reconnects.get_or_create(&labels).inc();
         }
     }
 
-    /// The AMI session was lost.
-    pub fn ami_down(&self) {
-        self.0.ami_up.set(0);
+    /// `pbx`'s AMI session was lost.
+    pub fn ami_down(&self, pbx: &Arc<str>) {
+        self.0
+            .ami_up
+            .get_or_create(&PbxLabels { pbx: pbx.clone() })
+            .set(0);
     }
 
     /// A notification reached Redis `latency` after its AMI event was read.

@@ -47,6 +47,9 @@ use crate::store::call_store::CallStore;
 /// Where and how to log in.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// The PBX's name (`[[pbx]] name`, `default` for `[ami]` alone): the `pbx` label of its
+    /// metrics and a field of its log lines.
+    pub name: Arc<str>,
     /// `host:port`
     pub address: String,
     /// `manager.conf` user.
@@ -158,6 +161,8 @@ pub struct Pbx {
     live_recordings: LiveRecordings,
     campaigns: Arc<RwLock<KnownCampaigns>>,
     tvc_context: Arc<str>,
+    /// `the PBX`, or `the PBX "east"` when several are configured: for the clients' messages.
+    described: Arc<str>,
 }
 
 /// Recording references of calls in flight (their recording is not complete yet).
@@ -177,12 +182,18 @@ impl Pbx {
         metrics: Metrics,
         call_store: Option<CallStore>,
     ) -> Self {
+        metrics.pbx_configured(&settings.name);
         let (tx, rx) = mpsc::channel(1024);
         let (status_tx, status) = watch::channel(Status::Down("connecting to the PBX".into()));
         let (adopt_tx, adopt_rx) = mpsc::unbounded_channel();
         let live_recordings = LiveRecordings::default();
         let campaigns = Arc::new(RwLock::new(KnownCampaigns::default()));
         let tvc_context: Arc<str> = settings.dialplan.tvc_context.as_str().into();
+        let described: Arc<str> = if &*settings.name == crate::config::pbxes::IMPLICIT_NAME {
+            "the PBX".into()
+        } else {
+            format!("the PBX {:?}", &*settings.name).into()
+        };
         let driver = Driver {
             campaigns: campaigns.clone(),
             clock: Clock::start(),
@@ -200,13 +211,20 @@ impl Pbx {
             adopt_tx,
             call_store,
         };
-        tokio::spawn(run(driver, rx, adopt_rx, status_tx));
+        // Every line the driver logs names its PBX: the span is at the highest level, so a
+        // filter that keeps a line (`RUST_LOG=warn`) keeps the span too.
+        let span = tracing::error_span!("pbx", name = %driver.settings.name);
+        tokio::spawn(tracing::Instrument::instrument(
+            run(driver, rx, adopt_rx, status_tx),
+            span,
+        ));
         Self {
             tx,
             status,
             live_recordings,
             campaigns,
             tvc_context,
+            described,
         }
     }
 
@@ -220,10 +238,12 @@ impl Pbx {
         match &*self.status.borrow() {
             Status::Ready => None,
             Status::Down(why) => Some(format!(
-                "the PBX is not reachable ({why}); nothing was dialled"
+                "{} is not reachable ({why}); nothing was dialled",
+                self.described
             )),
             Status::Misconfigured(reasons) => Some(format!(
-                "the PBX cannot take calls: {}; nothing was dialled",
+                "{} cannot take calls: {}; nothing was dialled",
+                self.described,
                 reasons
                     .iter()
                     .map(|r| r.message.as_str())
@@ -600,7 +620,7 @@ impl Driver {
     fn follow(&mut self, request: OriginateRequest, reply: Reply) {
         let channel_id = request.channel_id.clone();
         self.track(request);
-        self.metrics.call_started();
+        self.metrics.call_started(&self.settings.name);
         if let Some(mut call) = self.calls.remove(&channel_id) {
             self.drain(&mut call, Instant::now());
             self.settle(channel_id, call);
@@ -680,7 +700,8 @@ impl Driver {
                     self.checked(session.check(), outcome, status, login);
                     if login && session.is_up() {
                         tracing::info!(address = %self.settings.address, "AMI logged in");
-                        self.metrics.ami_logged_in(self.logins == 0);
+                        self.metrics
+                            .ami_logged_in(&self.settings.name, self.logins == 0);
                         self.logins += 1;
                     }
                 }
@@ -713,7 +734,7 @@ impl Driver {
     /// channels may live on in Asterisk, but the events that would tell their outcome are
     /// gone, and a notification that guessed would be worse than one that says so).
     fn down(&mut self, why: Down, status: &watch::Sender<Status>) {
-        self.metrics.ami_down();
+        self.metrics.ami_down(&self.settings.name);
         let lost = self.lost.take();
         // Misconfigured (or a check that was not answered) stays what /readyz says while
         // waiting to log in again.
@@ -808,7 +829,7 @@ impl Driver {
         };
         match refused {
             None => {
-                self.metrics.call_started();
+                self.metrics.call_started(&self.settings.name);
                 if let Some(mut call) = self.calls.remove(action_id) {
                     self.drain(&mut call, Instant::now());
                     self.settle(action_id.to_string(), call);

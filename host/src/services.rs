@@ -3,14 +3,14 @@
 //! (`crate::http`), the FastAGI service, the shutdown sequence in `main.rs`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::auth::Keys;
+use crate::call::Outbox;
 use crate::calls::Calls;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::notify::{self, Notifier};
-use crate::pbx::{self, Pbx};
+use crate::pbxes::Pbxes;
 use crate::store::call_store::CallStore;
 use crate::store::gate::RedisGate;
 use crate::store::schema;
@@ -56,21 +56,8 @@ pub fn start(config: Config) -> Result<Services, String> {
         metrics.clone(),
     );
     let call_store = CallStore::new(target.clone(), config.redis.ttl_secs);
-    let pbx = Pbx::start(
-        pbx::Settings {
-            address: config.ami.address.clone(),
-            username: config.ami.username.clone(),
-            secret: config.ami.secret.clone(),
-            ping_interval: Duration::from_secs(config.ami.ping_interval_secs),
-            max_backoff: Duration::from_secs(config.ami.max_backoff_secs.max(1)),
-            dialplan: config.dialplan.clone(),
-            contexts: config.pbx_contexts(),
-            call_silence: Duration::from_secs(config.limits.call_silence_secs.max(1)),
-        },
-        Arc::new(notifier.clone()),
-        metrics.clone(),
-        call_store.clone(),
-    );
+    let outbox: Arc<dyn Outbox> = Arc::new(notifier.clone());
+    let pbxes = Pbxes::start(&config, &outbox, &metrics, &call_store)?;
     if config.auth.keys.is_empty() {
         tracing::warn!(
             "no API keys configured ([[auth.keys]]): every request but /healthz is refused"
@@ -79,7 +66,13 @@ pub fn start(config: Config) -> Result<Services, String> {
     let keys = Arc::new(Keys::new(&config.auth.keys));
     let redis = RedisGate::new(target);
     let config = Arc::new(config);
-    let calls = Calls::new(config.clone(), Arc::new(validators), pbx, call_store, redis)?;
+    let calls = Calls::new(
+        config.clone(),
+        Arc::new(validators),
+        pbxes,
+        call_store,
+        redis,
+    )?;
     Ok(Services {
         config,
         calls,

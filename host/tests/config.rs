@@ -452,3 +452,56 @@ fn the_systemd_unit_starts_this_binary_and_is_valid() {
         .collect();
     assert!(complaints.is_empty(), "{text}");
 }
+
+/// `[[pbx]]` through `check-config` as shipped: two entries that share an agent are refused
+/// with the key and both names; without the overlap the file is valid, each entry's secret
+/// masked, and `[ami]`'s secret is the one an entry without its own uses.
+#[test]
+fn pbx_entries_are_checked_and_their_secrets_masked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pbxes = |west_agents: &str| {
+        format!(
+            r#"
+[ami]
+secret = "shared-secret"
+
+[[pbx]]
+name = "east"
+address = "127.0.0.1:5038"
+agents = ["1000-1099"]
+
+[[pbx]]
+name = "west"
+address = "127.0.0.1:5039"
+secret = "west-secret"
+agents = [{west_agents}]
+"#
+        )
+    };
+    let path = write(&dir, &pbxes(r#""2000-2099", "1050""#));
+    let out = host()
+        .args(["--config", path.to_str().expect("utf-8"), "check-config"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for word in ["`pbx.agents`", "\"west\"", "\"east\"", "agent 1050"] {
+        assert!(stderr.contains(word), "{word} in {stderr}");
+    }
+    let path = write(&dir, &pbxes(r#""2000-2099""#));
+    let (text, parsed) = effective(
+        host()
+            .args(["--config", path.to_str().expect("utf-8"), "check-config"])
+            .output()
+            .expect("run"),
+    );
+    assert!(
+        !text.contains("west-secret") && !text.contains("shared-secret"),
+        "{text}"
+    );
+    let entries = parsed["pbx"].as_array().expect("[[pbx]]");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1]["name"].as_str(), Some("west"));
+    assert_eq!(entries[1]["secret"].as_str(), Some("********"));
+    assert!(entries[0].get("secret").is_none(), "east uses [ami] secret");
+}

@@ -1540,3 +1540,150 @@ fn delete_cancels_a_ringing_call() {
     );
     lab.assert_clean_log(&[]);
 }
+
+/// Issue 15: two PBXes behind one host — this Asterisk serves agents 1000-1099, the PBX
+/// simulator 2000-2099 (`[[pbx]]` entries appended to `host/click2dial.example.toml`; the
+/// Asterisk entry takes `[ami]`'s secret, the simulator's has its own). Each call goes to its
+/// agent's PBX; `DELETE` hangs up on the PBX that carries the call; Asterisk stopped → only
+/// its agents get `503` while the simulator's calls complete; restarted → its agents' calls
+/// go through again.
+#[test]
+fn two_pbxes_asterisk_and_the_simulator_each_serve_their_agents() {
+    let fastagi = format!("127.0.0.1:{}", asterisk_support::low_port(1));
+    let mut site = Site::default();
+    site.globals
+        .push(("C2D_FASTAGI".into(), format!("agi://{fastagi}/click2dial")));
+    let asterisk = Asterisk::start(site);
+    let redis = support::Redis::start();
+    let sim_dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = support::Sim::start(sim_dir.path(), "127.0.0.1:0");
+    let example =
+        std::fs::read_to_string(asterisk_support::repo().join("host/click2dial.example.toml"))
+            .expect("example");
+    let config = format!(
+        r#"{example}
+[[pbx]]
+name = "asterisk"
+address = "{asterisk}"
+agents = ["1000-1099"]
+
+[[pbx]]
+name = "sim"
+address = "{sim}"
+secret = "secret"
+agents = ["2000-2099"]
+fastagi_peers = ["127.0.0.2"]
+"#,
+        asterisk = asterisk.ami_address(),
+        sim = sim.address,
+    );
+    let file = asterisk.dir.join("two-pbxes.toml");
+    std::fs::write(&file, config).expect("config");
+    let host = asterisk_support::start_host_with_config(&asterisk, &redis, &fastagi, &file, &[]);
+    let mut lab = Lab {
+        host,
+        asterisk,
+        redis,
+        fastagi,
+    };
+    lab.wait_ready();
+    let ready = lab.host.get("/readyz").json();
+    assert_eq!(
+        ready["checks"]["pbx"],
+        serde_json::json!({"asterisk": "ok", "sim": "ok"}),
+        "{ready}"
+    );
+
+    // Routed by agent: 1001 rings on Asterisk, 2001 on the simulator.
+    let mut agent = lab.phone("1001", "answer.xml", "two-pbx");
+    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "two-pbx");
+    answered_call(&lab, &mut agent, &mut callee, "27820001234", "two-pbx-a1");
+    let on_sim = |contact_ref: &str| {
+        let (status, answer) =
+            lab.host
+                .create_call(&body("2001", "0820001234", "27820001234", contact_ref));
+        assert_eq!(status, 202, "{answer}");
+        let got = lab.redis.follow(
+            &key_of(contact_ref),
+            &["recording_ready", "failed"],
+            Duration::from_secs(20),
+        );
+        assert_eq!(events(&got), ANSWERED, "{contact_ref}");
+    };
+    on_sim("two-pbx-s1");
+    assert_eq!(sim.originates_of("two-pbx-s1"), 1);
+    assert_eq!(
+        sim.originates_of("two-pbx-a1"),
+        0,
+        "Asterisk's call never reached the simulator"
+    );
+    assert_eq!(
+        agent.received("INVITE").len(),
+        1,
+        "the simulator's call rang no phone"
+    );
+
+    // DELETE of a ringing Asterisk call: Asterisk cancels the ring (the simulator would not).
+    let mut ringing = lab.phone("1001", "noanswer.xml", "two-pbx-delete");
+    let (status, answer) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", "two-pbx-del"));
+    assert_eq!(status, 202, "{answer}");
+    lab.redis.follow(
+        &key_of("two-pbx-del"),
+        &["agent_ringing", "failed"],
+        Duration::from_secs(30),
+    );
+    let ended = lab.host.request(
+        "DELETE",
+        "/click2dial/calls/two-pbx-del",
+        Some(TEST_KEY),
+        &[],
+        None,
+    );
+    assert_eq!(ended.status, 200, "{:?}", ended.json());
+    assert_eq!(ended.json()["reason"], "hangUp");
+    ringing.expect_success(Duration::from_secs(40), "ringing agent");
+    assert!(
+        !ringing.received("CANCEL").is_empty(),
+        "Asterisk cancelled the ring"
+    );
+
+    // Asterisk stopped: its agents 503 naming it, the simulator's go on.
+    lab.asterisk.stop();
+    let down = support::eventually(Duration::from_secs(10), || {
+        lab.host.get("/readyz").json()["checks"]["pbx"]["asterisk"] == "down"
+    });
+    assert!(down, "{:?}", lab.host.get("/readyz").json());
+    let refused = lab
+        .host
+        .create_call(&body("1001", "0820001234", "27820001234", "two-pbx-a2"));
+    assert_eq!(refused.0, 503, "{refused:?}");
+    assert!(
+        refused.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"asterisk\"")),
+        "{refused:?}"
+    );
+    on_sim("two-pbx-s2");
+    let ready = lab.host.get("/readyz");
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["status"], "degraded");
+    assert_eq!(ready.json()["checks"]["pbx"]["asterisk"], "down");
+
+    // Restarted: Asterisk's agents are served again.
+    lab.asterisk.restart();
+    assert!(
+        support::eventually(Duration::from_secs(30), || lab.host.get("/readyz").json()
+            ["status"]
+            == "ready"),
+        "{:?}",
+        lab.host.get("/readyz").json()
+    );
+    let mut agent = lab.phone("1001", "answer.xml", "two-pbx-back");
+    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "two-pbx-back");
+    answered_call(&lab, &mut agent, &mut callee, "27820001234", "two-pbx-a2");
+    assert_eq!(sim.originates_of("two-pbx-a2"), 0);
+    sim.stop();
+    lab.assert_clean_log(&[]);
+}

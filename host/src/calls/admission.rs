@@ -103,15 +103,17 @@ impl From<Error> for Refusal {
 }
 
 /// Admits `call` under `channel_id` (REST: derived from `contact_ref`; FastAGI: the agent
-/// channel's `Uniqueid`). On success the call holds a slot, its claim, and its record is in
-/// Redis for the other hosts. With a `contact_ref`, the claim and the record are one round
-/// trip to Redis (the record is stored only when the claim is new).
+/// channel's `Uniqueid`), to be carried by the PBX named `pbx` (kept in its record). On
+/// success the call holds a slot, its claim, and its record is in Redis for the other hosts.
+/// With a `contact_ref`, the claim and the record are one round trip to Redis (the record is
+/// stored only when the claim is new).
 pub async fn admit(
     state: &Calls,
     call: &Call<'_>,
     owner: &str,
     channel_id: String,
     mode: Mode,
+    pbx: &str,
 ) -> Result<Admission, Refusal> {
     let contact_ref = call.contact_ref.as_str();
     let recording_ref = call.recording_ref.as_str();
@@ -142,6 +144,7 @@ pub async fn admit(
         owner: owner.to_string(),
         recording_url: recording_url.to_string(),
         notifications_key: notifications_key.to_string(),
+        pbx: Some(pbx.to_string()),
     };
 
     let claim_key = (!call.contact_ref.is_generated())

@@ -1,5 +1,5 @@
 //! Calls: the service the create-call route and the FastAGI service share — the rules a
-//! call is checked against, the PBX it is dialled on, the cap on calls in flight, and the
+//! call is checked against, the PBXes it is dialled on, the cap on calls in flight, and the
 //! Redis state that makes a create idempotent ([`admission`]).
 
 pub mod admission;
@@ -13,7 +13,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::pbx::Pbx;
+use crate::pbxes::Pbxes;
 use crate::store::call_store::CallStore;
 use crate::store::gate::RedisGate;
 
@@ -42,8 +42,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// The field validators (loaded once).
     pub validators: Arc<Validators>,
-    /// The AMI client.
-    pub pbx: Pbx,
+    /// The PBXes and which serves which agent.
+    pub pbxes: Pbxes,
     /// One permit per call in flight (`limits.max_calls_in_flight`).
     pub call_slots: Arc<Semaphore>,
     /// `…/click2dial/recordings/{recording_ref}`, leaked once at start-up so rendered
@@ -61,7 +61,7 @@ impl Calls {
     pub fn new(
         config: Arc<Config>,
         validators: Arc<Validators>,
-        pbx: Pbx,
+        pbxes: Pbxes,
         call_store: Option<CallStore>,
         redis: RedisGate,
     ) -> Result<Self, String> {
@@ -83,7 +83,7 @@ impl Calls {
             call_slots,
             config,
             validators,
-            pbx,
+            pbxes,
             recording_url,
             call_store,
             policy_lists,

@@ -14,10 +14,14 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub mod agents;
 pub mod keys;
+pub mod pbxes;
 pub mod webhooks;
 
+pub use agents::AgentRange;
 pub use keys::{parse_hash, Scope, DEFAULT_SCOPES};
+pub use pbxes::{PbxEntry, PbxSite};
 pub use webhooks::{Endpoint, Webhooks};
 
 /// Prefix of the override variables.
@@ -49,6 +53,9 @@ pub struct Config {
     pub fastagi: FastAgi,
     /// Signed webhook deliveries (each key's endpoint is in its `[[auth.keys]]` entry).
     pub webhooks: Webhooks,
+    /// Several PBXes, each serving its agents (`[[pbx]]`); empty: `[ami]` is the one PBX.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pbx: Vec<PbxEntry>,
 }
 
 /// `[http]`
@@ -313,63 +320,6 @@ pub struct ApiKey {
     pub webhook: Option<Endpoint>,
 }
 
-/// An inclusive range of agent extensions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AgentRange {
-    /// First extension.
-    pub first: u16,
-    /// Last extension.
-    pub last: u16,
-    /// How many digits the range's extensions are written with when the range is written
-    /// with a leading zero (`"0100-0199"`: 4); `None`: extensions have no leading zero.
-    pub zero_padded: Option<u8>,
-}
-
-impl AgentRange {
-    /// Parses `"1000-1999"` (3–4 digit extensions, first ≤ last). A range written with a
-    /// leading zero (`"0100-0199"`) has both ends of the same length.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (a, b) = text.split_once('-')?;
-        let (a, b) = (a.trim(), b.trim());
-        let ext = |s: &str| {
-            ((3..=4).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse::<u16>().ok())
-                .flatten()
-        };
-        let (first, last) = (ext(a)?, ext(b)?);
-        let zero_padded = if a.starts_with('0') || b.starts_with('0') {
-            if a.len() != b.len() {
-                return None;
-            }
-            u8::try_from(a.len()).ok()
-        } else {
-            None
-        };
-        (first <= last).then_some(Self {
-            first,
-            last,
-            zero_padded,
-        })
-    }
-
-    /// Whether `agent` (as sent in a request) is an extension in the range. Extensions are
-    /// dialled as written, so `0150` is not `150`: a leading zero is in a range only when
-    /// the range is written with one, at the same length (`"0100-0199"`), and never
-    /// otherwise (`"100-199"` refuses `0150`).
-    pub fn contains(&self, agent: &str) -> bool {
-        let written_as_range = match self.zero_padded {
-            Some(len) => agent.len() == usize::from(len),
-            None => !agent.starts_with('0'),
-        };
-        written_as_range
-            && (3..=4).contains(&agent.len())
-            && agent.bytes().all(|b| b.is_ascii_digit())
-            && agent
-                .parse::<u16>()
-                .is_ok_and(|n| (self.first..=self.last).contains(&n))
-    }
-}
-
 /// `[limits]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -630,6 +580,7 @@ impl Config {
         }
         self.check_dialplan_and_policy()?;
         self.check_auth()?;
+        self.pbx_sites()?;
         if let Some((key, reason)) = self.webhooks.problem() {
             return Err(ConfigError::Invalid { key, reason });
         }
@@ -754,11 +705,33 @@ impl Config {
         Ok(())
     }
 
+    /// The PBXes the host connects to: the `[[pbx]]` entries, or `[ami]` alone
+    /// ([`pbxes::sites`]).
+    pub fn pbx_sites(&self) -> Result<Vec<PbxSite>, ConfigError> {
+        if !self.pbx.is_empty() && self.ami.address != Ami::default().address {
+            return Err(ConfigError::Invalid {
+                key: "ami.address",
+                reason: "is not used with [[pbx]]: give each [[pbx]] entry its address".into(),
+            });
+        }
+        let ami = pbxes::Login {
+            address: &self.ami.address,
+            username: &self.ami.username,
+            secret: &self.ami.secret,
+        };
+        let fastagi = (!self.fastagi.listen.is_empty()).then_some(&*self.fastagi.allowed_peers);
+        pbxes::sites(&self.pbx, &ami, fastagi)
+            .map_err(|(key, reason)| ConfigError::Invalid { key, reason })
+    }
+
     /// The configuration as TOML with secrets masked, for `check-config`.
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
         if !masked.ami.secret.is_empty() {
             masked.ami.secret = "********".into();
+        }
+        for entry in masked.pbx.iter_mut().filter(|e| !e.secret.is_empty()) {
+            entry.secret = "********".into();
         }
         masked.redis.url = mask_url_password(&masked.redis.url);
         if !masked.redis.sentinels.is_empty() {

@@ -22,6 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{Caller, Scope};
 use crate::calls::Calls;
 use crate::http::error::ApiError;
+use crate::pbx::Pbx;
 use crate::store::schema;
 
 /// The most calls one page of `GET /click2dial/calls` holds.
@@ -307,6 +308,7 @@ pub async fn end_call(
     let contact_ref = checked_contact_ref(&request, &calls)?;
     let deadline = tokio::time::Instant::now() + END_WITHIN;
     let mut asked: Option<tokio::time::Instant> = None;
+    let mut carrier: Option<Pbx> = None;
     loop {
         let history = history(&calls, caller.owner(), &contact_ref).await?;
         let (view, channel) = fold_with_channel(&contact_ref, &history, now_ms())
@@ -332,7 +334,11 @@ pub async fn end_call(
                 .ok_or_else(unavailable)?;
         }
         if asked.is_none_or(|at| now >= at + ASK_AGAIN_EVERY) {
-            calls.pbx.hang_up(&channel).await.map_err(|e| {
+            if carrier.is_none() {
+                carrier = Some(carrying_pbx(&calls, &channel, &view.agent.number).await?);
+            }
+            let pbx = carrier.as_ref().ok_or_else(unavailable)?;
+            pbx.hang_up(&channel).await.map_err(|e| {
                 tracing::debug!(%channel, error = %e, "hangup not sent");
                 ApiError::new(Error::PBX_UNAVAILABLE).retry_after(2)
             })?;
@@ -340,6 +346,29 @@ pub async fn end_call(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The PBX that carries the call on `channel`: the one its stored record names, else (a
+/// record stored before several PBXes, or none) the one that serves its agent.
+async fn carrying_pbx(calls: &Calls, channel: &str, agent: &str) -> Result<Pbx, ApiError> {
+    let record = match &calls.call_store {
+        Some(store) => tokio::time::timeout(crate::store::gate::REDIS_WITHIN, store.load(channel))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    calls
+        .pbxes
+        .carrying(record.and_then(|r| r.pbx).as_deref(), agent)
+        .map(|site| site.pbx.clone())
+        .ok_or_else(|| {
+            ApiError::new(Error::PBX_UNAVAILABLE)
+                .with_message(format!(
+                    "no configured PBX carries this call (agent {agent}); nothing was hung up"
+                ))
+                .retry_after(2)
+        })
 }
 
 fn is_final(state: &str) -> bool {

@@ -46,9 +46,9 @@ pub fn router(calls: Calls) -> OpenApiRouter {
         (status = 409, description = "contact_ref already used with a different payload", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "Body larger than 4096 bytes", body = crate::http::openapi::ErrorBody),
         (status = 415, description = "Not JSON", body = crate::http::openapi::ErrorBody),
-        (status = 422, description = "A field breaks its rule, the dialling policy or the key's permissions; `unknown_campaign` (field `outbound_id`): the PBX's `[dialplan] tvc_context` has no extension for this `tvc_` campaign", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "A field breaks its rule, the dialling policy or the key's permissions; `unknown_campaign` (field `outbound_id`): the PBX's `[dialplan] tvc_context` has no extension for this `tvc_` campaign; `unknown_agent` (field `agent`): no configured PBX serves this agent", body = crate::http::openapi::ErrorBody),
         (status = 429, description = "The key's rate limit; see Retry-After", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "PBX unreachable or misconfigured (`pbx_unavailable`, the reason in `message`, `Retry-After`), Redis unreachable, too many calls in flight, or the first request with this contact_ref still being dialled after 5 s (`service_unavailable`, `Retry-After`); nothing was dialled", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "The agent's PBX unreachable or misconfigured (`pbx_unavailable`, the reason in `message`, `Retry-After`), Redis unreachable, too many calls in flight, or the first request with this contact_ref still being dialled after 5 s (`service_unavailable`, `Retry-After`); nothing was dialled", body = crate::http::openapi::ErrorBody),
     )
 )]
 async fn create_call(
@@ -65,11 +65,16 @@ async fn create_call(
     let parsed = request::parse(&bytes)?;
     let valid = state.validators.validate(&parsed, &state.policy())?;
     caller.check_call(valid.agent, valid.outbound_id.as_str())?;
-    if let Some(why) = state.pbx.unavailable() {
+    let site = state
+        .pbxes
+        .for_agent(valid.agent)
+        .ok_or_else(|| unknown_agent(valid.agent))?;
+    let pbx = &site.pbx;
+    if let Some(why) = pbx.unavailable() {
         return Err(pbx_unavailable(why));
     }
     if let Some(campaign) = valid.outbound_id.campaign() {
-        if let Some(context) = state.pbx.unknown_campaign(campaign) {
+        if let Some(context) = pbx.unknown_campaign(campaign) {
             return Err(ApiError::new(Error::field(
                 ErrorCode::UnknownCampaign,
                 Field::OutboundId,
@@ -96,7 +101,16 @@ async fn create_call(
     } else {
         Mode::TwoLeg
     };
-    let admitted = match admission::admit(&state, &call, caller.owner(), channel_id, mode).await? {
+    let admitted = match admission::admit(
+        &state,
+        &call,
+        caller.owner(),
+        channel_id,
+        mode,
+        &site.name,
+    )
+    .await?
+    {
         Admission::New(admitted) => admitted,
         Admission::Repeat(first) => {
             return Ok(json_response(StatusCode::ACCEPTED, first.into_bytes()))
@@ -107,13 +121,13 @@ async fn create_call(
     let claim_key = admitted.claim_key.clone();
     let fingerprint = admitted.fingerprint.clone();
     let answer = admitted.answer.clone();
-    if let Err(e) = state.pbx.originate(OriginateRequest::from(admitted)).await {
+    if let Err(e) = pbx.originate(OriginateRequest::from(admitted)).await {
         admission::release(&state, claim_key.as_deref()).await;
         return match e {
             OriginateError::NotConnected => {
-                Err(pbx_unavailable(state.pbx.unavailable().unwrap_or_else(
-                    || Error::PBX_UNAVAILABLE.message.to_string(),
-                )))
+                Err(pbx_unavailable(pbx.unavailable().unwrap_or_else(|| {
+                    Error::PBX_UNAVAILABLE.message.to_string()
+                })))
             }
             OriginateError::Refused(reason) => {
                 let context = if call.valid.single_leg {
@@ -157,6 +171,15 @@ const REDIS_RETRY_AFTER_SECS: u64 = 2;
 
 /// How long a client should wait before trying again while the PBX cannot take calls.
 const PBX_RETRY_AFTER_SECS: u64 = 10;
+
+/// `422 unknown_agent`: no configured PBX serves `agent` (no `[[pbx]]` entry lists it and
+/// none is the default).
+fn unknown_agent(agent: &str) -> ApiError {
+    ApiError::new(Error::field(ErrorCode::UnknownAgent, Field::Agent, "")).with_message(format!(
+        "agent {agent} is served by no configured PBX: add it to the agents of a [[pbx]] \
+             entry, or make one the default; nothing was dialled"
+    ))
+}
 
 /// `503 pbx_unavailable` saying why, with `Retry-After`.
 fn pbx_unavailable(why: String) -> ApiError {

@@ -1,6 +1,8 @@
 //! `/healthz` (the process answers) and `/readyz` (it can take calls: AMI logged in, the
-//! PBX's check passed, Redis answering `PING`), for probes and load balancers. `/readyz`
-//! needs a key but is not rate-limited.
+//! PBX's check passed, Redis answering `PING`; per PBX with `[[pbx]]`), for probes and load
+//! balancers. `/readyz` needs a key but is not rate-limited.
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -39,54 +41,85 @@ async fn healthz() -> Response {
 /// Readiness: `200` when the AMI session is logged in, the PBX passed the login check and
 /// Redis answers; otherwise `503` with the contract's error body, `checks` saying which
 /// failed (`ami`: `down` or `misconfigured`) and `problems` saying why and how to fix it.
+/// With `[[pbx]]` entries, `checks.pbx` has each one's word and each problem its
+/// `pbx`; while Redis and at least one PBX can take calls the answer is `200` with
+/// `"status":"degraded"` (`checks.ami`: `degraded`): the other PBXes' agents get `503`,
+/// and every host behind a load balancer shares the same PBXes.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "Ready", body = crate::http::openapi::Readiness),
+        (status = 200, description = "Ready (`status`: `ready`), or with `[[pbx]]` entries some of them down (`degraded`: `problems` names them)", body = crate::http::openapi::Readiness),
         (status = 401, description = "Missing or bad API key", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "Not ready; `checks` names what failed, `problems` why", body = crate::http::openapi::Readiness),
     )
 )]
 async fn readyz(State(state): State<Calls>) -> Response {
-    let ami = state.pbx.status();
+    let listed = state.pbxes.listed();
+    let statuses: Vec<(Arc<str>, Status)> = state
+        .pbxes
+        .iter()
+        .map(|site| (site.name.clone(), site.pbx.status()))
+        .collect();
     let redis = state.redis_ping().await;
-    let ami_word = match ami {
-        Status::Ready => "ok",
-        Status::Down(_) => "down",
-        Status::Misconfigured(_) => "misconfigured",
+    let ready = statuses.iter().filter(|(_, s)| *s == Status::Ready).count();
+    let ami_word = match statuses.as_slice() {
+        [(_, only)] => word(only),
+        _ if ready == statuses.len() => "ok",
+        _ if ready > 0 => "degraded",
+        [(_, first), ..] => word(first),
+        [] => "down",
     };
-    let checks = serde_json::json!({"ami": ami_word, "redis": if redis { "ok" } else { "down" }});
-    if ami == Status::Ready && redis {
+    let mut checks =
+        serde_json::json!({"ami": ami_word, "redis": if redis { "ok" } else { "down" }});
+    if listed {
+        checks["pbx"] = statuses
+            .iter()
+            .map(|(name, status)| (name.to_string(), word(status).into()))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    if ready == statuses.len() && redis {
         let body = serde_json::json!({"status": "ready", "checks": checks});
         return json_response(StatusCode::OK, body.to_string().into_bytes());
     }
     let mut problems = Vec::new();
     let mut sentences = Vec::new();
-    match &ami {
-        Status::Ready => {}
-        Status::Down(why) => {
-            let message = format!("the AMI session is not logged in: {why}");
-            problems
-                .push(serde_json::json!({"check": "ami", "code": "ami_down", "message": message}));
-            sentences.push(message);
-        }
-        Status::Misconfigured(reasons) => {
-            for reason in reasons.iter() {
-                problems.push(serde_json::json!(
-                    {"check": "ami", "code": reason.code, "message": reason.message}
+    for (name, status) in &statuses {
+        let mut problem = |code: &str, message: &str| {
+            let mut entry = serde_json::json!({"check": "ami", "code": code, "message": message});
+            if listed {
+                entry["pbx"] = name.to_string().into();
+            }
+            problems.push(entry);
+        };
+        let whose = if listed {
+            format!("PBX {name:?}: ")
+        } else {
+            String::new()
+        };
+        match status {
+            Status::Ready => {}
+            Status::Down(why) => {
+                let message = format!("the AMI session is not logged in: {why}");
+                problem("ami_down", &message);
+                sentences.push(format!("{whose}{message}"));
+            }
+            Status::Misconfigured(reasons) => {
+                for reason in reasons.iter() {
+                    problem(reason.code, &reason.message);
+                }
+                sentences.push(format!(
+                    "{whose}the PBX is misconfigured: {}",
+                    reasons
+                        .iter()
+                        .map(|r| r.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ));
             }
-            sentences.push(format!(
-                "the PBX is misconfigured: {}",
-                reasons
-                    .iter()
-                    .map(|r| r.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
         }
     }
     if !redis {
@@ -94,6 +127,11 @@ async fn readyz(State(state): State<Calls>) -> Response {
         problems
             .push(serde_json::json!({"check": "redis", "code": "redis_down", "message": message}));
         sentences.push(message.to_string());
+    }
+    if redis && ready > 0 {
+        let body =
+            serde_json::json!({"status": "degraded", "checks": checks, "problems": problems});
+        return json_response(StatusCode::OK, body.to_string().into_bytes());
     }
     let message = format!("not ready: {}", sentences.join("; "));
     let mut body = error_body_with(&Error::request(ErrorCode::ServiceUnavailable, ""), &message);
@@ -104,4 +142,13 @@ async fn readyz(State(state): State<Calls>) -> Response {
     body.push(b',');
     body.extend_from_slice(rest.get(1..).unwrap_or("}").as_bytes());
     json_response(StatusCode::SERVICE_UNAVAILABLE, body)
+}
+
+/// A PBX's word in `checks`.
+fn word(status: &Status) -> &'static str {
+    match status {
+        Status::Ready => "ok",
+        Status::Down(_) => "down",
+        Status::Misconfigured(_) => "misconfigured",
+    }
 }

@@ -44,7 +44,7 @@ pub fn routes(services: &Services) -> (Router, OpenApi) {
     let recordings = recordings::Recordings {
         validators: calls.validators.clone(),
         owners: calls.call_store.clone(),
-        pbx: calls.pbx.clone(),
+        pbxes: calls.pbxes.clone(),
         dir: services.config.recordings.dir.clone(),
         abandoned_after: Duration::from_secs(services.config.recordings.abandoned_after_secs),
     };

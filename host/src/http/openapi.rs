@@ -113,10 +113,14 @@ pub struct Health {
 #[allow(dead_code)]
 pub struct Checks {
     /// `ok`; `down` (not logged in: connecting, refused, lost); or `misconfigured` (the PBX
-    /// answers but failed the login check: see `problems`).
+    /// answers but failed the login check: see `problems`). With `[[pbx]]` entries: `ok` (all),
+    /// `degraded` (some), else the first PBX's word.
     ami: String,
     /// `ok` or `down`.
     redis: String,
+    /// With `[[pbx]]` entries: each PBX's name and word (`ok`, `down`,
+    /// `misconfigured`).
+    pbx: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// One reason `/readyz` is not ready.
@@ -131,19 +135,22 @@ pub struct Problem {
     code: String,
     /// What is wrong and how to fix it.
     message: String,
+    /// With `[[pbx]]` entries: the PBX concerned (`check` `ami`).
+    pbx: Option<String>,
 }
 
-/// `/readyz`: `status` is `ready` or `not_ready` (then with the error object too).
+/// `/readyz`: `status` is `ready`, `degraded` (`[[pbx]]` entries, some down) or `not_ready`
+/// (then with the error object too).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct Readiness {
-    /// `ready` or `not_ready`.
+    /// `ready`, `degraded` or `not_ready`.
     status: String,
     /// Each dependency.
     checks: Checks,
     /// When not ready.
     error: Option<ErrorDetail>,
-    /// When not ready: each reason, in the order found.
+    /// When not ready or degraded: each reason, in the order found.
     problems: Option<Vec<Problem>>,
 }
 

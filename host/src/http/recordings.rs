@@ -42,7 +42,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{Caller, Scope};
 use crate::http::error::ApiError;
-use crate::pbx::Pbx;
+use crate::pbxes::Pbxes;
 use crate::store::call_store::CallStore;
 
 /// What the recordings route needs: the reference's rule, the owners (Redis), the calls in
@@ -54,7 +54,7 @@ pub struct Recordings {
     /// The recordings' owners; `None`: every recording is `404`.
     pub owners: Option<CallStore>,
     /// The calls this host follows (their recordings are still being written).
-    pub pbx: Pbx,
+    pub pbxes: Pbxes,
     /// `recordings.dir`.
     pub dir: std::path::PathBuf,
     /// `recordings.abandoned_after_secs`.
@@ -240,7 +240,7 @@ async fn recording(
                 .into_response();
         }
     }
-    if state.pbx.recording_pending(&reference) {
+    if state.pbxes.recording_pending(&reference) {
         return in_progress();
     }
     let dir = state.dir.clone();

@@ -164,6 +164,12 @@ impl Session {
         if is("Originate") {
             return self.originate(action, out).await;
         }
+        // Logged, so a test can tell which PBX was asked (e.g. a `Hangup` of a channel).
+        info!(
+            action = name,
+            channel = action.get("Channel"),
+            "action not simulated"
+        );
         let message = format!(
             "Invalid/unknown command: {name}. Use Action: ListCommands to show available commands."
         );

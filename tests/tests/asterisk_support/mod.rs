@@ -684,6 +684,27 @@ pub fn start_host(
     fastagi: &str,
     extra: &[(&str, &str)],
 ) -> Host {
+    let config = repo().join("host/click2dial.example.toml");
+    let mut command = host_command(asterisk, redis, fastagi, &config);
+    command.env("C2D_AMI__ADDRESS", asterisk.ami_address());
+    run_host(asterisk, command, extra)
+}
+
+/// As [`start_host`], with `config` (which names its PBXes, `[[pbx]]`) in place of the
+/// example and no `[ami] address` override.
+pub fn start_host_with_config(
+    asterisk: &Asterisk,
+    redis: &Redis,
+    fastagi: &str,
+    config: &Path,
+    extra: &[(&str, &str)],
+) -> Host {
+    let command = host_command(asterisk, redis, fastagi, config);
+    run_host(asterisk, command, extra)
+}
+
+/// The host's command with `config`, this Asterisk's recordings and Redis.
+fn host_command(asterisk: &Asterisk, redis: &Redis, fastagi: &str, config: &Path) -> Command {
     let mut command = Command::new(support::host_binary());
     for (key, _) in std::env::vars() {
         if key.starts_with("C2D_") {
@@ -692,11 +713,10 @@ pub fn start_host(
     }
     command
         .arg("--config")
-        .arg(repo().join("host/click2dial.example.toml"))
+        .arg(config)
         .arg("run")
         .env("C2D_HTTP__HTTP_PORT", "0")
         .env("C2D_HTTP__PUBLIC_URL", "http://127.0.0.1:1")
-        .env("C2D_AMI__ADDRESS", asterisk.ami_address())
         .env("C2D_AMI__MAX_BACKOFF_SECS", "2")
         .env("C2D_REDIS__URL", redis.url())
         .env("C2D_RECORDINGS__DIR", asterisk.recordings())
@@ -705,6 +725,11 @@ pub fn start_host(
         .env("C2D_FASTAGI__OWNER_KEY", "e2e")
         .env("C2D_AUTH__KEYS", auth_keys(&[]))
         .env("RUST_LOG", "warn");
+    command
+}
+
+/// Runs the host's `command` with `extra` variables, its log to [`host_log_path`].
+fn run_host(asterisk: &Asterisk, mut command: Command, extra: &[(&str, &str)]) -> Host {
     for (k, v) in extra {
         command.env(k, v);
     }

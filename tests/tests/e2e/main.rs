@@ -15,6 +15,7 @@ mod events;
 mod fastagi;
 mod multi_host;
 mod ops;
+mod pbxes;
 mod preflight;
 mod recordings;
 mod security;

@@ -479,7 +479,22 @@ impl Host {
         recordings: &Path,
         extra: &[(&str, &str)],
     ) -> Self {
-        Self::spawn(redis, sim_address, recordings, extra, Stdio::inherit())
+        let command = Self::command(redis, Some(sim_address), recordings, extra);
+        Self::from_command(command, Stdio::inherit())
+    }
+
+    /// As [`Host::start`], with `--config <config>` and no `[ami] address` in the
+    /// environment: for a configuration that names its PBXes itself (`[[pbx]]`).
+    pub fn start_with_config(
+        redis: &Redis,
+        config: &Path,
+        recordings: &Path,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let url = redis.url();
+        let mut command = Self::command(&[("C2D_REDIS__URL", &url)], None, recordings, extra);
+        command.arg("--config").arg(config);
+        Self::from_command(command, Stdio::inherit())
     }
 
     /// As [`Host::start`], with the log (`RUST_LOG=info` unless `extra` says otherwise)
@@ -496,16 +511,18 @@ impl Host {
         vars.extend_from_slice(extra);
         let url = redis.url();
         let redis = [("C2D_REDIS__URL", url.as_str())];
-        Self::spawn(&redis, sim_address, recordings, &vars, Stdio::from(file))
+        let command = Self::command(&redis, Some(sim_address), recordings, &vars);
+        Self::from_command(command, Stdio::from(file))
     }
 
-    fn spawn(
+    /// The host's command: the test's settings in the environment (Redis from `redis`,
+    /// `[ami] address` when given), then `extra`.
+    fn command(
         redis: &[(&str, &str)],
-        sim_address: &str,
+        sim_address: Option<&str>,
         recordings: &Path,
         extra: &[(&str, &str)],
-        stderr: Stdio,
-    ) -> Self {
+    ) -> Command {
         let mut command = Command::new(host_binary());
         for (key, _) in std::env::vars() {
             if key.starts_with("C2D_") {
@@ -515,7 +532,6 @@ impl Host {
         command
             .env("C2D_HTTP__PORT", "0")
             .env("C2D_HTTP__PUBLIC_URL", "http://127.0.0.1:1")
-            .env("C2D_AMI__ADDRESS", sim_address)
             .env("C2D_AMI__SECRET", "secret")
             .env("C2D_AMI__MAX_BACKOFF_SECS", "1")
             .envs(redis.iter().copied())
@@ -523,10 +539,13 @@ impl Host {
             .env("C2D_AUTH__KEYS", auth_keys(&[]))
             .env("C2D_SHUTDOWN__REQUESTS_GRACE_SECS", "5")
             .env("RUST_LOG", "warn");
+        if let Some(address) = sim_address {
+            command.env("C2D_AMI__ADDRESS", address);
+        }
         for (k, v) in extra {
             command.env(k, v);
         }
-        Self::from_command(command, stderr)
+        command
     }
 
     /// Runs `command` (the host binary with its arguments and environment) and waits for
