@@ -1046,6 +1046,9 @@ impl Driver {
             );
         }
         let record = &call.record;
+        // Read once: the timestamp and the history's `at_ms` are the same instant (two reads
+        // of the wall clock can differ by a millisecond).
+        let at_ms = self.wall(progress.at);
         let notification = NotificationJson {
             event: progress.event,
             contact_ref: record.call.contact_ref.as_str(),
@@ -1054,7 +1057,7 @@ impl Driver {
             outbound_id: record.call.outbound_id.as_str(),
             recording_ref: record.call.recording_ref.as_str(),
             recording_url: Some(&record.recording_url),
-            timestamp: Timestamp::from_unix_millis(self.wall(progress.at)),
+            timestamp: Timestamp::from_unix_millis(at_ms),
             cause: progress.cause,
             q850: progress.q850,
         };
@@ -1071,7 +1074,7 @@ impl Driver {
                     |_| String::from_utf8_lossy(&buf[..n]).into_owned(),
                     str::to_owned,
                 ),
-                at_ms: self.wall(progress.at),
+                at_ms,
                 since,
             }),
             Err(e) => tracing::error!(error = %e, "notification does not fit its buffer"),
