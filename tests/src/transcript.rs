@@ -77,6 +77,13 @@ pub const A2_SUCCESS_LOCAL_PREDIAL: Case = case!("a2_success_local_predial");
 pub const I_ONE_LEG_SUCCESS: Case = case!("i_one_leg_success");
 /// One-leg call on the kit whose callee answers 486.
 pub const I2_ONE_LEG_CALLEE_BUSY: Case = case!("i2_one_leg_callee_busy");
+/// One-leg call on the kit hung up by the host's `Hangup` (by `Uniqueid`) while the callee
+/// rings, then a `Hangup` of a channel that does not exist.
+pub const J_HANGUP_RINGING: Case = case!("j_hangup_ringing");
+/// The same once both phones answered and are bridged.
+pub const J2_HANGUP_CONNECTED: Case = case!("j2_hangup_connected");
+/// One-leg call with `C2D_MAX_DURATION_SECS=3`: Dial's `S(3)` ends it.
+pub const J3_MAX_DURATION: Case = case!("j3_max_duration");
 
 /// Every embedded case.
 pub const ALL: &[Case] = &[
@@ -95,6 +102,9 @@ pub const ALL: &[Case] = &[
     H_HEADER_VARIANTS,
     I_ONE_LEG_SUCCESS,
     I2_ONE_LEG_CALLEE_BUSY,
+    J_HANGUP_RINGING,
+    J2_HANGUP_CONNECTED,
+    J3_MAX_DURATION,
 ];
 
 /// One frame Asterisk sent, with when it sent it.

@@ -49,6 +49,11 @@ fn out_dir() -> PathBuf {
 
 /// The Originate the host writes for a one-leg call (agent == callee) of `crm-42`.
 pub fn one_leg_originate() -> Vec<u8> {
+    one_leg_originate_with(click2dial_core::dial::DialControls::DEFAULT)
+}
+
+/// The one-leg Originate of `crm-42` with `controls`.
+fn one_leg_originate_with(controls: click2dial_core::dial::DialControls) -> Vec<u8> {
     let channel_id = ChannelId::for_contact_ref("crm-42").to_string();
     let call = OriginateCall {
         channel_id: &channel_id,
@@ -59,7 +64,7 @@ pub fn one_leg_originate() -> Vec<u8> {
         contact_ref: "crm-42",
         recording_ref: "rec-abc",
         single_leg: true,
-        controls: click2dial_core::dial::DialControls::DEFAULT,
+        controls,
     };
     let mut out = [0u8; 2048];
     let n = write_originate(&call, &Dialplan::DEFAULT, &mut out).expect("originate");
@@ -179,6 +184,34 @@ fn write_case(name: &str, session: &Session, asterisk: &Asterisk, closed: bool) 
 /// Logs in, sends the one-leg Originate 0.55 s later (as the older recordings did), reads
 /// until the phones are done and Asterisk has been quiet for 2.5 s, logs off.
 fn record_one_leg(name: &str, phones: &mut [Phone], asterisk: &Asterisk) {
+    record_one_leg_with(name, phones, asterisk, &one_leg_originate(), None);
+}
+
+/// What a `DELETE` case does: once the stream shows `after` times `count`, the host's
+/// `Hangup` of the call's Uniqueid, then one of a channel that does not exist.
+struct Cut {
+    after: &'static str,
+    count: usize,
+}
+
+/// The `Hangup` the host writes for `crm-42` (its channel's Uniqueid, cause 16), and one of
+/// an unknown channel.
+fn hangup_actions() -> Vec<u8> {
+    let channel_id = ChannelId::for_contact_ref("crm-42").to_string();
+    format!(
+        "Action: Hangup\r\nActionID: hangup-1\r\nChannel: {channel_id}\r\nCause: 16\r\n\r\n\
+         Action: Hangup\r\nActionID: hangup-2\r\nChannel: c2d-nosuchchannel\r\nCause: 16\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn record_one_leg_with(
+    name: &str,
+    phones: &mut [Phone],
+    asterisk: &Asterisk,
+    originate: &[u8],
+    cut: Option<Cut>,
+) {
     let mut session = Session::open(&asterisk.ami_address());
     session.send(b"Action: Login\r\nActionID: login-1\r\nUsername: c2d\r\nSecret: secret\r\n\r\n");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -187,8 +220,21 @@ fn record_one_leg(name: &str, phones: &mut [Phone], asterisk: &Asterisk) {
         session.read_for(Duration::from_millis(50));
     }
     session.read_for(Duration::from_millis(550));
-    session.send(&one_leg_originate());
+    session.send(originate);
     let deadline = Instant::now() + Duration::from_secs(60);
+    if let Some(cut) = cut {
+        while session.text().matches(cut.after).count() < cut.count {
+            assert!(
+                Instant::now() < deadline,
+                "never {}: {}",
+                cut.after,
+                session.text()
+            );
+            session.read_for(Duration::from_millis(20));
+        }
+        session.read_for(Duration::from_millis(1000));
+        session.send(&hangup_actions());
+    }
     for phone in phones.iter_mut() {
         while phone.wait(Duration::from_millis(10)).is_none() {
             assert!(Instant::now() < deadline, "the phones never finished");
@@ -227,7 +273,11 @@ fn carrier(asterisk: &Asterisk, scenario: &str, name: &str) -> Phone {
 }
 
 fn desk(asterisk: &Asterisk, name: &str) -> Phone {
-    let phone = Sipp::new("answer.xml", asterisk.phone_port("1000")).run(
+    desk_with(asterisk, "answer.xml", name)
+}
+
+fn desk_with(asterisk: &Asterisk, scenario: &str, name: &str) -> Phone {
+    let phone = Sipp::new(scenario, asterisk.phone_port("1000")).run(
         &asterisk.sip_address(),
         &asterisk.dir.join(format!("{name}-1000")),
     );
@@ -255,4 +305,70 @@ fn record_i2_one_leg_callee_busy() {
     let asterisk = asterisk();
     let mut phones = [carrier(&asterisk, "busy_486.xml", "i2")];
     record_one_leg("i2_one_leg_callee_busy", &mut phones, &asterisk);
+}
+
+/// `DELETE` of a ringing call: the callee's phone rings (never answers) when the host hangs
+/// the call's channel up by Uniqueid; then a `Hangup` of an unknown channel.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_j_hangup_ringing() {
+    let asterisk = asterisk();
+    let mut phones = [carrier(&asterisk, "noanswer.xml", "j")];
+    let cut = Cut {
+        after: "ChannelStateDesc: Ringing",
+        count: 1,
+    };
+    record_one_leg_with(
+        "j_hangup_ringing",
+        &mut phones,
+        &asterisk,
+        &one_leg_originate(),
+        Some(cut),
+    );
+}
+
+/// `DELETE` of a connected call: both phones answered and are bridged when the host hangs
+/// the call's channel up by Uniqueid; then a `Hangup` of an unknown channel.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_j2_hangup_connected() {
+    let asterisk = asterisk();
+    let mut phones = [
+        carrier(&asterisk, "answer_long.xml", "j2"),
+        desk_with(&asterisk, "answer_long.xml", "j2"),
+    ];
+    let cut = Cut {
+        after: "Event: BridgeEnter",
+        count: 2,
+    };
+    record_one_leg_with(
+        "j2_hangup_connected",
+        &mut phones,
+        &asterisk,
+        &one_leg_originate(),
+        Some(cut),
+    );
+}
+
+/// A call of `max_duration_secs: 3`: both phones answer and would talk for 30 s; the
+/// absolute timeout cuts it.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_j3_max_duration() {
+    let asterisk = asterisk();
+    let mut phones = [
+        carrier(&asterisk, "answer_long.xml", "j3"),
+        desk_with(&asterisk, "answer_long.xml", "j3"),
+    ];
+    let controls = click2dial_core::dial::DialControls {
+        max_duration_secs: Some(3),
+        ..click2dial_core::dial::DialControls::DEFAULT
+    };
+    record_one_leg_with(
+        "j3_max_duration",
+        &mut phones,
+        &asterisk,
+        &one_leg_originate_with(controls),
+        None,
+    );
 }
