@@ -95,6 +95,14 @@ pub(crate) struct Template {
     pub(crate) recording_start: Option<usize>,
     /// The last `Hangup`: the recording is complete before it is sent.
     pub(crate) last_hangup: Option<usize>,
+    /// The last `BridgeEnter`: the callee is connected (a max duration counts from here).
+    pub(crate) connected: Option<usize>,
+    /// Of a cut template ([`Template::build_cut`]): the first frame of what Asterisk sent once
+    /// the call was cut; the frames before it are the call up to the cut.
+    pub(crate) cut_from: Option<usize>,
+    /// The first frame after the last `BridgeEnter` that comes a second or more after the one
+    /// before it: where the connected call's talk ends.
+    pub(crate) talk_ends: Option<usize>,
 }
 
 impl Template {
@@ -104,6 +112,44 @@ impl Template {
     /// # Panics
     /// If the embedded transcript does not hold that Originate (unit tests build every one).
     fn build(case: Case, action_id: &str) -> Self {
+        Self::build_frames(case, action_id, |rest| {
+            rest.iter()
+                .take_while(|f| !f.bytes.starts_with(b"Response: "))
+                .copied()
+                .collect()
+        })
+    }
+
+    /// Builds the template of a call that the recording cut: the host's `Hangup` (the frames
+    /// after the Originate's answer, the `Hangup` answers left out; `cut_from` is the first
+    /// after them) or Dial's `S()` (no `Response` in the call: `cut_from` is the first frame
+    /// after the last `BridgeEnter` that comes a second or more after the one before it).
+    fn build_cut(case: Case, action_id: &str) -> Self {
+        let mut responses_at = None;
+        let mut template = Self::build_frames(case, action_id, |rest| {
+            let mut call = Vec::new();
+            for f in rest {
+                if f.bytes.starts_with(b"Response: Goodbye") {
+                    break;
+                }
+                if f.bytes.starts_with(b"Response: ") {
+                    responses_at.get_or_insert(call.len());
+                } else {
+                    call.push(*f);
+                }
+            }
+            call
+        });
+        template.cut_from = responses_at.or(template.talk_ends);
+        assert!(template.cut_from.is_some(), "{}: no cut", case.name);
+        template
+    }
+
+    fn build_frames(
+        case: Case,
+        action_id: &str,
+        call_of: impl FnOnce(&[RecordedFrame]) -> Vec<RecordedFrame>,
+    ) -> Self {
         let originate = case
             .actions()
             .into_iter()
@@ -117,11 +163,7 @@ impl Template {
                     && transcript::header(f.bytes, "ActionID") == Some(action_id)
             })
             .unwrap_or_else(|| panic!("{}: no answer to {action_id}", case.name));
-        let call: Vec<RecordedFrame> = frames[answer + 1..]
-            .iter()
-            .take_while(|f| !f.bytes.starts_with(b"Response: "))
-            .copied()
-            .collect();
+        let call = call_of(&frames[answer + 1..]);
         let recorded = recorded_values(originate, &call);
         let start = frames[answer].at_ms;
         let mut template = Self {
@@ -143,6 +185,9 @@ impl Template {
             ring_timeout_from: None,
             recording_start: None,
             last_hangup: None,
+            connected: None,
+            cut_from: None,
+            talk_ends: None,
         };
         template.classify();
         template
@@ -208,9 +253,16 @@ impl Template {
             if info.event == "Hangup" {
                 self.last_hangup = Some(i);
             }
+            if info.event == "BridgeEnter" {
+                self.connected = Some(i);
+            }
             frame.info = info;
             frame.role = role;
         }
+        self.talk_ends = self.connected.and_then(|connected| {
+            (connected + 1..self.frames.len())
+                .find(|&i| self.frames[i].at_ms >= self.frames[i - 1].at_ms + 1000)
+        });
     }
 
     /// When frame `index` is due, in call-time milliseconds after the Originate's answer, for
@@ -288,10 +340,19 @@ pub(crate) struct Templates {
     /// (`i_one_leg_success`), the callee is busy (`i2_one_leg_callee_busy`).
     pub(crate) one_leg_answered: Template,
     pub(crate) one_leg_busy: Template,
+    /// Two-leg calls cut on the real Asterisk: the host's `Hangup` while the agent's phone
+    /// rings (`k_two_leg_hangup_ringing`) and once connected
+    /// (`k2_two_leg_hangup_connected`), once the agent answered while the callee's phone
+    /// rings (`k4_two_leg_hangup_dialling`); Dial's `S()` at the max duration
+    /// (`k3_two_leg_max_duration`).
+    pub(crate) cut_ringing: Template,
+    pub(crate) cut_dialling: Template,
+    pub(crate) cut_connected: Template,
+    pub(crate) max_duration: Template,
 }
 
-/// The `ActionID` (= `ChannelId`) of the recorded one-leg Originates: the host's for
-/// contact `crm-42`.
+/// The `ActionID` (= `ChannelId`) of the recorded one-leg and cut Originates: the host's
+/// for contact `crm-42`.
 const ONE_LEG_ACTION_ID: &str = "c2d-oacxmqkrhrsl63ywyav6eykpgq";
 
 impl Templates {
@@ -348,6 +409,10 @@ impl Templates {
             no_dialplan: Template::build(F_ORIGINATE_ERRORS, "f8-no-exten-no-app"),
             one_leg_answered: Template::build(I_ONE_LEG_SUCCESS, ONE_LEG_ACTION_ID),
             one_leg_busy: Template::build(I2_ONE_LEG_CALLEE_BUSY, ONE_LEG_ACTION_ID),
+            cut_ringing: Template::build_cut(K_TWO_LEG_HANGUP_RINGING, ONE_LEG_ACTION_ID),
+            cut_connected: Template::build_cut(K2_TWO_LEG_HANGUP_CONNECTED, ONE_LEG_ACTION_ID),
+            cut_dialling: Template::build_cut(K4_TWO_LEG_HANGUP_DIALLING, ONE_LEG_ACTION_ID),
+            max_duration: Template::build_cut(K3_TWO_LEG_MAX_DURATION, ONE_LEG_ACTION_ID),
         }
     }
 

@@ -52,6 +52,26 @@ pub fn one_leg_originate() -> Vec<u8> {
     one_leg_originate_with(click2dial_core::dial::DialControls::DEFAULT)
 }
 
+/// The Originate the host writes for a two-leg call of `crm-42`: agent `1001` (phone 1001 of
+/// the suite), then callee `0820001234` through the carrier.
+fn two_leg_originate(controls: click2dial_core::dial::DialControls) -> Vec<u8> {
+    let channel_id = ChannelId::for_contact_ref("crm-42").to_string();
+    let call = OriginateCall {
+        channel_id: &channel_id,
+        agent: "1001",
+        callee: "0820001234",
+        callee_e164: "+27820001234",
+        outbound_id: "27820001234",
+        contact_ref: "crm-42",
+        recording_ref: "rec-abc",
+        single_leg: false,
+        controls,
+    };
+    let mut out = [0u8; 2048];
+    let n = write_originate(&call, &Dialplan::DEFAULT, &mut out).expect("originate");
+    out[..n].to_vec()
+}
+
 /// The one-leg Originate of `crm-42` with `controls`.
 fn one_leg_originate_with(controls: click2dial_core::dial::DialControls) -> Vec<u8> {
     let channel_id = ChannelId::for_contact_ref("crm-42").to_string();
@@ -370,5 +390,102 @@ fn record_j3_max_duration() {
         &asterisk,
         &one_leg_originate_with(controls),
         None,
+    );
+}
+
+fn agent_phone(asterisk: &Asterisk, scenario: &str, name: &str) -> Phone {
+    let phone = Sipp::new(scenario, asterisk.phone_port("1001")).run(
+        &asterisk.sip_address(),
+        &asterisk.dir.join(format!("{name}-1001")),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    phone
+}
+
+/// `DELETE` of a two-leg call whose agent's phone rings (never answers).
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_k_two_leg_hangup_ringing() {
+    let asterisk = asterisk();
+    let mut phones = [agent_phone(&asterisk, "noanswer.xml", "k")];
+    let cut = Cut {
+        after: "ChannelStateDesc: Ringing",
+        count: 1,
+    };
+    let originate = two_leg_originate(click2dial_core::dial::DialControls::DEFAULT);
+    record_one_leg_with(
+        "k_two_leg_hangup_ringing",
+        &mut phones,
+        &asterisk,
+        &originate,
+        Some(cut),
+    );
+}
+
+/// `DELETE` of a connected two-leg call: agent and callee answered and are bridged.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_k2_two_leg_hangup_connected() {
+    let asterisk = asterisk();
+    let mut phones = [
+        agent_phone(&asterisk, "answer_long.xml", "k2"),
+        carrier(&asterisk, "answer_long.xml", "k2"),
+    ];
+    let cut = Cut {
+        after: "Event: BridgeEnter",
+        count: 2,
+    };
+    let originate = two_leg_originate(click2dial_core::dial::DialControls::DEFAULT);
+    record_one_leg_with(
+        "k2_two_leg_hangup_connected",
+        &mut phones,
+        &asterisk,
+        &originate,
+        Some(cut),
+    );
+}
+
+/// A two-leg call of `max_duration_secs: 3`: both phones would talk for 30 s.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_k3_two_leg_max_duration() {
+    let asterisk = asterisk();
+    let mut phones = [
+        agent_phone(&asterisk, "answer_long.xml", "k3"),
+        carrier(&asterisk, "answer_long.xml", "k3"),
+    ];
+    let controls = click2dial_core::dial::DialControls {
+        max_duration_secs: Some(3),
+        ..click2dial_core::dial::DialControls::DEFAULT
+    };
+    record_one_leg_with(
+        "k3_two_leg_max_duration",
+        &mut phones,
+        &asterisk,
+        &two_leg_originate(controls),
+        None,
+    );
+}
+
+/// `DELETE` of a two-leg call whose agent answered while the callee's phone rings.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_k4_two_leg_hangup_dialling() {
+    let asterisk = asterisk();
+    let mut phones = [
+        agent_phone(&asterisk, "answer_long.xml", "k4"),
+        carrier(&asterisk, "noanswer.xml", "k4"),
+    ];
+    let cut = Cut {
+        after: "ChannelStateDesc: Ringing",
+        count: 2,
+    };
+    let originate = two_leg_originate(click2dial_core::dial::DialControls::DEFAULT);
+    record_one_leg_with(
+        "k4_two_leg_hangup_dialling",
+        &mut phones,
+        &asterisk,
+        &originate,
+        Some(cut),
     );
 }
