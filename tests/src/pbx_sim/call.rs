@@ -169,6 +169,11 @@ impl Call {
             (Some(callee), false) => Some(OneLeg::new(
                 &shared.ids,
                 template,
+                &[
+                    &all.one_leg_cut_ringing,
+                    &all.one_leg_cut_connected,
+                    &all.one_leg_max_duration,
+                ],
                 &NewValues {
                     action_id: values.action_id.clone(),
                     resource: &originate.resource,
@@ -363,9 +368,8 @@ impl Call {
         }
     }
 
-    /// Sends what the real Asterisk sent once it cut a two-leg call in the same state (the
-    /// frames of the cut template from its `cut_from`, at their recorded spacing): the agent's
-    /// phone ringing, the agent answered and the callee's phone ringing, both connected.
+    /// Sends what the real Asterisk sent once it cut a call in the same state (the frames of
+    /// the cut template from its `cut_from`, at their recorded spacing).
     async fn play_cut(
         &mut self,
         shared: &Arc<Shared>,
@@ -373,20 +377,7 @@ impl Call {
         connected: bool,
         mut recorder: Option<Recorder>,
     ) {
-        let all = templates();
-        let t = match cut {
-            Cut::MaxDuration => &all.max_duration,
-            Cut::Hangup if connected => &all.cut_connected,
-            Cut::Hangup if self.answered => &all.cut_dialling,
-            Cut::Hangup => &all.cut_ringing,
-        };
-        if self.one_leg.is_some() {
-            warn!(
-                ?cut,
-                "one-leg calls are not cut: the call ends without events"
-            );
-            return;
-        }
+        let t = cut_template(cut, self.one_leg.is_some(), connected, self.answered);
         let Some(from) = t.cut_from else { return };
         let start = Instant::now();
         for i in from..t.frames.len() {
@@ -442,6 +433,23 @@ fn finish_recording(recorder: Recorder, samples: u64) {
     match recorder.finish(samples) {
         Ok(path) => info!(path = %path.display(), samples, "recording complete"),
         Err(e) => warn!(path = %path.display(), error = %e, "cannot complete the recording"),
+    }
+}
+
+/// The recording of what Asterisk sent once it cut a call in that state: one-leg or two-leg;
+/// connected (the callee answered), answered (the agent did: its `OriginateResponse` was
+/// sent) or ringing. A one-leg call answered but not yet connected is played as connected
+/// (not recorded).
+fn cut_template(cut: Cut, one_leg: bool, connected: bool, answered: bool) -> &'static Template {
+    let all = templates();
+    match (cut, one_leg) {
+        (Cut::MaxDuration, false) => &all.max_duration,
+        (Cut::MaxDuration, true) => &all.one_leg_max_duration,
+        (Cut::Hangup, false) if connected => &all.cut_connected,
+        (Cut::Hangup, false) if answered => &all.cut_dialling,
+        (Cut::Hangup, false) => &all.cut_ringing,
+        (Cut::Hangup, true) if connected || answered => &all.one_leg_cut_connected,
+        (Cut::Hangup, true) => &all.one_leg_cut_ringing,
     }
 }
 

@@ -95,13 +95,13 @@ pub(crate) struct Template {
     pub(crate) recording_start: Option<usize>,
     /// The last `Hangup`: the recording is complete before it is sent.
     pub(crate) last_hangup: Option<usize>,
-    /// The last `BridgeEnter`: the callee is connected (a max duration counts from here).
+    /// The first `BridgeEnter`: the callee is connected (a max duration counts from here).
     pub(crate) connected: Option<usize>,
     /// Of a cut template ([`Template::build_cut`]): the first frame of what Asterisk sent once
     /// the call was cut; the frames before it are the call up to the cut.
     pub(crate) cut_from: Option<usize>,
-    /// The first frame after the last `BridgeEnter` that comes a second or more after the one
-    /// before it: where the connected call's talk ends.
+    /// The first frame after the first `BridgeEnter` that comes a second or more after the
+    /// one before it: where the connected call's talk ends.
     pub(crate) talk_ends: Option<usize>,
 }
 
@@ -122,8 +122,7 @@ impl Template {
 
     /// Builds the template of a call that the recording cut: the host's `Hangup` (the frames
     /// after the Originate's answer, the `Hangup` answers left out; `cut_from` is the first
-    /// after them) or Dial's `S()` (no `Response` in the call: `cut_from` is the first frame
-    /// after the last `BridgeEnter` that comes a second or more after the one before it).
+    /// after them) or Dial's `S()` (no `Response` in the call: `cut_from` is `talk_ends`).
     fn build_cut(case: Case, action_id: &str) -> Self {
         let mut responses_at = None;
         let mut template = Self::build_frames(case, action_id, |rest| {
@@ -253,7 +252,7 @@ impl Template {
             if info.event == "Hangup" {
                 self.last_hangup = Some(i);
             }
-            if info.event == "BridgeEnter" {
+            if info.event == "BridgeEnter" && self.connected.is_none() {
                 self.connected = Some(i);
             }
             frame.info = info;
@@ -349,6 +348,12 @@ pub(crate) struct Templates {
     pub(crate) cut_dialling: Template,
     pub(crate) cut_connected: Template,
     pub(crate) max_duration: Template,
+    /// One-leg calls cut on the kit: the host's `Hangup` while the callee's phone rings
+    /// (`j_hangup_ringing`) and once connected (`j2_hangup_connected`); Dial's `S()`
+    /// (`j3_max_duration`).
+    pub(crate) one_leg_cut_ringing: Template,
+    pub(crate) one_leg_cut_connected: Template,
+    pub(crate) one_leg_max_duration: Template,
 }
 
 /// The `ActionID` (= `ChannelId`) of the recorded one-leg and cut Originates: the host's
@@ -413,6 +418,9 @@ impl Templates {
             cut_connected: Template::build_cut(K2_TWO_LEG_HANGUP_CONNECTED, ONE_LEG_ACTION_ID),
             cut_dialling: Template::build_cut(K4_TWO_LEG_HANGUP_DIALLING, ONE_LEG_ACTION_ID),
             max_duration: Template::build_cut(K3_TWO_LEG_MAX_DURATION, ONE_LEG_ACTION_ID),
+            one_leg_cut_ringing: Template::build_cut(J_HANGUP_RINGING, ONE_LEG_ACTION_ID),
+            one_leg_cut_connected: Template::build_cut(J2_HANGUP_CONNECTED, ONE_LEG_ACTION_ID),
+            one_leg_max_duration: Template::build_cut(J3_MAX_DURATION, ONE_LEG_ACTION_ID),
         }
     }
 

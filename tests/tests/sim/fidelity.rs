@@ -161,11 +161,41 @@ async fn hangup_of_a_connected_call() {
     .await;
 }
 
-/// A call of `C2D_MAX_DURATION_SECS=3`: Dial's `S(3)` ends it 3 s after the callee
-/// answered; from the unbridging on, the events are Asterisk's.
+#[tokio::test]
+async fn hangup_of_a_ringing_one_leg_call() {
+    check_cut(
+        transcript::J_HANGUP_RINGING,
+        &[],
+        &["Event: Newstate", "ChannelStateDesc: Ringing"],
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hangup_of_a_connected_one_leg_call() {
+    check_cut(
+        transcript::J2_HANGUP_CONNECTED,
+        &[],
+        &["Event: BridgeEnter"],
+        4,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn max_duration_cut() {
-    let case = transcript::K3_TWO_LEG_MAX_DURATION;
+    check_max_duration(transcript::K3_TWO_LEG_MAX_DURATION).await;
+}
+
+#[tokio::test]
+async fn max_duration_cut_of_a_one_leg_call() {
+    check_max_duration(transcript::J3_MAX_DURATION).await;
+}
+
+/// A call of `C2D_MAX_DURATION_SECS=3`: Dial's `S(3)` ends it 3 s after the callee
+/// answered; from the unbridging on, the events are Asterisk's.
+async fn check_max_duration(case: Case) {
     let dir = tempfile::tempdir().unwrap();
     let running = start(config(dir.path(), FAST, &[])).await;
     let (_, got) = replay(&running, case).await;
