@@ -180,19 +180,9 @@ fn a_key_lists_its_own_calls_newest_first_by_page_and_state() {
     }
 }
 
-/// One Redis, a PBX simulator in real time (a call lasts as long as recorded, so that a
-/// `DELETE` finds it ringing or connected), one host.
+/// A world whose simulator plays calls as long as recorded.
 fn real_time_world() -> support::World {
-    let recordings = tempfile::tempdir().expect("tempdir");
-    let redis = support::Redis::start();
-    let sim = support::Sim::start_scaled(recordings.path(), "127.0.0.1:0", None, "1");
-    let host = Host::start(&redis, &sim.address, recordings.path(), &[]);
-    support::World {
-        redis,
-        sim,
-        host,
-        recordings,
-    }
+    support::world_scaled("1", &[])
 }
 
 fn delete(host: &Host, contact_ref: &str) -> support::Answer {
@@ -251,12 +241,7 @@ fn delete_cancels_a_ringing_call() {
     assert_eq!(events(&so_far), ["queued", "agent_ringing"], "{so_far:#?}");
     let ended = delete(&w.host, "res-delete-ringing");
     assert_eq!(ended.status, 200, "{:?}", ended.json());
-    let ended = ended.json();
-    assert_eq!(ended["state"], "failed", "{ended}");
-    assert_eq!(ended["reason"], "hangUp", "{ended}");
-    assert!(ended["agent"].get("cause").is_none(), "{ended}");
-    assert_eq!(ended["agent"]["answered"], false, "{ended}");
-    assert_eq!(ended["callee"]["rung"], false, "{ended}");
+    support::assert_hung_up_before_connected(&ended.json());
     let all = finish(&w, "res-delete-ringing", &["failed"]);
     assert_eq!(events(&all).last().map(String::as_str), Some("failed"));
     assert!(sim_ended(&w, "Hangup"), "{}", w.sim.log_text());
