@@ -506,6 +506,38 @@ mod tests {
     }
 
     #[test]
+    fn cut_templates_start_after_the_cut() {
+        let all = templates();
+        let first = |t: &Template| {
+            let f = &t.frames[t.cut_from.expect("a cut")];
+            let variable = f.info.variable.clone().unwrap_or_default();
+            (f.info.event.clone(), variable)
+        };
+        let e = |event: &str, variable: &str| (event.to_owned(), variable.to_owned());
+        assert_eq!(first(&all.cut_ringing), e("DialEnd", ""));
+        assert_eq!(first(&all.cut_dialling), e("DialEnd", ""));
+        assert_eq!(first(&all.cut_connected), e("VarSet", "BRIDGEPEER"));
+        assert_eq!(first(&all.max_duration), e("VarSet", "BRIDGEPEER"));
+        assert_eq!(first(&all.one_leg_cut_ringing), e("DialEnd", ""));
+        // Dial's S(3): 3 s after the callee answered.
+        for t in [&all.max_duration, &all.one_leg_max_duration] {
+            let talk = t.frames[t.cut_from.unwrap()].at_ms - t.frames[t.connected.unwrap()].at_ms;
+            assert!((2_900..3_100).contains(&talk), "{}: {talk} ms", t.case);
+        }
+        // Each cut ends with a Hangup, after which the recording is complete.
+        for t in [&all.cut_ringing, &all.cut_dialling, &all.cut_connected] {
+            assert!(t.last_hangup.unwrap() >= t.cut_from.unwrap(), "{}", t.case);
+        }
+        // The answered template's talk: its first frame a second or more after the bridge
+        // (an RTCP report, 3.5 s on).
+        let answered = all.outcome(Outcome::Answered);
+        let end = &answered.frames[answered.talk_ends.unwrap()];
+        let connected = &answered.frames[answered.connected.unwrap()];
+        assert_eq!(end.info.event, "RTCPSent");
+        assert_eq!(end.at_ms - connected.at_ms, 3_493);
+    }
+
+    #[test]
     fn agent_ring_time_follows_the_originate_timeout() {
         let t = templates().outcome(Outcome::AgentNoAnswer);
         let from = t.ring_timeout_from.unwrap();
