@@ -6,8 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use click2dial_core::ami::{
-    Action, ActionError, Channel, Decoder, Frame, Kind, Login, Logoff, Message, Originate, Ping,
-    MAX_CHANNEL_ID_LEN,
+    Action, ActionError, Channel, Decoder, Frame, Hangup, Kind, Login, Logoff, Message, Originate,
+    Ping, MAX_CHANNEL_ID_LEN,
 };
 use click2dial_core::error::BufferTooSmall;
 
@@ -26,7 +26,7 @@ fn client_transcripts() -> Vec<String> {
         .filter(|n| n.ends_with(".client.ami"))
         .collect();
     names.sort();
-    assert_eq!(names.len(), 15);
+    assert_eq!(names.len(), 22);
     names
 }
 
@@ -178,6 +178,8 @@ fn rewrite_originate(m: &Message<'_>) -> Result<Result<Vec<u8>, ActionError>, &'
     Ok(write(&originate))
 }
 
+/// Login, Logoff and the `Hangup`s of the recorded `DELETE`s (`j_`, `j2_`, `k_`, `k2_`, `k4_`), byte
+/// for byte.
 #[test]
 fn login_and_logoff_are_byte_exact() {
     let mut checked = 0;
@@ -193,13 +195,19 @@ fn login_and_logoff_are_byte_exact() {
                 Some("Logoff") => write(&Logoff {
                     action_id: m.action_id().expect("ActionID"),
                 }),
+                Some("Hangup") => write(&Hangup {
+                    action_id: m.action_id().expect("ActionID"),
+                    channel: m.get("Channel").expect("Channel"),
+                    cause: m.get("Cause").and_then(|c| c.parse().ok()).expect("Cause"),
+                }),
                 _ => continue,
             };
             assert_eq!(written.as_deref(), Ok(raw), "{name}");
             checked += 1;
         }
     }
-    assert_eq!(checked, 15 + 13);
+    // Every Login and Logoff; two Hangups in each of the five recordings of a DELETE.
+    assert_eq!(checked, 22 + 20 + 5 * 2);
 }
 
 #[test]
@@ -243,7 +251,15 @@ fn originates_are_byte_exact_one_variable_per_line() {
             "f5-unknown-tech-async",
             "f6-unknown-endpoint-async",
             "orig-h_header_variants",
-            // i2_one_leg_callee_busy, i_one_leg_success: written by the host's writer.
+            // i2_one_leg_callee_busy, i_one_leg_success, j*_ (one leg), k*_ (two legs):
+            // written by the host's writer.
+            "c2d-oacxmqkrhrsl63ywyav6eykpgq",
+            "c2d-oacxmqkrhrsl63ywyav6eykpgq",
+            "c2d-oacxmqkrhrsl63ywyav6eykpgq",
+            "c2d-oacxmqkrhrsl63ywyav6eykpgq",
+            "c2d-oacxmqkrhrsl63ywyav6eykpgq",
+            "c2d-oacxmqkrhrsl63ywyav6eykpgq",
+            "c2d-oacxmqkrhrsl63ywyav6eykpgq",
             "c2d-oacxmqkrhrsl63ywyav6eykpgq",
             "c2d-oacxmqkrhrsl63ywyav6eykpgq",
         ]

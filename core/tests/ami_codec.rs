@@ -42,7 +42,7 @@ fn server_transcripts() -> Vec<String> {
     let mut out = Vec::new();
     walk(&fixtures(), &fixtures(), &mut out);
     out.sort();
-    assert_eq!(out.len(), 30, "fixtures went missing: {out:?}");
+    assert_eq!(out.len(), 37, "fixtures went missing: {out:?}");
     out
 }
 
@@ -145,7 +145,7 @@ fn every_transcript_decodes_in_one_piece() {
         }
         total += messages.len();
     }
-    assert_eq!(total, 1696);
+    assert_eq!(total, 2607);
 }
 
 #[test]
@@ -254,7 +254,7 @@ fn transcript_summaries_regenerate_exactly() {
         assert_eq!(got, want, "{name}");
         checked += 1;
     }
-    assert_eq!(checked, 15);
+    assert_eq!(checked, 22);
 }
 
 /// The keys `fastagi/<case>.ami-summary.txt` shows for events, in its order.

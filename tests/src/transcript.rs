@@ -77,6 +77,22 @@ pub const A2_SUCCESS_LOCAL_PREDIAL: Case = case!("a2_success_local_predial");
 pub const I_ONE_LEG_SUCCESS: Case = case!("i_one_leg_success");
 /// One-leg call on the kit whose callee answers 486.
 pub const I2_ONE_LEG_CALLEE_BUSY: Case = case!("i2_one_leg_callee_busy");
+/// One-leg call on the kit hung up by the host's `Hangup` (by `Uniqueid`) while the callee
+/// rings, then a `Hangup` of a channel that does not exist.
+pub const J_HANGUP_RINGING: Case = case!("j_hangup_ringing");
+/// The same once both phones answered and are bridged.
+pub const J2_HANGUP_CONNECTED: Case = case!("j2_hangup_connected");
+/// One-leg call with `C2D_MAX_DURATION_SECS=3`: Dial's `S(3)` ends it.
+pub const J3_MAX_DURATION: Case = case!("j3_max_duration");
+/// Two-leg call (agent 1001) hung up by the host's `Hangup` while the agent's phone rings.
+pub const K_TWO_LEG_HANGUP_RINGING: Case = case!("k_two_leg_hangup_ringing");
+/// The same once agent and callee are bridged.
+pub const K2_TWO_LEG_HANGUP_CONNECTED: Case = case!("k2_two_leg_hangup_connected");
+/// Two-leg call with `C2D_MAX_DURATION_SECS=3`: Dial's `S(3)` ends it.
+pub const K3_TWO_LEG_MAX_DURATION: Case = case!("k3_two_leg_max_duration");
+/// Two-leg call hung up by the host's `Hangup` once the agent answered, while the callee's
+/// phone rings.
+pub const K4_TWO_LEG_HANGUP_DIALLING: Case = case!("k4_two_leg_hangup_dialling");
 
 /// Every embedded case.
 pub const ALL: &[Case] = &[
@@ -95,6 +111,13 @@ pub const ALL: &[Case] = &[
     H_HEADER_VARIANTS,
     I_ONE_LEG_SUCCESS,
     I2_ONE_LEG_CALLEE_BUSY,
+    J_HANGUP_RINGING,
+    J2_HANGUP_CONNECTED,
+    J3_MAX_DURATION,
+    K_TWO_LEG_HANGUP_RINGING,
+    K2_TWO_LEG_HANGUP_CONNECTED,
+    K3_TWO_LEG_MAX_DURATION,
+    K4_TWO_LEG_HANGUP_DIALLING,
 ];
 
 /// One frame Asterisk sent, with when it sent it.

@@ -280,28 +280,77 @@ fn same_as_the_simulator(
     real_notifications: &[serde_json::Value],
     sim: SimCase,
 ) {
+    same_as_the_simulator_cut(real, contact_ref, real_notifications, sim, SimCut::NONE);
+}
+
+/// How the simulator's run of a scenario is cut as the real one was: a `DELETE` once the
+/// notifications reached `delete_after`, or the body's `controls` (e.g. a max duration).
+/// A cut scenario runs the simulator in real time (the host measures a max duration by the
+/// clock, and a `DELETE` must find the call where the real one was).
+struct SimCut {
+    delete_after: Option<&'static str>,
+    controls: Option<&'static str>,
+}
+
+impl SimCut {
+    const NONE: Self = Self {
+        delete_after: None,
+        controls: None,
+    };
+
+    fn is_none(&self) -> bool {
+        self.delete_after.is_none() && self.controls.is_none()
+    }
+}
+
+/// [`same_as_the_simulator`] of a call that was cut as `cut` says.
+fn same_as_the_simulator_cut(
+    real: &mut AmiMonitor,
+    contact_ref: &str,
+    real_notifications: &[serde_json::Value],
+    sim: SimCase,
+    cut: SimCut,
+) {
     // Each attempt has its own ChannelId (key, contact_ref, recording_ref): read it off AMI.
     real.read_until_quiet(Duration::from_millis(800), Duration::from_secs(10));
     let channel_id = real.originated_channel().expect("an originated channel");
     let (real_events, real_originate) = real.call_events(&channel_id);
     assert!(!real_events.is_empty(), "no AMI event of {channel_id}");
 
-    let world = support::world(&[]);
+    let world = if cut.is_none() {
+        support::world(&[])
+    } else {
+        support::world_scaled("1", &[])
+    };
     let mut simulated = AmiMonitor::login(&world.sim.address, "c2d", "secret");
-    let (status, answer) =
-        world
-            .host
-            .create_call_when_ready(&body(sim.agent, sim.callee, "27820001234", contact_ref));
+    let mut body = body(sim.agent, sim.callee, "27820001234", contact_ref);
+    if let Some(controls) = cut.controls {
+        body = body.replace('}', &format!(",{controls}}}"));
+    }
+    let (status, answer) = world.host.create_call_when_ready(&body);
     assert_eq!(status, 202, "{answer}");
+    let mut sim_notifications = Vec::new();
+    if let Some(after) = cut.delete_after {
+        sim_notifications =
+            world
+                .redis
+                .follow(&key_of(contact_ref), &[after], Duration::from_secs(30));
+        let path = format!("/click2dial/calls/{contact_ref}");
+        let ended = world
+            .host
+            .request("DELETE", &path, Some(TEST_KEY), &[], None);
+        assert_eq!(ended.status, 200, "{:?}", ended.json());
+    }
     let last: Vec<&str> = real_notifications
         .last()
         .and_then(|n| n["event"].as_str())
         .into_iter()
         .collect();
-    let sim_notifications =
-        world
-            .redis
-            .follow(&key_of(contact_ref), &last, Duration::from_secs(30));
+    sim_notifications.extend(world.redis.follow(
+        &key_of(contact_ref),
+        &last,
+        Duration::from_secs(40),
+    ));
     simulated.read_until_quiet(Duration::from_millis(800), Duration::from_secs(10));
     let sim_channel = simulated
         .originated_channel()
@@ -1380,6 +1429,7 @@ fn a_call_created_with_record_false_is_not_recorded() {
 fn max_duration_hangs_up_a_connected_call() {
     let lab = Lab::start();
     lab.wait_ready();
+    let mut monitor = lab.monitor();
     let mut agent = lab.phone("1001", "answer_long.xml", "max-duration");
     let mut carrier = lab.carrier(Sipp::new("answer_long.xml", 0), "max-duration");
     let (status, answer) = lab
@@ -1432,6 +1482,19 @@ fn max_duration_hangs_up_a_connected_call() {
         "{call}"
     );
     lab.assert_clean_log(&[]);
+    same_as_the_simulator_cut(
+        &mut monitor,
+        "crm-max-duration",
+        &notifications,
+        SimCase {
+            agent: "1001",
+            callee: "0820001234",
+        },
+        SimCut {
+            delete_after: None,
+            controls: Some(r#""max_duration_secs":10"#),
+        },
+    );
 }
 
 /// `DELETE /click2dial/calls/{contact_ref}` on a connected call: the PBX hangs up both
@@ -1441,6 +1504,7 @@ fn max_duration_hangs_up_a_connected_call() {
 fn delete_ends_a_connected_call() {
     let lab = Lab::start();
     lab.wait_ready();
+    let mut monitor = lab.monitor();
     let mut agent = lab.phone("1001", "answer_long.xml", "delete");
     let mut carrier = lab.carrier(Sipp::new("answer_long.xml", 0), "delete");
     let (status, answer) =
@@ -1501,6 +1565,19 @@ fn delete_ends_a_connected_call() {
         404
     );
     lab.assert_clean_log(&[]);
+    same_as_the_simulator_cut(
+        &mut monitor,
+        "crm-delete",
+        &[so_far, rest].concat(),
+        SimCase {
+            agent: "1001",
+            callee: "0820001234",
+        },
+        SimCut {
+            delete_after: Some("joined"),
+            controls: None,
+        },
+    );
 }
 
 /// `DELETE` while the agent's phone still rings: the PBX cancels the ring (the phone gets a
@@ -1509,6 +1586,7 @@ fn delete_ends_a_connected_call() {
 fn delete_cancels_a_ringing_call() {
     let lab = Lab::start();
     lab.wait_ready();
+    let mut monitor = lab.monitor();
     let mut agent = lab.phone("1001", "noanswer.xml", "delete-ringing");
     let (status, answer) = lab.host.create_call(&body(
         "1001",
@@ -1526,19 +1604,33 @@ fn delete_cancels_a_ringing_call() {
     let path = "/click2dial/calls/crm-delete-ringing";
     let ended = lab.host.request("DELETE", path, Some(TEST_KEY), &[], None);
     assert_eq!(ended.status, 200, "{:?}", ended.json());
-    let ended = ended.json();
-    // Not connected, so `failed`; asked for, so `hangUp` and no phone's failure.
-    assert_eq!(ended["state"], "failed", "{ended}");
-    assert_eq!(ended["reason"], "hangUp", "{ended}");
-    assert!(ended["agent"].get("cause").is_none(), "{ended}");
-    assert_eq!(ended["agent"]["answered"], false, "{ended}");
-    assert_eq!(ended["callee"]["rung"], false, "{ended}");
+    support::assert_hung_up_before_connected(&ended.json());
     agent.expect_success(Duration::from_secs(40), "agent");
     assert!(
         !agent.received("CANCEL").is_empty(),
         "the ring was cancelled"
     );
+    let rest = lab.redis.follow(
+        &key_of("crm-delete-ringing"),
+        &["failed"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(events(&rest), ["failed"], "{rest:#?}");
     lab.assert_clean_log(&[]);
+    // The simulator's agent 1408 never answers.
+    same_as_the_simulator_cut(
+        &mut monitor,
+        "crm-delete-ringing",
+        &[so_far, rest].concat(),
+        SimCase {
+            agent: "1408",
+            callee: "0820001234",
+        },
+        SimCut {
+            delete_after: Some("agent_ringing"),
+            controls: None,
+        },
+    );
 }
 
 /// Issue 15: two PBXes behind one host — this Asterisk serves agents 1000-1099, the PBX

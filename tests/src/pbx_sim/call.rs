@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::{sleep, Instant};
 use tracing::{info, warn};
 
@@ -14,7 +14,7 @@ use super::hub::{Bytes, CallGuard, Shared};
 use super::outcome::{self, Outcome};
 use super::render::CallValues;
 use super::single::{self, NewValues, OneLeg};
-use super::template::{templates, Role, Template};
+use super::template::{templates, Role, Template, TemplateFrame};
 use super::wav::{Recorder, RATE};
 
 /// How often a recording in progress is extended while nothing else happens.
@@ -37,7 +37,24 @@ pub(crate) struct Call {
     record: bool,
     /// Where the answer of a synchronous Originate goes.
     reply: Option<oneshot::Sender<Vec<u8>>>,
+    /// The Originate's `C2D_MAX_DURATION_SECS`, in milliseconds: Dial's `S()` cuts the call
+    /// that long after the callee answered.
+    max_duration_ms: Option<u64>,
+    /// Notified by the AMI `Hangup` of the call's first channel.
+    hangup: Arc<Notify>,
+    /// Whether the Originate's outcome was sent (an `OriginateResponse`, a synchronous
+    /// answer): a cut never sends a second one.
+    answered: bool,
     _guard: CallGuard,
+}
+
+/// What ends a call before its template does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// The AMI `Hangup` of the call's first channel.
+    Hangup,
+    /// Dial's `S()`: the call's max duration since the callee answered.
+    MaxDuration,
 }
 
 impl Call {
@@ -152,6 +169,11 @@ impl Call {
             (Some(callee), false) => Some(OneLeg::new(
                 &shared.ids,
                 template,
+                &[
+                    &all.one_leg_cut_ringing,
+                    &all.one_leg_cut_connected,
+                    &all.one_leg_max_duration,
+                ],
                 &NewValues {
                     action_id: values.action_id.clone(),
                     resource: &originate.resource,
@@ -192,73 +214,47 @@ impl Call {
             ring_timeout_ms,
             record: variable("C2D_RECORD").as_deref() != Some("no"),
             reply,
+            max_duration_ms: variable("C2D_MAX_DURATION_SECS")
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|secs| secs * 1000),
+            hangup: Arc::clone(&guard.hangup),
+            answered: false,
             _guard: guard,
         }
     }
 
-    /// Plays the call to its end.
+    /// Plays the call to its end, or to a cut (the AMI `Hangup`, the max duration) and then
+    /// what Asterisk sent once it cut a call in that state.
     pub(crate) async fn run(mut self, shared: Arc<Shared>) {
         let t = self.template;
         let start = Instant::now();
         let mut recorder: Option<Recorder> = None;
+        let mut connected_at = None;
+        let mut cut = None;
         for (i, frame) in t.frames.iter().enumerate() {
-            // A one-leg call replays its recorded variables and caller ID events.
-            let generic = self.one_leg.is_none();
-            let skip = match frame.role {
-                Role::OriginateVariable => generic,
-                Role::CreationCallerId => generic && self.values.caller_id.is_none(),
-                Role::Recording => self.values.recording.is_none() || !self.record,
-                _ => false,
-            };
-            if skip {
+            if self.skips(frame) {
                 continue;
             }
+            let limit = connected_at
+                .zip(self.max_duration_ms)
+                .map(|(at, ms): (Instant, u64)| at + shared.scaled(ms));
+            // With a max duration, the phones talk until it (as the real-PBX tests' phones
+            // that would hang up after 30 s): the recorded end of the talk is not played.
+            let held = limit.is_some() && t.talk_ends.is_some_and(|end| i >= end);
             let due = start + shared.scaled(t.due_ms(i, self.ring_timeout_ms));
-            wait_until(due, &mut recorder).await;
-            if frame.role == Role::OriginateResponse {
-                if let Some(reply) = self.reply.take() {
-                    let success = frame
-                        .lines
-                        .iter()
-                        .any(|(k, v)| k == "Response" && v == "Success");
-                    let _ = reply.send(synchronous_answer(
-                        self.values.action_id.as_deref(),
-                        success,
-                    ));
-                    continue;
-                }
+            let due = (!held).then_some(due);
+            if let Some(c) = self.wait(due, limit, &mut recorder).await {
+                cut = Some(c);
+                break;
             }
-            if Some(i) == t.recording_start && self.record {
-                recorder = self.start_recording(&shared);
+            if Some(i) == t.connected {
+                connected_at = Some(Instant::now());
             }
-            if Some(i) == t.last_hangup {
-                if let Some(recorder) = recorder.take() {
-                    self.finish_recording(recorder);
-                }
-            }
-            let privilege = frame
-                .lines
-                .iter()
-                .find(|(k, _)| k == "Privilege")
-                .map_or("", |(_, v)| v.as_str());
-            let rendered = match &self.one_leg {
-                Some(one_leg) => one_leg.render(frame),
-                None => self.values.render(&shared.ids, t, frame),
-            };
-            shared.broadcast(privilege, bytes(rendered));
-            if !generic {
-                continue;
-            }
-            if Some(i) == t.variables_after {
-                for event in self.values.render_variables(&shared.ids, t, frame) {
-                    shared.broadcast("dialplan,all", bytes(event));
-                }
-            }
-            if frame.role == Role::SetCallerId {
-                if let Some(event) = self.values.render_caller_id_change(&shared.ids, t, frame) {
-                    shared.broadcast("call,all", bytes(event));
-                }
-            }
+            self.emit(&shared, t, i, &mut recorder);
+        }
+        if let Some(cut) = cut {
+            self.play_cut(&shared, cut, connected_at.is_some(), recorder)
+                .await;
         }
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(synchronous_answer(self.values.action_id.as_deref(), false));
@@ -268,8 +264,144 @@ impl Call {
             uniqueid = %self.values.agent_uniqueid,
             outcome = %self.outcome,
             case = t.case,
+            cut = ?cut,
             "call ended"
         );
+    }
+
+    /// Whether `frame` is left out of this call.
+    fn skips(&self, frame: &TemplateFrame) -> bool {
+        // A one-leg call replays its recorded variables and caller ID events.
+        let generic = self.one_leg.is_none();
+        match frame.role {
+            Role::OriginateVariable => generic,
+            Role::CreationCallerId => generic && self.values.caller_id.is_none(),
+            Role::Recording => self.values.recording.is_none() || !self.record,
+            _ => false,
+        }
+    }
+
+    /// Waits until `due` (`None`: until a cut); a cut first (the `Hangup` action, the
+    /// `limit` of the max duration) ends the wait.
+    async fn wait(
+        &self,
+        due: Option<Instant>,
+        limit: Option<Instant>,
+        recorder: &mut Option<Recorder>,
+    ) -> Option<Cut> {
+        let until = match (due, limit) {
+            (Some(due), Some(limit)) => Some(due.min(limit)),
+            (due, limit) => due.or(limit),
+        };
+        let Some(until) = until else {
+            self.hangup.notified().await;
+            return Some(Cut::Hangup);
+        };
+        tokio::select! {
+            () = wait_until(until, recorder) => (Some(until) == limit && limit != due).then_some(Cut::MaxDuration),
+            () = self.hangup.notified() => Some(Cut::Hangup),
+        }
+    }
+
+    /// Sends frame `i` of `t`: the answer of a synchronous Originate, the recording started
+    /// or completed, the rendered event to every session.
+    fn emit(
+        &mut self,
+        shared: &Arc<Shared>,
+        t: &'static Template,
+        i: usize,
+        recorder: &mut Option<Recorder>,
+    ) {
+        let frame = &t.frames[i];
+        if frame.role == Role::OriginateResponse {
+            if std::mem::replace(&mut self.answered, true) {
+                return;
+            }
+            if let Some(reply) = self.reply.take() {
+                let success = frame
+                    .lines
+                    .iter()
+                    .any(|(k, v)| k == "Response" && v == "Success");
+                let _ = reply.send(synchronous_answer(
+                    self.values.action_id.as_deref(),
+                    success,
+                ));
+                return;
+            }
+        }
+        if Some(i) == t.recording_start && self.record {
+            *recorder = self.start_recording(shared);
+        }
+        if Some(i) == t.last_hangup {
+            if let Some(recorder) = recorder.take() {
+                // The template's call time; after a cut, the call time reached.
+                let samples = if std::ptr::eq(t, self.template) {
+                    self.recorded_samples()
+                } else {
+                    recorder.due_samples()
+                };
+                finish_recording(recorder, samples);
+            }
+        }
+        let privilege = frame
+            .lines
+            .iter()
+            .find(|(k, _)| k == "Privilege")
+            .map_or("", |(_, v)| v.as_str());
+        let rendered = match &self.one_leg {
+            Some(one_leg) => one_leg.render(frame),
+            None => self.values.render(&shared.ids, t, frame),
+        };
+        shared.broadcast(privilege, bytes(rendered));
+        if self.one_leg.is_some() {
+            return;
+        }
+        if Some(i) == t.variables_after {
+            for event in self.values.render_variables(&shared.ids, t, frame) {
+                shared.broadcast("dialplan,all", bytes(event));
+            }
+        }
+        if frame.role == Role::SetCallerId {
+            if let Some(event) = self.values.render_caller_id_change(&shared.ids, t, frame) {
+                shared.broadcast("call,all", bytes(event));
+            }
+        }
+    }
+
+    /// Sends what the real Asterisk sent once it cut a call in the same state (the frames of
+    /// the cut template from its `cut_from`, at their recorded spacing).
+    async fn play_cut(
+        &mut self,
+        shared: &Arc<Shared>,
+        cut: Cut,
+        connected: bool,
+        mut recorder: Option<Recorder>,
+    ) {
+        let t = cut_template(cut, self.one_leg.is_some(), connected, self.answered);
+        let Some(from) = t.cut_from else { return };
+        let start = Instant::now();
+        for i in from..t.frames.len() {
+            if self.skips(&t.frames[i]) {
+                continue;
+            }
+            let due = start + shared.scaled(t.frames[i].at_ms - t.frames[from].at_ms);
+            wait_until(due, &mut recorder).await;
+            self.emit(shared, t, i, &mut recorder);
+        }
+        if let Some(recorder) = recorder {
+            let samples = recorder.due_samples();
+            finish_recording(recorder, samples);
+        }
+    }
+
+    /// The samples of the template's call time from `MixMonitorStart` to the last `Hangup`.
+    fn recorded_samples(&self) -> u64 {
+        let t = self.template;
+        let (Some(from), Some(to)) = (t.recording_start, t.last_hangup) else {
+            return 0;
+        };
+        let call_ms = t.due_ms(to, self.ring_timeout_ms) - t.due_ms(from, self.ring_timeout_ms);
+        call_ms * u64::from(RATE) / 1000
     }
 
     fn start_recording(&self, shared: &Shared) -> Option<Recorder> {
@@ -293,19 +425,31 @@ impl Call {
             }
         }
     }
+}
 
-    fn finish_recording(&self, recorder: Recorder) {
-        let t = self.template;
-        let (Some(from), Some(to)) = (t.recording_start, t.last_hangup) else {
-            return;
-        };
-        let call_ms = t.due_ms(to, self.ring_timeout_ms) - t.due_ms(from, self.ring_timeout_ms);
-        let samples = call_ms * u64::from(RATE) / 1000;
-        let path = recorder.path().to_owned();
-        match recorder.finish(samples) {
-            Ok(path) => info!(path = %path.display(), samples, "recording complete"),
-            Err(e) => warn!(path = %path.display(), error = %e, "cannot complete the recording"),
-        }
+/// Completes a recording of `samples`.
+fn finish_recording(recorder: Recorder, samples: u64) {
+    let path = recorder.path().to_owned();
+    match recorder.finish(samples) {
+        Ok(path) => info!(path = %path.display(), samples, "recording complete"),
+        Err(e) => warn!(path = %path.display(), error = %e, "cannot complete the recording"),
+    }
+}
+
+/// The recording of what Asterisk sent once it cut a call in that state: one-leg or two-leg;
+/// connected (the callee answered), answered (the agent did: its `OriginateResponse` was
+/// sent) or ringing. A one-leg call answered but not yet connected is played as connected
+/// (not recorded).
+fn cut_template(cut: Cut, one_leg: bool, connected: bool, answered: bool) -> &'static Template {
+    let all = templates();
+    match (cut, one_leg) {
+        (Cut::MaxDuration, false) => &all.max_duration,
+        (Cut::MaxDuration, true) => &all.one_leg_max_duration,
+        (Cut::Hangup, false) if connected => &all.cut_connected,
+        (Cut::Hangup, false) if answered => &all.cut_dialling,
+        (Cut::Hangup, false) => &all.cut_ringing,
+        (Cut::Hangup, true) if connected || answered => &all.one_leg_cut_connected,
+        (Cut::Hangup, true) => &all.one_leg_cut_ringing,
     }
 }
 

@@ -2,14 +2,14 @@
 //! logged-in sessions, id counters, and which calls are in progress.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::Config;
 
@@ -146,7 +146,8 @@ pub(crate) struct Shared {
     subscribers: Mutex<Vec<Subscriber>>,
     next_subscriber: AtomicU64,
     active: watch::Sender<usize>,
-    live_channel_ids: Mutex<HashSet<String>>,
+    /// The `Uniqueid` of each live call's first channel, and what hangs that call up.
+    live_channel_ids: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -163,7 +164,7 @@ impl Shared {
             subscribers: Mutex::new(Vec::new()),
             next_subscriber: AtomicU64::new(0),
             active: watch::Sender::new(0),
-            live_channel_ids: Mutex::new(HashSet::new()),
+            live_channel_ids: Mutex::new(HashMap::new()),
         }
     }
 
@@ -197,12 +198,25 @@ impl Shared {
         }
     }
 
+    /// Asks the live call whose first channel has `Uniqueid` `id` to hang up (the AMI
+    /// `Hangup` action); `false` when no live call has it.
+    pub(crate) fn request_hangup(&self, id: &str) -> bool {
+        match lock(&self.live_channel_ids).get(id) {
+            Some(signal) => {
+                signal.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Marks a call in progress until the guard is dropped.
     pub(crate) fn begin_call(self: &Arc<Self>) -> CallGuard {
         self.active.send_modify(|n| *n += 1);
         CallGuard {
             shared: Arc::clone(self),
             channel_id: None,
+            hangup: Arc::new(Notify::new()),
         }
     }
 
@@ -235,6 +249,8 @@ impl Drop for Subscription {
 pub(crate) struct CallGuard {
     shared: Arc<Shared>,
     channel_id: Option<String>,
+    /// Notified by [`Shared::request_hangup`].
+    pub(crate) hangup: Arc<Notify>,
 }
 
 impl CallGuard {
@@ -242,9 +258,12 @@ impl CallGuard {
     /// `false` when a live call already uses it (Asterisk refuses a second channel with the
     /// same `Uniqueid`).
     pub(crate) fn claim_channel_id(&mut self, id: &str) -> bool {
-        if !lock(&self.shared.live_channel_ids).insert(id.to_owned()) {
+        let mut live = lock(&self.shared.live_channel_ids);
+        if live.contains_key(id) {
             return false;
         }
+        live.insert(id.to_owned(), Arc::clone(&self.hangup));
+        drop(live);
         self.channel_id = Some(id.to_owned());
         true
     }
@@ -297,8 +316,11 @@ mod tests {
         assert!(!second.claim_channel_id("c2d-1"));
         assert_eq!(shared.active_calls(), 2);
         drop(first);
+        assert!(!shared.request_hangup("c2d-2"));
         assert!(second.claim_channel_id("c2d-1"));
+        assert!(shared.request_hangup("c2d-1"));
         drop(second);
+        assert!(!shared.request_hangup("c2d-1"));
         assert_eq!(shared.active_calls(), 0);
     }
 }

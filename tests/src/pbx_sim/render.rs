@@ -162,6 +162,10 @@ impl CallValues {
                     } else {
                         self.caller_id_or_unknown()
                     }
+                } else if base == "CallerIDNum" && value == recorded.callee {
+                    // The carrier's own number is the callee's (the recording's `CallerID`
+                    // was the callee's number too, as the host sends it).
+                    self.callee.clone()
                 } else {
                     self.outbound.clone()
                 })

@@ -164,6 +164,10 @@ impl Session {
         if is("Originate") {
             return self.originate(action, out).await;
         }
+        if is("Hangup") {
+            out.write_all(&self.hangup(action)).await?;
+            return Ok(Flow::Continue);
+        }
         // Logged, so a test can tell which PBX was asked (e.g. a `Hangup` of a channel).
         info!(
             action = name,
@@ -209,6 +213,24 @@ impl Session {
         self.username = Some(username.to_owned());
         info!(username, "logged in");
         Ok(Flow::Continue)
+    }
+
+    /// `Hangup` as `manager.c`'s `action_hangup` answers it: the channel is looked up by its
+    /// name or `Uniqueid` (the simulator knows each call's first channel by its `Uniqueid`,
+    /// the host's `ChannelId`); found, it is hung up and the answer is `Channel Hungup`.
+    fn hangup(&self, action: &Action) -> Vec<u8> {
+        let id = action.action_id();
+        let channel = action.get("Channel");
+        if channel.is_empty() {
+            return response("Error", id, "No channel specified");
+        }
+        if self.shared.request_hangup(channel) {
+            info!(action = "Hangup", channel, "channel hung up");
+            response("Success", id, "Channel Hungup")
+        } else {
+            info!(action = "Hangup", channel, "no such channel");
+            response("Error", id, "No such channel")
+        }
     }
 
     async fn originate(

@@ -56,8 +56,15 @@ pub(crate) struct OneLeg {
 }
 
 impl OneLeg {
-    /// The substitutions for `new`, with fresh channel names and ids from `ids`.
-    pub(crate) fn new(ids: &Ids, template: &Template, new: &NewValues<'_>) -> Self {
+    /// The substitutions for `new`, with fresh channel names and ids from `ids`, for the
+    /// frames of `template` and of the `cuts` recorded on the same kit (their `n`th PJSIP
+    /// channel and `n`th bridge are the same new ones as `template`'s).
+    pub(crate) fn new(
+        ids: &Ids,
+        template: &Template,
+        cuts: &[&Template],
+        new: &NewValues<'_>,
+    ) -> Self {
         let recorded = &template.recorded;
         let recorded_callee = recorded
             .agent_dial
@@ -95,39 +102,56 @@ impl OneLeg {
                 new.recordings_dir.to_owned(),
             ),
         ];
-        for frame in &template.frames {
-            let get = |key: &str| {
-                frame
-                    .lines
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.as_str())
-            };
-            match frame.info.event.as_str() {
-                "Newchannel" => {
-                    let (Some(channel), Some(uniqueid)) = (get("Channel"), get("Uniqueid")) else {
-                        continue;
-                    };
-                    let Some(endpoint) = channel
-                        .strip_prefix("PJSIP/")
-                        .and_then(|c| c.rsplit_once('-'))
-                        .map(|(e, _)| e)
-                    else {
-                        continue;
-                    };
-                    pairs.push((channel.to_owned(), ids.channel_name(endpoint)));
-                    pairs.push((uniqueid.to_owned(), ids.uniqueid()));
-                }
-                "BridgeCreate" => {
-                    if let Some(bridge) = get("BridgeUniqueid") {
-                        pairs.push((bridge.to_owned(), ids.uuid()));
+        // The new channels (name, Uniqueid) and bridges, in the order they are created.
+        let mut channels: Vec<(String, String)> = Vec::new();
+        let mut bridges: Vec<String> = Vec::new();
+        for t in std::iter::once(template).chain(cuts.iter().copied()) {
+            let (mut channel_n, mut bridge_n) = (0, 0);
+            for frame in &t.frames {
+                let get = |key: &str| {
+                    frame
+                        .lines
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.as_str())
+                };
+                match frame.info.event.as_str() {
+                    "Newchannel" => {
+                        let (Some(channel), Some(uniqueid)) = (get("Channel"), get("Uniqueid"))
+                        else {
+                            continue;
+                        };
+                        let Some(endpoint) = channel
+                            .strip_prefix("PJSIP/")
+                            .and_then(|c| c.rsplit_once('-'))
+                            .map(|(e, _)| e)
+                        else {
+                            continue;
+                        };
+                        if channels.len() == channel_n {
+                            channels.push((ids.channel_name(endpoint), ids.uniqueid()));
+                        }
+                        let (name, id) = &channels[channel_n];
+                        pairs.push((channel.to_owned(), name.clone()));
+                        pairs.push((uniqueid.to_owned(), id.clone()));
+                        channel_n += 1;
                     }
+                    "BridgeCreate" => {
+                        if let Some(bridge) = get("BridgeUniqueid") {
+                            if bridges.len() == bridge_n {
+                                bridges.push(ids.uuid());
+                            }
+                            pairs.push((bridge.to_owned(), bridges[bridge_n].clone()));
+                            bridge_n += 1;
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         pairs.retain(|(from, _)| !from.is_empty());
         pairs.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        pairs.dedup();
         Self {
             action_id: new.action_id.clone(),
             context: new.context.to_owned(),

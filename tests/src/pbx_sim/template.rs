@@ -95,6 +95,14 @@ pub(crate) struct Template {
     pub(crate) recording_start: Option<usize>,
     /// The last `Hangup`: the recording is complete before it is sent.
     pub(crate) last_hangup: Option<usize>,
+    /// The first `BridgeEnter`: the callee is connected (a max duration counts from here).
+    pub(crate) connected: Option<usize>,
+    /// Of a cut template ([`Template::build_cut`]): the first frame of what Asterisk sent once
+    /// the call was cut; the frames before it are the call up to the cut.
+    pub(crate) cut_from: Option<usize>,
+    /// The first frame after the first `BridgeEnter` that comes a second or more after the
+    /// one before it: where the connected call's talk ends.
+    pub(crate) talk_ends: Option<usize>,
 }
 
 impl Template {
@@ -104,6 +112,43 @@ impl Template {
     /// # Panics
     /// If the embedded transcript does not hold that Originate (unit tests build every one).
     fn build(case: Case, action_id: &str) -> Self {
+        Self::build_frames(case, action_id, |rest| {
+            rest.iter()
+                .take_while(|f| !f.bytes.starts_with(b"Response: "))
+                .copied()
+                .collect()
+        })
+    }
+
+    /// Builds the template of a call that the recording cut: the host's `Hangup` (the frames
+    /// after the Originate's answer, the `Hangup` answers left out; `cut_from` is the first
+    /// after them) or Dial's `S()` (no `Response` in the call: `cut_from` is `talk_ends`).
+    fn build_cut(case: Case, action_id: &str) -> Self {
+        let mut responses_at = None;
+        let mut template = Self::build_frames(case, action_id, |rest| {
+            let mut call = Vec::new();
+            for f in rest {
+                if f.bytes.starts_with(b"Response: Goodbye") {
+                    break;
+                }
+                if f.bytes.starts_with(b"Response: ") {
+                    responses_at.get_or_insert(call.len());
+                } else {
+                    call.push(*f);
+                }
+            }
+            call
+        });
+        template.cut_from = responses_at.or(template.talk_ends);
+        assert!(template.cut_from.is_some(), "{}: no cut", case.name);
+        template
+    }
+
+    fn build_frames(
+        case: Case,
+        action_id: &str,
+        call_of: impl FnOnce(&[RecordedFrame]) -> Vec<RecordedFrame>,
+    ) -> Self {
         let originate = case
             .actions()
             .into_iter()
@@ -117,11 +162,7 @@ impl Template {
                     && transcript::header(f.bytes, "ActionID") == Some(action_id)
             })
             .unwrap_or_else(|| panic!("{}: no answer to {action_id}", case.name));
-        let call: Vec<RecordedFrame> = frames[answer + 1..]
-            .iter()
-            .take_while(|f| !f.bytes.starts_with(b"Response: "))
-            .copied()
-            .collect();
+        let call = call_of(&frames[answer + 1..]);
         let recorded = recorded_values(originate, &call);
         let start = frames[answer].at_ms;
         let mut template = Self {
@@ -143,6 +184,9 @@ impl Template {
             ring_timeout_from: None,
             recording_start: None,
             last_hangup: None,
+            connected: None,
+            cut_from: None,
+            talk_ends: None,
         };
         template.classify();
         template
@@ -208,9 +252,16 @@ impl Template {
             if info.event == "Hangup" {
                 self.last_hangup = Some(i);
             }
+            if info.event == "BridgeEnter" && self.connected.is_none() {
+                self.connected = Some(i);
+            }
             frame.info = info;
             frame.role = role;
         }
+        self.talk_ends = self.connected.and_then(|connected| {
+            (connected + 1..self.frames.len())
+                .find(|&i| self.frames[i].at_ms >= self.frames[i - 1].at_ms + 1000)
+        });
     }
 
     /// When frame `index` is due, in call-time milliseconds after the Originate's answer, for
@@ -288,10 +339,25 @@ pub(crate) struct Templates {
     /// (`i_one_leg_success`), the callee is busy (`i2_one_leg_callee_busy`).
     pub(crate) one_leg_answered: Template,
     pub(crate) one_leg_busy: Template,
+    /// Two-leg calls cut on the real Asterisk: the host's `Hangup` while the agent's phone
+    /// rings (`k_two_leg_hangup_ringing`) and once connected
+    /// (`k2_two_leg_hangup_connected`), once the agent answered while the callee's phone
+    /// rings (`k4_two_leg_hangup_dialling`); Dial's `S()` at the max duration
+    /// (`k3_two_leg_max_duration`).
+    pub(crate) cut_ringing: Template,
+    pub(crate) cut_dialling: Template,
+    pub(crate) cut_connected: Template,
+    pub(crate) max_duration: Template,
+    /// One-leg calls cut on the kit: the host's `Hangup` while the callee's phone rings
+    /// (`j_hangup_ringing`) and once connected (`j2_hangup_connected`); Dial's `S()`
+    /// (`j3_max_duration`).
+    pub(crate) one_leg_cut_ringing: Template,
+    pub(crate) one_leg_cut_connected: Template,
+    pub(crate) one_leg_max_duration: Template,
 }
 
-/// The `ActionID` (= `ChannelId`) of the recorded one-leg Originates: the host's for
-/// contact `crm-42`.
+/// The `ActionID` (= `ChannelId`) of the recorded one-leg and cut Originates: the host's
+/// for contact `crm-42`.
 const ONE_LEG_ACTION_ID: &str = "c2d-oacxmqkrhrsl63ywyav6eykpgq";
 
 impl Templates {
@@ -348,6 +414,13 @@ impl Templates {
             no_dialplan: Template::build(F_ORIGINATE_ERRORS, "f8-no-exten-no-app"),
             one_leg_answered: Template::build(I_ONE_LEG_SUCCESS, ONE_LEG_ACTION_ID),
             one_leg_busy: Template::build(I2_ONE_LEG_CALLEE_BUSY, ONE_LEG_ACTION_ID),
+            cut_ringing: Template::build_cut(K_TWO_LEG_HANGUP_RINGING, ONE_LEG_ACTION_ID),
+            cut_connected: Template::build_cut(K2_TWO_LEG_HANGUP_CONNECTED, ONE_LEG_ACTION_ID),
+            cut_dialling: Template::build_cut(K4_TWO_LEG_HANGUP_DIALLING, ONE_LEG_ACTION_ID),
+            max_duration: Template::build_cut(K3_TWO_LEG_MAX_DURATION, ONE_LEG_ACTION_ID),
+            one_leg_cut_ringing: Template::build_cut(J_HANGUP_RINGING, ONE_LEG_ACTION_ID),
+            one_leg_cut_connected: Template::build_cut(J2_HANGUP_CONNECTED, ONE_LEG_ACTION_ID),
+            one_leg_max_duration: Template::build_cut(J3_MAX_DURATION, ONE_LEG_ACTION_ID),
         }
     }
 
@@ -430,6 +503,38 @@ mod tests {
         assert_eq!(unavailable.recorded.agent_uniqueid, "<unknown>");
         assert_eq!(all.no_dialplan.frames.len(), 15);
         assert_eq!(all.no_dialplan.variables_after, Some(1));
+    }
+
+    #[test]
+    fn cut_templates_start_after_the_cut() {
+        let all = templates();
+        let first = |t: &Template| {
+            let f = &t.frames[t.cut_from.expect("a cut")];
+            let variable = f.info.variable.clone().unwrap_or_default();
+            (f.info.event.clone(), variable)
+        };
+        let e = |event: &str, variable: &str| (event.to_owned(), variable.to_owned());
+        assert_eq!(first(&all.cut_ringing), e("DialEnd", ""));
+        assert_eq!(first(&all.cut_dialling), e("DialEnd", ""));
+        assert_eq!(first(&all.cut_connected), e("VarSet", "BRIDGEPEER"));
+        assert_eq!(first(&all.max_duration), e("VarSet", "BRIDGEPEER"));
+        assert_eq!(first(&all.one_leg_cut_ringing), e("DialEnd", ""));
+        // Dial's S(3): 3 s after the callee answered.
+        for t in [&all.max_duration, &all.one_leg_max_duration] {
+            let talk = t.frames[t.cut_from.unwrap()].at_ms - t.frames[t.connected.unwrap()].at_ms;
+            assert!((2_900..3_100).contains(&talk), "{}: {talk} ms", t.case);
+        }
+        // Each cut ends with a Hangup, after which the recording is complete.
+        for t in [&all.cut_ringing, &all.cut_dialling, &all.cut_connected] {
+            assert!(t.last_hangup.unwrap() >= t.cut_from.unwrap(), "{}", t.case);
+        }
+        // The answered template's talk: its first frame a second or more after the bridge
+        // (an RTCP report, 3.5 s on).
+        let answered = all.outcome(Outcome::Answered);
+        let end = &answered.frames[answered.talk_ends.unwrap()];
+        let connected = &answered.frames[answered.connected.unwrap()];
+        assert_eq!(end.info.event, "RTCPSent");
+        assert_eq!(end.at_ms - connected.at_ms, 3_493);
     }
 
     #[test]

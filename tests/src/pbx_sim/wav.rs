@@ -46,15 +46,19 @@ impl Recorder {
     }
 
     /// The file being written.
+    /// The samples of the call time since the recording started.
+    pub(crate) fn due_samples(&self) -> u64 {
+        let call_secs = self.started.elapsed().as_secs_f64() / self.time_scale;
+        (call_secs * f64::from(RATE)) as u64
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Appends the audio of the call time that has passed since the recording started.
     pub(crate) fn catch_up(&mut self) -> io::Result<()> {
-        let call_secs = self.started.elapsed().as_secs_f64() / self.time_scale;
-        let due = (call_secs * f64::from(RATE)) as u64;
-        self.write_until(due)
+        self.write_until(self.due_samples())
     }
 
     fn write_until(&mut self, samples: u64) -> io::Result<()> {

@@ -1,5 +1,6 @@
-//! Records a one-leg call's AMI bytes on a real Asterisk 22 with the kit, for the PBX
-//! simulator and the codec tests (`core/tests/fixtures/ami/transcripts/`, see its README).
+//! Records a call's AMI bytes on a real Asterisk 22 with the kit — one-leg calls, and calls
+//! cut by the host's `Hangup` or a max duration — for the PBX simulator and the codec tests
+//! (`core/tests/fixtures/ami/transcripts/`, see `core/tests/fixtures/ami/README.md`).
 //! A tool, not a check: not part of the normal run (`#[ignore]`); run on a machine with the bundle and SIPp:
 //!
 //! ```sh
@@ -9,7 +10,7 @@
 //! Each case writes `<case>.ami` (every byte Asterisk sent, the instance's recordings
 //! directory rewritten to `/var/spool/asterisk/monitor/click2dial` as in the older
 //! transcripts), `<case>.client.ami` (every byte sent: `Login`, the `Originate` exactly as
-//! the host writes it for a one-leg call, `Logoff`) and `<case>.summary.txt` (one line per
+//! the host writes it, a cut case's two `Hangup`s, `Logoff`) and `<case>.summary.txt` (one line per
 //! frame with its offset from the connection, the older transcripts' format).
 //!
 //! The Asterisk is the real-PBX suite's (`asterisk_support`: the kit `#include`d, SIPp as the
@@ -27,6 +28,7 @@ use super::{Asterisk, Phone, Sipp, Site};
 #[path = "../../../core/tests/summary/mod.rs"]
 mod summary;
 use click2dial_core::ami::{Decoder, Frame, BANNER_PREFIX};
+use click2dial_core::dial::DialControls;
 use click2dial_core::originate::{write_originate, Dialplan, OriginateCall};
 use click2dial_core::reference::ChannelId;
 use summary::summary_line;
@@ -49,6 +51,31 @@ fn out_dir() -> PathBuf {
 
 /// The Originate the host writes for a one-leg call (agent == callee) of `crm-42`.
 pub fn one_leg_originate() -> Vec<u8> {
+    one_leg_originate_with(DialControls::DEFAULT)
+}
+
+/// The Originate the host writes for a two-leg call of `crm-42`: agent `1001` (phone 1001 of
+/// the suite), then callee `0820001234` through the carrier.
+fn two_leg_originate(controls: DialControls) -> Vec<u8> {
+    let channel_id = ChannelId::for_contact_ref("crm-42").to_string();
+    let call = OriginateCall {
+        channel_id: &channel_id,
+        agent: "1001",
+        callee: "0820001234",
+        callee_e164: "+27820001234",
+        outbound_id: "27820001234",
+        contact_ref: "crm-42",
+        recording_ref: "rec-abc",
+        single_leg: false,
+        controls,
+    };
+    let mut out = [0u8; 2048];
+    let n = write_originate(&call, &Dialplan::DEFAULT, &mut out).expect("originate");
+    out[..n].to_vec()
+}
+
+/// The one-leg Originate of `crm-42` with `controls`.
+fn one_leg_originate_with(controls: DialControls) -> Vec<u8> {
     let channel_id = ChannelId::for_contact_ref("crm-42").to_string();
     let call = OriginateCall {
         channel_id: &channel_id,
@@ -59,7 +86,7 @@ pub fn one_leg_originate() -> Vec<u8> {
         contact_ref: "crm-42",
         recording_ref: "rec-abc",
         single_leg: true,
-        controls: click2dial_core::dial::DialControls::DEFAULT,
+        controls,
     };
     let mut out = [0u8; 2048];
     let n = write_originate(&call, &Dialplan::DEFAULT, &mut out).expect("originate");
@@ -176,9 +203,34 @@ fn write_case(name: &str, session: &Session, asterisk: &Asterisk, closed: bool) 
     eprintln!("{name}: written to {}", dir.display());
 }
 
-/// Logs in, sends the one-leg Originate 0.55 s later (as the older recordings did), reads
-/// until the phones are done and Asterisk has been quiet for 2.5 s, logs off.
-fn record_one_leg(name: &str, phones: &mut [Phone], asterisk: &Asterisk) {
+/// What a `DELETE` case does: once the stream shows `after` times `count` (and 1 s more),
+/// the host's `Hangup` of the call's Uniqueid and one of a channel that does not exist, in
+/// one write.
+struct Cut {
+    after: &'static str,
+    count: usize,
+}
+
+/// The `Hangup` the host writes for `crm-42` (its channel's Uniqueid, cause 16), and one of
+/// an unknown channel.
+fn hangup_actions() -> Vec<u8> {
+    let channel_id = ChannelId::for_contact_ref("crm-42").to_string();
+    format!(
+        "Action: Hangup\r\nActionID: hangup-1\r\nChannel: {channel_id}\r\nCause: 16\r\n\r\n\
+         Action: Hangup\r\nActionID: hangup-2\r\nChannel: c2d-nosuchchannel\r\nCause: 16\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Logs in, sends `originate` 0.55 s later (as the older recordings did), then `cut`'s
+/// `Hangup`s; reads until the phones are done and Asterisk has been quiet for 2.5 s, logs off.
+fn record_call(
+    name: &str,
+    phones: &mut [Phone],
+    asterisk: &Asterisk,
+    originate: &[u8],
+    cut: Option<Cut>,
+) {
     let mut session = Session::open(&asterisk.ami_address());
     session.send(b"Action: Login\r\nActionID: login-1\r\nUsername: c2d\r\nSecret: secret\r\n\r\n");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -187,8 +239,21 @@ fn record_one_leg(name: &str, phones: &mut [Phone], asterisk: &Asterisk) {
         session.read_for(Duration::from_millis(50));
     }
     session.read_for(Duration::from_millis(550));
-    session.send(&one_leg_originate());
+    session.send(originate);
     let deadline = Instant::now() + Duration::from_secs(60);
+    if let Some(cut) = cut {
+        while session.text().matches(cut.after).count() < cut.count {
+            assert!(
+                Instant::now() < deadline,
+                "never {}: {}",
+                cut.after,
+                session.text()
+            );
+            session.read_for(Duration::from_millis(20));
+        }
+        session.read_for(Duration::from_millis(1000));
+        session.send(&hangup_actions());
+    }
     for phone in phones.iter_mut() {
         while phone.wait(Duration::from_millis(10)).is_none() {
             assert!(Instant::now() < deadline, "the phones never finished");
@@ -217,42 +282,175 @@ fn asterisk() -> Asterisk {
     })
 }
 
-fn carrier(asterisk: &Asterisk, scenario: &str, name: &str) -> Phone {
-    let phone = Sipp::new(scenario, asterisk.carrier_port).run(
+/// Who runs a SIPp scenario in a recording.
+#[derive(Clone, Copy)]
+enum Who {
+    /// The carrier trunk: the callee.
+    Carrier,
+    /// Phone 1000, the one-leg call's direct destination.
+    Desk,
+    /// Phone 1001, the two-leg call's agent.
+    Agent,
+}
+
+/// Starts `who`'s phone with `scenario` (a file of `tests/asterisk/sipp/`).
+fn phone(asterisk: &Asterisk, who: Who, scenario: &str, name: &str) -> Phone {
+    let (port, label) = match who {
+        Who::Carrier => (asterisk.carrier_port, "carrier"),
+        Who::Desk => (asterisk.phone_port("1000"), "1000"),
+        Who::Agent => (asterisk.phone_port("1001"), "1001"),
+    };
+    let phone = Sipp::new(scenario, port).run(
         &asterisk.sip_address(),
-        &asterisk.dir.join(format!("{name}-carrier")),
+        &asterisk.dir.join(format!("{name}-{label}")),
     );
     std::thread::sleep(Duration::from_millis(300));
     phone
 }
 
-fn desk(asterisk: &Asterisk, name: &str) -> Phone {
-    let phone = Sipp::new("answer.xml", asterisk.phone_port("1000")).run(
-        &asterisk.sip_address(),
-        &asterisk.dir.join(format!("{name}-1000")),
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    phone
+/// Records case `name` on a fresh Asterisk: `phones` started, then `originate` (and `cut`).
+fn record(name: &str, phones: &[(Who, &str)], originate: &[u8], cut: Option<Cut>) {
+    let asterisk = asterisk();
+    let mut running: Vec<Phone> = phones
+        .iter()
+        .map(|&(who, scenario)| phone(&asterisk, who, scenario, name))
+        .collect();
+    record_call(name, &mut running, &asterisk, originate, cut);
 }
+
+/// Once a phone rings (the `n`th `Ringing` state seen).
+const fn ringing(count: usize) -> Option<Cut> {
+    Some(Cut {
+        after: "ChannelStateDesc: Ringing",
+        count,
+    })
+}
+
+/// Once two channels entered a bridge.
+const BRIDGED: Option<Cut> = Some(Cut {
+    after: "Event: BridgeEnter",
+    count: 2,
+});
+
+const DEFAULT: DialControls = DialControls::DEFAULT;
+
+/// A max duration of 3 s.
+const MAX_3S: DialControls = DialControls {
+    max_duration_secs: Some(3),
+    ..DialControls::DEFAULT
+};
 
 /// The callee answers; `[c2d-direct-destination]` rings phone 1000, which answers and hangs
 /// up after 3 s.
 #[test]
 #[ignore = "records a fixture on a real Asterisk"]
 fn record_i_one_leg_success() {
-    let asterisk = asterisk();
-    let mut phones = [
-        carrier(&asterisk, "answer_long.xml", "i"),
-        desk(&asterisk, "i"),
-    ];
-    record_one_leg("i_one_leg_success", &mut phones, &asterisk);
+    let phones = [(Who::Carrier, "answer_long.xml"), (Who::Desk, "answer.xml")];
+    record("i_one_leg_success", &phones, &one_leg_originate(), None);
 }
 
 /// The callee answers 486: nothing is connected or recorded.
 #[test]
 #[ignore = "records a fixture on a real Asterisk"]
 fn record_i2_one_leg_callee_busy() {
-    let asterisk = asterisk();
-    let mut phones = [carrier(&asterisk, "busy_486.xml", "i2")];
-    record_one_leg("i2_one_leg_callee_busy", &mut phones, &asterisk);
+    let phones = [(Who::Carrier, "busy_486.xml")];
+    record(
+        "i2_one_leg_callee_busy",
+        &phones,
+        &one_leg_originate(),
+        None,
+    );
+}
+
+/// `DELETE` of a ringing one-leg call: the callee's phone rings (never answers) when the
+/// host hangs the call's channel up by `Uniqueid`; then a `Hangup` of an unknown channel.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_j_hangup_ringing() {
+    let phones = [(Who::Carrier, "noanswer.xml")];
+    record(
+        "j_hangup_ringing",
+        &phones,
+        &one_leg_originate(),
+        ringing(1),
+    );
+}
+
+/// `DELETE` of a connected one-leg call (callee and phone 1000 bridged).
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_j2_hangup_connected() {
+    let phones = [
+        (Who::Carrier, "answer_long.xml"),
+        (Who::Desk, "answer_long.xml"),
+    ];
+    record(
+        "j2_hangup_connected",
+        &phones,
+        &one_leg_originate(),
+        BRIDGED,
+    );
+}
+
+/// A one-leg call of `max_duration_secs: 3`: both phones would talk for 30 s; Dial's `S(3)`
+/// cuts it.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_j3_max_duration() {
+    let phones = [
+        (Who::Carrier, "answer_long.xml"),
+        (Who::Desk, "answer_long.xml"),
+    ];
+    let originate = one_leg_originate_with(MAX_3S);
+    record("j3_max_duration", &phones, &originate, None);
+}
+
+/// `DELETE` of a two-leg call whose agent's phone rings (never answers).
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_k_two_leg_hangup_ringing() {
+    let phones = [(Who::Agent, "noanswer.xml")];
+    let originate = two_leg_originate(DEFAULT);
+    record("k_two_leg_hangup_ringing", &phones, &originate, ringing(1));
+}
+
+/// `DELETE` of a connected two-leg call: agent and callee answered and are bridged.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_k2_two_leg_hangup_connected() {
+    let phones = [
+        (Who::Agent, "answer_long.xml"),
+        (Who::Carrier, "answer_long.xml"),
+    ];
+    let originate = two_leg_originate(DEFAULT);
+    record("k2_two_leg_hangup_connected", &phones, &originate, BRIDGED);
+}
+
+/// A two-leg call of `max_duration_secs: 3`: both phones would talk for 30 s.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_k3_two_leg_max_duration() {
+    let phones = [
+        (Who::Agent, "answer_long.xml"),
+        (Who::Carrier, "answer_long.xml"),
+    ];
+    let originate = two_leg_originate(MAX_3S);
+    record("k3_two_leg_max_duration", &phones, &originate, None);
+}
+
+/// `DELETE` of a two-leg call whose agent answered while the callee's phone rings.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_k4_two_leg_hangup_dialling() {
+    let phones = [
+        (Who::Agent, "answer_long.xml"),
+        (Who::Carrier, "noanswer.xml"),
+    ];
+    let originate = two_leg_originate(DEFAULT);
+    record(
+        "k4_two_leg_hangup_dialling",
+        &phones,
+        &originate,
+        ringing(2),
+    );
 }

@@ -179,3 +179,99 @@ fn a_key_lists_its_own_calls_newest_first_by_page_and_state() {
         assert_eq!(answer.status, 400, "{bad}: {:?}", answer.json());
     }
 }
+
+/// A world whose simulator plays calls as long as recorded.
+fn real_time_world() -> support::World {
+    support::world_scaled("1", &[])
+}
+
+fn delete(host: &Host, contact_ref: &str) -> support::Answer {
+    let path = format!("/click2dial/calls/{contact_ref}");
+    host.request("DELETE", &path, Some(TEST_KEY), &[], None)
+}
+
+/// The simulator's log line of a call that its `Hangup` (`cut`) ended.
+fn sim_ended(w: &support::World, cut: &str) -> bool {
+    support::eventually(Duration::from_secs(10), || {
+        w.sim
+            .log_text()
+            .lines()
+            .any(|l| l.contains("call ended") && l.contains(&format!("cut=Some({cut})")))
+    })
+}
+
+/// As `asterisk_e2e`'s `delete_ends_a_connected_call`: the PBX hangs up both legs, the answer
+/// is the final state (`disconnected`, `hangUp`), `hangup` (normal clearing) and
+/// `recording_ready` follow, a repeat answers the same.
+#[test]
+fn delete_ends_a_connected_call() {
+    let w = real_time_world();
+    let (status, answer) = w.host.create_call_when_ready(&body("1001", "res-delete"));
+    assert_eq!(status, 202, "{answer}");
+    let so_far = finish(&w, "res-delete", &["joined", "failed"]);
+    assert_eq!(events(&so_far).last().map(String::as_str), Some("joined"));
+    let live = get(&w.host, TEST_KEY, "/click2dial/calls/res-delete").json();
+    assert_eq!(live["state"], "connected", "{live}");
+
+    let ended = delete(&w.host, "res-delete");
+    assert_eq!(ended.status, 200, "{:?}", ended.json());
+    let ended = ended.json();
+    assert_eq!(ended["state"], "disconnected", "{ended}");
+    assert_eq!(ended["reason"], "hangUp", "{ended}");
+    let rest = finish(&w, "res-delete", &["recording_ready"]);
+    assert_eq!(events(&rest), ["hangup", "recording_ready"], "{rest:#?}");
+    assert_eq!(rest[0]["cause"], "normal_clearing");
+    assert!(sim_ended(&w, "Hangup"), "{}", w.sim.log_text());
+    let again = delete(&w.host, "res-delete");
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["state"], "disconnected");
+}
+
+/// As `asterisk_e2e`'s `delete_cancels_a_ringing_call`: the agent's phone rings (1408 never
+/// answers), the `DELETE` ends the call before it was connected: `failed`, `hangUp`, no
+/// phone's failure.
+#[test]
+fn delete_cancels_a_ringing_call() {
+    let w = real_time_world();
+    let (status, answer) = w
+        .host
+        .create_call_when_ready(&body("1408", "res-delete-ringing"));
+    assert_eq!(status, 202, "{answer}");
+    let so_far = finish(&w, "res-delete-ringing", &["agent_ringing", "failed"]);
+    assert_eq!(events(&so_far), ["queued", "agent_ringing"], "{so_far:#?}");
+    let ended = delete(&w.host, "res-delete-ringing");
+    assert_eq!(ended.status, 200, "{:?}", ended.json());
+    support::assert_hung_up_before_connected(&ended.json());
+    let all = finish(&w, "res-delete-ringing", &["failed"]);
+    assert_eq!(events(&all).last().map(String::as_str), Some("failed"));
+    assert!(sim_ended(&w, "Hangup"), "{}", w.sim.log_text());
+}
+
+/// As `asterisk_e2e`'s `max_duration_hangs_up_a_connected_call`: the simulated phones talk
+/// on; the PBX cuts the call at its 10 s; the host names the cause `max_duration`.
+#[test]
+fn max_duration_ends_a_connected_call() {
+    let w = real_time_world();
+    let body = body("1001", "res-max").replace('}', r#","max_duration_secs":10}"#);
+    let (status, answer) = w.host.create_call_when_ready(&body);
+    assert_eq!(status, 202, "{answer}");
+    let got = w.redis.follow(
+        "teleforge:notifications:c2d:res-max",
+        &["recording_ready", "failed"],
+        Duration::from_secs(40),
+    );
+    assert_eq!(events(&got), ANSWERED, "{got:#?}");
+    let hangup = got.iter().find(|n| n["event"] == "hangup").unwrap();
+    assert_eq!(hangup["cause"], "max_duration", "{hangup}");
+    assert_eq!(hangup["q850"], 16, "{hangup}");
+    assert!(sim_ended(&w, "MaxDuration"), "{}", w.sim.log_text());
+    let call = get(&w.host, TEST_KEY, "/click2dial/calls/res-max").json();
+    assert_eq!(call["state"], "disconnected", "{call}");
+    assert_eq!(call["reason"], "maxDuration", "{call}");
+    assert!(
+        call["duration_secs"]
+            .as_u64()
+            .is_some_and(|d| (9..15).contains(&d)),
+        "{call}"
+    );
+}

@@ -5,7 +5,9 @@
 //! and the recordings directory). The outcome of each case is forced with an exact-match
 //! override for the recorded agent or callee, so the recorded numbers can be used as they are.
 
-use crate::support::{self, assert_same, config, recorded, replay, start, Normaliser, FAST};
+use crate::support::{
+    self, assert_same, config, recorded, replay, replay_cut, start, Normaliser, FAST,
+};
 use click2dial_tests::transcript::{self, Case};
 
 async fn check(case: Case, overrides: &[&str]) {
@@ -97,6 +99,117 @@ async fn one_leg_callee_busy() {
         &["callee:0820001234=callee-busy"],
     )
     .await;
+}
+
+/// The frames from the first answer to `action_id` on, normalised on their own.
+fn from_answer(frames: &[Vec<u8>], action_id: &str) -> Vec<String> {
+    let answer = format!("ActionID: {action_id}\r\n");
+    let start = frames
+        .iter()
+        .position(|f| f.starts_with(b"Response: ") && String::from_utf8_lossy(f).contains(&answer))
+        .unwrap_or_else(|| panic!("no answer to {action_id}"));
+    Normaliser::new(None).frames(&frames[start..])
+}
+
+/// The host's `Hangup` (by `Uniqueid`) of a two-leg call and one of an unknown channel, sent
+/// once `count` frames held all of `after`: the answers (`Channel Hungup`, `No
+/// such channel`) and every event after them are Asterisk's. The calls before the cut come
+/// from the older recordings, so only what follows the cut is compared.
+async fn check_cut(case: Case, overrides: &[&str], after: &[&str], count: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    // Slow enough that the cut comes before the recorded call would end on its own.
+    let running = start(config(dir.path(), 0.2, overrides)).await;
+    let got = replay_cut(&running, case, after, count).await;
+    let want = recorded(case);
+    assert_same(
+        case.name,
+        &from_answer(&got, "hangup-1"),
+        &from_answer(&want, "hangup-1"),
+    );
+}
+
+#[tokio::test]
+async fn hangup_of_a_ringing_agent() {
+    check_cut(
+        transcript::K_TWO_LEG_HANGUP_RINGING,
+        &["agent:1001=agent-no-answer"],
+        &["Event: Newstate", "ChannelStateDesc: Ringing"],
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hangup_while_the_callee_rings() {
+    check_cut(
+        transcript::K4_TWO_LEG_HANGUP_DIALLING,
+        &["callee:0820001234=callee-no-answer"],
+        &["Event: Newstate", "ChannelStateDesc: Ringing"],
+        2,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hangup_of_a_connected_call() {
+    check_cut(
+        transcript::K2_TWO_LEG_HANGUP_CONNECTED,
+        &[],
+        &["Event: BridgeEnter"],
+        2,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hangup_of_a_ringing_one_leg_call() {
+    check_cut(
+        transcript::J_HANGUP_RINGING,
+        &[],
+        &["Event: Newstate", "ChannelStateDesc: Ringing"],
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hangup_of_a_connected_one_leg_call() {
+    check_cut(
+        transcript::J2_HANGUP_CONNECTED,
+        &[],
+        &["Event: BridgeEnter"],
+        4,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn max_duration_cut() {
+    check_max_duration(transcript::K3_TWO_LEG_MAX_DURATION).await;
+}
+
+#[tokio::test]
+async fn max_duration_cut_of_a_one_leg_call() {
+    check_max_duration(transcript::J3_MAX_DURATION).await;
+}
+
+/// A call of `C2D_MAX_DURATION_SECS=3`: Dial's `S(3)` ends it 3 s after the callee
+/// answered; from the unbridging on, the events are Asterisk's.
+async fn check_max_duration(case: Case) {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(config(dir.path(), FAST, &[])).await;
+    let (_, got) = replay(&running, case).await;
+    let want = recorded(case);
+    let cut = |frames: &[Vec<u8>]| {
+        let start = frames
+            .iter()
+            .position(|f| {
+                String::from_utf8_lossy(f).contains("Variable: BRIDGEPEER\r\nValue: \r\n")
+            })
+            .expect("unbridged");
+        Normaliser::new(None).frames(&frames[start..])
+    };
+    assert_same(case.name, &cut(&got), &cut(&want));
 }
 
 #[tokio::test]

@@ -131,6 +131,57 @@ pub async fn replay(running: &Running, case: Case) -> (Vec<u8>, Vec<Vec<u8>>) {
     (banner, frames)
 }
 
+/// Replays a recorded cut case (`record.rs`'s `Cut`): `Login` and the `Originate` as
+/// recorded; once `count` received frames hold every one of `after`, its two `Hangup`s in
+/// one write (as recorded); once the call is over, `Logoff`. Returns every frame received
+/// after the banner.
+pub async fn replay_cut(
+    running: &Running,
+    case: Case,
+    after: &[&str],
+    count: usize,
+) -> Vec<Vec<u8>> {
+    let actions = case.actions();
+    assert_eq!(
+        actions.len(),
+        5,
+        "{}: Login, Originate, 2 Hangups, Logoff",
+        case.name
+    );
+    let mut client = connect(running.addr).await;
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    client.send(actions[0]).await.expect("send");
+    client.send(actions[1]).await.expect("send");
+    let seen = |frames: &[Vec<u8>]| {
+        frames
+            .iter()
+            .filter(|f| {
+                let text = String::from_utf8_lossy(f);
+                after.iter().all(|a| text.contains(a))
+            })
+            .count()
+    };
+    while seen(&frames) < count {
+        let frame = client.next_frame_within(LIMIT).await.expect("read");
+        frames.push(frame.expect("the call goes on"));
+    }
+    client
+        .send(&[actions[2], actions[3]].concat())
+        .await
+        .expect("send");
+    tokio::time::timeout(LIMIT, running.sim.idle())
+        .await
+        .expect("calls end");
+    client.send(actions[4]).await.expect("send");
+    frames.extend(
+        tokio::time::timeout(LIMIT, client.read_to_close())
+            .await
+            .expect("server closes")
+            .expect("read"),
+    );
+    frames
+}
+
 /// The recorded frames of `case`, as owned bytes.
 pub fn recorded(case: Case) -> Vec<Vec<u8>> {
     case.frames()

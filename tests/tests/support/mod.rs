@@ -771,6 +771,17 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Asserts a `DELETE`'s answer for a call ended before it was connected: not connected, so
+/// `failed`; asked for, so reason `hangUp` and no phone's failure; the agent never answered,
+/// the callee never rang.
+pub fn assert_hung_up_before_connected(ended: &serde_json::Value) {
+    assert_eq!(ended["state"], "failed", "{ended}");
+    assert_eq!(ended["reason"], "hangUp", "{ended}");
+    assert!(ended["agent"].get("cause").is_none(), "{ended}");
+    assert_eq!(ended["agent"]["answered"], false, "{ended}");
+    assert_eq!(ended["callee"]["rung"], false, "{ended}");
+}
+
 /// The notification sequence of an answered call.
 pub const ANSWERED: [&str; 7] = [
     "queued",
@@ -819,9 +830,15 @@ impl World {
 
 /// Starts a [`World`]; `extra` are the host's additional `C2D_*` variables.
 pub fn world(extra: &[(&str, &str)]) -> World {
+    world_scaled(TIME_SCALE, extra)
+}
+
+/// Starts a [`World`] whose simulator plays calls at `time_scale` (`"1"`: as long as
+/// recorded, so that a `DELETE` finds a call ringing or connected).
+pub fn world_scaled(time_scale: &str, extra: &[(&str, &str)]) -> World {
     let recordings = tempfile::tempdir().expect("tempdir");
     let redis = Redis::start();
-    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
+    let sim = Sim::start_scaled(recordings.path(), "127.0.0.1:0", None, time_scale);
     let host = Host::start(&redis, &sim.address, recordings.path(), extra);
     World {
         redis,
