@@ -1,14 +1,16 @@
 //! Everything at once (issue 15 item 4): two hosts with the same configuration behind a
 //! (simulated) load balancer, Redis Sentinel (1 master, 1 replica, 3 sentinels) and two
 //! PBX simulators as `[[pbx]]` east and west. During one run of calls spread over both
-//! hosts and both PBXes' agents, one host is SIGKILLed, then the Redis master (the
-//! sentinels fail over), then west is stopped and started again on its address. A real
-//! consumer on the master at the end reads every call's notification list and the shared
-//! list: every create answered `202` was dialled once and notified once per event, in
-//! order, to a terminal event — the answered call's whole sequence, or for a call that was
-//! in flight on west when it stopped, `failed`/`pbx_error` ("Several PBXes": "Calls in
-//! flight on it end `failed`/`pbx_error`") — including the killed host's calls, which the
-//! other host finishes; every create answered `503` left nothing behind.
+//! hosts and both PBXes' agents, the Redis master is SIGKILLed (the sentinels fail over);
+//! while no master is reachable and its spool holds notifications, one host is SIGKILLed;
+//! then west is stopped and started again on its address. A real consumer on the master at
+//! the end reads every call's notification list and the shared list: every create answered
+//! `202` was dialled once and notified once per event, in order, to a terminal event — the
+//! answered call's whole sequence, or for a call in flight on west when it stopped
+//! `failed`/`pbx_error` ("Several PBXes": "Calls in flight on it end `failed`/`pbx_error`")
+//! — including the killed host's calls and spooled notifications, which the other host
+//! pushes (README: "a host that dies mid-call loses none of the call's remaining events
+//! while another host is alive"); every create answered `503` left nothing behind.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -223,15 +225,34 @@ fn two_hosts_a_redis_failover_and_a_pbx_restart_lose_nothing() {
     // Both hosts, both PBXes.
     run.calls(10);
 
-    // One host killed with calls of its own in flight: the other finishes them.
-    run.hosts[0] = None;
-    run.calls(6);
-
-    // The Redis master killed: creates answer 503 until the sentinels promote the replica.
+    // The Redis master killed with calls in flight: creates answer 503 on both hosts, and
+    // each host spools the notifications of the calls it follows (all of them).
     let killed = Instant::now();
     run.redis.master.kill();
+    while run.create(Pbx::East) == 202 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "no 503 without a master"
+        );
+    }
+    // One host killed while its spool holds notifications: the other pushes them.
+    let spooled = {
+        let a = run.hosts[0].as_ref().expect("host 0");
+        let mut depth = 0;
+        let spooling = || {
+            depth = a.spool_depth();
+            depth > 0
+        };
+        assert!(
+            eventually(Duration::from_secs(10), spooling),
+            "host 0 spools"
+        );
+        depth
+    };
+    run.hosts[0] = None;
     run.until_accepted(Pbx::East, Duration::from_secs(30), "after the failover");
     let failover = killed.elapsed();
+    let refused_without_master = run.refused.len();
     run.redis.replica_promoted();
     run.calls(6);
 
@@ -355,9 +376,11 @@ fn two_hosts_a_redis_failover_and_a_pbx_restart_lose_nothing() {
 
     let killed_hosts = run.created.iter().filter(|c| c.host == 0).count();
     eprintln!(
-        "failover: created {} (host killed: {killed_hosts} of them), 503 {}, notified {} \
-         ({} calls ended pbx_error), lost {}, duplicated {}; kill of the master to the \
-         next create accepted {failover:?}; setup {setup:?}, all {:?}",
+        "failover: created {} ({killed_hosts} by the killed host, {spooled} notifications in \
+         its spool when killed), 503 {} ({refused_without_master} without a master, the \
+         others west down), notified {} ({} calls ended pbx_error), lost {}, duplicated {}; \
+         kill of the master to the next create accepted {failover:?}; setup {setup:?}, all \
+         {:?}",
         run.created.len(),
         run.refused.len(),
         count.notified,
