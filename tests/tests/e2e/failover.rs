@@ -216,6 +216,34 @@ fn complete(call: &Created, got: &[serde_json::Value]) -> bool {
         || (names == ANSWERED[..6])
 }
 
+/// Milliseconds since the Unix epoch of a notification's `timestamp`
+/// (`2026-11-27T07:26:24.123Z`).
+fn unix_ms(timestamp: &str) -> Option<u64> {
+    let (date, time) = timestamp.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, ms) = time.split_once('.')?;
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, sec) = (t.next()??, t.next()??, t.next()??);
+    // Days from the civil date (H. Hinnant's `days_from_civil`).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + min * 60 + sec;
+    u64::try_from(secs * 1000 + ms.parse::<i64>().ok()?).ok()
+}
+
+/// The wall clock now, as [`unix_ms`] reads a notification's.
+fn unix_ms_now() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    u64::try_from(since.as_millis()).expect("ms fit")
+}
+
 #[test]
 fn two_hosts_a_redis_failover_and_a_pbx_restart_lose_nothing() {
     let started = Instant::now();
@@ -249,6 +277,7 @@ fn two_hosts_a_redis_failover_and_a_pbx_restart_lose_nothing() {
         );
         depth
     };
+    let host_killed_at = unix_ms_now();
     run.hosts[0] = None;
     run.until_accepted(Pbx::East, Duration::from_secs(30), "after the failover");
     let failover = killed.elapsed();
@@ -375,9 +404,22 @@ fn two_hosts_a_redis_failover_and_a_pbx_restart_lose_nothing() {
     }
 
     let killed_hosts = run.created.iter().filter(|c| c.host == 0).count();
+    // Its calls whose end (as the PBX told it) came after it died: the other host ended them.
+    let outlived = run
+        .created
+        .iter()
+        .filter(|c| c.host == 0)
+        .filter(|c| {
+            got[c.contact_ref.as_str()]
+                .last()
+                .and_then(|n| n["timestamp"].as_str())
+                .and_then(unix_ms)
+                .is_some_and(|ended| ended > host_killed_at)
+        })
+        .count();
     eprintln!(
-        "failover: created {} ({killed_hosts} by the killed host, {spooled} notifications in \
-         its spool when killed), 503 {} ({refused_without_master} without a master, the \
+        "failover: created {} ({killed_hosts} by the killed host, {outlived} of them ended \
+         after it, {spooled} notifications in its spool when killed), 503 {} ({refused_without_master} without a master, the \
          others west down), notified {} ({} calls ended pbx_error), lost {}, duplicated {}; \
          kill of the master to the next create accepted {failover:?}; setup {setup:?}, all \
          {:?}",
@@ -388,6 +430,10 @@ fn two_hosts_a_redis_failover_and_a_pbx_restart_lose_nothing() {
         count.lost.len(),
         count.duplicated,
         started.elapsed()
+    );
+    assert!(
+        outlived > 0,
+        "none of the killed host's calls was still running when it died"
     );
     assert!(count.lost.is_empty(), "lost: {:#?}", count.lost);
     assert_eq!(count.duplicated, 0, "duplicated");
