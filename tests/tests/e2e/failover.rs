@@ -39,6 +39,9 @@ struct Created {
     host: usize,
     /// Created on west before its restart: it may have been in flight when west stopped.
     west_outage: bool,
+    /// The request and its `202` body.
+    body: String,
+    answer: serde_json::Value,
 }
 
 /// The deployment and what the run did to it.
@@ -120,6 +123,8 @@ impl Run {
                         pbx,
                         host: index,
                         west_outage,
+                        body,
+                        answer,
                     });
                     std::thread::sleep(PACE);
                     return 202;
@@ -359,6 +364,24 @@ fn two_hosts_a_redis_failover_and_a_pbx_restart_lose_nothing() {
             run.originates_of(&call.contact_ref),
             1,
             "{} dialled once",
+            call.contact_ref
+        );
+    }
+
+    // A client that repeats any accepted create at the end (its answer lost, say) gets the
+    // first answer back and nothing is dialled again, whichever host and master took it.
+    for call in &run.created {
+        let (status, answer) = host.create_call(&call.body);
+        assert_eq!(
+            (status, &answer),
+            (202, &call.answer),
+            "{}: a repeat",
+            call.contact_ref
+        );
+        assert_eq!(
+            run.originates_of(&call.contact_ref),
+            1,
+            "{}",
             call.contact_ref
         );
     }
