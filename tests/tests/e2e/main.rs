@@ -12,6 +12,7 @@ mod calls;
 mod case_table;
 mod console;
 mod events;
+mod failover;
 mod fastagi;
 mod multi_host;
 mod ops;

@@ -4,25 +4,10 @@
 
 use std::time::Duration;
 
-use crate::support::{events, eventually, free_port, Host, Redis, Sim, ANSWERED, TEST_KEY};
-
-/// East serves 1000-1099, west 2000-2099 and 1500; neither is the default.
-fn config(east: &str, west: &str, more: &str) -> String {
-    format!(
-        r#"
-[[pbx]]
-name = "east"
-address = "{east}"
-agents = ["1000-1099"]
-
-[[pbx]]
-name = "west"
-address = "{west}"
-agents = ["2000-2099", "1500"]
-{more}
-"#
-    )
-}
+use crate::support::{
+    call_body as body, events, eventually, free_port, two_pbxes, Host, Redis, Sim, ANSWERED,
+    TEST_KEY,
+};
 
 struct Two {
     redis: Redis,
@@ -40,7 +25,7 @@ fn two(fastagi: Option<&str>, more: &str, extra: &[(&str, &str)]) -> Two {
     let east = Sim::start_with(recordings.path(), "127.0.0.1:0", fastagi);
     let west = Sim::start(recordings.path(), "127.0.0.1:0");
     let file = recordings.path().join("click2dial.toml");
-    std::fs::write(&file, config(&east.address, &west.address, more)).expect("config");
+    std::fs::write(&file, two_pbxes(&east.address, &west.address, more)).expect("config");
     let host = Host::start_with_config(&redis, &file, recordings.path(), extra);
     let w = Two {
         redis,
@@ -105,12 +90,6 @@ impl Two {
             Duration::from_secs(20),
         )
     }
-}
-
-fn body(agent: &str, callee: &str, contact_ref: &str) -> String {
-    format!(
-        r#"{{"agent":"{agent}","callee":"{callee}","outbound_id":"27820001234","contact_ref":"{contact_ref}"}}"#
-    )
 }
 
 /// How many `Hangup` actions the simulator was sent (it logs actions it does not simulate).

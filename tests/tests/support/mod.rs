@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod browser;
+pub mod sentinel;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -347,6 +348,34 @@ impl Drop for Sim {
     }
 }
 
+/// A create's JSON body: `agent` calls `callee` for `contact_ref` (outbound id
+/// 27820001234).
+pub fn call_body(agent: &str, callee: &str, contact_ref: &str) -> String {
+    format!(
+        r#"{{"agent":"{agent}","callee":"{callee}","outbound_id":"27820001234","contact_ref":"{contact_ref}"}}"#
+    )
+}
+
+/// A configuration with two PBXes (`[[pbx]]`): east at `east` serves agents 1000-1099,
+/// west at `west` serves 2000-2099 and 1500; neither is the default. `more` goes after the
+/// entries (e.g. a west entry's `fastagi_peers`).
+pub fn two_pbxes(east: &str, west: &str, more: &str) -> String {
+    format!(
+        r#"
+[[pbx]]
+name = "east"
+address = "{east}"
+agents = ["1000-1099"]
+
+[[pbx]]
+name = "west"
+address = "{west}"
+agents = ["2000-2099", "1500"]
+{more}
+"#
+    )
+}
+
 /// The API key `Host::start` configures (rate limit out of the way) and `create_call` sends.
 pub const TEST_KEY: &str = "c2d_e2e_key_0123456789abcdef0123456789abcdef";
 /// `click2dial-host hash-key` of [`TEST_KEY`].
@@ -492,7 +521,18 @@ impl Host {
         extra: &[(&str, &str)],
     ) -> Self {
         let url = redis.url();
-        let mut command = Self::command(&[("C2D_REDIS__URL", &url)], None, recordings, extra);
+        Self::start_on_config(&[("C2D_REDIS__URL", &url)], config, recordings, extra)
+    }
+
+    /// As [`Host::start_with_config`], with Redis given by `redis` variables (as
+    /// [`Host::start_on`]).
+    pub fn start_on_config(
+        redis: &[(&str, &str)],
+        config: &Path,
+        recordings: &Path,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let mut command = Self::command(redis, None, recordings, extra);
         command.arg("--config").arg(config);
         Self::from_command(command, Stdio::inherit())
     }
@@ -562,6 +602,17 @@ impl Host {
             url: format!("http://{address}"),
             address,
         }
+    }
+
+    /// `click2dial_notification_spool_depth` from `/metrics` (notifications not yet in
+    /// Redis).
+    pub fn spool_depth(&self) -> u64 {
+        let metrics = self.get("/metrics");
+        String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .find_map(|l| l.strip_prefix("click2dial_notification_spool_depth "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// The process id (for signals).
