@@ -8,11 +8,9 @@
 
 mod record;
 
-use std::collections::HashSet;
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+
 use std::time::{Duration, Instant};
 
 use crate::support::{self, auth_keys, Host, Redis};
@@ -56,42 +54,7 @@ pub fn require_tools() {
     );
 }
 
-/// Ports handed out in this process, so parallel tests never pick the same one.
-static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-
-/// A port free for TCP and UDP on 127.0.0.1, below the kernel's ephemeral range (ports in
-/// that range are handed out to other sockets at any moment; run-asterisk.sh's README).
-/// `span` consecutive ports are reserved (RTP ranges).
-pub fn low_port(span: u16) -> u16 {
-    let mut taken = TAKEN.lock().expect("ports");
-    let taken = taken.get_or_insert_with(HashSet::new);
-    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-    for _ in 0..10_000 {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let port = 20_000 + ((state >> 33) % 12_000) as u16;
-        let range = port..port + span;
-        if range.clone().any(|p| taken.contains(&p)) {
-            continue;
-        }
-        let free = range.clone().all(|p| {
-            TcpListener::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p)).is_ok()
-        });
-        if free {
-            taken.extend(range);
-            return port;
-        }
-    }
-    panic!("no free port below 32000");
-}
+pub use crate::support::low_port;
 
 /// What the site configuration around the kit looks like.
 #[derive(Clone, Debug)]

@@ -6,19 +6,58 @@
 pub mod browser;
 pub mod sentinel;
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1 for a process to listen on: [`low_port`], so no socket the
+/// kernel numbers itself (every `bind` to port 0, every outgoing connection) can take it
+/// between this check and the process's `bind`.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    low_port(1)
+}
+
+/// Ports handed out in this process, so parallel tests never pick the same one.
+static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A port free for TCP and UDP on 127.0.0.1, below the kernel's ephemeral range (ports in
+/// that range are handed out to other sockets at any moment; run-asterisk.sh's README).
+/// `span` consecutive ports are reserved (RTP ranges).
+pub fn low_port(span: u16) -> u16 {
+    let mut taken = TAKEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let taken = taken.get_or_insert_with(HashSet::new);
+    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    for _ in 0..10_000 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let port = 20_000 + ((state >> 33) % 12_000) as u16;
+        let range = port..port + span;
+        if range.clone().any(|p| taken.contains(&p)) {
+            continue;
+        }
+        let free = range.clone().all(|p| {
+            TcpListener::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p)).is_ok()
+        });
+        if free {
+            taken.extend(range);
+            return port;
+        }
+    }
+    panic!("no free port below 32000");
 }
 
 /// Kills a child process and reaps it.
