@@ -14,37 +14,43 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 for a process to listen on: [`low_port`], so no socket the
-/// kernel numbers itself (every `bind` to port 0, every outgoing connection) can take it
-/// between this check and the process's `bind`.
+/// A free TCP port on 127.0.0.1 for a process to listen on, from 10000-19999: below the
+/// kernel's ephemeral range, so no socket the kernel numbers itself (every `bind` to port 0,
+/// every outgoing connection) can take it between this check and the process's `bind`; and
+/// apart from [`low_port`]'s, so the one-port picks never fragment the Asterisk tests' ranges.
 pub fn free_port() -> u16 {
-    low_port(1)
+    pick_port(10_000..20_000, 1)
+}
+
+/// A port free for TCP and UDP on 127.0.0.1, from 20000-31999, below the kernel's ephemeral
+/// range (ports in that range are handed out to other sockets at any moment;
+/// run-asterisk.sh's README). `span` consecutive ports are reserved (RTP ranges).
+pub fn low_port(span: u16) -> u16 {
+    pick_port(20_000..32_000, span)
 }
 
 /// Ports handed out in this process, so parallel tests never pick the same one.
 static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
-/// A port free for TCP and UDP on 127.0.0.1, below the kernel's ephemeral range (ports in
-/// that range are handed out to other sockets at any moment; run-asterisk.sh's README).
-/// `span` consecutive ports are reserved (RTP ranges).
-pub fn low_port(span: u16) -> u16 {
+/// `span` consecutive ports in `within`, free for TCP and UDP and not handed out before.
+fn pick_port(within: std::ops::Range<u16>, span: u16) -> u16 {
     let mut taken = TAKEN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let taken = taken.get_or_insert_with(HashSet::new);
-    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
-    let mut state = seed
+    let mut state = (std::process::id() as u64)
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407)
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
+    let size = u64::from(within.end - within.start - span);
     for _ in 0..10_000 {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let port = 20_000 + ((state >> 33) % 12_000) as u16;
+        let port = within.start + ((state >> 33) % size) as u16;
         let range = port..port + span;
         if range.clone().any(|p| taken.contains(&p)) {
             continue;
@@ -57,7 +63,7 @@ pub fn low_port(span: u16) -> u16 {
             return port;
         }
     }
-    panic!("no free port below 32000");
+    panic!("no {span} free ports in {within:?}");
 }
 
 /// Kills a child process and reaps it.
