@@ -16,81 +16,18 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${DURATION:-10}
 connections=${CONNECTIONS:-32}
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
-command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
-cargo build --release -q -p click2dial-host -p click2dial-tests --bin click2dial-host --bin pbx-sim --bin bare-202
-
-bin=${CARGO_TARGET_DIR:-target}/release
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-listening() { # $1 = log file; waits for "listening ADDR", prints ADDR
-  for _ in $(seq 200); do
-    addr=$(sed -n 's/^listening //p' "$1" | head -1)
-    [ -n "$addr" ] && { echo "$addr"; return; }
-    sleep 0.05
-  done
-  echo "no 'listening' line in $1" >&2; exit 1
-}
-
-# A key for the run (rate limit off for it), and a cap on calls in flight that the load
-# does not reach: the benchmark measures the create-call path, not the limits.
-made=$("$bin"/click2dial-host new-key)
-api_key=$(sed -n 's/^key  = //p' <<<"$made")
-api_hash=$(sed -n 's/^hash = "\(.*\)"$/\1/p' <<<"$made")
-export C2D_AUTH__KEYS="[{id=\"load\",hash=\"$api_hash\",rate_per_minute=0}]"
-export C2D_LIMITS__MAX_CALLS_IN_FLIGHT=1000000
-export WRK_API_KEY=$api_key
-
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
-redis_pid=$!
-pids+=($redis_pid)
-# Logs at `warn`, like the host: its per-call `info` lines would cost the shared cores.
-RUST_LOG=warn "$bin"/pbx-sim --listen 127.0.0.1:0 --secret secret --time-scale 0.01 \
-  --recordings-dir "$work" >"$work/sim.out" 2>"$work/sim.err" &
-sim_pid=$!
-pids+=($sim_pid)
-sim=$(listening "$work/sim.out")
-C2D_HTTP__PORT=0 C2D_AMI__ADDRESS=$sim C2D_AMI__SECRET=secret \
-  C2D_REDIS__URL=redis://127.0.0.1:$redis_port C2D_RECORDINGS__DIR=$work RUST_LOG=warn \
-  "$bin"/click2dial-host run >"$work/host.out" 2>"$work/host.err" &
-host_pid=$!
-pids+=($host_pid)
-host=$(listening "$work/host.out")
+source tests/load/common.sh
+start_redis
+start_sim 0.01
+read -r host host_pid < <(start_host host)
+pids+=("$host_pid")
 "$bin"/bare-202 127.0.0.1:0 >"$work/bare.out" 2>&1 &
 bare_pid=$!
-pids+=($bare_pid)
+pids+=("$bare_pid")
 bare=$(listening "$work/bare.out")
-# Wait until the host has logged in to the PBX (a 202, not a 503).
-for _ in $(seq 100); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "http://$host/click2dial/calls" \
-    -H 'content-type: application/json' -H "authorization: Bearer $api_key" \
-    -d '{"agent":"1486","callee":"0820001234","outbound_id":"27820001234"}') || true
-  [ "$code" = 202 ] && break
-  sleep 0.1
-done
 
 cpu_ticks() { # utime + stime of each pid given, in clock ticks
   for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat"; done
-}
-children_ticks() { # $1 = a shell's pid → CPU of its waited-for children (cutime + cstime), in ticks
-  awk '{ print $16 + $17 }' "/proc/$1/stat"
-}
-run_wrk() { # $1 = address, $2 = connections, $3 = delay ms → "rps p50 p99 non2xx total wrk_ticks"
-  local c0 c1 shell=$BASHPID
-  c0=$(children_ticks "$shell")
-  out=$(WRK_DELAY_MS=$3 wrk -t2 -c"$2" -d"${duration}s" --latency -s tests/load/post.lua "http://$1" 2>&1)
-  c1=$(children_ticks "$shell")
-  total=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' <<<"$out")
-  rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
-  p50=$(sed -n 's/^latency_ms p50=\([0-9.]*\) .*/\1/p' <<<"$out")
-  p99=$(sed -n 's/^latency_ms .*p99=\([0-9.]*\)/\1/p' <<<"$out")
-  bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\)/\1/p' <<<"$out")
-  echo "$rps $p50 $p99 ${bad:-0} $total $((c1 - c0))"
 }
 
 bare_before=$(cpu_ticks "$bare_pid")
