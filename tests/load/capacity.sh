@@ -40,8 +40,9 @@ redis_top() { # the commands behind redis_commands, most first: "name count ..."
 }
 used_memory() { rcli INFO memory | tr -d '\r' | sed -n 's/^used_memory://p'; }
 ami_sent() { # bytes the simulator's AMI sessions have sent (TCP bytes_acked of its connections)
+  # (awk, not grep: no session open at that moment is 0, not a failure)
   ss -tinH state established "( sport = :${sim##*:} )" |
-    grep -o 'bytes_acked:[0-9]*' | awk -F: '{ n += $2 } END { print n + 0 }'
+    awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^bytes_acked:/) { split($i, f, ":"); n += f[2] } } END { print n + 0 }'
 }
 metric() { # $1 = host address, $2 = metric line prefix → its value (0 when absent)
   curl -s -H "authorization: Bearer $api_key" "http://$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { v = $NF } END { print v + 0 }'
