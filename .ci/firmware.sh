@@ -27,7 +27,7 @@ fi
 defmt-print --version
 rustup target add thumbv7m-none-eabi thumbv7em-none-eabihf
 
-folders=(appliance boards/qemu-mps2-an385 boards/nucleo-h743zi)
+folders=(appliance boards/qemu-mps2-an385 boards/nucleo-h743zi boards/nucleo-h743zi-bootloader)
 
 step "format and clippy (-D warnings) in each firmware folder"
 for dir in "${folders[@]}"; do
@@ -39,11 +39,13 @@ step "appliance unit tests (on the host)"
 host=$(rustc -vV | sed -n 's/^host: //p')
 (cd appliance && cargo test --locked --target "$host")
 
-step "build both boards (release)"
+step "build the boards and the NUCLEO bootloader (release)"
 for dir in "${folders[@]:1}"; do
   [ -f "$dir/Cargo.toml" ] || continue
   (cd "$dir" && cargo build --release --locked)
 done
+
+arm-none-eabi-size boards/nucleo-h743zi-bootloader/target/thumbv7em-none-eabihf/release/click2dial-nucleo-h743zi-bootloader
 
 step "QEMU hardware-in-the-loop tests"
 cargo test -p click2dial-tests --locked --test qemu
