@@ -14,6 +14,7 @@ step "firmware tools"
 need=()
 command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
 command -v arm-none-eabi-size >/dev/null || need+=(binutils-arm-none-eabi)
+command -v openssl >/dev/null || need+=(openssl)   # boards/sign-update.sh (appliance tests)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
