@@ -185,6 +185,15 @@ fn count(got: &[serde_json::Value]) -> Count {
     c
 }
 
+/// Tells the creator to stop when dropped.
+struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn a_reshard_during_calls_loses_and_duplicates_nothing() {
     let setup = Setup::start("0.3");
@@ -195,6 +204,8 @@ fn a_reshard_during_calls_loses_and_duplicates_nothing() {
     let mut refused: Vec<String> = Vec::new();
     let mut slowest_refusal = Duration::ZERO;
     let mut reshard_took = Duration::ZERO;
+    let mut back_took = Duration::ZERO;
+    let mut emptied = false;
     std::thread::scope(|s| {
         let creator = s.spawn(|| {
             let mut accepted = Vec::new();
@@ -226,16 +237,19 @@ fn a_reshard_during_calls_loses_and_duplicates_nothing() {
             }
             (accepted, refused, slowest)
         });
-        // Calls running on every master, then every slot of the first moved to the second.
+        // The creator stops whatever happens here (a panic would wait for it forever).
+        let _stop = Stop(&resharding);
+        // Calls running on every master, then every slot of the first moved to the second,
+        // and as many back (keys that moved once may move again).
         std::thread::sleep(Duration::from_secs(2));
         reshard_took = setup.cluster.reshard(0, 1, moved.len());
+        emptied = setup.cluster.nodes[0].own_slots().is_empty();
+        back_took = setup.cluster.reshard(1, 0, moved.len());
         resharding.store(false, std::sync::atomic::Ordering::SeqCst);
         (accepted, refused, slowest_refusal) = creator.join().expect("creator");
     });
-    assert!(
-        setup.cluster.nodes[0].own_slots().is_empty(),
-        "every slot moved"
-    );
+    assert!(emptied, "every slot of the first master moved");
+    assert_eq!(setup.cluster.nodes[0].own_slots().len(), moved.len());
     let on_moved = accepted
         .iter()
         .filter(|r| moved.contains(&setup.cluster.slot(&list(r))))
@@ -284,7 +298,8 @@ fn a_reshard_during_calls_loses_and_duplicates_nothing() {
         "the spool drained"
     );
     eprintln!(
-        "cluster reshard: {} slots moved in {reshard_took:?} while calls ran; created {} \
+        "cluster reshard: {} slots moved in {reshard_took:?} and as many back in \
+         {back_took:?} while calls ran; created {} \
          ({on_moved} with keys in the moved slots), {} answered 503 (the slowest in \
          {slowest_refusal:?}); notified {notified} (expected {}), lost {lost}, duplicated \
          {duplicated}, out of order {disordered}; shared list {} entries, lost {legacy_lost}, \

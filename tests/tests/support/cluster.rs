@@ -163,6 +163,7 @@ impl Cluster {
     /// `redis-cli --cluster reshard`: `count` slots from `from` to `to`; returns how long it
     /// took.
     pub fn reshard(&self, from: usize, to: usize, count: usize) -> Duration {
+        self.settled();
         let started = Instant::now();
         let out = Command::new("redis-cli")
             .arg("--cluster")
@@ -185,6 +186,29 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Waits until `redis-cli --cluster check` finds the nodes agreeing on the slots, none
+    /// open (after a reshard the others learn the new owners over the bus).
+    pub fn settled(&self) {
+        let agree = || {
+            Command::new("redis-cli")
+                .arg("--cluster")
+                .arg("check")
+                .arg(self.nodes[0].address())
+                .stdin(Stdio::null())
+                .output()
+                .is_ok_and(|out| {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    out.status.success() && !text.contains("[ERR]") && !text.contains("[WARNING]")
+                })
+        };
+        assert!(
+            eventually(Duration::from_secs(30), agree),
+            "redis-cli --cluster check: the nodes agree"
+        );
+    }
+}
+
 /// A cluster-enabled `redis-server` on a free port (and a free bus port), answering `PING`.
 fn node(dir: &std::path::Path) -> Node {
     let port = free_port();
@@ -201,6 +225,8 @@ fn node(dir: &std::path::Path) -> Node {
         ])
         .args(["--cluster-config-file", "nodes.conf"])
         .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
+        // A master that gave away its last slot stays a master (to take slots back).
+        .args(["--cluster-allow-replica-migration", "no"])
         .args(["--save", "", "--appendonly", "no"])
         .args(["--dir", dir.to_str().expect("utf-8")])
         .stdout(Stdio::null())
