@@ -460,3 +460,61 @@ return 1
 "
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::cluster_routing::{Route, SlotAddr};
+
+    fn slot(key: &str) -> Route {
+        Route::with_key(key, SlotAddr::Master)
+    }
+
+    /// Every key a cluster step names is in one slot (Redis Cluster would answer
+    /// `CROSSSLOT`), and the contract's list names are untouched.
+    #[test]
+    fn cluster_keys_of_one_step_share_a_slot() {
+        let list = "teleforge:notifications:c2d:crm-42";
+        let id = "c2d-abc:3";
+        for key in [
+            cluster_sent_key(list, id),
+            cluster_history_key(list, "crm", "crm-42"),
+            history_key_on(
+                true,
+                "teleforge:notifications:c2d:{contact_ref}",
+                "crm",
+                "crm-42",
+            ),
+        ] {
+            assert_eq!(slot(&key), slot(list), "{key}");
+        }
+        let legacy = "enigma:notifications:c2d";
+        assert_eq!(slot(&cluster_legacy_sent_key(legacy, id)), slot(legacy));
+        let keys = WebhookKeys { cluster: true };
+        let due = slot(&keys.due());
+        for key in [
+            keys.queue("crm:c2d-abc"),
+            keys.lease("crm:c2d-abc"),
+            keys.head("crm:c2d-abc"),
+            keys.endpoint("crm"),
+            keys.sent(id),
+        ] {
+            assert_eq!(slot(&key), due, "{key}");
+        }
+        // One server and Sentinel keep the names they had.
+        assert_eq!(
+            history_key_on(
+                false,
+                "teleforge:notifications:c2d:{contact_ref}",
+                "crm",
+                "crm-42"
+            ),
+            "teleforge:c2d:history:crm:crm-42"
+        );
+        let single = WebhookKeys { cluster: false };
+        assert_eq!(single.due(), WEBHOOK_DUE);
+        assert_eq!(single.queue("m"), format!("{WEBHOOK_QUEUE_PREFIX}m"));
+        assert_eq!(single.endpoint("crm"), webhook_endpoint_key("crm"));
+        assert_eq!(keys.queue("m"), "{teleforge:c2d:webhook}:queue:m");
+    }
+}
