@@ -321,3 +321,108 @@ fn a_reshard_during_calls_loses_and_duplicates_nothing() {
         accepted.len()
     );
 }
+
+/// A slot caught half-migrated (by hand: `SETSLOT MIGRATING`/`IMPORTING`, the call's list
+/// moved with `MIGRATE`, its marks and history not yet): the call's push script names keys
+/// on both sides, so the source answers `TRYAGAIN` for as long as that lasts. The host's
+/// retries run out, its notifications wait in the spool and are pushed again; once the
+/// slot's other keys have moved and the slot is the target's, they arrive, once each, in
+/// order. Creates meanwhile are decided (their claims follow `ASK`).
+#[test]
+fn a_half_migrated_slot_holds_a_calls_notifications_in_the_spool_then_delivers_them() {
+    let setup = Setup::start("1");
+    let r = "cl-half-0";
+    let slot = setup.cluster.slot(&list(r));
+    let source = setup.cluster.owner(slot);
+    let target = setup
+        .cluster
+        .nodes
+        .iter()
+        .find(|n| n.port != source.port)
+        .expect("another master");
+    let (status, answer) = setup.host.create_call(&call_body("1001", "0820001234", r));
+    assert_eq!(status, 202, "{answer}");
+    let mut s = source.connection().expect("source");
+    let mut t = target.connection().expect("target");
+    let queued = || {
+        redis::cmd("LLEN")
+            .arg(list(r))
+            .query::<usize>(&mut source.connection().expect("source"))
+            .is_ok_and(|n| n >= 1)
+    };
+    assert!(eventually(Duration::from_secs(5), queued), "queued pushed");
+    let setslot = |c: &mut redis::Connection, how: &str, id: &str| {
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg(how)
+            .arg(id)
+            .query::<()>(c)
+            .expect("CLUSTER SETSLOT");
+    };
+    let migrate = |c: &mut redis::Connection, keys: &[String]| {
+        redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(target.port)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(keys)
+            .query::<String>(c)
+            .expect("MIGRATE");
+    };
+    setslot(&mut t, "IMPORTING", &source.id());
+    setslot(&mut s, "MIGRATING", &target.id());
+    migrate(&mut s, &[list(r)]);
+    let half_from = Instant::now();
+
+    // While it lasts: the call's events wait in the spool; other creates are decided.
+    let spooled = || setup.host.spool_depth() > 0;
+    assert!(
+        eventually(Duration::from_secs(8), spooled),
+        "the call's next events wait in the spool"
+    );
+    let others: Vec<String> = (0..3).map(|i| format!("cl-half-other-{i}")).collect();
+    for other in &others {
+        let (status, answer) = setup
+            .host
+            .create_call(&call_body("1001", "0820001234", other));
+        assert_eq!(status, 202, "{answer}");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let deepest = setup.host.spool_depth();
+    assert!(deepest > 0, "still spooled while the slot is half-migrated");
+
+    // The rest of the slot moves; the slot is the target's everywhere.
+    let rest: Vec<String> = redis::cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(slot)
+        .arg(1000)
+        .query(&mut s)
+        .expect("GETKEYSINSLOT");
+    if !rest.is_empty() {
+        migrate(&mut s, &rest);
+    }
+    let target_id = target.id();
+    for node in &setup.cluster.nodes {
+        setslot(&mut node.connection().expect("node"), "NODE", &target_id);
+    }
+    let held = half_from.elapsed();
+
+    let mut consumer = Consumer::new(&setup.cluster);
+    for each in std::iter::once(r.to_string()).chain(others) {
+        let got = consumer.follow(&list(&each), "recording_ready", Duration::from_secs(60));
+        assert_eq!(events(&got), ANSWERED, "{each}: all, in order, once");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(consumer.len(&list(r)), 0, "nothing twice");
+    assert!(
+        eventually(Duration::from_secs(10), || setup.host.spool_depth() == 0),
+        "the spool drained"
+    );
+    eprintln!(
+        "cluster half-migrated slot: held {held:?}, up to {deepest} notifications spooled, \
+         then every event of the call once, in order"
+    );
+}
