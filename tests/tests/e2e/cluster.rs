@@ -426,3 +426,67 @@ fn a_half_migrated_slot_holds_a_calls_notifications_in_the_spool_then_delivers_t
          then every event of the call once, in order"
     );
 }
+
+/// Two hosts on one cluster and one PBX, as behind a load balancer: each sees every AMI
+/// event and pushes every notification, each step exactly once by its marks (the call's
+/// list, the shared list, the index, in three slots); the same create on both is dialled
+/// once; one host SIGKILLed with calls running → the other finishes them.
+#[test]
+fn two_hosts_on_a_cluster_notify_once_each_and_survive_a_host() {
+    let setup = Setup::start("0.5");
+    let vars = setup.cluster.host_vars();
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let mut second = Some(Host::start_on(
+        &vars.each_ref().map(|(k, v)| (*k, v.as_str())),
+        &setup.sim.address,
+        recordings.path(),
+        &[],
+    ));
+    let b = second.as_ref().expect("second host");
+    assert!(
+        eventually(Duration::from_secs(20), || b.get("/readyz").status == 200),
+        "second host ready"
+    );
+    let mut refs = Vec::new();
+    for i in 0..8 {
+        let r = format!("cl-two-{i}");
+        let host = if i % 2 == 0 { &setup.host } else { b };
+        let (status, answer) = host.create_call(&call_body("1001", "0820001234", &r));
+        assert_eq!(status, 202, "{answer}");
+        refs.push(r);
+    }
+    // The same create through both: one dial, one answer.
+    let same = call_body("1001", "0820001234", "cl-two-same");
+    let (first, answer_a) = setup.host.create_call(&same);
+    let (again, answer_b) = b.create_call(&same);
+    assert_eq!((first, again), (202, 202), "{answer_a} {answer_b}");
+    assert_eq!(answer_a, answer_b);
+    refs.push("cl-two-same".to_string());
+    // The second host dies with calls running; the first carries on alone.
+    std::thread::sleep(Duration::from_millis(700));
+    drop(second.take());
+    let mut consumer = Consumer::new(&setup.cluster);
+    for r in &refs {
+        let got = consumer.follow(&list(r), "recording_ready", Duration::from_secs(60));
+        assert_eq!(events(&got), ANSWERED, "{r}: all, in order, once");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for r in &refs {
+        assert_eq!(consumer.len(&list(r)), 0, "{r}: nothing twice");
+    }
+    assert_eq!(setup.sim.originates_of("cl-two-same"), 1, "dialled once");
+    let legacy = consumer.drain(LEGACY);
+    assert_eq!(
+        legacy.len(),
+        refs.len() * ANSWERED.len(),
+        "shared list once each"
+    );
+    for r in &refs {
+        let own: Vec<serde_json::Value> = legacy
+            .iter()
+            .filter(|n| n["contact_ref"] == r.as_str())
+            .cloned()
+            .collect();
+        assert_eq!(events(&own), ANSWERED, "{r} in the shared list, in order");
+    }
+}
