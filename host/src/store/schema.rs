@@ -26,7 +26,7 @@
 //!
 //! | slot | keys | written by |
 //! |---|---|---|
-//! | the call's list `<list>` (`redis.call_key_template`, its name unchanged) | `<list>`; its marks [`SENT_PREFIX`]`{<list>}:<ChannelId>:<sequence>` ([`cluster_sent_key`]); the history [`HISTORY_PREFIX`]`{<list>}:<key id>:<contact_ref>` ([`cluster_history_key`]) | [`push_cluster`]: one atomic script per call and batch, the mark deciding |
+//! | the call's list `<list>` (`redis.call_key_template`, its name unchanged) | `<list>`; its marks [`SENT_PREFIX`]`{<list>}:<ChannelId>:<sequence>` ([`cluster_sent_key`]); the history [`HISTORY_PREFIX`]`{<list>}:<key id>:<contact_ref>` ([`cluster_history_key`]) | [`PUSH_CLUSTER`]: one atomic script per call and batch, the mark deciding |
 //! | the legacy list (`redis.legacy_key`, unchanged): **one slot's load**, every call's notifications | `enigma:notifications:c2d`; its own marks [`LEGACY_SENT_PREFIX`]`{<legacy>}:<ChannelId>:<sequence>` | [`LEGACY_PUSH`], after the call's push |
 //! | `{teleforge:c2d:webhook}` ([`WEBHOOK_TAG`]): one slot's load, every key's queue | [`WebhookKeys`]: the due set, each call's queue, lease and head, each key's state, and the queue's own marks `{teleforge:c2d:webhook}:sent:<ChannelId>:<sequence>` | [`webhook_enqueue_cluster`], after the call's push; [`webhook_due`], [`webhook_claim`], [`webhook_settle`] |
 //! | each its own | the claim, the call record, the recording owner, the key's index of calls [`calls_key`] (names unchanged) | the claim alone ([`CLAIM_AND_STORE`] with one key); then the record and the owner (`SET`); the index by [`INDEX_ADD`] (`ZADD`: a repeat changes nothing) |
