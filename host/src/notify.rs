@@ -20,6 +20,15 @@
 //! master the sentinels name. An error that lost the master drops the connection; the next
 //! attempt asks the sentinels for the new one (`crate::store::target`).
 //!
+//! With Redis Cluster (`[redis] cluster`), a call's keys are in its list's slot and the
+//! legacy list and the webhook queue each in a slot of their own (`crate::store::schema`,
+//! "Cluster"), so a batch is pushed in steps that run side by side: one script per call
+//! (its marks, its list, its history), one for the legacy list and one for the webhook
+//! queue (each with marks of its own), and the keys' indexes (`ZADD`). A batch leaves the
+//! spool once every step succeeded; a step that failed (a node down, `TRYAGAIN` while a
+//! slot moves and redis-rs's retries ran out) sends the batch again and the marks make the
+//! steps that were applied no-ops. No pipeline: a cluster pipeline must stay in one slot.
+//!
 //! For a call whose key has a webhook, the same script also queues the notification's
 //! CloudEvent for delivery (`crate::webhook`), so it is queued once, in order, with the
 //! push.
@@ -33,7 +42,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, watch};
 
 pub mod hub;
@@ -41,7 +49,7 @@ pub mod hub;
 use crate::call::{Notification, Outbox};
 use crate::metrics::Metrics;
 use crate::store::schema;
-use crate::store::target::{lost_master, Target};
+use crate::store::target::{lost_master, Conn, Target};
 use crate::webhook::Enqueue;
 use hub::Hub;
 
@@ -189,7 +197,8 @@ async fn run(
     let follows_failovers = settings.follows_failovers();
     let mut spool: VecDeque<Notification> = VecDeque::new();
     // The connection and the address it reaches.
-    let mut connection: Option<(ConnectionManager, String)> = None;
+    let mut connection: Option<(Conn, String)> = None;
+    let cluster_scripts = ClusterScripts::default();
     let mut retry = Duration::from_millis(100);
     loop {
         if spool.is_empty() {
@@ -218,6 +227,10 @@ async fn run(
             retry = (retry * 2).min(Duration::from_secs(2));
             continue;
         };
+        if !script_loaded && conn.is_cluster() {
+            // The cluster steps' scripts load themselves on `NOSCRIPT` (EVALSHA, then EVAL).
+            script_loaded = true;
+        }
         if !script_loaded {
             // EVALSHA in a pipeline needs the script in Redis's cache (empty after a restart).
             let loaded = match script.prepare_invoke().load_async(conn).await {
@@ -240,7 +253,14 @@ async fn run(
             }
         }
         let batch = spool.len().min(BATCH);
-        match push(&hashes, conn, &settings, spool.range(..batch)).await {
+        let pushed = if conn.is_cluster() {
+            push_cluster(&cluster_scripts, conn, &settings, spool.range(..batch))
+                .await
+                .map(|queued| (queued, None))
+        } else {
+            push(&hashes, conn, &settings, spool.range(..batch)).await
+        };
+        match pushed {
             Ok((_, Some(0))) if !settings.target_keeps_unreplicated(master).await => {
                 tracing::warn!(
                     spooled = spool.len(),
@@ -276,7 +296,7 @@ async fn run(
     }
 }
 
-async fn connect(target: Option<&Target>) -> Option<(ConnectionManager, String)> {
+async fn connect(target: Option<&Target>) -> Option<(Conn, String)> {
     match target?.connect_to_master().await {
         Ok(c) => Some(c),
         Err(e) => {
@@ -317,7 +337,7 @@ struct Hashes {
 /// is harmless: the marks make the already-applied ones no-ops.
 async fn push<'a>(
     hashes: &Hashes,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     settings: &Settings,
     batch: impl Iterator<Item = &'a Notification>,
 ) -> redis::RedisResult<(bool, Option<u64>)> {
@@ -355,12 +375,7 @@ async fn push<'a>(
                 String::new()
             })
             .arg(&n.contact_ref)
-            .arg(format!(
-                r#"{{"at_ms":{},"channel":"{}","notification":{}}}"#,
-                n.at_ms,
-                n.id.rsplit_once(':').map_or("", |(channel, _)| channel),
-                n.json
-            ));
+            .arg(history_entry(n));
         if let Some((w, (member, entry, url))) = webhook {
             queued = true;
             cmd.arg(entry).arg(member).arg(url).arg(w.max_pending);
@@ -372,4 +387,181 @@ async fn push<'a>(
     }
     let acked = pipe.query_async::<Vec<u64>>(conn).await?;
     Ok((queued, acked.first().copied()))
+}
+
+/// A notification's entry in its call's history: `{"at_ms":…,"channel":…,"notification":…}`.
+fn history_entry(n: &Notification) -> String {
+    format!(
+        r#"{{"at_ms":{},"channel":"{}","notification":{}}}"#,
+        n.at_ms,
+        n.id.rsplit_once(':').map_or("", |(channel, _)| channel),
+        n.json
+    )
+}
+
+/// The cluster steps' scripts (`crate::store::schema`, "Cluster").
+#[derive(Clone)]
+struct ClusterScripts {
+    push: Arc<redis::Script>,
+    legacy: Arc<redis::Script>,
+    index: Arc<redis::Script>,
+    webhook: Arc<redis::Script>,
+}
+
+impl Default for ClusterScripts {
+    fn default() -> Self {
+        Self {
+            push: Arc::new(redis::Script::new(schema::PUSH_CLUSTER)),
+            legacy: Arc::new(redis::Script::new(schema::LEGACY_PUSH)),
+            index: Arc::new(redis::Script::new(schema::INDEX_ADD)),
+            webhook: Arc::new(redis::Script::new(&schema::webhook_enqueue_cluster())),
+        }
+    }
+}
+
+/// One step of a cluster push: a script, its keys and arguments (all in one slot).
+struct Step {
+    script: Arc<redis::Script>,
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+/// Pushes notifications in order to a Redis Cluster, in steps that each stay in one slot
+/// and run side by side (see the module's documentation); answers whether any was also
+/// queued for a webhook. `Err` when a step failed: the whole batch is pushed again, and
+/// the marks make the applied steps no-ops.
+async fn push_cluster<'a>(
+    scripts: &ClusterScripts,
+    conn: &Conn,
+    settings: &Settings,
+    batch: impl Iterator<Item = &'a Notification>,
+) -> redis::RedisResult<bool> {
+    let batch: Vec<&Notification> = batch.collect();
+    let mut steps: Vec<Step> = Vec::new();
+    // Each call's notifications, in order: (list, owner, contact_ref) → its step.
+    let mut calls: Vec<((&str, &str, &str), usize)> = Vec::new();
+    for n in &batch {
+        let call = (
+            n.call_key.as_str(),
+            n.owner.as_str(),
+            n.contact_ref.as_str(),
+        );
+        let at = match calls.iter().find(|(c, _)| *c == call) {
+            Some((_, at)) => *at,
+            None => {
+                steps.push(Step {
+                    script: scripts.push.clone(),
+                    keys: vec![
+                        n.call_key.clone(),
+                        schema::cluster_history_key(&n.call_key, &n.owner, &n.contact_ref),
+                    ],
+                    args: vec![
+                        settings.ttl_secs.to_string(),
+                        settings.history_ttl_secs.to_string(),
+                    ],
+                });
+                calls.push((call, steps.len() - 1));
+                steps.len() - 1
+            }
+        };
+        if let Some(step) = steps.get_mut(at) {
+            step.keys.push(schema::cluster_sent_key(&n.call_key, &n.id));
+            step.args.push(n.json.clone());
+            step.args.push(history_entry(n));
+        }
+    }
+    if let Some(legacy) = &settings.legacy_key {
+        let mut step = Step {
+            script: scripts.legacy.clone(),
+            keys: vec![legacy.clone()],
+            args: vec![settings.ttl_secs.to_string()],
+        };
+        for n in &batch {
+            step.keys
+                .push(schema::cluster_legacy_sent_key(legacy, &n.id));
+            step.args.push(n.json.clone());
+        }
+        steps.push(step);
+    }
+    // The keys' indexes: a call's first notification adds it.
+    let mut indexes: Vec<(&str, usize)> = Vec::new();
+    for n in batch.iter().filter(|n| n.sequence == 1) {
+        let at = match indexes.iter().find(|(owner, _)| *owner == n.owner) {
+            Some((_, at)) => *at,
+            None => {
+                steps.push(Step {
+                    script: scripts.index.clone(),
+                    keys: vec![schema::calls_key(&n.owner)],
+                    args: vec![settings.history_ttl_secs.to_string()],
+                });
+                indexes.push((n.owner.as_str(), steps.len() - 1));
+                steps.len() - 1
+            }
+        };
+        if let Some(step) = steps.get_mut(at) {
+            step.args.push(n.at_ms.to_string());
+            step.args.push(n.contact_ref.clone());
+        }
+    }
+    let mut queued = false;
+    if let Some(webhooks) = &settings.webhooks {
+        let keys = schema::WebhookKeys { cluster: true };
+        let mut step = Step {
+            script: scripts.webhook.clone(),
+            keys: vec![keys.due()],
+            args: vec![
+                settings.ttl_secs.to_string(),
+                webhooks.max_pending.to_string(),
+            ],
+        };
+        for n in &batch {
+            if let Some((member, entry, url)) =
+                webhooks.entry(&n.owner, &n.id, &n.contact_ref, &n.json)
+            {
+                let owner = member.split_once(':').map_or(member.as_str(), |(o, _)| o);
+                step.keys.push(keys.sent(&n.id));
+                step.keys.push(keys.queue(&member));
+                step.keys.push(keys.endpoint(owner));
+                step.args.push(entry);
+                step.args.push(member.clone());
+                step.args.push(url.to_string());
+                queued = true;
+            }
+        }
+        if queued {
+            steps.push(step);
+        }
+    }
+    let mut running = tokio::task::JoinSet::new();
+    for step in steps {
+        let mut conn = conn.clone();
+        running.spawn(async move {
+            let mut invocation = step.script.prepare_invoke();
+            for key in &step.keys {
+                invocation.key(key);
+            }
+            for arg in &step.args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async::<redis::Value>(&mut conn).await
+        });
+    }
+    let mut failed = None;
+    while let Some(done) = running.join_next().await {
+        match done {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(e) => {
+                failed = Some(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "a push step did not finish",
+                    e.to_string(),
+                )));
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(queued),
+    }
 }

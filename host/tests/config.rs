@@ -219,6 +219,90 @@ fn sentinel_keys_are_checked_and_their_passwords_masked() {
     }
 }
 
+/// `[redis] cluster` replaces `url`: with `url`, with `sentinels`, with Sentinel's keys,
+/// with a bad node URL or with `{recording_ref}` in the list template it is refused, naming
+/// the key; node passwords are masked and the output loads again.
+#[test]
+fn cluster_keys_are_checked_and_their_passwords_masked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = "cluster = [\"redis://:nodepw@10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]\n";
+    let path = write(&dir, &format!("[redis]\n{cluster}"));
+    let out = host()
+        .args(["--config", path.to_str().expect("utf-8"), "check-config"])
+        .output()
+        .expect("runs");
+    let (text, parsed) = effective(out);
+    assert_eq!(parsed["redis"]["cluster"].as_array().map(Vec::len), Some(2));
+    assert!(!text.contains("nodepw"), "{text}");
+    assert!(parsed["redis"].get("url").is_none(), "{text}");
+    let again = write(&dir, &text);
+    let out = host()
+        .args(["--config", again.to_str().expect("utf-8"), "check-config"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (text, env, key, says) in [
+        (
+            format!("[redis]\n{cluster}sentinels = [\"redis://10.0.0.9:26379\"]\nmaster_name = \"c2d\"\n"),
+            None,
+            "redis.cluster",
+            "not with redis.sentinels",
+        ),
+        (
+            format!("[redis]\n{cluster}url = \"redis://127.0.0.1:6379\"\n"),
+            None,
+            "redis.url",
+            "not with redis.cluster",
+        ),
+        (
+            format!("[redis]\n{cluster}"),
+            Some(("C2D_REDIS__URL", "redis://127.0.0.1:6379")),
+            "redis.url",
+            "not with redis.cluster",
+        ),
+        (
+            format!("[redis]\n{cluster}master_name = \"c2d\"\n"),
+            None,
+            "redis.master_name",
+            "only for",
+        ),
+        (
+            "[redis]\ncluster = [\"10.0.0.1:7000\"]\n".to_string(),
+            None,
+            "redis.cluster",
+            "not a cluster node's URL",
+        ),
+        (
+            "[redis]\ncluster = [\"redis://10.0.0.1:7000/3\"]\n".to_string(),
+            None,
+            "redis.cluster",
+            "database 0",
+        ),
+        (
+            format!("[redis]\n{cluster}call_key_template = \"c2d:{{contact_ref}}:{{recording_ref}}\"\n"),
+            None,
+            "redis.call_key_template",
+            "{recording_ref}",
+        ),
+    ] {
+        let path = write(&dir, &text);
+        let mut command = host();
+        command.args(["--config", path.to_str().expect("utf-8"), "check-config"]);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let out = command.output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("`{key}`")), "{text:?} → {err}");
+        assert!(err.contains(says), "{text:?} → {err}");
+    }
+}
+
 #[test]
 fn environment_overrides_reach_nested_lists() {
     let out = host()

@@ -155,11 +155,17 @@ pub async fn admit(
     let mut record_key = None;
     let print = Fingerprint::of(call).to_string();
     if let Some(key) = &claim_key {
-        let with_record = state.call_store.as_ref().and_then(|store| {
-            let json = serde_json::to_string(&record).ok()?;
-            Some((schema::call_key(&channel_id), json, store.ttl_secs()))
-        });
         let mut conn = state.redis().await.ok_or(STORE_UNAVAILABLE)?;
+        // With Redis Cluster the record's keys are in other slots than the claim's: the
+        // claim alone decides, and the record follows it (below, as without a claim).
+        let with_record = state
+            .call_store
+            .as_ref()
+            .filter(|_| !conn.is_cluster())
+            .and_then(|store| {
+                let json = serde_json::to_string(&record).ok()?;
+                Some((schema::call_key(&channel_id), json, store.ttl_secs()))
+            });
         let stored = with_record
             .as_ref()
             .map(|(key, json, ttl_secs)| idempotency::StoredRecord {

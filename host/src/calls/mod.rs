@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use click2dial_core::template::Template;
 use click2dial_core::{DialPolicy, Validators};
-use redis::aio::ConnectionManager;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::pbxes::Pbxes;
 use crate::store::call_store::CallStore;
 use crate::store::gate::RedisGate;
+use crate::store::target::Conn;
 
 /// The calls service; cheap to clone (one reference count: axum clones a route's state for
 /// every request).
@@ -120,7 +120,7 @@ impl Shared {
     }
 
     /// A Redis connection for a request ([`RedisGate::connection`]).
-    pub async fn redis(&self) -> Option<ConnectionManager> {
+    pub async fn redis(&self) -> Option<Conn> {
         self.redis.connection().await
     }
 

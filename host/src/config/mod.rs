@@ -222,6 +222,11 @@ pub struct Redis {
     pub master_password: String,
     /// With `sentinels`: the database number on the master.
     pub master_db: i64,
+    /// Redis Cluster instead of `url`: seed nodes' URLs (`redis://host:7000`; a user and
+    /// password in the first one are every node's). Not with `sentinels`. Keys that go
+    /// together share a slot (`crate::store::schema`, "Cluster").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster: Vec<String>,
     /// Per-call list, `{contact_ref}` replaced.
     pub call_key_template: String,
     /// The deprecated shared list.
@@ -247,6 +252,7 @@ impl Default for Redis {
             master_username: String::new(),
             master_password: String::new(),
             master_db: 0,
+            cluster: Vec::new(),
             call_key_template: "teleforge:notifications:c2d:{contact_ref}".into(),
             legacy_key: "enigma:notifications:c2d".into(),
             legacy_key_enabled: true,
@@ -492,6 +498,12 @@ impl Config {
                 reason: "not with redis.sentinels: the sentinels name the master".into(),
             });
         }
+        if !config.redis.cluster.is_empty() && sources.contains("redis.url") {
+            return Err(ConfigError::Invalid {
+                key: "redis.url",
+                reason: "not with redis.cluster: the cluster's nodes are its seeds".into(),
+            });
+        }
         config.check()?;
         Ok(config)
     }
@@ -734,9 +746,12 @@ impl Config {
             entry.secret = "********".into();
         }
         masked.redis.url = mask_url_password(&masked.redis.url);
-        if !masked.redis.sentinels.is_empty() {
+        if !masked.redis.sentinels.is_empty() || !masked.redis.cluster.is_empty() {
             // Not used, and the output must load again.
             masked.redis.url.clear();
+        }
+        for node in &mut masked.redis.cluster {
+            *node = mask_url_password(node);
         }
         for sentinel in &mut masked.redis.sentinels {
             *sentinel = mask_url_password(sentinel);
@@ -768,6 +783,9 @@ impl Config {
 impl Redis {
     /// What is wrong with the Sentinel keys, if anything: which key, and why.
     fn sentinel_problem(&self) -> Option<(&'static str, String)> {
+        if !self.cluster.is_empty() {
+            return self.cluster_problem();
+        }
         if self.sentinels.is_empty() {
             let master_keys_set = !self.master_name.is_empty()
                 || !self.master_username.is_empty()
@@ -799,6 +817,53 @@ impl Redis {
                     "{:?} is not a sentinel URL (redis://host:port)",
                     mask_url_password(bad)
                 ),
+            ));
+        }
+        None
+    }
+}
+
+impl Redis {
+    /// What is wrong with `cluster` and the keys next to it, if anything.
+    fn cluster_problem(&self) -> Option<(&'static str, String)> {
+        if !self.sentinels.is_empty() {
+            return Some((
+                "redis.cluster",
+                "not with redis.sentinels: give either a Redis Cluster's nodes (redis.cluster) \
+                 or Sentinel's (redis.sentinels and redis.master_name)"
+                    .into(),
+            ));
+        }
+        if !self.master_name.is_empty()
+            || !self.master_username.is_empty()
+            || !self.master_password.is_empty()
+            || self.master_db != 0
+        {
+            return Some((
+                "redis.master_name",
+                "master_name, master_username, master_password and master_db are only for \
+                 redis.sentinels (with redis.cluster, put a user and password in the URLs)"
+                    .into(),
+            ));
+        }
+        if let Some(bad) = self.cluster.iter().find(|s| {
+            redis::IntoConnectionInfo::into_connection_info(s.as_str())
+                .map_or(true, |info| info.redis_settings().db() != 0)
+        }) {
+            return Some((
+                "redis.cluster",
+                format!(
+                    "{:?} is not a cluster node's URL (redis://host:port, database 0)",
+                    mask_url_password(bad)
+                ),
+            ));
+        }
+        if self.call_key_template.contains("{recording_ref}") {
+            return Some((
+                "redis.call_key_template",
+                "with redis.cluster it may not contain {recording_ref}: a call's keys are \
+                 tagged with its list's name, which a lookup by contact_ref must know"
+                    .into(),
             ));
         }
         None

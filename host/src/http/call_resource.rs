@@ -260,16 +260,32 @@ fn checked_contact_ref(request: &Request, calls: &Calls) -> Result<String, ApiEr
 /// `owner`'s call's history, oldest first (empty: no such call).
 async fn history(calls: &Calls, owner: &str, contact_ref: &str) -> Result<Vec<String>, ApiError> {
     let mut conn = calls.redis().await.ok_or_else(unavailable)?;
+    let key = history_key(calls, &conn, owner, contact_ref);
     calls
         .redis_op(
             redis::cmd("LRANGE")
-                .arg(schema::history_key(owner, contact_ref))
+                .arg(key)
                 .arg(0)
                 .arg(schema::HISTORY_MAX - 1)
                 .query_async(&mut conn),
         )
         .await
         .ok_or_else(unavailable)
+}
+
+/// The key of `owner`'s call's history on `conn` (with Redis Cluster, in its list's slot).
+fn history_key(
+    calls: &Calls,
+    conn: &crate::store::target::Conn,
+    owner: &str,
+    contact_ref: &str,
+) -> String {
+    schema::history_key_on(
+        conn.is_cluster(),
+        &calls.config.redis.call_key_template,
+        owner,
+        contact_ref,
+    )
 }
 
 /// How long `DELETE` waits for the call to end before it answers `202`.
@@ -326,7 +342,7 @@ pub async fn end_call(
             calls
                 .redis_op(
                     redis::cmd("RPUSH")
-                        .arg(schema::history_key(caller.owner(), &contact_ref))
+                        .arg(history_key(&calls, &conn, caller.owner(), &contact_ref))
                         .arg(DELETED)
                         .query_async::<()>(&mut conn),
                 )
@@ -462,10 +478,11 @@ pub async fn list_calls(
         if page.len() == limit {
             break;
         }
+        let key = history_key(&calls, &conn, caller.owner(), &contact_ref);
         let history: Vec<String> = calls
             .redis_op(
                 redis::cmd("LRANGE")
-                    .arg(schema::history_key(caller.owner(), &contact_ref))
+                    .arg(key)
                     .arg(0)
                     .arg(schema::HISTORY_MAX - 1)
                     .query_async(&mut conn),

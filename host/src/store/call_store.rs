@@ -5,7 +5,8 @@
 //! Originate (for a call with a `contact_ref`, in the same round trip as its idempotency
 //! claim: [`crate::store::idempotency::claim`]). Every host sees every AMI event; a host that sees a click2dial call start
 //! which it did not place loads the record and follows the call too (see
-//! `crate::pbx`). Duplicate notifications are stopped by the push script's marks.
+//! `crate::pbx`). Duplicate notifications are stopped by the push script's marks. With Redis
+//! Cluster the record and the owner are in two slots: two `SET`s, not one transaction.
 
 use std::time::Duration;
 
@@ -50,22 +51,36 @@ impl CallStore {
         let Ok(json) = serde_json::to_string(record) else {
             return false;
         };
-        let saved = redis::pipe()
-            .atomic()
-            .cmd("SET")
+        let mut record_set = redis::cmd("SET");
+        record_set
             .arg(call_key(channel_id))
             .arg(json)
             .arg("EX")
-            .arg(self.ttl_secs)
-            .ignore()
-            .cmd("SET")
+            .arg(self.ttl_secs);
+        let mut owner_set = redis::cmd("SET");
+        owner_set
             .arg(recording_owner_key(record.call.recording_ref.as_str()))
             .arg(&record.owner)
             .arg("EX")
-            .arg(owner_ttl_secs.max(1))
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await;
+            .arg(owner_ttl_secs.max(1));
+        let saved = if conn.is_cluster() {
+            // Two slots: two commands side by side (each `SET` may be repeated harmlessly).
+            let mut other = conn.clone();
+            let (a, b) = tokio::join!(
+                record_set.query_async::<()>(&mut conn),
+                owner_set.query_async::<()>(&mut other)
+            );
+            a.and(b)
+        } else {
+            redis::pipe()
+                .atomic()
+                .add_command(record_set)
+                .ignore()
+                .add_command(owner_set)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        };
         self.link.check(saved).await.is_ok()
     }
 

@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
-use crate::store::target::{lost_master, Target};
+use crate::store::target::{lost_master, Conn, Target};
 
 /// How long a request may wait for Redis, for a connection or one round trip; past it the
 /// answer is `503` with `Retry-After`.
@@ -34,7 +33,7 @@ impl std::fmt::Debug for RedisGate {
 
 struct Gate {
     target: Option<Target>,
-    connection: watch::Sender<Option<ConnectionManager>>,
+    connection: watch::Sender<Option<Conn>>,
     connecting: AtomicBool,
     down_until: StdMutex<Option<tokio::time::Instant>>,
 }
@@ -100,7 +99,7 @@ impl RedisGate {
     /// A Redis connection (shared, reconnecting), or `None` while Redis is unreachable: at
     /// once after a recent failure, else within [`REDIS_WITHIN`] (concurrent callers wait
     /// for the same connection attempt side by side, not one after the other).
-    pub async fn connection(&self) -> Option<ConnectionManager> {
+    pub async fn connection(&self) -> Option<Conn> {
         if self.0.is_down() {
             return None;
         }
@@ -141,12 +140,30 @@ impl RedisGate {
         }
     }
 
-    /// Whether Redis answers `PING` within [`REDIS_WITHIN`] (for `/readyz`). A failure is
-    /// not remembered for requests, but with Sentinel it drops the connection, so that the
-    /// next check asks the sentinels for the master again.
+    /// Whether Redis answers `PING` within [`REDIS_WITHIN`] (for `/readyz`); a Redis
+    /// Cluster, whether a node answers `CLUSTER INFO` with `cluster_state:ok` (every slot is
+    /// served) and every master answers `PING`. A failure is not remembered for requests,
+    /// but with Sentinel it drops the connection, so that the next check asks the sentinels
+    /// for the master again.
     pub async fn ping(&self) -> bool {
         let ping = async {
             let mut conn = self.connection().await?;
+            if conn.is_cluster() {
+                let info = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()?;
+                // Sent to every master by redis-rs: fails when one does not answer.
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()?;
+                return info
+                    .lines()
+                    .any(|l| l.trim() == "cluster_state:ok")
+                    .then(|| "PONG".to_string());
+            }
             redis::cmd("PING")
                 .query_async::<String>(&mut conn)
                 .await

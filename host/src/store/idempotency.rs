@@ -14,11 +14,11 @@
 //! script claims and, only when the claim is new, stores the record, so a repeat or a
 //! conflicting request never overwrites the first call's record.
 
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::store::schema::{CLAIM_AND_STORE, PENDING_TTL_SECS};
+use crate::store::target::Conn;
 
 /// What the store says about a claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +69,7 @@ fn claim_script() -> &'static redis::Script {
 /// Claims `key` for `fingerprint` (pending, [`PENDING_TTL_SECS`]), remembering `answer`;
 /// when the claim is new, also stores `record` (in the same round trip, `EVALSHA`).
 pub async fn claim(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     key: &str,
     fingerprint: &str,
     answer: &str,
@@ -111,7 +111,7 @@ fn judge(stored: &str, fingerprint: &str) -> Claim {
 /// The claim as it stands now, for a repeat waiting on a pending one: `None` when it is
 /// gone (its attempt failed and released it, or it expired).
 pub async fn look(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     key: &str,
     fingerprint: &str,
 ) -> redis::RedisResult<Option<Claim>> {
@@ -122,7 +122,7 @@ pub async fn look(
 /// The claim's Originate was queued by the PBX: repeats get its answer from now on, for
 /// `ttl_secs`. Only an existing claim is updated (`XX`).
 pub async fn accept(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     key: &str,
     fingerprint: &str,
     answer: &str,
@@ -146,12 +146,9 @@ pub async fn accept(
 }
 
 /// Releases a claim whose call was not dialled (and `also`, e.g. the call's record).
-pub async fn release(
-    conn: &mut ConnectionManager,
-    key: &str,
-    also: Option<&str>,
-) -> redis::RedisResult<()> {
+pub async fn release(conn: &mut Conn, key: &str, also: Option<&str>) -> redis::RedisResult<()> {
     match also {
+        // Two slots in a cluster: redis-rs splits a `DEL` of several keys by slot.
         Some(other) => conn.del::<_, ()>(&[key, other]).await,
         None => conn.del::<_, ()>(key).await,
     }

@@ -16,6 +16,26 @@
 //! | [`WEBHOOK_LEASE_PREFIX`]`<member>` | the token of the host delivering the call's head | `PX` the lease | [`WEBHOOK_CLAIM`], [`WEBHOOK_SETTLE`] |
 //! | [`WEBHOOK_HEAD_PREFIX`]`<member>` | hash: `attempts`, `first` (ms) of the head event | until the head is settled | the same |
 //! | [`WEBHOOK_ENDPOINT_PREFIX`]`<key id>` | hash: `pending`, `delivered`, `failed`, `retries`, `last_error`, `last_error_at`, `last_success_at`, `disabled_url` (the URL that answered `410`) | none | the same |
+//!
+//! ## Cluster
+//!
+//! With `[redis] cluster` every command and script names keys of one slot (Redis Cluster
+//! refuses others with `CROSSSLOT`), by hash tags: a key's slot is that of the text between
+//! its first `{` and `}`. The names above stay as they are with one server and Sentinel (a
+//! rolling upgrade keeps every claim and mark). In cluster mode:
+//!
+//! | slot | keys | written by |
+//! |---|---|---|
+//! | the call's list `<list>` (`redis.call_key_template`, its name unchanged) | `<list>`; its marks [`SENT_PREFIX`]`{<list>}:<ChannelId>:<sequence>` ([`cluster_sent_key`]); the history [`HISTORY_PREFIX`]`{<list>}:<key id>:<contact_ref>` ([`cluster_history_key`]) | [`PUSH_CLUSTER`]: one atomic script per call and batch, the mark deciding |
+//! | the legacy list (`redis.legacy_key`, unchanged): **one slot's load**, every call's notifications | `enigma:notifications:c2d`; its own marks [`LEGACY_SENT_PREFIX`]`{<legacy>}:<ChannelId>:<sequence>` | [`LEGACY_PUSH`], after the call's push |
+//! | `{teleforge:c2d:webhook}` ([`WEBHOOK_TAG`]): one slot's load, every key's queue | [`WebhookKeys`]: the due set, each call's queue, lease and head, each key's state, and the queue's own marks `{teleforge:c2d:webhook}:sent:<ChannelId>:<sequence>` | [`webhook_enqueue_cluster`], after the call's push; [`webhook_due`], [`webhook_claim`], [`webhook_settle`] |
+//! | each its own | the claim, the call record, the recording owner, the key's index of calls [`calls_key`] (names unchanged) | the claim alone ([`CLAIM_AND_STORE`] with one key); then the record and the owner (`SET`); the index by [`INDEX_ADD`] (`ZADD`: a repeat changes nothing) |
+//!
+//! A notification is pushed in steps, each exactly once by its own mark and each retried
+//! (by this host or by another one pushing the same event) until it succeeds: the call's
+//! list and history, the legacy list, the index, the webhook queue. A host moves on to a
+//! call's next notifications only once every step of the earlier ones succeeded, so each
+//! list gets every event once and in order.
 
 /// Key prefix of call records.
 pub const CALL_PREFIX: &str = "teleforge:c2d:call:";
@@ -38,6 +58,43 @@ pub const HISTORY_MAX: usize = 32;
 
 /// The most calls a key's index keeps (the oldest go first).
 pub const CALLS_MAX: usize = 10_000;
+
+/// Key prefix of the legacy list's own exactly-once marks (cluster mode).
+pub const LEGACY_SENT_PREFIX: &str = "teleforge:c2d:sent-legacy:";
+
+/// `{name}`: the hash tag that puts a key in `name`'s slot (Redis Cluster hashes what is
+/// between a key's first `{` and the `}` after it; a list name, a `contact_ref`, holds none).
+pub fn tag(name: &str) -> String {
+    format!("{{{name}}}")
+}
+
+/// Cluster mode: the mark of notification `id` (`<ChannelId>:<sequence>`) in `list`'s slot.
+pub fn cluster_sent_key(list: &str, id: &str) -> String {
+    format!("{SENT_PREFIX}{{{list}}}:{id}")
+}
+
+/// Cluster mode: the legacy list's mark of notification `id`, in that list's slot.
+pub fn cluster_legacy_sent_key(legacy: &str, id: &str) -> String {
+    format!("{LEGACY_SENT_PREFIX}{{{legacy}}}:{id}")
+}
+
+/// Cluster mode: the history of `owner`'s call `contact_ref`, in its list's slot.
+pub fn cluster_history_key(list: &str, owner: &str, contact_ref: &str) -> String {
+    format!("{HISTORY_PREFIX}{{{list}}}:{owner}:{contact_ref}")
+}
+
+/// The history key of `owner`'s call `contact_ref`, as the call resource reads it: with
+/// `cluster`, in the slot of the list `template` names (it holds no `{recording_ref}`
+/// then: the configuration check refuses it).
+pub fn history_key_on(cluster: bool, template: &str, owner: &str, contact_ref: &str) -> String {
+    if !cluster {
+        return history_key(owner, contact_ref);
+    }
+    let list = click2dial_core::template::Template::new(template)
+        .map(|t| t.render(contact_ref, "").to_string())
+        .unwrap_or_default();
+    cluster_history_key(&list, owner, contact_ref)
+}
 
 /// The history of `owner`'s call `contact_ref`.
 pub fn history_key(owner: &str, contact_ref: &str) -> String {
@@ -115,6 +172,144 @@ const PUSH_APPLY: &str = r"
 pub fn push_once() -> String {
     format!(
         "if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then\n{PUSH_APPLY}  return 1\nend\nreturn 0\n"
+    )
+}
+
+/// Cluster mode: pushes a call's notifications (its list `KEYS[1]`, its history `KEYS[2]`,
+/// one mark per notification `KEYS[3..]`, all in the list's slot), in order, each once:
+/// `ARGV[1]` the list's and marks' TTL, `ARGV[2]` the history's, then per notification
+/// its JSON and its history entry. Answers how many were new.
+pub const PUSH_CLUSTER: &str = r"
+local applied = 0
+for i = 3, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    local a = 3 + (i - 3) * 2
+    redis.call('LPUSH', KEYS[1], ARGV[a])
+    redis.call('RPUSH', KEYS[2], ARGV[a + 1])
+    applied = applied + 1
+  end
+end
+if applied > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  redis.call('LTRIM', KEYS[2], 0, 31)
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
+return applied
+";
+
+/// Cluster mode: the legacy list `KEYS[1]` gets notifications, in order, each once by its
+/// mark (`KEYS[2..]`, in the list's slot, `ARGV[1]` seconds): `ARGV[i]` for `KEYS[i]`.
+pub const LEGACY_PUSH: &str = r"
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    redis.call('LPUSH', KEYS[1], ARGV[i])
+  end
+end
+return 0
+";
+
+/// Cluster mode: adds calls to a key's index `KEYS[1]` (`ARGV[1]` the TTL in seconds, then
+/// pairs of creation time in ms and `contact_ref`), as [`push_once`] does; a repeat
+/// changes nothing.
+pub const INDEX_ADD: &str = r"
+for i = 2, #ARGV, 2 do
+  local created = tonumber(ARGV[i])
+  redis.call('ZADD', KEYS[1], created, ARGV[i + 1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (created - 1000 * tonumber(ARGV[1])))
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -10001)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 0
+";
+
+/// The hash tag of every webhook key in cluster mode: the whole queue is one slot's load.
+pub const WEBHOOK_TAG: &str = "{teleforge:c2d:webhook}";
+
+/// The webhook queue's key names: as in the table above, or, in cluster mode, all under
+/// [`WEBHOOK_TAG`] (`{teleforge:c2d:webhook}:due`, `…:queue:<member>`, …), one slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WebhookKeys {
+    /// Whether Redis is a cluster.
+    pub cluster: bool,
+}
+
+impl WebhookKeys {
+    fn name(self, prefix: &str, rest: &str) -> String {
+        if self.cluster {
+            let part = prefix
+                .strip_prefix("teleforge:c2d:webhook:")
+                .unwrap_or(prefix);
+            format!("{WEBHOOK_TAG}:{part}{rest}")
+        } else {
+            format!("{prefix}{rest}")
+        }
+    }
+
+    /// The due set.
+    pub fn due(self) -> String {
+        if self.cluster {
+            format!("{WEBHOOK_TAG}:due")
+        } else {
+            WEBHOOK_DUE.to_string()
+        }
+    }
+
+    /// A call's queue.
+    pub fn queue(self, member: &str) -> String {
+        self.name(WEBHOOK_QUEUE_PREFIX, member)
+    }
+
+    /// A call's lease.
+    pub fn lease(self, member: &str) -> String {
+        self.name(WEBHOOK_LEASE_PREFIX, member)
+    }
+
+    /// A call's head's attempts.
+    pub fn head(self, member: &str) -> String {
+        self.name(WEBHOOK_HEAD_PREFIX, member)
+    }
+
+    /// `owner`'s delivery state.
+    pub fn endpoint(self, owner: &str) -> String {
+        self.name(WEBHOOK_ENDPOINT_PREFIX, owner)
+    }
+
+    /// Cluster mode: the queue's own mark of notification `id`.
+    pub fn sent(self, id: &str) -> String {
+        format!("{WEBHOOK_TAG}:sent:{id}")
+    }
+}
+
+/// Cluster mode: queues notifications for their keys' webhooks, in order, each once by the
+/// queue's own mark: `KEYS[1]` the due set, then per notification its mark, its call's
+/// queue and its key's state (all [`WebhookKeys`], one slot); `ARGV[1]` the marks' TTL,
+/// `ARGV[2]` the most pending events per key, then per notification the entry, the member
+/// and the endpoint URL; as [`push_once_queue`] does.
+pub fn webhook_enqueue_cluster() -> String {
+    format!(
+        "{NOW_MS}{}",
+        r"
+local function queue(mark, q, endpoint, entry, member, url)
+  if not redis.call('SET', mark, '1', 'NX', 'EX', ARGV[1]) then return end
+  if redis.call('HGET', endpoint, 'disabled_url') == url then
+    redis.call('HINCRBY', endpoint, 'failed', 1)
+    return
+  end
+  if tonumber(redis.call('HGET', endpoint, 'pending') or '0') >= tonumber(ARGV[2]) then
+    redis.call('HINCRBY', endpoint, 'failed', 1)
+    redis.call('HSET', endpoint, 'last_error', 'queue full (webhooks.max_pending_per_key): event dropped', 'last_error_at', ms(now))
+    return
+  end
+  redis.call('RPUSH', q, entry)
+  redis.call('HINCRBY', endpoint, 'pending', 1)
+  redis.call('ZADD', KEYS[1], 'NX', ms(now), member)
+end
+local n = (#KEYS - 1) / 3
+for i = 0, n - 1 do
+  queue(KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i], ARGV[3 + 3 * i], ARGV[4 + 3 * i], ARGV[5 + 3 * i])
+end
+return 1
+"
     )
 }
 
@@ -264,4 +459,62 @@ end
 return 1
 "
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::cluster_routing::{Route, SlotAddr};
+
+    fn slot(key: &str) -> Route {
+        Route::with_key(key, SlotAddr::Master)
+    }
+
+    /// Every key a cluster step names is in one slot (Redis Cluster would answer
+    /// `CROSSSLOT`), and the contract's list names are untouched.
+    #[test]
+    fn cluster_keys_of_one_step_share_a_slot() {
+        let list = "teleforge:notifications:c2d:crm-42";
+        let id = "c2d-abc:3";
+        for key in [
+            cluster_sent_key(list, id),
+            cluster_history_key(list, "crm", "crm-42"),
+            history_key_on(
+                true,
+                "teleforge:notifications:c2d:{contact_ref}",
+                "crm",
+                "crm-42",
+            ),
+        ] {
+            assert_eq!(slot(&key), slot(list), "{key}");
+        }
+        let legacy = "enigma:notifications:c2d";
+        assert_eq!(slot(&cluster_legacy_sent_key(legacy, id)), slot(legacy));
+        let keys = WebhookKeys { cluster: true };
+        let due = slot(&keys.due());
+        for key in [
+            keys.queue("crm:c2d-abc"),
+            keys.lease("crm:c2d-abc"),
+            keys.head("crm:c2d-abc"),
+            keys.endpoint("crm"),
+            keys.sent(id),
+        ] {
+            assert_eq!(slot(&key), due, "{key}");
+        }
+        // One server and Sentinel keep the names they had.
+        assert_eq!(
+            history_key_on(
+                false,
+                "teleforge:notifications:c2d:{contact_ref}",
+                "crm",
+                "crm-42"
+            ),
+            "teleforge:c2d:history:crm:crm-42"
+        );
+        let single = WebhookKeys { cluster: false };
+        assert_eq!(single.due(), WEBHOOK_DUE);
+        assert_eq!(single.queue("m"), format!("{WEBHOOK_QUEUE_PREFIX}m"));
+        assert_eq!(single.endpoint("crm"), webhook_endpoint_key("crm"));
+        assert_eq!(keys.queue("m"), "{teleforge:c2d:webhook}:queue:m");
+    }
 }

@@ -1,6 +1,13 @@
-//! Where Redis is ([`Target`]): one server (`[redis] url`), or the master that Redis
-//! Sentinel names (`[redis] sentinels`, `master_name`); and the one way to connect to it
-//! ([`connect`], [`Target::connect`], [`Link`]).
+//! Where Redis is ([`Target`]): one server (`[redis] url`), the master that Redis
+//! Sentinel names (`[redis] sentinels`, `master_name`), or a Redis Cluster (`[redis]
+//! cluster`, its seed nodes); and the one way to connect to it ([`connect`],
+//! [`Target::connect`], [`Link`]), a [`Conn`] either way.
+//!
+//! With Cluster, redis-rs's cluster connection learns the slots from the seeds, routes each
+//! command by its first key's slot, follows `MOVED` (and refreshes the slots) and `ASK`,
+//! retries `TRYAGAIN` and `CLUSTERDOWN` after a short wait ([`CLUSTER_RETRIES`]), and
+//! reconnects to nodes itself; a pipeline must stay in one slot. Every key a multi-key
+//! command or script names shares one slot (`crate::store::schema`, "Cluster").
 //!
 //! redis-rs gives the pieces: [`SentinelClient`] asks the sentinels for the master and checks
 //! with `ROLE` that it is one, and [`ConnectionManager`] reconnects. What it does not give is
@@ -14,9 +21,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{RedisConnectionInfo, RedisError, RedisResult};
+use redis::{Cmd, Pipeline, RedisConnectionInfo, RedisError, RedisFuture, RedisResult, Value};
 use tokio::sync::Mutex;
 
 use crate::config;
@@ -35,11 +44,65 @@ pub async fn connect(client: redis::Client) -> RedisResult<ConnectionManager> {
     ConnectionManager::new_with_config(client, config).await
 }
 
+/// With Cluster, how often a command that met `TRYAGAIN`, `CLUSTERDOWN` or a broken node
+/// is tried again (waits of 20 ms growing to 250 ms; `MOVED` and `ASK` are followed at
+/// once): about 1 s in all, the request path's deadline.
+pub const CLUSTER_RETRIES: u32 = 8;
+
+/// A connection to the host's Redis: one server's or the Sentinel master's reconnecting
+/// connection, or a Redis Cluster connection (routed by slot). Cheap to clone (clones share
+/// the connection); the rest of the host uses it through [`ConnectionLike`].
+#[derive(Clone)]
+pub enum Conn {
+    /// `[redis] url` or `sentinels`.
+    Server(ConnectionManager),
+    /// `[redis] cluster`.
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Whether this is a Redis Cluster connection: keys of one command or script must
+    /// share a slot, and a pipeline must stay in one.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Server(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Server(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// Where the host's Redis is; cheap to clone (clones share the sentinels' connections).
 #[derive(Clone)]
 pub enum Target {
     /// One server, `[redis] url`.
     Server(redis::Client),
+    /// A Redis Cluster, `[redis] cluster` (its seed nodes).
+    Cluster(Box<ClusterClient>),
     /// The master the sentinels name, looked up at every (re)connection.
     Sentinel {
         /// Asks the sentinels.
@@ -54,6 +117,7 @@ impl std::fmt::Debug for Target {
         f.write_str(match self {
             Self::Server(_) => "Target::Server",
             Self::Sentinel { .. } => "Target::Sentinel",
+            Self::Cluster(_) => "Target::Cluster",
         })
     }
 }
@@ -62,6 +126,23 @@ impl Target {
     /// The target `[redis]` describes; `None` when a URL does not parse (the configuration
     /// check refuses bad sentinel URLs first).
     pub fn new(redis: &config::Redis) -> Option<Self> {
+        if !redis.cluster.is_empty() {
+            let client = ClusterClient::builder(redis.cluster.iter().map(String::as_str))
+                .connection_timeout(CONNECT_WITHIN)
+                .response_timeout(CONNECT_WITHIN)
+                .retries(CLUSTER_RETRIES)
+                .min_retry_wait(20)
+                .max_retry_wait(250)
+                .retry_wait_formula(10, 2)
+                .build();
+            return match client {
+                Ok(client) => Some(Self::Cluster(Box::new(client))),
+                Err(e) => {
+                    tracing::error!(error = %e, "redis.cluster: cannot use it");
+                    None
+                }
+            };
+        }
         if redis.sentinels.is_empty() {
             return redis::Client::open(redis.url.as_str())
                 .ok()
@@ -98,15 +179,33 @@ impl Target {
         matches!(self, Self::Sentinel { .. })
     }
 
+    /// Whether this is a Redis Cluster (`crate::store::schema`'s cluster key names).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
     /// A reconnecting connection ([`connect`]) to the server, or to the master the sentinels
-    /// name now (checked with `ROLE`), within [`CONNECT_WITHIN`] for the lookup.
-    pub async fn connect(&self) -> RedisResult<ConnectionManager> {
+    /// name now (checked with `ROLE`), within [`CONNECT_WITHIN`] for the lookup; or a
+    /// cluster connection (the slots asked of the seeds).
+    pub async fn connect(&self) -> RedisResult<Conn> {
         Ok(self.connect_to_master().await?.0)
     }
 
-    /// [`Target::connect`], and the address (`host:port`) connected to.
-    pub async fn connect_to_master(&self) -> RedisResult<(ConnectionManager, String)> {
+    /// [`Target::connect`], and the address (`host:port`) connected to (with Cluster:
+    /// `cluster`).
+    pub async fn connect_to_master(&self) -> RedisResult<(Conn, String)> {
         let client = match self {
+            Self::Cluster(client) => {
+                let conn = tokio::time::timeout(CONNECT_WITHIN, client.get_async_connection())
+                    .await
+                    .map_err(|_| {
+                        RedisError::from((
+                            redis::ErrorKind::Io,
+                            "the cluster's seed nodes did not answer in time",
+                        ))
+                    })??;
+                return Ok((Conn::Cluster(conn), "cluster".into()));
+            }
             Self::Server(client) => client.clone(),
             Self::Sentinel { sentinels, .. } => {
                 let lookup = async { sentinels.lock().await.async_get_client().await };
@@ -121,7 +220,7 @@ impl Target {
             }
         };
         let address = client.get_connection_info().addr().to_string();
-        Ok((connect(client).await?, address))
+        Ok((Conn::Server(connect(client).await?), address))
     }
 
     /// Whether a write to `address` that no replica acknowledged (`WAIT` answered 0) stands:
@@ -188,7 +287,7 @@ pub fn lost_master(error: &RedisError) -> bool {
 #[derive(Clone)]
 pub struct Link {
     target: Option<Target>,
-    connection: Arc<Mutex<Option<ConnectionManager>>>,
+    connection: Arc<Mutex<Option<Conn>>>,
 }
 
 impl Link {
@@ -201,13 +300,18 @@ impl Link {
     }
 
     /// The connection, made now if there is none; `None` when that fails.
-    pub async fn get(&self) -> Option<ConnectionManager> {
+    pub async fn get(&self) -> Option<Conn> {
         let target = self.target.as_ref()?;
         let mut connection = self.connection.lock().await;
         if connection.is_none() {
             *connection = target.connect().await.ok();
         }
         connection.clone()
+    }
+
+    /// Whether the target is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.target.as_ref().is_some_and(Target::is_cluster)
     }
 
     /// Passes `result` through; an error that lost a Sentinel master drops the connection.

@@ -10,12 +10,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::Webhooks as Settings;
 use crate::metrics::Metrics;
 use crate::store::gate::RedisGate;
+use crate::store::target::Conn;
 use crate::webhook::queue::{self, Claimed, Outcome, Scripts};
 use crate::webhook::route::{Route, Routes};
 use crate::webhook::ssrf::Guard;
@@ -126,7 +126,7 @@ impl Worker {
 
     /// Delivers `member`'s events in a task, unless this host is at it already or has no
     /// slot free (the call stays due: a later round takes it).
-    fn spawn(&self, member: String, conn: ConnectionManager) {
+    fn spawn(&self, member: String, conn: Conn) {
         let Ok(permit) = self.shared.slots.clone().try_acquire_owned() else {
             return;
         };
@@ -150,7 +150,7 @@ impl Worker {
 
 impl Shared {
     /// Delivers the call's events in order while they succeed and the call stays due.
-    async fn deliver_call(&self, member: &str, mut conn: ConnectionManager) {
+    async fn deliver_call(&self, member: &str, mut conn: Conn) {
         let lease_ms = self.settings.timeout_ms + LEASE_MARGIN_MS;
         loop {
             let token = new_token();
@@ -251,7 +251,7 @@ impl Shared {
     }
 
     /// Reads every key's state into the metrics.
-    async fn publish_state(&self, conn: &mut ConnectionManager) {
+    async fn publish_state(&self, conn: &mut Conn) {
         for (owner, route) in self.routes.iter() {
             let status = self
                 .redis

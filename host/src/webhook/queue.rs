@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 use crate::store::schema;
+use crate::store::target::Conn;
 
 /// A call's head event, leased to this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,24 +60,35 @@ struct Keys {
 }
 
 impl Keys {
-    fn of(member: &str) -> Self {
+    fn of(names: schema::WebhookKeys, member: &str) -> Self {
         let owner = member.split_once(':').map_or(member, |(o, _)| o);
         Self {
-            queue: format!("{}{member}", schema::WEBHOOK_QUEUE_PREFIX),
-            lease: format!("{}{member}", schema::WEBHOOK_LEASE_PREFIX),
-            head: format!("{}{member}", schema::WEBHOOK_HEAD_PREFIX),
-            endpoint: schema::webhook_endpoint_key(owner),
+            queue: names.queue(member),
+            lease: names.lease(member),
+            head: names.head(member),
+            endpoint: names.endpoint(owner),
         }
+    }
+}
+
+/// The key names on `conn` (with Redis Cluster, all in one slot).
+fn names(conn: &Conn) -> schema::WebhookKeys {
+    schema::WebhookKeys {
+        cluster: conn.is_cluster(),
     }
 }
 
 /// `script` invoked on `member`'s call: the keys and first argument that the claim and
 /// settle scripts share (`KEYS[1..5]`, `ARGV[1]`).
-fn on_member<'a>(script: &'a redis::Script, member: &str) -> redis::ScriptInvocation<'a> {
-    let keys = Keys::of(member);
+fn on_member<'a>(
+    script: &'a redis::Script,
+    names: schema::WebhookKeys,
+    member: &str,
+) -> redis::ScriptInvocation<'a> {
+    let keys = Keys::of(names, member);
     let mut invocation = script.prepare_invoke();
     invocation
-        .key(schema::WEBHOOK_DUE)
+        .key(names.due())
         .key(keys.queue)
         .key(keys.lease)
         .key(keys.head)
@@ -109,12 +120,12 @@ impl Scripts {
     /// is queued for later).
     pub async fn due(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         limit: usize,
     ) -> redis::RedisResult<(Vec<String>, Option<u64>)> {
         let mut answer: Vec<String> = self
             .due
-            .key(schema::WEBHOOK_DUE)
+            .key(names(conn).due())
             .arg(limit)
             .invoke_async(conn)
             .await?;
@@ -125,13 +136,13 @@ impl Scripts {
     /// Takes `member`'s lease for `lease_ms` under `token`.
     pub async fn claim(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         member: &str,
         lease_ms: u64,
         token: &str,
     ) -> redis::RedisResult<Option<Claimed>> {
         let answer: Option<(String, String, String, String, String)> =
-            on_member(&self.claim, member)
+            on_member(&self.claim, names(conn), member)
                 .arg(lease_ms)
                 .arg(token)
                 .invoke_async(conn)
@@ -155,7 +166,7 @@ impl Scripts {
     #[allow(clippy::too_many_arguments)]
     pub async fn settle(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         member: &str,
         token: &str,
         id: &str,
@@ -167,7 +178,7 @@ impl Scripts {
             Outcome::Retry(ms) => ms,
             _ => 0,
         };
-        let done: i64 = on_member(&self.settle, member)
+        let done: i64 = on_member(&self.settle, names(conn), member)
             .arg(token)
             .arg(id)
             .arg(outcome.as_str())
@@ -230,13 +241,9 @@ impl Status {
 }
 
 /// Reads `owner`'s delivery state.
-pub async fn status(
-    conn: &mut ConnectionManager,
-    owner: &str,
-    url: Option<&str>,
-) -> redis::RedisResult<Status> {
+pub async fn status(conn: &mut Conn, owner: &str, url: Option<&str>) -> redis::RedisResult<Status> {
     let hash: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(schema::webhook_endpoint_key(owner))
+        .arg(names(conn).endpoint(owner))
         .query_async(conn)
         .await?;
     Ok(Status::from_hash(url, &hash))

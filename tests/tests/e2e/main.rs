@@ -10,6 +10,7 @@ mod auth_policy;
 mod call_resource;
 mod calls;
 mod case_table;
+mod cluster;
 mod console;
 mod events;
 mod failover;

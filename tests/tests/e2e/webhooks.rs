@@ -675,3 +675,58 @@ fn an_answer_later_than_the_timeout_is_retried() {
         "the same event again"
     );
 }
+
+/// With Redis Cluster (three real masters): the webhook queue's keys are all in the slot of
+/// `{teleforge:c2d:webhook}`, queued by a step with marks of its own after each call's push
+/// (`host/src/store/schema.rs`, "Cluster"); every event is delivered once, in order.
+#[test]
+fn with_a_redis_cluster_every_event_is_delivered_once_in_order() {
+    let receiver = Receiver::up();
+    let cluster = crate::support::cluster::Cluster::start();
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
+    let vars = cluster.host_vars();
+    let keys = keys(&receiver.url("/hook"), None);
+    let host = Host::start_on(
+        &vars.each_ref().map(|(k, v)| (*k, v.as_str())),
+        &sim.address,
+        recordings.path(),
+        &[
+            ("C2D_AUTH__KEYS", keys.as_str()),
+            ("C2D_WEBHOOKS__RETRY_BASE_MS", "100"),
+            ("C2D_WEBHOOKS__RETRY_MAX_DELAY_MS", "400"),
+            ("C2D_WEBHOOKS__POLL_INTERVAL_MS", "50"),
+            ("C2D_WEBHOOKS__TIMEOUT_MS", "2000"),
+            ("C2D_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
+        ],
+    );
+    let calls = ["wh-cl-a", "wh-cl-b", "wh-cl-c"];
+    for call in calls {
+        let (status, answer) =
+            host.create_call_when_ready(&crate::support::call_body("1001", "0820001234", call));
+        assert_eq!(status, 202, "{answer}");
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || receiver.delivered().len() >= 21),
+        "{:#?}",
+        receiver.records()
+    );
+    assert_once_each_in_order(&receiver, &calls);
+    let state = host
+        .request("GET", "/click2dial/webhooks", Some(TEST_KEY), &[], None)
+        .json();
+    assert_eq!(state["delivered"], 21, "{state}");
+    assert_eq!(state["pending"], 0, "{state}");
+    // The queue's state is in the tag's slot, on the node that serves it.
+    let slot = cluster.slot("{teleforge:c2d:webhook}");
+    let mut node = cluster.owner(slot).connection().expect("node");
+    let endpoint: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg("{teleforge:c2d:webhook}:endpoint:e2e")
+        .query(&mut node)
+        .expect("HGETALL");
+    assert_eq!(
+        endpoint.get("delivered").map(String::as_str),
+        Some("21"),
+        "{endpoint:?}"
+    );
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod browser;
+pub mod cluster;
 pub mod sentinel;
 
 use std::collections::HashSet;
