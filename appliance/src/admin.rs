@@ -292,6 +292,9 @@ struct Writer<'o> {
 }
 
 impl Writer<'_> {
+    /// Not inlined: the configuration is written in some sixty pieces, and one call each is
+    /// much smaller than sixty bounds-checked copies.
+    #[inline(never)]
     fn put(&mut self, s: &str) {
         let end = self.len.saturating_add(s.len());
         if let Some(dest) = self.out.get_mut(self.len..end) {

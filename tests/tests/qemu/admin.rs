@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use click2dial_core::config::ConfigError;
 
+use crate::footprint::{Sections, RAM_BUDGET};
 use crate::qemu_support::{firmware_admin, random_secret, CaptureAmi, Device, Response};
 use crate::support::host_binary;
 
@@ -75,6 +76,8 @@ fn call(device: &Device, key: Option<&str>, contact_ref: &str) -> Response {
 
 /// `POST /admin/reboot`, then waits for the device to come back (its log shows a new boot).
 fn reboot(device: &Device) {
+    // Let the firmware log its stack high-water mark (every 500 ms) before the reset.
+    std::thread::sleep(Duration::from_millis(600));
     let boots = |log: &str| log.matches("click2dial appliance, mps2-an385").count();
     let before = boots(&device.log());
     let r = admin(device, "POST", "/admin/reboot", Some(ADMIN_KEY), "");
@@ -177,10 +180,35 @@ fn a_changed_configuration_survives_a_reboot_until_a_factory_reset() {
     assert_eq!(again, factory);
     let r = call(&device, None, "reset-1");
     assert_eq!(r.status, 202, "{r:?}");
+    // The firmware checks its stack every 500 ms.
+    std::thread::sleep(Duration::from_millis(1200));
     let log = device.log();
     assert!(log.contains("configuration stored"), "{log}");
     assert!(log.contains("stored configuration erased"), "{log}");
     device.assert_log_clean();
+    // The admin image's RAM against the budget: its statics and the deepest stack it logged
+    // through every admin route above.
+    let stack: u64 = log
+        .lines()
+        .filter_map(|l| {
+            l.split("stack high-water: ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .max()
+        .expect("a stack high-water line");
+    let statics = Sections::read(&firmware_admin().expect("built").elf).static_ram();
+    eprintln!(
+        "admin image: static RAM {statics} + stack high-water {stack} = {}",
+        statics + stack
+    );
+    assert!(
+        statics + stack <= RAM_BUDGET,
+        "{statics} + {stack} > {RAM_BUDGET}"
+    );
 }
 
 /// The host's `check-config` message for `toml`, from the host binary.

@@ -17,7 +17,7 @@ use crate::qemu_support::{board_dir, firmware, firmware_admin, CaptureAmi, Devic
 /// Flash budget of the QEMU image: `.vector_table` + `.text` + `.rodata` + `.data`.
 const FLASH_BUDGET: u64 = 96 * 1024;
 /// RAM budget of the QEMU image: `.data` + `.bss` + `.uninit` + the stack's high-water mark.
-const RAM_BUDGET: u64 = 48 * 1024;
+pub(crate) const RAM_BUDGET: u64 = 48 * 1024;
 /// Bytes the stack may never come closer than to the statics below it.
 const MARGIN: u64 = 1024;
 
@@ -99,7 +99,7 @@ fn stack_high_water(fw: &crate::qemu_support::Firmware) -> (u64, u64) {
 
 /// The sizes of an ARM image's allocated sections, from its ELF32 section headers.
 #[derive(Debug, Default)]
-struct Sections {
+pub(crate) struct Sections {
     vector_table: u64,
     text: u64,
     rodata: u64,
@@ -109,7 +109,7 @@ struct Sections {
 }
 
 impl Sections {
-    fn read(elf: &Path) -> Self {
+    pub(crate) fn read(elf: &Path) -> Self {
         let bytes = std::fs::read(elf).unwrap_or_else(|e| panic!("{}: {e}", elf.display()));
         assert_eq!(
             &bytes[..6],
@@ -154,7 +154,7 @@ impl Sections {
     }
 
     /// What its statics take of RAM.
-    fn static_ram(&self) -> u64 {
+    pub(crate) fn static_ram(&self) -> u64 {
         self.data + self.bss + self.uninit
     }
 
