@@ -142,9 +142,9 @@ impl<F: NorFlash> Store<F> {
         if !tail.is_empty() {
             let mut last = [0xFFu8; HEADER];
             let word = last.get_mut(..F::WRITE_SIZE).ok_or(StoreError)?;
-            word.get_mut(..tail.len())
-                .ok_or(StoreError)?
-                .copy_from_slice(tail);
+            for (d, b) in word.iter_mut().zip(tail) {
+                *d = *b;
+            }
             self.flash
                 .write(at + whole as u32, word)
                 .await
