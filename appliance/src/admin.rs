@@ -65,12 +65,24 @@ pub(crate) fn hash_matches(presented: &[u8; 32], expected: &[u8; 32]) -> bool {
     presented.ct_eq(expected).into()
 }
 
-/// Reads the stored configuration into `buf`, if there is one.
-pub async fn fetch_stored<F: NorFlash>(
-    store: &mut Store<F>,
-    buf: &'static mut [u8],
-) -> Option<&'static [u8]> {
-    store.load(buf).await
+/// What flash holds, read at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// Nothing: the factory configuration.
+    Nothing,
+    /// The operator's configuration, as it was `PUT`.
+    Found(&'static [u8]),
+    /// A record whose CRC does not check.
+    Corrupt,
+}
+
+/// Reads the stored configuration into `buf`.
+pub async fn fetch_stored<F: NorFlash>(store: &mut Store<F>, buf: &'static mut [u8]) -> Stored {
+    match store.load(buf).await {
+        Ok(Some(bytes)) => Stored::Found(bytes),
+        Ok(None) => Stored::Nothing,
+        Err(_) => Stored::Corrupt,
+    }
 }
 
 /// The configuration to run: `factory` with the stored settings (`stored`, read by
@@ -78,12 +90,19 @@ pub async fn fetch_stored<F: NorFlash>(
 /// settings somewhere `'static` (the board's static cell).
 pub fn boot_config(
     factory: Config,
-    stored: Option<&'static [u8]>,
+    stored: Stored,
     keep: impl FnOnce(Settings<'static>) -> &'static Settings<'static>,
 ) -> (Config, Source) {
-    let Some(bytes) = stored else {
-        info!("factory configuration");
-        return (factory, Source::Factory);
+    let bytes = match stored {
+        Stored::Found(bytes) => bytes,
+        Stored::Nothing => {
+            info!("factory configuration");
+            return (factory, Source::Factory);
+        }
+        Stored::Corrupt => {
+            warn!("the stored configuration is corrupt (CRC); factory configuration instead");
+            return (factory, Source::FactoryAfterRefusal);
+        }
     };
     match Settings::parse_checked(bytes, &factory) {
         Ok(settings) => {

@@ -99,16 +99,24 @@ impl<F: NorFlash> Store<F> {
         (crc32(data) == h.crc).then_some(data)
     }
 
-    /// The newest valid record, read into `buf` (at least [`MAX_SETTINGS_LEN`] + 32 bytes).
-    pub async fn load<'b>(&mut self, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    /// The newest valid record, read into `buf` (at least [`MAX_SETTINGS_LEN`] + 32 bytes):
+    /// `Ok(None)` when nothing is stored, `Err` when a record's header is there but no record
+    /// checks (corrupt flash).
+    pub async fn load<'b>(&mut self, buf: &'b mut [u8]) -> Result<Option<&'b [u8]>, StoreError> {
         let mut found = None;
+        let mut headers = false;
         for (page, h) in self.records().await.into_iter().flatten() {
+            headers = true;
             if self.data(page, h, buf).await.is_some() {
                 found = Some(h.len);
                 break;
             }
         }
-        buf.get(..found?)
+        match found {
+            Some(len) => Ok(buf.get(..len)),
+            None if headers => Err(StoreError),
+            None => Ok(None),
+        }
     }
 
     /// Stores `data` as the new record; `scratch` (at least [`MAX_SETTINGS_LEN`] + 32 bytes)
@@ -250,7 +258,9 @@ mod tests {
 
     fn load(s: &mut Store<Ram>) -> Option<Vec<u8>> {
         let mut buf = [0u8; MAX_SETTINGS_LEN + 32];
-        embassy_futures::block_on(s.load(&mut buf)).map(<[u8]>::to_vec)
+        embassy_futures::block_on(s.load(&mut buf))
+            .expect("not corrupt")
+            .map(<[u8]>::to_vec)
     }
 
     fn save(s: &mut Store<Ram>, data: &[u8]) -> Result<(), StoreError> {
@@ -285,6 +295,11 @@ mod tests {
                                           // A bit flip in the newest record's data: the one before it is used.
         s.flash.bytes[4096 + HEADER] ^= 1;
         assert_eq!(load(&mut s), Some(b"first".to_vec()));
+        // Both corrupt: reported, not taken for an empty store.
+        s.flash.bytes[HEADER] ^= 1;
+        let mut buf = [0u8; MAX_SETTINGS_LEN + 32];
+        assert_eq!(embassy_futures::block_on(s.load(&mut buf)), Err(StoreError));
+        s.flash.bytes[HEADER] ^= 1;
         s.flash.bytes[4096 + HEADER] ^= 1;
         assert_eq!(load(&mut s), Some(b"second".to_vec()));
         // Power lost after the data, before the header: page 0 was erased, page 4096 stays.

@@ -344,33 +344,46 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-#[test]
-fn a_stored_configuration_that_fails_the_check_at_boot_is_not_used() {
-    // A well-formed record (its CRC checks) holding a configuration the check refuses, as a
-    // firmware with stricter rules, or flash written by something else, would leave it.
-    let data = br#"{"dialplan":{"direct_channel":"Local/c2d-single"}}"#;
+/// A record for the store's first page (`appliance/src/store.rs`): header, then `data`.
+fn record(data: &[u8], crc: u32) -> Vec<u8> {
     let mut record = Vec::new();
-    for word in [0xC2D0_C0F1u32, 0, data.len() as u32, crc32(data)] {
+    for word in [0xC2D0_C0F1u32, 0, data.len() as u32, crc] {
         record.extend_from_slice(&word.to_le_bytes());
     }
     record.resize(32, 0xFF);
     record.extend_from_slice(data);
-    let ami = CaptureAmi::start();
-    let Some(device) = boot(ami.port, Some((&record, 0x0001_C000))) else {
-        return;
-    };
-    let config = get_config(&device);
-    assert_eq!(config["source"], "factory_stored_refused");
-    assert_eq!(
-        config["dialplan"]["direct_channel"],
-        "Local/{callee}@c2d-single"
-    );
-    assert_eq!(call(&device, None, "fallback-1").status, 202);
-    let log = device.log();
-    assert!(
-        log.contains(
-            "the stored configuration is refused (dialplan.direct_channel); factory configuration instead"
+    record
+}
+
+#[test]
+fn a_stored_configuration_that_fails_the_check_at_boot_is_not_used() {
+    // A well-formed record (its CRC checks) holding a configuration the check refuses, as a
+    // firmware with stricter rules would find it; and a record whose CRC does not check.
+    let refused = br#"{"dialplan":{"direct_channel":"Local/c2d-single"}}"#;
+    let good = br#"{"idempotency":{"ttl_secs":60}}"#;
+    for (record, logged) in [
+        (
+            record(refused, crc32(refused)),
+            "the stored configuration is refused (dialplan.direct_channel); factory configuration instead",
         ),
-        "{log}"
-    );
+        (
+            record(good, crc32(good) ^ 1),
+            "the stored configuration is corrupt (CRC); factory configuration instead",
+        ),
+    ] {
+        let ami = CaptureAmi::start();
+        let Some(device) = boot(ami.port, Some((&record, 0x0001_C000))) else {
+            return;
+        };
+        let config = get_config(&device);
+        assert_eq!(config["source"], "factory_stored_refused");
+        assert_eq!(
+            config["dialplan"]["direct_channel"],
+            "Local/{callee}@c2d-single"
+        );
+        assert_eq!(config["idempotency"]["ttl_secs"], 86400);
+        assert_eq!(call(&device, None, "fallback-1").status, 202);
+        let log = device.log();
+        assert!(log.contains(logged), "{log}");
+    }
 }
