@@ -35,6 +35,8 @@ for dir in "${folders[@]}"; do
   [ -f "$dir/Cargo.toml" ] || continue
   (cd "$dir" && cargo fmt -- --check && cargo clippy --locked -- -D warnings)
 done
+# The QEMU image with the admin API and the configuration store (the tests build it).
+(cd boards/qemu-mps2-an385 && cargo clippy --locked --features admin -- -D warnings)
 
 step "appliance unit tests (on the host)"
 host=$(rustc -vV | sed -n 's/^host: //p')

@@ -24,6 +24,16 @@ struct File {
     dialplan: Dialplan,
     policy: Policy,
     idempotency: Idempotency,
+    auth: Auth,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct Auth {
+    /// `sha256:<64 hex digits>`, as the host's `[[auth.keys]] hash`.
+    api_key_hash: Option<String>,
+    /// The admin API's key, `sha256:<64 hex digits>`.
+    admin_key_hash: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +226,26 @@ pub(crate) fn generate(path: &std::path::Path) -> Result<String, String> {
         return Err("idempotency.ttl_secs: must be at least 1".into());
     }
 
+    let hash = |key: &str, text: &Option<String>| match text {
+        None => Ok(None),
+        Some(text) => parse_hash(text).map(Some).ok_or(format!(
+            "{key}: must be sha256:<64 hex digits> (click2dial-host hash-key)"
+        )),
+    };
+    let api = hash("auth.api_key_hash", &file.auth.api_key_hash)?;
+    let admin = hash("auth.admin_key_hash", &file.auth.admin_key_hash)?;
+    if api.is_some() && api == admin {
+        return Err("auth.api_key_hash: must not be the admin key's hash".into());
+    }
+    let api_key_hash = match api {
+        None => "None".to_string(),
+        Some(h) => format!("Some({h:?})"),
+    };
+    let admin_key_hash = match admin {
+        None => "None".to_string(),
+        Some(h) => format!("Some({h:?})"),
+    };
+
     let mut s = String::new();
     let _ = writeln!(s, "/// The configuration this image was built with.");
     let _ = writeln!(s, "pub const BUILD: Config = Config {{");
@@ -250,8 +280,25 @@ pub(crate) fn generate(path: &std::path::Path) -> Result<String, String> {
         "    idempotency: Idempotency {{ ttl_secs: {} }},",
         file.idempotency.ttl_secs
     );
+    let _ = writeln!(
+        s,
+        "    auth: Auth {{ api_key_hash: {api_key_hash}, admin_key_hash: {admin_key_hash} }},"
+    );
     let _ = writeln!(s, "}};");
     Ok(s)
+}
+
+/// `sha256:<64 hex digits>` → the 32 bytes.
+fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    let hex = text.strip_prefix("sha256:")?;
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 fn network(n: &Network) -> Result<String, String> {

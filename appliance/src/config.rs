@@ -21,6 +21,21 @@ pub struct Config {
     pub policy: DialPolicy<'static>,
     /// How long a `contact_ref` is remembered.
     pub idempotency: Idempotency,
+    /// Who may create calls.
+    pub auth: Auth,
+}
+
+/// `[auth]`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Auth {
+    /// SHA-256 of the API key `POST /click2dial/calls` requires (`Authorization: Bearer
+    /// <key>`), written `sha256:<64 hex digits>` as the host's `[[auth.keys]] hash`; `None`:
+    /// no key is required (a device on a closed network, as before keys existed here).
+    pub api_key_hash: Option<[u8; 32]>,
+    /// SHA-256 of the admin key the admin API requires (`/admin/*`): compiled in from
+    /// `[auth] admin_key_hash`, or provisioned by the board (the QEMU board's provisioning
+    /// page); never changed through the API. `None`: the admin API refuses every request.
+    pub admin_key_hash: Option<[u8; 32]>,
 }
 
 /// `[network]`: DHCP, or a static address.

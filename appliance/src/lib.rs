@@ -13,12 +13,15 @@ extern crate std;
 
 pub(crate) mod fmt;
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod http;
 pub mod idempotency;
 pub mod keyed;
 pub mod pbx;
+pub mod settings;
+pub mod store;
 
 pub use api::App;
 pub use config::Config;

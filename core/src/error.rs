@@ -42,6 +42,9 @@ pub enum ErrorCode {
     InvalidDialControl,
     /// Missing or bad credentials.
     Unauthorized,
+    /// A configuration value that cannot be used (the appliance's admin endpoint; the
+    /// message is [`crate::config::ConfigError`]'s, as the host's `check-config` prints it).
+    InvalidConfig,
     /// Valid credentials without the scope this route needs.
     InsufficientScope,
     /// A request that is not valid HTTP for this service (no `Host`, a broken body
@@ -93,6 +96,7 @@ impl ErrorCode {
             Self::UnknownAgent => "unknown_agent",
             Self::InvalidDialControl => "invalid_dial_control",
             Self::Unauthorized => "unauthorized",
+            Self::InvalidConfig => "invalid_config",
             Self::InsufficientScope => "insufficient_scope",
             Self::BadRequest => "bad_request",
             Self::HeadersTooLarge => "headers_too_large",
@@ -135,7 +139,8 @@ impl ErrorCode {
             | Self::AgentNotAllowed
             | Self::UnknownCampaign
             | Self::UnknownAgent
-            | Self::InvalidDialControl => 422,
+            | Self::InvalidDialControl
+            | Self::InvalidConfig => 422,
             Self::RateLimited => 429,
             Self::Internal => 500,
             Self::PbxUnavailable | Self::ServiceUnavailable => 503,
@@ -275,6 +280,14 @@ impl Error {
         ErrorCode::RequestTimeout,
         "the request was not received and answered in time",
     );
+    /// `401` without an `Authorization: Bearer` key.
+    pub const API_KEY_REQUIRED: Self = Self::request(
+        ErrorCode::Unauthorized,
+        "an API key is required: Authorization: Bearer <key>",
+    );
+    /// `401` for a key that is not a configured one.
+    pub const API_KEY_INVALID: Self =
+        Self::request(ErrorCode::Unauthorized, "the API key is not valid");
     /// `500`; the details belong in the log.
     pub const INTERNAL: Self = Self::request(ErrorCode::Internal, "internal error");
 }

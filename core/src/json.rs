@@ -6,7 +6,8 @@ use core::fmt;
 use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use crate::error::{BufferTooSmall, Error};
+use crate::config::ConfigError;
+use crate::error::{BufferTooSmall, Error, ErrorCode};
 use crate::template::Rendered;
 use crate::time::Timestamp;
 use crate::validate::{Call, Warnings};
@@ -228,6 +229,45 @@ impl Serialize for ErrorFields<'_> {
         }
         s.serialize_field("message", e.message)?;
         s.end()
+    }
+}
+
+/// Writes a refused configuration value as an error body:
+/// `{"error":{"code":"invalid_config","field":<dotted key>,"message":<the host's check-config
+/// message>}}` (`422`). The message is [`ConfigError`]'s `Display`, so it is the host's text
+/// for the same mistake.
+pub fn write_config_error(error: &ConfigError, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
+    write(&ConfigErrorBody(error), out)
+}
+
+struct ConfigErrorBody<'e>(&'e ConfigError);
+
+impl Serialize for ConfigErrorBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut outer = serializer.serialize_map(Some(1))?;
+        outer.serialize_entry("error", &ConfigErrorFields(self.0))?;
+        outer.end()
+    }
+}
+
+struct ConfigErrorFields<'e>(&'e ConfigError);
+
+impl Serialize for ConfigErrorFields<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Error", 3)?;
+        s.serialize_field("code", ErrorCode::InvalidConfig.as_str())?;
+        s.serialize_field("field", self.0.key())?;
+        s.serialize_field("message", &Collected(self.0))?;
+        s.end()
+    }
+}
+
+/// A `Display` value serialised as a JSON string (escaped by serde-json-core).
+struct Collected<'v, T>(&'v T);
+
+impl<T: fmt::Display> Serialize for Collected<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
     }
 }
 

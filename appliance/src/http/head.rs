@@ -2,10 +2,12 @@
 
 use click2dial_core::{request, Error};
 
+use crate::admin::key_hash;
+
 /// Headers read per request; more is answered `431`.
 pub(crate) const MAX_HEADERS: usize = 24;
 
-/// The one route.
+/// The create-call route.
 pub(crate) const CALLS_PATH: &str = "/click2dial/calls";
 
 /// Where a request goes.
@@ -13,10 +15,39 @@ pub(crate) const CALLS_PATH: &str = "/click2dial/calls";
 pub(crate) enum Route {
     /// `POST /click2dial/calls`.
     CreateCall,
-    /// `/click2dial/calls` with another method: `405`.
-    MethodNotAllowed,
+    /// `GET /admin/config`.
+    GetConfig,
+    /// `PUT /admin/config`.
+    PutConfig,
+    /// `POST /admin/reboot`.
+    Reboot,
+    /// `POST /admin/factory-reset`.
+    FactoryReset,
+    /// A known path with another method: `405`, with the methods it allows.
+    MethodNotAllowed(&'static str),
     /// Any other path: `404`.
     NotFound,
+}
+
+impl Route {
+    /// An admin route (the admin key is required).
+    pub(crate) fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Self::GetConfig | Self::PutConfig | Self::Reboot | Self::FactoryReset
+        )
+    }
+}
+
+/// The `Authorization` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bearer {
+    /// No header.
+    Absent,
+    /// A header that is not `Bearer <key>`.
+    Malformed,
+    /// `Bearer <key>`: the key's SHA-256 (the key itself is not kept).
+    KeyHash([u8; 32]),
 }
 
 /// How the body is delimited.
@@ -39,6 +70,8 @@ pub(crate) struct Head {
     pub(crate) framing: Framing,
     /// `Expect: 100-continue`: answer `100 Continue` before reading the body.
     pub(crate) expect_continue: bool,
+    /// The credentials presented.
+    pub(crate) bearer: Bearer,
 }
 
 /// Why a head is refused before routing.
@@ -62,11 +95,18 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     };
     let path = req.path.unwrap_or_default();
     let path = path.split_once('?').map_or(path, |(p, _)| p);
-    let route = match (path == CALLS_PATH, req.method) {
-        (true, Some("POST")) => Route::CreateCall,
-        (true, _) => Route::MethodNotAllowed,
-        (false, _) => Route::NotFound,
+    let route = match (path, req.method.unwrap_or_default()) {
+        (CALLS_PATH, "POST") => Route::CreateCall,
+        (CALLS_PATH, _) => Route::MethodNotAllowed("POST"),
+        ("/admin/config", "GET") => Route::GetConfig,
+        ("/admin/config", "PUT") => Route::PutConfig,
+        ("/admin/config", _) => Route::MethodNotAllowed("GET, PUT"),
+        ("/admin/reboot", "POST") => Route::Reboot,
+        ("/admin/factory-reset", "POST") => Route::FactoryReset,
+        ("/admin/reboot" | "/admin/factory-reset", _) => Route::MethodNotAllowed("POST"),
+        _ => Route::NotFound,
     };
+    let mut bearer = Bearer::Absent;
     let mut content_type = None;
     let mut length: Option<u64> = None;
     let mut chunked = None;
@@ -90,6 +130,11 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
                 .unwrap_or_default()
                 .trim_ascii();
             chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("authorization") {
+            bearer = match bearer_key(h.value) {
+                Some(key) if bearer == Bearer::Absent => Bearer::KeyHash(key_hash(key)),
+                _ => Bearer::Malformed,
+            };
         } else if name.eq_ignore_ascii_case("expect") {
             expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
@@ -105,7 +150,18 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         content_type: request::check_content_type(content_type),
         framing,
         expect_continue,
+        bearer,
     }))
+}
+
+/// The key of `Bearer <key>` (scheme case-insensitive), as the host reads it.
+fn bearer_key(value: &[u8]) -> Option<&[u8]> {
+    let scheme = value.get(..7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let key = value.get(7..)?.trim_ascii();
+    (!key.is_empty()).then_some(key)
 }
 
 /// Decimal digits only, as HTTP requires.
@@ -141,7 +197,8 @@ mod tests {
         let h = head("GET /click2dial/calls HTTP/1.0\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!(h.route, Route::MethodNotAllowed);
+        assert_eq!(h.route, Route::MethodNotAllowed("POST"));
+        assert_eq!(h.bearer, Bearer::Absent);
         assert_eq!(h.content_type, Err(Error::UNSUPPORTED_MEDIA_TYPE));
         assert_eq!(h.framing, Framing::Length(0));
         let h = head("POST /click2dial/calls/ HTTP/1.1\r\n\r\n")
@@ -152,6 +209,43 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(h.content_type, Err(Error::UNSUPPORTED_MEDIA_TYPE));
+    }
+
+    #[test]
+    fn admin_routes_and_keys() {
+        let route = |line: &str| {
+            head(&std::format!("{line} HTTP/1.1\r\n\r\n"))
+                .unwrap()
+                .unwrap()
+                .route
+        };
+        assert_eq!(route("GET /admin/config"), Route::GetConfig);
+        assert_eq!(route("PUT /admin/config"), Route::PutConfig);
+        assert_eq!(
+            route("POST /admin/config"),
+            Route::MethodNotAllowed("GET, PUT")
+        );
+        assert_eq!(route("POST /admin/reboot"), Route::Reboot);
+        assert_eq!(route("GET /admin/reboot"), Route::MethodNotAllowed("POST"));
+        assert_eq!(route("POST /admin/factory-reset"), Route::FactoryReset);
+        assert_eq!(route("POST /admin"), Route::NotFound);
+        let bearer = |headers: &str| {
+            head(&std::format!("GET /admin/config HTTP/1.1\r\n{headers}\r\n"))
+                .unwrap()
+                .unwrap()
+                .bearer
+        };
+        assert_eq!(
+            bearer("Authorization: bearer  k3y \r\n"),
+            Bearer::KeyHash(key_hash(b"k3y"))
+        );
+        for bad in [
+            "Authorization: Basic azN5\r\n",
+            "Authorization: Bearer \r\n",
+            "Authorization: Bearer a\r\nAuthorization: Bearer a\r\n",
+        ] {
+            assert_eq!(bearer(bad), Bearer::Malformed, "{bad}");
+        }
     }
 
     #[test]

@@ -13,19 +13,23 @@ mod body;
 mod head;
 mod response;
 
+use click2dial_core::json;
 use click2dial_core::request::MAX_BODY_LEN;
-use click2dial_core::Error;
+use click2dial_core::{Error, ErrorCode};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::Stack;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_sync::mutex::Mutex;
+use embassy_sync::mutex::{Mutex, MutexGuard};
 use embassy_time::{with_timeout, Duration};
 use embedded_io_async::{Read, Write};
 
+use crate::admin::{hash_matches, AdminApi, PutError, MAX_SETTINGS_LEN};
 use crate::api::{error_answer, App};
 use crate::fmt::debug;
+use crate::settings::Refusal;
 use body::BodyError;
-use head::{HeadError, Route};
+use head::{Bearer, HeadError, Route};
+use response::Extra;
 
 /// Longest request head (request line and headers).
 pub const MAX_HEAD_LEN: usize = 1024;
@@ -85,9 +89,10 @@ impl SharedBody {
 }
 
 /// One listener: accepts a connection on `http_port`, answers one request, closes; forever.
-pub async fn serve(
+pub async fn serve<A: AdminApi>(
     stack: Stack<'_>,
     app: &App<'_>,
+    admin: &A,
     buffers: &mut HttpBuffers,
     body: &SharedBody,
 ) -> ! {
@@ -100,12 +105,21 @@ pub async fn serve(
         if socket.accept(port).await.is_err() {
             continue;
         }
-        match with_timeout(timeout, handle(&mut socket, app, head, body)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(Disconnected)) => debug!("client went away"),
-            Err(_) => debug!("request timed out; closing"),
-        }
+        let then = match with_timeout(timeout, handle(&mut socket, app, admin, head, body)).await {
+            Ok(Ok(then)) => then,
+            Ok(Err(Disconnected)) => {
+                debug!("client went away");
+                Then::Serve
+            }
+            Err(_) => {
+                debug!("request timed out; closing");
+                Then::Serve
+            }
+        };
         close(&mut socket).await;
+        if then == Then::Reboot {
+            admin.reboot();
+        }
     }
 }
 
@@ -126,19 +140,132 @@ async fn close(socket: &mut TcpSocket<'_>) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Disconnected;
 
+/// What the listener does once the connection is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Then {
+    Serve,
+    /// `POST /admin/reboot` was answered.
+    Reboot,
+}
+
+/// `401` without an admin key.
+const ADMIN_KEY_REQUIRED: Error = Error::request(
+    ErrorCode::Unauthorized,
+    "an admin key is required: Authorization: Bearer <admin key>",
+);
+/// `401` for a key that is not the admin key.
+const ADMIN_KEY_INVALID: Error =
+    Error::request(ErrorCode::Unauthorized, "the admin key is not valid");
+/// `413` for a configuration body over [`MAX_SETTINGS_LEN`].
+const SETTINGS_TOO_LARGE: Error = Error::request(
+    ErrorCode::BodyTooLarge,
+    "the configuration is larger than 1024 bytes",
+);
+
+/// `Ok` when the request carries the key whose hash `matches` accepts.
+fn authorize(
+    bearer: Bearer,
+    matches: impl FnOnce(&[u8; 32]) -> bool,
+    missing: Error,
+    invalid: Error,
+) -> Result<(), Error> {
+    match bearer {
+        Bearer::Absent => Err(missing),
+        Bearer::KeyHash(hash) if matches(&hash) => Ok(()),
+        _ => Err(invalid),
+    }
+}
+
+/// Where an answer's body is.
+#[derive(Clone, Copy)]
+enum Body {
+    Empty,
+    /// The first bytes of the head buffer.
+    Head(usize),
+    /// `start..end` of the shared body buffer.
+    Shared(usize, usize),
+    Static(&'static [u8]),
+}
+
+/// An answer, sent once by [`handle`] (one call site of the writing code, whatever the
+/// route: each `await` on it inlines a copy of its state machine).
+struct Reply {
+    status: u16,
+    body: Body,
+    extra: Extra,
+    then: Then,
+}
+
+impl Reply {
+    const fn json(status: u16, body: Body) -> Self {
+        Self {
+            status,
+            body,
+            extra: Extra::None,
+            then: Then::Serve,
+        }
+    }
+
+    /// `error`'s JSON, written at `start` of `buf` (`shared`: the shared body buffer).
+    fn error(error: &Error, buf: &mut [u8], start: usize, shared: bool) -> Self {
+        let out = buf.get_mut(start..).unwrap_or_default();
+        let answer = error_answer(error, out);
+        let end = start + answer.len;
+        let body = if shared {
+            Body::Shared(start, end)
+        } else {
+            Body::Head(end)
+        };
+        Self::json(answer.status, body)
+    }
+}
+
+type Guard<'s> = MutexGuard<'s, CriticalSectionRawMutex, [u8; BODY_BUF_LEN]>;
+
 /// Reads one request and answers it: the head into `head`, the body (and the answer) into
 /// the shared body buffer.
-async fn handle<S: Read + Write>(
+async fn handle<S: Read + Write, A: AdminApi>(
     stream: &mut S,
     app: &App<'_>,
+    admin: &A,
     head_buf: &mut [u8],
     shared: &SharedBody,
-) -> Result<(), Disconnected> {
+) -> Result<Then, Disconnected> {
+    let mut guard = None;
+    let reply = answer(stream, app, admin, head_buf, shared, &mut guard).await?;
+    let body = match reply.body {
+        Body::Empty => None,
+        Body::Head(end) => head_buf.get(..end),
+        Body::Shared(start, end) => guard.as_deref().and_then(|b| b.get(start..end)),
+        Body::Static(bytes) => Some(bytes),
+    };
+    let json = !matches!(reply.body, Body::Empty);
+    respond(
+        stream,
+        reply.status,
+        body.unwrap_or_default(),
+        json,
+        reply.extra,
+    )
+    .await?;
+    Ok(reply.then)
+}
+
+/// The answer to one request; takes the shared body buffer into `guard` when it needs it.
+async fn answer<'s, S: Read + Write, A: AdminApi>(
+    stream: &mut S,
+    app: &App<'_>,
+    admin: &A,
+    head_buf: &mut [u8],
+    shared: &'s SharedBody,
+    guard: &mut Option<Guard<'s>>,
+) -> Result<Reply, Disconnected> {
+    let bare = |status| Ok(Reply::json(status, Body::Empty));
     let mut filled = 0;
     let head = loop {
         let free = head_buf.get_mut(filled..).unwrap_or_default();
         if free.is_empty() {
-            return respond(stream, 431, &[], false).await;
+            return bare(431);
         }
         match stream.read(free).await {
             Ok(0) | Err(_) => return Err(Disconnected),
@@ -147,24 +274,85 @@ async fn handle<S: Read + Write>(
         match head::parse(head_buf.get(..filled).unwrap_or_default()) {
             Ok(Some(head)) => break head,
             Ok(None) => {}
-            Err(HeadError::Malformed) => return respond(stream, 400, &[], false).await,
-            Err(HeadError::TooLarge) => return respond(stream, 431, &[], false).await,
+            Err(HeadError::Malformed) => return bare(400),
+            Err(HeadError::TooLarge) => return bare(431),
         }
     };
     // Answers without a body are written into the head buffer (an error body is at most
     // ERROR_BODY_MAX_LEN bytes).
-    match head.route {
-        Route::CreateCall => {}
-        Route::MethodNotAllowed => {
-            return respond_error(stream, &Error::METHOD_NOT_ALLOWED, head_buf).await
+    let route = head.route;
+    let early = |e: &Error, head_buf: &mut [u8]| Ok(Reply::error(e, head_buf, 0, false));
+    match route {
+        Route::MethodNotAllowed(methods) => {
+            let mut reply = Reply::error(&Error::METHOD_NOT_ALLOWED, head_buf, 0, false);
+            reply.extra = Extra::Allow(methods);
+            return Ok(reply);
         }
-        Route::NotFound => return respond_error(stream, &Error::NOT_FOUND, head_buf).await,
+        Route::NotFound => return early(&Error::NOT_FOUND, head_buf),
+        _ => {}
+    }
+    // Credentials before anything else: a client without them never gets the body buffer.
+    let auth = if route.is_admin() {
+        authorize(
+            head.bearer,
+            |p| admin.authorized(p),
+            ADMIN_KEY_REQUIRED,
+            ADMIN_KEY_INVALID,
+        )
+    } else {
+        match &app.config().auth.api_key_hash {
+            Some(expected) => authorize(
+                head.bearer,
+                |p| hash_matches(p, expected),
+                Error::API_KEY_REQUIRED,
+                Error::API_KEY_INVALID,
+            ),
+            None => Ok(()),
+        }
+    };
+    if let Err(e) = auth {
+        let mut reply = Reply::error(&e, head_buf, 0, false);
+        reply.extra = Extra::Challenge;
+        return Ok(reply);
+    }
+    match route {
+        Route::Reboot => {
+            let mut reply = Reply::json(202, Body::Static(br#"{"status":"rebooting"}"#));
+            reply.then = Then::Reboot;
+            return Ok(reply);
+        }
+        Route::FactoryReset => {
+            return match admin.factory_reset().await {
+                Ok(()) => Ok(Reply::json(
+                    200,
+                    Body::Static(br#"{"status":"erased","effective":"after POST /admin/reboot"}"#),
+                )),
+                Err(_) => early(&Error::INTERNAL, head_buf),
+            };
+        }
+        _ => {}
+    }
+    let buf: &mut [u8] = &mut **guard.insert(shared.0.lock().await);
+    if route == Route::GetConfig {
+        return Ok(match admin.write_config(app.config(), buf) {
+            Some(len) => Reply::json(200, Body::Shared(0, len)),
+            None => Reply::error(&Error::INTERNAL, buf, 0, true),
+        });
     }
     if let Err(e) = head.content_type {
-        return respond_error(stream, &e, head_buf).await;
+        return Ok(Reply::error(&e, buf, 0, true));
     }
-    let mut guard = shared.0.lock().await;
-    let buf: &mut [u8] = &mut *guard;
+    let settings = route == Route::PutConfig;
+    let too_large = if settings {
+        SETTINGS_TOO_LARGE
+    } else {
+        Error::BODY_TOO_LARGE
+    };
+    if settings
+        && matches!(head.framing, head::Framing::Length(len) if len > MAX_SETTINGS_LEN as u64)
+    {
+        return Ok(Reply::error(&too_large, buf, 0, true));
+    }
     let early = head_buf.get(head.len..filled).unwrap_or_default();
     let have = early.len();
     if let Some(dest) = buf.get_mut(..have) {
@@ -178,36 +366,42 @@ async fn handle<S: Read + Write>(
         write_all(stream, response::CONTINUE).await?;
     }
     let len = match body::read(stream, head.framing, buf, have).await {
-        Ok(len) => len,
-        Err(BodyError::Unreadable) => {
-            return respond_error(stream, &Error::BODY_TOO_LARGE, buf).await
-        }
+        Ok(len) if !settings || len <= MAX_SETTINGS_LEN => len,
+        Ok(_) | Err(BodyError::Unreadable) => return Ok(Reply::error(&too_large, buf, 0, true)),
         Err(BodyError::Io) => return Err(Disconnected),
     };
+    if settings {
+        return Ok(put_config(admin, buf, len).await);
+    }
     let (body, out) = buf.split_at_mut(len.min(buf.len()));
     let answer = app.create_call(body, out).await;
-    respond(
-        stream,
+    Ok(Reply::json(
         answer.status,
-        out.get(..answer.len).unwrap_or_default(),
-        true,
-    )
-    .await
+        Body::Shared(len, len + answer.len),
+    ))
 }
 
-async fn respond_error<S: Write>(
-    stream: &mut S,
-    error: &Error,
-    out: &mut [u8],
-) -> Result<(), Disconnected> {
-    let answer = error_answer(error, out);
-    respond(
-        stream,
-        answer.status,
-        out.get(..answer.len).unwrap_or_default(),
-        true,
-    )
-    .await
+/// `PUT /admin/config` with the body at `buf[..len]` (at most [`MAX_SETTINGS_LEN`]); the rest
+/// of `buf` is the store's work buffer and then the answer's.
+async fn put_config<A: AdminApi>(admin: &A, buf: &mut [u8], len: usize) -> Reply {
+    let (body, rest) = buf.split_at_mut(MAX_SETTINGS_LEN.min(buf.len()));
+    let body = body.get(..len).unwrap_or_default();
+    let error = match admin.put(body, rest).await {
+        Ok(()) => {
+            let body = br#"{"status":"stored","effective":"after POST /admin/reboot"}"#;
+            return Reply::json(200, Body::Static(body));
+        }
+        Err(PutError::Refused(Refusal::Json)) => Error::MALFORMED_JSON,
+        Err(PutError::Refused(Refusal::Config(e))) => {
+            if let Ok(n) = json::write_config_error(&e, rest) {
+                let start = MAX_SETTINGS_LEN;
+                return Reply::json(422, Body::Shared(start, start + n));
+            }
+            Error::INTERNAL
+        }
+        Err(PutError::Store(_)) => Error::INTERNAL,
+    };
+    Reply::error(&error, buf, 0, true)
 }
 
 async fn respond<S: Write>(
@@ -215,9 +409,10 @@ async fn respond<S: Write>(
     status: u16,
     body: &[u8],
     json: bool,
+    extra: Extra,
 ) -> Result<(), Disconnected> {
-    let mut head = [0u8; 160];
-    let n = response::write_head(status, body.len(), json, &mut head);
+    let mut head = [0u8; 192];
+    let n = response::write_head(status, body.len(), json, extra, &mut head);
     write_all(stream, head.get(..n).unwrap_or_default()).await?;
     write_all(stream, body).await?;
     stream.flush().await.map_err(|_| Disconnected)

@@ -2,7 +2,23 @@
 
 /// Writes the head of a response into `out` and returns its length (0 if it does not fit,
 /// which cannot happen with the heads written here and a 160-byte buffer).
-pub(crate) fn write_head(status: u16, body_len: usize, json: bool, out: &mut [u8]) -> usize {
+/// A header line some answers add.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Extra {
+    None,
+    /// `allow: <methods>` (`405`).
+    Allow(&'static str),
+    /// `www-authenticate`, as the host sends it (`401`).
+    Challenge,
+}
+
+pub(crate) fn write_head(
+    status: u16,
+    body_len: usize,
+    json: bool,
+    extra: Extra,
+    out: &mut [u8],
+) -> usize {
     let mut w = Cursor { out, len: 0 };
     w.put("HTTP/1.1 ");
     w.number(status.into());
@@ -12,8 +28,14 @@ pub(crate) fn write_head(status: u16, body_len: usize, json: bool, out: &mut [u8
     if json {
         w.put("content-type: application/json\r\n");
     }
-    if status == 405 {
-        w.put("allow: POST\r\n");
+    match extra {
+        Extra::None => {}
+        Extra::Allow(methods) => {
+            w.put("allow: ");
+            w.put(methods);
+            w.put("\r\n");
+        }
+        Extra::Challenge => w.put("www-authenticate: Bearer realm=\"click2dial\"\r\n"),
     }
     w.put("content-length: ");
     w.number(body_len);
@@ -30,8 +52,10 @@ pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 fn reason(status: u16) -> &'static str {
     match status {
+        200 => "OK",
         202 => "Accepted",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",

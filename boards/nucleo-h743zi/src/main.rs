@@ -6,15 +6,19 @@
 
 use core::cell::RefCell;
 
+use click2dial_appliance::admin::{self, Admin, Store, STORE_BUF_LEN};
 use click2dial_appliance::http::{self, HttpBuffers, SharedBody};
 use click2dial_appliance::idempotency::Table;
 use click2dial_appliance::pbx::{AmiBuffers, Pbx};
+use click2dial_appliance::settings::Settings;
 use click2dial_appliance::{config, App, Config, Entropy};
 use click2dial_core::Validators;
 use defmt::{info, unwrap};
+use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_executor::Spawner;
 use embassy_net::{Runner, Stack, StackResources};
 use embassy_stm32::eth::{self, Ethernet, GenericPhy, PacketQueue, Sma};
+use embassy_stm32::flash::{Blocking, Flash};
 use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::{self, Rng};
 use embassy_stm32::{bind_interrupts, rcc};
@@ -29,6 +33,14 @@ bind_interrupts!(struct Irqs {
 });
 
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
+
+/// The on-chip flash, as the configuration store sees it (offsets from `0x0800_0000`).
+type ConfigFlash = BlockingAsync<Flash<'static, Blocking>>;
+
+/// The configuration store: the last two 128 KiB sectors of bank 2 (`0x081C_0000` to the end
+/// of flash), far past the image at the start of bank 1. A sector erase stalls the device for
+/// about a second; that happens only on `PUT /admin/config` and factory reset.
+const CONFIG_RANGE: core::ops::Range<u32> = 0x001C_0000..0x0020_0000;
 
 /// HTTP listener tasks: one connection each.
 const LISTENERS: usize = 3;
@@ -53,6 +65,10 @@ static TABLE: Table = Table::new();
 static ENTROPY: HardwareRng = HardwareRng(Mutex::new(RefCell::new(None)));
 static VALIDATORS: StaticCell<Validators> = StaticCell::new();
 static APP: StaticCell<App<'static>> = StaticCell::new();
+static CONFIG: StaticCell<Config> = StaticCell::new();
+static SETTINGS: StaticCell<Settings<'static>> = StaticCell::new();
+static STORED: ConstStaticCell<[u8; STORE_BUF_LEN]> = ConstStaticCell::new([0; STORE_BUF_LEN]);
+static ADMIN: StaticCell<Admin<ConfigFlash>> = StaticCell::new();
 static NET: ConstStaticCell<StackResources<SOCKETS>> = ConstStaticCell::new(StackResources::new());
 static PACKETS: ConstStaticCell<PacketQueue<4, 4>> = ConstStaticCell::new(PacketQueue::new());
 static AMI_BUFFERS: ConstStaticCell<AmiBuffers> = ConstStaticCell::new(AmiBuffers::new());
@@ -104,7 +120,15 @@ async fn main(spawner: Spawner) {
     let mut seed = [0u8; 8];
     ENTROPY.fill(&mut seed);
 
-    let config: &'static Config = &config::BUILD;
+    let factory = config::BUILD;
+    let mut store = Store::new(
+        BlockingAsync::new(Flash::new_blocking(p.FLASH)),
+        CONFIG_RANGE,
+    );
+    let stored = admin::fetch_stored(&mut store, STORED.take()).await;
+    let (config, source) = admin::boot_config(factory, stored, |s| SETTINGS.init(s));
+    let config: &'static Config = CONFIG.init(config);
+    let admin = ADMIN.init(Admin::new(store, factory, source, reboot));
     let mac = mac_address();
     info!("MAC {=[u8]:02x}", mac);
     let device: Device = Ethernet::new(
@@ -138,7 +162,7 @@ async fn main(spawner: Spawner) {
     spawner.spawn(unwrap!(net_task(runner)));
     spawner.spawn(unwrap!(ami_task(stack, config, AMI_BUFFERS.take())));
     for buffers in &HTTP_BUFFERS {
-        spawner.spawn(unwrap!(http_task(stack, app, buffers.take())));
+        spawner.spawn(unwrap!(http_task(stack, app, admin, buffers.take())));
     }
     stack.wait_config_up().await;
     if let Some(v4) = stack.config_v4() {
@@ -164,7 +188,13 @@ async fn ami_task(
 async fn http_task(
     stack: Stack<'static>,
     app: &'static App<'static>,
+    admin: &'static Admin<ConfigFlash>,
     buffers: &'static mut HttpBuffers,
 ) -> ! {
-    http::serve(stack, app, buffers, &HTTP_BODY).await
+    http::serve(stack, app, admin, buffers, &HTTP_BODY).await
+}
+
+/// `POST /admin/reboot`: a system reset.
+fn reboot() -> ! {
+    cortex_m::peripheral::SCB::sys_reset()
 }

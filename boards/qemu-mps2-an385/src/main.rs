@@ -13,10 +13,14 @@ mod storage;
 mod time_driver;
 mod vectors;
 
+#[cfg(feature = "admin")]
+use click2dial_appliance::admin::{self, Admin, Store, STORE_BUF_LEN};
 use click2dial_appliance::http::{self, HttpBuffers, SharedBody};
 use click2dial_appliance::idempotency::Table;
 use click2dial_appliance::keyed::KeyedEntropy;
 use click2dial_appliance::pbx::{AmiBuffers, Pbx};
+#[cfg(feature = "admin")]
+use click2dial_appliance::settings::Settings;
 use click2dial_appliance::{config, App, Config};
 use click2dial_core::Validators;
 use cortex_m::peripheral::NVIC;
@@ -45,6 +49,18 @@ static PBX: StaticCell<Pbx> = StaticCell::new();
 static TABLE: Table = Table::new();
 static ENTROPY: StaticCell<KeyedEntropy> = StaticCell::new();
 static CONFIG: StaticCell<Config> = StaticCell::new();
+#[cfg(feature = "admin")]
+static SETTINGS: StaticCell<Settings<'static>> = StaticCell::new();
+#[cfg(feature = "admin")]
+static STORED: ConstStaticCell<[u8; STORE_BUF_LEN]> = ConstStaticCell::new([0; STORE_BUF_LEN]);
+#[cfg(feature = "admin")]
+static ADMIN: StaticCell<Admin<storage::Flash>> = StaticCell::new();
+
+/// The admin side the listeners get.
+#[cfg(feature = "admin")]
+type AdminSide = Admin<storage::Flash>;
+#[cfg(not(feature = "admin"))]
+type AdminSide = click2dial_appliance::admin::NoAdmin;
 static APP: StaticCell<App<'static>> = StaticCell::new();
 static VALIDATORS: StaticCell<Validators> = StaticCell::new();
 static NET: ConstStaticCell<StackResources<SOCKETS>> = ConstStaticCell::new(StackResources::new());
@@ -71,7 +87,7 @@ fn main() -> ! {
     info!("click2dial appliance, mps2-an385");
     let core = unwrap!(cortex_m::Peripherals::take());
     time_driver::init(core.SYST);
-    let config = CONFIG.init(overrides::apply(config::BUILD));
+    let (config, admin) = configuration();
     let entropy = entropy();
     let (stack, runner) = network(config, entropy);
     let (app, pbx) = app(config, entropy);
@@ -81,10 +97,42 @@ fn main() -> ! {
         spawner.spawn(unwrap!(net_task(runner)));
         spawner.spawn(unwrap!(ami_task(pbx, stack, config, AMI_BUFFERS.take())));
         for buffers in &HTTP_BUFFERS {
-            spawner.spawn(unwrap!(http_task(stack, app, buffers.take())));
+            spawner.spawn(unwrap!(http_task(stack, app, admin, buffers.take())));
         }
         spawner.spawn(unwrap!(monitor_task(stack, config)));
     })
+}
+
+/// The configuration to run (the compiled one with the stored one over it, if any passes its
+/// check) and the admin API over the configuration store.
+#[cfg(feature = "admin")]
+#[inline(never)]
+fn configuration() -> (&'static Config, &'static AdminSide) {
+    let mut factory = overrides::apply(config::BUILD);
+    if let Some(hash) = storage::admin_key_hash() {
+        factory.auth.admin_key_hash = Some(hash);
+    }
+    let mut store = Store::new(storage::Flash, storage::CONFIG_RANGE);
+    let stored = embassy_futures::block_on(admin::fetch_stored(&mut store, STORED.take()));
+    let (config, source) = admin::boot_config(factory, stored, |s| SETTINGS.init(s));
+    if factory.auth.admin_key_hash.is_none() {
+        defmt::warn!("no admin key provisioned: the admin API refuses every request");
+    }
+    let admin = Admin::new(store, factory, source, reboot);
+    (CONFIG.init(config), ADMIN.init(admin))
+}
+
+/// The compiled configuration (with QEMU's per-boot overrides); no admin API.
+#[cfg(not(feature = "admin"))]
+fn configuration() -> (&'static Config, &'static AdminSide) {
+    static NO_ADMIN: AdminSide = click2dial_appliance::admin::NoAdmin;
+    (CONFIG.init(overrides::apply(config::BUILD)), &NO_ADMIN)
+}
+
+/// `POST /admin/reboot`: a system reset, as the reset line would do.
+#[cfg(feature = "admin")]
+fn reboot() -> ! {
+    cortex_m::peripheral::SCB::sys_reset()
 }
 
 /// The boot's keystream under the device secret; a device that was never provisioned does
@@ -156,9 +204,10 @@ async fn ami_task(
 async fn http_task(
     stack: Stack<'static>,
     app: &'static App<'static>,
+    admin: &'static AdminSide,
     buffers: &'static mut HttpBuffers,
 ) -> ! {
-    http::serve(stack, app, buffers, &HTTP_BODY).await
+    http::serve(stack, app, admin, buffers, &HTTP_BODY).await
 }
 
 /// Logs the address once configured, then the stack high-water mark whenever it grows.

@@ -2,7 +2,7 @@
 //!
 //! The tests start one image against PBX simulators on ports chosen at run time. QEMU writes
 //! words into RAM before the CPU starts (`-device loader,addr=…,data=…,data-len=4`); this
-//! block lies outside the RAM the image uses (`memory.x` stops below it), so nothing
+//! block lies outside the RAM the image uses (`memory-budget.x` stops below it), so nothing
 //! clears it. Without the magic word the build-time values stand.
 //!
 //! | address | word |

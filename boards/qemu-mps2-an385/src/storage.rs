@@ -1,13 +1,16 @@
-//! The device's own state in flash, past the image (`memory.x` ends the image at 96 KiB):
+//! The device's own state in flash, past the image (`memory-budget.x` ends the image at 96 KiB):
 //!
 //! | address | size | holds |
 //! |---|---|---|
+//! | `0x0001_C000` | 2 × 4 KiB | the operator's configuration: `click2dial_appliance::store::Store` over [`Flash`] (one record, the pages used in turn) |
 //! | `0x0001_E000` | 4 KiB | the boot counter: 8-byte records `n`, `!n`, appended one per boot |
-//! | `0x0001_F000` | 4 KiB | the provisioning page, written at flashing time: `C2DS` and the 32-byte device secret |
+//! | `0x0001_F000` | 4 KiB | the provisioning page, written at flashing time: `C2DS` and the 32-byte device secret, then optionally `C2DA` and the SHA-256 of the admin key |
 //!
 //! On mps2-an385 this "flash" is QEMU's SSRAM1, which the CPU writes like RAM and which keeps
 //! its contents across a reset within one QEMU run. A record is valid only when its two words
 //! are complements, so both erased flash (all ones) and QEMU's zeroed memory read as empty.
+// Without the admin API, the configuration store's parts are not used.
+#![cfg_attr(not(feature = "admin"), allow(dead_code))]
 
 /// The boot counter's page.
 const COUNTER_PAGE: usize = 0x0001_E000;
@@ -17,6 +20,14 @@ const SLOTS: usize = 4096 / 8;
 pub const PROVISIONING: usize = 0x0001_F000;
 /// The provisioning page starts with this tag.
 const TAG: [u8; 4] = *b"C2DS";
+/// The admin key's hash follows the secret with this tag.
+const ADMIN_TAG: [u8; 4] = *b"C2DA";
+/// The configuration store's pages.
+pub const CONFIG_RANGE: core::ops::Range<u32> = 0x0001_C000..0x0001_E000;
+/// A page of the configuration store.
+const PAGE: usize = 4096;
+
+use embedded_storage_async::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
 
 fn read_word(addr: usize) -> u32 {
     // SAFETY: the storage pages are SSRAM1 on mps2-an385, past the image; only this module
@@ -41,6 +52,91 @@ pub fn device_secret() -> Option<[u8; 32]> {
         *byte = word(1 + i / 4).get(i % 4).copied().unwrap_or_default();
     }
     Some(secret)
+}
+
+/// Eight words of the provisioning page from word `at`.
+fn words(at: usize) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, chunk) in out.chunks_exact_mut(4).enumerate() {
+        chunk.copy_from_slice(&read_word(PROVISIONING + 4 * (at + i)).to_le_bytes());
+    }
+    out
+}
+
+/// SHA-256 of the admin key, if one was provisioned (`C2DA` after the device secret).
+pub fn admin_key_hash() -> Option<[u8; 32]> {
+    (read_word(PROVISIONING + 36).to_le_bytes() == ADMIN_TAG).then(|| words(10))
+}
+
+/// The configuration store's flash: QEMU's SSRAM1 behind the
+/// `embedded-storage-async` NorFlash contract, as a NOR flash behaves (an erase sets a page to
+/// ones, a write can only clear bits), so the store sees here what it would see on a chip.
+/// Hand-written: no crate drives QEMU's SSRAM as flash.
+pub struct Flash;
+
+impl Flash {
+    /// The addresses of `offset..offset + len`, if they lie in [`CONFIG_RANGE`].
+    fn span(offset: u32, len: usize) -> Result<core::ops::Range<usize>, NorFlashErrorKind> {
+        let start = offset as usize;
+        let end = start
+            .checked_add(len)
+            .ok_or(NorFlashErrorKind::OutOfBounds)?;
+        let range = CONFIG_RANGE.start as usize..CONFIG_RANGE.end as usize;
+        if start < range.start || end > range.end {
+            return Err(NorFlashErrorKind::OutOfBounds);
+        }
+        Ok(start..end)
+    }
+}
+
+impl ErrorType for Flash {
+    type Error = NorFlashErrorKind;
+}
+
+impl ReadNorFlash for Flash {
+    const READ_SIZE: usize = 1;
+
+    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        let span = Self::span(offset, bytes.len())?;
+        for (addr, byte) in span.zip(bytes.iter_mut()) {
+            // SAFETY: inside CONFIG_RANGE, SSRAM1 past the image that only this type touches.
+            *byte = unsafe { core::ptr::read_volatile(addr as *const u8) };
+        }
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        CONFIG_RANGE.end as usize
+    }
+}
+
+impl NorFlash for Flash {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = PAGE;
+
+    async fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        let len = to.checked_sub(from).ok_or(NorFlashErrorKind::OutOfBounds)? as usize;
+        if !(from as usize).is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) {
+            return Err(NorFlashErrorKind::NotAligned);
+        }
+        for addr in Self::span(from, len)?.step_by(4) {
+            write_word(addr, u32::MAX);
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        if !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
+            return Err(NorFlashErrorKind::NotAligned);
+        }
+        let span = Self::span(offset, bytes.len())?;
+        for (addr, word) in span.step_by(4).zip(bytes.chunks_exact(4)) {
+            let mut new = [0u8; 4];
+            new.copy_from_slice(word);
+            write_word(addr, read_word(addr) & u32::from_le_bytes(new));
+        }
+        Ok(())
+    }
 }
 
 /// Counts this boot: returns a number no earlier boot of the device returned, and records it.

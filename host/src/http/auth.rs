@@ -7,16 +7,14 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use click2dial_core::{Error, ErrorCode};
+use click2dial_core::Error;
 
 use crate::auth::Keys;
 use crate::http::error::ApiError;
 
-const MISSING: Error = Error::request(
-    ErrorCode::Unauthorized,
-    "an API key is required: Authorization: Bearer <key>",
-);
-const INVALID: Error = Error::request(ErrorCode::Unauthorized, "the API key is not valid");
+// The appliance answers with the same two errors (core's).
+const MISSING: Error = Error::API_KEY_REQUIRED;
+const INVALID: Error = Error::API_KEY_INVALID;
 
 /// Middleware: answers `401` unless the request carries a configured key, and hands the
 /// [`Caller`](crate::auth::Caller) to what follows as a request extension.

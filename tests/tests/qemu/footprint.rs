@@ -12,12 +12,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::qemu_support::{board_dir, firmware, CaptureAmi, Device};
+use crate::qemu_support::{board_dir, firmware, firmware_admin, CaptureAmi, Device};
 
 /// Flash budget of the QEMU image: `.vector_table` + `.text` + `.rodata` + `.data`.
 const FLASH_BUDGET: u64 = 96 * 1024;
 /// RAM budget of the QEMU image: `.data` + `.bss` + `.uninit` + the stack's high-water mark.
-const RAM_BUDGET: u64 = 48 * 1024;
+pub(crate) const RAM_BUDGET: u64 = 48 * 1024;
 /// Bytes the stack may never come closer than to the statics below it.
 const MARGIN: u64 = 1024;
 
@@ -34,6 +34,11 @@ fn footprint_stays_inside_the_budget() {
         "board              .text  .rodata  .data    .bss    flash  static RAM  stack high-water  RAM total\n",
     );
     report.push_str(&qemu.line("qemu-mps2-an385", Some(stack)));
+    // The image with the admin API and the configuration store (feature `admin`) does not
+    // fit the budget yet (memory-admin.x gives it 112 KiB): reported, not held to the budget.
+    if let Some(admin) = firmware_admin() {
+        report.push_str(&Sections::read(&admin.elf).line("qemu (admin)", None));
+    }
     let nucleo = Path::new(env!("CARGO_MANIFEST_DIR")).join(
         "../boards/nucleo-h743zi/target/thumbv7em-none-eabihf/release/click2dial-nucleo-h743zi",
     );
@@ -94,7 +99,7 @@ fn stack_high_water(fw: &crate::qemu_support::Firmware) -> (u64, u64) {
 
 /// The sizes of an ARM image's allocated sections, from its ELF32 section headers.
 #[derive(Debug, Default)]
-struct Sections {
+pub(crate) struct Sections {
     vector_table: u64,
     text: u64,
     rodata: u64,
@@ -104,7 +109,7 @@ struct Sections {
 }
 
 impl Sections {
-    fn read(elf: &Path) -> Self {
+    pub(crate) fn read(elf: &Path) -> Self {
         let bytes = std::fs::read(elf).unwrap_or_else(|e| panic!("{}: {e}", elf.display()));
         assert_eq!(
             &bytes[..6],
@@ -149,7 +154,7 @@ impl Sections {
     }
 
     /// What its statics take of RAM.
-    fn static_ram(&self) -> u64 {
+    pub(crate) fn static_ram(&self) -> u64 {
         self.data + self.bss + self.uninit
     }
 

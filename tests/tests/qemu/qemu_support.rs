@@ -61,30 +61,49 @@ fn missing(tool: &str, install: &str) -> Option<Firmware> {
 /// Builds the QEMU image (once per test binary); `None` when the tests must be skipped.
 pub fn firmware() -> Option<&'static Firmware> {
     static FIRMWARE: OnceLock<Option<Firmware>> = OnceLock::new();
+    FIRMWARE.get_or_init(|| build(&[], "target")).as_ref()
+}
+
+/// The image with the admin API and the configuration store (feature `admin`), built into
+/// `target/admin` so it does not rebuild over the budget image.
+pub fn firmware_admin() -> Option<&'static Firmware> {
+    static FIRMWARE: OnceLock<Option<Firmware>> = OnceLock::new();
     FIRMWARE
         .get_or_init(|| {
-            let Some(_) = on_path("qemu-system-arm") else {
-                return missing("qemu-system-arm", "apt-get install qemu-system-arm");
-            };
-            let Some(defmt_print) = on_path("defmt-print") else {
-                return missing("defmt-print", "cargo install defmt-print --locked");
-            };
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "--release"])
-                .current_dir(board_dir())
-                .env_remove("CARGO_TARGET_DIR")
-                .env_remove("CARGO_BUILD_TARGET")
-                .env_remove("RUSTFLAGS")
-                .status()
-                .expect("cargo build of the QEMU board");
-            assert!(status.success(), "building boards/qemu-mps2-an385 failed");
-            let elf =
-                board_dir().join("target/thumbv7m-none-eabi/release/click2dial-qemu-mps2-an385");
-            assert!(elf.is_file(), "no image at {}", elf.display());
-            Some(Firmware { elf, defmt_print })
+            build(
+                &["--features", "admin", "--target-dir", "target/admin"],
+                "target/admin",
+            )
         })
         .as_ref()
+}
+
+fn build(args: &[&str], target_dir: &str) -> Option<Firmware> {
+    let Some(_) = on_path("qemu-system-arm") else {
+        return missing("qemu-system-arm", "apt-get install qemu-system-arm");
+    };
+    let Some(defmt_print) = on_path("defmt-print") else {
+        return missing("defmt-print", "cargo install defmt-print --locked");
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release"])
+        .args(args)
+        .current_dir(board_dir())
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("cargo build of the QEMU board");
+    assert!(
+        status.success(),
+        "building boards/qemu-mps2-an385 {args:?} failed"
+    );
+    let elf = board_dir()
+        .join(target_dir)
+        .join("thumbv7m-none-eabi/release/click2dial-qemu-mps2-an385");
+    assert!(elf.is_file(), "no image at {}", elf.display());
+    Some(Firmware { elf, defmt_print })
 }
 
 /// Address of the override block the firmware reads at boot (src/overrides.rs).
@@ -129,9 +148,37 @@ impl Device {
         max_backoff_secs: u32,
         secret: &[u8; 32],
     ) -> Self {
+        Self::boot_with(fw, pbx_port, max_backoff_secs, secret, None, None)
+    }
+
+    /// [`Device::boot_provisioned`] with, optionally, the SHA-256 of an admin key in the
+    /// provisioning page (`C2DA` after the secret) and `flash` bytes loaded at an address of
+    /// the device's flash (e.g. a configuration record).
+    pub fn boot_with(
+        fw: &Firmware,
+        pbx_port: u16,
+        max_backoff_secs: u32,
+        secret: &[u8; 32],
+        admin_key_hash: Option<&[u8; 32]>,
+        flash: Option<(&[u8], u32)>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let provisioning = dir.path().join("provisioning.bin");
-        std::fs::write(&provisioning, [&b"C2DS"[..], secret].concat()).expect("provisioning");
+        let mut page = [&b"C2DS"[..], secret].concat();
+        if let Some(hash) = admin_key_hash {
+            page.extend_from_slice(b"C2DA");
+            page.extend_from_slice(hash);
+        }
+        std::fs::write(&provisioning, page).expect("provisioning");
+        let extra_flash = dir.path().join("flash.bin");
+        let mut loaders = Vec::new();
+        if let Some((bytes, addr)) = flash {
+            std::fs::write(&extra_flash, bytes).expect("flash image");
+            loaders.push(format!(
+                "loader,file={},addr={addr:#x}",
+                extra_flash.display()
+            ));
+        }
         let raw_log = dir.path().join("defmt.bin");
         let http_port = free_port();
         let word = |offset: u32, value: u32| {
@@ -162,6 +209,7 @@ impl Device {
                     provisioning.display()
                 ),
             ])
+            .args(loaders.iter().flat_map(|l| ["-device", l.as_str()]))
             .arg("-kernel")
             .arg(&fw.elf)
             .stdin(Stdio::null())
@@ -197,7 +245,7 @@ impl Device {
     }
 
     /// Waits until the device answers HTTP (a `405` for `GET`).
-    fn wait_http(&self, timeout: Duration) {
+    pub fn wait_http(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(r) = self.raw(b"GET /click2dial/calls HTTP/1.1\r\nHost: d\r\n\r\n") {
@@ -225,6 +273,18 @@ impl Device {
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
         Response::parse(&answer)
+    }
+
+    /// `method path` with `headers` (each `Name: value`) and `body` (with its
+    /// `Content-Length`), retried while the device refuses the connection.
+    pub fn request(&self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Response {
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: device\r\n").into_bytes();
+        for h in headers {
+            request.extend_from_slice(format!("{h}\r\n").as_bytes());
+        }
+        request.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        request.extend_from_slice(body);
+        self.retry(|| self.raw(&request))
     }
 
     /// `POST /click2dial/calls` with `content_type` (none: no header) and a `Content-Length`.

@@ -1,0 +1,362 @@
+//! The admin API and the operator's configuration in flash.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /admin/config` | `200`, the running configuration without secrets (no `ami.secret`) |
+//! | `PUT /admin/config` | `200` once stored (effective from the next boot); `422 invalid_config` naming the key, `400`, `413` (over [`MAX_SETTINGS_LEN`]), `415` — nothing stored |
+//! | `POST /admin/reboot` | `202`, then the device resets once the answer is sent |
+//! | `POST /admin/factory-reset` | `200` once the stored configuration is erased (the compiled one from the next boot) |
+//!
+//! Every admin route needs `Authorization: Bearer <admin key>`: the key whose SHA-256 was
+//! provisioned with the device (never the call API key, which is part of the configuration
+//! and changes with it); a missing or wrong key is `401` with the API's JSON error body,
+//! checked before any body is read, so a client without the key never holds the body buffer.
+//!
+//! The configuration is stored by [`Store`] (two pages of the board's `embedded-storage-async`
+//! NorFlash, one CRC-checked record, power-loss safe): the body of the last accepted `PUT` as
+//! sent. At boot [`boot_config`] reads it back and runs the same parse and check; a stored
+//! configuration that fails them (corrupt flash, or a firmware whose rules changed) is not
+//! used: the factory configuration runs and the log says why.
+
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::mutex::Mutex;
+use embedded_storage_async::nor_flash::NorFlash;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{Config, Network};
+use crate::fmt::{info, warn};
+pub use crate::settings::MAX_SETTINGS_LEN;
+use crate::settings::{Refusal, Settings};
+pub use crate::store::{Store, StoreError};
+
+/// Room the store needs to read the stored configuration: the longest, rounded up to a flash
+/// read (at most 32 bytes).
+pub const STORE_BUF_LEN: usize = MAX_SETTINGS_LEN + 32;
+
+/// Where the running configuration came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The image's compiled-in configuration; nothing was stored.
+    Factory,
+    /// The stored configuration over the factory one.
+    Stored,
+    /// The factory configuration, because the stored one failed its check.
+    FactoryAfterRefusal,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Factory => "factory",
+            Self::Stored => "stored",
+            Self::FactoryAfterRefusal => "factory_stored_refused",
+        }
+    }
+}
+
+/// The SHA-256 of a presented key.
+pub fn key_hash(key: &[u8]) -> [u8; 32] {
+    Sha256::digest(key).into()
+}
+
+/// Whether a presented key's hash is `expected` (constant time).
+pub(crate) fn hash_matches(presented: &[u8; 32], expected: &[u8; 32]) -> bool {
+    presented.ct_eq(expected).into()
+}
+
+/// What flash holds, read at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// Nothing: the factory configuration.
+    Nothing,
+    /// The operator's configuration, as it was `PUT`.
+    Found(&'static [u8]),
+    /// A record whose CRC does not check.
+    Corrupt,
+}
+
+/// Reads the stored configuration into `buf`.
+pub async fn fetch_stored<F: NorFlash>(store: &mut Store<F>, buf: &'static mut [u8]) -> Stored {
+    match store.load(buf).await {
+        Ok(Some(bytes)) => Stored::Found(bytes),
+        Ok(None) => Stored::Nothing,
+        Err(_) => Stored::Corrupt,
+    }
+}
+
+/// The configuration to run: `factory` with the stored settings (`stored`, read by
+/// [`fetch_stored`]) applied when they pass the same check as a `PUT`. `keep` puts the
+/// settings somewhere `'static` (the board's static cell).
+pub fn boot_config(
+    factory: Config,
+    stored: Stored,
+    keep: impl FnOnce(Settings<'static>) -> &'static Settings<'static>,
+) -> (Config, Source) {
+    let bytes = match stored {
+        Stored::Found(bytes) => bytes,
+        Stored::Nothing => {
+            info!("factory configuration");
+            return (factory, Source::Factory);
+        }
+        Stored::Corrupt => {
+            warn!("the stored configuration is corrupt (CRC); factory configuration instead");
+            return (factory, Source::FactoryAfterRefusal);
+        }
+    };
+    match Settings::parse_checked(bytes, &factory) {
+        Ok(settings) => {
+            info!("stored configuration");
+            (keep(settings).apply(factory), Source::Stored)
+        }
+        Err(Refusal::Json) => {
+            warn!("the stored configuration is not JSON; factory configuration instead");
+            (factory, Source::FactoryAfterRefusal)
+        }
+        Err(Refusal::Config(e)) => {
+            warn!(
+                "the stored configuration is refused ({=str}); factory configuration instead",
+                e.key()
+            );
+            (factory, Source::FactoryAfterRefusal)
+        }
+    }
+}
+
+/// What the HTTP listeners need of the admin side. [`Admin`] is the real one; a board built
+/// without it passes [`NoAdmin`], whose routes all answer `401` and whose code (the
+/// configuration parser and check, the store, the JSON writer) is then not in the image.
+#[allow(async_fn_in_trait)]
+pub trait AdminApi {
+    /// Whether `presented` (the SHA-256 of a Bearer key) is the admin key.
+    fn authorized(&self, presented: &[u8; 32]) -> bool;
+    /// Checks a configuration body and stores it; `scratch` is the store's work buffer.
+    async fn put(&self, body: &[u8], scratch: &mut [u8]) -> Result<(), PutError>;
+    /// Erases the stored configuration.
+    async fn factory_reset(&self) -> Result<(), StoreError>;
+    /// Resets the device.
+    fn reboot(&self) -> !;
+    /// Writes the running configuration `c` as JSON without secrets; its length, or `None`
+    /// when `out` is too small.
+    fn write_config(&self, c: &Config, out: &mut [u8]) -> Option<usize>;
+}
+
+/// No admin API: every admin request is refused with `401`.
+pub struct NoAdmin;
+
+impl AdminApi for NoAdmin {
+    fn authorized(&self, _: &[u8; 32]) -> bool {
+        false
+    }
+    async fn put(&self, _: &[u8], _: &mut [u8]) -> Result<(), PutError> {
+        Err(PutError::Store(StoreError))
+    }
+    async fn factory_reset(&self) -> Result<(), StoreError> {
+        Err(StoreError)
+    }
+    fn reboot(&self) -> ! {
+        loop {
+            core::hint::spin_loop();
+        }
+    }
+    fn write_config(&self, _: &Config, _: &mut [u8]) -> Option<usize> {
+        None
+    }
+}
+
+/// The admin side of the device: its key, its configuration store, its reset.
+pub struct Admin<F: NorFlash> {
+    storage: Mutex<CriticalSectionRawMutex, Store<F>>,
+    factory: Config,
+    source: Source,
+    reboot: fn() -> !,
+}
+
+impl<F: NorFlash> Admin<F> {
+    /// `factory`: the compiled configuration (with the board's provisioning: its
+    /// `auth.admin_key_hash` is the admin key) a `PUT` is applied to. `source`: what
+    /// [`boot_config`] said. `reboot` resets the device.
+    pub fn new(storage: Store<F>, factory: Config, source: Source, reboot: fn() -> !) -> Self {
+        Self {
+            storage: Mutex::new(storage),
+            factory,
+            source,
+            reboot,
+        }
+    }
+}
+
+impl<F: NorFlash> AdminApi for Admin<F> {
+    fn authorized(&self, presented: &[u8; 32]) -> bool {
+        match &self.factory.auth.admin_key_hash {
+            Some(expected) => hash_matches(presented, expected),
+            None => false,
+        }
+    }
+
+    async fn put(&self, body: &[u8], scratch: &mut [u8]) -> Result<(), PutError> {
+        Settings::parse_checked(body, &self.factory).map_err(PutError::Refused)?;
+        let mut storage = self.storage.lock().await;
+        match storage.save(body, scratch).await {
+            Ok(()) => {
+                info!("configuration stored; effective after a reboot");
+                Ok(())
+            }
+            Err(e) => Err(PutError::Store(e)),
+        }
+    }
+
+    async fn factory_reset(&self) -> Result<(), StoreError> {
+        let mut storage = self.storage.lock().await;
+        storage.erase().await?;
+        info!("stored configuration erased; factory configuration after a reboot");
+        Ok(())
+    }
+
+    fn reboot(&self) -> ! {
+        info!("rebooting");
+        (self.reboot)()
+    }
+
+    fn write_config(&self, c: &Config, out: &mut [u8]) -> Option<usize> {
+        let mut w = Writer { out, len: 0 };
+        w.put("{\"source\":\"");
+        w.put(self.source.as_str());
+        w.put("\",\"network\":{\"mode\":\"");
+        w.put(match c.network {
+            Network::Dhcp => "dhcp",
+            Network::Static { .. } => "static",
+        });
+        w.put("\"},\"http\":{\"http_port\":");
+        w.number(c.http.http_port.into());
+        w.put(",\"request_timeout_ms\":");
+        w.number(c.http.request_timeout_ms);
+        w.put("},\"ami\":{\"address\":\"");
+        for (i, octet) in c.ami.address.iter().enumerate() {
+            if i > 0 {
+                w.put(".");
+            }
+            w.number((*octet).into());
+        }
+        w.put(":");
+        w.number(c.ami.port.into());
+        w.put("\"");
+        w.string_member("username", c.ami.username);
+        w.put(",\"ping_interval_secs\":");
+        w.number(c.ami.ping_interval_secs);
+        w.put(",\"max_backoff_secs\":");
+        w.number(c.ami.max_backoff_secs);
+        let d = &c.dialplan;
+        w.put("},\"dialplan\":{\"agent_tech\":\"");
+        w.put(d.agent_tech);
+        w.put("\"");
+        w.string_member("outbound_context", d.outbound_context);
+        w.string_member("direct_context", d.direct_context);
+        w.string_member("direct_channel", d.direct_channel);
+        w.put(",\"agent_ring_timeout_ms\":");
+        w.number(d.ring_timeout_ms);
+        w.string_member(
+            "callee_digits",
+            match d.callee_digits {
+                click2dial_core::originate::CalleeDigits::AsGiven => "as_given",
+                click2dial_core::originate::CalleeDigits::E164 => "e164",
+            },
+        );
+        w.put("},\"policy\":{\"allowed_country_codes\":");
+        w.list(c.policy.allowed_country_codes);
+        w.put(",\"refuse_premium_rate\":");
+        w.put(if c.policy.refuse_premium_rate {
+            "true"
+        } else {
+            "false"
+        });
+        w.put(",\"denied_prefixes\":");
+        w.list(c.policy.denied_prefixes);
+        w.put("},\"idempotency\":{\"ttl_secs\":");
+        w.number(c.idempotency.ttl_secs);
+        w.put("},\"auth\":{\"api_key_hash\":");
+        match &c.auth.api_key_hash {
+            None => w.put("null"),
+            Some(hash) => {
+                w.put("\"sha256:");
+                for byte in hash {
+                    let hex = |n: u8| char::from_digit(n.into(), 16).unwrap_or('0');
+                    let pair = [hex(byte >> 4), hex(byte & 0xf)];
+                    for c in pair {
+                        w.put(c.encode_utf8(&mut [0; 4]));
+                    }
+                }
+                w.put("\"");
+            }
+        }
+        w.put("}}");
+        (w.len <= w.out.len()).then_some(w.len)
+    }
+}
+
+/// Why a `PUT` stored nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutError {
+    /// The body: `400` or `422`.
+    Refused(Refusal),
+    /// The flash: `500`.
+    Store(StoreError),
+}
+
+/// JSON into a buffer. The values written are checked configuration values (printable ASCII
+/// without `"` or `\`), digits and fixed names, so nothing needs escaping.
+struct Writer<'o> {
+    out: &'o mut [u8],
+    len: usize,
+}
+
+impl Writer<'_> {
+    /// Not inlined: the configuration is written in some sixty pieces, and one call each is
+    /// much smaller than sixty bounds-checked copies.
+    #[inline(never)]
+    fn put(&mut self, s: &str) {
+        let end = self.len.saturating_add(s.len());
+        if let Some(dest) = self.out.get_mut(self.len..end) {
+            dest.copy_from_slice(s.as_bytes());
+        }
+        self.len = end;
+    }
+
+    /// `,"name":"value"`
+    fn string_member(&mut self, name: &str, value: &str) {
+        self.put(",\"");
+        self.put(name);
+        self.put("\":\"");
+        self.put(value);
+        self.put("\"");
+    }
+
+    fn list(&mut self, items: &[&str]) {
+        self.put("[");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.put(",");
+            }
+            self.put("\"");
+            self.put(item);
+            self.put("\"");
+        }
+        self.put("]");
+    }
+
+    fn number(&mut self, mut n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        loop {
+            i = i.saturating_sub(1);
+            if let Some(d) = digits.get_mut(i) {
+                *d = b'0'.saturating_add((n % 10) as u8);
+            }
+            n /= 10;
+            if n == 0 || i == 0 {
+                break;
+            }
+        }
+        self.put(core::str::from_utf8(digits.get(i..).unwrap_or_default()).unwrap_or("0"));
+    }
+}
