@@ -14,7 +14,9 @@ use click2dial_appliance::settings::Settings;
 use click2dial_appliance::{config, App, Config, Entropy};
 use click2dial_core::Validators;
 use defmt::{info, unwrap};
+use embassy_boot_stm32::{BlockingFirmwareState, State};
 use embassy_embedded_hal::adapter::BlockingAsync;
+use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_executor::Spawner;
 use embassy_net::{Runner, Stack, StackResources};
 use embassy_stm32::eth::{self, Ethernet, GenericPhy, PacketQueue, Sma};
@@ -34,13 +36,22 @@ bind_interrupts!(struct Irqs {
 
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
-/// The on-chip flash, as the configuration store sees it (offsets from `0x0800_0000`).
-type ConfigFlash = BlockingAsync<Flash<'static, Blocking>>;
+/// The on-chip flash, shared by its users, each through a partition of its own.
+type SharedFlash = Mutex<CriticalSectionRawMutex, RefCell<Flash<'static, Blocking>>>;
+
+/// A user's part of the flash (offsets from the partition's start).
+type FlashPart = BlockingPartition<'static, CriticalSectionRawMutex, Flash<'static, Blocking>>;
+
+/// The configuration store's flash.
+type ConfigFlash = BlockingAsync<FlashPart>;
 
 /// The configuration store: the last two 128 KiB sectors of bank 2 (`0x081C_0000` to the end
-/// of flash), far past the image at the start of bank 1. A sector erase stalls the device for
-/// about a second; that happens only on `PUT /admin/config` and factory reset.
-const CONFIG_RANGE: core::ops::Range<u32> = 0x001C_0000..0x0020_0000;
+/// of flash), past the bootloader's partitions (`memory.x`). A sector erase stalls the device
+/// for about a second; that happens only on `PUT /admin/config` and factory reset.
+const CONFIG_PART: (u32, u32) = (0x001C_0000, 0x0004_0000);
+
+/// The bootloader's state partition, `BOOTLOADER_STATE` in `memory.x` (offset, size).
+const BOOT_STATE_PART: (u32, u32) = (0x0002_0000, 0x0002_0000);
 
 /// HTTP listener tasks: one connection each.
 const LISTENERS: usize = 3;
@@ -69,6 +80,7 @@ static CONFIG: StaticCell<Config> = StaticCell::new();
 static SETTINGS: StaticCell<Settings<'static>> = StaticCell::new();
 static STORED: ConstStaticCell<[u8; STORE_BUF_LEN]> = ConstStaticCell::new([0; STORE_BUF_LEN]);
 static ADMIN: StaticCell<Admin<ConfigFlash>> = StaticCell::new();
+static FLASH: StaticCell<SharedFlash> = StaticCell::new();
 static NET: ConstStaticCell<StackResources<SOCKETS>> = ConstStaticCell::new(StackResources::new());
 static PACKETS: ConstStaticCell<PacketQueue<4, 4>> = ConstStaticCell::new(PacketQueue::new());
 static AMI_BUFFERS: ConstStaticCell<AmiBuffers> = ConstStaticCell::new(AmiBuffers::new());
@@ -121,9 +133,12 @@ async fn main(spawner: Spawner) {
     ENTROPY.fill(&mut seed);
 
     let factory = config::BUILD;
+    let flash: &'static SharedFlash =
+        FLASH.init(Mutex::new(RefCell::new(Flash::new_blocking(p.FLASH))));
+    let (at, size) = CONFIG_PART;
     let mut store = Store::new(
-        BlockingAsync::new(Flash::new_blocking(p.FLASH)),
-        CONFIG_RANGE,
+        BlockingAsync::new(BlockingPartition::new(flash, at, size)),
+        0..size,
     );
     let stored = admin::fetch_stored(&mut store, STORED.take()).await;
     let (config, source) = admin::boot_config(factory, stored, |s| SETTINGS.init(s));
@@ -165,6 +180,7 @@ async fn main(spawner: Spawner) {
         spawner.spawn(unwrap!(http_task(stack, app, admin, buffers.take())));
     }
     stack.wait_config_up().await;
+    mark_booted(flash);
     if let Some(v4) = stack.config_v4() {
         info!("listening on {}:{=u16}", v4.address, config.http.http_port);
     }
@@ -192,6 +208,24 @@ async fn http_task(
     buffers: &'static mut HttpBuffers,
 ) -> ! {
     http::serve(stack, app, admin, buffers, &HTTP_BODY).await
+}
+
+/// Tells the bootloader this image works: it brought up its clocks, Ethernet and an address.
+/// An update swapped in that never gets here is swapped back at the next reset.
+fn mark_booted(flash: &'static SharedFlash) {
+    let (at, size) = BOOT_STATE_PART;
+    // One flash word of the STM32H7, the state's unit of writes.
+    let mut word = [0u8; 32];
+    let mut state = BlockingFirmwareState::new(BlockingPartition::new(flash, at, size), &mut word);
+    match state.get_state() {
+        Ok(State::Swap) => info!("update swapped in: marking it good"),
+        Ok(_) => {}
+        Err(_) => defmt::warn!("boot state unreadable"),
+    }
+    // Writes only when the state is not already `Boot` (no wear at every boot).
+    if state.mark_booted().is_err() {
+        defmt::warn!("boot state not marked: the bootloader will roll back at the next reset");
+    }
 }
 
 /// `POST /admin/reboot`: a system reset.
