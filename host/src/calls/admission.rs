@@ -156,7 +156,11 @@ pub async fn admit(
     let print = Fingerprint::of(call).to_string();
     if let Some(key) = &claim_key {
         let with_record = state.call_store.as_ref().and_then(|store| {
-            let json = serde_json::to_string(&record).ok()?;
+            // Written into a buffer the record fits in, not grown from serde_json's
+            // 128 bytes by reallocation.
+            let mut json = Vec::with_capacity(1024);
+            serde_json::to_writer(&mut json, &record).ok()?;
+            let json = String::from_utf8(json).ok()?;
             Some((schema::call_key(&channel_id), json, store.ttl_secs()))
         });
         let mut conn = state.redis().await.ok_or(STORE_UNAVAILABLE)?;
