@@ -101,7 +101,7 @@ pub const AGENT_NOT_ALLOWED: Error = Error::field(
 );
 
 /// The configured keys.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Keys {
     hashes: Vec<[u8; 32]>,
     callers: Vec<Arc<Caller>>,
@@ -110,6 +110,16 @@ pub struct Keys {
     /// no early exit), not hashed again. Only a preimage of the configured hash is ever
     /// kept, so nothing that was not a valid key can be accepted by this shortcut.
     verified: Vec<OnceLock<Box<[u8]>>>,
+}
+
+/// Names the keys, never their hashes nor the verified keys (a `Services` or a layer
+/// printed with `{:?}` must not put a key in a log).
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.callers.iter().map(|c| c.id.as_str()))
+            .finish()
+    }
 }
 
 impl Keys {
@@ -281,6 +291,9 @@ mod tests {
             .find(b"key-a-0123456789abcdef0123456789abcdef0")
             .is_none());
         assert!(keys.find(b"").is_none());
+        let printed = format!("{keys:?}");
+        assert_eq!(printed, r#"["a", "b"]"#);
+        assert!(!printed.contains("key-a"), "{printed}");
         // A refused key is never remembered.
         assert_eq!(
             keys.verified[0].get().map(|k| &k[..]),
