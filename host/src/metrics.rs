@@ -16,12 +16,14 @@
 //! | `click2dial_webhook_failed` | gauge | `key` (events given up, all hosts, since the key's state began) |
 //! | `click2dial_webhook_disabled` | gauge | `key` (1 while the endpoint is disabled after a `410 Gone`) |
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,6 +31,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use tower::{Layer, Service};
 
 /// Every label comes from a closed set, so nothing a client sends adds a series: `route`
 /// is a route template (or `unmatched`), `method` one the routes accept (or `other`),
@@ -212,12 +215,12 @@ impl Metrics {
     }
 
     /// One answered request; `route` is a matched template or `unmatched`.
-    pub fn request(&self, route: Arc<str>, method: &Method, status: StatusCode) {
+    pub fn request(&self, route: Arc<str>, method: &'static str, status: StatusCode) {
         self.0
             .requests
             .get_or_create(&RequestLabels {
                 route,
-                method: method_label(method),
+                method,
                 status: status.as_u16(),
             })
             .inc();
@@ -340,19 +343,76 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Middleware: counts every answer by matched route, method and status.
-pub async fn count_requests(
-    State(metrics): State<Metrics>,
-    request: Request,
-    next: Next,
-) -> Response {
-    static UNMATCHED: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || UNMATCHED.get_or_init(|| Arc::from("unmatched")).clone(),
-        |p| Arc::from(p.as_str()),
-    );
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    metrics.request(route, &method, response.status());
-    response
+/// Layer: counts every answer by matched route, method and status. A plain tower layer
+/// (not `axum::middleware::from_fn`): its future wraps the inner one, nothing is boxed.
+#[derive(Clone, Debug)]
+pub struct CountRequests(pub Metrics);
+
+impl<S> Layer<S> for CountRequests {
+    type Service = CountRequestsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CountRequestsService {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+/// The service of [`CountRequests`].
+#[derive(Clone, Debug)]
+pub struct CountRequestsService<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S> Service<Request> for CountRequestsService<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Counted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        static UNMATCHED: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+        let route = request.extensions().get::<MatchedPath>().map_or_else(
+            || UNMATCHED.get_or_init(|| Arc::from("unmatched")).clone(),
+            |p| Arc::from(p.as_str()),
+        );
+        let method = method_label(request.method());
+        Counted {
+            inner: self.inner.call(request),
+            count: Some((self.metrics.clone(), route, method)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`CountRequestsService`]: the inner answer, counted when it is ready.
+    pub struct Counted<F> {
+        #[pin]
+        inner: F,
+        count: Option<(Metrics, Arc<str>, &'static str)>,
+    }
+}
+
+impl<F, E> Future for Counted<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some((metrics, route, method))) = (&output, this.count.take()) {
+            metrics.request(route, method, response.status());
+        }
+        Poll::Ready(output)
+    }
 }

@@ -6,7 +6,6 @@
 use click2dial_core::call::Mode;
 use click2dial_core::fingerprint::Fingerprint;
 use click2dial_core::json::{self, Accepted};
-use click2dial_core::template::Template;
 use click2dial_core::validate::Call;
 use click2dial_core::values::CallValues;
 use click2dial_core::{Error, ErrorCode};
@@ -118,8 +117,10 @@ pub async fn admit(
     let contact_ref = call.contact_ref.as_str();
     let recording_ref = call.recording_ref.as_str();
     let recording_url = state.recording_url.render(contact_ref, recording_ref);
-    let notifications_key = Template::new(&state.config.redis.call_key_template)
-        .map_err(|_| Error::INTERNAL)?
+    let notifications_key = state
+        .notifications_key
+        .as_ref()
+        .ok_or(Error::INTERNAL)?
         .render(contact_ref, recording_ref);
     let mut buf = [0u8; 2048];
     let n = json::write_accepted(
@@ -142,8 +143,8 @@ pub async fn admit(
         call: CallValues::new(call).ok_or(Error::INTERNAL)?,
         agent_initiated: mode == Mode::AgentInitiated,
         owner: owner.to_string(),
-        recording_url: recording_url.to_string(),
-        notifications_key: notifications_key.to_string(),
+        recording_url: text(recording_url, 256),
+        notifications_key: text(notifications_key, 128),
         pbx: Some(pbx.to_string()),
     };
 
@@ -153,7 +154,7 @@ pub async fn admit(
     let owner_ttl_secs = state.config.recordings.owner_ttl_secs;
     // The record goes to Redis with the claim, in one round trip, when there is a claim.
     let mut record_key = None;
-    let print = Fingerprint::of(call).to_string();
+    let print = text(Fingerprint::of(call), 256);
     if let Some(key) = &claim_key {
         let mut conn = state.redis().await.ok_or(STORE_UNAVAILABLE)?;
         // With Redis Cluster the record's keys are in other slots than the claim's: the
@@ -163,7 +164,11 @@ pub async fn admit(
             .as_ref()
             .filter(|_| !conn.is_cluster())
             .and_then(|store| {
-                let json = serde_json::to_string(&record).ok()?;
+                // Written into a buffer the record fits in, not grown from serde_json's
+                // 128 bytes by reallocation.
+                let mut json = Vec::with_capacity(1024);
+                serde_json::to_writer(&mut json, &record).ok()?;
+                let json = String::from_utf8(json).ok()?;
                 Some((schema::call_key(&channel_id), json, store.ttl_secs()))
             });
         let stored = with_record
@@ -246,6 +251,14 @@ pub async fn admit(
         fingerprint: print,
         slot,
     })))
+}
+
+/// `value` as a `String` made with room for `capacity` bytes, not grown from empty by
+/// reallocation (`to_string` starts with nothing and doubles).
+fn text(value: impl std::fmt::Display, capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity);
+    let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{value}"));
+    out
 }
 
 /// The PBX queued the call: repeats get its first answer from now on.

@@ -49,6 +49,9 @@ pub struct Shared {
     /// `…/click2dial/recordings/{recording_ref}`, leaked once at start-up so rendered
     /// values can borrow it.
     pub recording_url: Template<'static>,
+    /// `[redis] call_key_template`, the same way (`None`: it does not parse, and every
+    /// create is refused with `500`, as when it was parsed per request).
+    pub notifications_key: Option<Template<'static>>,
     /// Call records shared with the other hosts.
     pub call_store: Option<CallStore>,
     /// Lists leaked once at start-up for [`DialPolicy`], which borrows.
@@ -78,6 +81,8 @@ impl Calls {
         );
         let url: &'static str = Box::leak(config.recording_url_template().into_boxed_str());
         let recording_url = Template::new(url).map_err(|e| e.to_string())?;
+        let key: &'static str = Box::leak(config.redis.call_key_template.clone().into_boxed_str());
+        let notifications_key = Template::new(key).ok();
         let call_slots = Arc::new(Semaphore::new(config.limits.max_calls_in_flight));
         Ok(Self(Arc::new(Shared {
             call_slots,
@@ -85,6 +90,7 @@ impl Calls {
             validators,
             pbxes,
             recording_url,
+            notifications_key,
             call_store,
             policy_lists,
             redis,

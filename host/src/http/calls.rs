@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::to_bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 use click2dial_core::call::Mode;
@@ -54,11 +54,14 @@ pub fn router(calls: Calls) -> OpenApiRouter {
 async fn create_call(
     State(state): State<Calls>,
     Extension(caller): Extension<Arc<Caller>>,
-    headers: HeaderMap,
-    body: Body,
+    // The request itself, not a `HeaderMap` extractor (which clones every header) and the
+    // body: one header is read, by reference.
+    http_request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::CallsCreate)?;
-    request::check_content_type(headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()))?;
+    let (head, body) = http_request.into_parts();
+    request::check_content_type(head.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()))?;
+    drop(head);
     let bytes = to_bytes(body, request::MAX_BODY_LEN)
         .await
         .map_err(|e| body_error(&e))?;
@@ -116,11 +119,16 @@ async fn create_call(
             return Ok(json_response(StatusCode::ACCEPTED, first.into_bytes()))
         }
     };
-    let contact_ref = admitted.record.call.contact_ref.as_str().to_string();
-    let recording_ref = admitted.record.call.recording_ref.as_str().to_string();
-    let claim_key = admitted.claim_key.clone();
-    let fingerprint = admitted.fingerprint.clone();
-    let answer = admitted.answer.clone();
+    // What is needed after the Originate is taken out of the admitted call (the PBX client
+    // needs none of it), not copied; the references are copied inline, not allocated.
+    let mut admitted = admitted;
+    let contact_ref = admitted.record.call.contact_ref;
+    let contact_ref = contact_ref.as_str();
+    let recording_ref = admitted.record.call.recording_ref;
+    let recording_ref = recording_ref.as_str();
+    let claim_key = admitted.claim_key.take();
+    let fingerprint = std::mem::take(&mut admitted.fingerprint);
+    let answer = std::mem::take(&mut admitted.answer);
     if let Err(e) = pbx.originate(OriginateRequest::from(admitted)).await {
         admission::release(&state, claim_key.as_deref()).await;
         return match e {

@@ -3,9 +3,7 @@
 //! serving): [`json_errors`] rewrites those.
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use click2dial_core::json;
 use click2dial_core::{Error, ErrorCode};
@@ -157,10 +155,10 @@ fn for_status(status: StatusCode) -> Error {
     }
 }
 
-/// Middleware: an error answer (4xx/5xx) that is not JSON gets the contract's JSON body for
-/// its status; its other headers (`Allow`, `Content-Range`, …) are kept.
-pub async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// An error answer (4xx/5xx) that is not JSON gets the contract's JSON body for its
+/// status; its other headers (`Allow`, `Content-Range`, …) are kept (`map_response`:
+/// nothing is boxed).
+pub fn json_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

@@ -1,10 +1,13 @@
 //! What every request's head must be before anything else looks at it: a sane request id,
 //! a bounded head, exactly one `Host`.
 
+use std::task::{Context, Poll};
+
 use axum::extract::Request;
 use axum::http::HeaderName;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::{ready, Either, Ready};
+use tower::{Layer, Service};
 
 use crate::http::error::ApiError;
 
@@ -31,10 +34,47 @@ const NO_HOST: click2dial_core::Error = click2dial_core::Error::request(
     "an HTTP/1.1 request needs a Host header",
 );
 
-/// Middleware: refuses a request head over [`MAX_HEADER_LINES`] or [`MAX_HEAD_BYTES`]
-/// (`431`) and an HTTP/1.1 request without exactly one `Host` (`400`), before anything else
-/// looks at it.
-pub async fn require_host(request: Request, next: Next) -> Response {
+/// Layer: refuses a request head over [`MAX_HEADER_LINES`] or [`MAX_HEAD_BYTES`] (`431`)
+/// and an HTTP/1.1 request without exactly one `Host` (`400`), before anything else looks at
+/// it. A plain tower layer (not `axum::middleware::from_fn`): the check is synchronous, so
+/// a request that passes goes on to the inner future, nothing is boxed.
+#[derive(Clone, Copy, Debug)]
+pub struct RequireHost;
+
+impl<S> Layer<S> for RequireHost {
+    type Service = RequireHostService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireHostService(inner)
+    }
+}
+
+/// The service of [`RequireHost`].
+#[derive(Clone, Debug)]
+pub struct RequireHostService<S>(S);
+
+impl<S> Service<Request> for RequireHostService<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match check_head(&request) {
+            Ok(()) => Either::Right(self.0.call(request)),
+            Err(error) => Either::Left(ready(Ok(error.into_response()))),
+        }
+    }
+}
+
+/// `Ok` for a head within the bounds with one `Host` (HTTP/1.1), else the refusal.
+fn check_head(request: &Request) -> Result<(), ApiError> {
     let headers = request.headers();
     let uri = request.uri();
     // The length of `uri.to_string()`, without making it.
@@ -48,18 +88,18 @@ pub async fn require_host(request: Request, next: Next) -> Response {
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum::<usize>();
     if headers.len() > MAX_HEADER_LINES || head_bytes > MAX_HEAD_BYTES {
-        return axum::response::IntoResponse::into_response(ApiError::new(HEAD_TOO_LARGE));
+        return Err(ApiError::new(HEAD_TOO_LARGE));
     }
     let hosts = headers.get_all(axum::http::header::HOST).iter().count();
     if request.version() == axum::http::Version::HTTP_11 && hosts != 1 {
-        return axum::response::IntoResponse::into_response(ApiError::new(NO_HOST));
+        return Err(ApiError::new(NO_HOST));
     }
-    next.run(request).await
+    Ok(())
 }
 
 /// Keeps a client's `X-Request-Id` only when it is 1–64 of `A-Za-z0-9._:-` (so it can be
-/// logged as it is); otherwise a new one is made.
-pub async fn drop_odd_request_id(mut request: Request, next: Next) -> Response {
+/// logged as it is); otherwise a new one is made (`map_request`: nothing is boxed).
+pub fn drop_odd_request_id(mut request: Request) -> Request {
     let sane = request.headers().get(REQUEST_ID).is_none_or(|v| {
         let b = v.as_bytes();
         (1..=64).contains(&b.len())
@@ -69,5 +109,5 @@ pub async fn drop_odd_request_id(mut request: Request, next: Next) -> Response {
     if !sane {
         request.headers_mut().remove(REQUEST_ID);
     }
-    next.run(request).await
+    request
 }

@@ -23,8 +23,7 @@ use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::{from_fn, from_fn_with_state};
-use axum::{Extension, Router};
+use axum::Router;
 use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -37,9 +36,9 @@ use crate::services::Services;
 use head::REQUEST_ID;
 
 /// The routes and the OpenAPI description generated from them: `/healthz` without a key,
-/// `/readyz` behind [`auth::require_key`] only (a probe polling it must not use up the
-/// key's rate), everything else behind [`auth::require_key`] and [`ratelimit::limit`].
-pub fn routes(services: &Services) -> (Router, OpenApi) {
+/// `/readyz` behind [`auth::RequireKey::new`] only (a probe polling it must not use up the
+/// key's rate), everything else behind [`auth::RequireKey::limited`] (the key, then its rate).
+pub fn routes(services: &Services, rendered: openapi::Rendered) -> (Router, OpenApi) {
     let calls = &services.calls;
     let recordings = recordings::Recordings {
         validators: calls.validators.clone(),
@@ -69,18 +68,17 @@ pub fn routes(services: &Services) -> (Router, OpenApi) {
         .merge(recordings::router(recordings))
         .merge(metrics::router(figures))
         .merge(webhooks::router(services.webhooks.clone()))
-        .merge(openapi::router())
+        .merge(openapi::router(rendered))
         .split_for_parts();
     doc.merge(public_doc);
     doc.merge(probe_doc);
     webhooks::document(&mut doc);
-    let protected = protected
-        .route_layer(from_fn_with_state(
-            (rate_limits, services.metrics.clone()),
-            ratelimit::limit,
-        ))
-        .route_layer(from_fn_with_state(services.keys.clone(), auth::require_key));
-    let probe = probe.route_layer(from_fn_with_state(services.keys.clone(), auth::require_key));
+    let protected = protected.route_layer(auth::RequireKey::limited(
+        services.keys.clone(),
+        rate_limits,
+        services.metrics.clone(),
+    ));
+    let probe = probe.route_layer(auth::RequireKey::new(services.keys.clone()));
     (
         public
             .merge(console::router())
@@ -92,14 +90,17 @@ pub fn routes(services: &Services) -> (Router, OpenApi) {
 
 /// The whole HTTP application.
 pub fn app(services: Services) -> Router {
-    let (routes, doc) = routes(&services);
-    let rendered = openapi::Rendered(Arc::new(doc.to_json().unwrap_or_default().into_bytes()));
+    let rendered = openapi::Rendered::default();
+    let (routes, doc) = routes(&services, rendered.clone());
+    let _ = rendered
+        .0
+        .set(doc.to_json().unwrap_or_default().into_bytes());
     let timeout = Duration::from_secs(services.config.http.request_timeout_secs);
     // One composed layer over the routes, not one `Router::layer` per middleware: axum
     // clones a route's whole stack for every request, and each `Router::layer` adds a boxed
     // service to it (an allocation per layer per request). Outermost first.
     let middleware = tower::ServiceBuilder::new()
-        .layer(from_fn(head::drop_odd_request_id))
+        .map_request(head::drop_odd_request_id)
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -123,20 +124,18 @@ pub fn app(services: Services) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(log_failure),
         )
-        .layer(from_fn_with_state(
-            services.metrics.clone(),
-            crate::metrics::count_requests,
-        ))
-        .layer(from_fn(error::json_errors))
-        .layer(from_fn(head::require_host))
+        .layer(crate::metrics::CountRequests(services.metrics.clone()))
+        .map_response(error::json_errors)
+        .layer(head::RequireHost)
+        // The body limit's answers, in axum's body type for the layers above.
+        .map_response(axum::response::IntoResponse::into_response)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
         .layer(RequestBodyLimitLayer::new(
             click2dial_core::request::MAX_BODY_LEN,
-        ))
-        .layer(Extension(rendered));
+        ));
     routes.fallback(error::not_found).layer(middleware)
 }
 

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Extension;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi;
 use utoipa::{Modify, ToSchema};
@@ -188,14 +188,18 @@ pub fn base() -> OpenApiRouter {
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 
-/// `/openapi.json`.
-pub fn router() -> OpenApiRouter {
-    OpenApiRouter::new().routes(routes!(openapi_json))
+/// `/openapi.json`, answered with what `rendered` holds once the whole description is
+/// known (it is made from the routes, this one included).
+pub fn router(rendered: Rendered) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(openapi_json))
+        .with_state(rendered)
 }
 
-/// The rendered description, handed to [`openapi_json`] as an extension.
-#[derive(Clone, Debug)]
-pub struct Rendered(pub Arc<Vec<u8>>);
+/// The rendered description, set once the routes are merged: the route's state, not an
+/// extension added to every request.
+#[derive(Clone, Debug, Default)]
+pub struct Rendered(pub Arc<std::sync::OnceLock<Vec<u8>>>);
 
 /// This description.
 #[utoipa::path(
@@ -208,6 +212,9 @@ pub struct Rendered(pub Arc<Vec<u8>>);
         (status = 401, description = "Missing or bad API key", body = ErrorBody),
     )
 )]
-async fn openapi_json(Extension(rendered): Extension<Rendered>) -> Response {
-    json_response(StatusCode::OK, rendered.0.as_ref().clone())
+async fn openapi_json(State(rendered): State<Rendered>) -> Response {
+    json_response(
+        StatusCode::OK,
+        rendered.0.get().cloned().unwrap_or_else(|| b"{}".to_vec()),
+    )
 }

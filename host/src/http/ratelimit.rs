@@ -5,10 +5,7 @@
 //! authenticated request counts, whatever its route.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use click2dial_core::{Error, ErrorCode};
 use governor::clock::{Clock, DefaultClock};
@@ -69,24 +66,19 @@ impl RateLimits {
     }
 }
 
-/// Middleware (after [`crate::http::auth::require_key`]): `429` once the caller's key is over
-/// its rate.
-pub async fn limit(
-    State((limits, metrics)): State<(Arc<RateLimits>, Metrics)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(caller) = request.extensions().get::<Arc<Caller>>() else {
-        return next.run(request).await;
-    };
+/// `None` while `caller`'s key is within its rate, else `429` with `Retry-After` (checked
+/// by [`crate::http::auth::RequireKey`] once the key is known).
+pub fn limit(limits: &RateLimits, metrics: &Metrics, caller: &Caller) -> Option<Response> {
     if let Err(wait) = limits.check(caller.index) {
         tracing::info!(key = %caller.id, retry_after = wait, "rate limited");
         metrics.rate_limited(&caller.id);
-        return ApiError::new(RATE_LIMITED)
-            .retry_after(wait)
-            .into_response();
+        return Some(
+            ApiError::new(RATE_LIMITED)
+                .retry_after(wait)
+                .into_response(),
+        );
     }
-    next.run(request).await
+    None
 }
 
 #[cfg(test)]
