@@ -20,14 +20,16 @@
 //! that could fix it). Values are checked as the host's `check-config` checks them
 //! (`click2dial_core::config`): the same keys are refused with the same messages.
 //!
-//! Why a scanner of its own rather than serde-json-core: the values are borrowed from the body
-//! (and, after a reboot, from the copy read out of flash), so nothing is copied or allocated,
-//! and it costs a fraction of serde's derive code in an image with a hard flash budget. As in
-//! core's request scanner, escapes are not decoded: a string is taken as written between its
+//! Why core's small scanner (`click2dial_core::scan`, the create-call request's too) rather
+//! than serde-json-core: the values are borrowed from the body (and, after a reboot, from the
+//! copy read out of flash), so nothing is copied or allocated, and it costs a fraction of
+//! serde's derive code in an image with a hard flash budget. As for the request, escapes are
+//! not decoded: a string is taken as written between its
 //! quotes, and every key's check refuses `\`, so an escape can never pass a check.
 
 use click2dial_core::config::{check, check_name, ConfigError};
 use click2dial_core::originate::{CalleeDigits, Dialplan};
+use click2dial_core::scan::{is_whitespace, Scanner};
 
 use crate::config::Config;
 
@@ -97,7 +99,7 @@ impl<'a> Settings<'a> {
     /// Reads a configuration body; each value is checked for its type and bounds.
     fn parse(body: &'a [u8]) -> Result<Self, Refusal> {
         let mut s = Self::default();
-        let mut json = Scanner { body, at: 0 };
+        let mut json = Scanner::new(body);
         json.eat(b'{').ok_or(Refusal::Json)?;
         let mut first = true;
         while let Some(section) = json.next_key(&mut first).ok_or(Refusal::Json)? {
@@ -116,7 +118,7 @@ impl<'a> Settings<'a> {
                 }
             };
             if json.peek() != Some(b'{') {
-                return Err(json.value().map_or(Refusal::Json, |_| {
+                return Err(value(&mut json).map_or(Refusal::Json, |_| {
                     Refusal::Config(ConfigError::Form {
                         key: section.name(),
                         expected: "an object",
@@ -127,7 +129,7 @@ impl<'a> Settings<'a> {
             let mut inner_first = true;
             while let Some(key) = json.next_key(&mut inner_first).ok_or(Refusal::Json)? {
                 json.eat(b':').ok_or(Refusal::Json)?;
-                let value = json.value().ok_or(Refusal::Json)?;
+                let value = value(&mut json).ok_or(Refusal::Json)?;
                 s.set(section, key, value)?;
             }
             json.eat(b'}').ok_or(Refusal::Json)?;
@@ -423,128 +425,76 @@ enum Value<'a> {
     Other,
 }
 
-struct Scanner<'a> {
-    body: &'a [u8],
-    at: usize,
+/// A value: strings, numbers, booleans and `null`; an array of strings; an object or any
+/// other array is skipped as [`Value::Other`] (one level of nesting at most).
+fn value<'a>(s: &mut Scanner<'a>) -> Option<Value<'a>> {
+    match s.peek()? {
+        b'"' => s.string().map(Value::Str),
+        b'[' => array(s),
+        b'{' => {
+            s.advance();
+            let mut first = true;
+            while s.next_key(&mut first)?.is_some() {
+                s.eat(b':')?;
+                scalar_or_string(s)?;
+            }
+            s.eat(b'}').map(|()| Value::Other)
+        }
+        _ => scalar(s),
+    }
 }
 
-impl<'a> Scanner<'a> {
-    /// Skips whitespace; the next byte, left unread.
-    fn peek(&mut self) -> Option<u8> {
-        let rest = self.body.get(self.at..)?;
-        let n = rest
-            .iter()
-            .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-            .count();
-        self.at = self.at.saturating_add(n);
-        rest.get(n).copied()
-    }
-
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        (self.peek()? == byte).then(|| self.at = self.at.saturating_add(1))
-    }
-
-    /// The next key of an object, or `Some(None)` at its `}` (left unread).
-    fn next_key(&mut self, first: &mut bool) -> Option<Option<&'a str>> {
-        match self.peek()? {
-            b'}' => return Some(None),
-            b',' if !*first => self.at = self.at.saturating_add(1),
-            _ if *first => *first = false,
+fn array<'a>(s: &mut Scanner<'a>) -> Option<Value<'a>> {
+    s.eat(b'[')?;
+    let mut list = List::default();
+    let mut strings = true;
+    let mut first = true;
+    loop {
+        match s.peek()? {
+            b']' => break,
+            b',' if !first => s.advance(),
+            _ if first => {}
             _ => return None,
         }
-        self.string().map(Some)
-    }
-
-    /// A string as written between its quotes (escapes not decoded).
-    fn string(&mut self) -> Option<&'a str> {
-        self.eat(b'"')?;
-        let start = self.at;
-        let mut escaped = false;
-        let len = self.body.get(start..)?.iter().position(|&b| {
-            let end = b == b'"' && !escaped;
-            escaped = b == b'\\' && !escaped;
-            end
-        })?;
-        let end = start.saturating_add(len);
-        self.at = end.saturating_add(1);
-        core::str::from_utf8(self.body.get(start..end)?).ok()
-    }
-
-    /// A value: strings, numbers, booleans and `null`; an array of strings; an object or any
-    /// other array is skipped as [`Value::Other`] (one level of nesting at most).
-    fn value(&mut self) -> Option<Value<'a>> {
-        match self.peek()? {
-            b'"' => self.string().map(Value::Str),
-            b'[' => self.array(),
-            b'{' => {
-                self.at = self.at.saturating_add(1);
-                let mut first = true;
-                while self.next_key(&mut first)?.is_some() {
-                    self.eat(b':')?;
-                    self.scalar_or_string()?;
+        first = false;
+        match scalar_or_string(s)? {
+            Value::Str(text) if strings => match list.items.get_mut(list.len) {
+                Some(slot) => {
+                    *slot = text;
+                    list.len = list.len.saturating_add(1);
                 }
-                self.eat(b'}').map(|()| Value::Other)
-            }
-            _ => self.scalar(),
+                None => strings = false,
+            },
+            _ => strings = false,
         }
     }
+    s.eat(b']')?;
+    Some(if strings {
+        Value::List(list)
+    } else {
+        Value::Other
+    })
+}
 
-    fn array(&mut self) -> Option<Value<'a>> {
-        self.eat(b'[')?;
-        let mut list = List::default();
-        let mut strings = true;
-        let mut first = true;
-        loop {
-            match self.peek()? {
-                b']' => break,
-                b',' if !first => self.at = self.at.saturating_add(1),
-                _ if first => {}
-                _ => return None,
-            }
-            first = false;
-            match self.scalar_or_string()? {
-                Value::Str(s) if strings => match list.items.get_mut(list.len) {
-                    Some(slot) => {
-                        *slot = s;
-                        list.len = list.len.saturating_add(1);
-                    }
-                    None => strings = false,
-                },
-                _ => strings = false,
-            }
-        }
-        self.eat(b']')?;
-        Some(if strings {
-            Value::List(list)
-        } else {
-            Value::Other
-        })
+fn scalar_or_string<'a>(s: &mut Scanner<'a>) -> Option<Value<'a>> {
+    match s.peek()? {
+        b'"' => s.string().map(Value::Str),
+        _ => scalar(s),
     }
+}
 
-    fn scalar_or_string(&mut self) -> Option<Value<'a>> {
-        match self.peek()? {
-            b'"' => self.string().map(Value::Str),
-            _ => self.scalar(),
+/// `true`, `false`, `null` or a number, up to the `,` `}` `]` or blank after it.
+fn scalar<'a>(s: &mut Scanner<'a>) -> Option<Value<'a>> {
+    let token = s.token(|b| matches!(b, b',' | b'}' | b']') || is_whitespace(b))?;
+    let token = core::str::from_utf8(token).ok()?;
+    match token {
+        "true" => Some(Value::Bool(true)),
+        "false" => Some(Value::Bool(false)),
+        "null" => Some(Value::Null),
+        _ if token.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+            Some(Value::Number(token))
         }
-    }
-
-    /// `true`, `false`, `null` or a number, up to the `,` `}` `]` or blank after it.
-    fn scalar(&mut self) -> Option<Value<'a>> {
-        let rest = self.body.get(self.at..)?;
-        let len = rest
-            .iter()
-            .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))?;
-        self.at = self.at.saturating_add(len);
-        let token = core::str::from_utf8(rest.get(..len)?).ok()?;
-        match token {
-            "true" => Some(Value::Bool(true)),
-            "false" => Some(Value::Bool(false)),
-            "null" => Some(Value::Null),
-            _ if token.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
-                Some(Value::Number(token))
-            }
-            _ => None,
-        }
+        _ => None,
     }
 }
 

@@ -45,6 +45,7 @@ pub mod policy;
 pub mod range;
 pub mod reference;
 pub mod request;
+pub mod scan;
 pub mod status;
 pub mod template;
 pub mod text;

@@ -20,6 +20,7 @@
 
 use crate::dial::{self, DialRequest};
 use crate::error::{Error, ErrorCode, Field};
+use crate::scan::{is_whitespace, Scanner};
 
 /// The largest body accepted (`413` above).
 pub const MAX_BODY_LEN: usize = 4096;
@@ -54,9 +55,7 @@ pub fn parse(body: &[u8]) -> Result<CallRequest<'_>, Error> {
     }
     // Strings stay borrowed from the body, escapes included.
     let mut raw = RawRequest::EMPTY;
-    Scanner { body, at: 0 }
-        .request(&mut raw)
-        .ok_or(Error::MALFORMED_JSON)?;
+    read_request(&mut Scanner::new(body), &mut raw).ok_or(Error::MALFORMED_JSON)?;
     raw.into_request()
 }
 
@@ -234,168 +233,88 @@ fn seconds(value: Value<'_>, field: Field) -> Result<Option<u64>, Error> {
     }
 }
 
-/// Reads JSON from `body`, at `at`. Every method returns `None` for malformed JSON.
-struct Scanner<'a> {
-    body: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Scanner<'a> {
-    /// Skips whitespace and returns the next byte, left unread.
-    fn peek(&mut self) -> Option<u8> {
-        let rest = self.body.get(self.at..)?;
-        let n = rest.iter().take_while(|&&b| is_json_whitespace(b)).count();
-        self.at = self.at.saturating_add(n);
-        rest.get(n).copied()
-    }
-
-    /// Reads `byte`, after any whitespace.
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        (self.peek()? == byte).then(|| self.at = self.at.saturating_add(1))
-    }
-
-    /// The top-level object, into `raw`; then nothing but whitespace.
-    fn request(&mut self, raw: &mut RawRequest<'a>) -> Option<()> {
-        self.eat(b'{')?;
-        let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
-            self.eat(b':')?;
-            let value = self.value()?;
-            let (slot, field) = match key {
-                "agent" => (&mut raw.agent, Field::Agent),
-                "callee" => (&mut raw.callee, Field::Callee),
-                "outbound_id" => (&mut raw.outbound_id, Field::OutboundId),
-                "contact_ref" => (&mut raw.contact_ref, Field::ContactRef),
-                "call_ref" => (&mut raw.call_ref, Field::CallRef),
-                "agent_ring_timeout_secs" => (&mut raw.agent_ring_timeout, Field::AgentRingTimeout),
-                "callee_ring_timeout_secs" => {
-                    (&mut raw.callee_ring_timeout, Field::CalleeRingTimeout)
-                }
-                "max_duration_secs" => (&mut raw.max_duration, Field::MaxDuration),
-                "record" => (&mut raw.record, Field::Record),
-                // An escaped key could name a known field for a standard JSON parser (a
-                // gateway, a log reader) while this one ignores it: refuse the body.
-                _ if key.as_bytes().contains(&b'\\') => return None,
-                _ => continue,
-            };
-            if !matches!(slot, Value::Absent) && raw.duplicate.is_none() {
-                raw.duplicate = Some(field);
-            }
-            *slot = value;
-        }
-        self.eat(b'}')?;
-        match self.peek() {
-            None => Some(()),
-            Some(_) => None,
-        }
-    }
-
-    /// The next key of an object, or `Some(None)` at its `}` (left unread). A `,` must come
-    /// between members, and may not come before the `}`.
-    fn next_key(&mut self, first: &mut bool) -> Option<Option<&'a str>> {
-        match self.peek()? {
-            b'}' => return Some(None),
-            b',' if !*first => self.at = self.at.saturating_add(1),
-            _ if *first => *first = false,
-            _ => return None,
-        }
-        if self.peek()? != b'"' {
-            return None;
-        }
-        self.string().map(Some)
-    }
-
-    /// Whether an array has another element (after its `,`), or ends at `]` (left unread).
-    /// As serde-json-core did, a `,` is accepted before the first element.
-    fn next_element(&mut self, first: &mut bool) -> Option<bool> {
-        let next = match self.peek()? {
-            b']' => return Some(false),
-            b',' => {
-                self.at = self.at.saturating_add(1);
-                self.peek()?
-            }
-            _ if *first => {
-                *first = false;
-                self.peek()?
-            }
-            _ => return None,
+/// The top-level object, into `raw`; then nothing but whitespace.
+fn read_request<'a>(s: &mut Scanner<'a>, raw: &mut RawRequest<'a>) -> Option<()> {
+    s.eat(b'{')?;
+    let mut first = true;
+    while let Some(key) = s.next_key(&mut first)? {
+        s.eat(b':')?;
+        let value = value(s)?;
+        let (slot, field) = match key {
+            "agent" => (&mut raw.agent, Field::Agent),
+            "callee" => (&mut raw.callee, Field::Callee),
+            "outbound_id" => (&mut raw.outbound_id, Field::OutboundId),
+            "contact_ref" => (&mut raw.contact_ref, Field::ContactRef),
+            "call_ref" => (&mut raw.call_ref, Field::CallRef),
+            "agent_ring_timeout_secs" => (&mut raw.agent_ring_timeout, Field::AgentRingTimeout),
+            "callee_ring_timeout_secs" => (&mut raw.callee_ring_timeout, Field::CalleeRingTimeout),
+            "max_duration_secs" => (&mut raw.max_duration, Field::MaxDuration),
+            "record" => (&mut raw.record, Field::Record),
+            // An escaped key could name a known field for a standard JSON parser (a
+            // gateway, a log reader) while this one ignores it: refuse the body.
+            _ if key.as_bytes().contains(&b'\\') => return None,
+            _ => continue,
         };
-        (next != b']').then_some(true)
-    }
-
-    /// A string, borrowed as it appears between its quotes; a quote preceded by an odd number
-    /// of backslashes does not end it.
-    fn string(&mut self) -> Option<&'a str> {
-        self.eat(b'"')?;
-        let start = self.at;
-        let mut escaped = false;
-        let len = self.body.get(start..)?.iter().position(|&b| {
-            let end = b == b'"' && !escaped;
-            escaped = b == b'\\' && !escaped;
-            end
-        })?;
-        let end = start.saturating_add(len);
-        self.at = end.saturating_add(1);
-        core::str::from_utf8(self.body.get(start..end)?).ok()
-    }
-
-    /// Skips a scalar other than a string: anything up to the `,`, `}` or `]` after it (left
-    /// unread). Returns the token, trailing whitespace included.
-    fn scalar(&mut self) -> Option<&'a [u8]> {
-        let start = self.at;
-        let rest = self.body.get(start..)?;
-        let len = rest.iter().position(|b| matches!(b, b',' | b'}' | b']'))?;
-        self.at = start.saturating_add(len);
-        rest.get(..len)
-    }
-
-    /// The value of a top-level member. Strings come back borrowed, other scalars checked
-    /// against the JSON grammar; arrays and objects are skipped.
-    fn value(&mut self) -> Option<Value<'a>> {
-        match self.peek()? {
-            b'"' => self.string().map(Value::Str),
-            b'[' | b'{' => self.skip(0).map(|()| Value::Other),
-            b',' | b'}' | b']' => None,
-            _ => classify_scalar(core::str::from_utf8(trim_end(self.scalar()?)).ok()?),
+        if !matches!(slot, Value::Absent) && raw.duplicate.is_none() {
+            raw.duplicate = Some(field);
         }
+        *slot = value;
     }
-
-    /// Skips a value nested `depth` levels inside a top-level member, refusing arrays and
-    /// objects nested deeper than [`MAX_NESTING`].
-    fn skip(&mut self, depth: u8) -> Option<()> {
-        let open = self.peek()?;
-        let inner = depth.saturating_add(1);
-        let mut first = true;
-        match open {
-            b'"' => self.string().map(drop),
-            b'[' | b'{' if depth >= MAX_NESTING => None,
-            b'[' => {
-                self.at = self.at.saturating_add(1);
-                while self.next_element(&mut first)? {
-                    self.skip(inner)?;
-                }
-                self.eat(b']')
-            }
-            b'{' => {
-                self.at = self.at.saturating_add(1);
-                while self.next_key(&mut first)?.is_some() {
-                    self.eat(b':')?;
-                    self.skip(inner)?;
-                }
-                self.eat(b'}')
-            }
-            b',' | b'}' | b']' => None,
-            _ => self.scalar().map(drop),
-        }
+    s.eat(b'}')?;
+    match s.peek() {
+        None => Some(()),
+        Some(_) => None,
     }
 }
 
-const fn is_json_whitespace(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+/// Skips a scalar other than a string: anything up to the `,`, `}` or `]` after it (left
+/// unread). Returns the token, trailing whitespace included.
+fn scalar<'a>(s: &mut Scanner<'a>) -> Option<&'a [u8]> {
+    s.token(|b| matches!(b, b',' | b'}' | b']'))
+}
+
+/// The value of a top-level member. Strings come back borrowed, other scalars checked
+/// against the JSON grammar; arrays and objects are skipped.
+fn value<'a>(s: &mut Scanner<'a>) -> Option<Value<'a>> {
+    match s.peek()? {
+        b'"' => s.string().map(Value::Str),
+        b'[' | b'{' => skip(s, 0).map(|()| Value::Other),
+        b',' | b'}' | b']' => None,
+        _ => classify_scalar(core::str::from_utf8(trim_end(scalar(s)?)).ok()?),
+    }
+}
+
+/// Skips a value nested `depth` levels inside a top-level member, refusing arrays and
+/// objects nested deeper than [`MAX_NESTING`].
+fn skip(s: &mut Scanner<'_>, depth: u8) -> Option<()> {
+    let open = s.peek()?;
+    let inner = depth.saturating_add(1);
+    let mut first = true;
+    match open {
+        b'"' => s.string().map(drop),
+        b'[' | b'{' if depth >= MAX_NESTING => None,
+        b'[' => {
+            s.advance();
+            while s.next_element(&mut first)? {
+                skip(s, inner)?;
+            }
+            s.eat(b']')
+        }
+        b'{' => {
+            s.advance();
+            while s.next_key(&mut first)?.is_some() {
+                s.eat(b':')?;
+                skip(s, inner)?;
+            }
+            s.eat(b'}')
+        }
+        b',' | b'}' | b']' => None,
+        _ => scalar(s).map(drop),
+    }
 }
 
 fn trim_start(bytes: &[u8]) -> &[u8] {
-    let n = bytes.iter().take_while(|&&b| is_json_whitespace(b)).count();
+    let n = bytes.iter().take_while(|&&b| is_whitespace(b)).count();
     bytes.get(n..).unwrap_or_default()
 }
 
@@ -403,7 +322,7 @@ fn trim_end(bytes: &[u8]) -> &[u8] {
     let n = bytes
         .iter()
         .rev()
-        .take_while(|&&b| is_json_whitespace(b))
+        .take_while(|&&b| is_whitespace(b))
         .count();
     bytes
         .get(..bytes.len().saturating_sub(n))
