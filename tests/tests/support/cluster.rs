@@ -3,34 +3,17 @@
 //! `redis-cli --cluster create`, and a consumer that reads through redis-rs's cluster
 //! client (each command goes to the node that owns its key's slot, `MOVED` followed).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{eventually, free_port, kill};
+pub use super::redis_node::Node;
+use super::{eventually, follow, free_port};
 
 /// How long a node may be unreachable before the others call it failed, in milliseconds.
 pub const NODE_TIMEOUT_MS: u64 = 1000;
 
-/// One cluster node: a `redis-server` process, killed when dropped.
-pub struct Node {
-    child: Option<Child>,
-    pub port: u16,
-}
-
+/// What a cluster node answers about the cluster.
 impl Node {
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// A plain connection to this node alone (no redirections followed).
-    pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
-    }
-
     /// `CLUSTER MYID`.
     pub fn id(&self) -> String {
         let mut c = self.connection().expect("node");
@@ -71,19 +54,6 @@ impl Node {
             slots.extend(from..=to);
         }
         slots
-    }
-
-    /// SIGKILL.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill(&mut child);
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -215,38 +185,33 @@ fn node(dir: &std::path::Path) -> Node {
     let bus = free_port();
     let dir = dir.join(port.to_string());
     std::fs::create_dir_all(&dir).expect("node dir");
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args([
-            "--cluster-enabled",
-            "yes",
-            "--cluster-port",
-            &bus.to_string(),
-        ])
-        .args(["--cluster-config-file", "nodes.conf"])
-        .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
+    let port_arg = port.to_string();
+    let bus_arg = bus.to_string();
+    let timeout_arg = NODE_TIMEOUT_MS.to_string();
+    let args = [
+        "--port",
+        &port_arg,
+        "--bind",
+        "127.0.0.1",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-port",
+        &bus_arg,
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        &timeout_arg,
         // A master that gave away its last slot stays a master (to take slots back).
-        .args(["--cluster-allow-replica-migration", "no"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--dir", dir.to_str().expect("utf-8")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed (.ci/run installs it)");
-    let node = Node {
-        child: Some(child),
-        port,
-    };
-    let answers = || {
-        node.connection()
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-            .is_ok()
-    };
-    assert!(
-        eventually(Duration::from_secs(10), answers),
-        "redis-server on {port} did not answer PING"
-    );
-    node
+        "--cluster-allow-replica-migration",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        dir.to_str().expect("utf-8"),
+    ];
+    Node::start("redis-server", port, &args)
 }
 
 /// Reads notification lists as a consumer would, through the cluster client: `BRPOP` goes
@@ -265,25 +230,7 @@ impl Consumer {
 
     /// `BRPOP`s `key` until a notification `last` arrives or `timeout` passes.
     pub fn follow(&mut self, key: &str, last: &str, timeout: Duration) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + timeout;
-        let mut out: Vec<serde_json::Value> = Vec::new();
-        while Instant::now() < deadline {
-            let popped: Option<(String, String)> = redis::cmd("BRPOP")
-                .arg(key)
-                .arg(0.5)
-                .query(&mut self.0)
-                .expect("BRPOP");
-            if let Some((_, text)) = popped {
-                let value: serde_json::Value =
-                    serde_json::from_str(&text).expect("notification JSON");
-                let done = value["event"] == last;
-                out.push(value);
-                if done {
-                    break;
-                }
-            }
-        }
-        out
+        follow(&mut self.0, key, &[last], timeout)
     }
 
     /// Pops everything in `key`, oldest first.

@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod redis_node;
 pub mod sentinel;
 
 use std::collections::HashSet;
@@ -214,7 +215,7 @@ impl Redis {
 /// A consumer on `conn`: `BRPOP`s from `key` until an object with `event` ∈ `last` arrives
 /// or `timeout` passes; returns all objects popped, oldest first.
 pub fn follow(
-    conn: &mut redis::Connection,
+    conn: &mut impl redis::ConnectionLike,
     key: &str,
     last: &[&str],
     timeout: Duration,

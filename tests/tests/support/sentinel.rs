@@ -3,10 +3,10 @@
 //! that reads notification lists on whichever server it is given.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{eventually, follow, free_port, kill};
+pub use super::redis_node::Node;
+use super::{eventually, follow, free_port};
 
 /// The name the sentinels monitor the master under.
 pub const MASTER: &str = "c2d";
@@ -14,21 +14,7 @@ pub const MASTER: &str = "c2d";
 /// How long a sentinel waits before it calls the master down, in milliseconds.
 pub const DOWN_AFTER_MS: u64 = 1000;
 
-/// One `redis-server` or `redis-sentinel` process, killed when dropped.
-pub struct Node {
-    child: Option<Child>,
-    pub port: u16,
-}
-
 impl Node {
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
-    }
-
     /// Whether the server's `INFO replication` has the line `line`.
     pub fn replication_says(&self, line: &str) -> bool {
         self.connection()
@@ -39,43 +25,6 @@ impl Node {
             })
             .is_ok_and(|info| info.lines().any(|l| l.trim() == line))
     }
-
-    /// SIGKILL: no goodbye, nothing written after.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill(&mut child);
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Starts `program` with `args` and waits until it answers `PING`.
-fn start(program: &str, port: u16, args: &[&str]) -> Node {
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} is installed (.ci/run installs it): {e}"));
-    let node = Node {
-        child: Some(child),
-        port,
-    };
-    let answers = || {
-        node.connection()
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-            .is_ok()
-    };
-    assert!(
-        eventually(Duration::from_secs(10), answers),
-        "{program} on {port} did not answer PING"
-    );
-    node
 }
 
 /// A data server; a replica of `master` when given.
@@ -90,7 +39,7 @@ fn server(dir: &Path, master: Option<u16>) -> Node {
     if let Some(master_port) = &master_port {
         args.extend(["--replicaof", "127.0.0.1", master_port]);
     }
-    start("redis-server", port, &args)
+    Node::start("redis-server", port, &args)
 }
 
 /// A sentinel watching the master on `master`, its configuration file (which it rewrites)
@@ -110,7 +59,7 @@ fn sentinel(dir: &Path, master: u16) -> Node {
         ),
     )
     .expect("sentinel conf");
-    start("redis-sentinel", port, &[conf.to_str().expect("utf-8")])
+    Node::start("redis-sentinel", port, &[conf.to_str().expect("utf-8")])
 }
 
 /// `SENTINEL MASTER <name>` of one sentinel, as field → value.
