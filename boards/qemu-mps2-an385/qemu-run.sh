@@ -28,7 +28,10 @@ if arm-none-eabi-readelf -l "$elf" 2>/dev/null | grep -q 'LOAD.* 0x00040000 '; t
   factory="loader,file=$elf.bin,addr=0x200000,force-raw=on"
   if [ -n "${C2D_UPDATE_KEY:-}" ]; then
     page="$elf.provisioning.bin"
-    { head -c 36 "$provisioning"; head -c 36 /dev/zero; printf 'C2DU'; cat "$C2D_UPDATE_KEY"; } >"$page"
+    # The device secret and the admin key's hash (if any) up to byte 72, then C2DU and the key.
+    have=$(head -c 72 "$provisioning" | wc -c)
+    { head -c 72 "$provisioning"; head -c $((72 - have)) /dev/zero; printf 'C2DU'
+      cat "$C2D_UPDATE_KEY"; } >"$page"
     provisioning="$page"
   fi
 fi
