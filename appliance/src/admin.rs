@@ -131,6 +131,9 @@ pub fn boot_config(
 /// configuration parser and check, the store, the JSON writer) is then not in the image.
 #[allow(async_fn_in_trait)]
 pub trait AdminApi {
+    /// Whether the image has an admin API at all: without it ([`NoAdmin`]) the code of the
+    /// update routes and of their longer deadline is left out at compile time.
+    const ENABLED: bool = true;
     /// Whether `presented` (the SHA-256 of a Bearer key) is the admin key.
     fn authorized(&self, presented: &[u8; 32]) -> bool;
     /// Checks a configuration body and stores it; `scratch` is the store's work buffer.
@@ -160,6 +163,7 @@ pub trait AdminApi {
 pub struct NoAdmin;
 
 impl AdminApi for NoAdmin {
+    const ENABLED: bool = false;
     fn authorized(&self, _: &[u8; 32]) -> bool {
         false
     }
