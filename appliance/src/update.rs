@@ -271,3 +271,174 @@ impl<R: Read> Body<'_, R> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embassy_futures::block_on;
+    use embedded_storage::nor_flash::{ErrorType, NorFlashErrorKind, ReadNorFlash};
+    use sha2::{Digest, Sha512};
+    use std::vec::Vec;
+
+    /// NOR flash in RAM: 4-byte writes that only clear bits, 4 KiB erases.
+    struct RamFlash(Vec<u8>);
+
+    impl ErrorType for RamFlash {
+        type Error = NorFlashErrorKind;
+    }
+
+    impl ReadNorFlash for RamFlash {
+        const READ_SIZE: usize = 1;
+        fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+            let at = offset as usize;
+            let from = self
+                .0
+                .get(at..at + bytes.len())
+                .ok_or(NorFlashErrorKind::OutOfBounds)?;
+            bytes.copy_from_slice(from);
+            Ok(())
+        }
+        fn capacity(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    impl NorFlash for RamFlash {
+        const WRITE_SIZE: usize = 4;
+        const ERASE_SIZE: usize = 4096;
+        fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+            self.0
+                .get_mut(from as usize..to as usize)
+                .ok_or(NorFlashErrorKind::OutOfBounds)?
+                .fill(0xFF);
+            Ok(())
+        }
+        fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+            let at = offset as usize;
+            let to = self
+                .0
+                .get_mut(at..at + bytes.len())
+                .ok_or(NorFlashErrorKind::OutOfBounds)?;
+            for (old, new) in to.iter_mut().zip(bytes) {
+                *old &= new;
+            }
+            Ok(())
+        }
+    }
+
+    /// A connection that hands out `data` `step` bytes at a time, then ends.
+    struct Pieces<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl embedded_io_async::ErrorType for Pieces<'_> {
+        type Error = core::convert::Infallible;
+    }
+
+    impl Read for Pieces<'_> {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            let n = buf.len().min(self.step).min(self.data.len());
+            let (now, later) = self.data.split_at(n);
+            buf[..n].copy_from_slice(now);
+            self.data = later;
+            Ok(n)
+        }
+    }
+
+    const SEED: [u8; 32] = [7; 32];
+
+    fn update() -> Update<RamFlash, RamFlash> {
+        let key = salty::Keypair::from(&SEED).public.to_bytes();
+        // ACTIVE of 8 pages: DFU one page more; the state partition as QEMU's.
+        Update::new(
+            RamFlash(std::vec![0; 9 * 4096]),
+            RamFlash(std::vec![0; 4096]),
+            Some(key),
+            "test",
+        )
+    }
+
+    /// An image and its signature, as sign-update.sh makes them.
+    fn signed(len: usize) -> (Vec<u8>, Vec<u8>) {
+        let image: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let digest = Sha512::digest(&image);
+        let signature = salty::Keypair::from(&SEED).sign(&digest).to_bytes();
+        (image, signature.to_vec())
+    }
+
+    fn receive(
+        update: &mut Update<RamFlash, RamFlash>,
+        body: &[u8],
+        declared: usize,
+        early: usize,
+        step: usize,
+    ) -> Result<(), UpdateError> {
+        let mut buf = [0u8; 1024 + WORD];
+        let (early, rest) = body.split_at(early.min(body.len()));
+        let mut conn = Pieces { data: rest, step };
+        block_on(update.receive(&mut conn, declared as u64, early, &mut buf))
+    }
+
+    #[test]
+    fn a_signed_image_in_odd_pieces_is_written_whole_and_marked() {
+        let (image, signature) = signed(10_001);
+        let body = [image.clone(), signature].concat();
+        let mut update = update();
+        assert_eq!(update.state(), Ok(State::Boot));
+        assert_eq!(receive(&mut update, &body, body.len(), 300, 97), Ok(()));
+        assert_eq!(update.state(), Ok(State::Swap));
+        assert_eq!(&update.dfu.0[..image.len()], &image[..]);
+        // Marked: no second update until the reset.
+        assert_eq!(
+            receive(&mut update, &body, body.len(), 0, 4096),
+            Err(UpdateError::Pending)
+        );
+    }
+
+    #[test]
+    fn a_refused_image_leaves_the_state_unmarked() {
+        let (image, signature) = signed(10_001);
+        let mut update = update();
+        let mut changed = image.clone();
+        changed[5000] ^= 1;
+        let body = [changed, signature.clone()].concat();
+        assert_eq!(
+            receive(&mut update, &body, body.len(), 0, 512),
+            Err(UpdateError::Signature)
+        );
+        // Cut short: the connection ends before the declared length.
+        let body = [image.clone(), signature].concat();
+        assert_eq!(
+            receive(&mut update, &body[..4000], body.len(), 100, 512),
+            Err(UpdateError::Truncated)
+        );
+        assert_eq!(update.state(), Ok(State::Boot));
+    }
+
+    #[test]
+    fn the_length_the_key_and_the_state_are_checked_first() {
+        let mut update = update();
+        assert_eq!(update.capacity(), 8 * 4096);
+        assert_eq!(update.check(64), Err(UpdateError::Framing));
+        assert_eq!(update.check(65), Ok(()));
+        assert_eq!(update.check(8 * 4096 + 64), Ok(()));
+        assert_eq!(update.check(8 * 4096 + 65), Err(UpdateError::TooLarge));
+        let mut keyless = Update::new(
+            RamFlash(std::vec![0; 9 * 4096]),
+            RamFlash(std::vec![0; 4096]),
+            None,
+            "test",
+        );
+        assert_eq!(keyless.check(1000), Err(UpdateError::NoKey));
+        let mut out = [0u8; 256];
+        let n = update.write_status(&mut out).unwrap();
+        let status = core::str::from_utf8(&out[..n]).unwrap();
+        assert!(
+            status.starts_with(
+                r#"{"version":"test","state":"boot","at_boot":"unknown","key":true,"capacity":32768,"uptime_secs":"#
+            ),
+            "{status}"
+        );
+    }
+}
