@@ -14,7 +14,8 @@ step "firmware tools"
 need=()
 command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
 command -v arm-none-eabi-size >/dev/null || need+=(binutils-arm-none-eabi)
-command -v openssl >/dev/null || need+=(openssl)   # boards/sign-update.sh (appliance tests)
+command -v openssl >/dev/null || need+=(openssl)   # boards/sign-update.sh (appliance and QEMU tests)
+command -v curl >/dev/null || need+=(curl)            # the operator's upload, as README shows it (QEMU tests)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -28,29 +29,33 @@ fi
 defmt-print --version
 rustup target add thumbv7m-none-eabi thumbv7em-none-eabihf
 
-folders=(appliance boards/qemu-mps2-an385 boards/nucleo-h743zi boards/nucleo-h743zi-bootloader)
+folders=(appliance boards/qemu-mps2-an385 boards/nucleo-h743zi boards/nucleo-h743zi-bootloader
+  boards/qemu-mps2-an385-bootloader)
 
 step "format and clippy (-D warnings) in each firmware folder"
 for dir in "${folders[@]}"; do
   [ -f "$dir/Cargo.toml" ] || continue
   (cd "$dir" && cargo fmt -- --check && cargo clippy --locked -- -D warnings)
 done
-# The QEMU image with the admin API and the configuration store (the tests build it).
-(cd boards/qemu-mps2-an385 && cargo clippy --locked --features admin -- -D warnings)
+# The QEMU image with the admin API, the configuration store and signed updates, and the
+# rollback test's image that never marks itself booted (the tests build both).
+(cd boards/qemu-mps2-an385 && cargo clippy --locked --features admin -- -D warnings \
+  && cargo clippy --locked --features never-mark-booted -- -D warnings)
 
 step "appliance unit tests (on the host)"
 host=$(rustc -vV | sed -n 's/^host: //p')
 (cd appliance && cargo test --locked --target "$host")
 
-step "build the boards and the NUCLEO bootloader (release)"
+step "build the boards and the bootloaders (release)"
 for dir in "${folders[@]:1}"; do
   [ -f "$dir/Cargo.toml" ] || continue
   (cd "$dir" && cargo build --release --locked)
 done
 
-arm-none-eabi-size boards/nucleo-h743zi-bootloader/target/thumbv7em-none-eabihf/release/click2dial-nucleo-h743zi-bootloader
+arm-none-eabi-size boards/nucleo-h743zi-bootloader/target/thumbv7em-none-eabihf/release/click2dial-nucleo-h743zi-bootloader \
+  boards/qemu-mps2-an385-bootloader/target/thumbv7m-none-eabi/release/click2dial-qemu-mps2-an385-bootloader
 
-step "QEMU hardware-in-the-loop tests"
+step "QEMU hardware-in-the-loop tests (they build the admin image, its update builds and the QEMU bootloader)"
 cargo test -p click2dial-tests --locked --test qemu
 
 step "footprint (budget for the QEMU image: flash <= 96 KiB, static RAM + stack <= 48 KiB)"

@@ -20,6 +20,8 @@
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::mutex::Mutex;
+use embedded_io_async::Read;
+use embedded_storage::nor_flash::NorFlash as BlockingNorFlash;
 use embedded_storage_async::nor_flash::NorFlash;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -29,6 +31,7 @@ use crate::fmt::{info, warn};
 pub use crate::settings::MAX_SETTINGS_LEN;
 use crate::settings::{Refusal, Settings};
 pub use crate::store::{Store, StoreError};
+pub use crate::update::{Update, UpdateError};
 
 /// Room the store needs to read the stored configuration: the longest, rounded up to a flash
 /// read (at most 32 bytes).
@@ -128,6 +131,9 @@ pub fn boot_config(
 /// configuration parser and check, the store, the JSON writer) is then not in the image.
 #[allow(async_fn_in_trait)]
 pub trait AdminApi {
+    /// Whether the image has an admin API at all: without it ([`NoAdmin`]) the code of the
+    /// update routes and of their longer deadline is left out at compile time.
+    const ENABLED: bool = true;
     /// Whether `presented` (the SHA-256 of a Bearer key) is the admin key.
     fn authorized(&self, presented: &[u8; 32]) -> bool;
     /// Checks a configuration body and stores it; `scratch` is the store's work buffer.
@@ -139,12 +145,25 @@ pub trait AdminApi {
     /// Writes the running configuration `c` as JSON without secrets; its length, or `None`
     /// when `out` is too small.
     fn write_config(&self, c: &Config, out: &mut [u8]) -> Option<usize>;
+    /// Whether an update body of `body_len` bytes can be taken now ([`Update::check`]).
+    async fn update_check(&self, body_len: u64) -> Result<(), UpdateError>;
+    /// Takes an update ([`Update::receive`]).
+    async fn update<R: Read>(
+        &self,
+        body: &mut R,
+        body_len: u64,
+        early: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), UpdateError>;
+    /// `GET /admin/update`'s JSON ([`Update::write_status`]).
+    async fn write_update_status(&self, out: &mut [u8]) -> Option<usize>;
 }
 
 /// No admin API: every admin request is refused with `401`.
 pub struct NoAdmin;
 
 impl AdminApi for NoAdmin {
+    const ENABLED: bool = false;
     fn authorized(&self, _: &[u8; 32]) -> bool {
         false
     }
@@ -162,31 +181,62 @@ impl AdminApi for NoAdmin {
     fn write_config(&self, _: &Config, _: &mut [u8]) -> Option<usize> {
         None
     }
+    async fn update_check(&self, _: u64) -> Result<(), UpdateError> {
+        Err(UpdateError::NoKey)
+    }
+    async fn update<R: Read>(
+        &self,
+        _: &mut R,
+        _: u64,
+        _: &[u8],
+        _: &mut [u8],
+    ) -> Result<(), UpdateError> {
+        Err(UpdateError::NoKey)
+    }
+    async fn write_update_status(&self, _: &mut [u8]) -> Option<usize> {
+        None
+    }
 }
 
-/// The admin side of the device: its key, its configuration store, its reset.
-pub struct Admin<F: NorFlash> {
+/// The admin side of the device: its key, its configuration store, its firmware updates,
+/// its reset.
+pub struct Admin<F: NorFlash, D: BlockingNorFlash, S: BlockingNorFlash> {
     storage: Mutex<CriticalSectionRawMutex, Store<F>>,
+    update: Mutex<CriticalSectionRawMutex, Update<D, S>>,
     factory: Config,
     source: Source,
     reboot: fn() -> !,
 }
 
-impl<F: NorFlash> Admin<F> {
+impl<F: NorFlash, D: BlockingNorFlash, S: BlockingNorFlash> Admin<F, D, S> {
     /// `factory`: the compiled configuration (with the board's provisioning: its
     /// `auth.admin_key_hash` is the admin key) a `PUT` is applied to. `source`: what
-    /// [`boot_config`] said. `reboot` resets the device.
-    pub fn new(storage: Store<F>, factory: Config, source: Source, reboot: fn() -> !) -> Self {
+    /// [`boot_config`] said. `update`: the bootloader's partitions and the fleet key.
+    /// `reboot` resets the device.
+    pub fn new(
+        storage: Store<F>,
+        update: Update<D, S>,
+        factory: Config,
+        source: Source,
+        reboot: fn() -> !,
+    ) -> Self {
         Self {
             storage: Mutex::new(storage),
+            update: Mutex::new(update),
             factory,
             source,
             reboot,
         }
     }
+
+    /// Once the image works: notes the boot state and, if `mark`, marks the image booted
+    /// ([`Update::booted`]).
+    pub async fn booted(&self, mark: bool) {
+        self.update.lock().await.booted(mark);
+    }
 }
 
-impl<F: NorFlash> AdminApi for Admin<F> {
+impl<F: NorFlash, D: BlockingNorFlash, S: BlockingNorFlash> AdminApi for Admin<F, D, S> {
     fn authorized(&self, presented: &[u8; 32]) -> bool {
         match &self.factory.auth.admin_key_hash {
             Some(expected) => hash_matches(presented, expected),
@@ -216,6 +266,25 @@ impl<F: NorFlash> AdminApi for Admin<F> {
     fn reboot(&self) -> ! {
         info!("rebooting");
         (self.reboot)()
+    }
+
+    async fn update_check(&self, body_len: u64) -> Result<(), UpdateError> {
+        self.update.lock().await.check(body_len)
+    }
+
+    async fn update<R: Read>(
+        &self,
+        body: &mut R,
+        body_len: u64,
+        early: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), UpdateError> {
+        let mut update = self.update.lock().await;
+        update.receive(body, body_len, early, buf).await
+    }
+
+    async fn write_update_status(&self, out: &mut [u8]) -> Option<usize> {
+        self.update.lock().await.write_status(out)
     }
 
     fn write_config(&self, c: &Config, out: &mut [u8]) -> Option<usize> {
@@ -305,16 +374,16 @@ pub enum PutError {
 
 /// JSON into a buffer. The values written are checked configuration values (printable ASCII
 /// without `"` or `\`), digits and fixed names, so nothing needs escaping.
-struct Writer<'o> {
-    out: &'o mut [u8],
-    len: usize,
+pub(crate) struct Writer<'o> {
+    pub(crate) out: &'o mut [u8],
+    pub(crate) len: usize,
 }
 
 impl Writer<'_> {
     /// Not inlined: the configuration is written in some sixty pieces, and one call each is
     /// much smaller than sixty bounds-checked copies.
     #[inline(never)]
-    fn put(&mut self, s: &str) {
+    pub(crate) fn put(&mut self, s: &str) {
         let end = self.len.saturating_add(s.len());
         if let Some(dest) = self.out.get_mut(self.len..end) {
             dest.copy_from_slice(s.as_bytes());
@@ -344,7 +413,7 @@ impl Writer<'_> {
         self.put("]");
     }
 
-    fn number(&mut self, mut n: u32) {
+    pub(crate) fn number(&mut self, mut n: u32) {
         let mut digits = [0u8; 10];
         let mut i = digits.len();
         loop {

@@ -22,6 +22,7 @@ pub mod keyed;
 pub mod pbx;
 pub mod settings;
 pub mod store;
+pub mod update;
 
 pub use api::App;
 pub use config::Config;

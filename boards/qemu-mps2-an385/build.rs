@@ -3,8 +3,8 @@
 
 fn main() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    // The admin image does not fit the 96 KiB budget yet: it links up to the configuration
-    // store instead (memory-admin.x). Neither file is called memory.x in this folder: the
+    // The admin image is the fleet image: linked at ACTIVE, started by the bootloader
+    // (memory-admin.x); it does not fit the 96 KiB budget. Neither file is called memory.x in this folder: the
     // linker would find that one first, whatever the search path says.
     let memory = if std::env::var_os("CARGO_FEATURE_ADMIN").is_some() {
         "memory-admin.x"

@@ -23,6 +23,10 @@ pub(crate) enum Route {
     Reboot,
     /// `POST /admin/factory-reset`.
     FactoryReset,
+    /// `PUT /admin/update`: a signed firmware image.
+    Update,
+    /// `GET /admin/update`: the boot state and the running image's version.
+    UpdateStatus,
     /// A known path with another method: `405`, with the methods it allows.
     MethodNotAllowed(&'static str),
     /// Any other path: `404`.
@@ -34,7 +38,12 @@ impl Route {
     pub(crate) fn is_admin(self) -> bool {
         matches!(
             self,
-            Self::GetConfig | Self::PutConfig | Self::Reboot | Self::FactoryReset
+            Self::GetConfig
+                | Self::PutConfig
+                | Self::Reboot
+                | Self::FactoryReset
+                | Self::Update
+                | Self::UpdateStatus
         )
     }
 }
@@ -104,6 +113,9 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         ("/admin/reboot", "POST") => Route::Reboot,
         ("/admin/factory-reset", "POST") => Route::FactoryReset,
         ("/admin/reboot" | "/admin/factory-reset", _) => Route::MethodNotAllowed("POST"),
+        ("/admin/update", "PUT") => Route::Update,
+        ("/admin/update", "GET") => Route::UpdateStatus,
+        ("/admin/update", _) => Route::MethodNotAllowed("GET, PUT"),
         _ => Route::NotFound,
     };
     let mut bearer = Bearer::Absent;
@@ -228,6 +240,12 @@ mod tests {
         assert_eq!(route("POST /admin/reboot"), Route::Reboot);
         assert_eq!(route("GET /admin/reboot"), Route::MethodNotAllowed("POST"));
         assert_eq!(route("POST /admin/factory-reset"), Route::FactoryReset);
+        assert_eq!(route("PUT /admin/update"), Route::Update);
+        assert_eq!(route("GET /admin/update"), Route::UpdateStatus);
+        assert_eq!(
+            route("POST /admin/update"),
+            Route::MethodNotAllowed("GET, PUT")
+        );
         assert_eq!(route("POST /admin"), Route::NotFound);
         let bearer = |headers: &str| {
             head(&std::format!("GET /admin/config HTTP/1.1\r\n{headers}\r\n"))

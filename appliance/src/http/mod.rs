@@ -16,14 +16,17 @@ mod response;
 use click2dial_core::json;
 use click2dial_core::request::MAX_BODY_LEN;
 use click2dial_core::{Error, ErrorCode};
+use core::cell::Cell;
 use embassy_net::tcp::TcpSocket;
 use embassy_net::Stack;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::mutex::{Mutex, MutexGuard};
-use embassy_time::{with_timeout, Duration};
+
+use embassy_futures::select::{select, Either};
+use embassy_time::{with_timeout, Duration, Instant, Timer};
 use embedded_io_async::{Read, Write};
 
-use crate::admin::{hash_matches, AdminApi, PutError, MAX_SETTINGS_LEN};
+use crate::admin::{hash_matches, AdminApi, PutError, UpdateError, MAX_SETTINGS_LEN};
 use crate::api::{error_answer, App};
 use crate::fmt::debug;
 use crate::settings::Refusal;
@@ -42,6 +45,10 @@ pub const ANSWER_ROOM: usize = 576;
 pub const BODY_BUF_LEN: usize = MAX_BODY_LEN + ANSWER_ROOM;
 /// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(1);
+/// How long a firmware upload (`PUT /admin/update`) may take from the end of its head to the
+/// answer, instead of `request_timeout_ms`. A connection idle for `request_timeout_ms` is
+/// still dropped (the socket's timeout), so a stalled upload ends sooner.
+pub const UPDATE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The buffers of one listener: its TCP windows and the request head. The largest answer
 /// (about 700 bytes with its head) goes out through the 512-byte transmit window in two
@@ -105,13 +112,24 @@ pub async fn serve<A: AdminApi>(
         if socket.accept(port).await.is_err() {
             continue;
         }
-        let then = match with_timeout(timeout, handle(&mut socket, app, admin, head, body)).await {
-            Ok(Ok(then)) => then,
-            Ok(Err(Disconnected)) => {
+        let deadline = Cell::new(Instant::now() + timeout);
+        let request = handle(&mut socket, app, admin, head, body, &deadline);
+        // The deadline a route can move (the upload's) only where there is such a route.
+        let outcome = if A::ENABLED {
+            match select(request, expiry(&deadline)).await {
+                Either::First(outcome) => Some(outcome),
+                Either::Second(()) => None,
+            }
+        } else {
+            with_timeout(timeout, request).await.ok()
+        };
+        let then = match outcome {
+            Some(Ok(then)) => then,
+            Some(Err(Disconnected)) => {
                 debug!("client went away");
                 Then::Serve
             }
-            Err(_) => {
+            None => {
                 debug!("request timed out; closing");
                 Then::Serve
             }
@@ -119,6 +137,17 @@ pub async fn serve<A: AdminApi>(
         close(&mut socket).await;
         if then == Then::Reboot {
             admin.reboot();
+        }
+    }
+}
+
+/// Ends when `deadline` has passed (a route may move it while the request runs).
+async fn expiry(deadline: &Cell<Instant>) {
+    loop {
+        let at = deadline.get();
+        Timer::at(at).await;
+        if deadline.get() <= at {
+            return;
         }
     }
 }
@@ -230,9 +259,10 @@ async fn handle<S: Read + Write, A: AdminApi>(
     admin: &A,
     head_buf: &mut [u8],
     shared: &SharedBody,
+    deadline: &Cell<Instant>,
 ) -> Result<Then, Disconnected> {
     let mut guard = None;
-    let reply = answer(stream, app, admin, head_buf, shared, &mut guard).await?;
+    let reply = answer(stream, app, admin, head_buf, shared, &mut guard, deadline).await?;
     let body = match reply.body {
         Body::Empty => None,
         Body::Head(end) => head_buf.get(..end),
@@ -259,6 +289,7 @@ async fn answer<'s, S: Read + Write, A: AdminApi>(
     head_buf: &mut [u8],
     shared: &'s SharedBody,
     guard: &mut Option<Guard<'s>>,
+    deadline: &Cell<Instant>,
 ) -> Result<Reply, Disconnected> {
     let bare = |status| Ok(Reply::json(status, Body::Empty));
     let mut filled = 0;
@@ -333,11 +364,24 @@ async fn answer<'s, S: Read + Write, A: AdminApi>(
         _ => {}
     }
     let buf: &mut [u8] = &mut **guard.insert(shared.0.lock().await);
-    if route == Route::GetConfig {
-        return Ok(match admin.write_config(app.config(), buf) {
-            Some(len) => Reply::json(200, Body::Shared(0, len)),
-            None => Reply::error(&Error::INTERNAL, buf, 0, true),
-        });
+    match route {
+        Route::GetConfig => {
+            return Ok(match admin.write_config(app.config(), buf) {
+                Some(len) => Reply::json(200, Body::Shared(0, len)),
+                None => Reply::error(&Error::INTERNAL, buf, 0, true),
+            });
+        }
+        Route::UpdateStatus if A::ENABLED => {
+            return Ok(match admin.write_update_status(buf).await {
+                Some(len) => Reply::json(200, Body::Shared(0, len)),
+                None => Reply::error(&Error::INTERNAL, buf, 0, true),
+            });
+        }
+        Route::Update if A::ENABLED => {
+            let early = head_buf.get(head.len..filled).unwrap_or_default();
+            return put_update(stream, admin, head, early, buf, deadline).await;
+        }
+        _ => {}
     }
     if let Err(e) = head.content_type {
         return Ok(Reply::error(&e, buf, 0, true));
@@ -402,6 +446,78 @@ async fn put_config<A: AdminApi>(admin: &A, buf: &mut [u8], len: usize) -> Reply
         Err(PutError::Store(_)) => Error::INTERNAL,
     };
     Reply::error(&error, buf, 0, true)
+}
+
+/// `413` for an image larger than the update partition.
+const UPDATE_TOO_LARGE: Error = Error::request(
+    ErrorCode::BodyTooLarge,
+    "the image is larger than the update partition",
+);
+/// `400` for a body that is not an image and its signature with a `Content-Length`.
+const UPDATE_FRAMING: Error = Error::request(
+    ErrorCode::BadRequest,
+    "an update is the image followed by its 64-byte Ed25519 signature, sent with Content-Length",
+);
+/// `400` for a body cut short.
+const UPDATE_TRUNCATED: Error = Error::request(
+    ErrorCode::BadRequest,
+    "the body ended before its Content-Length: nothing was marked",
+);
+/// `400` for a signature that does not verify.
+const UPDATE_SIGNATURE: Error = Error::request(
+    ErrorCode::BadRequest,
+    "the signature does not verify against the fleet key: nothing was marked",
+);
+/// `400` while an update waits for its reset, or the running image is still on trial.
+const UPDATE_PENDING: Error = Error::request(
+    ErrorCode::BadRequest,
+    "an update is already marked or on trial: POST /admin/reboot first",
+);
+/// `503` without a fleet key.
+const UPDATE_NO_KEY: Error = Error::request(
+    ErrorCode::ServiceUnavailable,
+    "no update key is provisioned: the device takes no update",
+);
+
+/// `PUT /admin/update`: the image streamed into the DFU partition, its signature checked and
+/// the update marked ([`crate::update`]). Length, key and state are checked before the body
+/// is read (and before `100 Continue`); the upload then has [`UPDATE_TIMEOUT`].
+async fn put_update<S: Read + Write, A: AdminApi>(
+    stream: &mut S,
+    admin: &A,
+    head: head::Head,
+    early: &[u8],
+    buf: &mut [u8],
+    deadline: &Cell<Instant>,
+) -> Result<Reply, Disconnected> {
+    let result = match head.framing {
+        head::Framing::Length(len) => match admin.update_check(len).await {
+            Ok(()) => {
+                deadline.set(Instant::now() + UPDATE_TIMEOUT);
+                if head.expect_continue {
+                    write_all(stream, response::CONTINUE).await?;
+                }
+                admin.update(stream, len, early, buf).await
+            }
+            Err(e) => Err(e),
+        },
+        head::Framing::Chunked => Err(UpdateError::Framing),
+    };
+    let error = match result {
+        Ok(()) => {
+            let body = br#"{"status":"marked","effective":"after POST /admin/reboot"}"#;
+            return Ok(Reply::json(202, Body::Static(body)));
+        }
+        Err(UpdateError::Io) => return Err(Disconnected),
+        Err(UpdateError::NoKey) => UPDATE_NO_KEY,
+        Err(UpdateError::TooLarge) => UPDATE_TOO_LARGE,
+        Err(UpdateError::Framing) => UPDATE_FRAMING,
+        Err(UpdateError::Pending) => UPDATE_PENDING,
+        Err(UpdateError::Truncated) => UPDATE_TRUNCATED,
+        Err(UpdateError::Signature) => UPDATE_SIGNATURE,
+        Err(UpdateError::Flash) => Error::INTERNAL,
+    };
+    Ok(Reply::error(&error, buf, 0, true))
 }
 
 async fn respond<S: Write>(

@@ -6,26 +6,28 @@
 
 use core::cell::RefCell;
 
-use click2dial_appliance::admin::{self, Admin, Store, STORE_BUF_LEN};
+use click2dial_appliance::admin::{self, Admin, Store, Update, STORE_BUF_LEN};
 use click2dial_appliance::http::{self, HttpBuffers, SharedBody};
 use click2dial_appliance::idempotency::Table;
 use click2dial_appliance::pbx::{AmiBuffers, Pbx};
 use click2dial_appliance::settings::Settings;
 use click2dial_appliance::{config, App, Config, Entropy};
 use click2dial_core::Validators;
+use core::sync::atomic::{AtomicBool, Ordering};
 use defmt::{info, unwrap};
-use embassy_boot_stm32::{BlockingFirmwareState, State};
 use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_executor::Spawner;
 use embassy_net::{Runner, Stack, StackResources};
 use embassy_stm32::eth::{self, Ethernet, GenericPhy, PacketQueue, Sma};
 use embassy_stm32::flash::{Blocking, Flash};
-use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
+use embassy_stm32::peripherals::{ETH, ETH_SMA, IWDG1, RNG};
 use embassy_stm32::rng::{self, Rng};
+use embassy_stm32::wdg::IndependentWatchdog;
 use embassy_stm32::{bind_interrupts, rcc};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
+use embassy_time::{Duration, Instant, Timer};
 use static_cell::{ConstStaticCell, StaticCell};
 use {defmt_rtt as _, panic_probe as _};
 
@@ -45,6 +47,9 @@ type FlashPart = BlockingPartition<'static, CriticalSectionRawMutex, Flash<'stat
 /// The configuration store's flash.
 type ConfigFlash = BlockingAsync<FlashPart>;
 
+/// The admin API over the configuration store and the bootloader's partitions.
+type AdminSide = Admin<ConfigFlash, FlashPart, FlashPart>;
+
 /// The configuration store: the last two 128 KiB sectors of bank 2 (`0x081C_0000` to the end
 /// of flash), past the bootloader's partitions (`memory.x`). A sector erase stalls the device
 /// for about a second; that happens only on `PUT /admin/config` and factory reset.
@@ -52,6 +57,27 @@ const CONFIG_PART: (u32, u32) = (0x001C_0000, 0x0004_0000);
 
 /// The bootloader's state partition, `BOOTLOADER_STATE` in `memory.x` (offset, size).
 const BOOT_STATE_PART: (u32, u32) = (0x0002_0000, 0x0002_0000);
+
+/// The bootloader's DFU partition, `DFU` in `memory.x` (offset, size).
+const DFU_PART: (u32, u32) = (0x0010_0000, 0x000A_0000);
+
+/// The fleet's Ed25519 update key, compiled in from the file `C2D_UPDATE_PUBLIC_KEY` names
+/// (32 raw bytes, `boards/sign-update.sh public`); without it the image takes no update.
+const UPDATE_KEY: Option<[u8; 32]> = include!(concat!(env!("OUT_DIR"), "/update_key.rs"));
+
+/// The image's version, as `GET /admin/update` shows it.
+const VERSION: &str = match option_env!("C2D_FIRMWARE_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+/// The independent watchdog's period: a reset if nothing pets it for this long.
+const WATCHDOG_US: u32 = 8_000_000;
+/// How long an image may take to mark itself booted (its network up) before the watchdog is
+/// no longer petted: the reset that follows rolls a swapped-in update back.
+const BOOT_DEADLINE: Duration = Duration::from_secs(120);
+/// Set once the image marked itself booted.
+static MARKED: AtomicBool = AtomicBool::new(false);
 
 /// HTTP listener tasks: one connection each.
 const LISTENERS: usize = 3;
@@ -79,7 +105,7 @@ static APP: StaticCell<App<'static>> = StaticCell::new();
 static CONFIG: StaticCell<Config> = StaticCell::new();
 static SETTINGS: StaticCell<Settings<'static>> = StaticCell::new();
 static STORED: ConstStaticCell<[u8; STORE_BUF_LEN]> = ConstStaticCell::new([0; STORE_BUF_LEN]);
-static ADMIN: StaticCell<Admin<ConfigFlash>> = StaticCell::new();
+static ADMIN: StaticCell<AdminSide> = StaticCell::new();
 static FLASH: StaticCell<SharedFlash> = StaticCell::new();
 static NET: ConstStaticCell<StackResources<SOCKETS>> = ConstStaticCell::new(StackResources::new());
 static PACKETS: ConstStaticCell<PacketQueue<4, 4>> = ConstStaticCell::new(PacketQueue::new());
@@ -127,6 +153,9 @@ fn mac_address() -> [u8; 6] {
 async fn main(spawner: Spawner) {
     let p = embassy_stm32::init(clocks());
     info!("click2dial appliance, NUCLEO-H743ZI");
+    let mut watchdog = IndependentWatchdog::new(p.IWDG1, WATCHDOG_US);
+    watchdog.unleash();
+    spawner.spawn(unwrap!(watchdog_task(watchdog)));
     let rng = Rng::new(p.RNG, Irqs);
     ENTROPY.0.lock(|cell| *cell.borrow_mut() = Some(rng));
     let mut seed = [0u8; 8];
@@ -143,7 +172,13 @@ async fn main(spawner: Spawner) {
     let stored = admin::fetch_stored(&mut store, STORED.take()).await;
     let (config, source) = admin::boot_config(factory, stored, |s| SETTINGS.init(s));
     let config: &'static Config = CONFIG.init(config);
-    let admin = ADMIN.init(Admin::new(store, factory, source, reboot));
+    let update = Update::new(
+        BlockingPartition::new(flash, DFU_PART.0, DFU_PART.1),
+        BlockingPartition::new(flash, BOOT_STATE_PART.0, BOOT_STATE_PART.1),
+        UPDATE_KEY,
+        VERSION,
+    );
+    let admin: &'static AdminSide = ADMIN.init(Admin::new(store, update, factory, source, reboot));
     let mac = mac_address();
     info!("MAC {=[u8]:02x}", mac);
     let device: Device = Ethernet::new(
@@ -180,9 +215,25 @@ async fn main(spawner: Spawner) {
         spawner.spawn(unwrap!(http_task(stack, app, admin, buffers.take())));
     }
     stack.wait_config_up().await;
-    mark_booted(flash);
+    // Tells the bootloader this image works: it brought up its clocks, Ethernet and an
+    // address. An update swapped in that never gets here is swapped back at the next reset.
+    admin.booted(true).await;
+    MARKED.store(true, Ordering::Relaxed);
     if let Some(v4) = stack.config_v4() {
         info!("listening on {}:{=u16}", v4.address, config.http.http_port);
+    }
+}
+
+/// Pets the watchdog every second while the executor runs, but stops at [`BOOT_DEADLINE`] if
+/// the image has not marked itself booted: a hung image, or one that never gets its network
+/// up, is reset (and a swapped-in update then rolled back by the bootloader).
+#[embassy_executor::task]
+async fn watchdog_task(mut watchdog: IndependentWatchdog<'static, IWDG1>) -> ! {
+    loop {
+        if MARKED.load(Ordering::Relaxed) || Instant::now().as_secs() < BOOT_DEADLINE.as_secs() {
+            watchdog.pet();
+        }
+        Timer::after(Duration::from_secs(1)).await;
     }
 }
 
@@ -204,28 +255,10 @@ async fn ami_task(
 async fn http_task(
     stack: Stack<'static>,
     app: &'static App<'static>,
-    admin: &'static Admin<ConfigFlash>,
+    admin: &'static AdminSide,
     buffers: &'static mut HttpBuffers,
 ) -> ! {
     http::serve(stack, app, admin, buffers, &HTTP_BODY).await
-}
-
-/// Tells the bootloader this image works: it brought up its clocks, Ethernet and an address.
-/// An update swapped in that never gets here is swapped back at the next reset.
-fn mark_booted(flash: &'static SharedFlash) {
-    let (at, size) = BOOT_STATE_PART;
-    // One flash word of the STM32H7, the state's unit of writes.
-    let mut word = [0u8; 32];
-    let mut state = BlockingFirmwareState::new(BlockingPartition::new(flash, at, size), &mut word);
-    match state.get_state() {
-        Ok(State::Swap) => info!("update swapped in: marking it good"),
-        Ok(_) => {}
-        Err(_) => defmt::warn!("boot state unreadable"),
-    }
-    // Writes only when the state is not already `Boot` (no wear at every boot).
-    if state.mark_booted().is_err() {
-        defmt::warn!("boot state not marked: the bootloader will roll back at the next reset");
-    }
 }
 
 /// `POST /admin/reboot`: a system reset.

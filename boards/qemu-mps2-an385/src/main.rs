@@ -14,7 +14,7 @@ mod time_driver;
 mod vectors;
 
 #[cfg(feature = "admin")]
-use click2dial_appliance::admin::{self, Admin, Store, STORE_BUF_LEN};
+use click2dial_appliance::admin::{self, Admin, Store, Update, STORE_BUF_LEN};
 use click2dial_appliance::http::{self, HttpBuffers, SharedBody};
 use click2dial_appliance::idempotency::Table;
 use click2dial_appliance::keyed::KeyedEntropy;
@@ -54,11 +54,11 @@ static SETTINGS: StaticCell<Settings<'static>> = StaticCell::new();
 #[cfg(feature = "admin")]
 static STORED: ConstStaticCell<[u8; STORE_BUF_LEN]> = ConstStaticCell::new([0; STORE_BUF_LEN]);
 #[cfg(feature = "admin")]
-static ADMIN: StaticCell<Admin<storage::Flash>> = StaticCell::new();
+static ADMIN: StaticCell<AdminSide> = StaticCell::new();
 
 /// The admin side the listeners get.
 #[cfg(feature = "admin")]
-type AdminSide = Admin<storage::Flash>;
+type AdminSide = Admin<storage::Flash, storage::Flash, storage::Flash>;
 #[cfg(not(feature = "admin"))]
 type AdminSide = click2dial_appliance::admin::NoAdmin;
 static APP: StaticCell<App<'static>> = StaticCell::new();
@@ -100,6 +100,8 @@ fn main() -> ! {
             spawner.spawn(unwrap!(http_task(stack, app, admin, buffers.take())));
         }
         spawner.spawn(unwrap!(monitor_task(stack, config)));
+        #[cfg(feature = "admin")]
+        spawner.spawn(unwrap!(booted_task(stack, admin)));
     })
 }
 
@@ -112,13 +114,23 @@ fn configuration() -> (&'static Config, &'static AdminSide) {
     if let Some(hash) = storage::admin_key_hash() {
         factory.auth.admin_key_hash = Some(hash);
     }
-    let mut store = Store::new(storage::Flash, storage::CONFIG_RANGE);
+    let config_len = storage::CONFIG_RANGE.end - storage::CONFIG_RANGE.start;
+    let mut store = Store::new(storage::Flash::new(storage::CONFIG_RANGE), 0..config_len);
     let stored = embassy_futures::block_on(admin::fetch_stored(&mut store, STORED.take()));
     let (config, source) = admin::boot_config(factory, stored, |s| SETTINGS.init(s));
     if factory.auth.admin_key_hash.is_none() {
         defmt::warn!("no admin key provisioned: the admin API refuses every request");
     }
-    let admin = Admin::new(store, factory, source, reboot);
+    let update = Update::new(
+        storage::Flash::new(storage::DFU_RANGE),
+        storage::Flash::new(storage::STATE_RANGE),
+        storage::update_key(),
+        VERSION,
+    );
+    if storage::update_key().is_none() {
+        defmt::warn!("no update key provisioned: updates are refused");
+    }
+    let admin = Admin::new(store, update, factory, source, reboot);
     (CONFIG.init(config), ADMIN.init(admin))
 }
 
@@ -128,6 +140,14 @@ fn configuration() -> (&'static Config, &'static AdminSide) {
     static NO_ADMIN: AdminSide = click2dial_appliance::admin::NoAdmin;
     (CONFIG.init(overrides::apply(config::BUILD)), &NO_ADMIN)
 }
+
+/// The image's version, as `GET /admin/update` shows it: `C2D_FIRMWARE_VERSION` at build
+/// time, else the crate's.
+#[cfg(feature = "admin")]
+const VERSION: &str = match option_env!("C2D_FIRMWARE_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 /// `POST /admin/reboot`: a system reset, as the reset line would do.
 #[cfg(feature = "admin")]
@@ -208,6 +228,15 @@ async fn http_task(
     buffers: &'static mut HttpBuffers,
 ) -> ! {
     http::serve(stack, app, admin, buffers, &HTTP_BODY).await
+}
+
+/// Tells the bootloader this image works once its network is up; an update that never gets
+/// here is swapped back at the next reset. The `never-mark-booted` test image does not.
+#[cfg(feature = "admin")]
+#[embassy_executor::task]
+async fn booted_task(stack: Stack<'static>, admin: &'static AdminSide) {
+    stack.wait_config_up().await;
+    admin.booted(!cfg!(feature = "never-mark-booted")).await;
 }
 
 /// Logs the address once configured, then the stack high-water mark whenever it grows.

@@ -1,10 +1,15 @@
-//! The device's own state in flash, past the image (`memory-budget.x` ends the image at 96 KiB):
+//! The device's flash (QEMU's SSRAM1, 4 MiB at 0):
 //!
 //! | address | size | holds |
 //! |---|---|---|
+//! | `0x0000_0000` | 112 KiB | the budget image (`memory-budget.x`, 96 KiB), or the bootloader (`../qemu-mps2-an385-bootloader`) that starts the `admin` image |
 //! | `0x0001_C000` | 2 × 4 KiB | the operator's configuration: `click2dial_appliance::store::Store` over [`Flash`] (one record, the pages used in turn) |
 //! | `0x0001_E000` | 4 KiB | the boot counter: 8-byte records `n`, `!n`, appended one per boot |
-//! | `0x0001_F000` | 4 KiB | the provisioning page, written at flashing time: `C2DS` and the 32-byte device secret, then optionally `C2DA` and the SHA-256 of the admin key |
+//! | `0x0001_F000` | 4 KiB | the provisioning page, written at flashing time: `C2DS` and the 32-byte device secret, then optionally `C2DA` and the SHA-256 of the admin key (at byte 36), and `C2DU` and the fleet's Ed25519 update key (at byte 72) |
+//! | `0x0002_0000` | 4 KiB | BOOTLOADER_STATE: embassy-boot's boot state (magic, swap progress) |
+//! | `0x0004_0000` | 256 KiB | ACTIVE: the `admin` image that runs (`memory-admin.x`) |
+//! | `0x0008_0000` | 260 KiB | DFU: an update being received; one page more than ACTIVE, for the swap |
+//! | `0x0020_0000` | 256 KiB | FACTORY: the image as flashed, which the bootloader copies into an empty ACTIVE (QEMU reloads its `-device loader` files at every reset, so the image cannot be loaded straight into ACTIVE: a reset would undo a swap) |
 //!
 //! On mps2-an385 this "flash" is QEMU's SSRAM1, which the CPU writes like RAM and which keeps
 //! its contents across a reset within one QEMU run. A record is valid only when its two words
@@ -24,6 +29,12 @@ const TAG: [u8; 4] = *b"C2DS";
 const ADMIN_TAG: [u8; 4] = *b"C2DA";
 /// The configuration store's pages.
 pub const CONFIG_RANGE: core::ops::Range<u32> = 0x0001_C000..0x0001_E000;
+/// The bootloader's state partition.
+pub const STATE_RANGE: core::ops::Range<u32> = 0x0002_0000..0x0002_1000;
+/// The DFU partition.
+pub const DFU_RANGE: core::ops::Range<u32> = 0x0008_0000..0x000C_1000;
+/// The fleet's update key follows the admin key's hash with this tag.
+const UPDATE_TAG: [u8; 4] = *b"C2DU";
 /// A page of the configuration store.
 const PAGE: usize = 4096;
 
@@ -68,21 +79,33 @@ pub fn admin_key_hash() -> Option<[u8; 32]> {
     (read_word(PROVISIONING + 36).to_le_bytes() == ADMIN_TAG).then(|| words(10))
 }
 
-/// The configuration store's flash: QEMU's SSRAM1 behind the
+/// The fleet's Ed25519 public key for updates, if one was provisioned (`C2DU` at byte 72).
+pub fn update_key() -> Option<[u8; 32]> {
+    (read_word(PROVISIONING + 72).to_le_bytes() == UPDATE_TAG).then(|| words(19))
+}
+
+/// A partition of the flash (the configuration store, the boot state, DFU): QEMU's SSRAM1 behind the
 /// `embedded-storage-async` NorFlash contract, as a NOR flash behaves (an erase sets a page to
 /// ones, a write can only clear bits), so the store sees here what it would see on a chip.
 /// Hand-written: no crate drives QEMU's SSRAM as flash.
-pub struct Flash;
+/// Offsets are from the partition's start.
+pub struct Flash(core::ops::Range<u32>);
 
 impl Flash {
-    /// The addresses of `offset..offset + len`, if they lie in [`CONFIG_RANGE`].
-    fn span(offset: u32, len: usize) -> Result<core::ops::Range<usize>, NorFlashErrorKind> {
-        let start = offset as usize;
+    /// The partition `range` (addresses).
+    pub const fn new(range: core::ops::Range<u32>) -> Self {
+        Self(range)
+    }
+
+    /// The addresses of `offset..offset + len`, if they lie in the partition.
+    fn span(&self, offset: u32, len: usize) -> Result<core::ops::Range<usize>, NorFlashErrorKind> {
+        let start = (self.0.start as usize)
+            .checked_add(offset as usize)
+            .ok_or(NorFlashErrorKind::OutOfBounds)?;
         let end = start
             .checked_add(len)
             .ok_or(NorFlashErrorKind::OutOfBounds)?;
-        let range = CONFIG_RANGE.start as usize..CONFIG_RANGE.end as usize;
-        if start < range.start || end > range.end {
+        if end > self.0.end as usize {
             return Err(NorFlashErrorKind::OutOfBounds);
         }
         Ok(start..end)
@@ -93,20 +116,62 @@ impl ErrorType for Flash {
     type Error = NorFlashErrorKind;
 }
 
-impl ReadNorFlash for Flash {
+impl embedded_storage::nor_flash::ReadNorFlash for Flash {
     const READ_SIZE: usize = 1;
 
-    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
-        let span = Self::span(offset, bytes.len())?;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        let span = self.span(offset, bytes.len())?;
         for (addr, byte) in span.zip(bytes.iter_mut()) {
-            // SAFETY: inside CONFIG_RANGE, SSRAM1 past the image that only this type touches.
+            // SAFETY: inside the partition, SSRAM1 outside the image that only this type touches.
             *byte = unsafe { core::ptr::read_volatile(addr as *const u8) };
         }
         Ok(())
     }
 
     fn capacity(&self) -> usize {
-        CONFIG_RANGE.end as usize
+        (self.0.end - self.0.start) as usize
+    }
+}
+
+impl embedded_storage::nor_flash::NorFlash for Flash {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = PAGE;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        let len = to.checked_sub(from).ok_or(NorFlashErrorKind::OutOfBounds)? as usize;
+        if !(from as usize).is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) {
+            return Err(NorFlashErrorKind::NotAligned);
+        }
+        for addr in self.span(from, len)?.step_by(4) {
+            write_word(addr, u32::MAX);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        if !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
+            return Err(NorFlashErrorKind::NotAligned);
+        }
+        let span = self.span(offset, bytes.len())?;
+        for (addr, word) in span.step_by(4).zip(bytes.chunks_exact(4)) {
+            let mut new = [0u8; 4];
+            new.copy_from_slice(word);
+            write_word(addr, read_word(addr) & u32::from_le_bytes(new));
+        }
+        Ok(())
+    }
+}
+
+/// The configuration store's async view of the same flash.
+impl ReadNorFlash for Flash {
+    const READ_SIZE: usize = 1;
+
+    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        embedded_storage::nor_flash::ReadNorFlash::read(self, offset, bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        embedded_storage::nor_flash::ReadNorFlash::capacity(self)
     }
 }
 
@@ -115,27 +180,11 @@ impl NorFlash for Flash {
     const ERASE_SIZE: usize = PAGE;
 
     async fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
-        let len = to.checked_sub(from).ok_or(NorFlashErrorKind::OutOfBounds)? as usize;
-        if !(from as usize).is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) {
-            return Err(NorFlashErrorKind::NotAligned);
-        }
-        for addr in Self::span(from, len)?.step_by(4) {
-            write_word(addr, u32::MAX);
-        }
-        Ok(())
+        embedded_storage::nor_flash::NorFlash::erase(self, from, to)
     }
 
     async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
-        if !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
-            return Err(NorFlashErrorKind::NotAligned);
-        }
-        let span = Self::span(offset, bytes.len())?;
-        for (addr, word) in span.step_by(4).zip(bytes.chunks_exact(4)) {
-            let mut new = [0u8; 4];
-            new.copy_from_slice(word);
-            write_word(addr, read_word(addr) & u32::from_le_bytes(new));
-        }
-        Ok(())
+        embedded_storage::nor_flash::NorFlash::write(self, offset, bytes)
     }
 }
 

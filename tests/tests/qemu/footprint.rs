@@ -34,8 +34,9 @@ fn footprint_stays_inside_the_budget() {
         "board              .text  .rodata  .data    .bss    flash  static RAM  stack high-water  RAM total\n",
     );
     report.push_str(&qemu.line("qemu-mps2-an385", Some(stack)));
-    // The image with the admin API and the configuration store (feature `admin`) does not
-    // fit the budget yet (memory-admin.x gives it 112 KiB): reported, not held to the budget.
+    // The image with the admin API, the configuration store and signed updates (feature
+    // `admin`, linked at ACTIVE: 256 KiB) does not fit the flash budget: reported, not held
+    // to it (its RAM is, by tests/qemu/admin.rs and update.rs).
     if let Some(admin) = firmware_admin() {
         report.push_str(&Sections::read(&admin.elf).line("qemu (admin)", None));
     }

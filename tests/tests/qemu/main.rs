@@ -1,8 +1,9 @@
 //! Hardware-in-the-loop: the appliance image booted in QEMU (mps2-an385), built once for the
 //! whole binary (`qemu_support::firmware`): the appliance's behaviour (`appliance`), its
 //! footprint against the budget (`footprint`), its references without a hardware RNG
-//! (`references`), and the admin API with the configuration kept in flash (`admin`, on the
-//! image built with the `admin` feature).
+//! (`references`), the admin API with the configuration kept in flash (`admin`, on the
+//! image built with the `admin` feature) and signed A/B updates through the QEMU board's
+//! bootloader (`update`).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -13,3 +14,4 @@ mod admin;
 mod appliance;
 mod footprint;
 mod references;
+mod update;

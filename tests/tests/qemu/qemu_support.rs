@@ -28,7 +28,29 @@ pub use crate::support::{free_port, kill};
 pub struct Firmware {
     pub elf: PathBuf,
     pub defmt_print: PathBuf,
+    /// For an image linked at ACTIVE: the bootloader that starts it and the image as a raw
+    /// binary (what is signed, uploaded, and flashed at FACTORY).
+    pub boot: Option<Boot>,
 }
+
+/// The bootloader and the raw image of a fleet image.
+pub struct Boot {
+    pub bootloader: PathBuf,
+    pub bin: PathBuf,
+}
+
+/// The bootloader's folder.
+pub fn bootloader_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/qemu-mps2-an385-bootloader")
+}
+
+/// Where the raw image goes in the device's flash: FACTORY (src/storage.rs); the bootloader
+/// copies it into an ACTIVE that was never programmed.
+const FACTORY: u32 = 0x0020_0000;
+
+/// Builds of the board are one at a time: the fleet images share a target folder, each copied
+/// out under its own name before the next.
+static BUILDS: Mutex<()> = Mutex::new(());
 
 fn on_path(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
@@ -61,24 +83,75 @@ fn missing(tool: &str, install: &str) -> Option<Firmware> {
 /// Builds the QEMU image (once per test binary); `None` when the tests must be skipped.
 pub fn firmware() -> Option<&'static Firmware> {
     static FIRMWARE: OnceLock<Option<Firmware>> = OnceLock::new();
-    FIRMWARE.get_or_init(|| build(&[], "target")).as_ref()
+    FIRMWARE.get_or_init(|| build(&[], "target", &[])).as_ref()
 }
 
-/// The image with the admin API and the configuration store (feature `admin`), built into
-/// `target/admin` so it does not rebuild over the budget image.
+/// The image with the admin API, the configuration store and signed updates (feature
+/// `admin`), linked at ACTIVE and started by the bootloader; built into `target/admin` so it
+/// does not rebuild over the budget image.
 pub fn firmware_admin() -> Option<&'static Firmware> {
     static FIRMWARE: OnceLock<Option<Firmware>> = OnceLock::new();
     FIRMWARE
-        .get_or_init(|| {
-            build(
-                &["--features", "admin", "--target-dir", "target/admin"],
-                "target/admin",
-            )
-        })
+        .get_or_init(|| fleet_image("admin", &["--features", "admin"], None))
         .as_ref()
 }
 
-fn build(args: &[&str], target_dir: &str) -> Option<Firmware> {
+/// Another build of the fleet image: `version` as `C2D_FIRMWARE_VERSION`, `features` for the
+/// board (`admin`, or `never-mark-booted` for the rollback test); `name` names its files.
+pub fn fleet_image(name: &str, features: &[&str], version: Option<&str>) -> Option<Firmware> {
+    let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let bootloader = build_bootloader()?;
+    let mut args = features.to_vec();
+    args.extend(["--target-dir", "target/admin"]);
+    let env: Vec<(&str, &str)> = version
+        .map(|v| ("C2D_FIRMWARE_VERSION", v))
+        .into_iter()
+        .collect();
+    let built = build(&args, "target/admin", &env)?;
+    let images = board_dir().join("target/admin/images");
+    std::fs::create_dir_all(&images).expect("images folder");
+    let elf = images.join(format!("{name}.elf"));
+    std::fs::copy(&built.elf, &elf).expect("copy the image");
+    let bin = images.join(format!("{name}.bin"));
+    let status = Command::new("arm-none-eabi-objcopy")
+        .args(["-O", "binary"])
+        .arg(&elf)
+        .arg(&bin)
+        .status()
+        .expect("arm-none-eabi-objcopy (binutils-arm-none-eabi)");
+    assert!(status.success(), "objcopy of {}", elf.display());
+    Some(Firmware {
+        elf,
+        defmt_print: built.defmt_print,
+        boot: Some(Boot { bootloader, bin }),
+    })
+}
+
+/// Builds the QEMU board's bootloader (once).
+fn build_bootloader() -> Option<PathBuf> {
+    static BOOTLOADER: OnceLock<PathBuf> = OnceLock::new();
+    on_path("qemu-system-arm")?;
+    Some(
+        BOOTLOADER
+            .get_or_init(|| {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let status = Command::new(cargo)
+                    .args(["build", "--release"])
+                    .current_dir(bootloader_dir())
+                    .env_remove("CARGO_TARGET_DIR")
+                    .env_remove("CARGO_BUILD_TARGET")
+                    .env_remove("RUSTFLAGS")
+                    .status()
+                    .expect("cargo build of the QEMU bootloader");
+                assert!(status.success(), "building the QEMU bootloader failed");
+                bootloader_dir()
+                    .join("target/thumbv7m-none-eabi/release/click2dial-qemu-mps2-an385-bootloader")
+            })
+            .clone(),
+    )
+}
+
+fn build(args: &[&str], target_dir: &str, env: &[(&str, &str)]) -> Option<Firmware> {
     let Some(_) = on_path("qemu-system-arm") else {
         return missing("qemu-system-arm", "apt-get install qemu-system-arm");
     };
@@ -93,6 +166,8 @@ fn build(args: &[&str], target_dir: &str) -> Option<Firmware> {
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("RUSTFLAGS")
+        .env_remove("C2D_FIRMWARE_VERSION")
+        .envs(env.iter().copied())
         .status()
         .expect("cargo build of the QEMU board");
     assert!(
@@ -103,7 +178,11 @@ fn build(args: &[&str], target_dir: &str) -> Option<Firmware> {
         .join(target_dir)
         .join("thumbv7m-none-eabi/release/click2dial-qemu-mps2-an385");
     assert!(elf.is_file(), "no image at {}", elf.display());
-    Some(Firmware { elf, defmt_print })
+    Some(Firmware {
+        elf,
+        defmt_print,
+        boot: None,
+    })
 }
 
 /// Address of the override block the firmware reads at boot (src/overrides.rs).
@@ -162,12 +241,39 @@ impl Device {
         admin_key_hash: Option<&[u8; 32]>,
         flash: Option<(&[u8], u32)>,
     ) -> Self {
+        Self::boot_full(
+            fw,
+            pbx_port,
+            max_backoff_secs,
+            secret,
+            admin_key_hash,
+            None,
+            flash,
+        )
+    }
+
+    /// [`Device::boot_with`] with, optionally, the fleet's Ed25519 update key in the
+    /// provisioning page (`C2DU` at byte 72).
+    pub fn boot_full(
+        fw: &Firmware,
+        pbx_port: u16,
+        max_backoff_secs: u32,
+        secret: &[u8; 32],
+        admin_key_hash: Option<&[u8; 32]>,
+        update_key: Option<&[u8; 32]>,
+        flash: Option<(&[u8], u32)>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let provisioning = dir.path().join("provisioning.bin");
         let mut page = [&b"C2DS"[..], secret].concat();
         if let Some(hash) = admin_key_hash {
             page.extend_from_slice(b"C2DA");
             page.extend_from_slice(hash);
+        }
+        if let Some(key) = update_key {
+            page.resize(72, 0);
+            page.extend_from_slice(b"C2DU");
+            page.extend_from_slice(key);
         }
         std::fs::write(&provisioning, page).expect("provisioning");
         let extra_flash = dir.path().join("flash.bin");
@@ -210,8 +316,17 @@ impl Device {
                 ),
             ])
             .args(loaders.iter().flat_map(|l| ["-device", l.as_str()]))
+            .args(fw.boot.iter().flat_map(|b| {
+                [
+                    "-device".to_string(),
+                    format!(
+                        "loader,file={},addr={FACTORY:#x},force-raw=on",
+                        b.bin.display()
+                    ),
+                ]
+            }))
             .arg("-kernel")
-            .arg(&fw.elf)
+            .arg(fw.boot.as_ref().map_or(&fw.elf, |b| &b.bootloader))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&raw_log).expect("log file"))
             .stderr(std::fs::File::create(dir.path().join("qemu.err")).expect("err file"))
@@ -242,6 +357,34 @@ impl Device {
         let _ = monitor.read(&mut echo);
         std::thread::sleep(Duration::from_millis(500));
         self.wait_http(Duration::from_secs(30));
+    }
+
+    /// Words of the guest's memory at `addr`, read through QEMU's monitor (`xp`).
+    pub fn memory_words(&self, addr: u32, count: usize) -> Vec<u32> {
+        let socket = self._dir.path().join("monitor.sock");
+        let mut monitor = std::os::unix::net::UnixStream::connect(&socket).expect("QEMU monitor");
+        let _ = monitor.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut sink = [0u8; 4096];
+        let _ = monitor.read(&mut sink); // the banner and prompt
+        monitor
+            .write_all(format!("xp /{count}xw {addr:#x}\n").as_bytes())
+            .expect("xp");
+        let mut text = String::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut words = Vec::new();
+        while words.len() < count && Instant::now() < deadline {
+            if let Ok(n @ 1..) = monitor.read(&mut sink) {
+                text.push_str(&String::from_utf8_lossy(&sink[..n]));
+            }
+            words = text
+                .lines()
+                .filter_map(|l| l.split_once(": "))
+                .flat_map(|(_, w)| w.split_whitespace())
+                .filter_map(|w| u32::from_str_radix(w.trim().trim_start_matches("0x"), 16).ok())
+                .collect();
+        }
+        assert_eq!(words.len(), count, "xp answered {text:?}");
+        words
     }
 
     /// Waits until the device answers HTTP (a `405` for `GET`).
