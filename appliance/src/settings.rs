@@ -30,6 +30,7 @@
 use click2dial_core::config::{check, check_name, ConfigError};
 use click2dial_core::originate::{CalleeDigits, Dialplan};
 use click2dial_core::scan::{is_whitespace, Scanner};
+use click2dial_core::text::split_once;
 
 use crate::config::Config;
 
@@ -387,14 +388,22 @@ fn address(text: &str) -> Result<([u8; 4], u16), ConfigError> {
         key: "ami.address",
         expected: "an IPv4 address and port such as \"10.0.2.2:5038\"",
     };
-    let (ip, port) = text.split_once(':').ok_or(bad)?;
+    let (mut ip, port) = split_once(text, b':').ok_or(bad)?;
     let mut octets = [0u8; 4];
-    let mut parts = ip.split('.');
-    for octet in &mut octets {
-        *octet = decimal(parts.next().ok_or(bad)?).ok_or(bad)?;
+    for (i, octet) in octets.iter_mut().enumerate() {
+        // The last octet is the rest: a fifth part leaves a '.' in it, which `decimal` refuses.
+        let part = match split_once(ip, b'.') {
+            Some((part, rest)) if i < 3 => {
+                ip = rest;
+                part
+            }
+            _ if i == 3 => ip,
+            _ => return Err(bad),
+        };
+        *octet = decimal(part).ok_or(bad)?;
     }
     let port: u16 = decimal(port).ok_or(bad)?;
-    if parts.next().is_some() || port == 0 {
+    if port == 0 {
         return Err(bad);
     }
     Ok((octets, port))

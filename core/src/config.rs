@@ -176,13 +176,13 @@ impl Dialplan<'_> {
         ] {
             check_name(key, value)?;
         }
-        if self.agent_tech.contains('/') {
+        if self.agent_tech.as_bytes().contains(&b'/') {
             return Err(ConfigError::Form {
                 key: "dialplan.agent_tech",
                 expected: "a channel technology such as PJSIP, without '/'",
             });
         }
-        let well_formed = match self.direct_channel.split_once('/') {
+        let well_formed = match crate::text::split_once(self.direct_channel, b'/') {
             Some((tech, resource)) => {
                 // A byte window rather than `str::contains`, whose two-way searcher would
                 // cost the appliance about 1.2 KB of flash (it runs this check at run time).

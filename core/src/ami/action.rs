@@ -324,7 +324,7 @@ impl Originate<'_> {
         let Channel { tech, resource } = self.channel;
         check("Channel", tech)?;
         check("Channel", resource)?;
-        if tech.contains('/') {
+        if tech.as_bytes().contains(&b'/') {
             return Err(ActionError::InvalidChannel);
         }
         let channel_len = tech.len().saturating_add(resource.len()).saturating_add(1);
