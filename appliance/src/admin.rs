@@ -18,6 +18,7 @@
 //! configuration that fails them (corrupt flash, or a firmware whose rules changed) is not
 //! used: the factory configuration runs and the log says why.
 
+use click2dial_core::decimal::Decimal;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::mutex::Mutex;
 use embedded_storage_async::nor_flash::NorFlash;
@@ -344,19 +345,7 @@ impl Writer<'_> {
         self.put("]");
     }
 
-    fn number(&mut self, mut n: u32) {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        loop {
-            i = i.saturating_sub(1);
-            if let Some(d) = digits.get_mut(i) {
-                *d = b'0'.saturating_add((n % 10) as u8);
-            }
-            n /= 10;
-            if n == 0 || i == 0 {
-                break;
-            }
-        }
-        self.put(core::str::from_utf8(digits.get(i..).unwrap_or_default()).unwrap_or("0"));
+    fn number(&mut self, n: u32) {
+        self.put(Decimal::new(n.into()).as_str());
     }
 }

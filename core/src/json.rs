@@ -157,19 +157,8 @@ impl<'b> Out<'b> {
     }
 
     /// A number, as serde-json-core writes an unsigned integer.
-    fn number(&mut self, mut n: u16) -> fmt::Result {
-        let mut digits = [0u8; 5];
-        let mut at = digits.len();
-        loop {
-            at = at.checked_sub(1).ok_or(fmt::Error)?;
-            let digit = u8::try_from(n % 10).map_err(|_| fmt::Error)?;
-            *digits.get_mut(at).ok_or(fmt::Error)? = b'0'.saturating_add(digit);
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.raw(digits.get(at..).ok_or(fmt::Error)?)
+    fn number(&mut self, n: u16) -> fmt::Result {
+        self.raw(crate::decimal::Decimal::new(n.into()).as_str().as_bytes())
     }
 }
 

@@ -475,8 +475,7 @@ impl<'o> Writer<'o> {
 
     fn number(&mut self, name: &str, value: u32) {
         self.start(name);
-        // Writing to a `Writer` never fails.
-        let _ = fmt::Write::write_fmt(self, format_args!("{value}"));
+        self.put(crate::decimal::Decimal::new(value.into()).as_str());
         self.end();
     }
 
