@@ -223,8 +223,17 @@ fn error_head(o: &mut Out<'_>, code: &str, field: Option<&str>) -> fmt::Result {
 pub fn write_config_error(error: &ConfigError, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
     let mut o = Out::new(out);
     error_head(&mut o, ErrorCode::InvalidConfig.as_str(), Some(error.key()))
-        .and_then(|()| o.display(error))
-        .and_then(|()| o.raw(b"}}"))
+        .and_then(|()| o.raw(b"\""))
+        .and_then(|()| {
+            let mut result = Ok(());
+            error.message(|piece| {
+                if result.is_ok() {
+                    result = fmt::Write::write_str(&mut o, piece);
+                }
+            });
+            result
+        })
+        .and_then(|()| o.raw(b"\"}}"))
         .map(|()| o.len)
         .map_err(|_| BufferTooSmall { required: None })
 }
