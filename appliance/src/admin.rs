@@ -279,14 +279,15 @@ impl<F: NorFlash> AdminApi for Admin<F> {
         match &c.auth.api_key_hash {
             None => w.put("null"),
             Some(hash) => {
-                w.put("\"sha256:");
-                for byte in hash {
-                    let hex = |n: u8| char::from_digit(n.into(), 16).unwrap_or('0');
-                    let pair = [hex(byte >> 4), hex(byte & 0xf)];
-                    for c in pair {
-                        w.put(c.encode_utf8(&mut [0; 4]));
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut text = [0u8; 64];
+                for (pair, byte) in text.chunks_exact_mut(2).zip(hash) {
+                    for (digit, nibble) in pair.iter_mut().zip([byte >> 4, byte & 0xf]) {
+                        *digit = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
                     }
                 }
+                w.put("\"sha256:");
+                w.put_bytes(&text);
                 w.put("\"");
             }
         }
@@ -316,9 +317,13 @@ impl Writer<'_> {
     /// much smaller than sixty bounds-checked copies.
     #[inline(never)]
     fn put(&mut self, s: &str) {
-        let end = self.len.saturating_add(s.len());
+        self.put_bytes(s.as_bytes());
+    }
+
+    fn put_bytes(&mut self, bytes: &[u8]) {
+        let end = self.len.saturating_add(bytes.len());
         if let Some(dest) = self.out.get_mut(self.len..end) {
-            dest.copy_from_slice(s.as_bytes());
+            dest.copy_from_slice(bytes);
         }
         self.len = end;
     }

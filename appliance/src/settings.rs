@@ -361,9 +361,7 @@ fn number(key: &'static str, value: Value<'_>, min: u32) -> Result<u32, ConfigEr
             expected: "a whole number",
         });
     }
-    token
-        .parse::<u32>()
-        .ok()
+    digits_u32(token)
         .filter(|&n| n >= min)
         .ok_or(ConfigError::OutOfRange {
             key,
@@ -415,9 +413,21 @@ fn decimal<T: TryFrom<u32>>(text: &str) -> Option<T> {
         && text.len() <= 5
         && text.bytes().all(|b| b.is_ascii_digit())
         && (text.len() == 1 || !text.starts_with('0'));
-    ok.then(|| text.parse::<u32>().ok())
+    ok.then(|| digits_u32(text))
         .flatten()
         .and_then(|n| T::try_from(n).ok())
+}
+
+/// The value of a run of ASCII digits; `None` when it is empty, has anything but digits or
+/// is over `u32::MAX` (what `str::parse::<u32>` says of digits, without its code).
+fn digits_u32(text: &str) -> Option<u32> {
+    if text.is_empty() {
+        return None;
+    }
+    text.bytes().try_fold(0u32, |n, b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(digit.into())
+    })
 }
 
 /// A member's value.
