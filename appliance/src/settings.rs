@@ -510,7 +510,11 @@ fn scalar<'a>(s: &mut Scanner<'a>) -> Option<Value<'a>> {
         "true" => Some(Value::Bool(true)),
         "false" => Some(Value::Bool(false)),
         "null" => Some(Value::Null),
-        _ if token.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+        _ if token
+            .as_bytes()
+            .first()
+            .is_some_and(|&b| b == b'-' || b.is_ascii_digit()) =>
+        {
             Some(Value::Number(token))
         }
         _ => None,

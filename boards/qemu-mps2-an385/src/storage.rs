@@ -119,8 +119,11 @@ impl NorFlash for Flash {
         if !(from as usize).is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) {
             return Err(NorFlashErrorKind::NotAligned);
         }
-        for addr in Self::span(from, len)?.step_by(4) {
+        let span = Self::span(from, len)?;
+        let mut addr = span.start;
+        while addr < span.end {
             write_word(addr, u32::MAX);
+            addr += 4;
         }
         Ok(())
     }
