@@ -219,6 +219,7 @@ impl<F: NorFlash> AdminApi for Admin<F> {
         (self.reboot)()
     }
 
+    #[inline(never)]
     fn write_config(&self, c: &Config, out: &mut [u8]) -> Option<usize> {
         let mut w = Writer { out, len: 0 };
         w.put("{\"source\":\"");
