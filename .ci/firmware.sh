@@ -35,8 +35,9 @@ for dir in "${folders[@]}"; do
   [ -f "$dir/Cargo.toml" ] || continue
   (cd "$dir" && cargo fmt -- --check && cargo clippy --locked -- -D warnings)
 done
-# The QEMU image with the admin API and the configuration store (the tests build it).
-(cd boards/qemu-mps2-an385 && cargo clippy --locked --features admin -- -D warnings)
+# The QEMU image without the admin API (the default one has it; the footprint test builds
+# this one too and reports it).
+(cd boards/qemu-mps2-an385 && cargo clippy --locked --no-default-features -- -D warnings)
 
 step "appliance unit tests (on the host)"
 host=$(rustc -vV | sed -n 's/^host: //p')

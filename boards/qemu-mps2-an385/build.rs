@@ -1,16 +1,12 @@
-//! Puts `memory-budget.x` (or, with the `admin` feature, `memory-admin.x`) as `memory.x` and
-//! `device.x` (src/vectors.rs) on the linker path and links with cortex-m-rt's and defmt's scripts.
+//! Puts `memory-budget.x` as `memory.x` and `device.x` (src/vectors.rs) on the linker path and
+//! links with cortex-m-rt's and defmt's scripts.
 
 fn main() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    // The admin image does not fit the 96 KiB budget yet: it links up to the configuration
-    // store instead (memory-admin.x). Neither file is called memory.x in this folder: the
-    // linker would find that one first, whatever the search path says.
-    let memory = if std::env::var_os("CARGO_FEATURE_ADMIN").is_some() {
-        "memory-admin.x"
-    } else {
-        "memory-budget.x"
-    };
+    // Every image, the admin one included, links within the 96 KiB budget (memory-budget.x;
+    // memory-admin.x, 112 KiB, is no longer used). Neither file is called memory.x in this
+    // folder: the linker would find that one first, whatever the search path says.
+    let memory = "memory-budget.x";
     std::fs::copy(memory, out.join("memory.x")).expect("copy memory.x");
     std::fs::copy("device.x", out.join("device.x")).expect("copy device.x");
     println!("cargo::rustc-link-search={}", out.display());

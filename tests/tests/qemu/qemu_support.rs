@@ -64,15 +64,21 @@ pub fn firmware() -> Option<&'static Firmware> {
     FIRMWARE.get_or_init(|| build(&[], "target")).as_ref()
 }
 
-/// The image with the admin API and the configuration store (feature `admin`), built into
-/// `target/admin` so it does not rebuild over the budget image.
+/// The image with the admin API and the configuration store (feature `admin`): the default
+/// image, which fits the budget with them.
 pub fn firmware_admin() -> Option<&'static Firmware> {
+    firmware()
+}
+
+/// The image without the admin API (`--no-default-features`: every admin route `401`),
+/// built into `target/no-admin` so it does not rebuild over the default image.
+pub fn firmware_without_admin() -> Option<&'static Firmware> {
     static FIRMWARE: OnceLock<Option<Firmware>> = OnceLock::new();
     FIRMWARE
         .get_or_init(|| {
             build(
-                &["--features", "admin", "--target-dir", "target/admin"],
-                "target/admin",
+                &["--no-default-features", "--target-dir", "target/no-admin"],
+                "target/no-admin",
             )
         })
         .as_ref()
