@@ -18,6 +18,7 @@
 //! configuration that fails them (corrupt flash, or a firmware whose rules changed) is not
 //! used: the factory configuration runs and the log says why.
 
+use click2dial_core::decimal::Decimal;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::mutex::Mutex;
 use embedded_io_async::Read;
@@ -287,6 +288,7 @@ impl<F: NorFlash, D: BlockingNorFlash, S: BlockingNorFlash> AdminApi for Admin<F
         self.update.lock().await.write_status(out)
     }
 
+    #[inline(never)]
     fn write_config(&self, c: &Config, out: &mut [u8]) -> Option<usize> {
         let mut w = Writer { out, len: 0 };
         w.put("{\"source\":\"");
@@ -347,14 +349,15 @@ impl<F: NorFlash, D: BlockingNorFlash, S: BlockingNorFlash> AdminApi for Admin<F
         match &c.auth.api_key_hash {
             None => w.put("null"),
             Some(hash) => {
-                w.put("\"sha256:");
-                for byte in hash {
-                    let hex = |n: u8| char::from_digit(n.into(), 16).unwrap_or('0');
-                    let pair = [hex(byte >> 4), hex(byte & 0xf)];
-                    for c in pair {
-                        w.put(c.encode_utf8(&mut [0; 4]));
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut text = [0u8; 64];
+                for (pair, byte) in text.chunks_exact_mut(2).zip(hash) {
+                    for (digit, nibble) in pair.iter_mut().zip([byte >> 4, byte & 0xf]) {
+                        *digit = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
                     }
                 }
+                w.put("\"sha256:");
+                w.put_bytes(&text);
                 w.put("\"");
             }
         }
@@ -384,9 +387,13 @@ impl Writer<'_> {
     /// much smaller than sixty bounds-checked copies.
     #[inline(never)]
     pub(crate) fn put(&mut self, s: &str) {
-        let end = self.len.saturating_add(s.len());
+        self.put_bytes(s.as_bytes());
+    }
+
+    fn put_bytes(&mut self, bytes: &[u8]) {
+        let end = self.len.saturating_add(bytes.len());
         if let Some(dest) = self.out.get_mut(self.len..end) {
-            dest.copy_from_slice(s.as_bytes());
+            dest.copy_from_slice(bytes);
         }
         self.len = end;
     }
@@ -413,19 +420,7 @@ impl Writer<'_> {
         self.put("]");
     }
 
-    pub(crate) fn number(&mut self, mut n: u32) {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        loop {
-            i = i.saturating_sub(1);
-            if let Some(d) = digits.get_mut(i) {
-                *d = b'0'.saturating_add((n % 10) as u8);
-            }
-            n /= 10;
-            if n == 0 || i == 0 {
-                break;
-            }
-        }
-        self.put(core::str::from_utf8(digits.get(i..).unwrap_or_default()).unwrap_or("0"));
+    pub(crate) fn number(&mut self, n: u32) {
+        self.put(Decimal::new(n.into()).as_str());
     }
 }

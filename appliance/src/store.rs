@@ -99,23 +99,27 @@ impl<F: NorFlash> Store<F> {
         (crc32(data) == h.crc).then_some(data)
     }
 
-    /// The newest valid record, read into `buf` (at least [`MAX_SETTINGS_LEN`] + 32 bytes):
-    /// `Ok(None)` when nothing is stored, `Err` when a record's header is there but no record
-    /// checks (corrupt flash).
-    pub async fn load<'b>(&mut self, buf: &'b mut [u8]) -> Result<Option<&'b [u8]>, StoreError> {
-        let mut found = None;
+    /// The newest record whose data checks, read into `buf`, and whether any page had a
+    /// header at all.
+    async fn newest(&mut self, buf: &mut [u8]) -> (Option<(u32, Header)>, bool) {
         let mut headers = false;
         for (page, h) in self.records().await.into_iter().flatten() {
             headers = true;
             if self.data(page, h, buf).await.is_some() {
-                found = Some(h.len);
-                break;
+                return (Some((page, h)), true);
             }
         }
-        match found {
-            Some(len) => Ok(buf.get(..len)),
-            None if headers => Err(StoreError),
-            None => Ok(None),
+        (None, headers)
+    }
+
+    /// The newest valid record, read into `buf` (at least [`MAX_SETTINGS_LEN`] + 32 bytes):
+    /// `Ok(None)` when nothing is stored, `Err` when a record's header is there but no record
+    /// checks (corrupt flash).
+    pub async fn load<'b>(&mut self, buf: &'b mut [u8]) -> Result<Option<&'b [u8]>, StoreError> {
+        match self.newest(buf).await {
+            (Some((_, h)), _) => Ok(buf.get(..h.len)),
+            (None, true) => Err(StoreError),
+            (None, false) => Ok(None),
         }
     }
 
@@ -125,17 +129,11 @@ impl<F: NorFlash> Store<F> {
         if data.len() > MAX_SETTINGS_LEN {
             return Err(StoreError);
         }
-        let mut newest = None;
-        for (page, h) in self.records().await.into_iter().flatten() {
-            if self.data(page, h, scratch).await.is_some() {
-                newest = Some((page, h.seq));
-                break;
-            }
-        }
+        let (newest, _) = self.newest(scratch).await;
         let [a, b] = self.pages;
         let (page, seq) = match newest {
-            Some((p, seq)) if p == a => (b, seq.wrapping_add(1)),
-            Some((_, seq)) => (a, seq.wrapping_add(1)),
+            Some((p, h)) if p == a => (b, h.seq.wrapping_add(1)),
+            Some((_, h)) => (a, h.seq.wrapping_add(1)),
             None => (a, 0),
         };
         let end = page + (b - a);

@@ -9,6 +9,7 @@
 
 use core::fmt;
 
+use crate::decimal::Decimal;
 use crate::originate::{CalleeDigits, Dialplan};
 use crate::policy::DialPolicy;
 
@@ -90,27 +91,56 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// The message (the host's `check-config` text), piece by piece: `Display` writes it, and
+    /// so does the firmware's JSON writer, without `core::fmt`'s machinery for it.
+    pub fn message(&self, mut put: impl FnMut(&str)) {
+        let number = |n: usize| Decimal::new(u64::try_from(n).unwrap_or(u64::MAX));
+        put("invalid value for `");
+        put(self.key());
+        if let Self::Digits { index, max, .. } = *self {
+            put("[");
+            put(number(index).as_str());
+            put("]`: must be 1-");
+            put(number(max).as_str());
+            put(" digits");
+            return;
+        }
+        put("`: ");
+        match *self {
+            Self::Empty { .. } => put("must not be empty"),
+            Self::TooLong { max, .. } => {
+                put("longer than ");
+                put(number(max).as_str());
+                put(" characters");
+            }
+            Self::Character { .. } => {
+                put("only printable ASCII without blanks, and none of , \" \\");
+            }
+            Self::Form { expected, .. } => {
+                put("must be ");
+                put(expected);
+            }
+            Self::OutOfRange { min, max, .. } => {
+                put("must be ");
+                put(Decimal::new(min.into()).as_str());
+                put("-");
+                put(Decimal::new(max.into()).as_str());
+            }
+            Self::Digits { .. } => {}
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Self::Empty { key } => write!(f, "invalid value for `{key}`: must not be empty"),
-            Self::TooLong { key, max } => {
-                write!(f, "invalid value for `{key}`: longer than {max} characters")
+        let mut result = Ok(());
+        self.message(|piece| {
+            if result.is_ok() {
+                result = f.write_str(piece);
             }
-            Self::Character { key } => write!(
-                f,
-                "invalid value for `{key}`: only printable ASCII without blanks, and none of , \" \\"
-            ),
-            Self::Form { key, expected } => {
-                write!(f, "invalid value for `{key}`: must be {expected}")
-            }
-            Self::OutOfRange { key, min, max } => {
-                write!(f, "invalid value for `{key}`: must be {min}-{max}")
-            }
-            Self::Digits { key, index, max } => {
-                write!(f, "invalid value for `{key}[{index}]`: must be 1-{max} digits")
-            }
-        }
+        });
+        result
     }
 }
 
@@ -176,13 +206,13 @@ impl Dialplan<'_> {
         ] {
             check_name(key, value)?;
         }
-        if self.agent_tech.contains('/') {
+        if self.agent_tech.as_bytes().contains(&b'/') {
             return Err(ConfigError::Form {
                 key: "dialplan.agent_tech",
                 expected: "a channel technology such as PJSIP, without '/'",
             });
         }
-        let well_formed = match self.direct_channel.split_once('/') {
+        let well_formed = match crate::text::split_once(self.direct_channel, b'/') {
             Some((tech, resource)) => {
                 // A byte window rather than `str::contains`, whose two-way searcher would
                 // cost the appliance about 1.2 KB of flash (it runs this check at run time).

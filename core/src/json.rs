@@ -1,9 +1,11 @@
-//! JSON answers and notifications, written with serde-json-core into caller buffers so every
-//! deployment emits the same bytes.
+//! JSON answers and notifications, written into caller buffers so every deployment emits the same
+//! bytes: serde-json-core's, by the one writer here (`Out`; the tests hold the two together).
 
 use core::fmt;
 
-use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
+#[cfg(test)]
+use serde::ser::SerializeMap;
+use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
 use crate::config::ConfigError;
@@ -16,6 +18,7 @@ use crate::validate::{Call, Warnings};
 pub const ERROR_BODY_MAX_LEN: usize = 320;
 
 /// Writes `value` as JSON into `out`; returns the length.
+#[cfg(test)]
 fn write<T: Serialize>(value: &T, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
     serde_json_core::to_slice(value, out).map_err(|_| BufferTooSmall { required: None })
 }
@@ -154,19 +157,8 @@ impl<'b> Out<'b> {
     }
 
     /// A number, as serde-json-core writes an unsigned integer.
-    fn number(&mut self, mut n: u16) -> fmt::Result {
-        let mut digits = [0u8; 5];
-        let mut at = digits.len();
-        loop {
-            at = at.checked_sub(1).ok_or(fmt::Error)?;
-            let digit = u8::try_from(n % 10).map_err(|_| fmt::Error)?;
-            *digits.get_mut(at).ok_or(fmt::Error)? = b'0'.saturating_add(digit);
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.raw(digits.get(at..).ok_or(fmt::Error)?)
+    fn number(&mut self, n: u16) -> fmt::Result {
+        self.raw(crate::decimal::Decimal::new(n.into()).as_str().as_bytes())
     }
 }
 
@@ -202,34 +194,26 @@ impl fmt::Write for Out<'_> {
     }
 }
 
-/// Writes `{"error":{"code":…,"field":…,"message":…}}` (`field` only when there is one).
+/// Writes `{"error":{"code":…,"field":…,"message":…}}` (`field` only when there is one): the
+/// bytes serde-json-core writes for it (the tests hold the two together), by [`Out`].
 pub fn write_error(error: &Error, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
-    write(&ErrorBody(error), out)
+    let mut o = Out::new(out);
+    error_head(&mut o, error.code.as_str(), error.field.map(|f| f.as_str()))
+        .and_then(|()| o.string(error.message))
+        .and_then(|()| o.raw(b"}}"))
+        .map(|()| o.len)
+        .map_err(|_| BufferTooSmall { required: None })
 }
 
-struct ErrorBody<'e>(&'e Error);
-
-impl Serialize for ErrorBody<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut outer = serializer.serialize_map(Some(1))?;
-        outer.serialize_entry("error", &ErrorFields(self.0))?;
-        outer.end()
+/// `{"error":{"code":<code>,` then `"field":<field>,` when there is one, then `"message":`.
+fn error_head(o: &mut Out<'_>, code: &str, field: Option<&str>) -> fmt::Result {
+    o.raw(b"{\"error\":{\"code\":")?;
+    o.string(code)?;
+    if let Some(field) = field {
+        o.field("field")?;
+        o.string(field)?;
     }
-}
-
-struct ErrorFields<'e>(&'e Error);
-
-impl Serialize for ErrorFields<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let e = self.0;
-        let mut s = serializer.serialize_struct("Error", 3)?;
-        s.serialize_field("code", e.code.as_str())?;
-        if let Some(field) = e.field {
-            s.serialize_field("field", field.as_str())?;
-        }
-        s.serialize_field("message", e.message)?;
-        s.end()
-    }
+    o.field("message")
 }
 
 /// Writes a refused configuration value as an error body:
@@ -237,38 +221,21 @@ impl Serialize for ErrorFields<'_> {
 /// message>}}` (`422`). The message is [`ConfigError`]'s `Display`, so it is the host's text
 /// for the same mistake.
 pub fn write_config_error(error: &ConfigError, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
-    write(&ConfigErrorBody(error), out)
-}
-
-struct ConfigErrorBody<'e>(&'e ConfigError);
-
-impl Serialize for ConfigErrorBody<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut outer = serializer.serialize_map(Some(1))?;
-        outer.serialize_entry("error", &ConfigErrorFields(self.0))?;
-        outer.end()
-    }
-}
-
-struct ConfigErrorFields<'e>(&'e ConfigError);
-
-impl Serialize for ConfigErrorFields<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Error", 3)?;
-        s.serialize_field("code", ErrorCode::InvalidConfig.as_str())?;
-        s.serialize_field("field", self.0.key())?;
-        s.serialize_field("message", &Collected(self.0))?;
-        s.end()
-    }
-}
-
-/// A `Display` value serialised as a JSON string (escaped by serde-json-core).
-struct Collected<'v, T>(&'v T);
-
-impl<T: fmt::Display> Serialize for Collected<'_, T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self.0)
-    }
+    let mut o = Out::new(out);
+    error_head(&mut o, ErrorCode::InvalidConfig.as_str(), Some(error.key()))
+        .and_then(|()| o.raw(b"\""))
+        .and_then(|()| {
+            let mut result = Ok(());
+            error.message(|piece| {
+                if result.is_ok() {
+                    result = fmt::Write::write_str(&mut o, piece);
+                }
+            });
+            result
+        })
+        .and_then(|()| o.raw(b"\"}}"))
+        .map(|()| o.len)
+        .map_err(|_| BufferTooSmall { required: None })
 }
 
 /// Notification events, in the order of a normal call.
@@ -509,4 +476,114 @@ fn notification_fields(n: &Notification<'_>, o: &mut Out<'_>) -> fmt::Result {
         o.number(q850)?;
     }
     o.raw(b"}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Field;
+
+    /// serde-json-core's bytes for the error bodies, which [`write_error`] and
+    /// [`write_config_error`] write by hand.
+    struct ErrorBody<'e>(&'e Error);
+
+    impl Serialize for ErrorBody<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut outer = serializer.serialize_map(Some(1))?;
+            outer.serialize_entry("error", &ErrorFields(self.0))?;
+            outer.end()
+        }
+    }
+
+    struct ErrorFields<'e>(&'e Error);
+
+    impl Serialize for ErrorFields<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let e = self.0;
+            let mut s = serializer.serialize_struct("Error", 3)?;
+            s.serialize_field("code", e.code.as_str())?;
+            if let Some(field) = e.field {
+                s.serialize_field("field", field.as_str())?;
+            }
+            s.serialize_field("message", e.message)?;
+            s.end()
+        }
+    }
+
+    struct ConfigErrorBody<'e>(&'e ConfigError);
+
+    impl Serialize for ConfigErrorBody<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut outer = serializer.serialize_map(Some(1))?;
+            outer.serialize_entry("error", &ConfigErrorFields(self.0))?;
+            outer.end()
+        }
+    }
+
+    struct ConfigErrorFields<'e>(&'e ConfigError);
+
+    impl Serialize for ConfigErrorFields<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut s = serializer.serialize_struct("Error", 3)?;
+            s.serialize_field("code", ErrorCode::InvalidConfig.as_str())?;
+            s.serialize_field("field", self.0.key())?;
+            s.serialize_field("message", &Text(self.0))?;
+            s.end()
+        }
+    }
+
+    #[test]
+    fn error_bodies_are_serde_json_cores_bytes() {
+        let errors = [
+            Error::MALFORMED_JSON,
+            Error::BODY_TOO_LARGE,
+            Error::NOT_FOUND,
+            Error::INTERNAL,
+            Error::CONTACT_REF_CONFLICT,
+            Error::INVALID_CONTACT_REF_IN_PATH,
+            Error::field(
+                ErrorCode::InvalidAgent,
+                Field::Agent,
+                "a \"quoted\" \\ one\n\u{1}",
+            ),
+        ];
+        for e in &errors {
+            let (mut ours, mut theirs) = ([0u8; 512], [0u8; 512]);
+            let n = write_error(e, &mut ours).unwrap();
+            let m = write(&ErrorBody(e), &mut theirs).unwrap();
+            assert_eq!(ours.get(..n), theirs.get(..m), "{e:?}");
+            assert!(write_error(e, &mut ours[..n - 1]).is_err());
+        }
+    }
+
+    #[test]
+    fn config_error_bodies_are_serde_json_cores_bytes() {
+        let key = "dialplan.agent_tech";
+        let errors = [
+            ConfigError::Empty { key },
+            ConfigError::TooLong { key, max: 64 },
+            ConfigError::Character { key },
+            ConfigError::Form {
+                key,
+                expected: "a \"form\"",
+            },
+            ConfigError::OutOfRange {
+                key,
+                min: 1,
+                max: 4_000_000_000,
+            },
+            ConfigError::Digits {
+                key: "policy.denied_prefixes",
+                index: 7,
+                max: 15,
+            },
+        ];
+        for e in &errors {
+            let (mut ours, mut theirs) = ([0u8; 512], [0u8; 512]);
+            let n = write_config_error(e, &mut ours).unwrap();
+            let m = write(&ConfigErrorBody(e), &mut theirs).unwrap();
+            assert_eq!(ours.get(..n), theirs.get(..m), "{e:?}");
+            assert!(write_config_error(e, &mut ours[..n - 1]).is_err());
+        }
+    }
 }

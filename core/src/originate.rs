@@ -135,7 +135,8 @@ pub fn write_originate(
     let (channel, context, exten, caller_id) = if call.single_leg {
         let resource = fill(dialplan.direct_channel, "{callee}", callee, &mut direct)
             .ok_or(ActionError::TooLong { header: "Channel" })?;
-        let (tech, resource) = resource.split_once('/').unwrap_or(("PJSIP", resource));
+        let (tech, resource) =
+            crate::text::split_once(resource, b'/').unwrap_or(("PJSIP", resource));
         (
             Channel { tech, resource },
             dialplan.direct_context,
@@ -196,7 +197,10 @@ fn fill<'o>(template: &str, pattern: &str, with: &str, out: &'o mut [u8]) -> Opt
     let mut len = 0usize;
     let mut rest = template;
     loop {
-        let (head, tail) = match rest.split_once(pattern) {
+        let at = crate::text::find(rest, pattern);
+        let (head, tail) = match at
+            .and_then(|i| Some((rest.get(..i)?, rest.get(i.checked_add(pattern.len())?..)?)))
+        {
             Some((head, tail)) => (head, Some(tail)),
             None => (rest, None),
         };

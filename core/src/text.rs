@@ -51,6 +51,23 @@ impl<const N: usize> Text<N> {
     }
 }
 
+/// `s` split around the first `sep`, an ASCII byte: `str::split_once` with a `char`, without
+/// the `char` searcher (and its panic paths) in the firmware, which splits this way in the
+/// AMI codec, the Originate, the config check, the admin API and the HTTP head.
+pub fn split_once(s: &str, sep: u8) -> Option<(&str, &str)> {
+    debug_assert!(sep.is_ascii());
+    let at = s.bytes().position(|b| b == sep)?;
+    Some((s.get(..at)?, s.get(at.checked_add(1)?..)?))
+}
+
+/// The offset of the first `needle` in `haystack`, by comparing a window at each byte: the
+/// needles are short (`{callee}`), and `str::find`'s two-way searcher costs the firmware
+/// about 1 KB of flash.
+pub fn find(haystack: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    (0..=h.len().checked_sub(n.len())?).find(|&i| h.get(i..).is_some_and(|w| w.starts_with(n)))
+}
+
 // The work is done on slices, once for every `N`: the firmware carries one copy of each.
 
 /// Copies `value` to the start of `buf`; its length, or `None` when it does not fit.
@@ -137,7 +154,27 @@ impl<'de, const N: usize> serde::Deserialize<'de> for Text<N> {
 
 #[cfg(test)]
 mod tests {
-    use super::Text;
+    use super::{find, split_once, Text};
+
+    #[test]
+    fn split_once_and_find_agree_with_str() {
+        for s in [
+            "",
+            "a",
+            "a/b",
+            "/b",
+            "a/",
+            "a/b/c",
+            "{callee}",
+            "x{callee}y{callee}",
+            "é/ü",
+        ] {
+            assert_eq!(split_once(s, b'/'), s.split_once('/'), "{s:?}");
+            for needle in ["", "{callee}", "/", "b/c", "é"] {
+                assert_eq!(find(s, needle), s.find(needle), "{s:?} {needle:?}");
+            }
+        }
+    }
 
     #[test]
     fn new_refuses_what_does_not_fit() {

@@ -1,5 +1,6 @@
 //! The request line and headers, read with httparse into the few facts the API needs.
 
+use click2dial_core::text::split_once;
 use click2dial_core::{request, Error};
 
 use crate::admin::key_hash;
@@ -103,7 +104,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         Err(_) => return Err(HeadError::Malformed),
     };
     let path = req.path.unwrap_or_default();
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let path = split_once(path, b'?').map_or(path, |(p, _)| p);
     let route = match (path, req.method.unwrap_or_default()) {
         (CALLS_PATH, "POST") => Route::CreateCall,
         (CALLS_PATH, _) => Route::MethodNotAllowed("POST"),

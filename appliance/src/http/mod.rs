@@ -236,6 +236,7 @@ impl Reply {
     }
 
     /// `error`'s JSON, written at `start` of `buf` (`shared`: the shared body buffer).
+    #[inline(never)]
     fn error(error: &Error, buf: &mut [u8], start: usize, shared: bool) -> Self {
         let out = buf.get_mut(start..).unwrap_or_default();
         let answer = error_answer(error, out);

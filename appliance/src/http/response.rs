@@ -1,5 +1,7 @@
 //! Status line and headers; the body follows as written by core.
 
+use click2dial_core::decimal::Decimal;
+
 /// Writes the head of a response into `out` and returns its length (0 if it does not fit,
 /// which cannot happen with the heads written here and a 160-byte buffer).
 /// A header line some answers add.
@@ -82,19 +84,7 @@ impl Cursor<'_> {
         self.len = end;
     }
 
-    fn number(&mut self, mut n: usize) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            if let Some(d) = digits.get_mut(i) {
-                *d = b'0' + (n % 10) as u8;
-            }
-            n /= 10;
-            if n == 0 || i == 0 {
-                break;
-            }
-        }
-        self.put(core::str::from_utf8(digits.get(i..).unwrap_or_default()).unwrap_or("0"));
+    fn number(&mut self, n: usize) {
+        self.put(Decimal::new(n as u64).as_str());
     }
 }

@@ -7,6 +7,7 @@
 mod entropy;
 mod executor;
 mod lan9118;
+mod mem;
 mod overrides;
 mod stack_usage;
 mod storage;

@@ -324,7 +324,7 @@ impl Originate<'_> {
         let Channel { tech, resource } = self.channel;
         check("Channel", tech)?;
         check("Channel", resource)?;
-        if tech.contains('/') {
+        if tech.as_bytes().contains(&b'/') {
             return Err(ActionError::InvalidChannel);
         }
         let channel_len = tech.len().saturating_add(resource.len()).saturating_add(1);
@@ -475,8 +475,7 @@ impl<'o> Writer<'o> {
 
     fn number(&mut self, name: &str, value: u32) {
         self.start(name);
-        // Writing to a `Writer` never fails.
-        let _ = fmt::Write::write_fmt(self, format_args!("{value}"));
+        self.put(crate::decimal::Decimal::new(value.into()).as_str());
         self.end();
     }
 

@@ -311,7 +311,7 @@ impl<'a> Iterator for ChanVariables<'a, '_> {
         let key = self.key;
         self.headers.find_map(|h| {
             let channel = variable_key(h.key, key)?;
-            let (name, value) = h.value.split_once('=')?;
+            let (name, value) = crate::text::split_once(h.value, b'=')?;
             Some(ChanVariable {
                 channel,
                 name,

@@ -512,7 +512,7 @@ impl<'a, const C: usize> Preflight<'a, C> {
         let Ok(line) = core::str::from_utf8(line) else {
             return;
         };
-        let Some((key, value)) = line.split_once(':') else {
+        let Some((key, value)) = crate::text::split_once(line, b':') else {
             return;
         };
         let (key, value) = (key.trim_ascii(), value.trim_ascii());
