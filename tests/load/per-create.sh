@@ -9,7 +9,7 @@
 #   MODE=instructions bash tests/load/per-create.sh
 #   MODE=syscalls HOST_BIN=/tmp/base/click2dial-host bash tests/load/per-create.sh
 #
-# HOST_BIN runs another build of the host (a baseline) against the same everything else.
+# HOST_BIN (common.sh) runs another build of the host, a baseline, against the same rest.
 # Calls still in flight when wrk stops are let finish (SETTLE seconds) before the counts
 # are read, so each create is counted with its notifications.
 set -euo pipefail
@@ -19,7 +19,6 @@ connections=${CONNECTIONS:-8}
 settle=${SETTLE:-3}
 mode=${MODE:-both}
 source tests/load/common.sh
-host_bin=${HOST_BIN:-$bin/click2dial-host}
 command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 command -v strace >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace; }
 
