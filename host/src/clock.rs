@@ -49,6 +49,27 @@ fn unix_millis() -> u64 {
         .unwrap_or(0)
 }
 
+/// How far ahead the runtime's timer driver always has a wake-up ([`keep_driver_wake_near`]).
+pub const DRIVER_WAKE_WITHIN: Duration = Duration::from_millis(250);
+
+/// Keeps a timer of the runtime at most [`DRIVER_WAKE_WITHIN`] ahead; never returns.
+///
+/// tokio's time driver, when a timer is set that expires before the driver's next planned
+/// wake, wakes the driver with a write to its eventfd, even on the current-thread runtime
+/// the host runs on, where the driver is the thread setting the timer and sees the timer
+/// anyway when it next waits. After an idle moment the next planned wake is far off, so
+/// every deadline a create sets (the Redis gate's, the request timeout, redis-rs's) cost
+/// that system call, and the wake an `epoll_wait` that returned at once. With a wake-up
+/// never further than this ahead, every longer deadline lies behind the planned wake and
+/// sets nothing off; the price is four wake-ups a second while idle.
+pub async fn keep_driver_wake_near() {
+    let mut tick = tokio::time::interval(DRIVER_WAKE_WITHIN);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

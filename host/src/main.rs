@@ -125,6 +125,7 @@ fn init_logging(json: bool) {
 }
 
 async fn serve(config: Config) -> ExitCode {
+    tokio::spawn(click2dial_host::clock::keep_driver_wake_near());
     if config.redis.legacy_key_enabled {
         tracing::warn!(
             key = %config.redis.legacy_key,

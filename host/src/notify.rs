@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::RedisWrite;
 use tokio::sync::{mpsc, watch};
 
 pub mod hub;
@@ -335,52 +336,59 @@ struct Hashes {
 /// with the replica's `WAIT`); answers whether any was also queued for a webhook, and with
 /// Sentinel how many replicas acknowledged the push. A pipeline cut short, or pushed again,
 /// is harmless: the marks make the already-applied ones no-ops.
+///
+/// Each command is made with room for its arguments, and the keys and the history entry
+/// are written straight into it (redis-rs's `write_arg_fmt`): no `String` per argument.
 async fn push<'a>(
     hashes: &Hashes,
     conn: &mut Conn,
     settings: &Settings,
-    batch: impl Iterator<Item = &'a Notification>,
+    batch: impl ExactSizeIterator<Item = &'a Notification>,
 ) -> redis::RedisResult<(bool, Option<u64>)> {
     let legacy = settings.legacy_key.as_deref();
-    let mut pipe = redis::pipe();
+    let mut pipe = redis::Pipeline::with_capacity(batch.len() + 1);
     let mut queued = false;
     for n in batch {
-        let first = n.sequence == 1;
         let webhook = settings
             .webhooks
             .as_ref()
             .and_then(|w| Some((w, w.entry(&n.owner, &n.id, &n.contact_ref, &n.json)?)));
-        let cmd = pipe.cmd("EVALSHA");
+        let mut cmd = redis::Cmd::with_capacity(PUSH_ARGS, command_len(n, settings));
+        cmd.arg("EVALSHA");
         match &webhook {
             Some(_) => cmd.arg(&hashes.queue).arg(8),
             None => cmd.arg(&hashes.push).arg(5),
         };
-        cmd.arg(&n.call_key)
-            .arg(legacy.unwrap_or(&n.call_key))
-            .arg(format!("{}{}", settings.sent_prefix, n.id))
-            .arg(schema::history_key(&n.owner, &n.contact_ref))
-            .arg(schema::calls_key(&n.owner));
+        cmd.arg(&n.call_key).arg(legacy.unwrap_or(&n.call_key));
+        cmd.write_arg_fmt(schema::KeyName::new(&settings.sent_prefix, &n.id, None));
+        cmd.write_arg_fmt(schema::history_key_name(&n.owner, &n.contact_ref));
+        cmd.write_arg_fmt(schema::calls_key_name(&n.owner));
         if let Some((_, (member, _, _))) = &webhook {
-            cmd.arg(format!("{}{member}", schema::WEBHOOK_QUEUE_PREFIX))
-                .arg(schema::WEBHOOK_DUE)
+            cmd.write_arg_fmt(schema::KeyName::new(
+                schema::WEBHOOK_QUEUE_PREFIX,
+                member,
+                None,
+            ));
+            cmd.arg(schema::WEBHOOK_DUE)
                 .arg(schema::webhook_endpoint_key(&n.owner));
         }
         cmd.arg(&n.json)
             .arg(settings.ttl_secs)
             .arg(if legacy.is_some() { "1" } else { "0" })
-            .arg(settings.history_ttl_secs)
-            .arg(if first {
-                n.at_ms.to_string()
-            } else {
-                String::new()
-            })
-            .arg(&n.contact_ref)
-            .arg(history_entry(n));
+            .arg(settings.history_ttl_secs);
+        // The call's creation time, for the key's index: with its first notification only.
+        if n.sequence == 1 {
+            cmd.arg(n.at_ms);
+        } else {
+            cmd.arg("");
+        }
+        cmd.arg(&n.contact_ref);
+        cmd.write_arg_fmt(HistoryEntry(n));
         if let Some((w, (member, entry, url))) = webhook {
             queued = true;
             cmd.arg(entry).arg(member).arg(url).arg(w.max_pending);
         }
-        cmd.ignore();
+        pipe.add_command(cmd).ignore();
     }
     if settings.follows_failovers() {
         pipe.cmd("WAIT").arg(1).arg(REPLICA_ACK_WITHIN_MS);
@@ -389,14 +397,38 @@ async fn push<'a>(
     Ok((queued, acked.first().copied()))
 }
 
+/// The most arguments of one push (`EVALSHA`, the script, the key count, 8 keys, 11
+/// arguments), so that a command's list of them is made once.
+const PUSH_ARGS: usize = 22;
+
+/// About the bytes of one push's arguments: the JSON twice (the notification and its
+/// history entry), the call's list twice, and room for the keys, the ids and the numbers.
+fn command_len(n: &Notification, settings: &Settings) -> usize {
+    2 * n.json.len()
+        + 2 * n.call_key.len()
+        + 4 * (n.id.len() + n.owner.len() + n.contact_ref.len())
+        + settings.sent_prefix.len()
+        + 256
+}
+
 /// A notification's entry in its call's history: `{"at_ms":…,"channel":…,"notification":…}`.
 fn history_entry(n: &Notification) -> String {
-    format!(
-        r#"{{"at_ms":{},"channel":"{}","notification":{}}}"#,
-        n.at_ms,
-        n.id.rsplit_once(':').map_or("", |(channel, _)| channel),
-        n.json
-    )
+    HistoryEntry(n).to_string()
+}
+
+/// [`history_entry`], to be written where it goes.
+struct HistoryEntry<'a>(&'a Notification);
+
+impl std::fmt::Display for HistoryEntry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0;
+        let channel = n.id.rsplit_once(':').map_or("", |(channel, _)| channel);
+        write!(
+            f,
+            r#"{{"at_ms":{},"channel":"{channel}","notification":{}}}"#,
+            n.at_ms, n.json
+        )
+    }
 }
 
 /// The cluster steps' scripts (`crate::store::schema`, "Cluster").

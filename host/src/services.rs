@@ -64,7 +64,8 @@ pub fn start(config: Config) -> Result<Services, String> {
         );
     }
     let keys = Arc::new(Keys::new(&config.auth.keys));
-    let redis = RedisGate::new(target);
+    // Every command of the calls' connection goes through `redis_op` (`RedisGate::op`).
+    let redis = RedisGate::for_ops(target);
     let config = Arc::new(config);
     let calls = Calls::new(
         config.clone(),

@@ -8,6 +8,9 @@ profile=${LOAD_PROFILE:-release}
 cargo build --profile "${profile/debug/dev}" -q -p click2dial-host -p click2dial-tests --bin click2dial-host --bin pbx-sim --bin bare-202
 
 bin=${CARGO_TARGET_DIR:-target}/$profile
+# HOST_BIN (env) runs another build of the host, e.g. a copy of the code before a change,
+# against the same everything else.
+host_bin=${HOST_BIN:-$bin/click2dial-host}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"; }
@@ -25,7 +28,7 @@ listening() { # $1 = log file; waits for "listening ADDR", prints ADDR
 
 # A key for the run (rate limit off for it), and a cap on calls in flight that the load
 # does not reach: the runs measure the create-call path, not the limits.
-made=$("$bin"/click2dial-host new-key)
+made=$("$host_bin" new-key)
 api_key=$(sed -n 's/^key  = //p' <<<"$made")
 api_hash=$(sed -n 's/^hash = "\(.*\)"$/\1/p' <<<"$made")
 export C2D_AUTH__KEYS="[{id=\"load\",hash=\"$api_hash\",rate_per_minute=0,scopes=[\"calls:create\",\"metrics:read\"]}]"
@@ -51,7 +54,7 @@ start_sim() { # $1 = time scale; sets sim (its AMI address), sim_pid
 start_host() { # $1 = a name for its logs; prints "ADDR PID" once it has logged in to the PBX
   C2D_HTTP__PORT=0 C2D_AMI__ADDRESS=$sim C2D_AMI__SECRET=secret \
     C2D_REDIS__URL=redis://127.0.0.1:$redis_port C2D_RECORDINGS__DIR=$work RUST_LOG=warn \
-    "$bin"/click2dial-host run >"$work/$1.out" 2>"$work/$1.err" &
+    "$host_bin" run >"$work/$1.out" 2>"$work/$1.err" &
   local pid=$! addr
   addr=$(listening "$work/$1.out")
   # Logged in to the PBX: a 202, not a 503.

@@ -125,7 +125,8 @@ impl Shared {
         }
     }
 
-    /// A Redis connection for a request ([`RedisGate::connection`]).
+    /// A Redis connection for a request ([`RedisGate::connection`]): every command on it
+    /// goes through [`Self::redis_op`], which bounds its answer (redis-rs does not).
     pub async fn redis(&self) -> Option<Conn> {
         self.redis.connection().await
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::store::target::{lost_master, Conn, Target};
+use crate::store::target::{lost_master, Answers, Conn, Target};
 
 /// How long a request may wait for Redis, for a connection or one round trip; past it the
 /// answer is `503` with `Retry-After`.
@@ -33,6 +33,8 @@ impl std::fmt::Debug for RedisGate {
 
 struct Gate {
     target: Option<Target>,
+    /// Who bounds each command's answer on the connections made.
+    answers: Answers,
     connection: watch::Sender<Option<Conn>>,
     connecting: AtomicBool,
     down_until: StdMutex<Option<tokio::time::Instant>>,
@@ -70,8 +72,9 @@ impl Gate {
             return;
         }
         let gate = Arc::clone(self);
+        let answers = self.answers;
         tokio::spawn(async move {
-            match target.connect().await {
+            match target.connect_answering(answers).await {
                 Ok(conn) => {
                     gate.connection.send_replace(Some(conn));
                 }
@@ -86,10 +89,24 @@ impl Gate {
 }
 
 impl RedisGate {
-    /// A gate to `target`; connects on first use (`None`, a malformed URL: never).
+    /// A gate to `target`; connects on first use (`None`, a malformed URL: never). Each
+    /// command on its connection is also bounded by redis-rs (`CONNECT_WITHIN`), for a
+    /// holder that uses the connection outside [`RedisGate::op`].
     pub fn new(target: Option<Target>) -> Self {
+        Self::answering(target, Answers::Timed)
+    }
+
+    /// A gate whose connection is used only through [`RedisGate::op`] and [`RedisGate::ping`]
+    /// (the request path's): [`REDIS_WITHIN`] bounds every command, without a second timer
+    /// of redis-rs's per command ([`Answers::ByHolder`]).
+    pub fn for_ops(target: Option<Target>) -> Self {
+        Self::answering(target, Answers::ByHolder)
+    }
+
+    fn answering(target: Option<Target>, answers: Answers) -> Self {
         Self(Arc::new(Gate {
             target,
+            answers,
             connection: watch::channel(None).0,
             connecting: AtomicBool::new(false),
             down_until: StdMutex::new(None),

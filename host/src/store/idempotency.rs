@@ -75,12 +75,7 @@ pub async fn claim(
     answer: &str,
     record: Option<StoredRecord<'_>>,
 ) -> redis::RedisResult<Claim> {
-    let claim = serde_json::to_string(&Record {
-        fingerprint: fingerprint.into(),
-        answer: answer.into(),
-        pending: true,
-    })
-    .unwrap_or_default();
+    let claim = record_json(fingerprint, answer, true);
     let mut invocation = claim_script().key(key);
     invocation.arg(&claim).arg(PENDING_TTL_SECS);
     if let Some(record) = record {
@@ -97,6 +92,22 @@ pub async fn claim(
         return Ok(Claim::New);
     };
     Ok(judge(&stored, fingerprint))
+}
+
+/// A claim's stored JSON, written into a buffer it fits in: `serde_json::to_string`
+/// starts with 128 bytes and grows by reallocation, and the answer (a JSON object, every
+/// quote escaped) alone is longer than that.
+fn record_json(fingerprint: &str, answer: &str, pending: bool) -> String {
+    let record = Record {
+        fingerprint: fingerprint.into(),
+        answer: answer.into(),
+        pending,
+    };
+    let mut json = Vec::with_capacity(fingerprint.len() + 2 * answer.len() + 64);
+    if serde_json::to_writer(&mut json, &record).is_err() {
+        return String::new();
+    }
+    String::from_utf8(json).unwrap_or_default()
 }
 
 fn judge(stored: &str, fingerprint: &str) -> Claim {
@@ -128,12 +139,7 @@ pub async fn accept(
     answer: &str,
     ttl_secs: u64,
 ) -> redis::RedisResult<()> {
-    let record = serde_json::to_string(&Record {
-        fingerprint: fingerprint.into(),
-        answer: answer.into(),
-        pending: false,
-    })
-    .unwrap_or_default();
+    let record = record_json(fingerprint, answer, false);
     redis::cmd("SET")
         .arg(key)
         .arg(record)
@@ -151,5 +157,31 @@ pub async fn release(conn: &mut Conn, key: &str, also: Option<&str>) -> redis::R
         // Two slots in a cluster: redis-rs splits a `DEL` of several keys by slot.
         Some(other) => conn.del::<_, ()>(&[key, other]).await,
         None => conn.del::<_, ()>(key).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_what_serde_json_writes_and_reads_back() {
+        let answer = "{\"status\":\"queued\",\"contact_ref\":\"crm-\\\"42\",\"x\":\"\u{e9}\u{1}\"}";
+        for pending in [true, false] {
+            let expected = serde_json::to_string(&Record {
+                fingerprint: "fp".into(),
+                answer: answer.into(),
+                pending,
+            })
+            .expect("a record serializes");
+            assert_eq!(record_json("fp", answer, pending), expected);
+        }
+        let accepted = record_json("fp", answer, false);
+        assert_eq!(judge(&accepted, "fp"), Claim::Repeat(answer.to_string()));
+        assert_eq!(
+            judge(&record_json("fp", answer, true), "fp"),
+            Claim::Pending
+        );
+        assert_eq!(judge(&accepted, "another"), Claim::Conflict);
     }
 }

@@ -98,12 +98,52 @@ pub fn history_key_on(cluster: bool, template: &str, owner: &str, contact_ref: &
 
 /// The history of `owner`'s call `contact_ref`.
 pub fn history_key(owner: &str, contact_ref: &str) -> String {
-    format!("{HISTORY_PREFIX}{owner}:{contact_ref}")
+    history_key_name(owner, contact_ref).to_string()
 }
 
 /// `owner`'s index of calls.
 pub fn calls_key(owner: &str) -> String {
-    format!("{CALLS_PREFIX}{owner}")
+    calls_key_name(owner).to_string()
+}
+
+/// [`history_key`], to be written where it goes (e.g. a command's buffer, with redis-rs's
+/// `RedisWrite::write_arg_fmt`) instead of allocated.
+pub fn history_key_name<'a>(owner: &'a str, contact_ref: &'a str) -> KeyName<'a> {
+    KeyName::new(HISTORY_PREFIX, owner, Some(contact_ref))
+}
+
+/// [`calls_key`], to be written where it goes.
+pub fn calls_key_name(owner: &str) -> KeyName<'_> {
+    KeyName::new(CALLS_PREFIX, owner, None)
+}
+
+/// A key name as [`std::fmt::Display`]: `prefix`, `name`, then `:` and `rest` when given.
+/// The notifier writes its keys this way into the pipeline's buffer (several per
+/// notification), where a `String` each would be allocated, grown and copied again.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyName<'a> {
+    prefix: &'a str,
+    name: &'a str,
+    rest: Option<&'a str>,
+}
+
+impl<'a> KeyName<'a> {
+    /// `prefix` + `name` (+ `:` + `rest`).
+    pub fn new(prefix: &'a str, name: &'a str, rest: Option<&'a str>) -> Self {
+        Self { prefix, name, rest }
+    }
+}
+
+impl std::fmt::Display for KeyName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.prefix)?;
+        f.write_str(self.name)?;
+        if let Some(rest) = self.rest {
+            f.write_str(":")?;
+            f.write_str(rest)?;
+        }
+        Ok(())
+    }
 }
 
 /// The key of `channel_id`'s call record.

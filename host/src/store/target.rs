@@ -37,9 +37,34 @@ pub const CONNECT_WITHIN: Duration = Duration::from_secs(2);
 /// A reconnecting connection to `client`'s server: [`CONNECT_WITHIN`] to connect and per
 /// command, one retry.
 pub async fn connect(client: redis::Client) -> RedisResult<ConnectionManager> {
+    connect_answering(client, Answers::Timed).await
+}
+
+/// Who bounds the wait for each command's answer on a connection to one server or to the
+/// Sentinel master (a Redis Cluster connection is always [`Answers::Timed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answers {
+    /// redis-rs: each command within [`CONNECT_WITHIN`].
+    Timed,
+    /// The holder: it puts every command under a shorter deadline of its own (the request
+    /// path's gate, [`crate::store::gate::REDIS_WITHIN`]), which drops the command before
+    /// redis-rs's [`CONNECT_WITHIN`] could ever end it. redis-rs's deadline would only add
+    /// a timer per command, and each timer set while tokio's driver sleeps longer than it
+    /// wakes the driver with a system call.
+    ByHolder,
+}
+
+/// [`connect`], with the commands' answers bounded by `answers`.
+async fn connect_answering(
+    client: redis::Client,
+    answers: Answers,
+) -> RedisResult<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_WITHIN))
-        .set_response_timeout(Some(CONNECT_WITHIN))
+        .set_response_timeout(match answers {
+            Answers::Timed => Some(CONNECT_WITHIN),
+            Answers::ByHolder => None,
+        })
         .set_number_of_retries(1);
     ConnectionManager::new_with_config(client, config).await
 }
@@ -188,12 +213,22 @@ impl Target {
     /// name now (checked with `ROLE`), within [`CONNECT_WITHIN`] for the lookup; or a
     /// cluster connection (the slots asked of the seeds).
     pub async fn connect(&self) -> RedisResult<Conn> {
-        Ok(self.connect_to_master().await?.0)
+        self.connect_answering(Answers::Timed).await
+    }
+
+    /// [`Target::connect`], with the commands' answers bounded by `answers`.
+    pub async fn connect_answering(&self, answers: Answers) -> RedisResult<Conn> {
+        Ok(self.connect_to_master_answering(answers).await?.0)
     }
 
     /// [`Target::connect`], and the address (`host:port`) connected to (with Cluster:
     /// `cluster`).
     pub async fn connect_to_master(&self) -> RedisResult<(Conn, String)> {
+        self.connect_to_master_answering(Answers::Timed).await
+    }
+
+    /// [`Target::connect_to_master`], with the commands' answers bounded by `answers`.
+    async fn connect_to_master_answering(&self, answers: Answers) -> RedisResult<(Conn, String)> {
         let client = match self {
             Self::Cluster(client) => {
                 let conn = tokio::time::timeout(CONNECT_WITHIN, client.get_async_connection())
@@ -220,7 +255,10 @@ impl Target {
             }
         };
         let address = client.get_connection_info().addr().to_string();
-        Ok((Conn::Server(connect(client).await?), address))
+        Ok((
+            Conn::Server(connect_answering(client, answers).await?),
+            address,
+        ))
     }
 
     /// Whether a write to `address` that no replica acknowledged (`WAIT` answered 0) stands:
