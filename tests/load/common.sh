@@ -51,14 +51,17 @@ start_sim() { # $1 = time scale; sets sim (its AMI address), sim_pid
   sim=$(listening "$work/sim.out")
 }
 
-start_host() { # $1 = a name for its logs; prints "ADDR PID" once it has logged in to the PBX
+start_host() { # $1 = a name for its logs, then a command to run the host under (valgrind, …);
+  # prints "ADDR PID" once it has logged in to the PBX
+  local name=$1 pid addr
+  shift
   C2D_HTTP__PORT=0 C2D_AMI__ADDRESS=$sim C2D_AMI__SECRET=secret \
     C2D_REDIS__URL=redis://127.0.0.1:$redis_port C2D_RECORDINGS__DIR=$work RUST_LOG=warn \
-    "$host_bin" run >"$work/$1.out" 2>"$work/$1.err" &
-  local pid=$! addr
-  addr=$(listening "$work/$1.out")
-  # Logged in to the PBX: a 202, not a 503.
-  for _ in $(seq 100); do
+    "$@" "$host_bin" run >"$work/$name.out" 2>"$work/$name.err" &
+  pid=$!
+  addr=$(listening "$work/$name.out")
+  # Logged in to the PBX: a 202, not a 503 (up to 30 s: under callgrind it starts slowly).
+  for _ in $(seq 300); do
     code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "http://$addr/click2dial/calls" \
       -H 'content-type: application/json' -H "authorization: Bearer $api_key" \
       -d '{"agent":"1404","callee":"0820001234","outbound_id":"27820001234"}') || true

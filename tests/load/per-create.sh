@@ -25,24 +25,6 @@ command -v strace >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninter
 start_redis
 start_sim 0.01
 
-launch() { # $1 = name, then the command to prefix the host with; prints "ADDR PID"
-  local name=$1 pid addr
-  shift
-  C2D_HTTP__PORT=0 C2D_AMI__ADDRESS=$sim C2D_AMI__SECRET=secret \
-    C2D_REDIS__URL=redis://127.0.0.1:$redis_port C2D_RECORDINGS__DIR=$work RUST_LOG=warn \
-    "$@" "$host_bin" run >"$work/$name.out" 2>"$work/$name.err" &
-  pid=$!
-  addr=$(listening "$work/$name.out")
-  for _ in $(seq 300); do # logged in to the PBX: a 202, not a 503
-    code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "http://$addr/click2dial/calls" \
-      -H 'content-type: application/json' -H "authorization: Bearer $api_key" \
-      -d '{"agent":"1404","callee":"0820001234","outbound_id":"27820001234"}') || true
-    [ "$code" = 202 ] && break
-    sleep 0.1
-  done
-  echo "$addr $pid"
-}
-
 creates() { # $1 = run_wrk's line → the creates answered 202
   awk '{ print $5 - $4 }' <<<"$1"
 }
@@ -50,7 +32,7 @@ creates() { # $1 = run_wrk's line → the creates answered 202
 printf '== host cost per create (%s, %d connections, %s s) ==\n' "$host_bin" "$connections" "$duration"
 
 if [ "$mode" = both ] || [ "$mode" = instructions ]; then
-  read -r addr pid < <(launch callgrind valgrind --tool=callgrind --callgrind-out-file="$work/cg.out")
+  read -r addr pid < <(start_host callgrind valgrind --tool=callgrind --callgrind-out-file="$work/cg.out")
   pids+=("$pid")
   export WRK_PREFIX=cg$$
   run_wrk "$addr" 2 0 >/dev/null # warm: connections, caches, the scripts in Redis
@@ -68,7 +50,7 @@ if [ "$mode" = both ] || [ "$mode" = instructions ]; then
 fi
 
 if [ "$mode" = both ] || [ "$mode" = syscalls ]; then
-  read -r addr pid < <(launch plain env)
+  read -r addr pid < <(start_host plain)
   pids+=("$pid")
   export WRK_PREFIX=sc$$
   run_wrk "$addr" 2 0 >/dev/null

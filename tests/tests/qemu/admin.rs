@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use click2dial_core::config::ConfigError;
 
-use crate::footprint::{Sections, RAM_BUDGET};
-use crate::qemu_support::{firmware_admin, random_secret, CaptureAmi, Device, Response};
+use crate::footprint::assert_admin_ram_in_budget;
+use crate::qemu_support::{
+    firmware_admin, hash_bytes, random_secret, CaptureAmi, Device, Response,
+};
 use crate::support::host_binary;
 
 /// The admin key the tests provision, and its SHA-256 (the provisioning page holds the hash).
@@ -23,14 +25,6 @@ const API_KEY_HASH: &str = "15a95b611dd3fd8d9f9d7a8a22d336c58ced36bb9d31d9e60c8a
 
 const CALL: &str =
     r#"{"agent":"1001","callee":"0820001234","outbound_id":"0820001234","contact_ref":"CREF"}"#;
-
-fn hash_bytes(hex: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
-    }
-    out
-}
 
 fn boot(pbx_port: u16, flash: Option<(&[u8], u32)>) -> Option<Device> {
     let fw = firmware_admin()?;
@@ -188,27 +182,7 @@ fn a_changed_configuration_survives_a_reboot_until_a_factory_reset() {
     device.assert_log_clean();
     // The admin image's RAM against the budget: its statics and the deepest stack it logged
     // through every admin route above.
-    let stack: u64 = log
-        .lines()
-        .filter_map(|l| {
-            l.split("stack high-water: ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .max()
-        .expect("a stack high-water line");
-    let statics = Sections::read(&firmware_admin().expect("built").elf).static_ram();
-    eprintln!(
-        "admin image: static RAM {statics} + stack high-water {stack} = {}",
-        statics + stack
-    );
-    assert!(
-        statics + stack <= RAM_BUDGET,
-        "{statics} + {stack} > {RAM_BUDGET}"
-    );
+    assert_admin_ram_in_budget(&log, "through the admin routes");
 }
 
 /// The host's `check-config` message for `toml`, from the host binary.

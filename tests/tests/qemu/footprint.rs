@@ -18,6 +18,32 @@ use crate::qemu_support::{board_dir, firmware, firmware_admin, CaptureAmi, Devic
 const FLASH_BUDGET: u64 = 96 * 1024;
 /// RAM budget of the QEMU image: `.data` + `.bss` + `.uninit` + the stack's high-water mark.
 pub(crate) const RAM_BUDGET: u64 = 48 * 1024;
+
+/// The admin image's RAM against the budget: its statics and the deepest stack `log` (the
+/// device's decoded log) reports; `what` names the workload behind that stack.
+pub(crate) fn assert_admin_ram_in_budget(log: &str, what: &str) {
+    let stack: u64 = log
+        .lines()
+        .filter_map(|l| {
+            l.split("stack high-water: ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .max()
+        .expect("a stack high-water line");
+    let statics = Sections::read(&firmware_admin().expect("built").elf).static_ram();
+    eprintln!(
+        "admin image {what}: static RAM {statics} + stack high-water {stack} = {}",
+        statics + stack
+    );
+    assert!(
+        statics + stack <= RAM_BUDGET,
+        "{statics} + {stack} > {RAM_BUDGET}"
+    );
+}
 /// Bytes the stack may never come closer than to the statics below it.
 const MARGIN: u64 = 1024;
 

@@ -717,3 +717,12 @@ pub fn error_body(error: &click2dial_core::Error) -> String {
     let n = click2dial_core::json::write_error(error, &mut buf).expect("error body fits");
     String::from_utf8(buf[..n].to_vec()).expect("UTF-8")
 }
+
+/// The 32 bytes a 64-digit hex string (a SHA-256 among the tests' constants) spells.
+pub fn hash_bytes(hex: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    out
+}

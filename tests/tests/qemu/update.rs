@@ -14,9 +14,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::footprint::{Sections, RAM_BUDGET};
+use crate::footprint::assert_admin_ram_in_budget;
 use crate::qemu_support::{
-    firmware_admin, fleet_image, random_secret, CaptureAmi, Device, Firmware, Response,
+    firmware_admin, fleet_image, hash_bytes, random_secret, CaptureAmi, Device, Firmware, Response,
 };
 
 /// The admin key the tests provision, and its SHA-256.
@@ -48,14 +48,6 @@ fn never_marks() -> Option<&'static Firmware> {
         )
     })
     .as_ref()
-}
-
-fn hash_bytes(hex: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
-    }
-    out
 }
 
 fn script() -> PathBuf {
@@ -399,27 +391,7 @@ fn refused_updates_leave_the_old_image_and_the_state_unmarked() {
         log.contains("update refused: its signature does not verify"),
         "{log}"
     );
-    let stack: u64 = log
-        .lines()
-        .filter_map(|l| {
-            l.split("stack high-water: ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .max()
-        .expect("a stack high-water line");
-    let statics = Sections::read(&firmware_admin().expect("built").elf).static_ram();
-    eprintln!(
-        "admin image with a signature check: static RAM {statics} + stack high-water {stack} = {}",
-        statics + stack
-    );
-    assert!(
-        statics + stack <= RAM_BUDGET,
-        "{statics} + {stack} > {RAM_BUDGET}"
-    );
+    assert_admin_ram_in_budget(&log, "with a signature check");
 
     // After all that, the reset changes nothing.
     let s = reboot(&device);
