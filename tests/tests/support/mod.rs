@@ -24,11 +24,17 @@ pub fn free_port() -> u16 {
     pick_port(10_000..20_000, 1)
 }
 
-/// A port free for TCP and UDP on 127.0.0.1, from 20000-31999, below the kernel's ephemeral
-/// range (ports in that range are handed out to other sockets at any moment;
-/// run-asterisk.sh's README). `span` consecutive ports are reserved (RTP ranges).
+/// A port free for TCP and UDP on 127.0.0.1, below the kernel's ephemeral range (ports in
+/// that range are handed out to other sockets at any moment; run-asterisk.sh's README).
+/// `span` consecutive ports are reserved (RTP ranges). Single ports come from 20000-22999 and
+/// spans from 23000-31999, so the many single picks of a run never fragment the room the
+/// 101-port RTP ranges need.
 pub fn low_port(span: u16) -> u16 {
-    pick_port(20_000..32_000, span)
+    if span <= 1 {
+        pick_port(20_000..23_000, 1)
+    } else {
+        pick_port(23_000..32_000, span)
+    }
 }
 
 /// Ports handed out in this process, so parallel tests never pick the same one.
@@ -40,19 +46,22 @@ fn pick_port(within: std::ops::Range<u16>, span: u16) -> u16 {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let taken = taken.get_or_insert_with(HashSet::new);
-    let mut state = (std::process::id() as u64)
+    let seed = (std::process::id() as u64)
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407)
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-    let size = u64::from(within.end - within.start - span);
-    for _ in 0..10_000 {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let port = within.start + ((state >> 33) % size) as u16;
+    let state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let size = within.end - within.start - span;
+    // Every start in the range, once, from a random one on: a free window is found whenever
+    // there is one (random probes missed them as the taken ports fragmented the range).
+    let first = ((state >> 33) % u64::from(size)) as u16;
+    for i in 0..size {
+        let port = within.start + (first + i) % size;
         let range = port..port + span;
         if range.clone().any(|p| taken.contains(&p)) {
             continue;
