@@ -219,7 +219,7 @@ impl Session<'_> {
         let call = valid.assign_references(&entropy);
         let channel_id = self.script.uniqueid().to_string();
         let owner = state.config.fastagi.owner_key.as_str();
-        let admitted = match admission::admit(
+        let mut admitted = match admission::admit(
             state,
             &call,
             owner,
@@ -238,17 +238,15 @@ impl Session<'_> {
             Err(Refusal::Busy) => return self.reject(admission::TOO_MANY_CALLS.into()),
             Err(Refusal::FirstPending) => return self.reject(admission::FIRST_PENDING.into()),
         };
-        let claim_key = admitted.claim_key.clone();
-        let fingerprint = admitted.fingerprint.clone();
-        let answer = admitted.answer.clone();
+        let claim = admitted.claim.take();
         let request = OriginateRequest::from(admitted);
         let contact_ref = request.record.call.contact_ref.as_str().to_string();
         if let Err(e) = site.pbx.follow(request).await {
             tracing::warn!(error = %e, contact_ref, "FastAGI call not followed: rejected");
-            admission::release(state, claim_key.as_deref()).await;
+            admission::release(state, claim.as_ref().map(|c| c.key.as_str())).await;
             return self.reject(Error::PBX_UNAVAILABLE.into());
         }
-        admission::accepted(state, claim_key.as_deref(), &fingerprint, &answer).await;
+        admission::accepted(state, claim);
         tracing::info!(
             contact_ref,
             agent = call.valid.agent,

@@ -33,6 +33,11 @@
 //! CloudEvent for delivery (`crate::webhook`), so it is queued once, in order, with the
 //! push.
 //!
+//! The same spool carries the idempotency claims of accepted calls ([`Notifier::accept`],
+//! [`idempotency::Acceptance`]): each is written in the pipeline of the notifications queued
+//! with it (in cluster mode, a step of its own), so a create costs no round trip of its own
+//! for it, and it waits out a Redis outage like a notification instead of being lost.
+//!
 //! [`Notifier::send`] is also where each notification is published to the call's event
 //! streams ([`hub::Hub`]), before it waits for Redis: the streams carry the same
 //! bytes, in the same order, whether or not Redis is up.
@@ -49,6 +54,7 @@ pub mod hub;
 
 use crate::call::{Notification, Outbox};
 use crate::metrics::Metrics;
+use crate::store::idempotency::{self, Acceptance};
 use crate::store::schema;
 use crate::store::target::{lost_master, Conn, Target};
 use crate::webhook::Enqueue;
@@ -96,10 +102,33 @@ const BATCH: usize = 64;
 /// milliseconds.
 pub const REPLICA_ACK_WITHIN_MS: u64 = 250;
 
+/// What the spool holds: a notification, or an accepted call's idempotency claim.
+#[derive(Debug)]
+enum Outgoing {
+    Notification(Notification),
+    Acceptance(Acceptance),
+}
+
+impl Outgoing {
+    fn notification(&self) -> Option<&Notification> {
+        match self {
+            Self::Notification(n) => Some(n),
+            Self::Acceptance(_) => None,
+        }
+    }
+
+    fn acceptance(&self) -> Option<&Acceptance> {
+        match self {
+            Self::Notification(_) => None,
+            Self::Acceptance(a) => Some(a),
+        }
+    }
+}
+
 /// Hands notifications to the pushing task.
 #[derive(Clone, Debug)]
 pub struct Notifier {
-    tx: mpsc::UnboundedSender<Notification>,
+    tx: mpsc::UnboundedSender<Outgoing>,
     spooled: Arc<AtomicUsize>,
     drained: watch::Receiver<bool>,
     hub: Hub,
@@ -135,8 +164,17 @@ impl Notifier {
             notification.event,
             &notification.json,
         );
+        self.spool(Outgoing::Notification(notification));
+    }
+
+    /// Queues the acceptance of a claim whose call the PBX queued; never blocks.
+    pub fn accept(&self, acceptance: Acceptance) {
+        self.spool(Outgoing::Acceptance(acceptance));
+    }
+
+    fn spool(&self, outgoing: Outgoing) {
         self.spooled.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send(notification).is_err() {
+        if self.tx.send(outgoing).is_err() {
             self.spooled.fetch_sub(1, Ordering::SeqCst);
             tracing::error!("notification task is gone; notification dropped");
         }
@@ -147,12 +185,12 @@ impl Notifier {
         self.hub.end(owner, contact_ref);
     }
 
-    /// Notifications not yet in Redis.
+    /// Notifications (and claim acceptances) not yet in Redis.
     pub fn spool_depth(&self) -> usize {
         self.spooled.load(Ordering::SeqCst)
     }
 
-    /// Waits until every queued notification is in Redis, or `timeout` passes; returns
+    /// Waits until every queued notification and acceptance is in Redis, or `timeout` passes; returns
     /// whether the spool is empty.
     pub async fn flush(&self, timeout: Duration) -> bool {
         let mut drained = self.drained.clone();
@@ -183,20 +221,22 @@ impl Outbox for Notifier {
 
 async fn run(
     settings: Settings,
-    mut rx: mpsc::UnboundedReceiver<Notification>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
     spooled: Arc<AtomicUsize>,
     drained: watch::Sender<bool>,
     metrics: Metrics,
 ) {
     let script = redis::Script::new(&schema::push_once());
     let queue_script = redis::Script::new(&schema::push_once_queue());
+    let accept_script = idempotency::accept_script();
     let hashes = Hashes {
         push: script.get_hash().to_string(),
         queue: queue_script.get_hash().to_string(),
+        accept: accept_script.get_hash().to_string(),
     };
     let mut script_loaded = false;
     let follows_failovers = settings.follows_failovers();
-    let mut spool: VecDeque<Notification> = VecDeque::new();
+    let mut spool: VecDeque<Outgoing> = VecDeque::new();
     // The connection and the address it reaches.
     let mut connection: Option<(Conn, String)> = None;
     let cluster_scripts = ClusterScripts::default();
@@ -213,10 +253,20 @@ async fn run(
             spool.push_back(n);
         }
         while spool.len() > settings.spool_capacity {
-            if let Some(lost) = spool.pop_front() {
-                spooled.fetch_sub(1, Ordering::SeqCst);
-                tracing::error!(id = %lost.id, key = %lost.call_key, "spool full: notification dropped");
+            match spool.pop_front() {
+                Some(Outgoing::Notification(lost)) => {
+                    tracing::error!(id = %lost.id, key = %lost.call_key, "spool full: notification dropped");
+                }
+                Some(Outgoing::Acceptance(lost)) => {
+                    tracing::error!(
+                        key = %lost.key,
+                        "spool full: claim acceptance dropped (the claim expires in {} s)",
+                        schema::PENDING_TTL_SECS
+                    );
+                }
+                None => break,
             }
+            spooled.fetch_sub(1, Ordering::SeqCst);
         }
         let _ = drained.send(false);
         if connection.is_none() {
@@ -238,6 +288,10 @@ async fn run(
                 Ok(_) if settings.webhooks.is_some() => {
                     queue_script.prepare_invoke().load_async(conn).await
                 }
+                other => other,
+            };
+            let loaded = match loaded {
+                Ok(_) => accept_script.prepare_invoke().load_async(conn).await,
                 other => other,
             };
             match loaded {
@@ -277,7 +331,9 @@ async fn run(
                     webhooks.wake.notify_one();
                 }
                 for pushed in spool.drain(..batch) {
-                    metrics.notification_pushed(pushed.since.elapsed());
+                    if let Outgoing::Notification(n) = pushed {
+                        metrics.notification_pushed(n.since.elapsed());
+                    }
                 }
                 spooled.fetch_sub(batch, Ordering::SeqCst);
                 retry = Duration::from_millis(100);
@@ -309,8 +365,8 @@ async fn connect(target: Option<&Target>) -> Option<(Conn, String)> {
 
 /// Sleeps `delay` while still accepting new notifications into the spool.
 async fn wait_or_receive(
-    rx: &mut mpsc::UnboundedReceiver<Notification>,
-    spool: &mut VecDeque<Notification>,
+    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
+    spool: &mut VecDeque<Outgoing>,
     delay: Duration,
 ) {
     let sleep = tokio::time::sleep(delay);
@@ -330,6 +386,7 @@ async fn wait_or_receive(
 struct Hashes {
     push: String,
     queue: String,
+    accept: String,
 }
 
 /// Pushes notifications in order, in one pipeline (one round trip; with Sentinel, ending
@@ -343,12 +400,19 @@ async fn push<'a>(
     hashes: &Hashes,
     conn: &mut Conn,
     settings: &Settings,
-    batch: impl ExactSizeIterator<Item = &'a Notification>,
+    batch: impl ExactSizeIterator<Item = &'a Outgoing>,
 ) -> redis::RedisResult<(bool, Option<u64>)> {
     let legacy = settings.legacy_key.as_deref();
     let mut pipe = redis::Pipeline::with_capacity(batch.len() + 1);
     let mut queued = false;
-    for n in batch {
+    for outgoing in batch {
+        let n = match outgoing {
+            Outgoing::Notification(n) => n,
+            Outgoing::Acceptance(a) => {
+                pipe.add_command(accept_command(&hashes.accept, a)).ignore();
+                continue;
+            }
+        };
         let webhook = settings
             .webhooks
             .as_ref()
@@ -397,6 +461,22 @@ async fn push<'a>(
     Ok((queued, acked.first().copied()))
 }
 
+/// `EVALSHA` of [`schema::ACCEPT_CLAIM`] for `a`.
+fn accept_command(hash: &str, a: &Acceptance) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(
+        7,
+        hash.len() + a.key.len() + a.pending.len() + a.accepted.len() + 32,
+    );
+    cmd.arg("EVALSHA")
+        .arg(hash)
+        .arg(1)
+        .arg(&a.key)
+        .arg(&a.pending)
+        .arg(&a.accepted)
+        .arg(a.ttl_secs);
+    cmd
+}
+
 /// The most arguments of one push (`EVALSHA`, the script, the key count, 8 keys, 11
 /// arguments), so that a command's list of them is made once.
 const PUSH_ARGS: usize = 22;
@@ -438,6 +518,7 @@ struct ClusterScripts {
     legacy: Arc<redis::Script>,
     index: Arc<redis::Script>,
     webhook: Arc<redis::Script>,
+    accept: Arc<redis::Script>,
 }
 
 impl Default for ClusterScripts {
@@ -447,6 +528,7 @@ impl Default for ClusterScripts {
             legacy: Arc::new(redis::Script::new(schema::LEGACY_PUSH)),
             index: Arc::new(redis::Script::new(schema::INDEX_ADD)),
             webhook: Arc::new(redis::Script::new(&schema::webhook_enqueue_cluster())),
+            accept: Arc::new(idempotency::accept_script().clone()),
         }
     }
 }
@@ -466,10 +548,22 @@ async fn push_cluster<'a>(
     scripts: &ClusterScripts,
     conn: &Conn,
     settings: &Settings,
-    batch: impl Iterator<Item = &'a Notification>,
+    batch: impl Iterator<Item = &'a Outgoing> + Clone,
 ) -> redis::RedisResult<bool> {
-    let batch: Vec<&Notification> = batch.collect();
     let mut steps: Vec<Step> = Vec::new();
+    // Each claim in its own slot.
+    for a in batch.clone().filter_map(Outgoing::acceptance) {
+        steps.push(Step {
+            script: scripts.accept.clone(),
+            keys: vec![a.key.clone()],
+            args: vec![
+                a.pending.clone(),
+                a.accepted.clone(),
+                a.ttl_secs.to_string(),
+            ],
+        });
+    }
+    let batch: Vec<&Notification> = batch.filter_map(Outgoing::notification).collect();
     // Each call's notifications, in order: (list, owner, contact_ref) → its step.
     let mut calls: Vec<((&str, &str, &str), usize)> = Vec::new();
     for n in &batch {

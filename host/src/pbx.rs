@@ -525,6 +525,11 @@ impl Driver {
     ) -> bool {
         let (mut read, mut write) = stream.into_split();
         let mut chunk = vec![0u8; 16 * 1024];
+        // One timer for the session's and the calls' deadlines, moved only when the earliest
+        // changes: not two timers made, registered and cancelled at every turn of the loop.
+        let timer = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(timer);
+        let mut timer_at: Option<u64> = None;
         loop {
             if !self.act(session, Some(&mut write), out, status).await {
                 return false;
@@ -535,9 +540,16 @@ impl Driver {
                 self.send_originates(session, &mut write, out, held).await;
                 continue;
             }
-            let wake = session.poll_timeout().map(|at| self.instant(at));
-            let call_wake = self.timers.peek().map(|Reverse((at, _))| self.instant(*at));
-            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            let session_at = session.poll_timeout();
+            let calls_at = self.timers.peek().map(|Reverse((at, _))| *at);
+            let next = match (session_at, calls_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(at) = next.filter(|at| timer_at != Some(*at)) {
+                timer.as_mut().reset(self.instant(at));
+                timer_at = Some(at);
+            }
             tokio::select! {
                 read = read.read(&mut chunk) => {
                     let now = self.now_ms();
@@ -609,10 +621,12 @@ impl Driver {
                         return true;
                     }
                 },
-                () = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() => {
-                    session.handle_timeout(self.now_ms());
-                }
-                () = tokio::time::sleep_until(call_wake.unwrap_or(far)), if call_wake.is_some() => {
+                () = &mut timer, if next.is_some() => {
+                    timer_at = None;
+                    let now = self.now_ms();
+                    if session_at.is_some_and(|at| at <= now) {
+                        session.handle_timeout(now);
+                    }
                     self.on_call_timers();
                 }
             }

@@ -72,6 +72,7 @@ pub fn start(config: Config) -> Result<Services, String> {
         Arc::new(validators),
         pbxes,
         call_store,
+        notifier.clone(),
         redis,
     )?;
     Ok(Services {

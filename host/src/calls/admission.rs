@@ -14,7 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::call::CallRecord;
 use crate::calls::Calls;
 use crate::pbx::OriginateRequest;
-use crate::store::idempotency::{self, Claim};
+use crate::store::idempotency::{self, Acceptance, Claim};
 use crate::store::schema;
 
 /// `503`: the idempotency store is down and the client gave a `contact_ref`.
@@ -42,9 +42,7 @@ pub struct Admitted {
     pub answer: String,
     /// The idempotency claim, released with [`release`] when the call is not dialled and
     /// marked with [`accepted`] once it is.
-    pub claim_key: Option<String>,
-    /// The payload's fingerprint (for [`accepted`]).
-    pub fingerprint: String,
+    pub claim: Option<Acceptance>,
     /// The call's place under `limits.max_calls_in_flight`.
     pub slot: OwnedSemaphorePermit,
 }
@@ -148,14 +146,21 @@ pub async fn admit(
         pbx: Some(pbx.to_string()),
     };
 
-    let claim_key = (!call.contact_ref.is_generated())
-        .then(|| schema::claim_key(&state.config.redis.idempotency_prefix, owner, contact_ref));
+    let print = text(Fingerprint::of(call), 256);
+    let claim = (!call.contact_ref.is_generated()).then(|| {
+        Acceptance::new(
+            schema::claim_key(&state.config.redis.idempotency_prefix, owner, contact_ref),
+            &print,
+            &answer,
+            state.config.redis.idempotency_ttl_secs,
+        )
+    });
     let owner_key = schema::recording_owner_key(recording_ref);
     let owner_ttl_secs = state.config.recordings.owner_ttl_secs;
     // The record goes to Redis with the claim, in one round trip, when there is a claim.
     let mut record_key = None;
-    let print = text(Fingerprint::of(call), 256);
-    if let Some(key) = &claim_key {
+    if let Some(acceptance) = &claim {
+        let key = acceptance.key.as_str();
         let mut conn = state.redis().await.ok_or(STORE_UNAVAILABLE)?;
         // With Redis Cluster the record's keys are in other slots than the claim's: the
         // claim alone decides, and the record follows it (below, as without a claim).
@@ -185,29 +190,29 @@ pub async fn admit(
         // A repeat of a call still being dialled waits for its outcome: the first answer
         // once the PBX queued it, or, when the attempt failed and released the claim, a
         // claim of its own (and so the same outcome a retry would get).
-        let mut claim = state
-            .redis_op(idempotency::claim(&mut conn, key, &print, &answer, stored))
+        let mut claimed = state
+            .redis_op(idempotency::claim(&mut conn, acceptance, &print, stored))
             .await
             .ok_or(STORE_UNAVAILABLE)?;
-        while claim == Claim::Pending {
+        while claimed == Claim::Pending {
             if tokio::time::Instant::now() >= deadline {
                 tracing::info!(contact_ref, "repeat gave up waiting for the first attempt");
                 return Err(Refusal::FirstPending);
             }
             tokio::time::sleep(REPEAT_POLL).await;
-            claim = match state
+            claimed = match state
                 .redis_op(idempotency::look(&mut conn, key, &print))
                 .await
                 .ok_or(STORE_UNAVAILABLE)?
             {
-                Some(claim) => claim,
+                Some(claimed) => claimed,
                 None => state
-                    .redis_op(idempotency::claim(&mut conn, key, &print, &answer, stored))
+                    .redis_op(idempotency::claim(&mut conn, acceptance, &print, stored))
                     .await
                     .ok_or(STORE_UNAVAILABLE)?,
             };
         }
-        match claim {
+        match claimed {
             Claim::New => record_key = with_record.as_ref().map(|(key, _, _)| key.clone()),
             Claim::Repeat(first) => {
                 tracing::info!(contact_ref, "repeated create-call answered from the first");
@@ -220,7 +225,8 @@ pub async fn admit(
 
     let Ok(slot) = state.call_slots.clone().try_acquire_owned() else {
         // Nothing is dialled: neither the claim nor the record stored with it stays.
-        release_keys(state, claim_key.as_deref(), record_key.as_deref()).await;
+        let claim_key = claim.as_ref().map(|c| c.key.as_str());
+        release_keys(state, claim_key, record_key.as_deref()).await;
         tracing::warn!(
             limit = state.config.limits.max_calls_in_flight,
             "call refused: too many calls in flight"
@@ -247,8 +253,7 @@ pub async fn admit(
         mode,
         record,
         answer,
-        claim_key,
-        fingerprint: print,
+        claim,
         slot,
     })))
 }
@@ -261,19 +266,11 @@ fn text(value: impl std::fmt::Display, capacity: usize) -> String {
     out
 }
 
-/// The PBX queued the call: repeats get its first answer from now on.
-pub async fn accepted(state: &Calls, claim_key: Option<&str>, fingerprint: &str, answer: &str) {
-    if let (Some(key), Some(mut conn)) = (claim_key, state.redis().await) {
-        let accept = idempotency::accept(
-            &mut conn,
-            key,
-            fingerprint,
-            answer,
-            state.config.redis.idempotency_ttl_secs,
-        );
-        if state.redis_op(accept).await.is_none() {
-            tracing::warn!("idempotency claim not marked accepted (it expires in 60 s)");
-        }
+/// The PBX queued the call: repeats get its first answer from now on. The acceptance goes
+/// with the notifications (see [`idempotency`]): the request does not wait for Redis.
+pub fn accepted(state: &Calls, claim: Option<Acceptance>) {
+    if let Some(claim) = claim {
+        state.notifier.accept(claim);
     }
 }
 

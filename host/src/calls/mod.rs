@@ -12,6 +12,7 @@ use click2dial_core::{DialPolicy, Validators};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::notify::Notifier;
 use crate::pbxes::Pbxes;
 use crate::store::call_store::CallStore;
 use crate::store::gate::RedisGate;
@@ -54,6 +55,9 @@ pub struct Shared {
     pub notifications_key: Option<Template<'static>>,
     /// Call records shared with the other hosts.
     pub call_store: Option<CallStore>,
+    /// Where an accepted call's idempotency claim is handed, to be written with its
+    /// notifications ([`admission::accepted`]).
+    pub notifier: Notifier,
     /// Lists leaked once at start-up for [`DialPolicy`], which borrows.
     policy_lists: (&'static [&'static str], &'static [&'static str]),
     redis: RedisGate,
@@ -66,6 +70,7 @@ impl Calls {
         validators: Arc<Validators>,
         pbxes: Pbxes,
         call_store: Option<CallStore>,
+        notifier: Notifier,
         redis: RedisGate,
     ) -> Result<Self, String> {
         let leak_list = |list: &[String]| -> &'static [&'static str] {
@@ -92,6 +97,7 @@ impl Calls {
             recording_url,
             notifications_key,
             call_store,
+            notifier,
             policy_lists,
             redis,
         })))

@@ -126,11 +126,10 @@ async fn create_call(
     let contact_ref = contact_ref.as_str();
     let recording_ref = admitted.record.call.recording_ref;
     let recording_ref = recording_ref.as_str();
-    let claim_key = admitted.claim_key.take();
-    let fingerprint = std::mem::take(&mut admitted.fingerprint);
+    let claim = admitted.claim.take();
     let answer = std::mem::take(&mut admitted.answer);
     if let Err(e) = pbx.originate(OriginateRequest::from(admitted)).await {
-        admission::release(&state, claim_key.as_deref()).await;
+        admission::release(&state, claim.as_ref().map(|c| c.key.as_str())).await;
         return match e {
             OriginateError::NotConnected => {
                 Err(pbx_unavailable(pbx.unavailable().unwrap_or_else(|| {
@@ -151,7 +150,7 @@ async fn create_call(
             )),
         };
     }
-    admission::accepted(&state, claim_key.as_deref(), &fingerprint, &answer).await;
+    admission::accepted(&state, claim);
     tracing::info!(contact_ref, recording_ref, key = %caller.id, "call queued");
     Ok(json_response(StatusCode::ACCEPTED, answer.into_bytes()))
 }

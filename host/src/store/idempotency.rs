@@ -10,6 +10,13 @@
 //! refuses; a different payload is a `409`. When dialling fails, the claim is released so a
 //! retry can dial.
 //!
+//! The acceptance ([`Acceptance`]) is not a round trip of the request: it is handed to the
+//! notifier (`crate::notify`), which writes it with the call's first notifications, in the
+//! same pipeline, and keeps it in its spool until Redis has it. A Redis that hiccups after
+//! the Originate so delays it instead of losing it (a lost acceptance lets the claim expire
+//! and a repeat dial the customer again), and a repeat that arrives before it lands waits
+//! for it as for any pending claim.
+//!
 //! The claim and the call's record (see [`crate::store::call_store`]) go in one round trip: a Lua
 //! script claims and, only when the claim is new, stores the record, so a repeat or a
 //! conflicting request never overwrites the first call's record.
@@ -17,7 +24,7 @@
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::store::schema::{CLAIM_AND_STORE, PENDING_TTL_SECS};
+use crate::store::schema::{ACCEPT_CLAIM, CLAIM_AND_STORE, PENDING_TTL_SECS};
 use crate::store::target::Conn;
 
 /// What the store says about a claim.
@@ -66,18 +73,61 @@ fn claim_script() -> &'static redis::Script {
     SCRIPT.get_or_init(|| redis::Script::new(CLAIM_AND_STORE))
 }
 
-/// Claims `key` for `fingerprint` (pending, [`PENDING_TTL_SECS`]), remembering `answer`;
-/// when the claim is new, also stores `record` (in the same round trip, `EVALSHA`).
+/// A claim of this host's, to be marked accepted once the PBX queued its call: the pending
+/// record it was claimed with and the accepted one that replaces it ([`ACCEPT_CLAIM`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acceptance {
+    /// The claim's key.
+    pub key: String,
+    /// The pending record, as [`claim`] stored it.
+    pub pending: String,
+    /// The accepted record: what repeats are answered from.
+    pub accepted: String,
+    /// How long the accepted claim is kept (`redis.idempotency_ttl_secs`).
+    pub ttl_secs: u64,
+}
+
+impl Acceptance {
+    /// The records of `fingerprint`'s claim under `key`, answering `answer`.
+    pub fn new(key: String, fingerprint: &str, answer: &str, ttl_secs: u64) -> Self {
+        let pending = record_json(fingerprint, answer, true);
+        // `pending` is the record's last field: the accepted record is the pending one with
+        // its last value changed, not a second serialisation of the answer.
+        let accepted = match pending.strip_suffix(r#""pending":true}"#) {
+            Some(head) => {
+                let mut accepted = String::with_capacity(pending.len() + 1);
+                accepted.push_str(head);
+                accepted.push_str(r#""pending":false}"#);
+                accepted
+            }
+            None => record_json(fingerprint, answer, false),
+        };
+        Self {
+            key,
+            pending,
+            accepted,
+            ttl_secs: ttl_secs.max(1),
+        }
+    }
+}
+
+/// The accept script (its SHA1, for `EVALSHA`).
+pub fn accept_script() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(ACCEPT_CLAIM))
+}
+
+/// Claims `claim.key` with its pending record ([`PENDING_TTL_SECS`]); when the claim is new,
+/// also stores `record` (in the same round trip, `EVALSHA`). `fingerprint` judges a claim
+/// that is already there.
 pub async fn claim(
     conn: &mut Conn,
-    key: &str,
+    claim: &Acceptance,
     fingerprint: &str,
-    answer: &str,
     record: Option<StoredRecord<'_>>,
 ) -> redis::RedisResult<Claim> {
-    let claim = record_json(fingerprint, answer, true);
-    let mut invocation = claim_script().key(key);
-    invocation.arg(&claim).arg(PENDING_TTL_SECS);
+    let mut invocation = claim_script().key(&claim.key);
+    invocation.arg(&claim.pending).arg(PENDING_TTL_SECS);
     if let Some(record) = record {
         invocation
             .key(record.key)
@@ -130,27 +180,6 @@ pub async fn look(
     Ok(stored.map(|s| judge(&s, fingerprint)))
 }
 
-/// The claim's Originate was queued by the PBX: repeats get its answer from now on, for
-/// `ttl_secs`. Only an existing claim is updated (`XX`).
-pub async fn accept(
-    conn: &mut Conn,
-    key: &str,
-    fingerprint: &str,
-    answer: &str,
-    ttl_secs: u64,
-) -> redis::RedisResult<()> {
-    let record = record_json(fingerprint, answer, false);
-    redis::cmd("SET")
-        .arg(key)
-        .arg(record)
-        .arg("XX")
-        .arg("EX")
-        .arg(ttl_secs.max(1))
-        .query_async::<Option<String>>(conn)
-        .await
-        .map(|_| ())
-}
-
 /// Releases a claim whose call was not dialled (and `also`, e.g. the call's record).
 pub async fn release(conn: &mut Conn, key: &str, also: Option<&str>) -> redis::RedisResult<()> {
     match also {
@@ -183,5 +212,19 @@ mod tests {
             Claim::Pending
         );
         assert_eq!(judge(&accepted, "another"), Claim::Conflict);
+    }
+
+    #[test]
+    fn an_acceptance_holds_the_records_serde_json_writes() {
+        let answer = "{\"status\":\"queued\",\"contact_ref\":\"crm-\\\"42\",\"x\":\"\u{e9}\"}";
+        let acceptance = Acceptance::new("k".into(), "fp", answer, 0);
+        assert_eq!(acceptance.pending, record_json("fp", answer, true));
+        assert_eq!(acceptance.accepted, record_json("fp", answer, false));
+        assert_eq!(judge(&acceptance.pending, "fp"), Claim::Pending);
+        assert_eq!(
+            judge(&acceptance.accepted, "fp"),
+            Claim::Repeat(answer.to_string())
+        );
+        assert_eq!(acceptance.ttl_secs, 1, "a zero TTL would make SET fail");
     }
 }

@@ -6,7 +6,7 @@
 //! | `redis.call_key_template` (`teleforge:notifications:c2d:{contact_ref}`) | list of notification JSON | `redis.ttl_secs` | [`push_once`] |
 //! | `redis.legacy_key` (`enigma:notifications:c2d`), when enabled | the same, all calls | none | [`push_once`] |
 //! | [`SENT_PREFIX`]`<ChannelId>:<sequence>` | `1`: the exactly-once mark | `redis.ttl_secs` | [`push_once`] |
-//! | `redis.idempotency_prefix` + `<key id>:<contact_ref>` ([`claim_key`]) | claim JSON: fingerprint, first answer, pending | [`PENDING_TTL_SECS`], then `redis.idempotency_ttl_secs` | [`CLAIM_AND_STORE`], `SET XX` |
+//! | `redis.idempotency_prefix` + `<key id>:<contact_ref>` ([`claim_key`]) | claim JSON: fingerprint, first answer, pending | [`PENDING_TTL_SECS`], then `redis.idempotency_ttl_secs` | [`CLAIM_AND_STORE`], then [`ACCEPT_CLAIM`] (from the notifier's spool) |
 //! | [`CALL_PREFIX`]`<ChannelId>` ([`call_key`]) | call record JSON | `redis.ttl_secs` | [`CLAIM_AND_STORE`] or `SET` |
 //! | [`RECORDING_OWNER_PREFIX`]`<recording_ref>` ([`recording_owner_key`]) | the owning key's id | `recordings.owner_ttl_secs` | [`CLAIM_AND_STORE`] or `SET` |
 //! | [`HISTORY_PREFIX`]`<key id>:<contact_ref>` ([`history_key`]) | list of the call's notification JSON, oldest first (at most [`HISTORY_MAX`]): the call resource | `redis.idempotency_ttl_secs` | [`push_once`] |
@@ -180,6 +180,20 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   return false
 end
 return redis.call('GET', KEYS[1])
+";
+
+/// Marks the pending claim `KEYS[1]` accepted: only while it still holds `ARGV[1]` (the
+/// pending record this host stored, whose answer names references no other attempt has),
+/// it becomes `ARGV[2]` (the accepted record) for `ARGV[3]` seconds. Answers 1 when it did,
+/// 0 when the claim is gone, is another attempt's or was already accepted (sent again after
+/// a lost reply, it changes nothing).
+pub const ACCEPT_CLAIM: &str = r"
+local stored = redis.call('GET', KEYS[1])
+if stored == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
 ";
 
 /// What a push does once its mark is new: `LPUSH`es `ARGV[1]` to `KEYS[1]` (per-call list,

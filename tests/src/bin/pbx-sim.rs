@@ -69,6 +69,13 @@ struct Cli {
     /// How long a refused Originate (`--refuse-callee`) waits for its answer.
     #[arg(long = "refusal-delay-ms", value_name = "MS", default_value_t = 0)]
     refusal_delay_ms: u64,
+    /// Queue every Originate to this callee (`Exten`) only after `--queue-delay-ms`: a PBX
+    /// slow to answer (repeat for more).
+    #[arg(long = "slow-callee", value_name = "NUMBER")]
+    slow_callees: Vec<String>,
+    /// How long an Originate to a slow callee (`--slow-callee`) waits for its answer.
+    #[arg(long = "queue-delay-ms", value_name = "MS", default_value_t = 0)]
+    queue_delay_ms: u64,
 }
 
 #[tokio::main]
@@ -93,6 +100,8 @@ async fn main() -> ExitCode {
         denied_actions: cli.denied_actions,
         refused_callees: cli.refused_callees,
         refusal_delay: std::time::Duration::from_millis(cli.refusal_delay_ms),
+        slow_callees: cli.slow_callees,
+        queue_delay: std::time::Duration::from_millis(cli.queue_delay_ms),
     };
     let simulator = match Simulator::new(config) {
         Ok(s) => s,

@@ -117,6 +117,11 @@ pub struct Config {
     pub refused_callees: Vec<String>,
     /// How long such a refusal takes.
     pub refusal_delay: std::time::Duration,
+    /// Callees (`Exten`) whose Originate is queued (and answered `Success`) only after
+    /// [`Config::queue_delay`]: a PBX slow to answer.
+    pub slow_callees: Vec<String>,
+    /// How long such an Originate waits.
+    pub queue_delay: std::time::Duration,
 }
 
 impl Default for Config {
@@ -135,6 +140,8 @@ impl Default for Config {
             denied_actions: Vec::new(),
             refused_callees: Vec::new(),
             refusal_delay: std::time::Duration::ZERO,
+            slow_callees: Vec::new(),
+            queue_delay: std::time::Duration::ZERO,
         }
     }
 }

@@ -264,6 +264,9 @@ impl Session {
             out.write_all(&response("Error", id, message)).await?;
             return Ok(Flow::Continue);
         }
+        if config.slow_callees.contains(&originate.exten) {
+            tokio::time::sleep(config.queue_delay).await;
+        }
         let (reply_tx, reply_rx) = if originate.asynchronous {
             (None, None)
         } else {

@@ -727,6 +727,64 @@ mod idempotency {
         assert_eq!(answers[0].code(), "pbx_unavailable");
     }
 
+    /// Redis goes down while the PBX is queueing the call, so the claim cannot be marked
+    /// accepted when the PBX answers: the acceptance waits (with the call's notifications)
+    /// and lands once Redis is back. Lost, the claim would stay pending, expire after 60 s,
+    /// and a repeat would ring the customer again.
+    #[test]
+    fn an_acceptance_held_up_by_a_redis_outage_lands_when_redis_is_back() {
+        let recordings = tempfile::tempdir().expect("tempdir");
+        let mut redis = support::Redis::start();
+        let sim = support::Sim::start_args(
+            recordings.path(),
+            &["--slow-callee", "0820001777", "--queue-delay-ms", "1000"],
+        );
+        let host = Host::start(&redis, &sim.address, recordings.path(), &[]);
+        assert_eq!(
+            post_when_ready(&host, TEST_KEY, &call("0820001234", "warm-up")).status,
+            202
+        );
+        let body = call("0820001777", "outage-accept");
+        let claim = |redis: &support::Redis| -> Option<(serde_json::Value, i64)> {
+            let mut conn = redis.connection().ok()?;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("teleforge:c2d:idempotency:*:outage-accept")
+                .query(&mut conn)
+                .ok()?;
+            let key = keys.first()?;
+            let json: String = redis::cmd("GET").arg(key).query(&mut conn).ok()?;
+            let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).ok()?;
+            Some((serde_json::from_str(&json).expect("claim JSON"), ttl))
+        };
+        let first = std::thread::scope(|s| {
+            let first = s.spawn(|| post(&host, TEST_KEY, &body));
+            // The claim is in (pending) and the Originate is with the PBX: Redis goes down.
+            assert!(support::eventually(Duration::from_secs(10), || {
+                claim(&redis).is_some_and(|(c, _)| c["pending"] == true)
+            }));
+            redis.stop();
+            first.join().expect("client")
+        });
+        assert_eq!(first.status, 202, "{:?}", first.json());
+        redis.restart();
+        assert!(
+            support::eventually(Duration::from_secs(15), || {
+                claim(&redis).is_some_and(|(c, ttl)| c["pending"] == false && ttl > 60)
+            }),
+            "the claim is still {:?}",
+            claim(&redis)
+        );
+        // A client retries on `503` (the store's back-off right after its outage).
+        let repeat = post_when_ready(&host, TEST_KEY, &body);
+        assert_eq!(repeat.status, 202, "{:?}", repeat.json());
+        assert_eq!(
+            repeat.json(),
+            first.json(),
+            "the first answer, not a new call"
+        );
+        assert_eq!(sim.originates_of("outage-accept"), 1, "dialled once");
+    }
+
     /// A `contact_ref` used again once its idempotency record is gone is a new call, with
     /// all of its own notifications (its exactly-once marks are not the first call's).
     #[test]
