@@ -246,7 +246,7 @@ impl Session<'_> {
             admission::release(state, claim.as_ref().map(|c| c.key.as_str())).await;
             return self.reject(Error::PBX_UNAVAILABLE.into());
         }
-        admission::accepted(state, claim);
+        admission::accepted(state, claim).await;
         tracing::info!(
             contact_ref,
             agent = call.valid.agent,

@@ -36,7 +36,10 @@
 //! The same spool carries the idempotency claims of accepted calls ([`Notifier::accept`],
 //! [`idempotency::Acceptance`]): each is written in the pipeline of the notifications queued
 //! with it (in cluster mode, a step of its own), so a create costs no round trip of its own
-//! for it, and it waits out a Redis outage like a notification instead of being lost.
+//! for it, and it waits out a Redis outage like a notification instead of being lost. Its
+//! sender is told once it is in Redis ([`Notifier::accept`]): a create waits for that (with
+//! a deadline), which keeps the creates from outrunning the pushes and the spool from
+//! growing under load.
 //!
 //! [`Notifier::send`] is also where each notification is published to the call's event
 //! streams ([`hub::Hub`]), before it waits for Redis: the streams carry the same
@@ -48,7 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::RedisWrite;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub mod hub;
 
@@ -106,21 +109,21 @@ pub const REPLICA_ACK_WITHIN_MS: u64 = 250;
 #[derive(Debug)]
 enum Outgoing {
     Notification(Notification),
-    Acceptance(Acceptance),
+    Acceptance(Acceptance, oneshot::Sender<()>),
 }
 
 impl Outgoing {
     fn notification(&self) -> Option<&Notification> {
         match self {
             Self::Notification(n) => Some(n),
-            Self::Acceptance(_) => None,
+            Self::Acceptance(..) => None,
         }
     }
 
     fn acceptance(&self) -> Option<&Acceptance> {
         match self {
             Self::Notification(_) => None,
-            Self::Acceptance(a) => Some(a),
+            Self::Acceptance(a, _) => Some(a),
         }
     }
 }
@@ -167,9 +170,12 @@ impl Notifier {
         self.spool(Outgoing::Notification(notification));
     }
 
-    /// Queues the acceptance of a claim whose call the PBX queued; never blocks.
-    pub fn accept(&self, acceptance: Acceptance) {
-        self.spool(Outgoing::Acceptance(acceptance));
+    /// Queues the acceptance of a claim whose call the PBX queued; never blocks. The answer
+    /// comes once Redis has it (no answer: the notifier is gone).
+    pub fn accept(&self, acceptance: Acceptance) -> oneshot::Receiver<()> {
+        let (done, written) = oneshot::channel();
+        self.spool(Outgoing::Acceptance(acceptance, done));
+        written
     }
 
     fn spool(&self, outgoing: Outgoing) {
@@ -257,7 +263,7 @@ async fn run(
                 Some(Outgoing::Notification(lost)) => {
                     tracing::error!(id = %lost.id, key = %lost.call_key, "spool full: notification dropped");
                 }
-                Some(Outgoing::Acceptance(lost)) => {
+                Some(Outgoing::Acceptance(lost, _)) => {
                     tracing::error!(
                         key = %lost.key,
                         "spool full: claim acceptance dropped (the claim expires in {} s)",
@@ -331,8 +337,10 @@ async fn run(
                     webhooks.wake.notify_one();
                 }
                 for pushed in spool.drain(..batch) {
-                    if let Outgoing::Notification(n) = pushed {
-                        metrics.notification_pushed(n.since.elapsed());
+                    match pushed {
+                        Outgoing::Notification(n) => metrics.notification_pushed(n.since.elapsed()),
+                        // The create waiting for it may have stopped waiting.
+                        Outgoing::Acceptance(_, done) => drop(done.send(())),
                     }
                 }
                 spooled.fetch_sub(batch, Ordering::SeqCst);
@@ -408,7 +416,7 @@ async fn push<'a>(
     for outgoing in batch {
         let n = match outgoing {
             Outgoing::Notification(n) => n,
-            Outgoing::Acceptance(a) => {
+            Outgoing::Acceptance(a, _) => {
                 pipe.add_command(accept_command(&hashes.accept, a)).ignore();
                 continue;
             }

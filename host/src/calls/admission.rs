@@ -267,12 +267,31 @@ fn text(value: impl std::fmt::Display, capacity: usize) -> String {
 }
 
 /// The PBX queued the call: repeats get its first answer from now on. The acceptance goes
-/// with the notifications (see [`idempotency`]): the request does not wait for Redis.
-pub fn accepted(state: &Calls, claim: Option<Acceptance>) {
-    if let Some(claim) = claim {
-        state.notifier.accept(claim);
+/// with the notifications (see [`idempotency`]). While the notifier keeps up, the create
+/// does not wait for it; once more than [`SPOOL_BACKLOG`] items wait to be pushed, it waits
+/// until its acceptance is in Redis, at most [`crate::store::gate::REDIS_WITHIN`]: creates
+/// then go no faster than their notifications are pushed, and the spool does not grow
+/// under a load Redis cannot take. Past the deadline the acceptance stays in the spool and
+/// the call is answered (it was dialled).
+pub async fn accepted(state: &Calls, claim: Option<Acceptance>) {
+    let Some(claim) = claim else {
+        return;
+    };
+    let written = state.notifier.accept(claim);
+    if state.notifier.spool_depth() <= SPOOL_BACKLOG {
+        return;
+    }
+    if tokio::time::timeout(crate::store::gate::REDIS_WITHIN, written)
+        .await
+        .is_err()
+    {
+        tracing::warn!("idempotency claim not yet marked accepted: it waits in the spool");
     }
 }
+
+/// How many notifications and acceptances may wait to be pushed before a create waits for
+/// its own ([`accepted`]): a few of the notifier's batches.
+pub const SPOOL_BACKLOG: usize = 256;
 
 /// Releases the idempotency claim of a call that was not dialled, so a retry can dial.
 pub async fn release(state: &Calls, claim_key: Option<&str>) {

@@ -150,7 +150,7 @@ async fn create_call(
             )),
         };
     }
-    admission::accepted(&state, claim);
+    admission::accepted(&state, claim).await;
     tracing::info!(contact_ref, recording_ref, key = %caller.id, "call queued");
     Ok(json_response(StatusCode::ACCEPTED, answer.into_bytes()))
 }
