@@ -354,7 +354,7 @@ impl Hub {
 /// The hub's name of a call: its owner's key id and its contact reference (neither holds
 /// a newline), so two keys' calls under the same `contact_ref` are two calls.
 fn call_key(owner: &str, contact_ref: &str) -> String {
-    format!("{owner}\n{contact_ref}")
+    [owner, "\n", contact_ref].concat()
 }
 
 /// One stream's state: what is still to be sent from the history, then the live channel.

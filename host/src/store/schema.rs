@@ -98,12 +98,12 @@ pub fn history_key_on(cluster: bool, template: &str, owner: &str, contact_ref: &
 
 /// The history of `owner`'s call `contact_ref`.
 pub fn history_key(owner: &str, contact_ref: &str) -> String {
-    history_key_name(owner, contact_ref).to_string()
+    [HISTORY_PREFIX, owner, ":", contact_ref].concat()
 }
 
 /// `owner`'s index of calls.
 pub fn calls_key(owner: &str) -> String {
-    calls_key_name(owner).to_string()
+    [CALLS_PREFIX, owner].concat()
 }
 
 /// [`history_key`], to be written where it goes (e.g. a command's buffer, with redis-rs's
@@ -148,19 +148,19 @@ impl std::fmt::Display for KeyName<'_> {
 
 /// The key of `channel_id`'s call record.
 pub fn call_key(channel_id: &str) -> String {
-    format!("{CALL_PREFIX}{channel_id}")
+    [CALL_PREFIX, channel_id].concat()
 }
 
 /// The key of `recording_ref`'s owner.
 pub fn recording_owner_key(recording_ref: &str) -> String {
-    format!("{RECORDING_OWNER_PREFIX}{recording_ref}")
+    [RECORDING_OWNER_PREFIX, recording_ref].concat()
 }
 
 /// The idempotency key of `owner`'s `contact_ref`: `<prefix><owner>:<contact_ref>`. Key ids
 /// hold no `:`, so two keys never share a claim; an owner-less softphone call (no
 /// `[fastagi] owner_key`) has the empty owner.
 pub fn claim_key(prefix: &str, owner: &str, contact_ref: &str) -> String {
-    format!("{prefix}{owner}:{contact_ref}")
+    [prefix, owner, ":", contact_ref].concat()
 }
 
 /// How long a claim stays while its first Originate is under way; past it (the host that
