@@ -80,6 +80,13 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// The call under `owner`'s `contact_ref` is over: no notification follows.
     fn call_over(&self, owner: &str, contact_ref: &str);
+
+    /// A call another host placed is followed here, so the PBX has it: its idempotency
+    /// claim, when still pending, is to be marked accepted (the host that placed it may
+    /// have died before it could). Nothing by default (an outbox without a store).
+    fn followed(&self, owner: &str, contact_ref: &str, recording_ref: &str) {
+        let _ = (owner, contact_ref, recording_ref);
+    }
 }
 
 #[cfg(test)]

@@ -80,6 +80,9 @@ pub struct Settings {
     pub history_ttl_secs: u64,
     /// Which keys' notifications are also queued for their webhook.
     pub webhooks: Option<Enqueue>,
+    /// `redis.idempotency_prefix`, for the claims of the calls this host follows but did
+    /// not place (`None`: they are left alone).
+    pub claim_prefix: Option<String>,
 }
 
 impl Settings {
@@ -110,20 +113,18 @@ pub const REPLICA_ACK_WITHIN_MS: u64 = 250;
 enum Outgoing {
     Notification(Notification),
     Acceptance(Acceptance, oneshot::Sender<()>),
+    /// A followed call's claim ([`schema::ADOPT_CLAIM`]): its key and recording reference.
+    Adoption {
+        key: String,
+        recording_ref: String,
+    },
 }
 
 impl Outgoing {
     fn notification(&self) -> Option<&Notification> {
         match self {
             Self::Notification(n) => Some(n),
-            Self::Acceptance(..) => None,
-        }
-    }
-
-    fn acceptance(&self) -> Option<&Acceptance> {
-        match self {
-            Self::Notification(_) => None,
-            Self::Acceptance(a, _) => Some(a),
+            Self::Acceptance(..) | Self::Adoption { .. } => None,
         }
     }
 }
@@ -132,6 +133,7 @@ impl Outgoing {
 #[derive(Clone, Debug)]
 pub struct Notifier {
     tx: mpsc::UnboundedSender<Outgoing>,
+    claim_prefix: Option<Arc<str>>,
     spooled: Arc<AtomicUsize>,
     drained: watch::Receiver<bool>,
     hub: Hub,
@@ -143,9 +145,11 @@ impl Notifier {
         let (tx, rx) = mpsc::unbounded_channel();
         let spooled = Arc::new(AtomicUsize::new(0));
         let (drained_tx, drained) = watch::channel(true);
+        let claim_prefix = settings.claim_prefix.as_deref().map(Arc::from);
         tokio::spawn(run(settings, rx, spooled.clone(), drained_tx, metrics));
         Self {
             tx,
+            claim_prefix,
             spooled,
             drained,
             hub: Hub::new(),
@@ -223,6 +227,16 @@ impl Outbox for Notifier {
     fn call_over(&self, owner: &str, contact_ref: &str) {
         Notifier::call_over(self, owner, contact_ref);
     }
+
+    fn followed(&self, owner: &str, contact_ref: &str, recording_ref: &str) {
+        let Some(prefix) = &self.claim_prefix else {
+            return;
+        };
+        self.spool(Outgoing::Adoption {
+            key: schema::claim_key(prefix, owner, contact_ref),
+            recording_ref: recording_ref.to_string(),
+        });
+    }
 }
 
 async fn run(
@@ -235,10 +249,12 @@ async fn run(
     let script = redis::Script::new(&schema::push_once());
     let queue_script = redis::Script::new(&schema::push_once_queue());
     let accept_script = idempotency::accept_script();
+    let adopt_script = redis::Script::new(schema::ADOPT_CLAIM);
     let hashes = Hashes {
         push: script.get_hash().to_string(),
         queue: queue_script.get_hash().to_string(),
         accept: accept_script.get_hash().to_string(),
+        adopt: adopt_script.get_hash().to_string(),
     };
     let mut script_loaded = false;
     let follows_failovers = settings.follows_failovers();
@@ -262,6 +278,9 @@ async fn run(
             match spool.pop_front() {
                 Some(Outgoing::Notification(lost)) => {
                     tracing::error!(id = %lost.id, key = %lost.call_key, "spool full: notification dropped");
+                }
+                Some(Outgoing::Adoption { key, .. }) => {
+                    tracing::warn!(%key, "spool full: a followed call's claim left pending");
                 }
                 Some(Outgoing::Acceptance(lost, _)) => {
                     tracing::error!(
@@ -298,6 +317,10 @@ async fn run(
             };
             let loaded = match loaded {
                 Ok(_) => accept_script.prepare_invoke().load_async(conn).await,
+                other => other,
+            };
+            let loaded = match loaded {
+                Ok(_) => adopt_script.prepare_invoke().load_async(conn).await,
                 other => other,
             };
             match loaded {
@@ -341,6 +364,7 @@ async fn run(
                         Outgoing::Notification(n) => metrics.notification_pushed(n.since.elapsed()),
                         // The create waiting for it may have stopped waiting.
                         Outgoing::Acceptance(_, done) => drop(done.send(())),
+                        Outgoing::Adoption { .. } => {}
                     }
                 }
                 spooled.fetch_sub(batch, Ordering::SeqCst);
@@ -395,6 +419,7 @@ struct Hashes {
     push: String,
     queue: String,
     accept: String,
+    adopt: String,
 }
 
 /// Pushes notifications in order, in one pipeline (one round trip; with Sentinel, ending
@@ -418,6 +443,16 @@ async fn push<'a>(
             Outgoing::Notification(n) => n,
             Outgoing::Acceptance(a, _) => {
                 pipe.add_command(accept_command(&hashes.accept, a)).ignore();
+                continue;
+            }
+            Outgoing::Adoption { key, recording_ref } => {
+                pipe.cmd("EVALSHA")
+                    .arg(&hashes.adopt)
+                    .arg(1)
+                    .arg(key)
+                    .arg(recording_ref)
+                    .arg(settings.history_ttl_secs.max(1))
+                    .ignore();
                 continue;
             }
         };
@@ -527,6 +562,7 @@ struct ClusterScripts {
     index: Arc<redis::Script>,
     webhook: Arc<redis::Script>,
     accept: Arc<redis::Script>,
+    adopt: Arc<redis::Script>,
 }
 
 impl Default for ClusterScripts {
@@ -537,6 +573,7 @@ impl Default for ClusterScripts {
             index: Arc::new(redis::Script::new(schema::INDEX_ADD)),
             webhook: Arc::new(redis::Script::new(&schema::webhook_enqueue_cluster())),
             accept: Arc::new(idempotency::accept_script().clone()),
+            adopt: Arc::new(redis::Script::new(schema::ADOPT_CLAIM)),
         }
     }
 }
@@ -560,16 +597,27 @@ async fn push_cluster<'a>(
 ) -> redis::RedisResult<bool> {
     let mut steps: Vec<Step> = Vec::new();
     // Each claim in its own slot.
-    for a in batch.clone().filter_map(Outgoing::acceptance) {
-        steps.push(Step {
-            script: scripts.accept.clone(),
-            keys: vec![a.key.clone()],
-            args: vec![
-                a.pending.clone(),
-                a.accepted.clone(),
-                a.ttl_secs.to_string(),
-            ],
-        });
+    for outgoing in batch.clone() {
+        match outgoing {
+            Outgoing::Acceptance(a, _) => steps.push(Step {
+                script: scripts.accept.clone(),
+                keys: vec![a.key.clone()],
+                args: vec![
+                    a.pending.clone(),
+                    a.accepted.clone(),
+                    a.ttl_secs.to_string(),
+                ],
+            }),
+            Outgoing::Adoption { key, recording_ref } => steps.push(Step {
+                script: scripts.adopt.clone(),
+                keys: vec![key.clone()],
+                args: vec![
+                    recording_ref.clone(),
+                    settings.history_ttl_secs.max(1).to_string(),
+                ],
+            }),
+            Outgoing::Notification(_) => {}
+        }
     }
     let batch: Vec<&Notification> = batch.filter_map(Outgoing::notification).collect();
     // Each call's notifications, in order: (list, owner, contact_ref) → its step.

@@ -1029,6 +1029,11 @@ impl Driver {
             set.insert(record.call.recording_ref.as_str().to_string());
         }
         tracing::debug!(channel_id, "following a call placed by another host");
+        self.notifier.followed(
+            &record.owner,
+            record.call.contact_ref.as_str(),
+            record.call.recording_ref.as_str(),
+        );
         let call = LiveCall {
             tracker,
             record,

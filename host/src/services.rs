@@ -52,6 +52,7 @@ pub fn start(config: Config) -> Result<Services, String> {
             sent_prefix: schema::SENT_PREFIX.into(),
             history_ttl_secs: config.redis.idempotency_ttl_secs,
             webhooks: (!webhooks.routes.is_empty()).then(|| webhooks.enqueue.clone()),
+            claim_prefix: Some(config.redis.idempotency_prefix.clone()),
         },
         metrics.clone(),
     );

@@ -6,7 +6,7 @@
 //! | `redis.call_key_template` (`teleforge:notifications:c2d:{contact_ref}`) | list of notification JSON | `redis.ttl_secs` | [`push_once`] |
 //! | `redis.legacy_key` (`enigma:notifications:c2d`), when enabled | the same, all calls | none | [`push_once`] |
 //! | [`SENT_PREFIX`]`<ChannelId>:<sequence>` | `1`: the exactly-once mark | `redis.ttl_secs` | [`push_once`] |
-//! | `redis.idempotency_prefix` + `<key id>:<contact_ref>` ([`claim_key`]) | claim JSON: fingerprint, first answer, pending | [`PENDING_TTL_SECS`], then `redis.idempotency_ttl_secs` | [`CLAIM_AND_STORE`], then [`ACCEPT_CLAIM`] (from the notifier's spool) |
+//! | `redis.idempotency_prefix` + `<key id>:<contact_ref>` ([`claim_key`]) | claim JSON: fingerprint, first answer, pending | [`PENDING_TTL_SECS`], then `redis.idempotency_ttl_secs` | [`CLAIM_AND_STORE`], then [`ACCEPT_CLAIM`] (from the notifier's spool), or [`ADOPT_CLAIM`] by a host that follows the call |
 //! | [`CALL_PREFIX`]`<ChannelId>` ([`call_key`]) | call record JSON | `redis.ttl_secs` | [`CLAIM_AND_STORE`] or `SET` |
 //! | [`RECORDING_OWNER_PREFIX`]`<recording_ref>` ([`recording_owner_key`]) | the owning key's id | `recordings.owner_ttl_secs` | [`CLAIM_AND_STORE`] or `SET` |
 //! | [`HISTORY_PREFIX`]`<key id>:<contact_ref>` ([`history_key`]) | list of the call's notification JSON, oldest first (at most [`HISTORY_MAX`]): the call resource | `redis.idempotency_ttl_secs` | [`push_once`] |
@@ -195,6 +195,24 @@ if stored == ARGV[1] then
 end
 return 0
 ";
+
+/// Marks the pending claim `KEYS[1]` accepted for a host that follows its call but did not
+/// place it (the host that did may have died before it could): only while the claim is
+/// pending and its answer names the followed call's recording reference `ARGV[1]`, it
+/// becomes the same record with `"pending":false` (as [`ACCEPT_CLAIM`] would write it) for
+/// `ARGV[2]` seconds. Answers 1 when it did, else 0.
+pub const ADOPT_CLAIM: &str = r#"
+local stored = redis.call('GET', KEYS[1])
+if not stored then return 0 end
+local tail = '"pending":true}'
+if string.sub(stored, -#tail) ~= tail then return 0 end
+local ok, record = pcall(cjson.decode, stored)
+if not ok or type(record) ~= 'table' or type(record.answer) ~= 'string' then return 0 end
+local ok2, answer = pcall(cjson.decode, record.answer)
+if not ok2 or type(answer) ~= 'table' or answer.recording_ref ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], string.sub(stored, 1, -#tail - 1) .. '"pending":false}', 'EX', ARGV[2])
+return 1
+"#;
 
 /// What a push does once its mark is new: `LPUSH`es `ARGV[1]` to `KEYS[1]` (per-call list,
 /// `ARGV[2]` seconds) and, when `ARGV[3]` is `1`, to `KEYS[2]` (legacy list); appends

@@ -264,9 +264,6 @@ impl Session {
             out.write_all(&response("Error", id, message)).await?;
             return Ok(Flow::Continue);
         }
-        if config.slow_callees.contains(&originate.exten) {
-            tokio::time::sleep(config.queue_delay).await;
-        }
         let (reply_tx, reply_rx) = if originate.asynchronous {
             (None, None)
         } else {
@@ -287,6 +284,10 @@ impl Session {
             outcome = %call.outcome,
             "originate"
         );
+        // Logged first: a test sees the Originate arrive, then the PBX takes its time.
+        if config.slow_callees.contains(&originate.exten) {
+            tokio::time::sleep(config.queue_delay).await;
+        }
         tokio::spawn(call.run(Arc::clone(&self.shared)));
         match reply_rx {
             None => {

@@ -125,3 +125,71 @@ fn a_host_that_dies_mid_call_loses_no_event() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(c.redis.drain(key).is_empty(), "nothing pushed twice");
 }
+
+/// Host A sends the Originate and dies before the PBX answers it, so A never marks the
+/// claim accepted. Host B follows the call the PBX then places, and marks the claim
+/// itself: a repeat through B gets the first call's answer and dials nothing. (Left
+/// pending, the claim would make repeats wait and fail for 60 s, then expire, and the next
+/// repeat would ring the customer a second time.)
+#[test]
+fn a_host_that_dies_before_the_pbx_answers_leaves_no_pending_claim() {
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start();
+    let sim = Sim::start_args(
+        recordings.path(),
+        &["--slow-callee", "0820001777", "--queue-delay-ms", "1500"],
+    );
+    let a = Host::start(&redis, &sim.address, recordings.path(), &[]);
+    let b = Host::start(&redis, &sim.address, recordings.path(), &[]);
+    for (host, warm_up) in [(&a, "dies-warmup-a"), (&b, "dies-warmup-b")] {
+        let (status, _) = host.create_call_when_ready(&body("0820001234", warm_up));
+        assert_eq!(status, 202);
+    }
+    let request = body("0820001777", "dies-pending");
+    let (url, sent) = (a.url.clone(), request.clone());
+    // The client's connection dies with A: its answer, if any, is not looked at.
+    std::thread::spawn(move || {
+        let _ = ureq::post(format!("{url}/click2dial/calls"))
+            .header("content-type", "application/json")
+            .header(
+                "authorization",
+                format!("Bearer {}", crate::support::TEST_KEY),
+            )
+            .send(sent.as_str());
+    });
+    assert!(crate::support::eventually(Duration::from_secs(10), || {
+        sim.originates_of("dies-pending") == 1
+    }));
+    drop(a); // SIGKILL while the PBX is still queueing the call.
+    let claim = || -> Option<(serde_json::Value, i64)> {
+        let mut conn = redis.connection().ok()?;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("teleforge:c2d:idempotency:*:dies-pending")
+            .query(&mut conn)
+            .ok()?;
+        let key = keys.first()?;
+        let json: String = redis::cmd("GET").arg(key).query(&mut conn).ok()?;
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).ok()?;
+        Some((serde_json::from_str(&json).expect("claim JSON"), ttl))
+    };
+    assert!(
+        crate::support::eventually(Duration::from_secs(10), || {
+            claim().is_some_and(|(c, ttl)| c["pending"] == false && ttl > 60)
+        }),
+        "the claim is still {:?}",
+        claim()
+    );
+    let (stored, _) = claim().expect("the claim");
+    let first: serde_json::Value =
+        serde_json::from_str(stored["answer"].as_str().expect("answer")).expect("JSON");
+    let (status, repeat) = b.create_call(&request);
+    assert_eq!(status, 202, "{repeat}");
+    assert_eq!(repeat, first, "the first call's answer");
+    let got = redis.follow(
+        "teleforge:notifications:c2d:dies-pending",
+        &["recording_ready"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(got[0]["recording_ref"], first["recording_ref"]);
+    assert_eq!(sim.originates_of("dies-pending"), 1, "dialled once");
+}
