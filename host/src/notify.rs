@@ -504,19 +504,30 @@ async fn push<'a>(
     Ok((queued, acked.first().copied()))
 }
 
-/// `EVALSHA` of [`schema::ACCEPT_CLAIM`] for `a`.
+/// The write that accepts `a`: a plain `SET XX` while its pending claim is surely still
+/// there ([`Acceptance::needs_compare`]; cheaper for Redis than a script), else `EVALSHA`
+/// of [`schema::ACCEPT_CLAIM`] (`hash`), which compares it first.
 fn accept_command(hash: &str, a: &Acceptance) -> redis::Cmd {
     let mut cmd = redis::Cmd::with_capacity(
         7,
         hash.len() + a.key.len() + a.pending.len() + a.accepted.len() + 32,
     );
-    cmd.arg("EVALSHA")
-        .arg(hash)
-        .arg(1)
-        .arg(&a.key)
-        .arg(&a.pending)
-        .arg(&a.accepted)
-        .arg(a.ttl_secs);
+    if a.needs_compare() {
+        cmd.arg("EVALSHA")
+            .arg(hash)
+            .arg(1)
+            .arg(&a.key)
+            .arg(&a.pending)
+            .arg(&a.accepted)
+            .arg(a.ttl_secs);
+    } else {
+        cmd.arg("SET")
+            .arg(&a.key)
+            .arg(&a.accepted)
+            .arg("XX")
+            .arg("EX")
+            .arg(a.ttl_secs);
+    }
     cmd
 }
 

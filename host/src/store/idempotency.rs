@@ -85,6 +85,23 @@ pub struct Acceptance {
     pub accepted: String,
     /// How long the accepted claim is kept (`redis.idempotency_ttl_secs`).
     pub ttl_secs: u64,
+    /// When the claim was made (before its round trip): until [`CLAIM_SURELY_OURS`] later
+    /// the pending claim cannot have expired, so it is still this attempt's.
+    pub claimed_at: std::time::Instant,
+}
+
+/// How long after it was made a pending claim is surely still there ([`PENDING_TTL_SECS`],
+/// with a margin for clocks): its acceptance may overwrite it with a plain `SET XX`. Later
+/// (an acceptance held up in the spool), [`ACCEPT_CLAIM`] compares it first.
+pub const CLAIM_SURELY_OURS: std::time::Duration =
+    std::time::Duration::from_secs(PENDING_TTL_SECS / 2);
+
+impl Acceptance {
+    /// Whether the pending claim may still be another attempt's by now (it expired and
+    /// was claimed again): then only the comparing script may accept it.
+    pub fn needs_compare(&self) -> bool {
+        self.claimed_at.elapsed() >= CLAIM_SURELY_OURS
+    }
 }
 
 impl Acceptance {
@@ -107,6 +124,7 @@ impl Acceptance {
             pending,
             accepted,
             ttl_secs: ttl_secs.max(1),
+            claimed_at: std::time::Instant::now(),
         }
     }
 }
