@@ -161,17 +161,7 @@ fn a_host_that_dies_before_the_pbx_answers_leaves_no_pending_claim() {
         sim.originates_of("dies-pending") == 1
     }));
     drop(a); // SIGKILL while the PBX is still queueing the call.
-    let claim = || -> Option<(serde_json::Value, i64)> {
-        let mut conn = redis.connection().ok()?;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("teleforge:c2d:idempotency:*:dies-pending")
-            .query(&mut conn)
-            .ok()?;
-        let key = keys.first()?;
-        let json: String = redis::cmd("GET").arg(key).query(&mut conn).ok()?;
-        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).ok()?;
-        Some((serde_json::from_str(&json).expect("claim JSON"), ttl))
-    };
+    let claim = || redis.claim("dies-pending");
     assert!(
         crate::support::eventually(Duration::from_secs(10), || {
             claim().is_some_and(|(c, ttl)| c["pending"] == false && ttl > 60)

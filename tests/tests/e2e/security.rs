@@ -745,22 +745,13 @@ mod idempotency {
             202
         );
         let body = call("0820001777", "outage-accept");
-        let claim = |redis: &support::Redis| -> Option<(serde_json::Value, i64)> {
-            let mut conn = redis.connection().ok()?;
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg("teleforge:c2d:idempotency:*:outage-accept")
-                .query(&mut conn)
-                .ok()?;
-            let key = keys.first()?;
-            let json: String = redis::cmd("GET").arg(key).query(&mut conn).ok()?;
-            let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).ok()?;
-            Some((serde_json::from_str(&json).expect("claim JSON"), ttl))
-        };
         let first = std::thread::scope(|s| {
             let first = s.spawn(|| post(&host, TEST_KEY, &body));
             // The claim is in (pending) and the Originate is with the PBX: Redis goes down.
             assert!(support::eventually(Duration::from_secs(10), || {
-                claim(&redis).is_some_and(|(c, _)| c["pending"] == true)
+                redis
+                    .claim("outage-accept")
+                    .is_some_and(|(c, _)| c["pending"] == true)
             }));
             redis.stop();
             first.join().expect("client")
@@ -769,10 +760,12 @@ mod idempotency {
         redis.restart();
         assert!(
             support::eventually(Duration::from_secs(15), || {
-                claim(&redis).is_some_and(|(c, ttl)| c["pending"] == false && ttl > 60)
+                redis
+                    .claim("outage-accept")
+                    .is_some_and(|(c, ttl)| c["pending"] == false && ttl > 60)
             }),
             "the claim is still {:?}",
-            claim(&redis)
+            redis.claim("outage-accept")
         );
         // A client retries on `503` (the store's back-off right after its outage).
         let repeat = post_when_ready(&host, TEST_KEY, &body);

@@ -200,6 +200,20 @@ impl Redis {
         self.spawn();
     }
 
+    /// The idempotency claim of `contact_ref` (whichever key made it), as JSON, and its
+    /// TTL in seconds; `None` when there is none or Redis does not answer.
+    pub fn claim(&self, contact_ref: &str) -> Option<(serde_json::Value, i64)> {
+        let mut conn = self.connection().ok()?;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("teleforge:c2d:idempotency:*:{contact_ref}"))
+            .query(&mut conn)
+            .ok()?;
+        let key = keys.first()?;
+        let json: String = redis::cmd("GET").arg(key).query(&mut conn).ok()?;
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).ok()?;
+        Some((serde_json::from_str(&json).expect("claim JSON"), ttl))
+    }
+
     /// Pops everything pushed to `key`, oldest first (`RPOP` order), as JSON.
     pub fn drain(&self, key: &str) -> Vec<serde_json::Value> {
         let mut conn = self.connection().expect("redis");
