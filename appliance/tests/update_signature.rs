@@ -3,12 +3,15 @@
 //! the swap (`FirmwareUpdater::verify_and_mark_updated`, ed25519-salty) — and a changed,
 //! truncated, extended or foreign-signed image is refused with the update left unmarked.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use embassy_boot::{FirmwareUpdater, FirmwareUpdaterConfig, FirmwareUpdaterError, State};
 use embassy_futures::block_on;
 use embedded_storage_async::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
+
+#[path = "support/sign_update.rs"]
+mod sign_update;
+use sign_update::{run_sign_update, sign_update};
 
 /// Flash in RAM with the geometry of a small chip: 4-byte writes, 4 KiB erases.
 struct RamFlash(Vec<u8>);
@@ -57,25 +60,6 @@ impl NorFlash for RamFlash {
         to.copy_from_slice(bytes);
         Ok(())
     }
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/sign-update.sh")
-}
-
-/// Runs `bash boards/sign-update.sh ARGS…` and returns its standard output.
-fn sign_update(args: &[&Path]) -> Vec<u8> {
-    let out = Command::new("bash")
-        .arg(script())
-        .args(args)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "sign-update.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// Writes `image` to a fresh DFU partition and asks embassy-boot to verify `signed_len` bytes
@@ -185,12 +169,7 @@ fn signatures_from_sign_update_sh_pass_embassy_boot_and_tampering_does_not() {
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "update-key.pem mode {mode:o}");
     // And the script never overwrites one.
-    let again = Command::new("bash")
-        .arg(script())
-        .arg("new-key")
-        .arg(&key)
-        .output()
-        .unwrap();
+    let again = run_sign_update(&[Path::new("new-key"), &key]);
     assert!(!again.status.success());
     std::fs::remove_dir_all(&dir).unwrap();
 }

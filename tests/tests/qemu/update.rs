@@ -19,6 +19,10 @@ use crate::qemu_support::{
     firmware_admin, fleet_image, hash_bytes, random_secret, CaptureAmi, Device, Firmware, Response,
 };
 
+#[path = "../../../appliance/tests/support/sign_update.rs"]
+mod sign_update;
+use sign_update::sign_update;
+
 /// The admin key the tests provision, and its SHA-256.
 const ADMIN_KEY: &str = "admin-key-for-tests";
 const ADMIN_KEY_HASH: &str = "37ad48f6764c66f3e06c07ac0cfa55d5e282c98c39804baa94644de7324ef84e";
@@ -48,25 +52,6 @@ fn never_marks() -> Option<&'static Firmware> {
         )
     })
     .as_ref()
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/sign-update.sh")
-}
-
-/// `bash boards/sign-update.sh ARGS…`, its standard output.
-fn sign_update(args: &[&Path]) -> Vec<u8> {
-    let out = Command::new("bash")
-        .arg(script())
-        .args(args)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "sign-update.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// A fleet key made by the script: the private key's file and the public key.
@@ -142,6 +127,23 @@ fn upload(device: &Device, key: Option<&str>, body: &[u8]) -> Response {
 
 /// `POST /admin/reboot`, then waits until the device answers again after a new start (its
 /// uptime is younger than the request).
+/// The head of an upload with the admin key that declares `len` bytes of body.
+fn upload_head(len: usize) -> String {
+    format!(
+        "PUT /admin/update HTTP/1.1\r\nHost: d\r\nAuthorization: Bearer {ADMIN_KEY}\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
+/// A connection with [`upload_head`] sent, for a test to write (some of) the body itself.
+fn open_upload(device: &Device, len: usize, read_timeout: Duration) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", device.http_port)).expect("connect");
+    stream
+        .set_read_timeout(Some(read_timeout))
+        .expect("timeout");
+    stream.write_all(upload_head(len).as_bytes()).expect("head");
+    stream
+}
+
 fn reboot(device: &Device) -> serde_json::Value {
     let asked = Instant::now();
     let r = device.request(
@@ -306,16 +308,7 @@ fn refused_updates_leave_the_old_image_and_the_state_unmarked() {
 
     // A body that ends before its Content-Length.
     let half = &body[..body.len() / 2];
-    let mut stream = TcpStream::connect(("127.0.0.1", device.http_port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    write!(
-        stream,
-        "PUT /admin/update HTTP/1.1\r\nHost: d\r\nAuthorization: Bearer {ADMIN_KEY}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .expect("head");
+    let mut stream = open_upload(&device, body.len(), Duration::from_secs(20));
     stream.write_all(half).expect("half a body");
     stream.shutdown(Shutdown::Write).expect("shutdown");
     let mut answer = Vec::new();
@@ -331,15 +324,7 @@ fn refused_updates_leave_the_old_image_and_the_state_unmarked() {
     assert_unmarked(&device, FIRST);
 
     // Larger than the partition: 413 on the declared length alone.
-    let r = device.retry(|| {
-        device.raw(
-            format!(
-                "PUT /admin/update HTTP/1.1\r\nHost: d\r\nAuthorization: Bearer {ADMIN_KEY}\r\nContent-Length: {}\r\n\r\n",
-                256 * 1024 + 64 + 1
-            )
-            .as_bytes(),
-        )
-    });
+    let r = device.retry(|| device.raw(upload_head(256 * 1024 + 64 + 1).as_bytes()));
     assert_error(
         &r,
         413,
@@ -359,16 +344,7 @@ fn refused_updates_leave_the_old_image_and_the_state_unmarked() {
 
     // A stalled upload: the connection is dropped once idle for request_timeout_ms (5 s),
     // without an answer, and nothing is marked.
-    let mut stream = TcpStream::connect(("127.0.0.1", device.http_port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "PUT /admin/update HTTP/1.1\r\nHost: d\r\nAuthorization: Bearer {ADMIN_KEY}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .expect("head");
+    let mut stream = open_upload(&device, body.len(), Duration::from_secs(30));
     stream
         .write_all(&body[..4096])
         .expect("a little of the body");
