@@ -2,7 +2,8 @@
 # Firmware CI: installs what a fresh machine lacks (qemu-system-arm, arm-none-eabi-size,
 # defmt-print, the thumb targets), checks and builds the appliance and both boards, runs the
 # QEMU hardware-in-the-loop tests (which check the footprint of each image against the
-# budget), and prints that footprint.
+# budget), and prints that footprint. With C2D_QEMU_TESTS_LATER set (.ci/test) it stops
+# before the QEMU tests: the caller runs them with the workspace's tests.
 # Idempotent: on a machine that has everything it only checks, builds and tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,12 @@ done
 
 arm-none-eabi-size boards/nucleo-h743zi-bootloader/target/thumbv7em-none-eabihf/release/click2dial-nucleo-h743zi-bootloader \
   boards/qemu-mps2-an385-bootloader/target/thumbv7m-none-eabi/release/click2dial-qemu-mps2-an385-bootloader
+
+if [ -n "${C2D_QEMU_TESTS_LATER:-}" ]; then
+  # .ci/test runs them with the rest of the workspace's tests (once, not twice) and prints
+  # the footprint after them.
+  exit 0
+fi
 
 step "QEMU hardware-in-the-loop tests (they build the admin image, its update builds and the QEMU bootloader)"
 cargo test -p click2dial-tests --locked --test qemu
