@@ -44,8 +44,10 @@ start_redis() { # sets redis_port, redis_pid
 
 start_sim() { # $1 = time scale; sets sim (its AMI address), sim_pid
   # Logs at `warn`, like the host: its per-call `info` lines would cost the shared cores.
+  # The kit's event filters, as an Asterisk with the kit applies them to the host's user.
   RUST_LOG=warn "$bin"/pbx-sim --listen 127.0.0.1:0 --secret secret --time-scale "$1" \
-    --recordings-dir "$work" >"$work/sim.out" 2>"$work/sim.err" &
+    --recordings-dir "$work" --eventfilters-from host/asterisk/manager.conf \
+    >"$work/sim.out" 2>"$work/sim.err" &
   sim_pid=$!
   pids+=("$sim_pid")
   sim=$(listening "$work/sim.out")

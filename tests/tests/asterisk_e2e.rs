@@ -192,6 +192,40 @@ fn two_leg_call_both_answer() {
             callee: "0820001234",
         },
     );
+    // The kit's manager user gets only the events the host reads (its `eventfilter`s):
+    // the call's own, none of the dialplan's VarSet and Newexten flood.
+    let events = monitor.events();
+    for needed in [
+        "Newchannel",
+        "DialBegin",
+        "BridgeEnter",
+        "MixMonitorStart",
+        "Hangup",
+    ] {
+        assert!(
+            events.iter().any(|(name, _)| name == needed),
+            "no {needed}: {events:?}"
+        );
+    }
+    let kit = [
+        "FullyBooted",
+        "Newchannel",
+        "Newstate",
+        "DialBegin",
+        "DialState",
+        "DialEnd",
+        "BridgeEnter",
+        "MixMonitorStart",
+        "Hangup",
+        "OriginateResponse",
+    ];
+    for (name, variable) in &events {
+        assert!(
+            kit.contains(&name.as_str())
+                || (name == "VarSet" && variable.as_deref() == Some("C2D_DECISION")),
+            "{name} ({variable:?}) passed the kit's filters"
+        );
+    }
 }
 
 /// A phone's SIPp run: a scenario and its keys.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use click2dial_tests::pbx_sim::{Config, Override, Simulator};
+use click2dial_tests::pbx_sim::{filter, Config, Override, Simulator};
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
@@ -76,6 +76,10 @@ struct Cli {
     /// How long an Originate to a slow callee (`--slow-callee`) waits for its answer.
     #[arg(long = "queue-delay-ms", value_name = "MS", default_value_t = 0)]
     queue_delay_ms: u64,
+    /// Apply the `eventfilter(...)` lines of the manager user's section of this
+    /// `manager.conf` (e.g. the kit's, `host/asterisk/manager.conf`), as Asterisk does.
+    #[arg(long = "eventfilters-from", value_name = "MANAGER_CONF")]
+    eventfilters_from: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -87,6 +91,19 @@ async fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    let event_filters = match &cli.eventfilters_from {
+        None => Vec::new(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| filter::read(&text, &cli.username))
+        {
+            Ok(filters) => filters,
+            Err(e) => {
+                error!(path = %path.display(), error = %e, "cannot read the event filters");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let config = Config {
         username: cli.username,
         secret: cli.secret,
@@ -102,6 +119,7 @@ async fn main() -> ExitCode {
         refusal_delay: std::time::Duration::from_millis(cli.refusal_delay_ms),
         slow_callees: cli.slow_callees,
         queue_delay: std::time::Duration::from_millis(cli.queue_delay_ms),
+        event_filters,
     };
     let simulator = match Simulator::new(config) {
         Ok(s) => s,

@@ -178,8 +178,28 @@ impl Shared {
         self.started.elapsed().as_secs()
     }
 
-    /// Delivers `frame` to every logged-in session whose mask lets `privilege` through.
+    /// Whether the event `frame` passes the manager user's event filters.
+    pub(crate) fn passes_filters(&self, frame: &[u8]) -> bool {
+        use click2dial_core::ami::{Decoder, Frame};
+        let filters = &self.config.event_filters;
+        if filters.is_empty() {
+            return true;
+        }
+        match Decoder::without_banner().decode(frame) {
+            Ok(Some(decoded)) => match decoded.frame {
+                Frame::Message(message) => super::filter::passes(filters, &message),
+                Frame::Banner(_) => true,
+            },
+            _ => true,
+        }
+    }
+
+    /// Delivers `frame` to every logged-in session whose mask lets `privilege` through and
+    /// whose user's event filters pass it.
     pub(crate) fn broadcast(&self, privilege: &str, frame: Bytes) {
+        if !self.passes_filters(&frame) {
+            return;
+        }
         lock(&self.subscribers)
             .retain(|s| !s.mask.allows(privilege) || s.tx.send(Arc::clone(&frame)).is_ok());
     }

@@ -64,6 +64,7 @@ mod call;
 mod control;
 mod dialplan;
 mod fastagi;
+pub mod filter;
 mod hub;
 mod outcome;
 mod render;
@@ -122,6 +123,9 @@ pub struct Config {
     pub slow_callees: Vec<String>,
     /// How long such an Originate waits.
     pub queue_delay: std::time::Duration,
+    /// The manager user's event filters (`manager.conf`'s `eventfilter(...)` lines, read by
+    /// [`filter::read`]): only events that pass them reach its sessions. None: every event.
+    pub event_filters: Vec<filter::EventFilter>,
 }
 
 impl Default for Config {
@@ -142,6 +146,7 @@ impl Default for Config {
             refusal_delay: std::time::Duration::ZERO,
             slow_callees: Vec::new(),
             queue_delay: std::time::Duration::ZERO,
+            event_filters: Vec::new(),
         }
     }
 }

@@ -207,7 +207,9 @@ impl Session {
                 "Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: {uptime}\r\n\
                  LastReload: {uptime}\r\nStatus: Fully Booted\r\n\r\n"
             );
-            out.write_all(booted.as_bytes()).await?;
+            if self.shared.passes_filters(booted.as_bytes()) {
+                out.write_all(booted.as_bytes()).await?;
+            }
         }
         self.subscription = Some(self.shared.subscribe(mask, self.events.clone()));
         self.username = Some(username.to_owned());

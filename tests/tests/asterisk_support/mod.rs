@@ -758,6 +758,26 @@ impl AmiMonitor {
         }
     }
 
+    /// Every event received, by name, with its `Variable` header (a `VarSet`'s).
+    pub fn events(&self) -> Vec<(String, Option<String>)> {
+        use click2dial_core::ami::{Decoder, Frame};
+        let mut decoder = Decoder::new();
+        let mut rest = &self.bytes[..];
+        let mut events = Vec::new();
+        while let Ok(Some(decoded)) = decoder.decode(rest) {
+            rest = &rest[decoded.len..];
+            if let Frame::Message(message) = decoded.frame {
+                if let Some(name) = message.event() {
+                    events.push((
+                        name.to_string(),
+                        message.get("Variable").map(str::to_string),
+                    ));
+                }
+            }
+        }
+        events
+    }
+
     /// The `ChannelId` of the first call the host originated: the `Uniqueid` of the first
     /// channel whose `Uniqueid` starts with `c2d-` (the host's ids; its own actions are
     /// `c2d-pf-…` and `c2d-ping`, never channels).

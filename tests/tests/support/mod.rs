@@ -324,6 +324,9 @@ impl Sim {
             .args(["--time-scale", time_scale])
             .arg("--recordings-dir")
             .arg(recordings)
+            // What an Asterisk with the kit sends the host's manager user.
+            .arg("--eventfilters-from")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/asterisk/manager.conf"))
             .args(args);
         if let Some(fastagi) = fastagi {
             command.args(["--fastagi", fastagi, "--control", "127.0.0.1:0"]);
