@@ -290,8 +290,9 @@ pub async fn accepted(state: &Calls, claim: Option<Acceptance>) {
 }
 
 /// How many notifications and acceptances may wait to be pushed before a create waits for
-/// its own ([`accepted`]): a few of the notifier's batches.
-pub const SPOOL_BACKLOG: usize = 256;
+/// its own ([`accepted`]): one of the notifier's batches, so that a waiting create is
+/// behind one push at most.
+pub const SPOOL_BACKLOG: usize = 64;
 
 /// Releases the idempotency claim of a call that was not dialled, so a retry can dial.
 pub async fn release(state: &Calls, claim_key: Option<&str>) {
