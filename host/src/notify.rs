@@ -34,7 +34,7 @@
 //! push.
 //!
 //! The same spool carries the idempotency claims of accepted calls ([`Notifier::accept`],
-//! [`idempotency::Acceptance`]): each is written in the pipeline of the notifications queued
+//! [`Acceptance`]): each is written in the pipeline of the notifications queued
 //! with it (in cluster mode, a step of its own), so a create costs no round trip of its own
 //! for it, and it waits out a Redis outage like a notification instead of being lost. Its
 //! sender is told once it is in Redis ([`Notifier::accept`]): a create waits for that (with
@@ -57,7 +57,7 @@ pub mod hub;
 
 use crate::call::{Notification, Outbox};
 use crate::metrics::Metrics;
-use crate::store::idempotency::{self, Acceptance};
+use crate::store::idempotency::Acceptance;
 use crate::store::schema;
 use crate::store::target::{lost_master, Conn, Target};
 use crate::webhook::Enqueue;
@@ -200,8 +200,8 @@ impl Notifier {
         self.spooled.load(Ordering::SeqCst)
     }
 
-    /// Waits until every queued notification and acceptance is in Redis, or `timeout` passes; returns
-    /// whether the spool is empty.
+    /// Waits until every queued notification and acceptance is in Redis, or `timeout`
+    /// passes; returns whether the spool is empty.
     pub async fn flush(&self, timeout: Duration) -> bool {
         let mut drained = self.drained.clone();
         let wait = async {
@@ -248,8 +248,9 @@ async fn run(
 ) {
     let script = redis::Script::new(&schema::push_once());
     let queue_script = redis::Script::new(&schema::push_once_queue());
-    let accept_script = idempotency::accept_script();
-    let adopt_script = redis::Script::new(schema::ADOPT_CLAIM);
+    // The claim scripts are the cluster steps' own: one of each, whichever way they run.
+    let cluster_scripts = ClusterScripts::default();
+    let (accept_script, adopt_script) = (&cluster_scripts.accept, &cluster_scripts.adopt);
     let hashes = Hashes {
         push: script.get_hash().to_string(),
         queue: queue_script.get_hash().to_string(),
@@ -261,7 +262,6 @@ async fn run(
     let mut spool: VecDeque<Outgoing> = VecDeque::new();
     // The connection and the address it reaches.
     let mut connection: Option<(Conn, String)> = None;
-    let cluster_scripts = ClusterScripts::default();
     let mut retry = Duration::from_millis(100);
     loop {
         if spool.is_empty() {
@@ -583,7 +583,7 @@ impl Default for ClusterScripts {
             legacy: Arc::new(redis::Script::new(schema::LEGACY_PUSH)),
             index: Arc::new(redis::Script::new(schema::INDEX_ADD)),
             webhook: Arc::new(redis::Script::new(&schema::webhook_enqueue_cluster())),
-            accept: Arc::new(idempotency::accept_script().clone()),
+            accept: Arc::new(redis::Script::new(schema::ACCEPT_CLAIM)),
             adopt: Arc::new(redis::Script::new(schema::ADOPT_CLAIM)),
         }
     }

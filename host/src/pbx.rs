@@ -542,10 +542,7 @@ impl Driver {
             }
             let session_at = session.poll_timeout();
             let calls_at = self.timers.peek().map(|Reverse((at, _))| *at);
-            let next = match (session_at, calls_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = session_at.into_iter().chain(calls_at).min();
             if let Some(at) = next.filter(|at| timer_at != Some(*at)) {
                 timer.as_mut().reset(self.instant(at));
                 timer_at = Some(at);

@@ -24,7 +24,7 @@
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::store::schema::{ACCEPT_CLAIM, CLAIM_AND_STORE, PENDING_TTL_SECS};
+use crate::store::schema::{CLAIM_AND_STORE, PENDING_TTL_SECS};
 use crate::store::target::Conn;
 
 /// What the store says about a claim.
@@ -74,7 +74,8 @@ fn claim_script() -> &'static redis::Script {
 }
 
 /// A claim of this host's, to be marked accepted once the PBX queued its call: the pending
-/// record it was claimed with and the accepted one that replaces it ([`ACCEPT_CLAIM`]).
+/// record it was claimed with and the accepted one that replaces it
+/// ([`ACCEPT_CLAIM`](crate::store::schema::ACCEPT_CLAIM)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acceptance {
     /// The claim's key.
@@ -92,7 +93,8 @@ pub struct Acceptance {
 
 /// How long after it was made a pending claim is surely still there ([`PENDING_TTL_SECS`],
 /// with a margin for clocks): its acceptance may overwrite it with a plain `SET XX`. Later
-/// (an acceptance held up in the spool), [`ACCEPT_CLAIM`] compares it first.
+/// (an acceptance held up in the spool), [`ACCEPT_CLAIM`](crate::store::schema::ACCEPT_CLAIM)
+/// compares it first.
 pub const CLAIM_SURELY_OURS: std::time::Duration =
     std::time::Duration::from_secs(PENDING_TTL_SECS / 2);
 
@@ -102,9 +104,7 @@ impl Acceptance {
     pub fn needs_compare(&self) -> bool {
         self.claimed_at.elapsed() >= CLAIM_SURELY_OURS
     }
-}
 
-impl Acceptance {
     /// The records of `fingerprint`'s claim under `key`, answering `answer`.
     pub fn new(key: String, fingerprint: &str, answer: &str, ttl_secs: u64) -> Self {
         let pending = record_json(fingerprint, answer, true);
@@ -127,12 +127,6 @@ impl Acceptance {
             claimed_at: std::time::Instant::now(),
         }
     }
-}
-
-/// The accept script (its SHA1, for `EVALSHA`).
-pub fn accept_script() -> &'static redis::Script {
-    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
-    SCRIPT.get_or_init(|| redis::Script::new(ACCEPT_CLAIM))
 }
 
 /// Claims `claim.key` with its pending record ([`PENDING_TTL_SECS`]); when the claim is new,

@@ -9,7 +9,7 @@
 //! `starts_with`, `ends_with`, `contains` and `none` — and refuses the rest (`regex`, the
 //! legacy `eventfilter = <regex>` form) rather than play a filter it does not apply.
 
-use click2dial_core::ami::Message;
+use click2dial_core::ami::{Decoder, Frame, Message};
 
 /// How a filter's value is compared with the header's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +67,21 @@ pub fn passes(filters: &[EventFilter], message: &Message<'_>) -> bool {
         }
     }
     (included || !includes) && !excluded
+}
+
+/// Whether the rendered event `frame` passes `filters` (a frame that is not a message
+/// passes: filters look at events only).
+pub fn passes_frame(filters: &[EventFilter], frame: &[u8]) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    match Decoder::without_banner().decode(frame) {
+        Ok(Some(decoded)) => match decoded.frame {
+            Frame::Message(message) => passes(filters, &message),
+            Frame::Banner(_) => true,
+        },
+        _ => true,
+    }
 }
 
 /// The event filters of `user`'s section of the `manager.conf` text `conf`.
@@ -138,17 +153,9 @@ fn parse(criteria: &str, value: &str) -> Result<EventFilter, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use click2dial_core::ami::{Decoder, Frame};
 
     fn passes_frame(filters: &[EventFilter], frame: &str) -> bool {
-        let mut decoder = Decoder::without_banner();
-        match decoder.decode(frame.as_bytes()) {
-            Ok(Some(decoded)) => match decoded.frame {
-                Frame::Message(m) => passes(filters, &m),
-                Frame::Banner(_) => panic!("a banner"),
-            },
-            other => panic!("{other:?}"),
-        }
+        super::passes_frame(filters, frame.as_bytes())
     }
 
     #[test]

@@ -180,18 +180,7 @@ impl Shared {
 
     /// Whether the event `frame` passes the manager user's event filters.
     pub(crate) fn passes_filters(&self, frame: &[u8]) -> bool {
-        use click2dial_core::ami::{Decoder, Frame};
-        let filters = &self.config.event_filters;
-        if filters.is_empty() {
-            return true;
-        }
-        match Decoder::without_banner().decode(frame) {
-            Ok(Some(decoded)) => match decoded.frame {
-                Frame::Message(message) => super::filter::passes(filters, &message),
-                Frame::Banner(_) => true,
-            },
-            _ => true,
-        }
+        super::filter::passes_frame(&self.config.event_filters, frame)
     }
 
     /// Delivers `frame` to every logged-in session whose mask lets `privilege` through and
