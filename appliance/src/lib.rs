@@ -23,6 +23,7 @@ pub mod pbx;
 pub mod settings;
 pub mod store;
 pub mod update;
+pub mod watchdog;
 
 pub use api::App;
 pub use config::Config;

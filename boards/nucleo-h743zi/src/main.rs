@@ -11,9 +11,9 @@ use click2dial_appliance::http::{self, HttpBuffers, SharedBody};
 use click2dial_appliance::idempotency::Table;
 use click2dial_appliance::pbx::{AmiBuffers, Pbx};
 use click2dial_appliance::settings::Settings;
+use click2dial_appliance::watchdog as keeper;
 use click2dial_appliance::{config, App, Config, Entropy};
 use click2dial_core::Validators;
-use core::sync::atomic::{AtomicBool, Ordering};
 use defmt::{info, unwrap};
 use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_embedded_hal::flash::partition::BlockingPartition;
@@ -27,7 +27,7 @@ use embassy_stm32::wdg::IndependentWatchdog;
 use embassy_stm32::{bind_interrupts, rcc};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use embassy_time::{Duration, Instant, Timer};
+use embassy_time::Duration;
 use static_cell::{ConstStaticCell, StaticCell};
 use {defmt_rtt as _, panic_probe as _};
 
@@ -76,8 +76,6 @@ const WATCHDOG_US: u32 = 8_000_000;
 /// How long an image may take to mark itself booted (its network up) before the watchdog is
 /// no longer petted: the reset that follows rolls a swapped-in update back.
 const BOOT_DEADLINE: Duration = Duration::from_secs(120);
-/// Set once the image marked itself booted.
-static MARKED: AtomicBool = AtomicBool::new(false);
 
 /// HTTP listener tasks: one connection each.
 const LISTENERS: usize = 3;
@@ -218,23 +216,18 @@ async fn main(spawner: Spawner) {
     // Tells the bootloader this image works: it brought up its clocks, Ethernet and an
     // address. An update swapped in that never gets here is swapped back at the next reset.
     admin.booted(true).await;
-    MARKED.store(true, Ordering::Relaxed);
+    keeper::mark_up();
     if let Some(v4) = stack.config_v4() {
         info!("listening on {}:{=u16}", v4.address, config.http.http_port);
     }
 }
 
-/// Pets the watchdog every second while the executor runs, but stops at [`BOOT_DEADLINE`] if
-/// the image has not marked itself booted: a hung image, or one that never gets its network
-/// up, is reset (and a swapped-in update then rolled back by the bootloader).
+/// Pets the watchdog by the appliance's rule ([`keeper::keep`]): a hung image, or one that
+/// never gets its network up, is reset (and a swapped-in update then rolled back by the
+/// bootloader).
 #[embassy_executor::task]
 async fn watchdog_task(mut watchdog: IndependentWatchdog<'static, IWDG1>) -> ! {
-    loop {
-        if MARKED.load(Ordering::Relaxed) || Instant::now().as_secs() < BOOT_DEADLINE.as_secs() {
-            watchdog.pet();
-        }
-        Timer::after(Duration::from_secs(1)).await;
-    }
+    keeper::keep(|| watchdog.pet(), BOOT_DEADLINE).await
 }
 
 #[embassy_executor::task]

@@ -13,6 +13,7 @@ mod stack_usage;
 mod storage;
 mod time_driver;
 mod vectors;
+mod watchdog;
 
 #[cfg(feature = "admin")]
 use click2dial_appliance::admin::{self, Admin, Store, Update, STORE_BUF_LEN};
@@ -22,6 +23,7 @@ use click2dial_appliance::keyed::KeyedEntropy;
 use click2dial_appliance::pbx::{AmiBuffers, Pbx};
 #[cfg(feature = "admin")]
 use click2dial_appliance::settings::Settings;
+use click2dial_appliance::watchdog as keeper;
 use click2dial_appliance::{config, App, Config};
 use click2dial_core::Validators;
 use cortex_m::peripheral::NVIC;
@@ -34,6 +36,7 @@ use embassy_time::{Duration, Timer};
 use static_cell::{ConstStaticCell, StaticCell};
 
 use crate::lan9118::{Lan9118, FRAME_BUF_LEN};
+use crate::watchdog::Watchdog;
 
 /// The LAN9118's register block on mps2-an385.
 const NIC_BASE: usize = 0x4020_0000;
@@ -43,6 +46,11 @@ const NIC_IRQ: u16 = 13;
 const LISTENERS: usize = 3;
 /// Sockets: the listeners, the AMI connection and DHCP.
 const SOCKETS: usize = LISTENERS + 2;
+/// The watchdog's period: a reset 2 × 4 s after the last pet.
+const WATCHDOG_PERIOD_MS: u32 = 4_000;
+/// How long an image may take to come up (its network configured; a fleet image: marked
+/// booted) before the watchdog is no longer petted. QEMU's user network answers DHCP at once.
+const BOOT_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Initialised at start-up rather than `static PBX: Pbx = Pbx::new()`: its initial value is
 /// not all zeroes, so a plain static would cost 436 bytes of flash for `.data`.
@@ -88,6 +96,7 @@ fn main() -> ! {
     info!("click2dial appliance, mps2-an385");
     let core = unwrap!(cortex_m::Peripherals::take());
     time_driver::init(core.SYST);
+    let watchdog = Watchdog::start(WATCHDOG_PERIOD_MS);
     let (config, admin) = configuration();
     let entropy = entropy();
     let (stack, runner) = network(config, entropy);
@@ -95,6 +104,7 @@ fn main() -> ! {
     // SAFETY: the handler only touches the NIC's INT_STS and a waker.
     unsafe { NVIC::unmask(Irq(NIC_IRQ)) };
     executor::run(|spawner: Spawner| {
+        spawner.spawn(unwrap!(watchdog_task(watchdog)));
         spawner.spawn(unwrap!(net_task(runner)));
         spawner.spawn(unwrap!(ami_task(pbx, stack, config, AMI_BUFFERS.take())));
         for buffers in &HTTP_BUFFERS {
@@ -206,6 +216,12 @@ fn app(
     )
 }
 
+/// Pets the watchdog by the appliance's rule ([`keeper::keep`]).
+#[embassy_executor::task]
+async fn watchdog_task(mut watchdog: Watchdog) -> ! {
+    keeper::keep(|| watchdog.pet(), BOOT_DEADLINE).await
+}
+
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
     runner.run().await
@@ -237,13 +253,20 @@ async fn http_task(
 #[embassy_executor::task]
 async fn booted_task(stack: Stack<'static>, admin: &'static AdminSide) {
     stack.wait_config_up().await;
-    admin.booted(!cfg!(feature = "never-mark-booted")).await;
+    let works = !cfg!(feature = "never-mark-booted");
+    admin.booted(works).await;
+    if works {
+        keeper::mark_up();
+    }
 }
 
 /// Logs the address once configured, then the stack high-water mark whenever it grows.
 #[embassy_executor::task]
 async fn monitor_task(stack: Stack<'static>, config: &'static Config) -> ! {
     stack.wait_config_up().await;
+    // A fleet image is up once it marked itself booted (`booted_task`).
+    #[cfg(not(feature = "admin"))]
+    keeper::mark_up();
     if let Some(v4) = stack.config_v4() {
         info!(
             "listening on {}:{=u16}, PBX {=[u8]}:{=u16}",

@@ -4,8 +4,9 @@
 //! 64-byte signature), swapped in by the bootloader at `POST /admin/reboot` (a guest reset:
 //! QEMU's flash is RAM that keeps its contents across a reset within one run), kept once the
 //! new image marks itself booted, rolled back when it does not. Refused uploads leave the boot
-//! state unmarked and the old image running. The reset is always the admin reboot route: the
-//! rollback test does not depend on a watchdog.
+//! state unmarked and the old image running. An image that never marks itself booted is reset
+//! by the board's watchdog once its boot deadline passes, with no reboot asked for, and rolled
+//! back; an image that marked itself booted runs on past the deadline.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -405,15 +406,76 @@ fn an_update_that_never_marks_itself_booted_is_rolled_back() {
     );
     assert_eq!(r.status, 400, "{r:?}");
 
-    // The next reset swaps the previous image back; it marks itself booted.
-    let s = reboot(&device);
+    // Nobody reboots it: the watchdog does, once the image is past its boot deadline without
+    // having come up, and the bootloader swaps the previous image back. That one marks
+    // itself booted.
+    let boots = device.log().matches(BOOT_BANNER).count();
+    let s = wait_for_watchdog_reset(&device);
     assert_eq!(s["version"], FIRST, "{s}");
     assert_eq!(s["at_boot"], "revert", "{s}");
+    let log = device.log();
+    assert!(
+        log.contains(NOT_PETTED),
+        "no watchdog warning:
+{log}"
+    );
+    assert_eq!(log.matches(BOOT_BANNER).count(), boots + 1, "{log}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while status(&device)["state"] != "boot" {
         assert!(Instant::now() < deadline, "not marked: {}", status(&device));
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Marked: petted past the deadline and two watchdog periods.
+    let outlived = BOOT_DEADLINE_SECS + 2 * WATCHDOG_PERIOD_SECS + 2;
+    let deadline = Instant::now() + Duration::from_secs(3 * outlived);
+    loop {
+        let s = status(&device);
+        assert_eq!(s["version"], FIRST, "{s}");
+        if s["uptime_secs"].as_u64().expect("uptime") >= outlived {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let log = device.log();
+    assert_eq!(log.matches(BOOT_BANNER).count(), boots + 1, "{log}");
+    assert_eq!(log.matches(NOT_PETTED).count(), 1, "{log}");
     let s = reboot(&device);
     assert_eq!(s["version"], FIRST, "{s}");
+}
+
+/// The QEMU board's boot deadline and watchdog period (boards/qemu-mps2-an385/src/main.rs).
+const BOOT_DEADLINE_SECS: u64 = 15;
+const WATCHDOG_PERIOD_SECS: u64 = 4;
+/// The first line each start of the image logs.
+const BOOT_BANNER: &str = "click2dial appliance, mps2-an385";
+/// What the appliance's watchdog keeper logs when it stops petting.
+const NOT_PETTED: &str = "no longer petted";
+
+/// Waits, without asking for anything but the status, until the device answers after a new
+/// start: its uptime younger than the wait so far.
+fn wait_for_watchdog_reset(device: &Device) -> serde_json::Value {
+    let started = Instant::now();
+    let limit = Duration::from_secs(4 * (BOOT_DEADLINE_SECS + 2 * WATCHDOG_PERIOD_SECS));
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            started.elapsed() < limit,
+            "no watchdog reset in {limit:?}: {}",
+            device.log()
+        );
+        let r = device.request(
+            "GET",
+            "/admin/update",
+            &[&format!("Authorization: Bearer {ADMIN_KEY}")],
+            b"",
+        );
+        if r.status != 200 {
+            continue;
+        }
+        let s: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        if s["uptime_secs"].as_u64().expect("uptime") < started.elapsed().as_secs() {
+            return s;
+        }
+    }
 }
