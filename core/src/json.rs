@@ -72,7 +72,8 @@ struct CodeMessage {
     message: &'static str,
 }
 
-/// Writes the `202` body: the bytes serde-json-core writes for [`Accepted`], by [`Out`].
+/// Writes the `202` body: the bytes serde-json-core writes for [`Accepted`], by the writer
+/// below (`Out`).
 pub fn write_accepted(accepted: &Accepted<'_>, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
     let mut o = Out::new(out);
     accepted_fields(accepted, &mut o)
@@ -195,7 +196,8 @@ impl fmt::Write for Out<'_> {
 }
 
 /// Writes `{"error":{"code":…,"field":…,"message":…}}` (`field` only when there is one): the
-/// bytes serde-json-core writes for it (the tests hold the two together), by [`Out`].
+/// bytes serde-json-core writes for it (the tests hold the two together), by the writer
+/// below (`Out`).
 pub fn write_error(error: &Error, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
     let mut o = Out::new(out);
     error_head(&mut o, error.code.as_str(), error.field.map(|f| f.as_str()))
@@ -430,7 +432,7 @@ impl Serialize for Text<'_> {
 }
 
 /// Writes one notification object: the bytes serde-json-core writes for [`Notification`],
-/// by [`Out`].
+/// by the writer below (`Out`).
 pub fn write_notification(
     notification: &Notification<'_>,
     out: &mut [u8],

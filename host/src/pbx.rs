@@ -331,7 +331,7 @@ impl Pbx {
 }
 
 /// How long Asterisk may take to answer an Originate before the connection is given up.
-const ORIGINATE_ANSWER_WITHIN: Duration = Duration::from_secs(5);
+pub const ORIGINATE_ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// A PBX silent this long is probed (a `Ping` it must answer within
 /// [`ORIGINATE_ANSWER_WITHIN`]) before an Originate is written to it: a hung PBX is found

@@ -20,7 +20,7 @@
 //!    A file left like that for `recordings.abandoned_after_secs` (its writer died with the
 //!    PBX) is served as it is rather than refused forever.
 //!
-//! Serving ([`serve`]): `Content-Type: audio/wav`, `Content-Length`, strong `ETag` (size and
+//! Serving: `Content-Type: audio/wav`, `Content-Length`, strong `ETag` (size and
 //! mtime), `Last-Modified`, conditional requests (`304`), one byte range (core's [`range`]:
 //! `206`, `416` when unsatisfiable; several ranges, another unit or a malformed value get the
 //! whole file), and `If-Range` (a stale one gets the whole file, RFC 9110 §13.1.5).

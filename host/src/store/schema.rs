@@ -11,9 +11,9 @@
 //! | [`RECORDING_OWNER_PREFIX`]`<recording_ref>` ([`recording_owner_key`]) | the owning key's id | `recordings.owner_ttl_secs` | [`CLAIM_AND_STORE`] or `SET` |
 //! | [`HISTORY_PREFIX`]`<key id>:<contact_ref>` ([`history_key`]) | list of the call's notification JSON, oldest first (at most [`HISTORY_MAX`]): the call resource | `redis.idempotency_ttl_secs` | [`push_once`] |
 //! | [`CALLS_PREFIX`]`<key id>` ([`calls_key`]) | sorted set: the key's `contact_ref`s by creation time (ms), at most [`CALLS_MAX`] | `redis.idempotency_ttl_secs` | [`push_once`] |
-//! | [`WEBHOOK_DUE`] | sorted set: one member per call with events to deliver (`<key id>:<ChannelId>`, [`webhook_member`]), scored by when its head is due (Redis `TIME`, ms) or, while a host holds it, when that host's lease ends | until its queue is empty | [`PUSH_ONCE_QUEUE`], [`WEBHOOK_CLAIM`], [`WEBHOOK_SETTLE`] |
+//! | [`WEBHOOK_DUE`] | sorted set: one member per call with events to deliver (`<key id>:<ChannelId>`, [`webhook_member`]), scored by when its head is due (Redis `TIME`, ms) or, while a host holds it, when that host's lease ends | until its queue is empty | [`push_once_queue`], [`webhook_claim`], [`webhook_settle`] |
 //! | [`WEBHOOK_QUEUE_PREFIX`]`<member>` | list of the call's events in order, each `<webhook-id>\n<CloudEvent JSON>` | until delivered or given up | the same |
-//! | [`WEBHOOK_LEASE_PREFIX`]`<member>` | the token of the host delivering the call's head | `PX` the lease | [`WEBHOOK_CLAIM`], [`WEBHOOK_SETTLE`] |
+//! | [`WEBHOOK_LEASE_PREFIX`]`<member>` | the token of the host delivering the call's head | `PX` the lease | [`webhook_claim`], [`webhook_settle`] |
 //! | [`WEBHOOK_HEAD_PREFIX`]`<member>` | hash: `attempts`, `first` (ms) of the head event | until the head is settled | the same |
 //! | [`WEBHOOK_ENDPOINT_PREFIX`]`<key id>` | hash: `pending`, `delivered`, `failed`, `retries`, `last_error`, `last_error_at`, `last_success_at`, `disabled_url` (the URL that answered `410`) | none | the same |
 //!
@@ -239,8 +239,8 @@ const PUSH_APPLY: &str = r"
   end
 ";
 
-/// Pushes a notification once per id (`KEYS[3]`, the mark, `ARGV[2]` seconds): the
-/// [`PUSH_APPLY`] keys and arguments.
+/// Pushes a notification once per id (`KEYS[3]`, the mark, `ARGV[2]` seconds): the keys and
+/// arguments of the push's body (the list, the history and the calls' index).
 pub fn push_once() -> String {
     format!(
         "if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then\n{PUSH_APPLY}  return 1\nend\nreturn 0\n"
