@@ -23,7 +23,8 @@ pub struct Watchdog(());
 
 impl Watchdog {
     /// Starts the watchdog: the system resets `2 × period_ms` after the last pet (the first
-    /// `period_ms` raise the NMI, which the default handler ignores). At most 85 s.
+    /// `period_ms` raise the NMI, which the default handler ignores). `period_ms` at most
+    /// 171,000: the 32-bit counter at 25 MHz (a longer one is cut to that).
     pub fn start(period_ms: u32) -> Self {
         let ticks = (CLOCK_HZ / 1000).saturating_mul(period_ms);
         write(LOCK, UNLOCK);
