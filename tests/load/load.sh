@@ -9,7 +9,9 @@
 # peak rate, and the host's peak RSS; and the CPU time per create (utime + stime from
 # /proc, which holds up on shared cores better than wall time) of every process of each
 # peak run: bare-202 and wrk in the first; the host, redis-server, pbx-sim and wrk in the
-# second; and the host's CPU per create over the bare handler's, the figure to watch.
+# second; and the host's CPU per create over the bare handler's, the figure to watch. Each
+# peak run's CPU is also split into user and system time: a loopback exchange costs system
+# time in the process that sends, which no change to that process's code removes.
 #
 #   bash tests/load/load.sh            # DURATION=10 CONNECTIONS=32 by default
 set -euo pipefail
@@ -29,13 +31,20 @@ bare=$(listening "$work/bare.out")
 cpu_ticks() { # utime + stime of each pid given, in clock ticks
   for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat"; done
 }
+split_ticks() { # "utime stime" of each pid given, in clock ticks, on one line
+  for p in "$@"; do awk '{ print $14, $15 }' "/proc/$p/stat"; done | paste -sd' '
+}
 
 bare_before=$(cpu_ticks "$bare_pid")
+bare_split_before=$(split_ticks "$bare_pid")
 read -r bare_rps bare_p50 bare_p99 _ bare_total bare_wrk < <(run_wrk "$bare" "$connections" 0)
 bare_after=$(cpu_ticks "$bare_pid")
+bare_split_after=$(split_ticks "$bare_pid")
 before=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid" | paste -sd' ')
+split_before=$(split_ticks "$host_pid" "$redis_pid" "$sim_pid")
 read -r host_rps host_p50 host_p99 host_bad host_total host_wrk < <(run_wrk "$host" "$connections" 0)
 after=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid" | paste -sd' ')
+split_after=$(split_ticks "$host_pid" "$redis_pid" "$sim_pid")
 # Half the host's peak: each connection pauses 10 ms between requests (wrk's delay() is in
 # whole milliseconds), with as many connections as that rate needs.
 delay=10
@@ -61,3 +70,13 @@ awk -v b="$before" -v a="$after" -v n="$host_total" -v hz="$(getconf CLK_TCK)" -
   for (i = 1; i <= 3; i++) { v[i] = (y[i] - x[i]) * us / n; printf "  %s %.1f", name[i], v[i] }
   printf "  wrk %.1f\n", hw * us / n
   printf "host / bare-202 CPU per create: %.1fx\n", v[1] / bare }'
+awk -v b="$split_before" -v a="$split_after" -v n="$host_total" -v hz="$(getconf CLK_TCK)" \
+  -v bb="$bare_split_before" -v ba="$bare_split_after" -v bn="$bare_total" 'BEGIN {
+  us = 1e6 / hz
+  split(bb, p, " "); split(ba, q, " ")
+  printf "the same, user / system:\n  bare run: bare-202 %.1f / %.1f\n  host run:", \
+    (q[1] - p[1]) * us / bn, (q[2] - p[2]) * us / bn
+  split(b, x, " "); split(a, y, " "); split("host redis-server pbx-sim", name, " ")
+  for (i = 1; i <= 3; i++)
+    printf "  %s %.1f / %.1f", name[i], (y[2*i-1] - x[2*i-1]) * us / n, (y[2*i] - x[2*i]) * us / n
+  printf "\n" }'
