@@ -414,11 +414,7 @@ fn an_update_that_never_marks_itself_booted_is_rolled_back() {
     assert_eq!(s["version"], FIRST, "{s}");
     assert_eq!(s["at_boot"], "revert", "{s}");
     let log = device.log();
-    assert!(
-        log.contains(NOT_PETTED),
-        "no watchdog warning:
-{log}"
-    );
+    assert!(log.contains(NOT_PETTED), "no watchdog warning: {log}");
     assert_eq!(log.matches(BOOT_BANNER).count(), boots + 1, "{log}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while status(&device)["state"] != "boot" {
