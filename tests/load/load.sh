@@ -28,23 +28,16 @@ bare_pid=$!
 pids+=("$bare_pid")
 bare=$(listening "$work/bare.out")
 
-cpu_ticks() { # utime + stime of each pid given, in clock ticks
-  for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat"; done
-}
-split_ticks() { # "utime stime" of each pid given, in clock ticks, on one line
+cpu_ticks() { # "utime stime" of each pid given, in clock ticks, on one line
   for p in "$@"; do awk '{ print $14, $15 }' "/proc/$p/stat"; done | paste -sd' '
 }
 
 bare_before=$(cpu_ticks "$bare_pid")
-bare_split_before=$(split_ticks "$bare_pid")
 read -r bare_rps bare_p50 bare_p99 _ bare_total bare_wrk < <(run_wrk "$bare" "$connections" 0)
 bare_after=$(cpu_ticks "$bare_pid")
-bare_split_after=$(split_ticks "$bare_pid")
-before=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid" | paste -sd' ')
-split_before=$(split_ticks "$host_pid" "$redis_pid" "$sim_pid")
+before=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid")
 read -r host_rps host_p50 host_p99 host_bad host_total host_wrk < <(run_wrk "$host" "$connections" 0)
-after=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid" | paste -sd' ')
-split_after=$(split_ticks "$host_pid" "$redis_pid" "$sim_pid")
+after=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid")
 # Half the host's peak: each connection pauses 10 ms between requests (wrk's delay() is in
 # whole milliseconds), with as many connections as that rate needs.
 delay=10
@@ -61,22 +54,20 @@ awk -v h="$host_rps" -v b="$bare_rps" 'BEGIN { printf "throughput ratio host/bar
 printf 'host peak RSS: %.1f MiB\n' "$(awk -v k="$rss_kib" 'BEGIN { print k / 1024 }')"
 awk -v b="$before" -v a="$after" -v n="$host_total" -v hz="$(getconf CLK_TCK)" -v hw="$host_wrk" \
   -v bb="$bare_before" -v ba="$bare_after" -v bn="$bare_total" -v bw="$bare_wrk" 'BEGIN {
-  split(b, x, " "); split(a, y, " "); split("host redis-server pbx-sim", name, " ")
+  split(b, x, " "); split(a, y, " "); split(bb, p, " "); split(ba, q, " ")
+  split("host redis-server pbx-sim", name, " ")
   us = 1e6 / hz
-  bare = (ba - bb) * us / bn
+  for (i = 1; i <= 3; i++) {
+    user[i] = (y[2*i-1] - x[2*i-1]) * us / n; sys[i] = (y[2*i] - x[2*i]) * us / n
+  }
+  bare_user = (q[1] - p[1]) * us / bn; bare_sys = (q[2] - p[2]) * us / bn
+  bare = bare_user + bare_sys
   printf "CPU per create at the peak, us (utime+stime; %d Hz ticks):\n", hz
   printf "  bare run: bare-202 %.1f  wrk %.1f\n", bare, bw * us / bn
   printf "  host run:"
-  for (i = 1; i <= 3; i++) { v[i] = (y[i] - x[i]) * us / n; printf "  %s %.1f", name[i], v[i] }
+  for (i = 1; i <= 3; i++) printf "  %s %.1f", name[i], user[i] + sys[i]
   printf "  wrk %.1f\n", hw * us / n
-  printf "host / bare-202 CPU per create: %.1fx\n", v[1] / bare }'
-awk -v b="$split_before" -v a="$split_after" -v n="$host_total" -v hz="$(getconf CLK_TCK)" \
-  -v bb="$bare_split_before" -v ba="$bare_split_after" -v bn="$bare_total" 'BEGIN {
-  us = 1e6 / hz
-  split(bb, p, " "); split(ba, q, " ")
-  printf "the same, user / system:\n  bare run: bare-202 %.1f / %.1f\n  host run:", \
-    (q[1] - p[1]) * us / bn, (q[2] - p[2]) * us / bn
-  split(b, x, " "); split(a, y, " "); split("host redis-server pbx-sim", name, " ")
-  for (i = 1; i <= 3; i++)
-    printf "  %s %.1f / %.1f", name[i], (y[2*i-1] - x[2*i-1]) * us / n, (y[2*i] - x[2*i]) * us / n
+  printf "host / bare-202 CPU per create: %.1fx\n", (user[1] + sys[1]) / bare
+  printf "the same, user / system:\n  bare run: bare-202 %.1f / %.1f\n  host run:", bare_user, bare_sys
+  for (i = 1; i <= 3; i++) printf "  %s %.1f / %.1f", name[i], user[i], sys[i]
   printf "\n" }'

@@ -12,7 +12,7 @@ use click2dial_core::config::ConfigError;
 
 use crate::footprint::assert_admin_ram_in_budget;
 use crate::qemu_support::{
-    firmware_admin, hash_bytes, random_secret, CaptureAmi, Device, Response,
+    firmware_admin, hash_bytes, random_secret, CaptureAmi, Device, Response, BOOT_BANNER,
 };
 use crate::support::host_binary;
 
@@ -72,7 +72,7 @@ fn call(device: &Device, key: Option<&str>, contact_ref: &str) -> Response {
 fn reboot(device: &Device) {
     // Let the firmware log its stack high-water mark (every 500 ms) before the reset.
     std::thread::sleep(Duration::from_millis(600));
-    let boots = |log: &str| log.matches("click2dial appliance, mps2-an385").count();
+    let boots = |log: &str| log.matches(BOOT_BANNER).count();
     let before = boots(&device.log());
     let r = admin(device, "POST", "/admin/reboot", Some(ADMIN_KEY), "");
     assert_eq!(r.status, 202, "{r:?}");

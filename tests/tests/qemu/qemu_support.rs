@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use click2dial_core::ami::{Decoder, Frame};
 
+/// The first line each start of the image logs (boards/qemu-mps2-an385/src/main.rs).
+pub const BOOT_BANNER: &str = "click2dial appliance, mps2-an385";
+
 /// The board folder, from the tests crate.
 pub fn board_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/qemu-mps2-an385")

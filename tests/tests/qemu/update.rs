@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::footprint::assert_admin_ram_in_budget;
 use crate::qemu_support::{
     firmware_admin, fleet_image, hash_bytes, random_secret, CaptureAmi, Device, Firmware, Response,
+    BOOT_BANNER,
 };
 
 #[path = "../../../appliance/tests/support/sign_update.rs"]
@@ -154,17 +155,23 @@ fn reboot(device: &Device) -> serde_json::Value {
         b"",
     );
     assert_eq!(r.status, 202, "{r:?}");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    wait_for_start(device, asked, Duration::from_secs(60))
+}
+
+/// Waits until the device answers after a start later than `since` (its uptime younger than
+/// the time since), at most `limit`; its status then.
+fn wait_for_start(device: &Device, since: Instant, limit: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
     loop {
         std::thread::sleep(Duration::from_millis(300));
         device.wait_http(Duration::from_secs(30));
         let s = status(device);
-        if s["uptime_secs"].as_u64().expect("uptime") < asked.elapsed().as_secs() {
+        if s["uptime_secs"].as_u64().expect("uptime") < since.elapsed().as_secs() {
             return s;
         }
         assert!(
             Instant::now() < deadline,
-            "no reboot: {s}\n{}",
+            "no new start in {limit:?}: {s}\n{}",
             device.log()
         );
     }
@@ -410,7 +417,8 @@ fn an_update_that_never_marks_itself_booted_is_rolled_back() {
     // having come up, and the bootloader swaps the previous image back. That one marks
     // itself booted.
     let boots = device.log().matches(BOOT_BANNER).count();
-    let s = wait_for_watchdog_reset(&device);
+    let limit = Duration::from_secs(4 * (BOOT_DEADLINE_SECS + 2 * WATCHDOG_PERIOD_SECS));
+    let s = wait_for_start(&device, Instant::now(), limit);
     assert_eq!(s["version"], FIRST, "{s}");
     assert_eq!(s["at_boot"], "revert", "{s}");
     let log = device.log();
@@ -443,35 +451,5 @@ fn an_update_that_never_marks_itself_booted_is_rolled_back() {
 /// The QEMU board's boot deadline and watchdog period (boards/qemu-mps2-an385/src/main.rs).
 const BOOT_DEADLINE_SECS: u64 = 15;
 const WATCHDOG_PERIOD_SECS: u64 = 4;
-/// The first line each start of the image logs.
-const BOOT_BANNER: &str = "click2dial appliance, mps2-an385";
 /// What the appliance's watchdog keeper logs when it stops petting.
 const NOT_PETTED: &str = "no longer petted";
-
-/// Waits, without asking for anything but the status, until the device answers after a new
-/// start: its uptime younger than the wait so far.
-fn wait_for_watchdog_reset(device: &Device) -> serde_json::Value {
-    let started = Instant::now();
-    let limit = Duration::from_secs(4 * (BOOT_DEADLINE_SECS + 2 * WATCHDOG_PERIOD_SECS));
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        assert!(
-            started.elapsed() < limit,
-            "no watchdog reset in {limit:?}: {}",
-            device.log()
-        );
-        let r = device.request(
-            "GET",
-            "/admin/update",
-            &[&format!("Authorization: Bearer {ADMIN_KEY}")],
-            b"",
-        );
-        if r.status != 200 {
-            continue;
-        }
-        let s: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
-        if s["uptime_secs"].as_u64().expect("uptime") < started.elapsed().as_secs() {
-            return s;
-        }
-    }
-}
