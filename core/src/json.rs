@@ -164,35 +164,79 @@ impl<'b> Out<'b> {
 }
 
 impl fmt::Write for Out<'_> {
-    /// Escapes as serde-json-core: `\\`, `\"`, `\b`, `\t`, `\n`, `\f`, `\r`, other
-    /// control characters as `\u00XX` (upper-case hex); everything else as it is.
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        const HEX: &[u8; 16] = b"0123456789ABCDEF";
-        let bytes = s.as_bytes();
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let mut unicode = *b"\\u00XX";
-            let escape: &[u8] = match b {
-                b'\\' => b"\\\\",
-                b'"' => b"\\\"",
-                0x08 => b"\\b",
-                0x09 => b"\\t",
-                0x0a => b"\\n",
-                0x0c => b"\\f",
-                0x0d => b"\\r",
-                0x00..=0x1f => {
-                    unicode[4] = HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
-                    unicode[5] = HEX.get(usize::from(b & 0x0f)).copied().unwrap_or(b'0');
-                    &unicode
-                }
-                _ => continue,
-            };
-            self.raw(bytes.get(start..i).ok_or(fmt::Error)?)?;
-            self.raw(escape)?;
-            start = i.saturating_add(1);
-        }
-        self.raw(bytes.get(start..).ok_or(fmt::Error)?)
+        escape(s, |piece| self.raw(piece.as_bytes()))
     }
+}
+
+/// Hands `s` to `put` in pieces, escaped as serde-json-core escapes: `\\`, `\"`, `\b`,
+/// `\t`, `\n`, `\f`, `\r`, other control characters as `\u00XX` (upper-case hex);
+/// everything else as it is, a run at a time.
+fn escape(s: &str, mut put: impl FnMut(&str) -> fmt::Result) -> fmt::Result {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut from = 0;
+    while let Some(i) = next_escape(bytes, from) {
+        from = i.saturating_add(1);
+        let b = bytes.get(i).copied().unwrap_or_default();
+        let mut unicode = *b"\\u00XX";
+        let escape = match b {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            0x08 => "\\b",
+            0x09 => "\\t",
+            0x0a => "\\n",
+            0x0c => "\\f",
+            0x0d => "\\r",
+            _ => {
+                unicode[4] = HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
+                unicode[5] = HEX.get(usize::from(b & 0x0f)).copied().unwrap_or(b'0');
+                core::str::from_utf8(&unicode).map_err(|_| fmt::Error)?
+            }
+        };
+        // `i` is an ASCII byte's index, so a character boundary.
+        put(s.get(start..i).ok_or(fmt::Error)?)?;
+        put(escape)?;
+        start = from;
+    }
+    put(s.get(start..).ok_or(fmt::Error)?)
+}
+
+/// The index of the first byte at or after `from` that JSON must escape (a control
+/// character, `"` or `\\`). Eight bytes are tested at once, as one word, and only a word
+/// that holds such a byte is searched byte by byte: the strings a call writes are long runs
+/// of plain characters.
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    let rest = bytes.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut skipped = 0usize;
+    for word in words.by_ref() {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        if word_has_escape(w) {
+            break;
+        }
+        skipped = skipped.saturating_add(8);
+    }
+    let at = rest
+        .get(skipped..)?
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')?;
+    Some(from.saturating_add(skipped).saturating_add(at))
+}
+
+/// Whether any byte of `w` is below 0x20, `"` or `\\`. The bit tricks answer exactly
+/// whether such a byte exists (not which one): `(x - 0x01..) & !x & 0x80..` is non-zero
+/// exactly when some byte of `x` is zero, and `(x - n·0x01..) & !x & 0x80..` exactly when
+/// some byte is below `n` (for `n` ≤ 0x80).
+fn word_has_escape(w: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES.wrapping_mul(n)) & !x & HIGHS;
+    let control = below(w, 0x20);
+    let quote = below(w ^ ONES.wrapping_mul(u64::from(b'"')), 1);
+    let backslash = below(w ^ ONES.wrapping_mul(u64::from(b'\\')), 1);
+    control | quote | backslash != 0
 }
 
 /// Writes `{"error":{"code":…,"field":…,"message":…}}` (`field` only when there is one): the
@@ -531,6 +575,54 @@ mod tests {
             s.serialize_field("field", self.0.key())?;
             s.serialize_field("message", &Text(self.0))?;
             s.end()
+        }
+    }
+
+    fn escaped(b: u8) -> bool {
+        b < 0x20 || b == b'"' || b == b'\\'
+    }
+
+    #[test]
+    fn a_word_has_an_escape_exactly_when_one_of_its_bytes_needs_one() {
+        for filler in [b'a', b' ', 0x21, 0x5b, 0x7f, 0x80, 0xff] {
+            for b in 0..=u8::MAX {
+                for at in 0..8 {
+                    let mut bytes = [filler; 8];
+                    bytes[at] = b;
+                    let expected = bytes.iter().any(|&x| escaped(x));
+                    assert_eq!(
+                        word_has_escape(u64::from_le_bytes(bytes)),
+                        expected,
+                        "{bytes:02x?}"
+                    );
+                }
+            }
+        }
+        // Words of mixed bytes (xorshift), against the byte-by-byte answer.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let expected = x.to_le_bytes().iter().any(|&b| escaped(b));
+            assert_eq!(word_has_escape(x), expected, "{x:016x}");
+        }
+    }
+
+    #[test]
+    fn next_escape_finds_the_first_byte_to_escape_from_any_start() {
+        let text = b"plain text of some length\"with\\escapes\n and\x01 more plain tail";
+        let mut all: [u8; 80] = [b'.'; 80];
+        all[..text.len()].copy_from_slice(text);
+        for len in 0..=all.len() {
+            let bytes = &all[..len];
+            for from in 0..=len + 1 {
+                let expected = bytes
+                    .get(from..)
+                    .and_then(|rest| rest.iter().position(|&b| escaped(b)))
+                    .map(|at| from + at);
+                assert_eq!(next_escape(bytes, from), expected, "len {len} from {from}");
+            }
         }
     }
 

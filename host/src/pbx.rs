@@ -204,11 +204,11 @@ impl Pbx {
             metrics,
             live_recordings: live_recordings.clone(),
             logins: 0,
-            calls: HashMap::new(),
+            calls: HashMap::default(),
             timers: BinaryHeap::new(),
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             held: Vec::new(),
-            adopting: HashMap::new(),
+            adopting: HashMap::default(),
             adopt_tx,
             call_store,
         };
@@ -364,6 +364,12 @@ struct LiveCall {
     _slot: Option<OwnedSemaphorePermit>,
 }
 
+/// The hasher of the driver's maps, whose keys are channel ids and linked ids: made by the
+/// hosts (random references) or by the PBX, never chosen by an API client, so a fast hasher
+/// (seeded per process) needs no defence against keys built to collide; SipHash cost about
+/// 2k instructions per create here.
+type IdHasher = foldhash::fast::RandomState;
+
 /// State that outlives one connection.
 struct Driver {
     settings: Settings,
@@ -371,17 +377,17 @@ struct Driver {
     metrics: Metrics,
     live_recordings: LiveRecordings,
     logins: u64,
-    calls: HashMap<String, LiveCall>,
+    calls: HashMap<String, LiveCall, IdHasher>,
     /// The calls' deadlines (core's `poll_timeout`), soonest first; an entry that is not
     /// its call's `scheduled` any more is skipped.
     timers: BinaryHeap<Reverse<(u64, String)>>,
     /// Replies to the Originates written and not answered yet.
-    pending: HashMap<String, oneshot::Sender<Result<(), OriginateError>>>,
+    pending: HashMap<String, oneshot::Sender<Result<(), OriginateError>>, IdHasher>,
     /// Originates not written yet: they wait for the answer to a probe of a silent PBX.
     held: Vec<(Box<OriginateRequest>, Reply)>,
     /// Calls of other hosts being adopted: their events wait here, in order, until the
     /// call's record arrives from Redis.
-    adopting: HashMap<String, Vec<(Vec<u8>, Instant)>>,
+    adopting: HashMap<String, Vec<(Vec<u8>, Instant)>, IdHasher>,
     adopt_tx: mpsc::UnboundedSender<(String, Option<CallRecord>)>,
     call_store: Option<CallStore>,
     campaigns: Arc<RwLock<KnownCampaigns>>,

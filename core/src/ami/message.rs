@@ -90,6 +90,31 @@ impl<'a> Message<'a> {
 
     /// The value of the first header named `key` (ASCII-case-insensitive).
     pub fn get(&self, key: &str) -> Option<&'a str> {
+        let name = key.as_bytes();
+        let plain = |b: &u8| *b != b':' && !b.is_ascii_whitespace();
+        match (name.first(), name.last()) {
+            (Some(first), Some(last)) if plain(first) && plain(last) && !name.contains(&b':') => {
+                // A line holds the header exactly when it is blanks, `key`, blanks, `:`: the
+                // first colon then follows the key, and the trimmed text before it is the
+                // key. Other lines are passed over at their first bytes, without looking for
+                // their colon.
+                Lines { rest: self.bytes }.find_map(|line| {
+                    let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
+                    let rest = line.get(start..)?;
+                    if !rest.get(..name.len())?.eq_ignore_ascii_case(name) {
+                        return None;
+                    }
+                    let rest = rest.get(name.len()..)?.trim_ascii_start();
+                    let value = rest.strip_prefix(b":")?.trim_ascii();
+                    core::str::from_utf8(value).ok()
+                })
+            }
+            _ => self.get_by_colon(key),
+        }
+    }
+
+    /// [`get`](Self::get) for any `key`: the text before each line's first colon, trimmed.
+    fn get_by_colon(&self, key: &str) -> Option<&'a str> {
         // As `headers().find(|h| h.is(key))`, without checking that every line before the
         // one sought is UTF-8: a key equal to `key` but for ASCII case is UTF-8 as `key` is,
         // so only the value of a matching line needs the check.
@@ -351,7 +376,7 @@ impl<'a> Iterator for Lines<'a> {
         while let Some(cr) = self
             .rest
             .get(from..)
-            .and_then(|rest| rest.iter().position(|&b| b == b'\r'))
+            .and_then(|rest| memchr::memchr(b'\r', rest))
         {
             let at = from.saturating_add(cr);
             if self.rest.get(at.saturating_add(1)) == Some(&b'\n') {
@@ -408,6 +433,21 @@ mod tests {
                 m.headers().find(|h| h.is(key)).map(|h| h.value),
                 "{key}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// The same for messages made of the bytes that matter (blanks, colons, line ends,
+        /// the keys' letters in both cases, a byte that is not UTF-8) and for keys that
+        /// `get` has to answer the slow way (blanks at an end, a colon, nothing).
+        #[test]
+        fn get_answers_as_the_headers_do_for_any_bytes(
+            bytes in proptest::collection::vec(proptest::sample::select(
+                &b"AaBbXx: \t\r\n\xff\xc3\xa9"[..]), 0..64),
+            key in proptest::sample::select(&["A", "a", "AB", "x", "Ab", " A", "A ", "A:B", ":", "", "\u{e9}"][..]),
+        ) {
+            let m = Message::new(&bytes);
+            proptest::prop_assert_eq!(m.get(key), m.headers().find(|h| h.is(key)).map(|h| h.value));
         }
     }
 

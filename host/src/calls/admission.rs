@@ -6,6 +6,7 @@
 use click2dial_core::call::Mode;
 use click2dial_core::fingerprint::Fingerprint;
 use click2dial_core::json::{self, Accepted};
+use click2dial_core::template::Rendered;
 use click2dial_core::validate::Call;
 use click2dial_core::values::CallValues;
 use click2dial_core::{Error, ErrorCode};
@@ -120,23 +121,12 @@ pub async fn admit(
         .as_ref()
         .ok_or(Error::INTERNAL)?
         .render(contact_ref, recording_ref);
-    let mut buf = [0u8; 2048];
-    let n = json::write_accepted(
-        &Accepted {
-            call,
-            // A call created with `record: false` has no recording to fetch.
-            recording_url: call.valid.controls.record.then_some(recording_url),
-            notifications_key: Some(notifications_key),
-        },
-        &mut buf,
-    )
-    .map_err(|_| Error::INTERNAL)?;
-    // Core writes UTF-8: check it the fast way (the lossy one walks it in chunks).
-    let written = buf.get(..n).unwrap_or_default();
-    let answer = std::str::from_utf8(written).map_or_else(
-        |_| String::from_utf8_lossy(written).into_owned(),
-        str::to_owned,
-    );
+    let answer = accepted_body(
+        call,
+        // A call created with `record: false` has no recording to fetch.
+        call.valid.controls.record.then_some(recording_url),
+        notifications_key,
+    )?;
     let record = CallRecord {
         call: CallValues::new(call).ok_or(Error::INTERNAL)?,
         agent_initiated: mode == Mode::AgentInitiated,
@@ -256,6 +246,31 @@ pub async fn admit(
         claim,
         slot,
     })))
+}
+
+/// The `202` body. Not in [`admit`] itself: its buffer would be part of the create's
+/// future, copied whole each time the future moves (into its box, through the layers).
+fn accepted_body(
+    call: &Call<'_>,
+    recording_url: Option<Rendered<'_, '_>>,
+    notifications_key: Rendered<'_, '_>,
+) -> Result<String, Error> {
+    let mut buf = [0u8; 2048];
+    let n = json::write_accepted(
+        &Accepted {
+            call,
+            recording_url,
+            notifications_key: Some(notifications_key),
+        },
+        &mut buf,
+    )
+    .map_err(|_| Error::INTERNAL)?;
+    // Core writes UTF-8: check it the fast way (the lossy one walks it in chunks).
+    let written = buf.get(..n).unwrap_or_default();
+    Ok(std::str::from_utf8(written).map_or_else(
+        |_| String::from_utf8_lossy(written).into_owned(),
+        str::to_owned,
+    ))
 }
 
 /// `value` as a `String` made with room for `capacity` bytes, not grown from empty by
