@@ -24,7 +24,7 @@
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::store::schema::{CLAIM_AND_STORE, PENDING_TTL_SECS};
+use crate::store::schema::{ACCEPTED_TAIL, CLAIM_AND_STORE, PENDING_TAIL, PENDING_TTL_SECS};
 use crate::store::target::Conn;
 
 /// What the store says about a claim.
@@ -110,11 +110,11 @@ impl Acceptance {
         let pending = record_json(fingerprint, answer, true);
         // `pending` is the record's last field: the accepted record is the pending one with
         // its last value changed, not a second serialisation of the answer.
-        let accepted = match pending.strip_suffix(r#""pending":true}"#) {
+        let accepted = match pending.strip_suffix(PENDING_TAIL) {
             Some(head) => {
                 let mut accepted = String::with_capacity(pending.len() + 1);
                 accepted.push_str(head);
-                accepted.push_str(r#""pending":false}"#);
+                accepted.push_str(ACCEPTED_TAIL);
                 accepted
             }
             None => record_json(fingerprint, answer, false),
@@ -238,5 +238,11 @@ mod tests {
             Claim::Repeat(answer.to_string())
         );
         assert_eq!(acceptance.ttl_secs, 1, "a zero TTL would make SET fail");
+        // The tails the adoption script looks for and writes (schema::ADOPT_CLAIM).
+        assert!(acceptance.pending.ends_with(PENDING_TAIL));
+        assert!(acceptance.accepted.ends_with(ACCEPTED_TAIL));
+        let script = crate::store::schema::ADOPT_CLAIM;
+        assert!(script.contains(&format!("local tail = '{PENDING_TAIL}'")));
+        assert!(script.contains(&format!(".. '{ACCEPTED_TAIL}', 'EX'")));
     }
 }

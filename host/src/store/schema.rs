@@ -167,6 +167,27 @@ pub fn claim_key(prefix: &str, owner: &str, contact_ref: &str) -> String {
 /// claimed it died), the reference is free again.
 pub const PENDING_TTL_SECS: u64 = 60;
 
+/// [`PENDING_TAIL`], as a literal for `concat!` (the adoption script holds it).
+macro_rules! pending_tail {
+    () => {
+        r#""pending":true}"#
+    };
+}
+
+/// [`ACCEPTED_TAIL`], as a literal for `concat!`.
+macro_rules! accepted_tail {
+    () => {
+        r#""pending":false}"#
+    };
+}
+
+/// The end of a pending claim's record (its last field, `pending`). An acceptance changes
+/// only this tail, into [`ACCEPTED_TAIL`]: in Rust (`idempotency::Acceptance::new`) and in
+/// Lua ([`ADOPT_CLAIM`]).
+pub const PENDING_TAIL: &str = pending_tail!();
+/// The end of an accepted claim's record.
+pub const ACCEPTED_TAIL: &str = accepted_tail!();
+
 /// Claims `KEYS[1]` with `ARGV[1]` (pending) for `ARGV[2]` seconds; when the claim is new and a
 /// record key `KEYS[2]` is given, stores the call record `ARGV[3]` there for `ARGV[4]`
 /// seconds. Answers nil for a new claim, else the claim already stored (it exists: the
@@ -201,18 +222,24 @@ return 0
 /// pending and its answer names the followed call's recording reference `ARGV[1]`, it
 /// becomes the same record with `"pending":false` (as [`ACCEPT_CLAIM`] would write it) for
 /// `ARGV[2]` seconds. Answers 1 when it did, else 0.
-pub const ADOPT_CLAIM: &str = r#"
+pub const ADOPT_CLAIM: &str = concat!(
+    r#"
 local stored = redis.call('GET', KEYS[1])
 if not stored then return 0 end
-local tail = '"pending":true}'
+local tail = '"#,
+    pending_tail!(),
+    r#"'
 if string.sub(stored, -#tail) ~= tail then return 0 end
 local ok, record = pcall(cjson.decode, stored)
 if not ok or type(record) ~= 'table' or type(record.answer) ~= 'string' then return 0 end
 local ok2, answer = pcall(cjson.decode, record.answer)
 if not ok2 or type(answer) ~= 'table' or answer.recording_ref ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], string.sub(stored, 1, -#tail - 1) .. '"pending":false}', 'EX', ARGV[2])
+redis.call('SET', KEYS[1], string.sub(stored, 1, -#tail - 1) .. '"#,
+    accepted_tail!(),
+    r#"', 'EX', ARGV[2])
 return 1
-"#;
+"#
+);
 
 /// What a push does once its mark is new: `LPUSH`es `ARGV[1]` to `KEYS[1]` (per-call list,
 /// `ARGV[2]` seconds) and, when `ARGV[3]` is `1`, to `KEYS[2]` (legacy list); appends
