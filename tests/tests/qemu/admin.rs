@@ -12,13 +12,12 @@ use click2dial_core::config::ConfigError;
 
 use crate::footprint::assert_admin_ram_in_budget;
 use crate::qemu_support::{
-    firmware_admin, hash_bytes, random_secret, CaptureAmi, Device, Response, BOOT_BANNER,
+    firmware_admin, hash_bytes, random_secret, CaptureAmi, Device, Response, ADMIN_KEY,
+    ADMIN_KEY_HASH,
 };
 use crate::support::host_binary;
 
 /// The admin key the tests provision, and its SHA-256 (the provisioning page holds the hash).
-const ADMIN_KEY: &str = "admin-key-for-tests";
-const ADMIN_KEY_HASH: &str = "37ad48f6764c66f3e06c07ac0cfa55d5e282c98c39804baa94644de7324ef84e";
 /// A call API key, and its SHA-256.
 const API_KEY: &str = "new-api-key";
 const API_KEY_HASH: &str = "15a95b611dd3fd8d9f9d7a8a22d336c58ced36bb9d31d9e60c8ab7ba57c5d931";
@@ -72,17 +71,7 @@ fn call(device: &Device, key: Option<&str>, contact_ref: &str) -> Response {
 fn reboot(device: &Device) {
     // Let the firmware log its stack high-water mark (every 500 ms) before the reset.
     std::thread::sleep(Duration::from_millis(600));
-    let boots = |log: &str| log.matches(BOOT_BANNER).count();
-    let before = boots(&device.log());
-    let r = admin(device, "POST", "/admin/reboot", Some(ADMIN_KEY), "");
-    assert_eq!(r.status, 202, "{r:?}");
-    assert_eq!(r.text(), r#"{"status":"rebooting"}"#);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while boots(&device.log()) <= before {
-        assert!(Instant::now() < deadline, "no reboot:\n{}", device.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    device.wait_http(Duration::from_secs(30));
+    device.reboot();
 }
 
 fn assert_unauthorized(r: &Response, message: &str) {

@@ -20,6 +20,10 @@ use click2dial_core::ami::{Decoder, Frame};
 /// The first line each start of the image logs (boards/qemu-mps2-an385/src/main.rs).
 pub const BOOT_BANNER: &str = "click2dial appliance, mps2-an385";
 
+/// The admin key the tests provision, and its SHA-256.
+pub const ADMIN_KEY: &str = "admin-key-for-tests";
+pub const ADMIN_KEY_HASH: &str = "37ad48f6764c66f3e06c07ac0cfa55d5e282c98c39804baa94644de7324ef84e";
+
 /// The board folder, from the tests crate.
 pub fn board_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/qemu-mps2-an385")
@@ -388,6 +392,37 @@ impl Device {
         }
         assert_eq!(words.len(), count, "xp answered {text:?}");
         words
+    }
+
+    /// How many times the image has started so far: its boot banners in the log.
+    pub fn boots(&self) -> usize {
+        self.log().matches(BOOT_BANNER).count()
+    }
+
+    /// Waits until the image has started more than `boots` times and answers HTTP, at most
+    /// `limit` for the start.
+    pub fn wait_for_boot(&self, boots: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.boots() <= boots {
+            assert!(
+                Instant::now() < deadline,
+                "no new start in {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.wait_http(Duration::from_secs(30));
+    }
+
+    /// Reboots the device through the admin API ([`ADMIN_KEY`]) and waits until it has
+    /// started again and answers HTTP.
+    pub fn reboot(&self) {
+        let boots = self.boots();
+        let auth = format!("Authorization: Bearer {ADMIN_KEY}");
+        let r = self.request("POST", "/admin/reboot", &[&auth], b"");
+        assert_eq!(r.status, 202, "{r:?}");
+        assert_eq!(r.text(), r#"{"status":"rebooting"}"#);
+        self.wait_for_boot(boots, Duration::from_secs(60));
     }
 
     /// Waits until the device answers HTTP (a `405` for `GET`).

@@ -18,16 +18,13 @@ use std::time::{Duration, Instant};
 use crate::footprint::assert_admin_ram_in_budget;
 use crate::qemu_support::{
     firmware_admin, fleet_image, hash_bytes, random_secret, CaptureAmi, Device, Firmware, Response,
-    BOOT_BANNER,
+    ADMIN_KEY, ADMIN_KEY_HASH,
 };
 
 #[path = "../../../appliance/tests/support/sign_update.rs"]
 mod sign_update;
 use sign_update::sign_update;
 
-/// The admin key the tests provision, and its SHA-256.
-const ADMIN_KEY: &str = "admin-key-for-tests";
-const ADMIN_KEY_HASH: &str = "37ad48f6764c66f3e06c07ac0cfa55d5e282c98c39804baa94644de7324ef84e";
 /// The version of the image as built for the other tests (the board crate's).
 const FIRST: &str = "0.1.0";
 /// The boot state and DFU partitions (boards/qemu-mps2-an385/src/storage.rs).
@@ -146,35 +143,10 @@ fn open_upload(device: &Device, len: usize, read_timeout: Duration) -> TcpStream
     stream
 }
 
+/// Reboots the device and answers its status once it is up again.
 fn reboot(device: &Device) -> serde_json::Value {
-    let asked = Instant::now();
-    let r = device.request(
-        "POST",
-        "/admin/reboot",
-        &[&format!("Authorization: Bearer {ADMIN_KEY}")],
-        b"",
-    );
-    assert_eq!(r.status, 202, "{r:?}");
-    wait_for_start(device, asked, Duration::from_secs(60))
-}
-
-/// Waits until the device answers after a start later than `since` (its uptime younger than
-/// the time since), at most `limit`; its status then.
-fn wait_for_start(device: &Device, since: Instant, limit: Duration) -> serde_json::Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        std::thread::sleep(Duration::from_millis(300));
-        device.wait_http(Duration::from_secs(30));
-        let s = status(device);
-        if s["uptime_secs"].as_u64().expect("uptime") < since.elapsed().as_secs() {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new start in {limit:?}: {s}\n{}",
-            device.log()
-        );
-    }
+    device.reboot();
+    status(device)
 }
 
 fn assert_error(r: &Response, status: u16, code: &str, message: &str) {
@@ -416,14 +388,15 @@ fn an_update_that_never_marks_itself_booted_is_rolled_back() {
     // Nobody reboots it: the watchdog does, once the image is past its boot deadline without
     // having come up, and the bootloader swaps the previous image back. That one marks
     // itself booted.
-    let boots = device.log().matches(BOOT_BANNER).count();
+    let boots = device.boots();
     let limit = Duration::from_secs(4 * (BOOT_DEADLINE_SECS + 2 * WATCHDOG_PERIOD_SECS));
-    let s = wait_for_start(&device, Instant::now(), limit);
+    device.wait_for_boot(boots, limit);
+    let s = status(&device);
     assert_eq!(s["version"], FIRST, "{s}");
     assert_eq!(s["at_boot"], "revert", "{s}");
     let log = device.log();
     assert!(log.contains(NOT_PETTED), "no watchdog warning: {log}");
-    assert_eq!(log.matches(BOOT_BANNER).count(), boots + 1, "{log}");
+    assert_eq!(device.boots(), boots + 1, "{log}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while status(&device)["state"] != "boot" {
         assert!(Instant::now() < deadline, "not marked: {}", status(&device));
@@ -442,7 +415,7 @@ fn an_update_that_never_marks_itself_booted_is_rolled_back() {
         std::thread::sleep(Duration::from_secs(1));
     }
     let log = device.log();
-    assert_eq!(log.matches(BOOT_BANNER).count(), boots + 1, "{log}");
+    assert_eq!(device.boots(), boots + 1, "{log}");
     assert_eq!(log.matches(NOT_PETTED).count(), 1, "{log}");
     let s = reboot(&device);
     assert_eq!(s["version"], FIRST, "{s}");
