@@ -209,9 +209,8 @@ fn escape(s: &str, mut put: impl FnMut(&str) -> fmt::Result) -> fmt::Result {
 /// of plain characters.
 fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
     let rest = bytes.get(from..)?;
-    let mut words = rest.chunks_exact(8);
     let mut skipped = 0usize;
-    for word in words.by_ref() {
+    for word in rest.chunks_exact(8) {
         let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
         if word_has_escape(w) {
             break;
