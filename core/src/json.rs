@@ -181,7 +181,7 @@ fn escape(s: &str, mut put: impl FnMut(&str) -> fmt::Result) -> fmt::Result {
         from = i.saturating_add(1);
         let b = bytes.get(i).copied().unwrap_or_default();
         let mut unicode = *b"\\u00XX";
-        let escape = match b {
+        let sequence = match b {
             b'\\' => "\\\\",
             b'"' => "\\\"",
             0x08 => "\\b",
@@ -197,7 +197,7 @@ fn escape(s: &str, mut put: impl FnMut(&str) -> fmt::Result) -> fmt::Result {
         };
         // `i` is an ASCII byte's index, so a character boundary.
         put(s.get(start..i).ok_or(fmt::Error)?)?;
-        put(escape)?;
+        put(sequence)?;
         start = from;
     }
     put(s.get(start..).ok_or(fmt::Error)?)

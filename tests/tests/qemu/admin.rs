@@ -17,7 +17,6 @@ use crate::qemu_support::{
 };
 use crate::support::host_binary;
 
-/// The admin key the tests provision, and its SHA-256 (the provisioning page holds the hash).
 /// A call API key, and its SHA-256.
 const API_KEY: &str = "new-api-key";
 const API_KEY_HASH: &str = "15a95b611dd3fd8d9f9d7a8a22d336c58ced36bb9d31d9e60c8ab7ba57c5d931";
