@@ -70,6 +70,8 @@ pub struct Settings {
     pub target: Option<Target>,
     /// The deprecated shared list, when still written.
     pub legacy_key: Option<String>,
+    /// The most entries the deprecated list keeps (the newest).
+    pub legacy_max_len: u64,
     /// TTL of the per-call list and of the exactly-once marks.
     pub ttl_secs: u64,
     /// Spool size.
@@ -481,7 +483,11 @@ async fn push<'a>(
         }
         cmd.arg(&n.json)
             .arg(settings.ttl_secs)
-            .arg(if legacy.is_some() { "1" } else { "0" })
+            .arg(if legacy.is_some() {
+                settings.legacy_max_len
+            } else {
+                0
+            })
             .arg(settings.history_ttl_secs);
         // The call's creation time, for the key's index: with its first notification only.
         if n.sequence == 1 {
@@ -674,6 +680,7 @@ async fn push_cluster<'a>(
                 .push(schema::cluster_legacy_sent_key(legacy, &n.id));
             step.args.push(n.json.clone());
         }
+        step.args.push(settings.legacy_max_len.to_string());
         steps.push(step);
     }
     // The keys' indexes: a call's first notification adds it.

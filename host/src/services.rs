@@ -47,6 +47,7 @@ pub fn start(config: Config) -> Result<Services, String> {
                 .redis
                 .legacy_key_enabled
                 .then(|| config.redis.legacy_key.clone()),
+            legacy_max_len: config.redis.legacy_max_len,
             ttl_secs: config.redis.ttl_secs,
             spool_capacity: config.redis.spool_capacity,
             sent_prefix: schema::SENT_PREFIX.into(),

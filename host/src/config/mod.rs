@@ -233,6 +233,9 @@ pub struct Redis {
     pub legacy_key: String,
     /// Whether the deprecated list is still written.
     pub legacy_key_enabled: bool,
+    /// The most entries the deprecated list keeps: past it, each push drops the oldest
+    /// (the list has no TTL, and nothing pops it once its consumers are gone).
+    pub legacy_max_len: u64,
     /// TTL of the per-call list, in seconds.
     pub ttl_secs: u64,
     /// How long a `contact_ref` is remembered for idempotency, in seconds.
@@ -256,6 +259,7 @@ impl Default for Redis {
             call_key_template: "teleforge:notifications:c2d:{contact_ref}".into(),
             legacy_key: "enigma:notifications:c2d".into(),
             legacy_key_enabled: true,
+            legacy_max_len: 1_000_000,
             ttl_secs: 86_400,
             idempotency_ttl_secs: 86_400,
             idempotency_prefix: "teleforge:c2d:idempotency:".into(),
@@ -578,6 +582,16 @@ impl Config {
         }
         if let Some((key, reason)) = self.redis.sentinel_problem() {
             return Err(invalid(key, &reason));
+        }
+        if self.redis.legacy_max_len == 0 {
+            return Err(invalid(
+                "redis.legacy_max_len",
+                "must be at least 1 (to stop writing the list: legacy_key_enabled = false)",
+            ));
+        }
+        // Redis's Lua reads numbers as doubles: exact up to 2^53.
+        if self.redis.legacy_max_len > 1 << 53 {
+            return Err(invalid("redis.legacy_max_len", "must be at most 2^53"));
         }
         if self.redis.spool_capacity == 0 {
             return Err(invalid("redis.spool_capacity", "must be at least 1"));

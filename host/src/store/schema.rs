@@ -4,7 +4,7 @@
 //! | key | value | TTL | written by |
 //! |---|---|---|---|
 //! | `redis.call_key_template` (`teleforge:notifications:c2d:{contact_ref}`) | list of notification JSON | `redis.ttl_secs` | [`push_once`] |
-//! | `redis.legacy_key` (`enigma:notifications:c2d`), when enabled | the same, all calls | none | [`push_once`] |
+//! | `redis.legacy_key` (`enigma:notifications:c2d`), when enabled | the same, all calls: the newest `redis.legacy_max_len` | none (its length is capped instead) | [`push_once`] |
 //! | [`SENT_PREFIX`]`<ChannelId>:<sequence>` | `1`: the exactly-once mark | `redis.ttl_secs` | [`push_once`] |
 //! | `redis.idempotency_prefix` + `<key id>:<contact_ref>` ([`claim_key`]) | claim JSON: fingerprint, first answer, pending | [`PENDING_TTL_SECS`], then `redis.idempotency_ttl_secs` | [`CLAIM_AND_STORE`], then [`ACCEPT_CLAIM`] (from the notifier's spool), or [`ADOPT_CLAIM`] by a host that follows the call |
 //! | [`CALL_PREFIX`]`<ChannelId>` ([`call_key`]) | call record JSON | `redis.ttl_secs` | [`CLAIM_AND_STORE`] or `SET` |
@@ -242,7 +242,8 @@ return 1
 );
 
 /// What a push does once its mark is new: `LPUSH`es `ARGV[1]` to `KEYS[1]` (per-call list,
-/// `ARGV[2]` seconds) and, when `ARGV[3]` is `1`, to `KEYS[2]` (legacy list); appends
+/// `ARGV[2]` seconds) and, when `ARGV[3]` is not `0`, to `KEYS[2]` (legacy list, cut to its
+/// newest `ARGV[3]` entries: nothing pops it when its consumers are gone); appends
 /// `ARGV[7]` (`{"at_ms":…,"channel":…,"notification":…}`, `channel` the call's `ChannelId`)
 /// to the call's history `KEYS[4]` (kept `ARGV[4]` seconds, at most [`HISTORY_MAX`]); for a
 /// call's first notification (`ARGV[5]` is its creation time in ms), adds `ARGV[6]` (its
@@ -251,8 +252,9 @@ return 1
 const PUSH_APPLY: &str = r"
   redis.call('LPUSH', KEYS[1], ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
-  if ARGV[3] == '1' then
-    redis.call('LPUSH', KEYS[2], ARGV[1])
+  local legacy_max = tonumber(ARGV[3])
+  if legacy_max > 0 and redis.call('LPUSH', KEYS[2], ARGV[1]) > legacy_max then
+    redis.call('LTRIM', KEYS[2], 0, legacy_max - 1)
   end
   redis.call('RPUSH', KEYS[4], ARGV[7])
   redis.call('LTRIM', KEYS[4], 0, 31)
@@ -297,12 +299,18 @@ return applied
 ";
 
 /// Cluster mode: the legacy list `KEYS[1]` gets notifications, in order, each once by its
-/// mark (`KEYS[2..]`, in the list's slot, `ARGV[1]` seconds): `ARGV[i]` for `KEYS[i]`.
+/// mark (`KEYS[2..]`, in the list's slot, `ARGV[1]` seconds): `ARGV[i]` for `KEYS[i]`; then
+/// it keeps its newest `ARGV[#KEYS + 1]` entries, as in [`push_once`].
 pub const LEGACY_PUSH: &str = r"
+local length = 0
 for i = 2, #KEYS do
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
-    redis.call('LPUSH', KEYS[1], ARGV[i])
+    length = redis.call('LPUSH', KEYS[1], ARGV[i])
   end
+end
+local legacy_max = tonumber(ARGV[#KEYS + 1])
+if length > legacy_max then
+  redis.call('LTRIM', KEYS[1], 0, legacy_max - 1)
 end
 return 0
 ";

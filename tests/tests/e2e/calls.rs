@@ -74,6 +74,39 @@ fn answered_call_reaches_redis_in_order_with_its_recording() {
 }
 
 #[test]
+fn the_deprecated_list_keeps_only_its_newest_entries() {
+    // Nothing pops the shared list once its consumers are gone, and it has no TTL: its
+    // length is capped instead (`redis.legacy_max_len`), dropping the oldest.
+    let w = world(&[("C2D_REDIS__LEGACY_MAX_LEN", "3")]);
+    for i in 0..3 {
+        let contact_ref = format!("legacy-{i}");
+        let (status, answer) =
+            w.host
+                .create_call_when_ready(&body("1404", "0820001234", &contact_ref));
+        assert_eq!(status, 202, "{answer}");
+        // One call after the other: queued, then failed (agent_unavailable).
+        let key = format!("teleforge:notifications:c2d:{contact_ref}");
+        let got = w.redis.follow(&key, &["failed"], Duration::from_secs(20));
+        assert_eq!(events(&got), ["queued", "failed"], "{contact_ref}");
+    }
+    // Six pushed, the newest three kept, oldest first as BRPOP gives them.
+    let legacy = w.redis.drain("enigma:notifications:c2d");
+    let kept: Vec<(String, String)> = legacy
+        .iter()
+        .map(|n| (n["contact_ref"].to_string(), n["event"].to_string()))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("legacy-1", "failed"),
+        ("legacy-2", "queued"),
+        ("legacy-2", "failed"),
+    ]
+    .iter()
+    .map(|(c, e)| (format!("\"{c}\""), format!("\"{e}\"")))
+    .collect();
+    assert_eq!(kept, expected);
+}
+
+#[test]
 fn every_outcome_ends_with_its_cause_even_when_calls_overlap() {
     let w = world(&[]);
     let cases = [

@@ -28,6 +28,11 @@ struct Setup {
 
 impl Setup {
     fn start(time_scale: &str) -> Self {
+        Self::start_with(time_scale, &[])
+    }
+
+    /// As [`Self::start`], with the host's additional `C2D_*` variables.
+    fn start_with(time_scale: &str, extra: &[(&str, &str)]) -> Self {
         let cluster = Cluster::start();
         let recordings = tempfile::tempdir().expect("tempdir");
         let sim = Sim::start_scaled(recordings.path(), "127.0.0.1:0", None, time_scale);
@@ -36,7 +41,7 @@ impl Setup {
             &vars.each_ref().map(|(k, v)| (*k, v.as_str())),
             &sim.address,
             recordings.path(),
-            &[],
+            extra,
         );
         let setup = Self {
             cluster,
@@ -52,6 +57,45 @@ impl Setup {
         );
         setup
     }
+}
+
+#[test]
+fn the_shared_list_keeps_only_its_newest_entries_under_a_cluster() {
+    let setup = Setup::start_with("0.01", &[("C2D_REDIS__LEGACY_MAX_LEN", "3")]);
+    let mut consumer = Consumer::new(&setup.cluster);
+    for i in 0..3 {
+        let r = format!("cl-legacy-{i}");
+        let (status, answer) = setup.host.create_call(&call_body("1404", "0820001234", &r));
+        assert_eq!(status, 202, "{answer}");
+        let got = consumer.follow(&list(&r), "failed", Duration::from_secs(20));
+        assert_eq!(events(&got), ["queued", "failed"], "{r}");
+    }
+    // The shared list's step runs after the call's own: wait until the last is in it.
+    assert!(
+        eventually(Duration::from_secs(10), || consumer
+            .peek_newest(LEGACY)
+            .is_some_and(
+                |n| n["contact_ref"] == "cl-legacy-2" && n["event"] == "failed"
+            )),
+        "the last call's failed reached the shared list"
+    );
+    let kept: Vec<(String, String)> = consumer
+        .drain(LEGACY)
+        .iter()
+        .map(|n| (n["contact_ref"].to_string(), n["event"].to_string()))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("cl-legacy-1", "failed"),
+        ("cl-legacy-2", "queued"),
+        ("cl-legacy-2", "failed"),
+    ]
+    .iter()
+    .map(|(c, e)| (format!("\"{c}\""), format!("\"{e}\"")))
+    .collect();
+    assert_eq!(
+        kept, expected,
+        "six pushed, the newest three kept, oldest first"
+    );
 }
 
 #[test]

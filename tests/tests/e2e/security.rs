@@ -833,6 +833,19 @@ mod idempotency {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("redis.idempotency_ttl_secs"), "{stderr}");
     }
+
+    #[test]
+    fn check_config_refuses_a_deprecated_list_with_no_room() {
+        let out = Command::new(host_binary())
+            .arg("check-config")
+            .env("C2D_REDIS__LEGACY_MAX_LEN", "0")
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("redis.legacy_max_len"), "{stderr}");
+        assert!(stderr.contains("legacy_key_enabled = false"), "{stderr}");
+    }
 }
 
 mod dependencies {

@@ -246,6 +246,16 @@ impl Consumer {
         out
     }
 
+    /// The newest notification in `key` (`LINDEX 0`), without popping it.
+    pub fn peek_newest(&mut self, key: &str) -> Option<serde_json::Value> {
+        let text: Option<String> = redis::cmd("LINDEX")
+            .arg(key)
+            .arg(0)
+            .query(&mut self.0)
+            .expect("LINDEX");
+        text.map(|t| serde_json::from_str(&t).expect("notification JSON"))
+    }
+
     pub fn len(&mut self, key: &str) -> usize {
         redis::cmd("LLEN")
             .arg(key)
