@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::notify::Notifier;
 use crate::pbxes::Pbxes;
 use crate::store::call_store::CallStore;
-use crate::store::gate::RedisGate;
+use crate::store::gate::{RedisGate, RedisHealth};
 use crate::store::target::Conn;
 
 /// The calls service; cheap to clone (one reference count: axum clones a route's state for
@@ -137,9 +137,9 @@ impl Shared {
         self.redis.connection().await
     }
 
-    /// Whether Redis answers `PING`, for `/readyz` ([`RedisGate::ping`]).
-    pub async fn redis_ping(&self) -> bool {
-        self.redis.ping().await
+    /// Whether Redis takes writes, for `/readyz` ([`RedisGate::health`]).
+    pub async fn redis_health(&self) -> RedisHealth {
+        self.redis.health().await
     }
 
     /// One Redis round trip for a request ([`RedisGate::op`]).

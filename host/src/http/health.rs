@@ -1,5 +1,5 @@
 //! `/healthz` (the process answers) and `/readyz` (it can take calls: AMI logged in, the
-//! PBX's check passed, Redis answering `PING`; per PBX with `[[pbx]]`), for probes and load
+//! PBX's check passed, Redis taking writes; per PBX with `[[pbx]]`), for probes and load
 //! balancers. `/readyz` needs a key but is not rate-limited.
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use crate::calls::Calls;
 use crate::http::error::{error_body_with, json_response};
 use crate::pbx::Status;
+use crate::store::gate::RedisHealth;
 
 /// `/healthz`, the only route that needs no API key.
 pub fn public_router() -> OpenApiRouter {
@@ -63,7 +64,8 @@ async fn readyz(State(state): State<Calls>) -> Response {
         .iter()
         .map(|site| (site.name.clone(), site.pbx.status()))
         .collect();
-    let redis = state.redis_ping().await;
+    let redis_health = state.redis_health().await;
+    let redis = redis_health == RedisHealth::Ok;
     let ready = statuses.iter().filter(|(_, s)| *s == Status::Ready).count();
     let ami_word = match statuses.as_slice() {
         [(_, only)] => word(only),
@@ -72,8 +74,12 @@ async fn readyz(State(state): State<Calls>) -> Response {
         [(_, first), ..] => word(first),
         [] => "down",
     };
-    let mut checks =
-        serde_json::json!({"ami": ami_word, "redis": if redis { "ok" } else { "down" }});
+    let redis_word = match redis_health {
+        RedisHealth::Ok => "ok",
+        RedisHealth::Down => "down",
+        RedisHealth::RefusesWrites(_) => "refuses_writes",
+    };
+    let mut checks = serde_json::json!({"ami": ami_word, "redis": redis_word});
     if listed {
         checks["pbx"] = statuses
             .iter()
@@ -122,11 +128,17 @@ async fn readyz(State(state): State<Calls>) -> Response {
             }
         }
     }
-    if !redis {
-        let message = "Redis does not answer PING within 1 s";
-        problems
-            .push(serde_json::json!({"check": "redis", "code": "redis_down", "message": message}));
-        sentences.push(message.to_string());
+    let redis_problem = match &redis_health {
+        RedisHealth::Ok => None,
+        RedisHealth::Down => Some(("redis_down", "Redis does not answer within 1 s".to_string())),
+        RedisHealth::RefusesWrites(why) => Some((
+            "redis_refuses_writes",
+            format!("Redis answers but refuses writes: {why}"),
+        )),
+    };
+    if let Some((code, message)) = redis_problem {
+        problems.push(serde_json::json!({"check": "redis", "code": code, "message": message}));
+        sentences.push(message);
     }
     if redis && ready > 0 {
         let body =

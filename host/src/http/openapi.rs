@@ -116,7 +116,8 @@ pub struct Checks {
     /// answers but failed the login check: see `problems`). With `[[pbx]]` entries: `ok` (all),
     /// `degraded` (some), else the first PBX's word.
     ami: String,
-    /// `ok` or `down`.
+    /// `ok`; `down` (no answer within 1 s); or `refuses_writes` (it answers but refuses a
+    /// write: a replica, a full `maxmemory`, a failing RDB save; see `problems`).
     redis: String,
     /// With `[[pbx]]` entries: each PBX's name and word (`ok`, `down`,
     /// `misconfigured`).
@@ -131,7 +132,7 @@ pub struct Problem {
     check: String,
     /// Stable code: `ami_down`, `ami_login_failed`, `ami_not_fully_booted`,
     /// `ami_permission_missing`, `dialplan_context_missing`, `dialplan_extension_missing`,
-    /// `ami_unexpected_answer`, `redis_down`.
+    /// `ami_unexpected_answer`, `redis_down`, `redis_refuses_writes`.
     code: String,
     /// What is wrong and how to fix it.
     message: String,

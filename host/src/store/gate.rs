@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::store::schema;
 use crate::store::target::{lost_master, Answers, Conn, Target};
 
 /// How long a request may wait for Redis, for a connection or one round trip; past it the
@@ -157,42 +158,85 @@ impl RedisGate {
         }
     }
 
-    /// Whether Redis answers `PING` within [`REDIS_WITHIN`] (for `/readyz`); a Redis
-    /// Cluster, whether a node answers `CLUSTER INFO` with `cluster_state:ok` (every slot is
-    /// served) and every master answers `PING`. A failure is not remembered for requests,
-    /// but with Sentinel it drops the connection, so that the next check asks the sentinels
-    /// for the master again.
-    pub async fn ping(&self) -> bool {
-        let ping = async {
-            let mut conn = self.connection().await?;
+    /// Whether Redis takes writes within [`REDIS_WITHIN`] (for `/readyz`): it answers a
+    /// `SET` of [`schema::READY_PROBE_KEY`] (a replica, a full `maxmemory` or a failing RDB
+    /// save answer `PING` but refuse writes, and so every create). A Redis Cluster: whether
+    /// a node answers `CLUSTER INFO` with `cluster_state:ok` (every slot is served) and
+    /// every master answers `PING`. A failure is not remembered for requests, but with
+    /// Sentinel one that lost the master drops the connection, so that the next check asks
+    /// the sentinels for the master again.
+    pub async fn health(&self) -> RedisHealth {
+        let probe = async {
+            let Some(mut conn) = self.connection().await else {
+                return RedisHealth::Down;
+            };
             if conn.is_cluster() {
                 let info = redis::cmd("CLUSTER")
                     .arg("INFO")
                     .query_async::<String>(&mut conn)
-                    .await
-                    .ok()?;
+                    .await;
                 // Sent to every master by redis-rs: fails when one does not answer.
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .ok()?;
-                return info
-                    .lines()
-                    .any(|l| l.trim() == "cluster_state:ok")
-                    .then(|| "PONG".to_string());
+                let pong = redis::cmd("PING").query_async::<String>(&mut conn).await;
+                return match (info, pong) {
+                    (Ok(info), Ok(_)) if info.lines().any(|l| l.trim() == "cluster_state:ok") => {
+                        RedisHealth::Ok
+                    }
+                    _ => RedisHealth::Down,
+                };
             }
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
+            let written = redis::cmd("SET")
+                .arg(schema::READY_PROBE_KEY)
+                .arg(1)
+                .arg("PX")
+                .arg(schema::READY_PROBE_TTL_MS)
+                .query_async::<()>(&mut conn)
+                .await;
+            match written {
+                Ok(()) => RedisHealth::Ok,
+                Err(e) if is_refusal(&e) => {
+                    // `READONLY`, `MASTERDOWN`: with Sentinel, ask for the master again.
+                    if lost_master(&e) {
+                        self.0.forget();
+                    }
+                    RedisHealth::RefusesWrites(server_said(&e))
+                }
+                Err(_) => RedisHealth::Down,
+            }
         };
-        let pong = tokio::time::timeout(REDIS_WITHIN, ping)
+        let health = tokio::time::timeout(REDIS_WITHIN, probe)
             .await
-            .ok()
-            .flatten();
-        if pong.is_none() {
+            .unwrap_or(RedisHealth::Down);
+        if health == RedisHealth::Down {
             self.0.forget();
         }
-        pong.as_deref() == Some("PONG")
+        health
     }
+}
+
+/// What `/readyz` says of Redis ([`RedisGate::health`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisHealth {
+    /// It takes writes.
+    Ok,
+    /// No answer within [`REDIS_WITHIN`], or no connection.
+    Down,
+    /// It answers, refusing writes: the server's error (`READONLY …`, `OOM …`, `MISCONF …`).
+    RefusesWrites(String),
+}
+
+/// A server's error as it sent it (`READONLY You can't write against a read only
+/// replica.`), else redis-rs's words for it.
+fn server_said(error: &redis::RedisError) -> String {
+    match (error.code(), error.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        _ => error.to_string(),
+    }
+}
+
+/// Whether Redis answered `error` itself (a refusal), not a broken or silent connection.
+fn is_refusal(error: &redis::RedisError) -> bool {
+    !(error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal())
 }

@@ -11,6 +11,7 @@
 //! | [`RECORDING_OWNER_PREFIX`]`<recording_ref>` ([`recording_owner_key`]) | the owning key's id | `recordings.owner_ttl_secs` | [`CLAIM_AND_STORE`] or `SET` |
 //! | [`HISTORY_PREFIX`]`<key id>:<contact_ref>` ([`history_key`]) | list of the call's notification JSON, oldest first (at most [`HISTORY_MAX`]): the call resource | `redis.idempotency_ttl_secs` | [`push_once`] |
 //! | [`CALLS_PREFIX`]`<key id>` ([`calls_key`]) | sorted set: the key's `contact_ref`s by creation time (ms), at most [`CALLS_MAX`] | `redis.idempotency_ttl_secs` | [`push_once`] |
+//! | [`READY_PROBE_KEY`] | `1`: `/readyz`'s write | [`READY_PROBE_TTL_MS`] | `SET` |
 //! | [`WEBHOOK_DUE`] | sorted set: one member per call with events to deliver (`<key id>:<ChannelId>`, [`webhook_member`]), scored by when its head is due (Redis `TIME`, ms) or, while a host holds it, when that host's lease ends | until its queue is empty | [`push_once_queue`], [`webhook_claim`], [`webhook_settle`] |
 //! | [`WEBHOOK_QUEUE_PREFIX`]`<member>` | list of the call's events in order, each `<webhook-id>\n<CloudEvent JSON>` | until delivered or given up | the same |
 //! | [`WEBHOOK_LEASE_PREFIX`]`<member>` | the token of the host delivering the call's head | `PX` the lease | [`webhook_claim`], [`webhook_settle`] |
@@ -52,6 +53,13 @@ pub const HISTORY_PREFIX: &str = "teleforge:c2d:history:";
 
 /// Key prefix of each key's index of calls, for `GET /click2dial/calls`.
 pub const CALLS_PREFIX: &str = "teleforge:c2d:calls:";
+
+/// The key `/readyz` writes (`SET … PX` [`READY_PROBE_TTL_MS`]) to learn that Redis takes
+/// writes: a replica, a full `maxmemory` or a failing RDB save answer `PING` but refuse it.
+pub const READY_PROBE_KEY: &str = "teleforge:c2d:ready-probe";
+
+/// How long the readiness probe's key lives, in ms.
+pub const READY_PROBE_TTL_MS: u64 = 10_000;
 
 /// The most notifications a history keeps (a call has at most eight).
 pub const HISTORY_MAX: usize = 32;

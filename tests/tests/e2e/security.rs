@@ -968,6 +968,82 @@ mod dependencies {
         assert_eq!(w.sim.originates_of("pbxhang-after"), 1);
     }
 
+    /// `/readyz` on Redis that answers `PING` but refuses writes, as every create then is.
+    fn redis_readiness(w: &support::World) -> (u16, serde_json::Value) {
+        let answer = w.host.get("/readyz");
+        (answer.status, answer.json())
+    }
+
+    #[test]
+    fn readyz_is_not_ready_while_redis_refuses_writes() {
+        let w = world(&[]);
+        assert_eq!(
+            post_when_ready(&w.host, TEST_KEY, &call("0820001234", "ro-warm")).status,
+            202
+        );
+        assert_eq!(redis_readiness(&w).0, 200);
+        let mut conn = w.redis.connection().expect("redis");
+        // Full: `maxmemory` below what it holds, no eviction (the default policy).
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(1)
+            .query::<()>(&mut conn)
+            .expect("CONFIG SET");
+        let (status, body) = redis_readiness(&w);
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["checks"]["redis"], "refuses_writes", "{body}");
+        let problem = &body["problems"][0];
+        assert_eq!(problem["code"], "redis_refuses_writes", "{body}");
+        assert!(
+            problem["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("OOM")),
+            "the server's reason: {body}"
+        );
+        // What a create meets meanwhile: 503, nothing dialled.
+        assert_eq!(
+            post(&w.host, TEST_KEY, &call("0820001234", "ro-full")).status,
+            503
+        );
+        assert_eq!(w.sim.originates_of("ro-full"), 0);
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(0)
+            .query::<()>(&mut conn)
+            .expect("CONFIG SET");
+        assert_eq!(redis_readiness(&w).0, 200);
+        // A replica (here of an empty server): it answers PING, and READONLY to writes.
+        let primary = support::Redis::start();
+        redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(primary.port)
+            .query::<()>(&mut conn)
+            .expect("REPLICAOF");
+        let (status, body) = redis_readiness(&w);
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["checks"]["redis"], "refuses_writes", "{body}");
+        assert!(
+            body["problems"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("READONLY")),
+            "{body}"
+        );
+        redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .query::<()>(&mut conn)
+            .expect("REPLICAOF NO ONE");
+        assert!(support::eventually(Duration::from_secs(10), || {
+            redis_readiness(&w).0 == 200
+        }));
+        assert_eq!(
+            post(&w.host, TEST_KEY, &call("0820001234", "ro-after")).status,
+            202
+        );
+    }
+
     #[test]
     fn redis_down_answers_503_with_retry_after_within_the_bound() {
         let mut w = world(&[]);
