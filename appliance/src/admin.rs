@@ -8,8 +8,8 @@
 //! | `POST /admin/factory-reset` | `200` once the stored configuration is erased (the compiled one from the next boot) |
 //!
 //! Every admin route needs `Authorization: Bearer <admin key>`: the key whose SHA-256 was
-//! provisioned with the device (never the call API key, which is part of the configuration
-//! and changes with it); a missing or wrong key is `401` with the API's JSON error body,
+//! provisioned with the device, or the one a stored configuration rotated it to
+//! (`auth.admin_key_hash`, from the boot after the `PUT`; never the call API key); a missing or wrong key is `401` with the API's JSON error body,
 //! checked before any body is read, so a client without the key never holds the body buffer.
 //!
 //! The configuration is stored by [`Store`] (two pages of the board's `embedded-storage-async`
@@ -205,6 +205,7 @@ pub struct Admin<F: NorFlash, D: BlockingNorFlash, S: BlockingNorFlash> {
     storage: Mutex<CriticalSectionRawMutex, Store<F>>,
     update: Mutex<CriticalSectionRawMutex, Update<D, S>>,
     factory: Config,
+    admin_key_hash: Option<[u8; 32]>,
     source: Source,
     reboot: fn() -> !,
 }
@@ -212,19 +213,22 @@ pub struct Admin<F: NorFlash, D: BlockingNorFlash, S: BlockingNorFlash> {
 impl<F: NorFlash, D: BlockingNorFlash, S: BlockingNorFlash> Admin<F, D, S> {
     /// `factory`: the compiled configuration (with the board's provisioning: its
     /// `auth.admin_key_hash` is the admin key) a `PUT` is applied to. `source`: what
-    /// [`boot_config`] said. `update`: the bootloader's partitions and the fleet key.
-    /// `reboot` resets the device.
+    /// [`boot_config`] said; `running`: the configuration it made, whose
+    /// `auth.admin_key_hash` (a stored one over the provisioned one) the admin routes
+    /// require until the next boot. `update`: the bootloader's partitions and the fleet
+    /// key. `reboot` resets the device.
     pub fn new(
         storage: Store<F>,
         update: Update<D, S>,
         factory: Config,
-        source: Source,
+        (running, source): (&Config, Source),
         reboot: fn() -> !,
     ) -> Self {
         Self {
             storage: Mutex::new(storage),
             update: Mutex::new(update),
             factory,
+            admin_key_hash: running.auth.admin_key_hash,
             source,
             reboot,
         }
@@ -239,7 +243,7 @@ impl<F: NorFlash, D: BlockingNorFlash, S: BlockingNorFlash> Admin<F, D, S> {
 
 impl<F: NorFlash, D: BlockingNorFlash, S: BlockingNorFlash> AdminApi for Admin<F, D, S> {
     fn authorized(&self, presented: &[u8; 32]) -> bool {
-        match &self.factory.auth.admin_key_hash {
+        match &self.admin_key_hash {
             Some(expected) => hash_matches(presented, expected),
             None => false,
         }
@@ -346,21 +350,9 @@ impl<F: NorFlash, D: BlockingNorFlash, S: BlockingNorFlash> AdminApi for Admin<F
         w.put("},\"idempotency\":{\"ttl_secs\":");
         w.number(c.idempotency.ttl_secs);
         w.put("},\"auth\":{\"api_key_hash\":");
-        match &c.auth.api_key_hash {
-            None => w.put("null"),
-            Some(hash) => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let mut text = [0u8; 64];
-                for (pair, byte) in text.chunks_exact_mut(2).zip(hash) {
-                    for (digit, nibble) in pair.iter_mut().zip([byte >> 4, byte & 0xf]) {
-                        *digit = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
-                    }
-                }
-                w.put("\"sha256:");
-                w.put_bytes(&text);
-                w.put("\"");
-            }
-        }
+        w.hash(c.auth.api_key_hash.as_ref());
+        w.put(",\"admin_key_hash\":");
+        w.hash(c.auth.admin_key_hash.as_ref());
         w.put("}}");
         (w.len <= w.out.len()).then_some(w.len)
     }
@@ -422,5 +414,23 @@ impl Writer<'_> {
 
     pub(crate) fn number(&mut self, n: u32) {
         self.put(Decimal::new(n.into()).as_str());
+    }
+
+    /// A key's hash as `"sha256:<64 hex digits>"`, or `null`.
+    fn hash(&mut self, hash: Option<&[u8; 32]>) {
+        let Some(hash) = hash else {
+            self.put("null");
+            return;
+        };
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 64];
+        for (pair, byte) in text.chunks_exact_mut(2).zip(hash) {
+            for (digit, nibble) in pair.iter_mut().zip([byte >> 4, byte & 0xf]) {
+                *digit = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+            }
+        }
+        self.put("\"sha256:");
+        self.put_bytes(&text);
+        self.put("\"");
     }
 }

@@ -12,10 +12,14 @@
 //!  "policy": {"allowed_country_codes": ["44"], "refuse_premium_rate": true,
 //!             "denied_prefixes": []},
 //!  "idempotency": {"ttl_secs": 86400},
-//!  "auth": {"api_key_hash": "sha256:<64 hex digits>"}}
+//!  "auth": {"api_key_hash": "sha256:<64 hex digits>",
+//!           "admin_key_hash": "sha256:<64 hex digits>"}}
 //! ```
 //!
-//! Every key is optional: an absent key (or `null`) keeps the factory value. `[network]` and
+//! Every key is optional: an absent key (or `null`) keeps the factory value. That holds for
+//! `auth.admin_key_hash` too (the admin key is rotated from the next boot; a `PUT` without
+//! it, or a factory reset, brings the provisioned key back): `GET /admin/config` shows it,
+//! so a configuration read, changed and put back keeps it. `[network]` and
 //! `[http]` are not changed this way (a wrong address would cut the device off the network
 //! that could fix it). Values are checked as the host's `check-config` checks them
 //! (`click2dial_core::config`): the same keys are refused with the same messages.
@@ -72,6 +76,7 @@ pub struct Settings<'a> {
     denied_prefixes: Option<List<'a>>,
     ttl_secs: Option<u32>,
     api_key_hash: Option<[u8; 32]>,
+    admin_key_hash: Option<[u8; 32]>,
 }
 
 /// Why a configuration body is refused.
@@ -203,11 +208,10 @@ impl<'a> Settings<'a> {
                 self.ttl_secs = Some(number("idempotency.ttl_secs", value, 1)?);
             }
             (Section::Auth, "api_key_hash") => {
-                let text = string("auth.api_key_hash", value)?;
-                self.api_key_hash = Some(parse_hash(text).ok_or(ConfigError::Form {
-                    key: "auth.api_key_hash",
-                    expected: "sha256:<64 hex digits>",
-                })?);
+                self.api_key_hash = Some(hash("auth.api_key_hash", value)?);
+            }
+            (Section::Auth, "admin_key_hash") => {
+                self.admin_key_hash = Some(hash("auth.admin_key_hash", value)?);
             }
             (section, _) => {
                 return Err(ConfigError::Form {
@@ -235,7 +239,17 @@ impl<'a> Settings<'a> {
     /// it: the AMI credentials by core's name rule, then core's `[dialplan]` and `[policy]`
     /// check.
     fn check(&self, base: &Config) -> Result<(), ConfigError> {
-        if self.api_key_hash.is_some() && self.api_key_hash == base.auth.admin_key_hash {
+        // The keys the device would run with must differ: the call API's key would open
+        // the admin API.
+        let admin = self.admin_key_hash.or(base.auth.admin_key_hash);
+        let api = self.api_key_hash.or(base.auth.api_key_hash);
+        if self.admin_key_hash.is_some() && admin == api {
+            return Err(ConfigError::Form {
+                key: "auth.admin_key_hash",
+                expected: "the hash of a key other than the API key",
+            });
+        }
+        if self.api_key_hash.is_some() && api == admin {
             return Err(ConfigError::Form {
                 key: "auth.api_key_hash",
                 expected: "the hash of a key other than the admin key",
@@ -282,6 +296,9 @@ impl Settings<'static> {
         if self.api_key_hash.is_some() {
             c.auth.api_key_hash = self.api_key_hash;
         }
+        if self.admin_key_hash.is_some() {
+            c.auth.admin_key_hash = self.admin_key_hash;
+        }
         c
     }
 }
@@ -320,9 +337,17 @@ impl Section {
                 "an object of allowed_country_codes, refuse_premium_rate, denied_prefixes"
             }
             Self::Idempotency => "an object of ttl_secs",
-            Self::Auth => "an object of api_key_hash",
+            Self::Auth => "an object of api_key_hash, admin_key_hash",
         }
     }
+}
+
+/// The hash of a key, `key`'s value.
+fn hash(key: &'static str, value: Value<'_>) -> Result<[u8; 32], ConfigError> {
+    parse_hash(string(key, value)?).ok_or(ConfigError::Form {
+        key,
+        expected: "sha256:<64 hex digits>",
+    })
 }
 
 /// `sha256:<64 hex digits>` (either case) → the 32 bytes, as the host reads a key's hash.
@@ -528,6 +553,7 @@ fn scalar<'a>(s: &mut Scanner<'a>) -> Option<Value<'a>> {
 mod tests {
     use super::*;
     use crate::config::BUILD;
+    use std::format;
     use std::string::ToString;
 
     fn refusal(body: &str) -> Refusal {
@@ -569,6 +595,76 @@ mod tests {
         assert_eq!(c.idempotency.ttl_secs, 60);
         let hash = c.auth.api_key_hash.unwrap();
         assert_eq!((hash[0], hash[1], hash[31]), (0x00, 0x11, 0xff));
+    }
+
+    const HASH_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const HASH_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    /// `BUILD` with an admin key provisioned (hash A) and no API key.
+    fn provisioned() -> Config {
+        let mut c = BUILD;
+        c.auth.admin_key_hash = parse_hash(HASH_A);
+        c
+    }
+
+    #[test]
+    fn the_admin_key_is_rotated_and_never_equals_the_api_key() {
+        let base = provisioned();
+        let body = format!(r#"{{"auth":{{"admin_key_hash":"{HASH_B}"}}}}"#);
+        let settings: &'static Settings<'static> = std::boxed::Box::leak(std::boxed::Box::new(
+            Settings::parse_checked(
+                std::boxed::Box::leak(body.into_bytes().into_boxed_slice()),
+                &base,
+            )
+            .unwrap(),
+        ));
+        let c = settings.apply(base);
+        assert_eq!(c.auth.admin_key_hash, parse_hash(HASH_B));
+        assert_eq!(c.auth.api_key_hash, None);
+        // Absent: the provisioned key stays.
+        let kept = Settings::parse_checked(br#"{"auth":{}}"#, &base).unwrap();
+        assert_eq!(kept, Settings::default());
+        let refused =
+            |body: std::string::String| match Settings::parse_checked(body.as_bytes(), &base) {
+                Err(Refusal::Config(e)) => e.to_string(),
+                other => panic!("{body}: {other:?}"),
+            };
+        // One key for both, whichever way it would come about.
+        assert_eq!(
+            refused(format!(r#"{{"auth":{{"api_key_hash":"{HASH_A}"}}}}"#)),
+            "invalid value for `auth.api_key_hash`: must be the hash of a key other than the admin key"
+        );
+        assert_eq!(
+            refused(format!(r#"{{"auth":{{"api_key_hash":"{HASH_B}","admin_key_hash":"{HASH_B}"}}}}"#)),
+            "invalid value for `auth.admin_key_hash`: must be the hash of a key other than the API key"
+        );
+        let mut with_api = base;
+        with_api.auth.api_key_hash = parse_hash(HASH_B);
+        assert!(matches!(
+            Settings::parse_checked(
+                format!(r#"{{"auth":{{"admin_key_hash":"{HASH_B}"}}}}"#).as_bytes(),
+                &with_api
+            ),
+            Err(Refusal::Config(ConfigError::Form {
+                key: "auth.admin_key_hash",
+                ..
+            }))
+        ));
+        // Swapping the two keys in one body is fine.
+        assert!(Settings::parse_checked(
+            format!(r#"{{"auth":{{"api_key_hash":"{HASH_A}","admin_key_hash":"{HASH_B}"}}}}"#)
+                .as_bytes(),
+            &base
+        )
+        .is_ok());
+        assert_eq!(
+            refused(r#"{"auth":{"admin_key_hash":"sha256:xyz"}}"#.into()),
+            "invalid value for `auth.admin_key_hash`: must be sha256:<64 hex digits>"
+        );
+        assert_eq!(
+            refused(r#"{"auth":{"root_key_hash":"x"}}"#.into()),
+            "invalid value for `auth`: must be an object of api_key_hash, admin_key_hash"
+        );
     }
 
     #[test]

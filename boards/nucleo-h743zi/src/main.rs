@@ -176,7 +176,8 @@ async fn main(spawner: Spawner) {
         UPDATE_KEY,
         VERSION,
     );
-    let admin: &'static AdminSide = ADMIN.init(Admin::new(store, update, factory, source, reboot));
+    let admin: &'static AdminSide =
+        ADMIN.init(Admin::new(store, update, factory, (config, source), reboot));
     let mac = mac_address();
     info!("MAC {=[u8]:02x}", mac);
     let device: Device = Ethernet::new(

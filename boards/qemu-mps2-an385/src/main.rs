@@ -141,7 +141,7 @@ fn configuration() -> (&'static Config, &'static AdminSide) {
     if storage::update_key().is_none() {
         defmt::warn!("no update key provisioned: updates are refused");
     }
-    let admin = Admin::new(store, update, factory, source, reboot);
+    let admin = Admin::new(store, update, factory, (&config, source), reboot);
     (CONFIG.init(config), ADMIN.init(admin))
 }
 

@@ -21,6 +21,10 @@ use crate::support::host_binary;
 const API_KEY: &str = "new-api-key";
 const API_KEY_HASH: &str = "15a95b611dd3fd8d9f9d7a8a22d336c58ced36bb9d31d9e60c8ab7ba57c5d931";
 
+/// The admin key the device is given over `PUT /admin/config`, and its SHA-256.
+const NEW_ADMIN_KEY: &str = "rotated-admin-key";
+const NEW_ADMIN_KEY_HASH: &str = "760909ae0ad514ec5b78fcc2b2ca6aaa45e9931cd19bfcfc7ba9d79d5c4ec9a6";
+
 const CALL: &str =
     r#"{"agent":"1001","callee":"0820001234","outbound_id":"0820001234","contact_ref":"CREF"}"#;
 
@@ -171,6 +175,77 @@ fn a_changed_configuration_survives_a_reboot_until_a_factory_reset() {
     // The admin image's RAM against the budget: its statics and the deepest stack it logged
     // through every admin route above.
     assert_admin_ram_in_budget(&log, "through the admin routes");
+}
+
+/// A leaked admin key is replaced over the API, not by reflashing: the new one is stored
+/// with the configuration and required from the next boot; until then the provisioned key
+/// still holds (so a mistyped hash can still be put right). A factory reset brings the
+/// provisioned key back.
+#[test]
+fn the_admin_key_is_rotated_from_the_next_boot_until_a_factory_reset() {
+    let pbx = CaptureAmi::start();
+    let Some(device) = boot(pbx.port, None) else {
+        return;
+    };
+    let get = |key: &str| admin(&device, "GET", "/admin/config", Some(key), "");
+    assert_eq!(
+        get_config(&device)["auth"]["admin_key_hash"],
+        format!("sha256:{ADMIN_KEY_HASH}")
+    );
+    // One key for both APIs is refused, and nothing is stored.
+    let same = format!(
+        r#"{{"auth":{{"api_key_hash":"sha256:{API_KEY_HASH}","admin_key_hash":"sha256:{API_KEY_HASH}"}}}}"#
+    );
+    let r = admin(&device, "PUT", "/admin/config", Some(ADMIN_KEY), &same);
+    assert_eq!(r.status, 422, "{r:?}");
+    assert!(r.text().contains("auth.admin_key_hash"), "{r:?}");
+    let rotate = format!(r#"{{"auth":{{"admin_key_hash":"sha256:{NEW_ADMIN_KEY_HASH}"}}}}"#);
+    assert_unauthorized(
+        &admin(
+            &device,
+            "PUT",
+            "/admin/config",
+            Some(NEW_ADMIN_KEY),
+            &rotate,
+        ),
+        "the admin key is not valid",
+    );
+    let r = admin(&device, "PUT", "/admin/config", Some(ADMIN_KEY), &rotate);
+    assert_eq!(r.status, 200, "{r:?}");
+    // Until the reboot the provisioned key holds, and only it.
+    assert_eq!(get(ADMIN_KEY).status, 200);
+    assert_unauthorized(&get(NEW_ADMIN_KEY), "the admin key is not valid");
+    reboot(&device);
+
+    assert_unauthorized(&get(ADMIN_KEY), "the admin key is not valid");
+    assert_unauthorized(
+        &admin(&device, "POST", "/admin/reboot", Some(ADMIN_KEY), ""),
+        "the admin key is not valid",
+    );
+    let r = get(NEW_ADMIN_KEY);
+    assert_eq!(r.status, 200, "{r:?}");
+    let stored: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert_eq!(stored["source"], "stored");
+    assert_eq!(
+        stored["auth"]["admin_key_hash"],
+        format!("sha256:{NEW_ADMIN_KEY_HASH}")
+    );
+    // The call API is unchanged (the compiled configuration asks no key).
+    assert_eq!(call(&device, None, "rotated-1").status, 202);
+
+    let r = admin(
+        &device,
+        "POST",
+        "/admin/factory-reset",
+        Some(NEW_ADMIN_KEY),
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    std::thread::sleep(Duration::from_millis(600));
+    device.reboot_with(NEW_ADMIN_KEY);
+    assert_eq!(get(ADMIN_KEY).status, 200);
+    assert_unauthorized(&get(NEW_ADMIN_KEY), "the admin key is not valid");
+    device.assert_log_clean();
 }
 
 /// The host's `check-config` message for `toml`, from the host binary.

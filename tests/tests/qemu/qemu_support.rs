@@ -417,8 +417,13 @@ impl Device {
     /// Reboots the device through the admin API ([`ADMIN_KEY`]) and waits until it has
     /// started again and answers HTTP.
     pub fn reboot(&self) {
+        self.reboot_with(ADMIN_KEY);
+    }
+
+    /// [`Device::reboot`] with another admin key (one the device was given since).
+    pub fn reboot_with(&self, admin_key: &str) {
         let boots = self.boots();
-        let auth = format!("Authorization: Bearer {ADMIN_KEY}");
+        let auth = format!("Authorization: Bearer {admin_key}");
         let r = self.request("POST", "/admin/reboot", &[&auth], b"");
         assert_eq!(r.status, 202, "{r:?}");
         assert_eq!(r.text(), r#"{"status":"rebooting"}"#);
