@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{self, events, world, Sim, ANSWERED};
+use crate::support::{self, calls_and_events, events, world, Sim, ANSWERED};
 use click2dial_core::reference::ChannelId;
 
 fn body(agent: &str, callee: &str, contact_ref: &str) -> String {
@@ -90,19 +90,13 @@ fn the_deprecated_list_keeps_only_its_newest_entries() {
         assert_eq!(events(&got), ["queued", "failed"], "{contact_ref}");
     }
     // Six pushed, the newest three kept, oldest first as BRPOP gives them.
-    let legacy = w.redis.drain("enigma:notifications:c2d");
-    let kept: Vec<(String, String)> = legacy
-        .iter()
-        .map(|n| (n["contact_ref"].to_string(), n["event"].to_string()))
-        .collect();
-    let expected: Vec<(String, String)> = [
+    let kept = calls_and_events(&w.redis.drain("enigma:notifications:c2d"));
+    let expected = [
         ("legacy-1", "failed"),
         ("legacy-2", "queued"),
         ("legacy-2", "failed"),
     ]
-    .iter()
-    .map(|(c, e)| (format!("\"{c}\""), format!("\"{e}\"")))
-    .collect();
+    .map(|(c, e)| (c.to_string(), e.to_string()));
     assert_eq!(kept, expected);
 }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::support::cluster::{Cluster, Consumer};
-use crate::support::{call_body, events, eventually, Host, Sim, ANSWERED};
+use crate::support::{call_body, calls_and_events, events, eventually, Host, Sim, ANSWERED};
 
 const LEGACY: &str = "enigma:notifications:c2d";
 
@@ -79,19 +79,13 @@ fn the_shared_list_keeps_only_its_newest_entries_under_a_cluster() {
             )),
         "the last call's failed reached the shared list"
     );
-    let kept: Vec<(String, String)> = consumer
-        .drain(LEGACY)
-        .iter()
-        .map(|n| (n["contact_ref"].to_string(), n["event"].to_string()))
-        .collect();
-    let expected: Vec<(String, String)> = [
+    let kept = calls_and_events(&consumer.drain(LEGACY));
+    let expected = [
         ("cl-legacy-1", "failed"),
         ("cl-legacy-2", "queued"),
         ("cl-legacy-2", "failed"),
     ]
-    .iter()
-    .map(|(c, e)| (format!("\"{c}\""), format!("\"{e}\"")))
-    .collect();
+    .map(|(c, e)| (c.to_string(), e.to_string()));
     assert_eq!(
         kept, expected,
         "six pushed, the newest three kept, oldest first"

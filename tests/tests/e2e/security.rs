@@ -821,28 +821,31 @@ mod idempotency {
         assert_eq!(got[0]["recording_ref"], second.json()["recording_ref"]);
     }
 
-    #[test]
-    fn check_config_refuses_an_idempotency_window_shorter_than_the_notifications() {
+    /// `check-config` with `vars`: its exit code and stderr.
+    fn check_config(vars: &[(&str, &str)]) -> (Option<i32>, String) {
         let out = Command::new(host_binary())
             .arg("check-config")
-            .env("C2D_REDIS__TTL_SECS", "86400")
-            .env("C2D_REDIS__IDEMPOTENCY_TTL_SECS", "3600")
+            .envs(vars.iter().copied())
             .output()
             .expect("runs");
-        assert_eq!(out.status.code(), Some(2));
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    }
+
+    #[test]
+    fn check_config_refuses_an_idempotency_window_shorter_than_the_notifications() {
+        let (code, stderr) = check_config(&[
+            ("C2D_REDIS__TTL_SECS", "86400"),
+            ("C2D_REDIS__IDEMPOTENCY_TTL_SECS", "3600"),
+        ]);
+        assert_eq!(code, Some(2), "{stderr}");
         assert!(stderr.contains("redis.idempotency_ttl_secs"), "{stderr}");
     }
 
     #[test]
     fn check_config_refuses_a_deprecated_list_with_no_room() {
-        let out = Command::new(host_binary())
-            .arg("check-config")
-            .env("C2D_REDIS__LEGACY_MAX_LEN", "0")
-            .output()
-            .expect("runs");
-        assert_eq!(out.status.code(), Some(2));
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (code, stderr) = check_config(&[("C2D_REDIS__LEGACY_MAX_LEN", "0")]);
+        assert_eq!(code, Some(2), "{stderr}");
         assert!(stderr.contains("redis.legacy_max_len"), "{stderr}");
         assert!(stderr.contains("legacy_key_enabled = false"), "{stderr}");
     }
@@ -891,11 +894,7 @@ mod dependencies {
 
     #[test]
     fn redis_hung_answers_503_with_retry_after_within_the_bound() {
-        let w = world(&[]);
-        assert_eq!(
-            post_when_ready(&w.host, TEST_KEY, &call("0820001234", "hang-warm")).status,
-            202
-        );
+        let w = warm_world("hang-warm");
         w.redis.signal("STOP");
         let answers = burst(&w.host, "hang");
         w.redis.signal("CONT");
@@ -968,7 +967,15 @@ mod dependencies {
         assert_eq!(w.sim.originates_of("pbxhang-after"), 1);
     }
 
-    /// `/readyz` on Redis that answers `PING` but refuses writes, as every create then is.
+    /// A world whose host has created one call (`contact_ref`): Redis and the PBX up.
+    fn warm_world(contact_ref: &str) -> support::World {
+        let w = world(&[]);
+        let answer = post_when_ready(&w.host, TEST_KEY, &call("0820001234", contact_ref));
+        assert_eq!(answer.status, 202);
+        w
+    }
+
+    /// `/readyz`: its status and body.
     fn redis_readiness(w: &support::World) -> (u16, serde_json::Value) {
         let answer = w.host.get("/readyz");
         (answer.status, answer.json())
@@ -976,11 +983,7 @@ mod dependencies {
 
     #[test]
     fn readyz_is_not_ready_while_redis_refuses_writes() {
-        let w = world(&[]);
-        assert_eq!(
-            post_when_ready(&w.host, TEST_KEY, &call("0820001234", "ro-warm")).status,
-            202
-        );
+        let w = warm_world("ro-warm");
         assert_eq!(redis_readiness(&w).0, 200);
         let mut conn = w.redis.connection().expect("redis");
         // Full: `maxmemory` below what it holds, no eviction (the default policy).
@@ -1046,11 +1049,7 @@ mod dependencies {
 
     #[test]
     fn redis_down_answers_503_with_retry_after_within_the_bound() {
-        let mut w = world(&[]);
-        assert_eq!(
-            post_when_ready(&w.host, TEST_KEY, &call("0820001234", "down-warm")).status,
-            202
-        );
+        let mut w = warm_world("down-warm");
         w.redis.stop();
         let answers = burst(&w.host, "down");
         if report() {

@@ -857,6 +857,15 @@ pub fn events(notifications: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
+/// Each notification's `contact_ref` and `event`, for lists that hold several calls.
+pub fn calls_and_events(notifications: &[serde_json::Value]) -> Vec<(String, String)> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    notifications
+        .iter()
+        .map(|n| (text(&n["contact_ref"]), text(&n["event"])))
+        .collect()
+}
+
 /// Parses an HTTP/1.1 answer read to the end of the connection (`Content-Length` bodies).
 pub fn parse_answer(bytes: &[u8]) -> Answer {
     let split = bytes
