@@ -11,7 +11,9 @@
 # peak run: bare-202 and wrk in the first; the host, redis-server, pbx-sim and wrk in the
 # second; and the host's CPU per create over the bare handler's, the figure to watch. Each
 # peak run's CPU is also split into user and system time: a loopback exchange costs system
-# time in the process that sends, which no change to that process's code removes.
+# time in the process that sends, which no change to that process's code removes. Last,
+# both processes' CPU per request at about half the host's peak, paced alike (neither
+# saturated: at its own peak the bare handler answers many requests per wake-up).
 #
 #   bash tests/load/load.sh            # DURATION=10 CONNECTIONS=32 by default
 set -euo pipefail
@@ -43,7 +45,14 @@ after=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid")
 delay=10
 half_rate=$(awk -v r="$host_rps" 'BEGIN { print r / 2 }')
 half_conns=$(awk -v r="$half_rate" -v d="$delay" 'BEGIN { c = int(r * (d + 1) / 1000 + 0.5); print (c < 1 ? 1 : c) }')
-read -r half_rps half_p50 half_p99 half_bad _ _ < <(run_wrk "$host" "$half_conns" "$delay")
+half_before=$(cpu_ticks "$host_pid")
+read -r half_rps half_p50 half_p99 half_bad half_total _ < <(run_wrk "$host" "$half_conns" "$delay")
+half_after=$(cpu_ticks "$host_pid")
+# The bare handler at the same pacing: at its own peak it is saturated and answers many
+# requests per wake-up, which the host at half its rate is not.
+bare_half_before=$(cpu_ticks "$bare_pid")
+read -r bare_half_rps _ _ _ bare_half_total _ < <(run_wrk "$bare" "$half_conns" "$delay")
+bare_half_after=$(cpu_ticks "$bare_pid")
 rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$host_pid/status")
 
 printf '\n== click2dial-host create-call load (%s s per run, wrk -t2) ==\n' "$duration"
@@ -71,3 +80,11 @@ awk -v b="$before" -v a="$after" -v n="$host_total" -v hz="$(getconf CLK_TCK)" -
   printf "the same, user / system:\n  bare run: bare-202 %.1f / %.1f\n  host run:", bare_user, bare_sys
   for (i = 1; i <= 3; i++) printf "  %s %.1f / %.1f", name[i], user[i], sys[i]
   printf "\n" }'
+awk -v hb="$half_before" -v ha="$half_after" -v hn="$half_total" -v hr="$half_rps" \
+  -v bb="$bare_half_before" -v ba="$bare_half_after" -v bn="$bare_half_total" -v br="$bare_half_rps" \
+  -v hz="$(getconf CLK_TCK)" 'BEGIN {
+  split(hb, x, " "); split(ha, y, " "); split(bb, p, " "); split(ba, q, " ")
+  us = 1e6 / hz
+  host = (y[1] + y[2] - x[1] - x[2]) * us / hn; bare = (q[1] + q[2] - p[1] - p[2]) * us / bn
+  printf "CPU per request at ~half the host'"'"'s peak, the same pacing for both:\n"
+  printf "  host %.1f us (%.0f req/s)  bare-202 %.1f us (%.0f req/s)  host / bare-202 %.1fx\n", host, hr, bare, br, host / bare }'
