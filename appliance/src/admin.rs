@@ -9,8 +9,9 @@
 //!
 //! Every admin route needs `Authorization: Bearer <admin key>`: the key whose SHA-256 was
 //! provisioned with the device, or the one a stored configuration rotated it to
-//! (`auth.admin_key_hash`, from the boot after the `PUT`; never the call API key); a missing or wrong key is `401` with the API's JSON error body,
-//! checked before any body is read, so a client without the key never holds the body buffer.
+//! (`auth.admin_key_hash`, from the boot after the `PUT`; never the call API key). A
+//! missing or wrong key is `401` with the API's JSON error body, checked before any body
+//! is read, so a client without the key never holds the body buffer.
 //!
 //! The configuration is stored by [`Store`] (two pages of the board's `embedded-storage-async`
 //! NorFlash, one CRC-checked record, power-loss safe): the body of the last accepted `PUT` as
