@@ -76,7 +76,8 @@ impl Gate {
         let answers = self.answers;
         tokio::spawn(async move {
             match target.connect_answering(answers).await {
-                Ok(conn) => {
+                Ok(mut conn) => {
+                    warn_if_evicting(&mut conn).await;
                     gate.connection.send_replace(Some(conn));
                 }
                 Err(e) => {
@@ -213,6 +214,40 @@ impl RedisGate {
     }
 }
 
+/// Logs a warning when Redis may evict the host's keys under memory pressure (a
+/// `maxmemory-policy` other than `noeviction`): an evicted idempotency claim or
+/// exactly-once mark means a call dialled twice or a notification pushed twice. Checked on
+/// every new connection (after a Sentinel failover the master is another server); nothing
+/// is said of a Redis that refuses `INFO` (an ACL, a managed service).
+async fn warn_if_evicting(conn: &mut Conn) {
+    let mut command = redis::cmd("INFO");
+    command.arg("memory");
+    let info = command.query_async::<String>(conn);
+    let Ok(Ok(info)) = tokio::time::timeout(REDIS_WITHIN, info).await else {
+        return;
+    };
+    if let Some((policy, maxmemory)) = eviction(&info) {
+        tracing::warn!(
+            maxmemory_policy = policy,
+            maxmemory,
+            "Redis evicts keys when full: idempotency claims and exactly-once marks can be \
+             lost, and a call dialled or notified twice; set maxmemory-policy noeviction"
+        );
+    }
+}
+
+/// From `INFO memory`'s text: the `maxmemory_policy` and `maxmemory` when the policy evicts
+/// keys (every policy but `noeviction`).
+fn eviction(info: &str) -> Option<(&str, &str)> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let policy = field("maxmemory_policy")?;
+    (policy != "noeviction").then(|| (policy, field("maxmemory").unwrap_or("?")))
+}
+
 /// What `/readyz` says of Redis ([`RedisGate::health`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RedisHealth {
@@ -239,4 +274,22 @@ fn is_refusal(error: &redis::RedisError) -> bool {
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eviction;
+
+    #[test]
+    fn an_evicting_policy_is_found_in_info_memory() {
+        let info = "# Memory\r\nused_memory:1030456\r\nmaxmemory:104857600\r\n\
+                    maxmemory_human:100.00M\r\nmaxmemory_policy:allkeys-lru\r\n";
+        assert_eq!(eviction(info), Some(("allkeys-lru", "104857600")));
+        let safe = "# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n";
+        assert_eq!(eviction(safe), None);
+        // `maxmemory_human` is not `maxmemory`; no policy line: nothing to say.
+        assert_eq!(eviction("maxmemory_human:0B\r\n"), None);
+        let volatile = "maxmemory_human:1M\r\nmaxmemory_policy:volatile-ttl\r\nmaxmemory:1048576";
+        assert_eq!(eviction(volatile), Some(("volatile-ttl", "1048576")));
+    }
 }

@@ -5,7 +5,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::{events, eventually, parse_answer, world, Host, Sim, ANSWERED, TEST_KEY};
+use crate::support::{
+    events, eventually, parse_answer, world, Host, Redis, Sim, ANSWERED, TEST_KEY,
+};
 
 fn body(agent: &str, callee: &str, contact_ref: &str) -> String {
     format!(
@@ -503,5 +505,39 @@ fn sigterm_finishes_requests_and_calls_in_flight() {
     for contact_ref in ["crm-before", "crm-during"] {
         let got = w.redis.drain(&key_of(contact_ref));
         assert_eq!(events(&got), ANSWERED, "{contact_ref}");
+    }
+}
+
+/// A Redis that may evict keys when full would lose idempotency claims and exactly-once
+/// marks: the host names its policy in the log on connecting; a `noeviction` one is not
+/// named.
+#[test]
+fn a_redis_that_evicts_keys_is_named_in_the_log() {
+    const WARNING: &str = "set maxmemory-policy noeviction";
+    for (args, contact_ref, warned) in [
+        (
+            &["--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"][..],
+            "evict-1",
+            true,
+        ),
+        (&[][..], "evict-2", false),
+    ] {
+        let recordings = tempfile::tempdir().expect("tempdir");
+        let redis = Redis::start_with(args);
+        let sim = Sim::start(recordings.path(), "127.0.0.1:0");
+        let log = recordings.path().join("host.log");
+        let host = Host::start_logged(&redis, &sim.address, recordings.path(), &[], &log);
+        let (status, answer) =
+            host.create_call_when_ready(&body("1001", "0820001234", contact_ref));
+        assert_eq!(status, 202, "{answer}");
+        // The create used the request path's connection: its check ran before.
+        let text = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(text.contains(WARNING), warned, "{args:?}:\n{text}");
+        if warned {
+            assert!(
+                text.contains(r#"maxmemory_policy="allkeys-lru" maxmemory="104857600""#),
+                "{text}"
+            );
+        }
     }
 }

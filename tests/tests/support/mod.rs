@@ -124,14 +124,22 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// More `redis-server` arguments (`--maxmemory-policy allkeys-lru`).
+    args: Vec<String>,
 }
 
 impl Redis {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server started with these arguments too (kept for [`Redis::restart`]).
+    pub fn start_with(args: &[&str]) -> Self {
         let mut redis = Self {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         redis.spawn();
         redis
@@ -150,6 +158,7 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
