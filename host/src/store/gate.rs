@@ -98,9 +98,9 @@ impl RedisGate {
         Self::answering(target, Answers::Timed)
     }
 
-    /// A gate whose connection is used only through [`RedisGate::op`] and [`RedisGate::ping`]
-    /// (the request path's): [`REDIS_WITHIN`] bounds every command, without a second timer
-    /// of redis-rs's per command ([`Answers::ByHolder`]).
+    /// A gate whose connection is used only through [`RedisGate::op`] and
+    /// [`RedisGate::health`] (the request path's): [`REDIS_WITHIN`] bounds every command,
+    /// without a second timer of redis-rs's per command ([`Answers::ByHolder`]).
     pub fn for_ops(target: Option<Target>) -> Self {
         Self::answering(target, Answers::ByHolder)
     }
