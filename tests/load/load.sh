@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Load benchmark of the host's create-call path (not run in CI).
+# Load benchmark of the host's create-call path (CI runs it 1 s on the debug build, a smoke
+# test: the figures need release builds and a quiet machine).
 #
 # Starts redis-server, the PBX simulator and click2dial-host (release builds) on free
 # loopback ports, and a bare axum handler answering 202 as the reference. wrk (Debian) posts
