@@ -19,8 +19,12 @@ connections=${CONNECTIONS:-8}
 settle=${SETTLE:-3}
 mode=${MODE:-both}
 source tests/load/common.sh
-command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
-command -v strace >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace; }
+if [ "$mode" != syscalls ]; then
+  command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+fi
+if [ "$mode" != instructions ]; then
+  command -v strace >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace; }
+fi
 
 start_redis
 start_sim 0.01
