@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The host's cost per create in counts that do not move with the machine's load (CI runs
-# MODE=instructions 1 s on the debug build, a smoke test): user-space instructions (callgrind) and system calls (perf's raw_syscalls
-# tracepoint, and strace's table of them by name), each divided by the creates answered
-# `202` in the same run. The set-up is load.sh's (redis-server, the PBX simulator, wrk with
-# tests/load/post.lua), at a fixed number of connections.
+# MODE=instructions 1 s on the debug build, a smoke test): user-space instructions
+# (callgrind) and system calls (perf's raw_syscalls tracepoint, and strace's table of them
+# by name), each divided by the creates answered `202` in the same run. The set-up is
+# load.sh's (redis-server, the PBX simulator, wrk with tests/load/post.lua), at a fixed
+# number of connections.
 #
 #   bash tests/load/per-create.sh                  # both; CONNECTIONS=8 DURATION=10
 #   MODE=instructions bash tests/load/per-create.sh
