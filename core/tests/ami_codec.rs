@@ -42,7 +42,7 @@ fn server_transcripts() -> Vec<String> {
     let mut out = Vec::new();
     walk(&fixtures(), &fixtures(), &mut out);
     out.sort();
-    assert_eq!(out.len(), 37, "fixtures went missing: {out:?}");
+    assert_eq!(out.len(), 38, "fixtures went missing: {out:?}");
     out
 }
 
@@ -145,7 +145,7 @@ fn every_transcript_decodes_in_one_piece() {
         }
         total += messages.len();
     }
-    assert_eq!(total, 2607);
+    assert_eq!(total, 2633);
 }
 
 #[test]
@@ -775,4 +775,39 @@ fn truncated_transcripts_end_incomplete_not_invalid() {
         decoder.decode(&endless[banner.len..]),
         Err(DecodeError::MessageTooLarge)
     );
+}
+
+/// `CoreShowChannels` during a connected two-leg call, as Asterisk 22 answers it (recorded
+/// for re-synchronising calls after a reconnect): a `Response` opening an event list, one
+/// `CoreShowChannel` per channel with the call's `Linkedid`, its channel variables and the
+/// bridge both legs are in, then `CoreShowChannelsComplete` with the count. The list's
+/// events carry the action's `ActionID` and no `Privilege`.
+#[test]
+fn core_show_channels_lists_the_calls_channels() {
+    let bytes = read("queries/l_core_show_channels_connected.ami");
+    let (_, messages) = decode_whole(&bytes);
+    let ours: Vec<&Message<'_>> = messages
+        .iter()
+        .filter(|m| m.action_id() == Some("show-1"))
+        .collect();
+    let [opened, channels @ .., complete] = ours.as_slice() else {
+        panic!("a response, the channels and the end: {ours:?}")
+    };
+    assert_eq!(opened.response(), Some(ResponseStatus::Success));
+    assert_eq!(opened.get("EventList"), Some("start"));
+    assert_eq!(channels.len(), 2);
+    let channel_id = "c2d-oacxmqkrhrsl63ywyav6eykpgq";
+    for c in channels {
+        assert!(c.is_event("CoreShowChannel"), "{c:?}");
+        assert_eq!(c.linkedid(), Some(channel_id));
+        assert_eq!(c.channel_state(), Some(ChannelState::Up));
+        assert_eq!(c.chan_variable("C2D_CONTACT_REF"), Some("crm-42"));
+        assert_eq!(c.get("BridgeId"), channels[0].get("BridgeId"));
+        assert!(c.get("Privilege").is_none());
+    }
+    // The agent's leg is the originated channel: its Uniqueid is the ChannelId.
+    assert!(channels.iter().any(|c| c.uniqueid() == Some(channel_id)));
+    assert!(complete.is_event("CoreShowChannelsComplete"));
+    assert_eq!(complete.get("EventList"), Some("Complete"));
+    assert_eq!(complete.get("ListItems"), Some("2"));
 }

@@ -1,6 +1,7 @@
 //! Records a call's AMI bytes on a real Asterisk 22 with the kit — one-leg calls, and calls
 //! cut by the host's `Hangup` or a max duration — for the PBX simulator and the codec tests
-//! (`core/tests/fixtures/ami/transcripts/`, see `core/tests/fixtures/ami/README.md`).
+//! (`core/tests/fixtures/ami/transcripts/`, see `core/tests/fixtures/ami/README.md`); and
+//! `CoreShowChannels` asked during a call (`…/queries/`).
 //! A tool, not a check: not part of the normal run (`#[ignore]`); run on a machine with the bundle and SIPp:
 //!
 //! ```sh
@@ -203,12 +204,12 @@ fn write_case(name: &str, session: &Session, asterisk: &Asterisk, closed: bool) 
     eprintln!("{name}: written to {}", dir.display());
 }
 
-/// What a `DELETE` case does: once the stream shows `after` times `count` (and 1 s more),
-/// the host's `Hangup` of the call's Uniqueid and one of a channel that does not exist, in
-/// one write.
+/// What a cut case does: once the stream shows `after` times `count` (and 1 s more), sends
+/// `actions` in one write: for a `DELETE` case the host's `Hangup`s ([`hangup_actions`]).
 struct Cut {
     after: &'static str,
     count: usize,
+    actions: fn() -> Vec<u8>,
 }
 
 /// The `Hangup` the host writes for `crm-42` (its channel's Uniqueid, cause 16), and one of
@@ -252,7 +253,7 @@ fn record_call(
             session.read_for(Duration::from_millis(20));
         }
         session.read_for(Duration::from_millis(1000));
-        session.send(&hangup_actions());
+        session.send(&(cut.actions)());
     }
     for phone in phones.iter_mut() {
         while phone.wait(Duration::from_millis(10)).is_none() {
@@ -323,6 +324,7 @@ const fn ringing(count: usize) -> Option<Cut> {
     Some(Cut {
         after: "ChannelStateDesc: Ringing",
         count,
+        actions: hangup_actions,
     })
 }
 
@@ -330,7 +332,14 @@ const fn ringing(count: usize) -> Option<Cut> {
 const BRIDGED: Option<Cut> = Some(Cut {
     after: "Event: BridgeEnter",
     count: 2,
+    actions: hangup_actions,
 });
+
+/// `CoreShowChannels`: what a host would ask after logging in again, to learn which of its
+/// calls still have channels.
+fn core_show_channels() -> Vec<u8> {
+    b"Action: CoreShowChannels\r\nActionID: show-1\r\n\r\n".to_vec()
+}
 
 const DEFAULT: DialControls = DialControls::DEFAULT;
 
@@ -453,4 +462,23 @@ fn record_k4_two_leg_hangup_dialling() {
         &originate,
         ringing(2),
     );
+}
+
+/// A connected two-leg call, asked `CoreShowChannels` once both legs are bridged (the answer
+/// a re-synchronising host would read); both phones hang up after 30 s. Kept apart from the
+/// call cases, in `core/tests/fixtures/ami/queries/`.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_l_core_show_channels_connected() {
+    let phones = [
+        (Who::Agent, "answer_long.xml"),
+        (Who::Carrier, "answer_long.xml"),
+    ];
+    let originate = two_leg_originate(DEFAULT);
+    let asked = Some(Cut {
+        after: "Event: BridgeEnter",
+        count: 2,
+        actions: core_show_channels,
+    });
+    record("l_core_show_channels_connected", &phones, &originate, asked);
 }
