@@ -64,8 +64,22 @@ async fn readyz(State(state): State<Calls>) -> Response {
         .iter()
         .map(|site| (site.name.clone(), site.pbx.status()))
         .collect();
-    let redis_health = state.redis_health().await;
-    let redis = redis_health == RedisHealth::Ok;
+    // Redis's word in `checks`, and its problem when it is not `ok`.
+    let (redis_word, redis_problem) = match state.redis_health().await {
+        RedisHealth::Ok => ("ok", None),
+        RedisHealth::Down => (
+            "down",
+            Some(("redis_down", "Redis does not answer within 1 s".to_string())),
+        ),
+        RedisHealth::RefusesWrites(why) => (
+            "refuses_writes",
+            Some((
+                "redis_refuses_writes",
+                format!("Redis answers but refuses writes: {why}"),
+            )),
+        ),
+    };
+    let redis = redis_problem.is_none();
     let ready = statuses.iter().filter(|(_, s)| *s == Status::Ready).count();
     let ami_word = match statuses.as_slice() {
         [(_, only)] => word(only),
@@ -73,11 +87,6 @@ async fn readyz(State(state): State<Calls>) -> Response {
         _ if ready > 0 => "degraded",
         [(_, first), ..] => word(first),
         [] => "down",
-    };
-    let redis_word = match redis_health {
-        RedisHealth::Ok => "ok",
-        RedisHealth::Down => "down",
-        RedisHealth::RefusesWrites(_) => "refuses_writes",
     };
     let mut checks = serde_json::json!({"ami": ami_word, "redis": redis_word});
     if listed {
@@ -128,14 +137,6 @@ async fn readyz(State(state): State<Calls>) -> Response {
             }
         }
     }
-    let redis_problem = match &redis_health {
-        RedisHealth::Ok => None,
-        RedisHealth::Down => Some(("redis_down", "Redis does not answer within 1 s".to_string())),
-        RedisHealth::RefusesWrites(why) => Some((
-            "redis_refuses_writes",
-            format!("Redis answers but refuses writes: {why}"),
-        )),
-    };
     if let Some((code, message)) = redis_problem {
         problems.push(serde_json::json!({"check": "redis", "code": code, "message": message}));
         sentences.push(message);

@@ -77,15 +77,18 @@ impl Gate {
         tokio::spawn(async move {
             match target.connect_answering(answers).await {
                 Ok(mut conn) => {
+                    gate.connection.send_replace(Some(conn.clone()));
+                    gate.connecting.store(false, Ordering::SeqCst);
+                    // After the requests waiting for the connection have it: a log line
+                    // need not delay them.
                     warn_if_evicting(&mut conn).await;
-                    gate.connection.send_replace(Some(conn));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "Redis unreachable");
                     gate.failed();
+                    gate.connecting.store(false, Ordering::SeqCst);
                 }
             }
-            gate.connecting.store(false, Ordering::SeqCst);
         });
     }
 }
