@@ -72,9 +72,14 @@ fn call(device: &Device, key: Option<&str>, contact_ref: &str) -> Response {
 
 /// `POST /admin/reboot`, then waits for the device to come back (its log shows a new boot).
 fn reboot(device: &Device) {
+    reboot_with(device, ADMIN_KEY);
+}
+
+/// [`reboot`] with the admin key the device was given since.
+fn reboot_with(device: &Device, admin_key: &str) {
     // Let the firmware log its stack high-water mark (every 500 ms) before the reset.
     std::thread::sleep(Duration::from_millis(600));
-    device.reboot();
+    device.reboot_with(admin_key);
 }
 
 fn assert_unauthorized(r: &Response, message: &str) {
@@ -241,8 +246,7 @@ fn the_admin_key_is_rotated_from_the_next_boot_until_a_factory_reset() {
         "",
     );
     assert_eq!(r.status, 200, "{r:?}");
-    std::thread::sleep(Duration::from_millis(600));
-    device.reboot_with(NEW_ADMIN_KEY);
+    reboot_with(&device, NEW_ADMIN_KEY);
     assert_eq!(get(ADMIN_KEY).status, 200);
     assert_unauthorized(&get(NEW_ADMIN_KEY), "the admin key is not valid");
     device.assert_log_clean();
