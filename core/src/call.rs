@@ -170,6 +170,37 @@ impl<'a> ChannelEvent<'a> {
     }
 }
 
+/// One channel of a `CoreShowChannels` listing, reduced to what re-synchronising a call
+/// needs ([`CallTracker::handle_listed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListedChannel<'a> {
+    /// `Uniqueid`
+    pub uniqueid: &'a str,
+    /// `ChannelState`
+    pub state: ChannelState,
+    /// `BridgeId`: the bridge the channel is in, empty when it is in none.
+    pub bridge_id: &'a str,
+    /// `Application: AppDial`: another channel of the call is dialling this one.
+    pub dialled: bool,
+}
+
+impl<'a> ListedChannel<'a> {
+    /// Reads a `CoreShowChannel` event, with its call's key (its `Linkedid`); `None` for any
+    /// other message, or one missing `Uniqueid` or `Linkedid`.
+    pub fn from_message(message: &Message<'a>) -> Option<(&'a str, Self)> {
+        if message.event() != Some("CoreShowChannel") {
+            return None;
+        }
+        let channel = Self {
+            uniqueid: message.uniqueid()?,
+            state: message.channel_state().unwrap_or(ChannelState::Unknown),
+            bridge_id: message.get("BridgeId").unwrap_or(""),
+            dialled: message.get("Application") == Some("AppDial"),
+        };
+        Some((message.linkedid()?, channel))
+    }
+}
+
 /// One step of a call's progress, ready to become a notification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -237,6 +268,26 @@ enum Leg {
     Unrelated,
 }
 
+/// What a `CoreShowChannels` listing showed of one call: how many channels it has, and the
+/// two that tell where it stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Listing {
+    channels: u8,
+    /// The originated channel: its state and bridge.
+    originated: Option<(ChannelState, Id)>,
+    /// The other leg (the one the tracker knows, else a channel being dialled): its
+    /// `Uniqueid`, state and bridge.
+    other: Option<(Id, ChannelState, Id)>,
+}
+
+impl Listing {
+    const EMPTY: Self = Self {
+        channels: 0,
+        originated: None,
+        other: None,
+    };
+}
+
 /// Follows one call from `queued` to its last notification.
 #[derive(Clone, Debug)]
 pub struct CallTracker {
@@ -261,6 +312,10 @@ pub struct CallTracker {
     /// leg still lived: the other leg's `Hangup` (its cause) decides how the call failed.
     originated_gone: bool,
     last_activity: Millis,
+    /// When the PBX connection was lost, until the call is re-synchronised.
+    lost_at: Option<Millis>,
+    /// What the PBX listed of the call since it was lost.
+    listing: Listing,
     created: Millis,
     /// When the call was joined (meaningful from [`Phase::Joined`] on).
     joined_at: Millis,
@@ -284,7 +339,8 @@ pub const MAX_CALL_MS: Millis = 24 * 60 * 60 * 1000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Timeouts {
-    /// Longest silence before the call is joined, and after it ended ([`SILENCE_TIMEOUT_MS`]).
+    /// Longest silence before the call is joined and after it ended, and the longest wait
+    /// for a lost PBX connection to be re-synchronised ([`SILENCE_TIMEOUT_MS`]).
     pub silence_ms: Millis,
     /// Longest call, from `queued` ([`MAX_CALL_MS`]).
     pub max_call_ms: Millis,
@@ -349,6 +405,8 @@ impl CallTracker {
             other_leg_gone: false,
             originated_gone: false,
             last_activity: now,
+            lost_at: None,
+            listing: Listing::EMPTY,
             created: now,
             joined_at: now,
             timeouts,
@@ -447,15 +505,121 @@ impl CallTracker {
         }
     }
 
-    /// The PBX connection was lost: a call that has not ended fails with `pbx_error`. Its
-    /// channels may live on in Asterisk, but their events are gone for good, so the tracker
-    /// is finished: no `recording_ready` will follow (the file, if any, stays on the PBX).
+    /// The PBX connection was lost. The call's channels may live on in Asterisk: the tracker
+    /// waits for the listing of a new connection ([`CallTracker::handle_listed`], then
+    /// [`CallTracker::handle_resynced`]) for at most [`Timeouts::silence_ms`], past which
+    /// [`CallTracker::handle_timeout`] gives up on it (`pbx_error`).
     pub fn handle_pbx_lost(&mut self, now: Millis) {
-        if self.phase != Phase::Ended {
-            self.end(now, Event::Failed, Cause::PbxError, 0);
+        if self.is_finished() {
+            return;
         }
+        if self.lost_at.is_none() {
+            self.lost_at = Some(now);
+        }
+        self.listing = Listing::EMPTY;
+    }
+
+    /// Whether the tracker waits to be re-synchronised ([`CallTracker::handle_pbx_lost`]).
+    pub fn is_lost(&self) -> bool {
+        self.lost_at.is_some()
+    }
+
+    /// One channel of the call, as a new connection's `CoreShowChannels` listed it (ignored
+    /// unless the tracker [is lost](CallTracker::is_lost)).
+    pub fn handle_listed(&mut self, channel: &ListedChannel<'_>) {
+        if self.lost_at.is_none() {
+            return;
+        }
+        let listing = &mut self.listing;
+        listing.channels = listing.channels.saturating_add(1);
+        let bridge = Id::new(channel.bridge_id).unwrap_or(Id::EMPTY);
+        if is(&self.channel_id, channel.uniqueid) {
+            listing.originated = Some((channel.state, bridge));
+        } else if is(&self.other_leg, channel.uniqueid)
+            || self.other_leg.is_empty() && channel.dialled && listing.other.is_none()
+        {
+            let id = Id::new(channel.uniqueid).unwrap_or(Id::EMPTY);
+            listing.other = Some((id, channel.state, bridge));
+        }
+    }
+
+    /// The listing is complete: the call goes on from what it showed, and the steps it
+    /// proves happened while the connection was down are notified now (`agent_answered`,
+    /// `callee_ringing`, `joined`). A call none of whose channels is listed ended unseen,
+    /// and one whose originated channel is gone is ending: it ends with `pbx_error`
+    /// (`failed`, or `hangup` once joined), followed by `recording_ready` once every channel
+    /// is gone when the recording had started. Ignored unless the tracker is lost.
+    pub fn handle_resynced(&mut self, now: Millis) {
+        let Some(_) = self.lost_at.take() else {
+            return;
+        };
+        let listing = core::mem::replace(&mut self.listing, Listing::EMPTY);
+        self.last_activity = now;
+        self.live_channels = listing.channels;
+        if let Some((id, _, _)) = listing.other {
+            if self.other_leg.is_empty() {
+                self.other_leg = id;
+            }
+        }
+        let Some((state, bridge)) = listing.originated else {
+            self.end_unseen(now);
+            return self.maybe_recording_ready_if_gone(now);
+        };
+        self.seen_channel = true;
+        if self.phase == Phase::Queued {
+            self.phase = Phase::Originating;
+        }
+        if state == ChannelState::Ringing || state == ChannelState::Up {
+            self.on_state(now, Leg::Originated, state);
+        }
+        if let Some((_, other_state, other_bridge)) = listing.other {
+            if other_state == ChannelState::Ringing {
+                self.on_state(now, Leg::Other, ChannelState::Ringing);
+            }
+            let bridged = !bridge.is_empty() && bridge.as_str() == other_bridge.as_str();
+            if bridged && self.phase == Phase::Answered {
+                self.phase = Phase::Joined;
+                self.joined_at = now;
+                self.emit(Event::Joined, None, 0, now);
+            }
+        }
+    }
+
+    /// The connection's listing could not be had (the PBX refused `CoreShowChannels`): the
+    /// call ends as if it had vanished, without `recording_ready` (the file, if any, stays
+    /// on the PBX). Ignored unless the tracker is lost.
+    pub fn handle_resync_failed(&mut self, now: Millis) {
+        if self.lost_at.take().is_none() {
+            return;
+        }
+        self.listing = Listing::EMPTY;
+        self.give_up(now);
+    }
+
+    /// Ends a call whose outcome the PBX's events no longer tell: `failed`, or `hangup` once
+    /// joined, with `pbx_error`.
+    fn end_unseen(&mut self, now: Millis) {
+        let event = if self.phase == Phase::Joined {
+            Event::Hangup
+        } else {
+            Event::Failed
+        };
+        self.end(now, event, Cause::PbxError, 0);
+    }
+
+    /// Ends the call unseen and forgets its channels and recording: nothing more will be
+    /// heard of it.
+    fn give_up(&mut self, now: Millis) {
+        self.end_unseen(now);
         self.live_channels = 0;
         self.recording = false;
+    }
+
+    fn maybe_recording_ready_if_gone(&mut self, now: Millis) {
+        if self.live_channels == 0 {
+            // MixMonitor closed the file when the last channel hung up.
+            self.maybe_recording_ready(now);
+        }
     }
 
     /// When [`CallTracker::handle_timeout`] should next be called: always, until the
@@ -465,13 +629,19 @@ impl CallTracker {
             return None;
         }
         let max_call = self.created.saturating_add(self.timeouts.max_call_ms);
-        Some(match self.phase {
-            Phase::Joined => max_call,
-            Phase::Queued | Phase::Originating | Phase::Answered | Phase::Ended => self
-                .last_activity
+        let silence_from = match (self.lost_at, self.phase) {
+            // Nothing can be heard until the connection is back: the wait starts at the loss.
+            (Some(lost_at), _) => lost_at,
+            (None, Phase::Joined) => return Some(max_call),
+            (None, Phase::Queued | Phase::Originating | Phase::Answered | Phase::Ended) => {
+                self.last_activity
+            }
+        };
+        Some(
+            silence_from
                 .saturating_add(self.timeouts.silence_ms)
                 .min(max_call),
-        })
+        )
     }
 
     /// Past the deadline the tracker gives up on the call: one that has not ended fails
@@ -481,14 +651,8 @@ impl CallTracker {
         if self.poll_timeout().is_none_or(|deadline| now < deadline) {
             return;
         }
-        let event = if self.phase == Phase::Joined {
-            Event::Hangup
-        } else {
-            Event::Failed
-        };
-        self.end(now, event, Cause::PbxError, 0);
-        self.live_channels = 0;
-        self.recording = false;
+        self.lost_at = None;
+        self.give_up(now);
     }
 
     /// The next notification, oldest first.

@@ -344,6 +344,8 @@ mod session {
         Checked(bool, Outcome),
         Answered(String, Option<String>),
         Channel(String),
+        Listed(String),
+        Resynced(bool),
         Message,
         Down(Down),
     }
@@ -414,13 +416,47 @@ mod session {
                         }
                         Seen::Channel(key.into())
                     }
+                    Event::Listed { key, channel } => {
+                        if let Some(tracker) = self.calls.get_mut(key) {
+                            tracker.handle_listed(&channel);
+                        }
+                        Seen::Listed(key.into())
+                    }
+                    Event::Resynced { complete } => {
+                        for tracker in self.calls.values_mut() {
+                            if complete {
+                                tracker.handle_resynced(self.now);
+                            } else {
+                                tracker.handle_resync_failed(self.now);
+                            }
+                        }
+                        self.collect();
+                        Seen::Resynced(complete)
+                    }
                     Event::Message(_) => Seen::Message,
-                    Event::Down(why) => Seen::Down(why),
+                    Event::Down(why) => {
+                        for tracker in self.calls.values_mut() {
+                            tracker.handle_pbx_lost(self.now);
+                        }
+                        Seen::Down(why)
+                    }
                 };
                 self.seen.push(seen);
                 while let Some(n) = self.session.poll_transmit(&mut out) {
                     self.sent
                         .push_str(std::str::from_utf8(&out[..n]).expect("text"));
+                }
+            }
+        }
+
+        /// Moves every call's new notifications to `outcomes`.
+        fn collect(&mut self) {
+            for (key, tracker) in &mut self.calls {
+                while let Some(p) = tracker.poll_progress() {
+                    self.outcomes
+                        .entry(key.clone())
+                        .or_default()
+                        .push((p.event, p.cause));
                 }
             }
         }
@@ -817,5 +853,212 @@ mod session {
         );
         backoff.reset();
         assert_eq!(backoff.next_delay(), 250);
+    }
+
+    /// The recorded connected call (`queries/l_core_show_channels_connected`), split into
+    /// its messages without the banner: the call's events, the `CoreShowChannels` answer
+    /// (its `ActionID` made the session's) and the two `Hangup`s.
+    struct Recorded {
+        channel_id: &'static str,
+        messages: Vec<String>,
+    }
+
+    impl Recorded {
+        fn load() -> Self {
+            let path = format!(
+                "{}/tests/fixtures/ami/queries/l_core_show_channels_connected.ami",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let text = String::from_utf8(std::fs::read(path).expect("fixture")).expect("text");
+            let body = &text[text.find("\r\n").expect("banner") + 2..];
+            let messages = body
+                .split_inclusive("\r\n\r\n")
+                .map(|m| m.replace("ActionID: show-1", "ActionID: c2d-sync"))
+                .collect();
+            Self {
+                channel_id: "c2d-oacxmqkrhrsl63ywyav6eykpgq",
+                messages,
+            }
+        }
+
+        fn index(&self, starts: &str) -> usize {
+            self.messages
+                .iter()
+                .position(|m| m.starts_with(starts))
+                .unwrap_or_else(|| panic!("no {starts:?}"))
+        }
+
+        /// The messages from the first that starts with `from` to the one that starts with
+        /// `to`, both included.
+        fn between(&self, from: &str, to: &str) -> Vec<u8> {
+            let (a, b) = (self.index(from), self.index(to));
+            self.messages[a..=b].concat().into_bytes()
+        }
+
+        fn listing(&self) -> Vec<u8> {
+            self.between(
+                "Response: Success\r\nActionID: c2d-sync",
+                "Event: CoreShowChannelsComplete",
+            )
+        }
+    }
+
+    /// A world whose call of the recording got as far as `until` (a message start) before
+    /// the connection broke; logged in again and resyncing.
+    fn lost_and_back(recorded: &Recorded, until: &str) -> World {
+        let mut world = World::logged_in(&FULL[..2]);
+        world.originate(recorded.channel_id).expect("sent");
+        world.feed(&answer(recorded.channel_id));
+        world.feed(&recorded.between("Event: Newchannel", until));
+        world.now = 2_000;
+        world.session.handle_disconnected(2_000, Down::Closed);
+        world.drain();
+        assert!(world.calls[recorded.channel_id].is_lost());
+        world.take_seen();
+        world.now = world.session.poll_timeout().expect("retry");
+        world.session.handle_connected(world.now);
+        world.feed(&read("full.server.ami"));
+        assert!(world.session.is_ready(), "{:?}", world.seen);
+        world.sent.clear();
+        world.session.resync(world.now);
+        world.drain();
+        assert_eq!(
+            world.sent,
+            "Action: CoreShowChannels\r\nActionID: c2d-sync\r\n\r\n"
+        );
+        world.take_seen();
+        world
+    }
+
+    fn outcomes(world: &World, id: &str) -> Vec<(Notification, Option<Cause>)> {
+        world.outcomes.get(id).cloned().unwrap_or_default()
+    }
+
+    /// The spec's "re-synchronise the calls in flight": a call whose agent answered before
+    /// the connection broke, and that was joined meanwhile, goes on from the recorded
+    /// listing: `joined` now, then its real end.
+    #[test]
+    fn a_call_in_flight_goes_on_from_the_recorded_listing() {
+        use Notification::*;
+        let recorded = Recorded::load();
+        let id = recorded.channel_id;
+        let mut world = lost_and_back(&recorded, "Event: MixMonitorStart");
+        assert_eq!(
+            outcomes(&world, id),
+            [(Queued, None), (AgentRinging, None), (AgentAnswered, None)]
+        );
+        world.feed(&recorded.listing());
+        assert_eq!(
+            world.take_seen(),
+            [
+                Seen::Listed(id.into()),
+                Seen::Listed(id.into()),
+                Seen::Resynced(true)
+            ]
+        );
+        assert!(!world.session.is_resyncing());
+        let tracker = &world.calls[id];
+        assert!(!tracker.is_lost() && !tracker.is_finished());
+        assert_eq!(outcomes(&world, id)[3..], [(Joined, None)]);
+        let hangups = recorded.index("Event: Hangup");
+        world.feed(recorded.messages[hangups..hangups + 2].concat().as_bytes());
+        assert_eq!(
+            outcomes(&world, id)[4..],
+            [
+                (Hangup, Some(Cause::NormalClearing)),
+                (RecordingReady, None)
+            ]
+        );
+        assert!(world.calls[id].is_finished());
+        assert!(world.session.is_ready());
+    }
+
+    /// The same call lost while the agent's phone rang: the listing shows it joined, so the
+    /// steps it proves are notified (`agent_answered`, `joined`), not the ones it does not
+    /// (`callee_ringing`).
+    #[test]
+    fn the_steps_a_listing_proves_are_notified_once() {
+        use Notification::*;
+        let recorded = Recorded::load();
+        let id = recorded.channel_id;
+        let mut world = lost_and_back(&recorded, "Event: DialState");
+        world.feed(&recorded.listing());
+        assert_eq!(
+            outcomes(&world, id),
+            [
+                (Queued, None),
+                (AgentRinging, None),
+                (AgentAnswered, None),
+                (Joined, None)
+            ]
+        );
+        // A second listing proves nothing new.
+        world
+            .calls
+            .get_mut(id)
+            .expect("call")
+            .handle_pbx_lost(world.now);
+        world.session.resync(world.now);
+        world.feed(&recorded.listing());
+        assert_eq!(outcomes(&world, id).len(), 4);
+        assert!(!world.calls[id].is_lost());
+    }
+
+    /// A call none of whose channels is listed ended while the connection was down: how is
+    /// not known, so `pbx_error`; its recording had started and every channel is gone, so
+    /// the file is complete (`recording_ready`).
+    #[test]
+    fn a_call_that_vanished_meanwhile_ends_with_pbx_error() {
+        use Notification::*;
+        let recorded = Recorded::load();
+        let id = recorded.channel_id;
+        let mut world = lost_and_back(&recorded, "Event: BridgeEnter");
+        world.feed(
+            b"Response: Success\r\nActionID: c2d-sync\r\nEventList: start\r\nMessage: Channels will follow\r\n\r\n\
+              Event: CoreShowChannelsComplete\r\nActionID: c2d-sync\r\nEventList: Complete\r\nListItems: 0\r\n\r\n",
+        );
+        assert_eq!(
+            outcomes(&world, id)[4..],
+            [
+                (Joined, None),
+                (Hangup, Some(Cause::PbxError)),
+                (RecordingReady, None)
+            ]
+        );
+        assert!(world.calls[id].is_finished());
+    }
+
+    /// A manager user without `write = reporting` is refused the listing: the calls end
+    /// as before re-synchronisation existed (`failed`/`pbx_error`, no recording claimed).
+    #[test]
+    fn a_refused_listing_fails_the_lost_calls() {
+        use Notification::*;
+        let recorded = Recorded::load();
+        let id = recorded.channel_id;
+        let mut world = lost_and_back(&recorded, "Event: MixMonitorStart");
+        world.feed(b"Response: Error\r\nActionID: c2d-sync\r\nMessage: Permission denied\r\n\r\n");
+        assert_eq!(world.take_seen(), [Seen::Resynced(false)]);
+        assert_eq!(outcomes(&world, id)[3..], [(Failed, Some(Cause::PbxError))]);
+        assert!(world.calls[id].is_finished());
+        assert!(world.session.is_ready());
+    }
+
+    /// The listing must be complete within the Originate answer deadline.
+    #[test]
+    fn an_unfinished_listing_ends_the_connection() {
+        let recorded = Recorded::load();
+        let mut world = lost_and_back(&recorded, "Event: MixMonitorStart");
+        let start = world.now;
+        let listing = recorded.listing();
+        world.feed(&listing[..listing.len() / 2]);
+        assert_eq!(world.session.poll_timeout(), Some(start + 5_000));
+        world.at(start + 4_999);
+        assert!(world.session.is_up());
+        world.at(start + 5_000);
+        assert_eq!(
+            world.take_seen().last(),
+            Some(&Seen::Down(Down::SyncTimeout))
+        );
+        assert!(world.calls[recorded.channel_id].is_lost());
     }
 }

@@ -275,8 +275,12 @@ fn originate_failure_without_any_channel_fails_at_once() {
     assert!(tracker.is_finished());
 }
 
+/// A lost PBX connection does not end a call at once: its channels may live on, and a new
+/// connection's listing says (core's session tests play the recorded one). Unresynchronised
+/// for the silence timeout from the loss, it fails once with `pbx_error`, no recording
+/// claimed; a second loss does not move the deadline.
 #[test]
-fn pbx_loss_fails_a_live_call_once() {
+fn a_lost_call_waits_for_its_listing_then_gives_up_once() {
     let (mut tracker, _) = drive(
         Mode::TwoLeg,
         &[
@@ -290,13 +294,40 @@ fn pbx_loss_fails_a_live_call_once() {
     );
     tracker.handle_pbx_lost(500);
     tracker.handle_pbx_lost(600);
+    assert!(tracker.is_lost());
+    assert_eq!(tracker.poll_progress(), None);
+    let deadline = 500 + click2dial_core::call::SILENCE_TIMEOUT_MS;
+    assert_eq!(tracker.poll_timeout(), Some(deadline));
+    tracker.handle_timeout(deadline - 1);
+    assert_eq!(tracker.poll_progress(), None);
+    tracker.handle_timeout(deadline);
     let p = tracker.poll_progress().expect("failed");
     assert_eq!(
         (p.event, p.cause, p.at),
-        (Failed, Some(Cause::PbxError), 500)
+        (Failed, Some(Cause::PbxError), deadline)
     );
     assert_eq!(tracker.poll_progress(), None);
-    assert!(tracker.is_finished());
+    assert!(tracker.is_finished() && !tracker.is_lost());
+    // A listing that comes too late changes nothing.
+    tracker.handle_resynced(deadline + 1);
+    assert_eq!(tracker.poll_progress(), None);
+}
+
+/// A tracker that was not lost ignores listings: they are for calls a lost connection left.
+#[test]
+fn listings_are_ignored_unless_lost() {
+    let mut tracker = CallTracker::new("c2d-x", Mode::TwoLeg, 0).expect("fits");
+    assert_eq!(tracker.poll_progress().map(|p| p.event), Some(Queued));
+    tracker.handle_listed(&click2dial_core::call::ListedChannel {
+        uniqueid: "c2d-x",
+        state: click2dial_core::ami::ChannelState::Up,
+        bridge_id: "",
+        dialled: false,
+    });
+    tracker.handle_resynced(10);
+    tracker.handle_resync_failed(10);
+    assert_eq!(tracker.poll_progress(), None);
+    assert!(!tracker.is_finished());
 }
 
 #[test]

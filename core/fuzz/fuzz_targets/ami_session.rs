@@ -11,7 +11,8 @@
 //!   before an Originate to a PBX that was silent) is answered or ends the connection;
 //! - a tracker starts with `queued`, says each notification at most once, and says nothing
 //!   after its end but `recording_ready`;
-//! - every tracker finishes once time passes its `poll_timeout` (or the connection drops).
+//! - every tracker finishes once time passes its `poll_timeout`, a lost one too (a dropped
+//!   connection leaves calls to be re-synchronised from the next login's listing).
 //!
 //! The seeds are the recorded Asterisk 22 login checks (`core/tests/fixtures/ami/preflight/`)
 //! and call transcripts (`core/tests/fixtures/ami/transcripts/`) after the `full` login.
@@ -167,14 +168,30 @@ impl World<'_> {
                 }
                 Event::Down(_) => {
                     self.awaiting_answer.clear();
-                    for mut call in self.calls.drain(..) {
+                    for call in &mut self.calls {
                         call.tracker.handle_pbx_lost(now);
                         call.drain();
-                        assert!(
-                            call.tracker.is_finished(),
-                            "{}: lost but not finished",
-                            call.key
-                        );
+                    }
+                }
+                // As the host: calls a lost connection left are listed again after a login.
+                Event::Checked { login: true, .. } => {
+                    if self.calls.iter().any(|c| c.tracker.is_lost()) {
+                        self.session.resync(now);
+                    }
+                }
+                Event::Listed { key, channel } => {
+                    if let Some(call) = self.calls.iter_mut().find(|c| c.key == key) {
+                        call.tracker.handle_listed(&channel);
+                    }
+                }
+                Event::Resynced { complete } => {
+                    for call in &mut self.calls {
+                        if complete {
+                            call.tracker.handle_resynced(now);
+                        } else {
+                            call.tracker.handle_resync_failed(now);
+                        }
+                        call.drain();
                     }
                 }
                 Event::Checked { .. } | Event::Message(_) => {}

@@ -142,6 +142,22 @@ impl Action for Ping<'_> {
     }
 }
 
+/// `CoreShowChannels`: Asterisk answers `Channels will follow`, one `CoreShowChannel` event
+/// per channel (with this `ActionID`), then `CoreShowChannelsComplete`. The manager user needs
+/// `write = reporting` (or `system`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct CoreShowChannels<'a> {
+    /// Correlates the response and the list's events.
+    pub action_id: &'a str,
+}
+
+impl Action for CoreShowChannels<'_> {
+    fn write(&self, out: &mut [u8]) -> Result<usize, ActionError> {
+        simple(out, "CoreShowChannels", self.action_id)
+    }
+}
+
 /// `Logoff`: Asterisk answers `Response: Goodbye` and closes the socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -38,8 +38,8 @@ pub mod session;
 mod value;
 
 pub use action::{
-    Action, ActionError, Channel, Hangup, ListCommands, Login, Logoff, Originate, Ping,
-    ShowDialPlan, MAX_CHANNEL_ID_LEN, MAX_LINE_LEN,
+    Action, ActionError, Channel, CoreShowChannels, Hangup, ListCommands, Login, Logoff, Originate,
+    Ping, ShowDialPlan, MAX_CHANNEL_ID_LEN, MAX_LINE_LEN,
 };
 pub use frame::{
     DecodeError, Decoded, Decoder, Frame, BANNER_PREFIX, MAX_BANNER_LEN, MAX_MESSAGE_LEN,

@@ -20,12 +20,12 @@
 
 use core::fmt;
 
-use super::action::{Action, ActionError, Ping};
+use super::action::{Action, ActionError, CoreShowChannels, Ping};
 use super::frame::{DecodeError, Decoder, Frame, MAX_MESSAGE_LEN};
 use super::message::{Kind, Message};
 use super::preflight::{Checks, Outcome, Preflight, Text};
 use super::value::ResponseStatus;
-use crate::call::{ChannelEvent, CHANNEL_ID_MAX_LEN};
+use crate::call::{ChannelEvent, ListedChannel, CHANNEL_ID_MAX_LEN};
 use crate::originate::{write_originate, Dialplan, OriginateCall};
 
 /// The longest line the login check reads.
@@ -39,6 +39,9 @@ pub const PING_ACTION_ID: &str = "c2d-ping";
 
 /// The `ActionID` of every `Hangup` ([`Session::hangup`]); its answer is not awaited.
 pub const HANGUP_ACTION_ID: &str = "c2d-hangup";
+
+/// The `ActionID` of the `CoreShowChannels` of [`Session::resync`] (one runs at a time).
+pub const SYNC_ACTION_ID: &str = "c2d-sync";
 
 /// The `ActionID` prefix of the check's actions ([`Preflight`]).
 const CHECK_ACTION_PREFIX: &str = "c2d-pf-";
@@ -114,6 +117,8 @@ pub enum Down {
     PingTimeout,
     /// An `Originate` was not answered in time.
     OriginateTimeout,
+    /// The listing of [`Session::resync`] was not complete in time.
+    SyncTimeout,
     /// The check found a PBX that does not answer as an Asterisk should
     /// ([`Session::check`] says what).
     Check,
@@ -136,6 +141,7 @@ impl fmt::Display for Down {
             Self::Encode(e) => write!(f, "AMI protocol: {e}"),
             Self::PingTimeout => f.write_str("no answer to Ping"),
             Self::OriginateTimeout => f.write_str("no answer to Originate"),
+            Self::SyncTimeout => f.write_str("no complete answer to CoreShowChannels"),
             Self::Check => f.write_str("the PBX check was not answered"),
             Self::Misconfigured => f.write_str("the PBX is misconfigured"),
         }
@@ -197,6 +203,20 @@ pub enum Event<'b> {
         /// The whole message.
         message: Message<'b>,
     },
+    /// A channel listed by the `CoreShowChannels` of [`Session::resync`], with its call's
+    /// key (its `Linkedid`).
+    Listed {
+        /// The call's `ChannelId`.
+        key: &'b str,
+        /// The channel, reduced.
+        channel: ListedChannel<'b>,
+    },
+    /// The listing of [`Session::resync`] is over: `complete`, or refused by the PBX (the
+    /// manager user may not run `CoreShowChannels`).
+    Resynced {
+        /// Every channel was listed.
+        complete: bool,
+    },
     /// Any other message received while logged in.
     Message(Message<'b>),
     /// The connection is over: the driver closes it (if it has not already), fails the
@@ -253,6 +273,10 @@ struct Inner<'a, const C: usize, const P: usize> {
     ping_outstanding: bool,
     /// A probe's `Ping` must be answered by then.
     probe_by: Option<u64>,
+    /// The `CoreShowChannels` of a resync is to be sent.
+    sync_due: bool,
+    /// The resync's listing must be complete by then.
+    sync_by: Option<u64>,
     /// When bytes last came from the PBX on this connection (or it connected).
     heard_at: u64,
     pending: [Pending; P],
@@ -313,6 +337,27 @@ impl<'a, const C: usize, const P: usize> Session<'a, C, P> {
     /// Whether a probe awaits its answer.
     pub fn is_probing(&self) -> bool {
         self.inner.probe_by.is_some()
+    }
+
+    /// Asks the PBX for every channel it has (`CoreShowChannels`), to re-synchronise the
+    /// calls a lost connection left in flight: each listed channel comes as
+    /// [`Event::Listed`], keyed like the calls' events, then [`Event::Resynced`]. The listing
+    /// must be complete within [`Config::originate_answer_within_ms`], or the connection is
+    /// given up ([`Down::SyncTimeout`]). Only while up, one at a time; the events are only
+    /// routed by [`Session::poll_event`].
+    pub fn resync(&mut self, now: u64) {
+        let s = &mut self.inner;
+        s.now = now;
+        if s.state != State::Up || s.sync_by.is_some() {
+            return;
+        }
+        s.sync_due = true;
+        s.sync_by = Some(now.saturating_add(s.config.originate_answer_within_ms));
+    }
+
+    /// Whether a resync's listing is awaited.
+    pub fn is_resyncing(&self) -> bool {
+        self.inner.sync_by.is_some()
     }
 
     /// When bytes last came from the PBX on this connection (or it was opened).
@@ -463,6 +508,8 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
             ping_due: false,
             ping_outstanding: false,
             probe_by: None,
+            sync_due: false,
+            sync_by: None,
             heard_at: 0,
             pending: [Pending {
                 action_id: Text::EMPTY,
@@ -497,6 +544,8 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
         self.ping_due = false;
         self.ping_outstanding = false;
         self.probe_by = None;
+        self.sync_due = false;
+        self.sync_by = None;
         self.heard_at = now;
         self.pending_len = 0;
         self.down = None;
@@ -516,10 +565,16 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
                     Some(self.recheck_at)
                 };
                 let originate = self.pending().map(|p| p.answer_by).min();
-                [Some(self.next_ping), check, originate, self.probe_by]
-                    .into_iter()
-                    .flatten()
-                    .min()
+                [
+                    Some(self.next_ping),
+                    check,
+                    originate,
+                    self.probe_by,
+                    self.sync_by,
+                ]
+                .into_iter()
+                .flatten()
+                .min()
             }
         }
     }
@@ -535,6 +590,9 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
                 }
                 if self.probe_by.is_some_and(|by| now >= by) {
                     return self.close(Down::PingTimeout);
+                }
+                if self.sync_by.is_some_and(|by| now >= by) {
+                    return self.close(Down::SyncTimeout);
                 }
                 if now >= self.next_ping {
                     if self.ping_outstanding {
@@ -563,6 +621,13 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
                     self.ping_due = false;
                     Ping {
                         action_id: PING_ACTION_ID,
+                    }
+                    .write(out)
+                    .map(Some)
+                } else if self.sync_due {
+                    self.sync_due = false;
+                    CoreShowChannels {
+                        action_id: SYNC_ACTION_ID,
                     }
                     .write(out)
                     .map(Some)
@@ -706,6 +771,12 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
             if action_id.is_some_and(|id| id.starts_with(CHECK_ACTION_PREFIX)) {
                 continue;
             }
+            if route && action_id == Some(SYNC_ACTION_ID) {
+                if let Some(event) = self.sync_message(&message) {
+                    return Some(event);
+                }
+                continue;
+            }
             if let Kind::Response(status) = message.kind() {
                 let Some(action_id) = action_id else {
                     continue;
@@ -748,6 +819,27 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
         }
     }
 
+    /// A message of the resync's listing: a listed channel, or its end.
+    fn sync_message<'b>(&mut self, message: &Message<'b>) -> Option<Event<'b>> {
+        self.sync_by?;
+        let end = match message.kind() {
+            Kind::Response(ResponseStatus::Success) => return None,
+            Kind::Response(_) => Event::Resynced { complete: false },
+            Kind::Event(_) => {
+                if let Some((key, channel)) = ListedChannel::from_message(message) {
+                    return Some(Event::Listed { key, channel });
+                }
+                if !message.is_event("CoreShowChannelsComplete") {
+                    return None;
+                }
+                Event::Resynced { complete: true }
+            }
+            _ => return None,
+        };
+        self.sync_by = None;
+        Some(end)
+    }
+
     fn rechecked(&mut self, outcome: Outcome) {
         self.checking = false;
         if !self.check.problems().any(|p| !p.code.is_configuration()) {
@@ -781,6 +873,8 @@ impl<'a, const C: usize, const P: usize> Inner<'a, C, P> {
         self.checking = false;
         self.pending_len = 0;
         self.probe_by = None;
+        self.sync_due = false;
+        self.sync_by = None;
         self.start = 0;
         self.end = 0;
     }
