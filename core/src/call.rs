@@ -303,6 +303,8 @@ pub struct CallTracker {
     agent_ringing_sent: bool,
     callee_ringing_sent: bool,
     recording: bool,
+    /// The dialplan records the call before it dials the other leg.
+    records: bool,
     recording_ready_sent: bool,
     /// The last `DialEnd` status towards the other leg.
     other_leg_dial_end: Option<DialStatus>,
@@ -400,6 +402,7 @@ impl CallTracker {
             agent_ringing_sent: false,
             callee_ringing_sent: false,
             recording: false,
+            records: false,
             recording_ready_sent: false,
             other_leg_dial_end: None,
             other_leg_gone: false,
@@ -519,6 +522,14 @@ impl CallTracker {
         self.listing = Listing::EMPTY;
     }
 
+    /// The dialplan starts recording the call before it dials the other leg (the kit's does,
+    /// unless the call asked for no recording): a listing that shows the other leg then
+    /// proves the recording started while the connection was down, and `recording_ready`
+    /// follows the call's end as if `MixMonitorStart` had been seen.
+    pub fn expect_recording(&mut self) {
+        self.records = true;
+    }
+
     /// Whether the tracker waits to be re-synchronised ([`CallTracker::handle_pbx_lost`]).
     pub fn is_lost(&self) -> bool {
         self.lost_at.is_some()
@@ -545,10 +556,12 @@ impl CallTracker {
 
     /// The listing is complete: the call goes on from what it showed, and the steps it
     /// proves happened while the connection was down are notified now (`agent_answered`,
-    /// `callee_ringing`, `joined`). A call none of whose channels is listed ended unseen,
-    /// and one whose originated channel is gone is ending: it ends with `pbx_error`
-    /// (`failed`, or `hangup` once joined), followed by `recording_ready` once every channel
-    /// is gone when the recording had started. Ignored unless the tracker is lost.
+    /// `callee_ringing`, `joined`). A call none of whose channels is listed ended unseen (or
+    /// the PBX restarted): it ends with `pbx_error` (`failed`, or `hangup` once joined) and
+    /// claims no recording, which may have been cut short. One whose originated channel is
+    /// gone but others are listed is ending: it ends the same way, and `recording_ready`
+    /// follows their hangups when the recording had started. Ignored unless the tracker is
+    /// lost.
     pub fn handle_resynced(&mut self, now: Millis) {
         let Some(_) = self.lost_at.take() else {
             return;
@@ -560,10 +573,15 @@ impl CallTracker {
             if self.other_leg.is_empty() {
                 self.other_leg = id;
             }
+            self.recording |= self.records;
         }
         let Some((state, bridge)) = listing.originated else {
-            self.end_unseen(now);
-            return self.maybe_recording_ready_if_gone(now);
+            if listing.channels == 0 {
+                // Hung up unseen, or the PBX restarted: a recording may be cut short.
+                return self.give_up(now);
+            }
+            // Ending: the channels left hang up in sight, so the recording is whole.
+            return self.end_unseen(now);
         };
         self.seen_channel = true;
         if self.phase == Phase::Queued {
@@ -613,13 +631,6 @@ impl CallTracker {
         self.end_unseen(now);
         self.live_channels = 0;
         self.recording = false;
-    }
-
-    fn maybe_recording_ready_if_gone(&mut self, now: Millis) {
-        if self.live_channels == 0 {
-            // MixMonitor closed the file when the last channel hung up.
-            self.maybe_recording_ready(now);
-        }
     }
 
     /// When [`CallTracker::handle_timeout`] should next be called: always, until the

@@ -1004,9 +1004,41 @@ mod session {
         assert!(!world.calls[id].is_lost());
     }
 
-    /// A call none of whose channels is listed ended while the connection was down: how is
-    /// not known, so `pbx_error`; its recording had started and every channel is gone, so
-    /// the file is complete (`recording_ready`).
+    /// Lost before `MixMonitorStart`: a listing that shows the callee's channel proves the
+    /// recording started when the dialplan records before it dials (the kit's does), so
+    /// `recording_ready` follows the end; without that, the tracker claims no recording.
+    #[test]
+    fn a_recording_started_unseen_is_ready_when_the_dialplan_records() {
+        use Notification::*;
+        let recorded = Recorded::load();
+        let id = recorded.channel_id;
+        let hangups = recorded.index("Event: Hangup");
+        let ends = recorded.messages[hangups..hangups + 2].concat();
+        for records in [true, false] {
+            let mut world = lost_and_back(&recorded, "Event: DialState");
+            if records {
+                world.calls.get_mut(id).expect("call").expect_recording();
+            }
+            world.feed(&recorded.listing());
+            world.feed(ends.as_bytes());
+            let mut want = vec![
+                (Queued, None),
+                (AgentRinging, None),
+                (AgentAnswered, None),
+                (Joined, None),
+                (Hangup, Some(Cause::NormalClearing)),
+            ];
+            if records {
+                want.push((RecordingReady, None));
+            }
+            assert_eq!(outcomes(&world, id), want);
+            assert!(world.calls[id].is_finished());
+        }
+    }
+
+    /// A call none of whose channels is listed ended while the connection was down, or the
+    /// PBX restarted: how is not known, so `pbx_error`, and no recording is claimed (a
+    /// restart may have cut it short).
     #[test]
     fn a_call_that_vanished_meanwhile_ends_with_pbx_error() {
         use Notification::*;
@@ -1019,12 +1051,35 @@ mod session {
         );
         assert_eq!(
             outcomes(&world, id)[4..],
-            [
-                (Joined, None),
-                (Hangup, Some(Cause::PbxError)),
-                (RecordingReady, None)
-            ]
+            [(Joined, None), (Hangup, Some(Cause::PbxError))]
         );
+        assert!(world.calls[id].is_finished());
+    }
+
+    /// The originated channel is gone but the callee's is listed: the call is ending
+    /// (`pbx_error`, its cause unseen), and the callee's hangup, in sight, completes the
+    /// recording (`recording_ready`).
+    #[test]
+    fn a_call_whose_originated_channel_is_gone_ends_and_its_recording_follows() {
+        use Notification::*;
+        let recorded = Recorded::load();
+        let id = recorded.channel_id;
+        let mut world = lost_and_back(&recorded, "Event: BridgeEnter");
+        let listing: String = String::from_utf8(recorded.listing())
+            .expect("text")
+            .split_inclusive("\r\n\r\n")
+            .filter(|m| !m.contains(&format!("Uniqueid: {id}\r\n")))
+            .collect::<String>()
+            .replace("ListItems: 2", "ListItems: 1");
+        world.feed(listing.as_bytes());
+        assert_eq!(
+            outcomes(&world, id)[4..],
+            [(Joined, None), (Hangup, Some(Cause::PbxError))]
+        );
+        assert!(!world.calls[id].is_finished(), "the callee's channel lives");
+        let carrier = recorded.index("Event: Hangup");
+        world.feed(recorded.messages[carrier].as_bytes());
+        assert_eq!(outcomes(&world, id)[6..], [(RecordingReady, None)]);
         assert!(world.calls[id].is_finished());
     }
 

@@ -16,9 +16,13 @@
 //! with its socket open is found within that deadline without anything being dialled: the
 //! creates that waited get `503`, and every later one at once until it is back.
 //!
-//! When the connection is lost, calls in flight end with `failed`/`pbx_error`: their
-//! channels may live on in Asterisk, but the events that would tell their outcome are gone,
-//! and a notification that guessed would be worse than one that says so.
+//! When the connection is lost, calls in flight wait: their channels may live on in
+//! Asterisk. After the next login the session lists the PBX's channels (`CoreShowChannels`)
+//! and each call's tracker goes on from what the listing shows (the steps it proves are
+//! notified then); a call whose channels are gone ends with `pbx_error`, since the events
+//! that would tell its outcome are lost and a notification that guessed would be worse than
+//! one that says so. A call not re-synchronised within `limits.call_silence_secs` of the
+//! loss ends the same way.
 //!
 //! A PBX that fails the check is `Misconfigured`, with a sentence per problem that says how
 //! to fix it, logged once per login. Times for the session and the trackers are monotonic
@@ -436,9 +440,12 @@ async fn run(
     loop {
         // Refuse originates while waiting; nothing is queued for later dialling.
         while !session.wants_connect(driver.now_ms()) {
-            let at = driver.instant(session.poll_timeout().unwrap_or(0));
+            // Calls a lost connection left keep their deadlines meanwhile.
+            let calls_at = driver.timers.peek().map(|Reverse((at, _))| *at);
+            let at = session.poll_timeout().into_iter().chain(calls_at).min();
+            let at = driver.instant(at.unwrap_or(0));
             tokio::select! {
-                () = tokio::time::sleep_until(at) => {}
+                () = tokio::time::sleep_until(at) => driver.on_call_timers(),
                 command = rx.recv() => match command {
                     Some(
                         Command::Originate { reply, .. }
@@ -729,6 +736,9 @@ impl Driver {
                         self.metrics
                             .ami_logged_in(&self.settings.name, self.logins == 0);
                         self.logins += 1;
+                        if self.calls.values().any(|c| c.tracker.is_lost()) {
+                            session.resync(self.now_ms());
+                        }
                     }
                 }
                 SessionEvent::OriginateAnswered { action_id, refused } => {
@@ -745,6 +755,12 @@ impl Driver {
                         self.on_channel_event(key, &event);
                     }
                 }
+                SessionEvent::Listed { key, channel } => {
+                    if let Some(call) = self.calls.get_mut(key) {
+                        call.tracker.handle_listed(&channel);
+                    }
+                }
+                SessionEvent::Resynced { complete } => self.resynced(complete),
                 SessionEvent::Message(message) => {
                     self.adopt_or_buffer(&message, read_at);
                 }
@@ -756,9 +772,8 @@ impl Driver {
         }
     }
 
-    /// The connection is over: calls in flight end with `failed`/`pbx_error` (their
-    /// channels may live on in Asterisk, but the events that would tell their outcome are
-    /// gone, and a notification that guessed would be worse than one that says so).
+    /// The connection is over: calls in flight wait to be re-synchronised after the next
+    /// login (see the module notes).
     fn down(&mut self, why: Down, status: &watch::Sender<Status>) {
         self.metrics.ami_down(&self.settings.name);
         let lost = self.lost.take();
@@ -773,12 +788,12 @@ impl Driver {
         for (_, reply) in self.held.drain(..) {
             let _ = reply.send(Err(OriginateError::NotConnected));
         }
-        // Originates written but not answered: the call's tracker reports pbx_error; the
-        // HTTP side answers 202 (the request reached the PBX) and the notification follows.
+        // Originates written but not answered: the HTTP side answers 202 (the request
+        // reached the PBX); the listing after the next login tells whether the call started.
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Ok(()));
         }
-        self.fail_all();
+        self.lose_all();
     }
 
     /// Acts on a finished check: the status, the campaigns, the log (at every login, and
@@ -885,11 +900,21 @@ impl Driver {
         }
     }
 
+    /// A tracker for a call with `record`'s deadlines, that knows whether the kit's dialplan
+    /// records it; `None` for a `ChannelId` too long to track.
+    fn tracker(&self, channel_id: &str, mode: Mode, record: &CallRecord) -> Option<CallTracker> {
+        let timeouts = self.timeouts(record);
+        let mut tracker =
+            CallTracker::with_timeouts(channel_id, mode, self.now_ms(), timeouts).ok()?;
+        if record.call.controls.record {
+            tracker.expect_recording();
+        }
+        Some(tracker)
+    }
+
     fn track(&mut self, request: OriginateRequest) {
-        let now = self.now_ms();
-        let timeouts = self.timeouts(&request.record);
-        match CallTracker::with_timeouts(&request.channel_id, request.mode, now, timeouts) {
-            Ok(tracker) => {
+        match self.tracker(&request.channel_id, request.mode, &request.record) {
+            Some(tracker) => {
                 let call = LiveCall {
                     tracker,
                     record: request.record,
@@ -903,7 +928,7 @@ impl Driver {
                 // `queued` waits for Asterisk's acceptance (or the call's first event).
                 self.settle(request.channel_id, call);
             }
-            Err(_) => {
+            None => {
                 tracing::error!(channel_id = %request.channel_id, "ChannelId too long to track")
             }
         }
@@ -957,15 +982,55 @@ impl Driver {
         }
     }
 
-    fn fail_all(&mut self) {
+    /// Every call waits to be re-synchronised (or for its deadline).
+    fn lose_all(&mut self) {
         self.adopting.clear();
-        self.timers.clear();
         let now = self.now_ms();
-        let calls: Vec<(String, LiveCall)> = self.calls.drain().collect();
-        for (_, mut call) in calls {
-            call.tracker.handle_pbx_lost(now);
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            if let Some(mut call) = self.calls.remove(&id) {
+                call.tracker.handle_pbx_lost(now);
+                self.drain(&mut call, Instant::now());
+                self.settle(id, call);
+            }
+        }
+    }
+
+    /// The listing after a login is over: each call that the lost connection left goes on
+    /// from it, or ends (`complete` is false when the PBX refused the listing).
+    fn resynced(&mut self, complete: bool) {
+        let now = self.now_ms();
+        let ids: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, call)| call.tracker.is_lost())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut going_on = 0usize;
+        for id in &ids {
+            let Some(mut call) = self.calls.remove(id) else {
+                continue;
+            };
+            if complete {
+                call.tracker.handle_resynced(now);
+            } else {
+                call.tracker.handle_resync_failed(now);
+            }
             self.drain(&mut call, Instant::now());
-            self.forget(call);
+            going_on += usize::from(!call.tracker.is_finished());
+            self.settle(id.clone(), call);
+        }
+        let address = &self.settings.address;
+        if complete {
+            tracing::info!(%address, calls = ids.len(), going_on, "calls in flight re-synchronised");
+        } else {
+            tracing::warn!(
+                %address,
+                calls = ids.len(),
+                "the PBX refused CoreShowChannels: calls in flight end with pbx_error; \
+                 give the manager user write = reporting (the kit has \
+                 write = originate,call,reporting)"
+            );
         }
     }
 
@@ -1022,10 +1087,7 @@ impl Driver {
         if self.calls.contains_key(channel_id) {
             return;
         }
-        let timeouts = self.timeouts(&record);
-        let Ok(tracker) =
-            CallTracker::with_timeouts(channel_id, record.mode(), self.now_ms(), timeouts)
-        else {
+        let Some(tracker) = self.tracker(channel_id, record.mode(), &record) else {
             return;
         };
         if let Ok(mut set) = self.live_recordings.lock() {

@@ -22,23 +22,32 @@ pub struct Case {
 
 macro_rules! case {
     ($name:literal) => {
+        case!("transcripts", $name)
+    };
+    ($dir:literal, $name:literal) => {
         Case {
             name: $name,
             server: include_bytes!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../core/tests/fixtures/ami/transcripts/",
+                "/../core/tests/fixtures/ami/",
+                $dir,
+                "/",
                 $name,
                 ".ami"
             )),
             client: include_bytes!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../core/tests/fixtures/ami/transcripts/",
+                "/../core/tests/fixtures/ami/",
+                $dir,
+                "/",
                 $name,
                 ".client.ami"
             )),
             summary: include_str!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../core/tests/fixtures/ami/transcripts/",
+                "/../core/tests/fixtures/ami/",
+                $dir,
+                "/",
                 $name,
                 ".summary.txt"
             )),
@@ -93,6 +102,10 @@ pub const K3_TWO_LEG_MAX_DURATION: Case = case!("k3_two_leg_max_duration");
 /// Two-leg call hung up by the host's `Hangup` once the agent answered, while the callee's
 /// phone rings.
 pub const K4_TWO_LEG_HANGUP_DIALLING: Case = case!("k4_two_leg_hangup_dialling");
+
+/// Not a call case (kept out of [`ALL`]): a connected two-leg call, then the PBX's answer to
+/// `CoreShowChannels` (`ActionID: show-1`) listing its two channels.
+pub const L_CORE_SHOW_CHANNELS_CONNECTED: Case = case!("queries", "l_core_show_channels_connected");
 
 /// Every embedded case.
 pub const ALL: &[Case] = &[

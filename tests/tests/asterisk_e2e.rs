@@ -228,6 +228,94 @@ fn two_leg_call_both_answer() {
     }
 }
 
+/// The spec's "re-synchronise the calls in flight" on a real Asterisk: the host's AMI
+/// connection is cut while agent and callee talk. The host logs in again, lists the
+/// channels (`CoreShowChannels`, allowed by the kit's `write = reporting` and not held back
+/// by its event filters), finds the call's two, and follows the call to its real end: the
+/// notifications of any answered call, each once, and the recording served.
+#[test]
+fn a_call_in_flight_survives_a_cut_ami_connection() {
+    let (lab, cutter) = Lab::start_behind_cutter();
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "answer.xml", "resync");
+    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "resync");
+    let (status, answer) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", "crm-blip"));
+    assert_eq!(status, 202, "{answer}");
+    let key = key_of("crm-blip");
+    let mut got = lab.redis.follow(&key, &["joined"], Duration::from_secs(20));
+    assert_eq!(events(&got).last().map(String::as_str), Some("joined"));
+    cutter.cut(Duration::ZERO);
+    got.extend(
+        lab.redis
+            .follow(&key, &["recording_ready"], Duration::from_secs(30)),
+    );
+    assert_eq!(events(&got), ANSWERED, "{got:#?}\n{}", lab.host_log());
+    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
+    assert_eq!(hangup["cause"], "normal_clearing");
+    assert_eq!(cutter.relayed(), 2, "logged in again once");
+    agent.expect_success(Duration::from_secs(20), "agent");
+    callee.expect_success(Duration::from_secs(20), "carrier");
+    let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
+    let recording = lab
+        .host
+        .get(&format!("/click2dial/recordings/{recording_ref}"));
+    assert_eq!(recording.status, 200);
+    assert_eq!(&recording.body[..4], b"RIFF");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(lab.redis.drain(&key).is_empty(), "nothing duplicated");
+    lab.assert_clean_log(&[]);
+}
+
+/// Cut while the agent's phone rings and kept out for 1.5 s, on a real Asterisk: the agent
+/// answers and the callee is joined unseen. The listing after the login proves
+/// `agent_answered` and `joined` (notified then); `callee_ringing` is not claimed. The kit
+/// records before it dials the callee, so `recording_ready` follows the callee's hangup.
+#[test]
+fn steps_missed_during_a_cut_are_notified_from_the_listing() {
+    let (lab, cutter) = Lab::start_behind_cutter();
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "answer_long.xml", "blackout");
+    let mut callee = lab.carrier(Sipp::new("answer.xml", 0), "blackout");
+    let (status, answer) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", "crm-blackout"));
+    assert_eq!(status, 202, "{answer}");
+    let key = key_of("crm-blackout");
+    let mut got = lab
+        .redis
+        .follow(&key, &["agent_ringing"], Duration::from_secs(20));
+    cutter.cut(Duration::from_millis(1_500));
+    got.extend(
+        lab.redis
+            .follow(&key, &["recording_ready"], Duration::from_secs(30)),
+    );
+    assert_eq!(
+        events(&got),
+        [
+            "queued",
+            "agent_ringing",
+            "agent_answered",
+            "joined",
+            "hangup",
+            "recording_ready"
+        ],
+        "{got:#?}\n{}",
+        lab.host_log()
+    );
+    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
+    assert_eq!(hangup["cause"], "normal_clearing");
+    agent.expect_success(Duration::from_secs(40), "agent");
+    callee.expect_success(Duration::from_secs(20), "carrier");
+    let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
+    let recording = lab
+        .host
+        .get(&format!("/click2dial/recordings/{recording_ref}"));
+    assert_eq!(recording.status, 200);
+    lab.assert_clean_log(&[]);
+}
+
 /// A phone's SIPp run: a scenario and its keys.
 fn sipp(scenario: &str, keys: &[(&str, &str)]) -> Sipp {
     keys.iter()

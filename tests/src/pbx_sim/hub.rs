@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch, Notify};
 
+use super::channels::Channels;
 use super::Config;
 
 /// One rendered frame, shared by every session it is sent to.
@@ -148,6 +149,8 @@ pub(crate) struct Shared {
     active: watch::Sender<usize>,
     /// The `Uniqueid` of each live call's first channel, and what hangs that call up.
     live_channel_ids: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Every live channel, as the events sent tell them (`CoreShowChannels`).
+    pub(crate) channels: Channels,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -165,6 +168,7 @@ impl Shared {
             next_subscriber: AtomicU64::new(0),
             active: watch::Sender::new(0),
             live_channel_ids: Mutex::new(HashMap::new()),
+            channels: Channels::default(),
         }
     }
 
@@ -184,8 +188,9 @@ impl Shared {
     }
 
     /// Delivers `frame` to every logged-in session whose mask lets `privilege` through and
-    /// whose user's event filters pass it.
+    /// whose user's event filters pass it (the PBX's channels follow it first).
     pub(crate) fn broadcast(&self, privilege: &str, frame: Bytes) {
+        self.channels.observe(&frame);
         if !self.passes_filters(&frame) {
             return;
         }

@@ -1,7 +1,8 @@
 //! The PBX simulator: an AMI server that speaks like the recorded Asterisk 22 transcripts.
 //!
 //! It answers `Login` (then `FullyBooted`), `Logoff` (`Goodbye`, then it closes), `Ping`
-//! (`Ping: Pong` with a `Timestamp`), `ListCommands` and `ShowDialPlan` (a PBX with the
+//! (`Ping: Pong` with a `Timestamp`), `CoreShowChannels` (the live channels, `channels.rs`),
+//! `ListCommands` and `ShowDialPlan` (a PBX with the
 //! click2dial kit loaded, `dialplan.rs`; [`Config::missing_contexts`] and
 //! [`Config::denied_actions`] make it a misconfigured one) and `Originate` exactly as
 //! Asterisk 22 does, with
@@ -61,6 +62,7 @@
 
 mod action;
 mod call;
+mod channels;
 mod control;
 mod dialplan;
 mod fastagi;

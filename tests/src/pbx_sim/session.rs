@@ -161,6 +161,13 @@ impl Session {
             out.write_all(pong.as_bytes()).await?;
             return Ok(Flow::Continue);
         }
+        if is("CoreShowChannels") {
+            // Written in one piece: no event comes between the list's lines, as in Asterisk.
+            let (answer, channels) = self.shared.channels.list(id);
+            info!(action = "CoreShowChannels", channels, "channels listed");
+            out.write_all(&answer).await?;
+            return Ok(Flow::Continue);
+        }
         if is("Originate") {
             return self.originate(action, out).await;
         }

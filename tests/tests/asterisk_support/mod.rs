@@ -562,6 +562,32 @@ impl Lab {
         }
     }
 
+    /// With the default site, the host reaching Asterisk's AMI through a
+    /// [`Cutter`](crate::support::cutter::Cutter) (so a test can cut the connection).
+    pub fn start_behind_cutter() -> (Self, crate::support::cutter::Cutter) {
+        let fastagi = format!("127.0.0.1:{}", low_port(1));
+        let mut site = Site::default();
+        site.globals
+            .push(("C2D_FASTAGI".into(), format!("agi://{fastagi}/click2dial")));
+        let asterisk = Asterisk::start(site);
+        let redis = Redis::start();
+        let cutter = crate::support::cutter::Cutter::start(&asterisk.ami_address());
+        let address = cutter.address.clone();
+        let host = start_host(
+            &asterisk,
+            &redis,
+            &fastagi,
+            &[("C2D_AMI__ADDRESS", &address)],
+        );
+        let lab = Self {
+            host,
+            asterisk,
+            redis,
+            fastagi,
+        };
+        (lab, cutter)
+    }
+
     /// An AMI session of its own on this Asterisk, as the kit's manager user.
     pub fn monitor(&self) -> AmiMonitor {
         AmiMonitor::login(&self.asterisk.ami_address(), "c2d", "c2d-change-me")

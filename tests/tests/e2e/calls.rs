@@ -218,6 +218,9 @@ fn notifications_wait_while_redis_is_down_and_arrive_in_order_once() {
     assert!(w.redis.drain(key).is_empty(), "nothing duplicated");
 }
 
+/// A PBX that stops (a restart): creates get `503` meanwhile, and once it is back the host
+/// logs in again by itself and lists its channels: the call in flight is not among them
+/// (a restarted Asterisk has none), so it ends `failed`/`pbx_error`.
 #[test]
 fn pbx_outage_fails_calls_in_flight_refuses_new_ones_and_recovers() {
     let mut w = world(&[]);
@@ -228,14 +231,6 @@ fn pbx_outage_fails_calls_in_flight_refuses_new_ones_and_recovers() {
     std::thread::sleep(Duration::from_millis(300));
     let address = w.sim.address.clone();
     w.sim.stop();
-    let got = w.redis.follow(
-        "teleforge:notifications:c2d:crm-inflight",
-        &["failed"],
-        Duration::from_secs(10),
-    );
-    let last = got.last().expect("events");
-    assert_eq!(last["event"], "failed");
-    assert_eq!(last["cause"], "pbx_error");
 
     let (status, error) = w
         .host
@@ -246,6 +241,21 @@ fn pbx_outage_fails_calls_in_flight_refuses_new_ones_and_recovers() {
     // The PBX comes back on the same address; the host logs in again by itself.
     let recordings = w.sim.recordings.clone();
     w.sim = Sim::start(&recordings, &address);
+    let got = w.redis.follow(
+        "teleforge:notifications:c2d:crm-inflight",
+        &["failed"],
+        Duration::from_secs(10),
+    );
+    let last = got.last().expect("events");
+    assert_eq!(last["event"], "failed");
+    assert_eq!(last["cause"], "pbx_error");
+    assert!(
+        w.sim
+            .log_text()
+            .contains("channels listed action=\"CoreShowChannels\" channels=0"),
+        "the host listed the channels after logging in again: {}",
+        w.sim.log_text()
+    );
     let (status, answer) = w
         .host
         .create_call_when_ready(&body("1001", "0820001234", "crm-after"));
@@ -261,6 +271,104 @@ fn pbx_outage_fails_calls_in_flight_refuses_new_ones_and_recovers() {
         .host
         .create_call(&body("1001", "0820001234", "crm-while-down"));
     assert_eq!(status, 202);
+}
+
+/// Redis, a simulator playing calls as long as recorded, and a host that reaches the
+/// simulator through a [`Cutter`](support::cutter::Cutter), so a test can cut the AMI
+/// connection while the call goes on in the PBX.
+fn world_behind_a_cutter() -> (support::World, support::cutter::Cutter) {
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let redis = support::Redis::start();
+    let sim = Sim::start_scaled(recordings.path(), "127.0.0.1:0", None, "1");
+    let cutter = support::cutter::Cutter::start(&sim.address);
+    let host = support::Host::start(&redis, &cutter.address, recordings.path(), &[]);
+    let world = support::World {
+        redis,
+        sim,
+        host,
+        recordings,
+    };
+    (world, cutter)
+}
+
+/// The spec's "re-synchronise the calls in flight": the AMI connection is cut while the call
+/// is connected, and the call goes on in the PBX. The host logs in again, lists the PBX's
+/// channels, finds the call's, and follows it to its real end: the notifications are those
+/// of any answered call, each once, and the recording is ready.
+#[test]
+fn a_call_in_flight_survives_a_cut_ami_connection() {
+    let (w, cutter) = world_behind_a_cutter();
+    let (status, answer) = w
+        .host
+        .create_call_when_ready(&body("1001", "0820001234", "crm-blip"));
+    assert_eq!(status, 202, "{answer}");
+    let key = "teleforge:notifications:c2d:crm-blip";
+    let mut got = w.redis.follow(key, &["joined"], Duration::from_secs(10));
+    assert_eq!(events(&got).last().map(String::as_str), Some("joined"));
+    cutter.cut(Duration::ZERO);
+    got.extend(
+        w.redis
+            .follow(key, &["recording_ready"], Duration::from_secs(20)),
+    );
+    assert_eq!(events(&got), ANSWERED, "{got:#?}");
+    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
+    assert_eq!(hangup["cause"], "normal_clearing");
+    assert_eq!(cutter.relayed(), 2, "logged in again once");
+    assert!(
+        w.sim
+            .log_text()
+            .contains("channels listed action=\"CoreShowChannels\" channels=2"),
+        "{}",
+        w.sim.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(w.redis.drain(key).is_empty(), "nothing duplicated");
+}
+
+/// Cut while the agent's phone rings, and kept out for 3 s: the agent answers and the
+/// callee is joined while the host cannot see it. The listing after the login proves
+/// `agent_answered` and `joined` (notified then, once each); `callee_ringing` it cannot
+/// prove, so it is not claimed. The kit records before it dials the callee, so the
+/// recording is ready after the end.
+#[test]
+fn steps_missed_during_a_cut_are_notified_from_the_listing() {
+    let (w, cutter) = world_behind_a_cutter();
+    let (status, answer) =
+        w.host
+            .create_call_when_ready(&body("1001", "0820001234", "crm-blackout"));
+    assert_eq!(status, 202, "{answer}");
+    let key = "teleforge:notifications:c2d:crm-blackout";
+    let mut got = w
+        .redis
+        .follow(key, &["agent_ringing"], Duration::from_secs(10));
+    cutter.cut(Duration::from_secs(3));
+    got.extend(
+        w.redis
+            .follow(key, &["recording_ready"], Duration::from_secs(25)),
+    );
+    assert_eq!(
+        events(&got),
+        [
+            "queued",
+            "agent_ringing",
+            "agent_answered",
+            "joined",
+            "hangup",
+            "recording_ready"
+        ],
+        "{got:#?}"
+    );
+    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
+    assert_eq!(hangup["cause"], "normal_clearing");
+    let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
+    let fetched = w
+        .host
+        .get(&format!("/click2dial/recordings/{recording_ref}"));
+    assert_eq!(
+        fetched.status, 200,
+        "the announced recording can be fetched"
+    );
+    assert!(fetched.body.starts_with(b"RIFF"), "a WAV file");
 }
 
 #[test]

@@ -185,6 +185,8 @@ struct Count {
     pbx_errors: usize,
     lost: Vec<String>,
     duplicated: usize,
+    /// What was left after a terminal event, per call.
+    duplicates: Vec<String>,
 }
 
 fn key(contact_ref: &str) -> String {
@@ -342,6 +344,19 @@ fn two_hosts_a_redis_failover_and_a_pbx_restart_lose_nothing() {
         // Anything left after the terminal event is a duplicate (or worse).
         let rest = Consumer(master).len(&key(&call.contact_ref));
         count.duplicated += rest;
+        if rest > 0 {
+            let left: Vec<String> = redis::cmd("LRANGE")
+                .arg(key(&call.contact_ref))
+                .arg(0)
+                .arg(-1)
+                .query(&mut conn)
+                .expect("LRANGE");
+            count.duplicates.push(format!(
+                "{}: {:?} then {left:?}",
+                call.contact_ref,
+                crate::support::events(list)
+            ));
+        }
         let mut names: Vec<&str> = list.iter().filter_map(|n| n["event"].as_str()).collect();
         names.sort_unstable();
         let total = names.len();
@@ -459,7 +474,7 @@ fn two_hosts_a_redis_failover_and_a_pbx_restart_lose_nothing() {
         "none of the killed host's calls was still running when it died"
     );
     assert!(count.lost.is_empty(), "lost: {:#?}", count.lost);
-    assert_eq!(count.duplicated, 0, "duplicated");
+    assert_eq!(count.duplicated, 0, "duplicated: {:#?}", count.duplicates);
     let ready = || host.get("/readyz").json()["status"] == "ready";
     assert!(
         eventually(Duration::from_secs(10), ready),

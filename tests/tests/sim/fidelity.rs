@@ -297,3 +297,104 @@ fn without_call_of(frames: &[String], action_id: &str) -> (Vec<String>, Vec<Stri
     rest.extend_from_slice(&frames[end..]);
     (rest, frames[start..end].to_vec())
 }
+
+/// The simulator's `CoreShowChannels` during a connected call against Asterisk 22's
+/// (`queries/l_core_show_channels_connected`), from its answer to `CoreShowChannelsComplete`:
+/// the same frames, each with the same headers in the same order, and the same values for
+/// what a client reads (states, `Application` of the dialled channel, the variables, the
+/// two channels sharing one `BridgeId`, their `Linkedid`, `ListItems`). The snapshot values
+/// that come from the site (contexts, caller IDs, `Duration`, the dial's arguments) are not
+/// compared: the simulator plays the older recordings' site.
+#[tokio::test]
+async fn the_channel_listing_of_a_connected_call() {
+    use std::collections::HashMap;
+    let case = transcript::L_CORE_SHOW_CHANNELS_CONNECTED;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(config(dir.path(), 0.2, &[])).await;
+    let actions = case.actions();
+    let mut client = support::connect(running.addr).await;
+    client.send(actions[0]).await.expect("login");
+    client.send(actions[1]).await.expect("originate");
+    let mut bridged = 0;
+    while bridged < 2 {
+        let frame = client
+            .next_frame_within(support::LIMIT)
+            .await
+            .expect("read")
+            .expect("the call goes on");
+        bridged += usize::from(frame.starts_with(b"Event: BridgeEnter"));
+    }
+    client.send(actions[2]).await.expect("CoreShowChannels");
+    let mut got = Vec::new();
+    loop {
+        let frame = client
+            .next_frame_within(support::LIMIT)
+            .await
+            .expect("read")
+            .expect("the listing");
+        let answer = transcript::header(&frame, "ActionID") == Some("show-1");
+        let last = frame.starts_with(b"Event: CoreShowChannelsComplete");
+        if answer {
+            got.push(frame);
+        }
+        if last {
+            break;
+        }
+    }
+    let want: Vec<Vec<u8>> = recorded(case)
+        .into_iter()
+        .filter(|f| transcript::header(f, "ActionID") == Some("show-1"))
+        .filter(|f| !f.starts_with(b"Response: Goodbye"))
+        .collect();
+    const COMPARED: [&str; 10] = [
+        "Response",
+        "Event",
+        "ActionID",
+        "EventList",
+        "Message",
+        "ListItems",
+        "ChannelState",
+        "ChannelStateDesc",
+        "ChanVariable",
+        "Exten",
+    ];
+    // Keys in order, compared values, and which frames share a BridgeId / Linkedid.
+    let shape = |frames: &[Vec<u8>]| {
+        let mut bridges: HashMap<String, usize> = HashMap::new();
+        let mut linked: HashMap<String, usize> = HashMap::new();
+        let mut frames: Vec<Vec<String>> = frames
+            .iter()
+            .map(|f| {
+                transcript::lines(f)
+                    .into_iter()
+                    .map(|(key, value)| match key {
+                        k if COMPARED.contains(&k) => format!("{k}: {value}"),
+                        "Application" if value == "AppDial" => format!("{key}: {value}"),
+                        "BridgeId" if value.is_empty() => format!("{key}: "),
+                        "BridgeId" => {
+                            let n = bridges.len();
+                            format!("{key}: <{}>", bridges.entry(value.into()).or_insert(n))
+                        }
+                        "Linkedid" => {
+                            let n = linked.len();
+                            format!("{key}: <{}>", linked.entry(value.into()).or_insert(n))
+                        }
+                        _ => key.to_owned(),
+                    })
+                    .collect()
+            })
+            .collect();
+        // The channels' order is Asterisk's hash order: compare them sorted.
+        let channels = frames.len().saturating_sub(1);
+        if let Some(listed) = frames.get_mut(1..channels) {
+            listed.sort();
+        }
+        frames
+    };
+    let (got, want) = (shape(&got), shape(&want));
+    assert_eq!(got.len(), 4, "answer, two channels, complete: {got:#?}");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+    }
+    assert_eq!(got.len(), want.len());
+}

@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod cutter;
 pub mod redis_node;
 pub mod sentinel;
 
