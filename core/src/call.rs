@@ -419,6 +419,44 @@ impl CallTracker {
         Ok(tracker)
     }
 
+    /// A tracker for a call some earlier process followed and that was notified `notified`
+    /// (in order, as its history in the notification store has them): for a host that
+    /// starts while the call is in flight. It is [lost](CallTracker::is_lost) at `now`:
+    /// the PBX's listing ([`CallTracker::handle_listed`], [`CallTracker::handle_resynced`])
+    /// says where the call stands, and only what was not notified yet follows (nothing
+    /// twice; `queued` only when nothing was notified).
+    pub fn resume(
+        channel_id: &str,
+        mode: Mode,
+        now: Millis,
+        timeouts: Timeouts,
+        notified: &[Event],
+    ) -> Result<Self, ChannelIdTooLong> {
+        let mut tracker = Self::with_timeouts(channel_id, mode, now, timeouts)?;
+        if !notified.is_empty() {
+            tracker.queue = [None; QUEUE_LEN];
+        }
+        let was = |event: Event| notified.contains(&event);
+        tracker.agent_ringing_sent = was(Event::AgentRinging);
+        tracker.callee_ringing_sent = was(Event::CalleeRinging);
+        tracker.recording_ready_sent = was(Event::RecordingReady);
+        let phase = if was(Event::Hangup) || was(Event::Failed) {
+            Phase::Ended
+        } else if was(Event::Joined) {
+            Phase::Joined
+        } else if was(Event::AgentAnswered) || mode == Mode::AgentInitiated {
+            Phase::Answered
+        } else if was(Event::AgentRinging) {
+            Phase::Originating
+        } else {
+            Phase::Queued
+        };
+        tracker.phase = tracker.phase.max(phase);
+        tracker.seen_channel |= phase > Phase::Queued;
+        tracker.lost_at = Some(now);
+        Ok(tracker)
+    }
+
     /// The `ChannelId` (= `Linkedid` of every channel of the call).
     pub fn channel_id(&self) -> &str {
         self.channel_id.as_str()
@@ -674,9 +712,10 @@ impl CallTracker {
     }
 
     /// Whether the call has ended and every notification was produced (the caller may drop
-    /// the tracker once the queue is drained).
+    /// the tracker once the queue is drained); never while it waits to be re-synchronised.
     pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Ended
+        self.lost_at.is_none()
+            && self.phase == Phase::Ended
             && self.live_channels == 0
             && (!self.recording || self.recording_ready_sent)
     }

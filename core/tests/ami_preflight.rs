@@ -1083,6 +1083,64 @@ mod session {
         assert!(world.calls[id].is_finished());
     }
 
+    /// A host that starts while the call is in flight resumes it from what was notified
+    /// (its history) and the PBX's listing: only what was not notified yet follows.
+    #[test]
+    fn a_resumed_call_notifies_only_what_was_not_notified() {
+        use click2dial_core::call::Timeouts;
+        use Notification::*;
+        let recorded = Recorded::load();
+        let id = recorded.channel_id;
+        let hangups = recorded.index("Event: Hangup");
+        let ends = recorded.messages[hangups..hangups + 2].concat();
+        type Said = (Notification, Option<Cause>);
+        let cases: [(&[Notification], &[Said]); 3] = [
+            (
+                &[Queued, AgentRinging, AgentAnswered, CalleeRinging, Joined],
+                &[
+                    (Hangup, Some(Cause::NormalClearing)),
+                    (RecordingReady, None),
+                ],
+            ),
+            (
+                &[Queued, AgentRinging],
+                &[
+                    (AgentAnswered, None),
+                    (Joined, None),
+                    (Hangup, Some(Cause::NormalClearing)),
+                    (RecordingReady, None),
+                ],
+            ),
+            (
+                &[Queued],
+                &[
+                    (AgentAnswered, None),
+                    (Joined, None),
+                    (Hangup, Some(Cause::NormalClearing)),
+                    (RecordingReady, None),
+                ],
+            ),
+        ];
+        for (notified, then) in cases {
+            let mut world = World::logged_in(&FULL[..2]);
+            let mut tracker = CallTracker::resume(id, Mode::TwoLeg, 0, Timeouts::DEFAULT, notified)
+                .expect("fits");
+            assert!(tracker.is_lost() && !tracker.is_finished());
+            assert_eq!(
+                tracker.poll_progress(),
+                None,
+                "nothing twice, not even queued"
+            );
+            tracker.expect_recording();
+            world.calls.insert(id.to_owned(), tracker);
+            world.session.resync(world.now);
+            world.feed(&recorded.listing());
+            world.feed(ends.as_bytes());
+            assert_eq!(outcomes(&world, id), then, "after {notified:?}");
+            assert!(world.calls[id].is_finished());
+        }
+    }
+
     /// A manager user without `write = reporting` is refused the listing: the calls end
     /// as before re-synchronisation existed (`failed`/`pbx_error`, no recording claimed).
     #[test]

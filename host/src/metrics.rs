@@ -67,6 +67,12 @@ struct EndLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PbxOutcomeLabels {
+    pbx: Arc<str>,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -81,6 +87,7 @@ struct Inner {
     calls_in_flight: Gauge,
     ami_up: Family<PbxLabels, Gauge>,
     ami_reconnects: Family<PbxLabels, Counter>,
+    calls_resynchronised: Family<PbxOutcomeLabels, Counter>,
     spool_depth: Gauge,
     notification_latency: Histogram,
     webhook_attempts: Family<AttemptLabels, Counter>,
@@ -158,6 +165,13 @@ impl Metrics {
             "AMI logins after the first (each follows a lost connection)",
             ami_reconnects.clone(),
         );
+        let calls_resynchronised = Family::<PbxOutcomeLabels, Counter>::default();
+        registry.register(
+            "calls_resynchronised",
+            "Calls in flight found again in the PBX's channel list after a login: going_on \
+             and ended (left by a lost connection), resumed (not followed by this process)",
+            calls_resynchronised.clone(),
+        );
         let spool_depth = Gauge::default();
         registry.register(
             "notification_spool_depth",
@@ -205,6 +219,7 @@ impl Metrics {
             calls_in_flight,
             ami_up,
             ami_reconnects,
+            calls_resynchronised,
             spool_depth,
             notification_latency,
             webhook_attempts,
@@ -273,6 +288,18 @@ impl Metrics {
         if !first {
             self.0.ami_reconnects.get_or_create(&labels).inc();
         }
+    }
+
+    /// A call in flight re-synchronised from `pbx`'s channel list: `going_on`, `ended` or
+    /// `resumed`.
+    pub fn call_resynchronised(&self, pbx: &Arc<str>, outcome: &'static str) {
+        self.0
+            .calls_resynchronised
+            .get_or_create(&PbxOutcomeLabels {
+                pbx: pbx.clone(),
+                outcome,
+            })
+            .inc();
     }
 
     /// `pbx`'s AMI session was lost.

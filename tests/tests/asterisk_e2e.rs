@@ -316,6 +316,48 @@ fn steps_missed_during_a_cut_are_notified_from_the_listing() {
     lab.assert_clean_log(&[]);
 }
 
+/// A lone host SIGKILLed while agent and callee talk on a real Asterisk, and a new one
+/// started: at its login it lists the channels, finds the call, loads its record and
+/// history from Redis, and follows it to its end: the answered call's notifications, each
+/// once, and the recording served.
+#[test]
+fn a_restarted_host_resumes_the_calls_in_flight() {
+    let mut lab = Lab::start();
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "answer.xml", "restart");
+    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "restart");
+    let (status, answer) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", "crm-upgrade"));
+    assert_eq!(status, 202, "{answer}");
+    let key = key_of("crm-upgrade");
+    let mut got = lab.redis.follow(&key, &["joined"], Duration::from_secs(20));
+    assert_eq!(events(&got).last().map(String::as_str), Some("joined"));
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &lab.host.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    lab.host = asterisk_support::start_host(&lab.asterisk, &lab.redis, &lab.fastagi, &[]);
+    got.extend(
+        lab.redis
+            .follow(&key, &["recording_ready"], Duration::from_secs(30)),
+    );
+    assert_eq!(events(&got), ANSWERED, "{got:#?}\n{}", lab.host_log());
+    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
+    assert_eq!(hangup["cause"], "normal_clearing");
+    agent.expect_success(Duration::from_secs(20), "agent");
+    callee.expect_success(Duration::from_secs(20), "carrier");
+    let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
+    let recording = lab
+        .host
+        .get(&format!("/click2dial/recordings/{recording_ref}"));
+    assert_eq!(recording.status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(lab.redis.drain(&key).is_empty(), "nothing duplicated");
+    lab.assert_clean_log(&[]);
+}
+
 /// A phone's SIPp run: a scenario and its keys.
 fn sipp(scenario: &str, keys: &[(&str, &str)]) -> Sipp {
     keys.iter()

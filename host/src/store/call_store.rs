@@ -11,7 +11,11 @@
 use std::time::Duration;
 
 use crate::call::CallRecord;
-use crate::store::schema::{call_key, recording_owner_key};
+use click2dial_core::json::Event;
+
+use crate::store::schema::{
+    call_key, cluster_history_key, history_key, recording_owner_key, HISTORY_MAX,
+};
 use crate::store::target::{Link, Target};
 
 /// Reads and writes call records; cheap to clone.
@@ -100,6 +104,34 @@ impl CallStore {
             self.link.check(owner).await.map_err(|_| ())
         };
         tokio::time::timeout(within, get).await.map_err(|_| ())?
+    }
+
+    /// The notifications of the call `channel_id` already pushed, oldest first, from its
+    /// history (entries of an earlier call with the same `contact_ref` left out); `None`
+    /// when Redis does not answer.
+    pub async fn notified(&self, channel_id: &str, record: &CallRecord) -> Option<Vec<Event>> {
+        let mut conn = self.link.get().await?;
+        let (owner, contact_ref) = (&record.owner, record.call.contact_ref.as_str());
+        let key = if conn.is_cluster() {
+            cluster_history_key(&record.notifications_key, owner, contact_ref)
+        } else {
+            history_key(owner, contact_ref)
+        };
+        let entries = redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(HISTORY_MAX - 1)
+            .query_async::<Vec<String>>(&mut conn)
+            .await;
+        let entries = self.link.check(entries).await.ok()?;
+        Some(
+            entries
+                .iter()
+                .filter_map(|entry| serde_json::from_str::<serde_json::Value>(entry).ok())
+                .filter(|entry| entry["channel"] == channel_id)
+                .filter_map(|entry| Event::from_name(entry["notification"]["event"].as_str()?))
+                .collect(),
+        )
     }
 
     /// The record of a call, if one was stored.

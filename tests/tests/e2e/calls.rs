@@ -321,6 +321,13 @@ fn a_call_in_flight_survives_a_cut_ami_connection() {
         "{}",
         w.sim.log_text()
     );
+    let metrics = String::from_utf8(w.host.get("/metrics").body).expect("utf-8");
+    assert!(
+        metrics.contains(
+            "click2dial_calls_resynchronised_total{pbx=\"default\",outcome=\"going_on\"} 1\n"
+        ),
+        "{metrics}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert!(w.redis.drain(key).is_empty(), "nothing duplicated");
 }
@@ -369,6 +376,50 @@ fn steps_missed_during_a_cut_are_notified_from_the_listing() {
         "the announced recording can be fetched"
     );
     assert!(fetched.body.starts_with(b"RIFF"), "a WAV file");
+}
+
+/// A single host killed (SIGKILL: no flush, no goodbye) while its call is connected, and a
+/// new one started: at its login the new host lists the PBX's channels, finds the call's,
+/// loads its record and notification history from Redis and follows it to its end. The
+/// consumer gets every notification of an answered call, each once; nothing is dialled
+/// again.
+#[test]
+fn a_restarted_host_resumes_the_calls_in_flight() {
+    let mut w = support::world_scaled("1", &[]);
+    let (status, answer) =
+        w.host
+            .create_call_when_ready(&body("1001", "0820001234", "crm-upgrade"));
+    assert_eq!(status, 202, "{answer}");
+    let key = "teleforge:notifications:c2d:crm-upgrade";
+    let mut got = w.redis.follow(key, &["joined"], Duration::from_secs(10));
+    assert_eq!(events(&got).last().map(String::as_str), Some("joined"));
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &w.host.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    w.restart_host(&[]);
+    got.extend(
+        w.redis
+            .follow(key, &["recording_ready"], Duration::from_secs(20)),
+    );
+    assert_eq!(events(&got), ANSWERED, "{got:#?}");
+    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
+    assert_eq!(hangup["cause"], "normal_clearing");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(w.redis.drain(key).is_empty(), "nothing duplicated");
+    assert_eq!(w.sim.originates_of("crm-upgrade"), 1, "dialled once");
+    let metrics = String::from_utf8(w.host.get("/metrics").body).expect("utf-8");
+    assert!(
+        metrics.contains(
+            "click2dial_calls_resynchronised_total{pbx=\"default\",outcome=\"resumed\"} 1\n"
+        ),
+        "{metrics}"
+    );
+    // The call resource folds the same history: the call is over.
+    let call = w.host.get("/click2dial/calls/crm-upgrade");
+    assert_eq!(call.status, 200);
+    assert_eq!(call.json()["state"], "disconnected", "{}", call.json());
 }
 
 #[test]

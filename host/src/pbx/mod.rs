@@ -48,6 +48,8 @@ use crate::clock::{millis, Clock};
 use crate::metrics::Metrics;
 use crate::store::call_store::CallStore;
 
+mod resume;
+
 /// Where and how to log in.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -214,6 +216,7 @@ impl Pbx {
             held: Vec::new(),
             adopting: HashMap::default(),
             adopt_tx,
+            sweep: None,
             call_store,
         };
         // Every line the driver logs names its PBX: the span is at the highest level, so a
@@ -357,6 +360,15 @@ type AmiSession<'a> = Session<'a, MAX_CAMPAIGNS, MAX_PENDING>;
 /// Where an Originate's outcome goes.
 type Reply = oneshot::Sender<Result<(), OriginateError>>;
 
+/// What a lookup in Redis found for a call to follow.
+enum Found {
+    /// Another host's call that is starting: its record.
+    Started(Option<CallRecord>),
+    /// A call in flight that the PBX listed after a login: its record and the
+    /// notifications already pushed, and its listed channels.
+    InFlight(Option<(CallRecord, Vec<Event>)>, Vec<resume::Listed>),
+}
+
 /// A call in flight.
 struct LiveCall {
     tracker: CallTracker,
@@ -392,7 +404,10 @@ struct Driver {
     /// Calls of other hosts being adopted: their events wait here, in order, until the
     /// call's record arrives from Redis.
     adopting: HashMap<String, Vec<(Vec<u8>, Instant)>, IdHasher>,
-    adopt_tx: mpsc::UnboundedSender<(String, Option<CallRecord>)>,
+    adopt_tx: mpsc::UnboundedSender<(String, Found)>,
+    /// The channels of calls this host does not follow, while a listing after a login is
+    /// read (see `resume`).
+    sweep: Option<resume::Sweep>,
     call_store: Option<CallStore>,
     campaigns: Arc<RwLock<KnownCampaigns>>,
     /// The monotonic clock of the session and the calls.
@@ -407,7 +422,7 @@ struct Driver {
 async fn run(
     mut driver: Driver,
     mut rx: mpsc::Receiver<Command>,
-    mut adopt_rx: mpsc::UnboundedReceiver<(String, Option<CallRecord>)>,
+    mut adopt_rx: mpsc::UnboundedReceiver<(String, Found)>,
     status: watch::Sender<Status>,
 ) {
     let settings = driver.settings.clone();
@@ -532,7 +547,7 @@ impl Driver {
         session: &mut AmiSession<'_>,
         stream: TcpStream,
         rx: &mut mpsc::Receiver<Command>,
-        adopt_rx: &mut mpsc::UnboundedReceiver<(String, Option<CallRecord>)>,
+        adopt_rx: &mut mpsc::UnboundedReceiver<(String, Found)>,
         status: &watch::Sender<Status>,
         out: &mut [u8],
     ) -> bool {
@@ -583,7 +598,10 @@ impl Driver {
                         }
                     }
                 }
-                Some((channel_id, record)) = adopt_rx.recv() => self.adopted(&channel_id, record),
+                Some((channel_id, found)) = adopt_rx.recv() => match found {
+                    Found::Started(record) => self.adopted(&channel_id, record),
+                    Found::InFlight(found, listed) => self.resumed(&channel_id, found, &listed),
+                },
                 command = rx.recv() => match command {
                     Some(Command::Originate { request, reply }) => {
                         // The Originates queued meanwhile go out with this one, in one write
@@ -736,7 +754,14 @@ impl Driver {
                         self.metrics
                             .ami_logged_in(&self.settings.name, self.logins == 0);
                         self.logins += 1;
-                        if self.calls.values().any(|c| c.tracker.is_lost()) {
+                        // Every login lists the PBX's channels: the calls a lost connection
+                        // left go on from it, and calls in flight this host does not follow
+                        // (it restarted, or missed their start) are found in it.
+                        if self.call_store.is_some() {
+                            self.sweep = Some(resume::Sweep::new());
+                        }
+                        if self.sweep.is_some() || self.calls.values().any(|c| c.tracker.is_lost())
+                        {
                             session.resync(self.now_ms());
                         }
                     }
@@ -755,12 +780,14 @@ impl Driver {
                         self.on_channel_event(key, &event);
                     }
                 }
-                SessionEvent::Listed { key, channel } => {
-                    if let Some(call) = self.calls.get_mut(key) {
-                        call.tracker.handle_listed(&channel);
-                    }
+                SessionEvent::Listed { key, channel } => match self.calls.get_mut(key) {
+                    Some(call) => call.tracker.handle_listed(&channel),
+                    None => self.swept(key, &channel),
+                },
+                SessionEvent::Resynced { complete } => {
+                    self.resynced(complete);
+                    self.resume_swept(complete);
                 }
-                SessionEvent::Resynced { complete } => self.resynced(complete),
                 SessionEvent::Message(message) => {
                     self.adopt_or_buffer(&message, read_at);
                 }
@@ -985,6 +1012,7 @@ impl Driver {
     /// Every call waits to be re-synchronised (or for its deadline).
     fn lose_all(&mut self) {
         self.adopting.clear();
+        self.sweep = None;
         let now = self.now_ms();
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for id in ids {
@@ -1017,10 +1045,18 @@ impl Driver {
                 call.tracker.handle_resync_failed(now);
             }
             self.drain(&mut call, Instant::now());
-            going_on += usize::from(!call.tracker.is_finished());
+            let goes_on = !call.tracker.is_finished();
+            going_on += usize::from(goes_on);
+            self.metrics.call_resynchronised(
+                &self.settings.name,
+                if goes_on { "going_on" } else { "ended" },
+            );
             self.settle(id.clone(), call);
         }
         let address = &self.settings.address;
+        if ids.is_empty() {
+            return;
+        }
         if complete {
             tracing::info!(%address, calls = ids.len(), going_on, "calls in flight re-synchronised");
         } else {
@@ -1071,7 +1107,7 @@ impl Driver {
         let tx = self.adopt_tx.clone();
         tokio::spawn(async move {
             let record = store.load(&key).await;
-            let _ = tx.send((key, record));
+            let _ = tx.send((key, Found::Started(record)));
         });
         true
     }
