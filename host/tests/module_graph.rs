@@ -3,7 +3,8 @@
 //!
 //! The graph is read from the source: every `crate::…`, `super::…` and `self::…` path (with
 //! `use` groups such as `crate::{a, b::c}`), and a child module named from its parent
-//! (`hub::Hub` in `notify.rs`), resolved to the longest module it names. Comments are not
+//! (`hub::Hub` in `notify.rs`), resolved to the longest module it names; a visibility such
+//! as `pub(crate)` names none. Comments are not
 //! read, nor the items under `#[cfg(test)]` (unit tests, whose `super::*` is the file
 //! itself). `cargo test -p click2dial-host --test module_graph --
 //! --nocapture` prints the graph; `MODULE_GRAPH_SRC=<dir>` checks another tree (main's
@@ -188,6 +189,12 @@ fn graph(files: &BTreeMap<Module, String>) -> Graph {
                 continue;
             }
             for path in paths_at(&code, at) {
+                // `pub(crate)`, `pub(super)`: a visibility, not a path to a module.
+                if let [only] = path.as_slice() {
+                    if matches!(only.as_str(), "crate" | "super" | "self") {
+                        continue;
+                    }
+                }
                 let mut base: Vec<String> = here.clone();
                 let mut rest: &[String] = &path;
                 let absolute = match rest.first().map(String::as_str) {
@@ -360,12 +367,18 @@ fn the_checker_sees_every_kind_of_path() {
             "a",
             "use crate::{b::{self, Y}, c};\nfn f() { super::d::g(); }",
         ),
-        ("a::inner", "use super::Z; // crate::d in a comment\n"),
+        (
+            "a::inner",
+            "use super::Z; // crate::d in a comment\npub(crate) fn v() {}\npub(super) struct S;",
+        ),
         (
             "b",
             "/// [crate::c] is a doc link\nfn f() -> crate::a::inner::W {}",
         ),
-        ("c", "use self::deep::V; fn f() { deep::g() }"),
+        (
+            "c",
+            "use self::deep::V; fn f() { deep::g() }\npub(crate) fn w() {}",
+        ),
         (
             "c::deep",
             "#[cfg(test)]\nmod tests {\n    use super::*;\n    use crate::a;\n}\nfn g() { crate::d::f() }",

@@ -758,7 +758,7 @@ impl Driver {
                         // left go on from it, and calls in flight this host does not follow
                         // (it restarted, or missed their start) are found in it.
                         if self.call_store.is_some() {
-                            self.sweep = Some(resume::Sweep::new());
+                            self.sweep = Some(resume::Sweep::default());
                         }
                         if self.sweep.is_some() || self.calls.values().any(|c| c.tracker.is_lost())
                         {
@@ -782,7 +782,12 @@ impl Driver {
                 }
                 SessionEvent::Listed { key, channel } => match self.calls.get_mut(key) {
                     Some(call) => call.tracker.handle_listed(&channel),
-                    None => self.swept(key, &channel),
+                    None if !self.adopting.contains_key(key) => {
+                        if let Some(sweep) = self.sweep.as_mut() {
+                            sweep.keep(key, &channel);
+                        }
+                    }
+                    None => {}
                 },
                 SessionEvent::Resynced { complete } => {
                     self.resynced(complete);
@@ -1070,6 +1075,70 @@ impl Driver {
         }
     }
 
+    /// The list after a login is over: each call in flight it shows that this host does not
+    /// follow is looked up in Redis (its events wait meanwhile, as for an adopted call).
+    fn resume_swept(&mut self, complete: bool) {
+        let (Some(sweep), Some(store)) = (self.sweep.take(), &self.call_store) else {
+            return;
+        };
+        if !complete {
+            return;
+        }
+        for (key, channels) in sweep.calls() {
+            if self.calls.contains_key(&key) || self.adopting.contains_key(&key) {
+                continue;
+            }
+            self.adopting.insert(key.clone(), Vec::new());
+            let store = store.clone();
+            let tx = self.adopt_tx.clone();
+            tokio::spawn(async move {
+                let found = match store.load(&key).await {
+                    Some(record) => store
+                        .notified(&key, &record)
+                        .await
+                        .map(|notified| (record, notified)),
+                    None => None,
+                };
+                let _ = tx.send((key, Found::InFlight(found, channels)));
+            });
+        }
+    }
+
+    /// The record and history of a call in flight arrived (or not): it is followed from
+    /// them and the list, then its buffered events are replayed.
+    fn resumed(
+        &mut self,
+        channel_id: &str,
+        found: Option<(CallRecord, Vec<Event>)>,
+        channels: &[resume::Listed],
+    ) {
+        let Some(waiting) = self.adopting.remove(channel_id) else {
+            return;
+        };
+        let Some((record, notified)) = found else {
+            return; // Not a call of this service, or Redis is unreachable.
+        };
+        if self.calls.contains_key(channel_id) {
+            return;
+        }
+        let now = self.now_ms();
+        let timeouts = self.timeouts(&record);
+        let Some(tracker) =
+            resume::tracker(channel_id, &record, &notified, channels, now, timeouts)
+        else {
+            return;
+        };
+        tracing::info!(
+            channel_id,
+            notified = notified.len(),
+            "following a call in flight found on the PBX"
+        );
+        self.metrics
+            .call_resynchronised(&self.settings.name, "resumed");
+        let sequence = u32::try_from(notified.len()).unwrap_or(u32::MAX);
+        self.follow_found(channel_id, tracker, record, sequence, waiting);
+    }
+
     /// Another host's call: every host sees every AMI event, so each follows every
     /// click2dial call it saw start (its originated channel's `Newchannel`), from the record
     /// the originating host stored in Redis. All hosts then compute the same notifications
@@ -1126,22 +1195,37 @@ impl Driver {
         let Some(tracker) = self.tracker(channel_id, record.mode(), &record) else {
             return;
         };
+        tracing::debug!(channel_id, "following a call placed by another host");
+        self.follow_found(channel_id, tracker, record, 0, waiting);
+    }
+
+    /// Follows a call another process placed (adopted, or resumed after `sequence`
+    /// notifications): its recording is pending, its idempotency claim marked accepted,
+    /// then the events that `waiting` buffered meanwhile are replayed.
+    fn follow_found(
+        &mut self,
+        channel_id: &str,
+        tracker: CallTracker,
+        record: CallRecord,
+        sequence: u32,
+        waiting: Vec<(Vec<u8>, Instant)>,
+    ) {
         if let Ok(mut set) = self.live_recordings.lock() {
             set.insert(record.call.recording_ref.as_str().to_string());
         }
-        tracing::debug!(channel_id, "following a call placed by another host");
         self.notifier.followed(
             &record.owner,
             record.call.contact_ref.as_str(),
             record.call.recording_ref.as_str(),
         );
-        let call = LiveCall {
+        let mut call = LiveCall {
             tracker,
             record,
-            sequence: 0,
+            sequence,
             scheduled: None,
             _slot: None,
         };
+        self.drain(&mut call, Instant::now());
         self.settle(channel_id.to_string(), call);
         for (bytes, _) in waiting {
             let message = Message::new(&bytes);
