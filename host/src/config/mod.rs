@@ -343,7 +343,8 @@ pub struct Limits {
     /// How long a call that is not joined (queued, ringing, dialling the callee) may go
     /// without any event from the PBX before it fails with `pbx_error` and its slot under
     /// `max_calls_in_flight` is returned: e.g. a softphone call decided over FastAGI whose
-    /// channel never shows on AMI. Longer than any ring time.
+    /// channel never shows on AMI. Longer than any ring time. Also how long calls in flight
+    /// wait for a lost AMI connection to be back and re-synchronise them.
     pub call_silence_secs: u64,
 }
 

@@ -71,7 +71,8 @@ pub struct Settings {
     /// The contexts the login check asks the PBX for.
     pub contexts: Vec<crate::config::PbxContext>,
     /// How long a call that is not joined may go without any AMI event before it fails
-    /// (`pbx_error`) and its slot is returned (core's `call::Timeouts::silence_ms`).
+    /// (`pbx_error`) and its slot is returned, and how long a call waits for a lost
+    /// connection to re-synchronise it (core's `call::Timeouts::silence_ms`).
     pub call_silence: Duration,
 }
 
