@@ -1085,6 +1085,14 @@ impl Driver {
         if !complete {
             return;
         }
+        if sweep.overflowed() {
+            tracing::warn!(
+                address = %self.settings.address,
+                "the PBX lists more than {} calls: calls in flight listed after them are not \
+                 looked for",
+                resume::MAX_LOOKUPS
+            );
+        }
         for (key, channels) in sweep.calls() {
             if self.calls.contains_key(&key) || self.adopting.contains_key(&key) {
                 continue;

@@ -4,19 +4,24 @@
 //! calls it, or another host, left: each call's notifications go on from the last one
 //! pushed, none twice, and the steps the list proves happened meanwhile are notified.
 //!
-//! Only calls this service originated are looked for (a `ChannelId` with the `c2d-` prefix
-//! whose originated channel is listed); a softphone's call (FastAGI) is keyed by its
-//! channel's `Uniqueid` and is not resumed. The driver (`pbx`) does the I/O: it keeps a
-//! [`Sweep`] while the list is read, looks the calls up, and follows what [`tracker`] gives.
+//! Every listed call whose first channel is listed (its `Uniqueid` is the call's `Linkedid`:
+//! the agent's channel of a call this service originated, whose `Uniqueid` is its `c2d-`
+//! `ChannelId`, or a softphone's channel that called `c2d`) is looked up, at most
+//! [`MAX_LOOKUPS`] per list: a call with no record in Redis is not one of this service's.
+//! The driver (`pbx`) does the I/O: it keeps a [`Sweep`] while the list is read, looks the
+//! calls up, and follows what [`tracker`] gives.
 
 use std::collections::HashMap;
 
 use click2dial_core::ami::ChannelState;
 use click2dial_core::call::{CallTracker, ListedChannel, Millis, Timeouts};
 use click2dial_core::json::Event;
-use click2dial_core::reference::CHANNEL_ID_PREFIX;
 
 use crate::call::CallRecord;
+
+/// The most calls one list has looked up in Redis (one `GET` each; a PBX busy with other
+/// traffic lists many); the calls listed after them are not looked up (the driver warns).
+pub(crate) const MAX_LOOKUPS: usize = 1024;
 
 /// One listed channel, kept until the list is over.
 #[derive(Clone, Debug)]
@@ -40,15 +45,20 @@ impl Listed {
 
 /// The listed channels of calls the driver does not follow, by call.
 #[derive(Debug, Default)]
-pub(crate) struct Sweep(HashMap<String, Vec<Listed>>);
+pub(crate) struct Sweep {
+    calls: HashMap<String, Vec<Listed>>,
+    /// More than [`MAX_LOOKUPS`] calls were listed.
+    overflowed: bool,
+}
 
 impl Sweep {
-    /// Keeps a listed channel of the call `key`, if it may be one of this service's.
+    /// Keeps a listed channel of the call `key`.
     pub(crate) fn keep(&mut self, key: &str, channel: &ListedChannel<'_>) {
-        if !key.starts_with(CHANNEL_ID_PREFIX) {
+        if self.calls.len() >= MAX_LOOKUPS && !self.calls.contains_key(key) {
+            self.overflowed = true;
             return;
         }
-        self.0.entry(key.to_string()).or_default().push(Listed {
+        self.calls.entry(key.to_string()).or_default().push(Listed {
             uniqueid: channel.uniqueid.to_string(),
             state: channel.state,
             bridge_id: channel.bridge_id.to_string(),
@@ -56,10 +66,15 @@ impl Sweep {
         });
     }
 
+    /// Whether calls were left out ([`MAX_LOOKUPS`]).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
     /// The calls whose originated channel (`Uniqueid` = `ChannelId`) is listed, with their
     /// channels.
     pub(crate) fn calls(self) -> impl Iterator<Item = (String, Vec<Listed>)> {
-        self.0
+        self.calls
             .into_iter()
             .filter(|(key, channels)| channels.iter().any(|c| &c.uniqueid == key))
     }

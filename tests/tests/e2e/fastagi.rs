@@ -268,6 +268,47 @@ fn another_host_finishes_a_softphone_call_when_the_deciding_host_dies() {
     );
 }
 
+/// A lone host SIGKILLed while a softphone's call is connected, and a new one started with
+/// the same configuration: at its login it finds the call in the PBX's channel list (keyed
+/// by the softphone channel's `Uniqueid`), loads its record and history from Redis and
+/// follows it to its end: every notification once.
+#[test]
+fn a_restarted_host_resumes_a_softphone_call_in_flight() {
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start();
+    let fastagi = format!("127.0.0.1:{}", free_port());
+    // Real time: the call is connected for seconds, long enough to restart the host.
+    let sim = Sim::start_scaled(recordings.path(), "127.0.0.1:0", Some(&fastagi), "1");
+    let vars = [
+        ("C2D_FASTAGI__LISTEN", fastagi.as_str()),
+        ("C2D_FASTAGI__OWNER_KEY", "e2e"),
+    ];
+    let host = Host::start(&redis, &sim.address, recordings.path(), &vars);
+    assert!(eventually(Duration::from_secs(20), || host
+        .get("/readyz")
+        .status
+        == 200));
+    let answer = sim.invite(&invite("1002", "0820001234", "27820001234", "sp-restart"));
+    assert!(answer.starts_with("dial "), "{answer}");
+    let key = key_of("sp-restart");
+    let mut got = redis.follow(&key, &["joined"], Duration::from_secs(20));
+    assert_eq!(events(&got).last().map(String::as_str), Some("joined"));
+    drop(host); // SIGKILL: no flush, no goodbye.
+    let host = Host::start(&redis, &sim.address, recordings.path(), &vars);
+    got.extend(redis.follow(&key, &["recording_ready"], Duration::from_secs(30)));
+    assert_eq!(events(&got), SOFTPHONE_ANSWERED, "{got:#?}");
+    assert_eq!(got[3]["cause"], "normal_clearing");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(redis.drain(&key).is_empty(), "nothing duplicated");
+    let metrics = String::from_utf8_lossy(&host.get("/metrics").body).into_owned();
+    assert!(
+        metrics.contains(
+            "click2dial_calls_resynchronised_total{pbx=\"default\",outcome=\"resumed\"} 1\n"
+        ),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn a_softphone_claiming_another_agent_is_refused_and_logged() {
     let dir = tempfile::tempdir().expect("tempdir");
