@@ -228,34 +228,40 @@ fn two_leg_call_both_answer() {
     }
 }
 
-/// The spec's "re-synchronise the calls in flight" on a real Asterisk: the host's AMI
-/// connection is cut while agent and callee talk. The host logs in again, lists the
-/// channels (`CoreShowChannels`, allowed by the kit's `write = reporting` and not held back
-/// by its event filters), finds the call's two, and follows the call to its real end: the
-/// notifications of any answered call, each once, and the recording served.
-#[test]
-fn a_call_in_flight_survives_a_cut_ami_connection() {
-    let (lab, cutter) = Lab::start_behind_cutter();
-    lab.wait_ready();
-    let mut agent = lab.phone("1001", "answer.xml", "resync");
-    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "resync");
+/// A two-leg call (agent 1001 answering with `agent_scenario`, the carrier with
+/// `callee_scenario`) that `disrupt` interrupts once `at` is notified. Checks what any such
+/// call must show after it (the callee's `hangup` `normal_clearing`, both phones' scenarios
+/// done, the recording served, nothing pushed twice, a clean Asterisk log) and returns every
+/// notification, oldest first.
+fn disrupted_call(
+    lab: &mut Lab,
+    (agent_scenario, callee_scenario): (&str, &str),
+    contact_ref: &str,
+    at: &str,
+    disrupt: impl FnOnce(&mut Lab),
+) -> Vec<serde_json::Value> {
+    let mut agent = lab.phone("1001", agent_scenario, contact_ref);
+    let mut callee = lab.carrier(Sipp::new(callee_scenario, 0), contact_ref);
     let (status, answer) =
         lab.host
-            .create_call(&body("1001", "0820001234", "27820001234", "crm-blip"));
+            .create_call(&body("1001", "0820001234", "27820001234", contact_ref));
     assert_eq!(status, 202, "{answer}");
-    let key = key_of("crm-blip");
-    let mut got = lab.redis.follow(&key, &["joined"], Duration::from_secs(20));
-    assert_eq!(events(&got).last().map(String::as_str), Some("joined"));
-    cutter.cut(Duration::ZERO);
+    let key = key_of(contact_ref);
+    let mut got = lab.redis.follow(&key, &[at], Duration::from_secs(20));
+    assert_eq!(events(&got).last().map(String::as_str), Some(at));
+    disrupt(lab);
     got.extend(
         lab.redis
             .follow(&key, &["recording_ready"], Duration::from_secs(30)),
     );
-    assert_eq!(events(&got), ANSWERED, "{got:#?}\n{}", lab.host_log());
-    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
-    assert_eq!(hangup["cause"], "normal_clearing");
-    assert_eq!(cutter.relayed(), 2, "logged in again once");
-    agent.expect_success(Duration::from_secs(20), "agent");
+    let hangup = got.iter().find(|n| n["event"] == "hangup");
+    assert_eq!(
+        hangup.map(|n| n["cause"].clone()),
+        Some("normal_clearing".into()),
+        "{got:#?}\n{}",
+        lab.host_log()
+    );
+    agent.expect_success(Duration::from_secs(40), "agent");
     callee.expect_success(Duration::from_secs(20), "carrier");
     let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
     let recording = lab
@@ -264,8 +270,29 @@ fn a_call_in_flight_survives_a_cut_ami_connection() {
     assert_eq!(recording.status, 200);
     assert_eq!(&recording.body[..4], b"RIFF");
     std::thread::sleep(Duration::from_millis(500));
-    assert!(lab.redis.drain(&key).is_empty(), "nothing duplicated");
+    assert!(lab.redis.drain(&key).is_empty(), "nothing pushed twice");
     lab.assert_clean_log(&[]);
+    got
+}
+
+/// The spec's "re-synchronise the calls in flight" on a real Asterisk: the host's AMI
+/// connection is cut while agent and callee talk. The host logs in again, lists the
+/// channels (`CoreShowChannels`, allowed by the kit's `write = reporting` and not held back
+/// by its event filters), finds the call's two, and follows the call to its real end: the
+/// notifications of any answered call, each once, and the recording served.
+#[test]
+fn a_call_in_flight_survives_a_cut_ami_connection() {
+    let (mut lab, cutter) = Lab::start_behind_cutter();
+    lab.wait_ready();
+    let got = disrupted_call(
+        &mut lab,
+        ("answer.xml", "answer_long.xml"),
+        "crm-blip",
+        "joined",
+        |_| cutter.cut(Duration::ZERO),
+    );
+    assert_eq!(events(&got), ANSWERED, "{got:#?}");
+    assert_eq!(cutter.relayed(), 2, "logged in again once");
 }
 
 /// Cut while the agent's phone rings and kept out for 1.5 s, on a real Asterisk: the agent
@@ -274,22 +301,14 @@ fn a_call_in_flight_survives_a_cut_ami_connection() {
 /// records before it dials the callee, so `recording_ready` follows the callee's hangup.
 #[test]
 fn steps_missed_during_a_cut_are_notified_from_the_listing() {
-    let (lab, cutter) = Lab::start_behind_cutter();
+    let (mut lab, cutter) = Lab::start_behind_cutter();
     lab.wait_ready();
-    let mut agent = lab.phone("1001", "answer_long.xml", "blackout");
-    let mut callee = lab.carrier(Sipp::new("answer.xml", 0), "blackout");
-    let (status, answer) =
-        lab.host
-            .create_call(&body("1001", "0820001234", "27820001234", "crm-blackout"));
-    assert_eq!(status, 202, "{answer}");
-    let key = key_of("crm-blackout");
-    let mut got = lab
-        .redis
-        .follow(&key, &["agent_ringing"], Duration::from_secs(20));
-    cutter.cut(Duration::from_millis(1_500));
-    got.extend(
-        lab.redis
-            .follow(&key, &["recording_ready"], Duration::from_secs(30)),
+    let got = disrupted_call(
+        &mut lab,
+        ("answer_long.xml", "answer.xml"),
+        "crm-blackout",
+        "agent_ringing",
+        |_| cutter.cut(Duration::from_millis(1_500)),
     );
     assert_eq!(
         events(&got),
@@ -301,19 +320,8 @@ fn steps_missed_during_a_cut_are_notified_from_the_listing() {
             "hangup",
             "recording_ready"
         ],
-        "{got:#?}\n{}",
-        lab.host_log()
+        "{got:#?}"
     );
-    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
-    assert_eq!(hangup["cause"], "normal_clearing");
-    agent.expect_success(Duration::from_secs(40), "agent");
-    callee.expect_success(Duration::from_secs(20), "carrier");
-    let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
-    let recording = lab
-        .host
-        .get(&format!("/click2dial/recordings/{recording_ref}"));
-    assert_eq!(recording.status, 200);
-    lab.assert_clean_log(&[]);
 }
 
 /// A lone host SIGKILLed while agent and callee talk on a real Asterisk, and a new one
@@ -324,38 +332,21 @@ fn steps_missed_during_a_cut_are_notified_from_the_listing() {
 fn a_restarted_host_resumes_the_calls_in_flight() {
     let mut lab = Lab::start();
     lab.wait_ready();
-    let mut agent = lab.phone("1001", "answer.xml", "restart");
-    let mut callee = lab.carrier(Sipp::new("answer_long.xml", 0), "restart");
-    let (status, answer) =
-        lab.host
-            .create_call(&body("1001", "0820001234", "27820001234", "crm-upgrade"));
-    assert_eq!(status, 202, "{answer}");
-    let key = key_of("crm-upgrade");
-    let mut got = lab.redis.follow(&key, &["joined"], Duration::from_secs(20));
-    assert_eq!(events(&got).last().map(String::as_str), Some("joined"));
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &lab.host.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    lab.host = asterisk_support::start_host(&lab.asterisk, &lab.redis, &lab.fastagi, &[]);
-    got.extend(
-        lab.redis
-            .follow(&key, &["recording_ready"], Duration::from_secs(30)),
+    let got = disrupted_call(
+        &mut lab,
+        ("answer.xml", "answer_long.xml"),
+        "crm-upgrade",
+        "joined",
+        |lab| {
+            let killed = std::process::Command::new("kill")
+                .args(["-KILL", &lab.host.pid().to_string()])
+                .status()
+                .expect("kill");
+            assert!(killed.success());
+            lab.host = asterisk_support::start_host(&lab.asterisk, &lab.redis, &lab.fastagi, &[]);
+        },
     );
-    assert_eq!(events(&got), ANSWERED, "{got:#?}\n{}", lab.host_log());
-    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
-    assert_eq!(hangup["cause"], "normal_clearing");
-    agent.expect_success(Duration::from_secs(20), "agent");
-    callee.expect_success(Duration::from_secs(20), "carrier");
-    let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
-    let recording = lab
-        .host
-        .get(&format!("/click2dial/recordings/{recording_ref}"));
-    assert_eq!(recording.status, 200);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(lab.redis.drain(&key).is_empty(), "nothing duplicated");
-    lab.assert_clean_log(&[]);
+    assert_eq!(events(&got), ANSWERED, "{got:#?}");
 }
 
 /// A phone's SIPp run: a scenario and its keys.

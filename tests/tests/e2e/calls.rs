@@ -291,28 +291,66 @@ fn world_behind_a_cutter() -> (support::World, support::cutter::Cutter) {
     (world, cutter)
 }
 
+/// A call of agent 1001 that `disrupt` interrupts once `at` is notified. Checks what any
+/// such call must show after it (`hangup` `normal_clearing`, the announced recording
+/// served, nothing pushed twice, dialled once) and returns every notification, oldest first.
+fn disrupted_call(
+    w: &mut support::World,
+    contact_ref: &str,
+    at: &str,
+    disrupt: impl FnOnce(&mut support::World),
+) -> Vec<serde_json::Value> {
+    let (status, answer) = w
+        .host
+        .create_call_when_ready(&body("1001", "0820001234", contact_ref));
+    assert_eq!(status, 202, "{answer}");
+    let key = format!("teleforge:notifications:c2d:{contact_ref}");
+    let mut got = w.redis.follow(&key, &[at], Duration::from_secs(10));
+    assert_eq!(events(&got).last().map(String::as_str), Some(at));
+    disrupt(w);
+    got.extend(
+        w.redis
+            .follow(&key, &["recording_ready"], Duration::from_secs(25)),
+    );
+    let hangup = got.iter().find(|n| n["event"] == "hangup");
+    assert_eq!(
+        hangup.map(|n| n["cause"].clone()),
+        Some("normal_clearing".into()),
+        "{got:#?}"
+    );
+    let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
+    let fetched = w
+        .host
+        .get(&format!("/click2dial/recordings/{recording_ref}"));
+    assert_eq!(fetched.status, 200, "the announced recording is served");
+    assert!(fetched.body.starts_with(b"RIFF"), "a WAV file");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(w.redis.drain(&key).is_empty(), "nothing pushed twice");
+    assert_eq!(w.sim.originates_of(contact_ref), 1, "dialled once");
+    got
+}
+
+/// `click2dial_calls_resynchronised_total` for `outcome`, as `/metrics` shows it.
+fn resynchronised(w: &support::World, outcome: &str) -> String {
+    let metrics = String::from_utf8(w.host.get("/metrics").body).expect("utf-8");
+    let series =
+        format!("click2dial_calls_resynchronised_total{{pbx=\"default\",outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or("absent")
+        .to_string()
+}
+
 /// The spec's "re-synchronise the calls in flight": the AMI connection is cut while the call
 /// is connected, and the call goes on in the PBX. The host logs in again, lists the PBX's
 /// channels, finds the call's, and follows it to its real end: the notifications are those
 /// of any answered call, each once, and the recording is ready.
 #[test]
 fn a_call_in_flight_survives_a_cut_ami_connection() {
-    let (w, cutter) = world_behind_a_cutter();
-    let (status, answer) = w
-        .host
-        .create_call_when_ready(&body("1001", "0820001234", "crm-blip"));
-    assert_eq!(status, 202, "{answer}");
-    let key = "teleforge:notifications:c2d:crm-blip";
-    let mut got = w.redis.follow(key, &["joined"], Duration::from_secs(10));
-    assert_eq!(events(&got).last().map(String::as_str), Some("joined"));
-    cutter.cut(Duration::ZERO);
-    got.extend(
-        w.redis
-            .follow(key, &["recording_ready"], Duration::from_secs(20)),
-    );
+    let (mut w, cutter) = world_behind_a_cutter();
+    let got = disrupted_call(&mut w, "crm-blip", "joined", |_| cutter.cut(Duration::ZERO));
     assert_eq!(events(&got), ANSWERED, "{got:#?}");
-    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
-    assert_eq!(hangup["cause"], "normal_clearing");
     assert_eq!(cutter.relayed(), 2, "logged in again once");
     assert!(
         w.sim
@@ -321,15 +359,7 @@ fn a_call_in_flight_survives_a_cut_ami_connection() {
         "{}",
         w.sim.log_text()
     );
-    let metrics = String::from_utf8(w.host.get("/metrics").body).expect("utf-8");
-    assert!(
-        metrics.contains(
-            "click2dial_calls_resynchronised_total{pbx=\"default\",outcome=\"going_on\"} 1\n"
-        ),
-        "{metrics}"
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(w.redis.drain(key).is_empty(), "nothing duplicated");
+    assert_eq!(resynchronised(&w, "going_on"), "1");
 }
 
 /// Cut while the agent's phone rings, and kept out for 3 s: the agent answers and the
@@ -339,20 +369,10 @@ fn a_call_in_flight_survives_a_cut_ami_connection() {
 /// recording is ready after the end.
 #[test]
 fn steps_missed_during_a_cut_are_notified_from_the_listing() {
-    let (w, cutter) = world_behind_a_cutter();
-    let (status, answer) =
-        w.host
-            .create_call_when_ready(&body("1001", "0820001234", "crm-blackout"));
-    assert_eq!(status, 202, "{answer}");
-    let key = "teleforge:notifications:c2d:crm-blackout";
-    let mut got = w
-        .redis
-        .follow(key, &["agent_ringing"], Duration::from_secs(10));
-    cutter.cut(Duration::from_secs(3));
-    got.extend(
-        w.redis
-            .follow(key, &["recording_ready"], Duration::from_secs(25)),
-    );
+    let (mut w, cutter) = world_behind_a_cutter();
+    let got = disrupted_call(&mut w, "crm-blackout", "agent_ringing", |_| {
+        cutter.cut(Duration::from_secs(3))
+    });
     assert_eq!(
         events(&got),
         [
@@ -365,17 +385,6 @@ fn steps_missed_during_a_cut_are_notified_from_the_listing() {
         ],
         "{got:#?}"
     );
-    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
-    assert_eq!(hangup["cause"], "normal_clearing");
-    let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
-    let fetched = w
-        .host
-        .get(&format!("/click2dial/recordings/{recording_ref}"));
-    assert_eq!(
-        fetched.status, 200,
-        "the announced recording can be fetched"
-    );
-    assert!(fetched.body.starts_with(b"RIFF"), "a WAV file");
 }
 
 /// A single host killed (SIGKILL: no flush, no goodbye) while its call is connected, and a
@@ -386,36 +395,16 @@ fn steps_missed_during_a_cut_are_notified_from_the_listing() {
 #[test]
 fn a_restarted_host_resumes_the_calls_in_flight() {
     let mut w = support::world_scaled("1", &[]);
-    let (status, answer) =
-        w.host
-            .create_call_when_ready(&body("1001", "0820001234", "crm-upgrade"));
-    assert_eq!(status, 202, "{answer}");
-    let key = "teleforge:notifications:c2d:crm-upgrade";
-    let mut got = w.redis.follow(key, &["joined"], Duration::from_secs(10));
-    assert_eq!(events(&got).last().map(String::as_str), Some("joined"));
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &w.host.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    w.restart_host(&[]);
-    got.extend(
-        w.redis
-            .follow(key, &["recording_ready"], Duration::from_secs(20)),
-    );
+    let got = disrupted_call(&mut w, "crm-upgrade", "joined", |w| {
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &w.host.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        w.restart_host(&[]);
+    });
     assert_eq!(events(&got), ANSWERED, "{got:#?}");
-    let hangup = got.iter().find(|n| n["event"] == "hangup").expect("hangup");
-    assert_eq!(hangup["cause"], "normal_clearing");
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(w.redis.drain(key).is_empty(), "nothing duplicated");
-    assert_eq!(w.sim.originates_of("crm-upgrade"), 1, "dialled once");
-    let metrics = String::from_utf8(w.host.get("/metrics").body).expect("utf-8");
-    assert!(
-        metrics.contains(
-            "click2dial_calls_resynchronised_total{pbx=\"default\",outcome=\"resumed\"} 1\n"
-        ),
-        "{metrics}"
-    );
+    assert_eq!(resynchronised(&w, "resumed"), "1");
     // The call resource folds the same history: the call is over.
     let call = w.host.get("/click2dial/calls/crm-upgrade");
     assert_eq!(call.status, 200);
