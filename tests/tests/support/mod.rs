@@ -703,6 +703,11 @@ impl Host {
         self.child.id()
     }
 
+    /// Kills the process (SIGKILL: no flush, no goodbye) and waits for it.
+    pub fn sigkill(&mut self) {
+        kill(&mut self.child);
+    }
+
     /// The process's resident memory (`VmRSS`), in KiB.
     pub fn rss_kib(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -931,6 +936,18 @@ pub const ANSWERED: [&str; 7] = [
     "agent_ringing",
     "agent_answered",
     "callee_ringing",
+    "joined",
+    "hangup",
+    "recording_ready",
+];
+
+/// An answered call whose agent answered and whose callee rang and answered while the host
+/// could not see the PBX: the channel list after its login proves the answer and the bridge,
+/// not the ringing.
+pub const ANSWERED_UNSEEN: [&str; 6] = [
+    "queued",
+    "agent_ringing",
+    "agent_answered",
     "joined",
     "hangup",
     "recording_ready",
