@@ -396,6 +396,46 @@ fn a_restarted_host_resumes_the_calls_in_flight() {
     assert_eq!(call.json()["state"], "disconnected", "{}", call.json());
 }
 
+/// A PBX that does not come back: the call in flight waits for it no longer than
+/// `limits.call_silence_secs` (here 2 s) after the connection was lost, then ends
+/// `failed`/`pbx_error`, and its slot under `max_calls_in_flight` (here 1) is free again.
+#[test]
+fn a_call_in_flight_waits_for_a_lost_pbx_no_longer_than_the_silence_limit() {
+    let mut w = world(&[
+        ("C2D_LIMITS__CALL_SILENCE_SECS", "2"),
+        ("C2D_LIMITS__MAX_CALLS_IN_FLIGHT", "1"),
+    ]);
+    let (status, answer) = w
+        .host
+        .create_call_when_ready(&body("1001", "0820000408", "crm-gone"));
+    assert_eq!(status, 202, "{answer}");
+    let key = "teleforge:notifications:c2d:crm-gone";
+    let mut got = w
+        .redis
+        .follow(key, &["agent_ringing"], Duration::from_secs(10));
+    let address = w.sim.address.clone();
+    w.sim.stop();
+    let lost = std::time::Instant::now();
+    got.extend(w.redis.follow(key, &["failed"], Duration::from_secs(10)));
+    let waited = lost.elapsed();
+    let last = got.last().expect("events");
+    assert_eq!(
+        (&last["event"], &last["cause"]),
+        (&"failed".into(), &"pbx_error".into())
+    );
+    assert!(
+        waited >= Duration::from_millis(1_500),
+        "waited {waited:?} for the PBX"
+    );
+    // The slot came back: once a PBX is there again, a new call is taken.
+    let recordings = w.sim.recordings.clone();
+    w.sim = Sim::start(&recordings, &address);
+    let (status, answer) =
+        w.host
+            .create_call_when_ready(&body("1001", "0820001234", "crm-after-gone"));
+    assert_eq!(status, 202, "{answer}");
+}
+
 #[test]
 fn sigterm_flushes_and_exits_cleanly() {
     let w = world(&[]);
