@@ -36,6 +36,13 @@
 //! hanging up before the callee answers (`DialEnd CANCEL`, or the agent's `Hangup` before any
 //! `DialBegin`, e.g. the cause 127 of a caller who cancelled during the AGI) is
 //! `agent_hung_up`, as when a REST call's agent gives up.
+//!
+//! **A lost PBX connection** does not end a call: its channels may live on in Asterisk.
+//! The tracker [waits](CallTracker::handle_pbx_lost) for a new connection's
+//! `CoreShowChannels` list ([`CallTracker::handle_listed`], [`CallTracker::handle_resynced`])
+//! and goes on from what it shows, notifying the steps it proves; a call whose channels are
+//! gone ends with `pbx_error`. [`CallTracker::resume`] does the same for a call an earlier
+//! process followed (a restarted host), from what was already notified.
 
 use crate::ami::{ChannelState, DialStatus, Message};
 use crate::json::{Cause, Event};
@@ -515,10 +522,8 @@ impl CallTracker {
                 }
             }
             ChannelEvent::BridgeEnter { uniqueid } => {
-                if self.leg(uniqueid) == Leg::Other && self.phase == Phase::Answered {
-                    self.phase = Phase::Joined;
-                    self.joined_at = now;
-                    self.emit(Event::Joined, None, 0, now);
+                if self.leg(uniqueid) == Leg::Other {
+                    self.join(now);
                 }
             }
             ChannelEvent::MixMonitorStart => self.recording = true,
@@ -601,9 +606,9 @@ impl CallTracker {
     /// follows their hangups when the recording had started. Ignored unless the tracker is
     /// lost.
     pub fn handle_resynced(&mut self, now: Millis) {
-        let Some(_) = self.lost_at.take() else {
+        if self.lost_at.take().is_none() {
             return;
-        };
+        }
         let listing = core::mem::replace(&mut self.listing, Listing::EMPTY);
         self.last_activity = now;
         self.live_channels = listing.channels;
@@ -632,11 +637,8 @@ impl CallTracker {
             if other_state == ChannelState::Ringing {
                 self.on_state(now, Leg::Other, ChannelState::Ringing);
             }
-            let bridged = !bridge.is_empty() && bridge.as_str() == other_bridge.as_str();
-            if bridged && self.phase == Phase::Answered {
-                self.phase = Phase::Joined;
-                self.joined_at = now;
-                self.emit(Event::Joined, None, 0, now);
+            if !bridge.is_empty() && bridge.as_str() == other_bridge.as_str() {
+                self.join(now);
             }
         }
     }
@@ -787,6 +789,16 @@ impl CallTracker {
         }
         if self.live_channels == 0 && self.phase == Phase::Ended {
             self.maybe_recording_ready(now);
+        }
+    }
+
+    /// The other leg was bridged with the originated channel: `joined`, once, after the
+    /// answer.
+    fn join(&mut self, now: Millis) {
+        if self.phase == Phase::Answered {
+            self.phase = Phase::Joined;
+            self.joined_at = now;
+            self.emit(Event::Joined, None, 0, now);
         }
     }
 

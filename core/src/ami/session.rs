@@ -4,9 +4,10 @@
 //! must be answered before the next one is due, sends `Originate`s that must be answered in
 //! time, checks the dialplan again (every [`Config::recheck_misconfigured_ms`] while it
 //! misses something, every ping interval once ready, at once when Asterisk refuses an
-//! Originate's extension), routes channel events to their call's key, and says when to
-//! connect again: after a doubling [`Backoff`] that starts over after every login that passed
-//! the check.
+//! Originate's extension), routes channel events to their call's key, lists the PBX's
+//! channels when asked ([`Session::resync`], to re-synchronise the calls in flight after a
+//! reconnect), and says when to connect again: after a doubling [`Backoff`] that starts over
+//! after every login that passed the check.
 //!
 //! It contains no networking code and does not read a clock: the driver opens and closes the
 //! connection, feeds what it received to [`Session::handle_input`], the time to
