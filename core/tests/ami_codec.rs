@@ -42,7 +42,7 @@ fn server_transcripts() -> Vec<String> {
     let mut out = Vec::new();
     walk(&fixtures(), &fixtures(), &mut out);
     out.sort();
-    assert_eq!(out.len(), 38, "fixtures went missing: {out:?}");
+    assert_eq!(out.len(), 39, "fixtures went missing: {out:?}");
     out
 }
 
@@ -145,7 +145,7 @@ fn every_transcript_decodes_in_one_piece() {
         }
         total += messages.len();
     }
-    assert_eq!(total, 2633);
+    assert_eq!(total, 2646);
 }
 
 #[test]
@@ -810,4 +810,35 @@ fn core_show_channels_lists_the_calls_channels() {
     assert!(complete.is_event("CoreShowChannelsComplete"));
     assert_eq!(complete.get("EventList"), Some("Complete"));
     assert_eq!(complete.get("ListItems"), Some("2"));
+}
+
+/// The recorded list while the agent's phone rings: one channel, the Originate's (its
+/// `Uniqueid` is the `ChannelId`), ringing, run by the dial API (`AppDial2`, which is not
+/// app_dial's `AppDial`), in no bridge (`BridgeId` empty).
+#[test]
+fn core_show_channels_while_the_agent_rings() {
+    let bytes = read("queries/l2_core_show_channels_ringing.ami");
+    let (_, messages) = decode_whole(&bytes);
+    let listed: Vec<_> = messages
+        .iter()
+        .filter_map(click2dial_core::call::ListedChannel::from_message)
+        .collect();
+    let channel_id = "c2d-oacxmqkrhrsl63ywyav6eykpgq";
+    assert_eq!(
+        listed,
+        [(
+            channel_id,
+            click2dial_core::call::ListedChannel {
+                uniqueid: channel_id,
+                state: ChannelState::Ringing,
+                bridge_id: "",
+                dialled: false,
+            }
+        )]
+    );
+    let complete = messages
+        .iter()
+        .find(|m| m.is_event("CoreShowChannelsComplete"))
+        .expect("the end of the list");
+    assert_eq!(complete.get("ListItems"), Some("1"));
 }

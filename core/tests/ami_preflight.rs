@@ -865,8 +865,12 @@ mod session {
 
     impl Recorded {
         fn load() -> Self {
+            Self::named("l_core_show_channels_connected")
+        }
+
+        fn named(case: &str) -> Self {
             let path = format!(
-                "{}/tests/fixtures/ami/queries/l_core_show_channels_connected.ami",
+                "{}/tests/fixtures/ami/queries/{case}.ami",
                 env!("CARGO_MANIFEST_DIR")
             );
             let text = String::from_utf8(std::fs::read(path).expect("fixture")).expect("text");
@@ -1139,6 +1143,30 @@ mod session {
             assert_eq!(outcomes(&world, id), then, "after {notified:?}");
             assert!(world.calls[id].is_finished());
         }
+    }
+
+    /// Lost while the agent's phone rings, and still ringing in the recorded list (the
+    /// Originate's channel, `AppDial2`, in no bridge): nothing new is claimed, and the
+    /// call's real end follows (`failed`/`agent_no_answer` when the ring times out).
+    #[test]
+    fn a_call_still_ringing_in_the_list_goes_on_unchanged() {
+        use Notification::*;
+        let recorded = Recorded::named("l2_core_show_channels_ringing");
+        let id = recorded.channel_id;
+        let mut world = lost_and_back(&recorded, "Event: DialState");
+        world.feed(&recorded.listing());
+        assert_eq!(
+            world.take_seen(),
+            [Seen::Listed(id.into()), Seen::Resynced(true)]
+        );
+        assert_eq!(outcomes(&world, id), [(Queued, None), (AgentRinging, None)]);
+        assert!(!world.calls[id].is_lost() && !world.calls[id].is_finished());
+        world.feed(&recorded.between("Event: OriginateResponse", "Event: Hangup"));
+        assert_eq!(
+            outcomes(&world, id)[2..],
+            [(Failed, Some(Cause::AgentNoAnswer))]
+        );
+        assert!(world.calls[id].is_finished());
     }
 
     /// A manager user without `write = reporting` is refused the listing: the calls end

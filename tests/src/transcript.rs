@@ -107,6 +107,10 @@ pub const K4_TWO_LEG_HANGUP_DIALLING: Case = case!("k4_two_leg_hangup_dialling")
 /// `CoreShowChannels` (`ActionID: show-1`) listing its two channels.
 pub const L_CORE_SHOW_CHANNELS_CONNECTED: Case = case!("queries", "l_core_show_channels_connected");
 
+/// Not a call case either: the agent's phone rings, then the answer to `CoreShowChannels`
+/// (`ActionID: show-1`) listing that one channel.
+pub const L2_CORE_SHOW_CHANNELS_RINGING: Case = case!("queries", "l2_core_show_channels_ringing");
+
 /// Every embedded case.
 pub const ALL: &[Case] = &[
     A_SUCCESS,

@@ -482,3 +482,18 @@ fn record_l_core_show_channels_connected() {
     });
     record("l_core_show_channels_connected", &phones, &originate, asked);
 }
+
+/// The agent's phone rings (it never answers): `CoreShowChannels` asked while it rings, the
+/// list a re-synchronising host reads for a call not answered yet. In `queries/` too.
+#[test]
+#[ignore = "records a fixture on a real Asterisk"]
+fn record_l2_core_show_channels_ringing() {
+    let phones = [(Who::Agent, "noanswer.xml")];
+    let originate = two_leg_originate(DEFAULT);
+    let asked = Some(Cut {
+        after: "ChannelStateDesc: Ringing",
+        count: 1,
+        actions: core_show_channels,
+    });
+    record("l2_core_show_channels_ringing", &phones, &originate, asked);
+}
