@@ -315,20 +315,35 @@ fn steps_missed_during_a_cut_are_notified_from_the_listing() {
 
 /// A lone host SIGKILLed while agent and callee talk on a real Asterisk, and a new one
 /// started: at its login it lists the channels, finds the call, loads its record and
-/// history from Redis, and follows it to its end: the answered call's notifications, each
-/// once, and the recording served.
+/// history from Redis, and follows it: once it says so (`/metrics`), a `DELETE` through it
+/// ends the call (its `Hangup` by the call's `ChannelId`), and the rest of the answered
+/// call's notifications follow, each once, with the recording. The phones talk until the
+/// `DELETE`, so no race with the new host's start.
 #[test]
 fn a_restarted_host_resumes_the_calls_in_flight() {
     let mut lab = Lab::start();
     lab.wait_ready();
     let got = disrupted_call(
         &mut lab,
-        ("answer.xml", "answer_long.xml"),
+        ("answer_long.xml", "answer_long.xml"),
         "crm-upgrade",
         "joined",
         |lab| {
             lab.host.sigkill();
             lab.host = asterisk_support::start_host(&lab.asterisk, &lab.redis, &lab.fastagi, &[]);
+            let resumed =
+                "click2dial_calls_resynchronised_total{pbx=\"default\",outcome=\"resumed\"} 1\n";
+            assert!(
+                support::eventually(Duration::from_secs(20), || {
+                    String::from_utf8_lossy(&lab.host.get("/metrics").body).contains(resumed)
+                }),
+                "the new host found the call: {}",
+                lab.host_log()
+            );
+            let path = "/click2dial/calls/crm-upgrade";
+            let ended = lab.host.request("DELETE", path, Some(TEST_KEY), &[], None);
+            assert_eq!(ended.status, 200, "{:?}", ended.json());
+            assert_eq!(ended.json()["state"], "disconnected");
         },
     );
     assert_eq!(events(&got), ANSWERED, "{got:#?}");
