@@ -4,10 +4,10 @@
 //! calls it, or another host, left: each call's notifications go on from the last one
 //! pushed, none twice, and the steps the list proves happened meanwhile are notified.
 //!
-//! Every listed call whose first channel is listed (its `Uniqueid` is the call's `Linkedid`:
-//! the agent's channel of a call this service originated, whose `Uniqueid` is its `c2d-`
-//! `ChannelId`, or a softphone's channel that called `c2d`) is looked up, at most
-//! [`MAX_LOOKUPS`] per list: a call with no record in Redis is not one of this service's.
+//! A call is looked up when its first channel is in the list (the channel whose `Uniqueid`
+//! is the call's `Linkedid`: the agent's channel of a call this service originated, its
+//! `Uniqueid` being the `c2d-` `ChannelId`, or a softphone's channel that called `c2d`), at
+//! most [`MAX_LOOKUPS`] per list: a call with no record in Redis is not this service's.
 //! The driver (`pbx`) does the I/O: it keeps a [`Sweep`] while the list is read, looks the
 //! calls up, and follows what [`tracker`] gives.
 

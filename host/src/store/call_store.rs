@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use crate::call::CallRecord;
 use click2dial_core::json::Event;
 
+use crate::call::CallRecord;
 use crate::store::schema::{
     call_key, cluster_history_key, history_key, recording_owner_key, HISTORY_MAX,
 };

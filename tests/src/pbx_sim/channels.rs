@@ -1,6 +1,6 @@
 //! The channels the simulated PBX has now, as its own events tell them, and the
 //! `CoreShowChannels` answer that lists them as Asterisk 22's `manager.c` does (recorded in
-//! `core/tests/fixtures/ami/queries/l_core_show_channels_connected`): `Channels will follow`,
+//! `core/tests/fixtures/ami/queries/`, connected and ringing): `Channels will follow`,
 //! one `CoreShowChannel` per channel with the action's `ActionID`, the channel's snapshot
 //! headers, `Application`, `ApplicationData`, `Duration`, `BridgeId`, then
 //! `CoreShowChannelsComplete` with `ListItems`.
@@ -72,7 +72,7 @@ impl Channels {
             .live
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let find = |live: &mut Vec<Channel>, id: Option<&str>| -> Option<usize> {
+        let find = |live: &[Channel], id: Option<&str>| -> Option<usize> {
             let id = id?;
             live.iter().position(|c| c.uniqueid == id)
         };
@@ -92,14 +92,14 @@ impl Channels {
                 return;
             }
             "Hangup" => {
-                if let Some(i) = find(&mut live, message.uniqueid()) {
+                if let Some(i) = find(&live, message.uniqueid()) {
                     live.remove(i);
                 }
                 return;
             }
             "Newexten" => {
                 // The dialplan application the channel runs now.
-                if let Some(i) = find(&mut live, message.uniqueid()) {
+                if let Some(i) = find(&live, message.uniqueid()) {
                     live[i].application = message.get("Application").unwrap_or("").to_owned();
                     live[i].data = message.get("AppData").unwrap_or("").to_owned();
                 }
@@ -107,24 +107,24 @@ impl Channels {
             // A channel app_dial dials runs no dialplan: Asterisk shows it as `AppDial`. (The
             // dial API's, an Originate ringing the agent, has its `Newexten`.)
             "DialBegin" if message.uniqueid().is_some() => {
-                if let Some(i) = find(&mut live, message.dest_uniqueid()) {
+                if let Some(i) = find(&live, message.dest_uniqueid()) {
                     live[i].application = "AppDial".to_owned();
                     live[i].data = "(Outgoing Line)".to_owned();
                 }
             }
             "BridgeEnter" => {
-                if let Some(i) = find(&mut live, message.uniqueid()) {
+                if let Some(i) = find(&live, message.uniqueid()) {
                     live[i].bridge_id = message.bridge_uniqueid().unwrap_or("").to_owned();
                 }
             }
             "BridgeLeave" => {
-                if let Some(i) = find(&mut live, message.uniqueid()) {
+                if let Some(i) = find(&live, message.uniqueid()) {
                     live[i].bridge_id.clear();
                 }
             }
             _ => {}
         }
-        if let Some(i) = find(&mut live, message.uniqueid()) {
+        if let Some(i) = find(&live, message.uniqueid()) {
             if message.get("Channel").is_some() {
                 live[i].snapshot = snapshot(&message);
             }
