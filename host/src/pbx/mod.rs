@@ -783,12 +783,11 @@ impl Driver {
                 }
                 SessionEvent::Listed { key, channel } => match self.calls.get_mut(key) {
                     Some(call) => call.tracker.handle_listed(&channel),
-                    None if !self.adopting.contains_key(key) => {
+                    None => {
                         if let Some(sweep) = self.sweep.as_mut() {
                             sweep.keep(key, &channel);
                         }
                     }
-                    None => {}
                 },
                 SessionEvent::Resynced { complete } => {
                     self.resynced(complete);
@@ -934,11 +933,21 @@ impl Driver {
     }
 
     /// A tracker for a call with `record`'s deadlines, that knows whether the kit's dialplan
-    /// records it; `None` for a `ChannelId` too long to track.
-    fn tracker(&self, channel_id: &str, mode: Mode, record: &CallRecord) -> Option<CallTracker> {
-        let timeouts = self.timeouts(record);
-        let mut tracker =
-            CallTracker::with_timeouts(channel_id, mode, self.now_ms(), timeouts).ok()?;
+    /// records it: new, or resumed after the `notified` events an earlier process pushed;
+    /// `None` for a `ChannelId` too long to track.
+    fn tracker(
+        &self,
+        channel_id: &str,
+        mode: Mode,
+        record: &CallRecord,
+        notified: Option<&[Event]>,
+    ) -> Option<CallTracker> {
+        let (now, timeouts) = (self.now_ms(), self.timeouts(record));
+        let mut tracker = match notified {
+            None => CallTracker::with_timeouts(channel_id, mode, now, timeouts),
+            Some(notified) => CallTracker::resume(channel_id, mode, now, timeouts, notified),
+        }
+        .ok()?;
         if record.call.controls.record {
             tracker.expect_recording();
         }
@@ -946,7 +955,7 @@ impl Driver {
     }
 
     fn track(&mut self, request: OriginateRequest) {
-        match self.tracker(&request.channel_id, request.mode, &request.record) {
+        match self.tracker(&request.channel_id, request.mode, &request.record, None) {
             Some(tracker) => {
                 let call = LiveCall {
                     tracker,
@@ -1059,10 +1068,10 @@ impl Driver {
             );
             self.settle(id.clone(), call);
         }
-        let address = &self.settings.address;
         if ids.is_empty() {
             return;
         }
+        let address = &self.settings.address;
         if complete {
             tracing::info!(%address, calls = ids.len(), going_on, "calls in flight re-synchronised");
         } else {
@@ -1127,16 +1136,15 @@ impl Driver {
         let Some((record, notified)) = found else {
             return; // Not a call of this service, or Redis is unreachable.
         };
-        if self.calls.contains_key(channel_id) {
+        // Its recording_ready was pushed: nothing is left to notify.
+        if self.calls.contains_key(channel_id) || notified.contains(&Event::RecordingReady) {
             return;
         }
-        let now = self.now_ms();
-        let timeouts = self.timeouts(&record);
-        let Some(tracker) =
-            resume::tracker(channel_id, &record, &notified, channels, now, timeouts)
+        let Some(mut tracker) = self.tracker(channel_id, record.mode(), &record, Some(&notified))
         else {
             return;
         };
+        resume::apply_listing(&mut tracker, channels, self.now_ms());
         tracing::info!(
             channel_id,
             notified = notified.len(),
@@ -1201,7 +1209,7 @@ impl Driver {
         if self.calls.contains_key(channel_id) {
             return;
         }
-        let Some(tracker) = self.tracker(channel_id, record.mode(), &record) else {
+        let Some(tracker) = self.tracker(channel_id, record.mode(), &record, None) else {
             return;
         };
         tracing::debug!(channel_id, "following a call placed by another host");

@@ -9,15 +9,12 @@
 //! `Uniqueid` being the `c2d-` `ChannelId`, or a softphone's channel that called `c2d`), at
 //! most [`MAX_LOOKUPS`] per list: a call with no record in Redis is not this service's.
 //! The driver (`pbx`) does the I/O: it keeps a [`Sweep`] while the list is read, looks the
-//! calls up, and follows what [`tracker`] gives.
+//! calls up, and resumes each one's tracker, then [`apply_listing`] gives it the list.
 
 use std::collections::HashMap;
 
 use click2dial_core::ami::ChannelState;
-use click2dial_core::call::{CallTracker, ListedChannel, Millis, Timeouts};
-use click2dial_core::json::Event;
-
-use crate::call::CallRecord;
+use click2dial_core::call::{CallTracker, ListedChannel, Millis};
 
 /// The most calls one list has looked up in Redis (one `GET` each; a PBX busy with other
 /// traffic lists many); the calls listed after them are not looked up (the driver warns).
@@ -80,28 +77,10 @@ impl Sweep {
     }
 }
 
-/// The tracker of the call `channel_id`, resumed from what was `notified` (its history) and
-/// its listed `channels`, its listing applied at `now`; `None` when it has nothing left to
-/// notify (its `recording_ready` was pushed) or its `ChannelId` is too long.
-pub(crate) fn tracker(
-    channel_id: &str,
-    record: &CallRecord,
-    notified: &[Event],
-    channels: &[Listed],
-    now: Millis,
-    timeouts: Timeouts,
-) -> Option<CallTracker> {
-    if notified.contains(&Event::RecordingReady) {
-        return None;
-    }
-    let mut tracker =
-        CallTracker::resume(channel_id, record.mode(), now, timeouts, notified).ok()?;
-    if record.call.controls.record {
-        tracker.expect_recording();
-    }
+/// Applies the call's listed `channels` to its resumed `tracker` at `now`.
+pub(crate) fn apply_listing(tracker: &mut CallTracker, channels: &[Listed], now: Millis) {
     for channel in channels {
         tracker.handle_listed(&channel.view());
     }
     tracker.handle_resynced(now);
-    Some(tracker)
 }
