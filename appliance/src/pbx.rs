@@ -179,6 +179,7 @@ impl Pbx {
                 contexts: &[],
                 booted_within_ms: CHECK_WITHIN_MS,
                 answer_within_ms: CHECK_WITHIN_MS,
+                lists_channels: false,
             },
             ping_interval_ms: u64::from(ami.ping_interval_secs).saturating_mul(1000),
             originate_answer_within_ms: ORIGINATE_ANSWER_WITHIN_MS,

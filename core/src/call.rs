@@ -329,6 +329,9 @@ pub struct CallTracker {
     /// When the call was joined (meaningful from [`Phase::Joined`] on).
     joined_at: Millis,
     timeouts: Timeouts,
+    /// The [sequence number](Event::sequence) of the last event said: a call says its
+    /// events in that order, each at most once.
+    said_up_to: u8,
     queue: [Option<Progress>; QUEUE_LEN],
 }
 
@@ -420,6 +423,7 @@ impl CallTracker {
             created: now,
             joined_at: now,
             timeouts,
+            said_up_to: 0,
             queue: [None; QUEUE_LEN],
         };
         tracker.emit(Event::Queued, None, 0, now);
@@ -440,8 +444,9 @@ impl CallTracker {
         notified: &[Event],
     ) -> Result<Self, ChannelIdTooLong> {
         let mut tracker = Self::with_timeouts(channel_id, mode, now, timeouts)?;
-        if !notified.is_empty() {
+        if let Some(last) = notified.iter().map(|e| e.sequence()).max() {
             tracker.queue = [None; QUEUE_LEN];
+            tracker.said_up_to = u8::try_from(last).unwrap_or(u8::MAX);
         }
         let was = |event: Event| notified.contains(&event);
         tracker.agent_ringing_sent = was(Event::AgentRinging);
@@ -462,6 +467,21 @@ impl CallTracker {
         tracker.seen_channel |= phase > Phase::Queued;
         tracker.lost_at = Some(now);
         Ok(tracker)
+    }
+
+    /// For a [resumed](CallTracker::resume) call: when its history says `event` was
+    /// notified, on this tracker's clock (by default the resume's `now`). `queued` is the
+    /// call's start (its `max_call_ms`), `joined` its bridge (its `max_duration_ms`, so
+    /// that a call the PBX ends at that limit says `max_duration`); other events change
+    /// nothing, nor does a time after the resume.
+    pub fn notified_at(&mut self, event: Event, at: Millis) {
+        match event {
+            Event::Queued => self.created = self.created.min(at),
+            Event::Joined if self.phase == Phase::Joined => {
+                self.joined_at = self.joined_at.min(at);
+            }
+            _ => {}
+        }
     }
 
     /// The `ChannelId` (= `Linkedid` of every channel of the call).
@@ -859,7 +879,16 @@ impl CallTracker {
         self.emit(event, Some(cause), q850, now);
     }
 
+    /// Queues `event`, unless an event of the same or a later place in a call's order was
+    /// said: events the PBX shows out of that order (a callee's leg ringing before the
+    /// agent's) are not said late, so every host numbers and orders a call's
+    /// notifications alike.
     fn emit(&mut self, event: Event, cause: Option<Cause>, q850: u16, at: Millis) {
+        let sequence = u8::try_from(event.sequence()).unwrap_or(u8::MAX);
+        if sequence <= self.said_up_to {
+            return;
+        }
+        self.said_up_to = sequence;
         let progress = Progress {
             event,
             cause,

@@ -323,6 +323,24 @@ impl Event {
         Self::ALL.into_iter().find(|e| e.as_str() == name)
     }
 
+    /// The event's number in a call's order, `1` (`queued`) to `7` (`recording_ready`):
+    /// a notification's sequence number. It is the event's, not a count of what was said
+    /// before it, so every host that follows a call numbers its events alike, even one
+    /// that missed some of them (a call's events are each said at most once, in this
+    /// order; `hangup` and `failed`, which end a call, share `6`). Numbers of the steps a
+    /// call skipped are left out.
+    pub const fn sequence(self) -> u32 {
+        match self {
+            Self::Queued => 1,
+            Self::AgentRinging => 2,
+            Self::AgentAnswered => 3,
+            Self::CalleeRinging => 4,
+            Self::Joined => 5,
+            Self::Hangup | Self::Failed => 6,
+            Self::RecordingReady => 7,
+        }
+    }
+
     /// The event name in notifications.
     pub const fn as_str(self) -> &'static str {
         match self {

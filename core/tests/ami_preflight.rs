@@ -58,6 +58,7 @@ fn checks<'a>(username: &'a str, secret: &'a str, contexts: &'a [ContextCheck<'a
         contexts,
         booted_within_ms: 5_000,
         answer_within_ms: 5_000,
+        lists_channels: true,
     }
 }
 
@@ -152,9 +153,14 @@ fn restricted_write_names_the_missing_privilege() {
         sent,
         client_until("limited.client.ami", "Action: ShowDialPlan")
     );
+    // The host lists the channels after each login (re-synchronising its calls):
+    // `write = reporting` allows both.
     assert_eq!(
         codes(&preflight),
-        [("ami_permission_missing", "ShowDialPlan".to_owned())]
+        [
+            ("ami_permission_missing", "ShowDialPlan".to_owned()),
+            ("ami_permission_missing", "CoreShowChannels".to_owned())
+        ]
     );
     assert_eq!(
         preflight.outcome(),
@@ -162,12 +168,28 @@ fn restricted_write_names_the_missing_privilege() {
             session_usable: false
         })
     );
-    let sentence = preflight.problems().next().expect("one").to_string();
+    let sentences: Vec<String> = preflight.problems().map(|p| p.to_string()).collect();
     assert_eq!(
-        sentence,
-        "the manager user may not run ShowDialPlan: add reporting to its write= in \
-         manager.conf (the kit has write = originate,call,reporting), then \
-         `manager reload`"
+        sentences,
+        [
+            "the manager user may not run ShowDialPlan: add reporting to its write= in \
+             manager.conf (the kit has write = originate,call,reporting), then \
+             `manager reload`",
+            "the manager user may not run CoreShowChannels: add reporting to its write= in \
+             manager.conf (the kit has write = originate,call,reporting), then \
+             `manager reload`"
+        ]
+    );
+    // The firmware follows no calls and never lists them: only ShowDialPlan is missing.
+    let firmware = Checks {
+        lists_channels: false,
+        ..checks("limited", "secret", &FULL)
+    };
+    let mut preflight = Machine::login(firmware, 0);
+    replay(&mut preflight, &read("limited.server.ami"));
+    assert_eq!(
+        codes(&preflight),
+        [("ami_permission_missing", "ShowDialPlan".to_owned())]
     );
 }
 
@@ -1142,6 +1164,46 @@ mod session {
             world.feed(ends.as_bytes());
             assert_eq!(outcomes(&world, id), then, "after {notified:?}");
             assert!(world.calls[id].is_finished());
+        }
+    }
+
+    /// A resumed call that was joined before the restart counts its `max_duration_ms`
+    /// from the bridge its history gives (`notified_at`), not from the resume: the PBX's
+    /// hangup at that limit says `max_duration`, as it would have without the restart.
+    #[test]
+    fn a_resumed_call_counts_its_longest_duration_from_its_history() {
+        use click2dial_core::call::Timeouts;
+        use Notification::*;
+        let recorded = Recorded::load();
+        let id = recorded.channel_id;
+        let hangups = recorded.index("Event: Hangup");
+        let ends = recorded.messages[hangups..hangups + 2].concat();
+        let notified = [Queued, AgentRinging, AgentAnswered, CalleeRinging, Joined];
+        let timeouts = Timeouts {
+            max_duration_ms: Some(60_000),
+            ..Timeouts::DEFAULT
+        };
+        for (joined_ago, cause) in [
+            (Some(60_000), Cause::MaxDuration),
+            (None, Cause::NormalClearing),
+        ] {
+            let mut world = World::logged_in(&FULL[..2]);
+            world.now += 60_000;
+            let mut tracker = CallTracker::resume(id, Mode::TwoLeg, world.now, timeouts, &notified)
+                .expect("fits");
+            if let Some(ago) = joined_ago {
+                tracker.notified_at(Joined, world.now - ago);
+            }
+            tracker.expect_recording();
+            world.calls.insert(id.to_owned(), tracker);
+            world.session.resync(world.now);
+            world.feed(&recorded.listing());
+            world.feed(ends.as_bytes());
+            assert_eq!(
+                outcomes(&world, id),
+                [(Hangup, Some(cause)), (RecordingReady, None)],
+                "joined {joined_ago:?} ms before the resume"
+            );
         }
     }
 

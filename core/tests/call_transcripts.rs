@@ -514,6 +514,49 @@ fn joined_two_leg_call() -> [ChannelEvent<'static>; 5] {
     ]
 }
 
+/// A call says its events in their order ([`Event::sequence`]), each once: steps the PBX
+/// shows after a later one was said (here the agent's phone ringing and answering after
+/// the callee's rang, an order the fuzzer found) are not said late, so every host that
+/// follows the call numbers and orders its notifications alike.
+#[test]
+fn events_the_pbx_shows_out_of_order_are_not_said_late() {
+    use click2dial_core::ami::ChannelState::{Ringing, Up};
+    let (_, out) = drive(
+        Mode::TwoLeg,
+        &[
+            ChannelEvent::Newchannel { uniqueid: "c2d-x" },
+            ChannelEvent::DialBegin {
+                uniqueid: Some("c2d-x"),
+                dest_uniqueid: "c2d-y",
+            },
+            ChannelEvent::Newchannel { uniqueid: "c2d-y" },
+            ChannelEvent::Newstate {
+                uniqueid: "c2d-y",
+                state: Ringing,
+            },
+            ChannelEvent::Newstate {
+                uniqueid: "c2d-x",
+                state: Ringing,
+            },
+            ChannelEvent::Newstate {
+                uniqueid: "c2d-x",
+                state: Up,
+            },
+            ChannelEvent::BridgeEnter { uniqueid: "c2d-y" },
+        ],
+    );
+    let said: Vec<Event> = out.iter().map(|(e, _, _)| *e).collect();
+    assert_eq!(said, [Event::Queued, Event::CalleeRinging, Event::Joined]);
+}
+
+/// Each event's sequence number is its place in a normal call, `hangup` and `failed`
+/// sharing theirs: increasing along [`Event::ALL`], which lists them in that order.
+#[test]
+fn sequence_numbers_follow_the_order_of_a_call() {
+    let numbers: Vec<u32> = Event::ALL.iter().map(|e| e.sequence()).collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 6, 7]);
+}
+
 /// A call created with `max_duration_secs` that the PBX hangs up at that limit ends with
 /// cause `max_duration`; one that ends sooner is a normal end.
 #[test]

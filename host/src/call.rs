@@ -57,7 +57,7 @@ pub struct Notification {
     pub owner: String,
     /// The call's contact reference (its event streams).
     pub contact_ref: String,
-    /// The call's sequence number of this notification, from 1.
+    /// The event's sequence number in the call ([`click2dial_core::json::Event::sequence`]).
     pub sequence: u32,
     /// The event name.
     pub event: &'static str,

@@ -5,34 +5,49 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Monotonic milliseconds since the clock started.
+/// Monotonic milliseconds since the clock started, plus [`REACHES_BACK_MS`].
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     epoch: Instant,
 }
 
+/// What a clock reads when it starts: times up to this long before its start can be told
+/// apart ([`Clock::from_wall`]), such as when a call that an earlier process followed was
+/// joined, which the call's deadlines count from. Core's longest call.
+pub const REACHES_BACK_MS: u64 = click2dial_core::call::MAX_CALL_MS;
+
 impl Clock {
-    /// A clock at 0 now.
+    /// A clock at [`REACHES_BACK_MS`] now.
     pub fn start() -> Self {
         Self {
             epoch: Instant::now(),
         }
     }
 
-    /// Milliseconds since the clock started.
+    /// Milliseconds since the clock started, plus [`REACHES_BACK_MS`].
     pub fn now_ms(&self) -> u64 {
-        millis(self.epoch.elapsed())
+        millis(self.epoch.elapsed()).saturating_add(REACHES_BACK_MS)
     }
 
-    /// A time on this clock as a tokio instant (to sleep until a core deadline).
+    /// A time on this clock as a tokio instant (to sleep until a core deadline); one
+    /// before the clock started is its start.
     pub fn instant(&self, at: u64) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.epoch + Duration::from_millis(at))
+        let since_start = at.saturating_sub(REACHES_BACK_MS);
+        tokio::time::Instant::from_std(self.epoch + Duration::from_millis(since_start))
     }
 
     /// A time on this clock as Unix milliseconds, for a timestamp people read: now on the
     /// wall clock, less how long ago `at` was.
     pub fn wall(&self, at: u64) -> u64 {
         unix_millis().saturating_sub(self.now_ms().saturating_sub(at))
+    }
+
+    /// A Unix time in milliseconds (another process's timestamp) on this clock: now, less
+    /// how long ago it was on the wall clock; [`REACHES_BACK_MS`] before the clock's start
+    /// at the earliest.
+    pub fn from_wall(&self, unix_ms: u64) -> u64 {
+        self.now_ms()
+            .saturating_sub(unix_millis().saturating_sub(unix_ms))
     }
 }
 
@@ -84,7 +99,23 @@ mod tests {
         // A deadline on the clock is that far from its start.
         let at = clock.instant(b + 1_000);
         let from_start = at.into_std().duration_since(clock.epoch);
-        assert_eq!(from_start, Duration::from_millis(b + 1_000));
+        assert_eq!(
+            from_start,
+            Duration::from_millis(b + 1_000 - REACHES_BACK_MS)
+        );
+        assert_eq!(
+            clock.instant(0).into_std(),
+            clock.epoch,
+            "before the start: the start"
+        );
+        // Another process's timestamp from before the start is still told apart.
+        let hour_ago = unix_millis() - 3_600_000;
+        let then = clock.from_wall(hour_ago);
+        assert!(
+            then < a.saturating_sub(3_600_000 - 1_000) && then + 3_600_000 >= a,
+            "an hour before {a}: {then}"
+        );
+        assert!(clock.wall(then).abs_diff(hour_ago) <= 5, "and back");
         // An instant's wall time is its distance from now, taken off the wall clock.
         let wall_now = unix_millis();
         let wall_a = clock.wall(a);

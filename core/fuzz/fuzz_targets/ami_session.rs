@@ -9,7 +9,7 @@
 //! - what it sends fits the driver's buffer, and one round of events is bounded;
 //! - it answers only Originates that were sent and not yet answered, and a probe (a `Ping`
 //!   before an Originate to a PBX that was silent) is answered or ends the connection;
-//! - a tracker starts with `queued`, says each notification at most once, and says nothing
+//! - a tracker starts with `queued`, says each notification at most once and in order, and says nothing
 //!   after its end but `recording_ready`;
 //! - every tracker finishes once time passes its `poll_timeout`, a lost one too (a dropped
 //!   connection leaves calls to be re-synchronised from the next login's listing).
@@ -47,6 +47,7 @@ const CONFIG: Config<'static> = Config {
         contexts: &CONTEXTS,
         booted_within_ms: 5_000,
         answer_within_ms: 5_000,
+        lists_channels: true,
     },
     ping_interval_ms: 20_000,
     originate_answer_within_ms: 5_000,
@@ -94,6 +95,16 @@ impl Call {
             assert!(
                 !ended || event == Notification::RecordingReady,
                 "{}: {event:?} after the end in {:?}",
+                self.key,
+                self.said
+            );
+            // A notification's sequence number is its event's: strictly increasing in a
+            // call, so two hosts that saw different parts of it never number two events alike.
+            assert!(
+                self.said
+                    .last()
+                    .is_none_or(|last| last.sequence() < event.sequence()),
+                "{}: {event:?} out of order in {:?}",
                 self.key,
                 self.said
             );

@@ -42,8 +42,10 @@ pub const MAX_CAMPAIGN_LEN: usize = 64;
 /// The longest subject of a problem (an action, a context, `extension@context`).
 pub const MAX_SUBJECT_LEN: usize = 168;
 
-/// The actions a click-to-dial client runs; `ListCommands` must list each.
-pub const REQUIRED_ACTIONS: [&str; 3] = ["Originate", "Ping", "ShowDialPlan"];
+/// The actions a click-to-dial client runs; `ListCommands` must list each. The last,
+/// `CoreShowChannels`, only for a client that re-synchronises the calls in flight after a
+/// lost connection ([`Checks::lists_channels`]).
+pub const REQUIRED_ACTIONS: [&str; 4] = ["Originate", "Ping", "ShowDialPlan", "CoreShowChannels"];
 
 /// One context the client will use, optionally with the extension it needs in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +72,9 @@ pub struct Checks<'a> {
     pub booted_within_ms: u64,
     /// How long any answer may take.
     pub answer_within_ms: u64,
+    /// The client lists the PBX's channels after each login (`CoreShowChannels`), to
+    /// re-synchronise the calls it follows: the host; the firmware follows no calls.
+    pub lists_channels: bool,
 }
 
 /// Stable machine codes of preflight problems. Never rename one.
@@ -157,7 +162,9 @@ impl Problem {
 fn write_class(action: &str) -> &'static str {
     if action.eq_ignore_ascii_case("Originate") {
         "originate"
-    } else if action.eq_ignore_ascii_case("ShowDialPlan") {
+    } else if action.eq_ignore_ascii_case("ShowDialPlan")
+        || action.eq_ignore_ascii_case("CoreShowChannels")
+    {
         "reporting"
     } else {
         "system"
@@ -565,7 +572,9 @@ impl<'a, const C: usize> Preflight<'a, C> {
                 if seen.response == Some(false) {
                     return self.fail(ProblemCode::UnexpectedAnswer, &["ListCommands"]);
                 }
-                for (action, found) in REQUIRED_ACTIONS.iter().zip(seen.commands) {
+                let listed = usize::from(!self.checks.lists_channels);
+                let required = REQUIRED_ACTIONS.len().saturating_sub(listed);
+                for (action, found) in REQUIRED_ACTIONS.iter().zip(seen.commands).take(required) {
                     if !found {
                         self.add(ProblemCode::PermissionMissing, &[action]);
                     }

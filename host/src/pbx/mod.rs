@@ -366,15 +366,14 @@ enum Found {
     /// Another host's call that is starting: its record.
     Started(Option<CallRecord>),
     /// A call in flight that the PBX listed after a login: its record and the
-    /// notifications already pushed, and its listed channels.
-    InFlight(Option<(CallRecord, Vec<Event>)>, Vec<resume::Listed>),
+    /// notifications already pushed (each with its Unix time), and its listed channels.
+    InFlight(Option<(CallRecord, Vec<(Event, u64)>)>, Vec<resume::Listed>),
 }
 
 /// A call in flight.
 struct LiveCall {
     tracker: CallTracker,
     record: CallRecord,
-    sequence: u32,
     /// The deadline in [`Driver::timers`] for this call, if any.
     scheduled: Option<u64>,
     /// Released (dropped) with the call.
@@ -443,6 +442,7 @@ async fn run(
             contexts: &contexts,
             booted_within_ms: millis(CHECK_WITHIN),
             answer_within_ms: millis(CHECK_WITHIN),
+            lists_channels: true,
         },
         ping_interval_ms: millis(settings.ping_interval),
         originate_answer_within_ms: millis(ORIGINATE_ANSWER_WITHIN),
@@ -960,7 +960,6 @@ impl Driver {
                 let call = LiveCall {
                     tracker,
                     record: request.record,
-                    sequence: 0,
                     scheduled: None,
                     _slot: request.slot,
                 };
@@ -1127,15 +1126,16 @@ impl Driver {
     fn resumed(
         &mut self,
         channel_id: &str,
-        found: Option<(CallRecord, Vec<Event>)>,
+        found: Option<(CallRecord, Vec<(Event, u64)>)>,
         channels: &[resume::Listed],
     ) {
         let Some(waiting) = self.adopting.remove(channel_id) else {
             return;
         };
-        let Some((record, notified)) = found else {
+        let Some((record, history)) = found else {
             return; // Not a call of this service, or Redis is unreachable.
         };
+        let notified: Vec<Event> = history.iter().map(|(event, _)| *event).collect();
         // Its recording_ready was pushed: nothing is left to notify.
         if self.calls.contains_key(channel_id) || notified.contains(&Event::RecordingReady) {
             return;
@@ -1144,6 +1144,11 @@ impl Driver {
         else {
             return;
         };
+        // The call's start and bridge as its history has them (its deadlines count from
+        // them), then the list.
+        for (event, at_ms) in history {
+            tracker.notified_at(event, self.clock.from_wall(at_ms));
+        }
         resume::apply_listing(&mut tracker, channels, self.now_ms());
         tracing::info!(
             channel_id,
@@ -1152,15 +1157,15 @@ impl Driver {
         );
         self.metrics
             .call_resynchronised(&self.settings.name, "resumed");
-        let sequence = u32::try_from(notified.len()).unwrap_or(u32::MAX);
-        self.follow_found(channel_id, tracker, record, sequence, waiting);
+        self.follow_found(channel_id, tracker, record, waiting);
     }
 
     /// Another host's call: every host sees every AMI event, so each follows every
     /// click2dial call it saw start (its originated channel's `Newchannel`), from the record
     /// the originating host stored in Redis. All hosts then compute the same notifications
-    /// with the same sequence numbers, and the push script's `SET NX` mark lets only the
-    /// first copy of each through; if the originating host dies, the others carry on.
+    /// with the same sequence numbers (each event's own, [`Event::sequence`]: a host that
+    /// missed some numbers the others alike), and the push script's `SET NX` mark lets only
+    /// the first copy of each through; if the originating host dies, the others carry on.
     /// Returns whether the message was taken (buffered until the record arrives).
     fn adopt_or_buffer(&mut self, message: &Message<'_>, read_at: Instant) -> bool {
         let Some(store) = &self.call_store else {
@@ -1213,18 +1218,16 @@ impl Driver {
             return;
         };
         tracing::debug!(channel_id, "following a call placed by another host");
-        self.follow_found(channel_id, tracker, record, 0, waiting);
+        self.follow_found(channel_id, tracker, record, waiting);
     }
 
-    /// Follows a call another process placed (adopted, or resumed after `sequence`
-    /// notifications): its recording is pending, its idempotency claim marked accepted,
+    /// Follows a call another process placed (adopted, or resumed): its recording is pending, its idempotency claim marked accepted,
     /// then the events that `waiting` buffered meanwhile are replayed.
     fn follow_found(
         &mut self,
         channel_id: &str,
         tracker: CallTracker,
         record: CallRecord,
-        sequence: u32,
         waiting: Vec<(Vec<u8>, Instant)>,
     ) {
         if let Ok(mut set) = self.live_recordings.lock() {
@@ -1238,7 +1241,6 @@ impl Driver {
         let mut call = LiveCall {
             tracker,
             record,
-            sequence,
             scheduled: None,
             _slot: None,
         };
@@ -1263,7 +1265,6 @@ impl Driver {
 
     fn drain(&self, call: &mut LiveCall, since: Instant) {
         while let Some(progress) = call.tracker.poll_progress() {
-            call.sequence += 1;
             self.notify(call, progress, since);
         }
     }
@@ -1294,10 +1295,10 @@ impl Driver {
         let mut buf = [0u8; 2048];
         match json::write_notification(&notification, &mut buf) {
             Ok(n) => self.notifier.send(Notification {
-                id: notification_id(call.tracker.channel_id(), call.sequence),
+                id: notification_id(call.tracker.channel_id(), progress.event.sequence()),
                 owner: record.owner.clone(),
                 contact_ref: record.call.contact_ref.as_str().to_string(),
-                sequence: call.sequence,
+                sequence: progress.event.sequence(),
                 event: progress.event.as_str(),
                 call_key: record.notifications_key.clone(),
                 json: std::str::from_utf8(&buf[..n]).map_or_else(

@@ -106,10 +106,14 @@ impl CallStore {
         tokio::time::timeout(within, get).await.map_err(|_| ())?
     }
 
-    /// The notifications of the call `channel_id` already pushed, oldest first, from its
-    /// history (entries of an earlier call with the same `contact_ref` left out); `None`
-    /// when Redis does not answer.
-    pub async fn notified(&self, channel_id: &str, record: &CallRecord) -> Option<Vec<Event>> {
+    /// The notifications of the call `channel_id` already pushed, oldest first, each with
+    /// its time (Unix milliseconds), from its history (entries of an earlier call with the
+    /// same `contact_ref` left out); `None` when Redis does not answer.
+    pub async fn notified(
+        &self,
+        channel_id: &str,
+        record: &CallRecord,
+    ) -> Option<Vec<(Event, u64)>> {
         let mut conn = self.link.get().await?;
         let (owner, contact_ref) = (&record.owner, record.call.contact_ref.as_str());
         let key = if conn.is_cluster() {
@@ -129,7 +133,10 @@ impl CallStore {
                 .iter()
                 .filter_map(|entry| serde_json::from_str::<serde_json::Value>(entry).ok())
                 .filter(|entry| entry["channel"] == channel_id)
-                .filter_map(|entry| Event::from_name(entry["notification"]["event"].as_str()?))
+                .filter_map(|entry| {
+                    let event = Event::from_name(entry["notification"]["event"].as_str()?)?;
+                    Some((event, entry["at_ms"].as_u64().unwrap_or(0)))
+                })
                 .collect(),
         )
     }

@@ -275,3 +275,31 @@ fn max_duration_ends_a_connected_call() {
         "{call}"
     );
 }
+
+/// The same limit across a restart: the lone host is killed while the call is connected,
+/// and a new one resumes it at its login (`calls::a_restarted_host_resumes_the_calls_in_flight`).
+/// The PBX still cuts the call 10 s after the answer; the new host counts the limit from the
+/// bridge in the call's history, not from its own start 3 s later, so it names the cause
+/// `max_duration` too.
+#[test]
+fn a_resumed_call_cut_at_its_max_duration_says_so() {
+    let mut w = real_time_world();
+    let body = body("1001", "res-max-resumed").replace('}', r#","max_duration_secs":10}"#);
+    let (status, answer) = w.host.create_call_when_ready(&body);
+    assert_eq!(status, 202, "{answer}");
+    let key = "teleforge:notifications:c2d:res-max-resumed";
+    let mut got = w.redis.follow(key, &["joined"], Duration::from_secs(10));
+    w.host.sigkill();
+    std::thread::sleep(Duration::from_secs(3));
+    w.restart_host(&[]);
+    got.extend(
+        w.redis
+            .follow(key, &["recording_ready", "failed"], Duration::from_secs(30)),
+    );
+    assert_eq!(events(&got), ANSWERED, "{got:#?}");
+    let hangup = got.iter().find(|n| n["event"] == "hangup").unwrap();
+    assert_eq!(hangup["cause"], "max_duration", "{hangup}");
+    assert!(sim_ended(&w, "MaxDuration"), "{}", w.sim.log_text());
+    let call = get(&w.host, TEST_KEY, "/click2dial/calls/res-max-resumed").json();
+    assert_eq!(call["reason"], "maxDuration", "{call}");
+}

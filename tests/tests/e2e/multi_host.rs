@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use crate::support::{events, Host, Redis, Sim, ANSWERED};
+use crate::support::cutter::Cutter;
+use crate::support::{events, eventually, Host, Redis, Sim, ANSWERED};
 
 struct Cluster {
     redis: Redis,
@@ -182,4 +183,93 @@ fn a_host_that_dies_before_the_pbx_answers_leaves_no_pending_claim() {
     );
     assert_eq!(got[0]["recording_ref"], first["recording_ref"]);
     assert_eq!(sim.originates_of("dies-pending"), 1, "dialled once");
+}
+
+/// Host A's AMI connection drops while the agent's phone rings and stays out for 3 s: A
+/// learns from the PBX's list, at its next login, that the agent answered and the call was
+/// joined, but it never sees `callee_ringing`, which B saw. Neither host reaches Redis
+/// meanwhile, so each spools the rest of the call; A's spool is pushed first, then B's.
+/// Every event is pushed once: a notification's sequence number is its event's, so A's
+/// `joined` and B's `callee_ringing` have marks of their own. (When the numbers were a
+/// count, A's `joined` took the number of B's `callee_ringing`, and each of A's later
+/// events the next one's: `callee_ringing` was lost and `recording_ready` pushed twice.)
+/// The event A missed arrives late, with B's spool.
+#[test]
+fn a_host_that_missed_an_event_pushes_nothing_twice() {
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start();
+    // Calls as long as recorded: the agent's phone rings long enough to cut A out.
+    let sim = Sim::start_scaled(recordings.path(), "127.0.0.1:0", None, "1");
+    let ami_a = Cutter::start(&sim.address);
+    let redis_a = Cutter::start(&format!("127.0.0.1:{}", redis.port));
+    let redis_b = Cutter::start(&format!("127.0.0.1:{}", redis.port));
+    let url = |cutter: &Cutter| format!("redis://{}", cutter.address);
+    let a = Host::start_on(
+        &[("C2D_REDIS__URL", &url(&redis_a))],
+        &ami_a.address,
+        recordings.path(),
+        &[],
+    );
+    let b_log = recordings.path().join("host-b.log");
+    let b = Host::start_logged_on(
+        &[("C2D_REDIS__URL", &url(&redis_b))],
+        &sim.address,
+        recordings.path(),
+        &[("RUST_LOG", "click2dial_host=debug")],
+        &b_log,
+    );
+    let b_says = |line: &str| std::fs::read_to_string(&b_log).is_ok_and(|l| l.contains(line));
+    assert!(
+        eventually(Duration::from_secs(20), || b_says("AMI logged in")),
+        "host b logged in"
+    );
+    let (status, answer) = a.create_call_when_ready(&body("0820001234", "lb-missed"));
+    assert_eq!(status, 202, "{answer}");
+    let key = "teleforge:notifications:c2d:lb-missed";
+    let mut got = redis.follow(key, &["agent_ringing"], Duration::from_secs(10));
+    assert!(
+        eventually(Duration::from_secs(10), || b_says(
+            "following a call placed by another host"
+        )),
+        "host b follows the call"
+    );
+    ami_a.cut(Duration::from_secs(3));
+    redis_a.cut(Duration::from_secs(600));
+    redis_b.cut(Duration::from_secs(600));
+    assert!(
+        eventually(Duration::from_secs(30), || sim
+            .log_text()
+            .contains("recording complete")),
+        "the call ended: {}",
+        sim.log_text()
+    );
+    // Both hosts saw the last hangup; each has the rest of the call in its spool.
+    assert!(
+        eventually(Duration::from_secs(10), || a.spool_depth() >= 4
+            && b.spool_depth() >= 5),
+        "spooled: a {}, b {}",
+        a.spool_depth(),
+        b.spool_depth()
+    );
+    redis_a.reopen();
+    got.extend(redis.follow(key, &["recording_ready"], Duration::from_secs(20)));
+    assert!(
+        eventually(Duration::from_secs(10), || a.spool_depth() == 0),
+        "a's spool pushed"
+    );
+    redis_b.reopen();
+    assert!(
+        eventually(Duration::from_secs(20), || b.spool_depth() == 0),
+        "b's spool pushed"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    got.extend(redis.drain(key));
+    let mut said = events(&got);
+    assert_eq!(
+        said.last().map(String::as_str),
+        Some("callee_ringing"),
+        "the event a missed comes with b's spool: {said:?}"
+    );
+    said.sort_by_key(|e| ANSWERED.iter().position(|a| a == e));
+    assert_eq!(said, ANSWERED, "each event once: {got:#?}");
 }

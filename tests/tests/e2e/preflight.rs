@@ -132,24 +132,35 @@ fn a_missing_kit_context_is_named_by_readyz_and_post() {
     assert_eq!(host.get("/readyz").status, 503);
 }
 
+/// A manager user without `write = reporting` may not check the dialplan
+/// (`ShowDialPlan`) nor list the channels (`CoreShowChannels`), which the host needs to
+/// re-synchronise its calls in flight after a lost connection: either one missing is
+/// named, and nothing is dialled.
 #[test]
 fn a_missing_privilege_is_named() {
-    let recordings = tempfile::tempdir().expect("dir");
-    let redis = Redis::start();
-    let sim = MisconfiguredSim::start(recordings.path(), &["--deny-action", "ShowDialPlan"]);
-    let host = Host::start(&redis, &sim.address, recordings.path(), &[]);
-    let ready = readiness_when(&host, "misconfigured");
-    let problems = ready["problems"].as_array().expect("problems");
-    assert_eq!(problems[0]["code"], "ami_permission_missing", "{ready}");
-    assert!(problems[0]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("may not run ShowDialPlan") && m.contains("reporting")));
-    let (status, error) = host.create_call(&body("27820001234", "crm-denied"));
-    assert_eq!(
-        (status, error["error"]["code"].as_str()),
-        (503, Some("pbx_unavailable"))
-    );
-    assert_eq!(sim.originates(), 0);
+    for action in ["ShowDialPlan", "CoreShowChannels"] {
+        let recordings = tempfile::tempdir().expect("dir");
+        let redis = Redis::start();
+        let sim = MisconfiguredSim::start(recordings.path(), &["--deny-action", action]);
+        let host = Host::start(&redis, &sim.address, recordings.path(), &[]);
+        let ready = readiness_when(&host, "misconfigured");
+        let problems = ready["problems"].as_array().expect("problems");
+        assert_eq!(problems.len(), 1, "{action}: {ready}");
+        assert_eq!(problems[0]["code"], "ami_permission_missing", "{ready}");
+        assert!(
+            problems[0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("may not run {action}:"))
+                    && m.contains("add reporting")),
+            "{ready}"
+        );
+        let (status, error) = host.create_call(&body("27820001234", "crm-denied"));
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (503, Some("pbx_unavailable"))
+        );
+        assert_eq!(sim.originates(), 0);
+    }
 }
 
 #[test]

@@ -152,6 +152,7 @@ async fn preflight(sim_config: Config) -> (Outcome, Vec<String>, Vec<String>) {
         contexts: &HOST_CONTEXTS,
         booted_within_ms: 5_000,
         answer_within_ms: 5_000,
+        lists_channels: true,
     };
     let mut machine = Preflight::<'_, 16>::login(checks, 0);
     let mut buf = Vec::new();

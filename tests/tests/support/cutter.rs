@@ -1,5 +1,5 @@
 //! A TCP relay on loopback that can cut every connection through it at once, as a network
-//! blip between the host and its PBX does, and refuse new ones for a while.
+//! blip between a host and its PBX or its Redis does, and refuse new ones for a while.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -52,6 +52,11 @@ impl Cutter {
             let _ = client.shutdown(Shutdown::Both);
             let _ = server.shutdown(Shutdown::Both);
         }
+    }
+
+    /// Ends a refusal early: new connections are relayed again.
+    pub fn reopen(&self) {
+        self.state.lock().expect("cutter state").refuse_until = None;
     }
 
     /// How many connections were relayed so far (refused ones not counted).

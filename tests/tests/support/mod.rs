@@ -629,12 +629,24 @@ impl Host {
         extra: &[(&str, &str)],
         log: &Path,
     ) -> Self {
+        let url = redis.url();
+        let redis = [("C2D_REDIS__URL", url.as_str())];
+        Self::start_logged_on(&redis, sim_address, recordings, extra, log)
+    }
+
+    /// As [`Host::start_logged`], with Redis given by `redis` variables (as
+    /// [`Host::start_on`]).
+    pub fn start_logged_on(
+        redis: &[(&str, &str)],
+        sim_address: &str,
+        recordings: &Path,
+        extra: &[(&str, &str)],
+        log: &Path,
+    ) -> Self {
         let file = std::fs::File::create(log).expect("host log");
         let mut vars = vec![("RUST_LOG", "info")];
         vars.extend_from_slice(extra);
-        let url = redis.url();
-        let redis = [("C2D_REDIS__URL", url.as_str())];
-        let command = Self::command(&redis, Some(sim_address), recordings, &vars);
+        let command = Self::command(redis, Some(sim_address), recordings, &vars);
         Self::from_command(command, Stdio::from(file))
     }
 
