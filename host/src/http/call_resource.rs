@@ -371,7 +371,7 @@ async fn carrying_pbx(calls: &Calls, channel: &str, agent: &str) -> Result<Pbx, 
         Some(store) => tokio::time::timeout(crate::store::gate::REDIS_WITHIN, store.load(channel))
             .await
             .ok()
-            .flatten(),
+            .and_then(|loaded| loaded.ok().flatten()),
         None => None,
     };
     calls

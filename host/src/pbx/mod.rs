@@ -218,6 +218,7 @@ impl Pbx {
             adopting: HashMap::default(),
             adopt_tx,
             sweep: None,
+            look_again_at: None,
             call_store,
         };
         // Every line the driver logs names its PBX: the span is at the highest level, so a
@@ -365,10 +366,19 @@ type Reply = oneshot::Sender<Result<(), OriginateError>>;
 enum Found {
     /// Another host's call that is starting: its record.
     Started(Option<CallRecord>),
-    /// A call in flight that the PBX listed after a login: its record and the
-    /// notifications already pushed (each with its Unix time), and its listed channels.
-    InFlight(Option<(CallRecord, Vec<(Event, u64)>)>, Vec<resume::Listed>),
+    /// A call in flight that the PBX listed after a login: what Redis has of it, and its
+    /// listed channels.
+    InFlight(InFlightLookup, Vec<resume::Listed>),
 }
+
+/// What Redis has of a call in flight the PBX listed: its record and the notifications
+/// already pushed (each with its Unix time); `Ok(None)`: not a call of this service;
+/// `Err`: Redis did not answer ([`LOOK_AGAIN_AFTER`]).
+type InFlightLookup = Result<Option<(CallRecord, Vec<(Event, u64)>)>, ()>;
+
+/// When Redis did not answer the lookup of a call in flight the PBX listed (a host started
+/// before its Redis), how long until the channels are listed and looked up again.
+pub const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(5);
 
 /// A call in flight.
 struct LiveCall {
@@ -408,6 +418,9 @@ struct Driver {
     /// The channels of calls this host does not follow, while a listing after a login is
     /// read (see `resume`).
     sweep: Option<resume::Sweep>,
+    /// When to list the channels again, for calls in flight whose lookup Redis did not
+    /// answer.
+    look_again_at: Option<u64>,
     call_store: Option<CallStore>,
     campaigns: Arc<RwLock<KnownCampaigns>>,
     /// The monotonic clock of the session and the calls.
@@ -571,7 +584,11 @@ impl Driver {
             }
             let session_at = session.poll_timeout();
             let calls_at = self.timers.peek().map(|Reverse((at, _))| *at);
-            let next = session_at.into_iter().chain(calls_at).min();
+            let next = session_at
+                .into_iter()
+                .chain(calls_at)
+                .chain(self.look_again_at)
+                .min();
             if let Some(at) = next.filter(|at| timer_at != Some(*at)) {
                 timer.as_mut().reset(self.instant(at));
                 timer_at = Some(at);
@@ -657,6 +674,9 @@ impl Driver {
                         session.handle_timeout(now);
                     }
                     self.on_call_timers();
+                    if self.look_again_at.is_some_and(|at| at <= now) {
+                        self.look_again(session, now);
+                    }
                 }
             }
         }
@@ -760,6 +780,7 @@ impl Driver {
                         // (it restarted, or missed their start) are found in it.
                         if self.call_store.is_some() {
                             self.sweep = Some(resume::Sweep::default());
+                            self.look_again_at = None;
                         }
                         if self.sweep.is_some() || self.calls.values().any(|c| c.tracker.is_lost())
                         {
@@ -1110,28 +1131,48 @@ impl Driver {
             let tx = self.adopt_tx.clone();
             tokio::spawn(async move {
                 let found = match store.load(&key).await {
-                    Some(record) => store
+                    Ok(Some(record)) => store
                         .notified(&key, &record)
                         .await
-                        .map(|notified| (record, notified)),
-                    None => None,
+                        .map(|notified| Some((record, notified)))
+                        .ok_or(()),
+                    Ok(None) => Ok(None),
+                    Err(()) => Err(()),
                 };
                 let _ = tx.send((key, Found::InFlight(found, channels)));
             });
         }
     }
 
+    /// Lists the channels again (once up, and no list awaited), for the calls in flight
+    /// whose lookup Redis did not answer: they are looked up again as at a login.
+    fn look_again(&mut self, session: &mut AmiSession<'_>, now: u64) {
+        self.look_again_at = None;
+        if self.call_store.is_none() || !session.is_up() || self.sweep.is_some() {
+            return;
+        }
+        self.sweep = Some(resume::Sweep::default());
+        session.resync(now);
+    }
+
     /// The record and history of a call in flight arrived (or not): it is followed from
     /// them and the list, then its buffered events are replayed.
-    fn resumed(
-        &mut self,
-        channel_id: &str,
-        found: Option<(CallRecord, Vec<(Event, u64)>)>,
-        channels: &[resume::Listed],
-    ) {
+    fn resumed(&mut self, channel_id: &str, found: InFlightLookup, channels: &[resume::Listed]) {
         let Some(waiting) = self.adopting.remove(channel_id) else {
             return;
         };
+        let found = found.unwrap_or_else(|()| {
+            if self.look_again_at.is_none() {
+                tracing::warn!(
+                    channel_id,
+                    "Redis did not answer the lookup of a call in flight found on the PBX: \
+                     the channels are listed and looked up again in {} s",
+                    LOOK_AGAIN_AFTER.as_secs()
+                );
+                self.look_again_at = Some(self.now_ms().saturating_add(millis(LOOK_AGAIN_AFTER)));
+            }
+            None
+        });
         let Some((record, history)) = found else {
             return; // Not a call of this service, or Redis is unreachable.
         };
@@ -1197,7 +1238,7 @@ impl Driver {
         let store = store.clone();
         let tx = self.adopt_tx.clone();
         tokio::spawn(async move {
-            let record = store.load(&key).await;
+            let record = store.load(&key).await.ok().flatten();
             let _ = tx.send((key, Found::Started(record)));
         });
         true

@@ -141,14 +141,15 @@ impl CallStore {
         )
     }
 
-    /// The record of a call, if one was stored.
-    pub async fn load(&self, channel_id: &str) -> Option<CallRecord> {
-        let mut conn = self.link.get().await?;
+    /// The record of a call (`Ok(None)`: none was stored, or it cannot be read); `Err` when
+    /// Redis does not answer.
+    pub async fn load(&self, channel_id: &str) -> Result<Option<CallRecord>, ()> {
+        let mut conn = self.link.get().await.ok_or(())?;
         let json = redis::cmd("GET")
             .arg(call_key(channel_id))
             .query_async::<Option<String>>(&mut conn)
             .await;
-        let json = self.link.check(json).await.ok()?;
-        serde_json::from_str(&json?).ok()
+        let json = self.link.check(json).await.map_err(|_| ())?;
+        Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
     }
 }

@@ -396,6 +396,51 @@ fn a_restarted_host_resumes_the_calls_in_flight() {
     assert_eq!(call.json()["state"], "disconnected", "{}", call.json());
 }
 
+/// A lone host killed while its call is connected, and a new one started while Redis is
+/// down too (a whole machine restarting, Redis last): the new host's login lists the call
+/// but cannot look it up. It lists and looks again every 5 s (`LOOK_AGAIN_AFTER`), so once
+/// Redis is back it follows the call to its end. (Before, nothing looked again until the
+/// next AMI login: the consumer never got the call's `hangup`.) The call is kept talking by
+/// its `max_duration_secs`, which the PBX cuts.
+#[test]
+fn a_restarted_host_looks_its_calls_up_again_once_redis_is_back() {
+    let mut w = support::world_scaled("1", &[]);
+    let body =
+        body("1001", "0820001234", "crm-redis-late").replace('}', r#","max_duration_secs":20}"#);
+    let (status, answer) = w.host.create_call_when_ready(&body);
+    assert_eq!(status, 202, "{answer}");
+    let key = "teleforge:notifications:c2d:crm-redis-late";
+    let mut got = w.redis.follow(key, &["joined"], Duration::from_secs(10));
+    w.host.sigkill();
+    w.redis.stop();
+    w.restart_host(&[]);
+    let lists = |w: &support::World| {
+        w.sim
+            .log_text()
+            .matches("channels listed action=\"CoreShowChannels\" channels=2")
+            .count()
+    };
+    assert!(
+        support::eventually(Duration::from_secs(10), || lists(&w) >= 1),
+        "the new host listed the call: {}",
+        w.sim.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    w.redis.restart();
+    got.extend(
+        w.redis
+            .follow(key, &["recording_ready", "failed"], Duration::from_secs(40)),
+    );
+    assert_eq!(events(&got), ANSWERED, "{got:#?}");
+    let hangup = got.iter().find(|n| n["event"] == "hangup").unwrap();
+    assert_eq!(hangup["cause"], "max_duration", "{hangup}");
+    assert!(lists(&w) >= 2, "listed again: {}", w.sim.log_text());
+    assert_eq!(resynchronised(&w, "resumed"), "1");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(w.redis.drain(key).is_empty(), "nothing pushed twice");
+    assert_eq!(w.sim.originates_of("crm-redis-late"), 1, "dialled once");
+}
+
 /// A PBX that does not come back: the call in flight waits for it no longer than
 /// `limits.call_silence_secs` (here 2 s) after the connection was lost, then ends
 /// `failed`/`pbx_error`, and its slot under `max_calls_in_flight` (here 1) is free again.
