@@ -120,13 +120,20 @@ enum Outgoing {
         key: String,
         recording_ref: String,
     },
+    /// A call in flight added to its PBX's set ([`schema::live_key`] `key`), or removed
+    /// (`add` false: it is over).
+    Live {
+        key: String,
+        channel_id: String,
+        add: bool,
+    },
 }
 
 impl Outgoing {
     fn notification(&self) -> Option<&Notification> {
         match self {
             Self::Notification(n) => Some(n),
-            Self::Acceptance(..) | Self::Adoption { .. } => None,
+            Self::Acceptance(..) | Self::Adoption { .. } | Self::Live { .. } => None,
         }
     }
 }
@@ -239,6 +246,14 @@ impl Outbox for Notifier {
             recording_ref: recording_ref.to_string(),
         });
     }
+
+    fn in_flight(&self, pbx: &str, channel_id: &str, in_flight: bool) {
+        self.spool(Outgoing::Live {
+            key: schema::live_key(pbx),
+            channel_id: channel_id.to_string(),
+            add: in_flight,
+        });
+    }
 }
 
 async fn run(
@@ -253,11 +268,13 @@ async fn run(
     // The claim scripts are the cluster steps' own: one of each, whichever way they run.
     let cluster_scripts = ClusterScripts::default();
     let (accept_script, adopt_script) = (&cluster_scripts.accept, &cluster_scripts.adopt);
+    let live_script = &cluster_scripts.live;
     let hashes = Hashes {
         push: script.get_hash().to_string(),
         queue: queue_script.get_hash().to_string(),
         accept: accept_script.get_hash().to_string(),
         adopt: adopt_script.get_hash().to_string(),
+        live: live_script.get_hash().to_string(),
     };
     let mut script_loaded = false;
     let follows_failovers = settings.follows_failovers();
@@ -283,6 +300,12 @@ async fn run(
                 }
                 Some(Outgoing::Adoption { key, .. }) => {
                     tracing::warn!(%key, "spool full: a followed call's claim left pending");
+                }
+                Some(Outgoing::Live { channel_id, .. }) => {
+                    tracing::warn!(
+                        %channel_id,
+                        "spool full: the store's list of calls in flight not updated"
+                    );
                 }
                 Some(Outgoing::Acceptance(lost, _)) => {
                     tracing::error!(
@@ -323,6 +346,10 @@ async fn run(
             };
             let loaded = match loaded {
                 Ok(_) => adopt_script.prepare_invoke().load_async(conn).await,
+                other => other,
+            };
+            let loaded = match loaded {
+                Ok(_) => live_script.prepare_invoke().load_async(conn).await,
                 other => other,
             };
             match loaded {
@@ -366,7 +393,7 @@ async fn run(
                         Outgoing::Notification(n) => metrics.notification_pushed(n.since.elapsed()),
                         // The create waiting for it may have stopped waiting.
                         Outgoing::Acceptance(_, done) => drop(done.send(())),
-                        Outgoing::Adoption { .. } => {}
+                        Outgoing::Adoption { .. } | Outgoing::Live { .. } => {}
                     }
                 }
                 spooled.fetch_sub(batch, Ordering::SeqCst);
@@ -422,6 +449,7 @@ struct Hashes {
     queue: String,
     accept: String,
     adopt: String,
+    live: String,
 }
 
 /// Pushes notifications in order, in one pipeline (one round trip; with Sentinel, ending
@@ -454,6 +482,20 @@ async fn push<'a>(
                     .arg(key)
                     .arg(recording_ref)
                     .arg(settings.history_ttl_secs.max(1))
+                    .ignore();
+                continue;
+            }
+            Outgoing::Live {
+                key,
+                channel_id,
+                add,
+            } => {
+                pipe.cmd("EVALSHA")
+                    .arg(&hashes.live)
+                    .arg(1)
+                    .arg(key)
+                    .arg(if *add { "1" } else { "0" })
+                    .arg(channel_id)
                     .ignore();
                 continue;
             }
@@ -580,6 +622,7 @@ struct ClusterScripts {
     webhook: Arc<redis::Script>,
     accept: Arc<redis::Script>,
     adopt: Arc<redis::Script>,
+    live: Arc<redis::Script>,
 }
 
 impl Default for ClusterScripts {
@@ -591,6 +634,7 @@ impl Default for ClusterScripts {
             webhook: Arc::new(redis::Script::new(&schema::webhook_enqueue_cluster())),
             accept: Arc::new(redis::Script::new(schema::ACCEPT_CLAIM)),
             adopt: Arc::new(redis::Script::new(schema::ADOPT_CLAIM)),
+            live: Arc::new(redis::Script::new(schema::LIVE_SET)),
         }
     }
 }
@@ -632,6 +676,15 @@ async fn push_cluster<'a>(
                     recording_ref.clone(),
                     settings.history_ttl_secs.max(1).to_string(),
                 ],
+            }),
+            Outgoing::Live {
+                key,
+                channel_id,
+                add,
+            } => steps.push(Step {
+                script: scripts.live.clone(),
+                keys: vec![key.clone()],
+                args: vec![if *add { "1" } else { "0" }.to_string(), channel_id.clone()],
             }),
             Outgoing::Notification(_) => {}
         }

@@ -349,6 +349,47 @@ fn a_restarted_host_resumes_the_calls_in_flight() {
     assert_eq!(events(&got), ANSWERED, "{got:#?}");
 }
 
+/// A lone host SIGKILLed while agent and callee talk on a real Asterisk, and the call ends
+/// (the phones hang up) before a new host starts: the PBX no longer lists it, but Redis's
+/// set of its calls in flight has it, so the new host ends it, `hangup`/`pbx_error`, once
+/// (how the call ended is not known: no cause is guessed, no `recording_ready` claimed).
+#[test]
+fn a_call_that_ended_while_no_host_ran_is_ended_by_the_next_one() {
+    let mut lab = Lab::start();
+    lab.wait_ready();
+    let mut agent = lab.phone("1001", "answer.xml", "crm-gap");
+    let mut callee = lab.carrier(Sipp::new("answer.xml", 0), "crm-gap");
+    let (status, answer) =
+        lab.host
+            .create_call(&body("1001", "0820001234", "27820001234", "crm-gap"));
+    assert_eq!(status, 202, "{answer}");
+    let key = key_of("crm-gap");
+    let mut got = lab.redis.follow(&key, &["joined"], Duration::from_secs(20));
+    lab.host.sigkill();
+    agent.expect_success(Duration::from_secs(40), "agent");
+    callee.expect_success(Duration::from_secs(20), "carrier");
+    lab.host = asterisk_support::start_host(&lab.asterisk, &lab.redis, &lab.fastagi, &[]);
+    got.extend(lab.redis.follow(&key, &["hangup"], Duration::from_secs(30)));
+    assert_eq!(
+        events(&got),
+        [
+            "queued",
+            "agent_ringing",
+            "agent_answered",
+            "callee_ringing",
+            "joined",
+            "hangup"
+        ],
+        "{got:#?}\n{}",
+        lab.host_log()
+    );
+    let hangup = got.iter().find(|n| n["event"] == "hangup").unwrap();
+    assert_eq!(hangup["cause"], "pbx_error", "{hangup}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(lab.redis.drain(&key).is_empty(), "nothing more");
+    lab.assert_clean_log(&[]);
+}
+
 /// A phone's SIPp run: a scenario and its keys.
 fn sipp(scenario: &str, keys: &[(&str, &str)]) -> Sipp {
     keys.iter()

@@ -24,9 +24,17 @@
 //! one that says so. A call not re-synchronised within `limits.call_silence_secs` of the
 //! loss ends the same way.
 //!
+//! The same list finds the calls this process does not follow (`pbx::resume`): listed ones
+//! are followed from their record and history in Redis; the calls of Redis's set of this
+//! PBX's calls in flight that it does not show (older than [`VANISHED_AFTER`]) ended while
+//! no host followed them, and end with `pbx_error` too. When Redis does not answer, or a
+//! young call of the set is not listed yet, the channels are listed again in
+//! [`LOOK_AGAIN_AFTER`].
+//!
 //! A PBX that fails the check is `Misconfigured`, with a sentence per problem that says how
 //! to fix it, logged once per login. Times for the session and the trackers are monotonic
-//! milliseconds since the driver started; notifications carry wall-clock timestamps.
+//! milliseconds on the driver's [`Clock`] (which reaches a day back, for the times in a
+//! resumed call's history); notifications carry wall-clock timestamps.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -369,6 +377,13 @@ enum Found {
     /// A call in flight that the PBX listed after a login: what Redis has of it, and its
     /// listed channels.
     InFlight(InFlightLookup, Vec<resume::Listed>),
+    /// A call in the store's set of the PBX's calls in flight that the list after a login
+    /// did not show: what Redis has of it.
+    Vanished(InFlightLookup),
+    /// List the channels and look again ([`LOOK_AGAIN_AFTER`]): Redis did not answer the
+    /// read of the set of calls in flight (`true`), or the list did not show a call of the
+    /// set that is younger than [`VANISHED_AFTER`] (`false`).
+    LookAgain { redis_down: bool },
 }
 
 /// What Redis has of a call in flight the PBX listed: its record and the notifications
@@ -379,6 +394,23 @@ type InFlightLookup = Result<Option<(CallRecord, Vec<(Event, u64)>)>, ()>;
 /// When Redis did not answer the lookup of a call in flight the PBX listed (a host started
 /// before its Redis), how long until the channels are listed and looked up again.
 pub const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(5);
+
+/// A call in the store's set of calls in flight for less than this is not ended by a list
+/// that does not show it: its Originate may still wait in Asterisk for a thread to make its
+/// channel.
+pub const VANISHED_AFTER: Duration = Duration::from_secs(10);
+
+/// What Redis has of the call in flight `key` ([`InFlightLookup`]).
+async fn look_up(store: &CallStore, key: &str) -> InFlightLookup {
+    match store.load(key).await? {
+        Some(record) => store
+            .notified(key, &record)
+            .await
+            .map(|notified| Some((record, notified)))
+            .ok_or(()),
+        None => Ok(None),
+    }
+}
 
 /// A call in flight.
 struct LiveCall {
@@ -618,7 +650,11 @@ impl Driver {
                 }
                 Some((channel_id, found)) = adopt_rx.recv() => match found {
                     Found::Started(record) => self.adopted(&channel_id, record),
-                    Found::InFlight(found, listed) => self.resumed(&channel_id, found, &listed),
+                    Found::InFlight(found, listed) => {
+                        self.resumed(&channel_id, found, &listed, "resumed");
+                    }
+                    Found::Vanished(found) => self.vanished(&channel_id, found),
+                    Found::LookAgain { redis_down } => self.look_again_later(redis_down, None),
                 },
                 command = rx.recv() => match command {
                     Some(Command::Originate { request, reply }) => {
@@ -987,6 +1023,8 @@ impl Driver {
                 if let Ok(mut set) = self.live_recordings.lock() {
                     set.insert(call.record.call.recording_ref.as_str().to_string());
                 }
+                self.notifier
+                    .in_flight(&self.settings.name, &request.channel_id, true);
                 // `queued` waits for Asterisk's acceptance (or the call's first event).
                 self.settle(request.channel_id, call);
             }
@@ -1114,14 +1152,16 @@ impl Driver {
         if !complete {
             return;
         }
-        if sweep.overflowed() {
+        let overflowed = sweep.overflowed();
+        if overflowed {
             tracing::warn!(
                 address = %self.settings.address,
                 "the PBX lists more than {} calls: calls in flight listed after them are not \
-                 looked for",
+                 looked for, and calls that ended unseen are not looked for either",
                 resume::MAX_LOOKUPS
             );
         }
+        let listed = sweep.listed();
         for (key, channels) in sweep.calls() {
             if self.calls.contains_key(&key) || self.adopting.contains_key(&key) {
                 continue;
@@ -1130,18 +1170,76 @@ impl Driver {
             let store = store.clone();
             let tx = self.adopt_tx.clone();
             tokio::spawn(async move {
-                let found = match store.load(&key).await {
-                    Ok(Some(record)) => store
-                        .notified(&key, &record)
-                        .await
-                        .map(|notified| Some((record, notified)))
-                        .ok_or(()),
-                    Ok(None) => Ok(None),
-                    Err(()) => Err(()),
-                };
+                let found = look_up(&store, &key).await;
                 let _ = tx.send((key, Found::InFlight(found, channels)));
             });
         }
+        if !overflowed {
+            self.find_vanished(listed);
+        }
+    }
+
+    /// Looks for the calls in the store's set of this PBX's calls in flight that the list
+    /// did not show (`listed`: every call it showed): they ended while no host followed
+    /// them (every host was down), and each is ended as a lost call whose channels are gone
+    /// ([`Found::Vanished`]). Only calls in the set since [`VANISHED_AFTER`] before now;
+    /// younger ones are looked for again later ([`Found::LookAgain`]).
+    fn find_vanished(&self, listed: HashSet<String>) {
+        let Some(store) = self.call_store.clone() else {
+            return;
+        };
+        let pbx = self.settings.name.to_string();
+        let tx = self.adopt_tx.clone();
+        tokio::spawn(async move {
+            let Ok(calls) = store.in_flight(&pbx, resume::MAX_LOOKUPS).await else {
+                let _ = tx.send((String::new(), Found::LookAgain { redis_down: true }));
+                return;
+            };
+            let mut young = false;
+            for (key, age_ms) in calls.into_iter().filter(|(id, _)| !listed.contains(id)) {
+                if age_ms < millis(VANISHED_AFTER) {
+                    young = true;
+                    continue;
+                }
+                let found = look_up(&store, &key).await;
+                let _ = tx.send((key, Found::Vanished(found)));
+            }
+            if young {
+                let _ = tx.send((String::new(), Found::LookAgain { redis_down: false }));
+            }
+        });
+    }
+
+    /// A call the list did not show, from the store's set of calls in flight: unless it
+    /// is followed here after all, it is resumed with no channel (it ends `failed` or
+    /// `hangup`, `pbx_error`, as a lost call whose channels are gone); a call whose record
+    /// is gone (or its notifications all pushed) leaves the set.
+    fn vanished(&mut self, channel_id: &str, found: InFlightLookup) {
+        if self.calls.contains_key(channel_id) || self.adopting.contains_key(channel_id) {
+            return;
+        }
+        self.adopting.insert(channel_id.to_string(), Vec::new());
+        self.resumed(channel_id, found, &[], "ended");
+    }
+
+    /// Schedules [`Driver::look_again`] in [`LOOK_AGAIN_AFTER`], unless it is scheduled:
+    /// Redis did not answer a lookup (of `channel_id`, or of the set of calls in flight),
+    /// or a young call of the set was not listed yet.
+    fn look_again_later(&mut self, redis_down: bool, channel_id: Option<&str>) {
+        if self.look_again_at.is_some() {
+            return;
+        }
+        let secs = LOOK_AGAIN_AFTER.as_secs();
+        if redis_down {
+            tracing::warn!(
+                channel_id,
+                "Redis did not answer the lookup of the calls in flight: the channels are \
+                 listed and looked up again in {secs} s"
+            );
+        } else {
+            tracing::debug!("a call in flight is not listed yet: looked for again in {secs} s");
+        }
+        self.look_again_at = Some(self.now_ms().saturating_add(millis(LOOK_AGAIN_AFTER)));
     }
 
     /// Lists the channels again (once up, and no list awaited), for the calls in flight
@@ -1157,28 +1255,36 @@ impl Driver {
 
     /// The record and history of a call in flight arrived (or not): it is followed from
     /// them and the list, then its buffered events are replayed.
-    fn resumed(&mut self, channel_id: &str, found: InFlightLookup, channels: &[resume::Listed]) {
+    fn resumed(
+        &mut self,
+        channel_id: &str,
+        found: InFlightLookup,
+        channels: &[resume::Listed],
+        outcome: &'static str,
+    ) {
         let Some(waiting) = self.adopting.remove(channel_id) else {
             return;
         };
-        let found = found.unwrap_or_else(|()| {
-            if self.look_again_at.is_none() {
-                tracing::warn!(
-                    channel_id,
-                    "Redis did not answer the lookup of a call in flight found on the PBX: \
-                     the channels are listed and looked up again in {} s",
-                    LOOK_AGAIN_AFTER.as_secs()
-                );
-                self.look_again_at = Some(self.now_ms().saturating_add(millis(LOOK_AGAIN_AFTER)));
-            }
-            None
-        });
+        let Ok(found) = found else {
+            self.look_again_later(true, Some(channel_id));
+            return;
+        };
         let Some((record, history)) = found else {
-            return; // Not a call of this service, or Redis is unreachable.
+            // Not a call of this service (a vanished one's record expired).
+            if outcome == "ended" {
+                self.notifier
+                    .in_flight(&self.settings.name, channel_id, false);
+            }
+            return;
         };
         let notified: Vec<Event> = history.iter().map(|(event, _)| *event).collect();
+        if self.calls.contains_key(channel_id) {
+            return;
+        }
         // Its recording_ready was pushed: nothing is left to notify.
-        if self.calls.contains_key(channel_id) || notified.contains(&Event::RecordingReady) {
+        if notified.contains(&Event::RecordingReady) {
+            self.notifier
+                .in_flight(&self.settings.name, channel_id, false);
             return;
         }
         let Some(mut tracker) = self.tracker(channel_id, record.mode(), &record, Some(&notified))
@@ -1191,13 +1297,21 @@ impl Driver {
             tracker.notified_at(event, self.clock.from_wall(at_ms));
         }
         resume::apply_listing(&mut tracker, channels, self.now_ms());
-        tracing::info!(
-            channel_id,
-            notified = notified.len(),
-            "following a call in flight found on the PBX"
-        );
+        if channels.is_empty() {
+            tracing::info!(
+                channel_id,
+                notified = notified.len(),
+                "a call in flight ended while no host followed it: ended with pbx_error"
+            );
+        } else {
+            tracing::info!(
+                channel_id,
+                notified = notified.len(),
+                "following a call in flight found on the PBX"
+            );
+        }
         self.metrics
-            .call_resynchronised(&self.settings.name, "resumed");
+            .call_resynchronised(&self.settings.name, outcome);
         self.follow_found(channel_id, tracker, record, waiting);
     }
 
@@ -1300,6 +1414,8 @@ impl Driver {
         if let Ok(mut set) = self.live_recordings.lock() {
             set.remove(call.record.call.recording_ref.as_str());
         }
+        self.notifier
+            .in_flight(&self.settings.name, call.tracker.channel_id(), false);
         self.notifier
             .call_over(&call.record.owner, call.record.call.contact_ref.as_str());
     }

@@ -11,7 +11,7 @@
 //! The driver (`pbx`) does the I/O: it keeps a [`Sweep`] while the list is read, looks the
 //! calls up, and resumes each one's tracker, then [`apply_listing`] gives it the list.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use click2dial_core::ami::ChannelState;
 use click2dial_core::call::{CallTracker, ListedChannel, Millis};
@@ -66,6 +66,11 @@ impl Sweep {
     /// Whether calls were left out ([`MAX_LOOKUPS`]).
     pub(crate) fn overflowed(&self) -> bool {
         self.overflowed
+    }
+
+    /// Every call the list showed that the driver does not follow (any of its channels).
+    pub(crate) fn listed(&self) -> HashSet<String> {
+        self.calls.keys().cloned().collect()
     }
 
     /// The calls whose originated channel (`Uniqueid` = `ChannelId`) is listed, with their

@@ -71,6 +71,12 @@ fn answered_call_reaches_redis_in_order_with_its_recording() {
     let bytes = std::fs::read(&wav).expect("the PBX wrote the recording");
     assert_eq!(&bytes[..4], b"RIFF");
     assert_eq!(&bytes[8..12], b"WAVE");
+    // Over, the call left the store's set of calls in flight.
+    assert!(
+        support::eventually(Duration::from_secs(5), || in_flight(&w).is_empty()),
+        "{:?}",
+        in_flight(&w)
+    );
 }
 
 #[test]
@@ -439,6 +445,75 @@ fn a_restarted_host_looks_its_calls_up_again_once_redis_is_back() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(w.redis.drain(key).is_empty(), "nothing pushed twice");
     assert_eq!(w.sim.originates_of("crm-redis-late"), 1, "dialled once");
+}
+
+/// The calls in flight the store lists for the default PBX (`teleforge:c2d:live:default`).
+fn in_flight(w: &support::World) -> Vec<String> {
+    let mut conn = w.redis.connection().expect("redis");
+    redis::cmd("ZRANGE")
+        .arg("teleforge:c2d:live:default")
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .expect("ZRANGE")
+}
+
+/// A lone host killed while its call is connected, and the call ends before a new host
+/// starts (the gap of an upgrade): the PBX no longer lists it, but the store's set of the
+/// PBX's calls in flight still has it, so the new host ends it: `hangup` `pbx_error` (how
+/// it ended is not known; no `recording_ready`, as for a call that vanished during a lost
+/// connection). The call is less than 10 s in the set at the new host's login, too young to be
+/// judged (`VANISHED_AFTER`) when the new host logs in, so it is judged at the next look,
+/// 5 s later (`LOOK_AGAIN_AFTER`). Before, the consumer never heard of the call again.
+#[test]
+fn a_call_that_ended_while_no_host_ran_is_ended_by_the_next_one() {
+    let mut w = support::world_scaled("1", &[]);
+    let (status, answer) = w
+        .host
+        .create_call_when_ready(&body("1001", "0820001234", "crm-gap"));
+    assert_eq!(status, 202, "{answer}");
+    let key = "teleforge:notifications:c2d:crm-gap";
+    let mut got = w.redis.follow(key, &["joined"], Duration::from_secs(10));
+    assert_eq!(in_flight(&w).len(), 1, "the store lists the call in flight");
+    w.host.sigkill();
+    assert!(
+        support::eventually(Duration::from_secs(20), || w
+            .sim
+            .log_text()
+            .contains("recording complete")),
+        "the call ended: {}",
+        w.sim.log_text()
+    );
+    w.restart_host(&[]);
+    got.extend(w.redis.follow(key, &["hangup"], Duration::from_secs(25)));
+    assert_eq!(
+        events(&got),
+        [
+            "queued",
+            "agent_ringing",
+            "agent_answered",
+            "callee_ringing",
+            "joined",
+            "hangup"
+        ],
+        "{got:#?}"
+    );
+    let hangup = got.iter().find(|n| n["event"] == "hangup").unwrap();
+    assert_eq!(hangup["cause"], "pbx_error", "{hangup}");
+    assert!(
+        support::eventually(Duration::from_secs(5), || in_flight(&w).is_empty()),
+        "the call left the set: {:?}",
+        in_flight(&w)
+    );
+    assert_eq!(resynchronised(&w, "ended"), "1");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        w.redis.drain(key).is_empty(),
+        "nothing more, no recording_ready"
+    );
+    let call = w.host.get("/click2dial/calls/crm-gap");
+    assert_eq!(call.status, 200);
+    assert_eq!(call.json()["state"], "disconnected", "{}", call.json());
 }
 
 /// A PBX that does not come back: the call in flight waits for it no longer than
