@@ -443,6 +443,75 @@ async fn wait_or_receive(
     }
 }
 
+/// A batch's changes to one set of calls in flight ([`schema::LIVE_SET`]): the calls to
+/// add, then those to remove, in the batch's order (a call added and removed in one batch
+/// ends removed).
+struct LiveChanges<'a> {
+    key: &'a str,
+    adds: Vec<&'a str>,
+    removes: Vec<&'a str>,
+}
+
+impl<'a> LiveChanges<'a> {
+    /// The batch's changes, one per set (one per PBX).
+    fn of(batch: impl Iterator<Item = &'a Outgoing>) -> Vec<Self> {
+        let mut sets: Vec<Self> = Vec::new();
+        for outgoing in batch {
+            let Outgoing::Live {
+                key,
+                channel_id,
+                add,
+            } = outgoing
+            else {
+                continue;
+            };
+            let at = match sets.iter().position(|set| set.key == key) {
+                Some(at) => at,
+                None => {
+                    sets.push(Self {
+                        key,
+                        adds: Vec::new(),
+                        removes: Vec::new(),
+                    });
+                    sets.len() - 1
+                }
+            };
+            if let Some(set) = sets.get_mut(at) {
+                if *add {
+                    set.adds.push(channel_id);
+                } else {
+                    set.removes.push(channel_id);
+                }
+            }
+        }
+        sets
+    }
+
+    /// How many arguments the script gets.
+    fn len(&self) -> usize {
+        1 + self.adds.len() + self.removes.len()
+    }
+
+    /// About the bytes of the script's key and arguments.
+    fn bytes(&self) -> usize {
+        self.key.len()
+            + self
+                .adds
+                .iter()
+                .chain(&self.removes)
+                .map(|id| id.len() + 8)
+                .sum::<usize>()
+    }
+
+    /// The script's key and arguments.
+    fn write_args(&self, cmd: &mut redis::Cmd) {
+        cmd.arg(self.key).arg(self.adds.len());
+        for id in self.adds.iter().chain(&self.removes) {
+            cmd.arg(*id);
+        }
+    }
+}
+
 /// The scripts' SHA1s.
 struct Hashes {
     push: String,
@@ -463,8 +532,9 @@ async fn push<'a>(
     hashes: &Hashes,
     conn: &mut Conn,
     settings: &Settings,
-    batch: impl ExactSizeIterator<Item = &'a Outgoing>,
+    batch: impl ExactSizeIterator<Item = &'a Outgoing> + Clone,
 ) -> redis::RedisResult<(bool, Option<u64>)> {
+    let batch_again = batch.clone();
     let legacy = settings.legacy_key.as_deref();
     let mut pipe = redis::Pipeline::with_capacity(batch.len() + 1);
     let mut queued = false;
@@ -485,20 +555,7 @@ async fn push<'a>(
                     .ignore();
                 continue;
             }
-            Outgoing::Live {
-                key,
-                channel_id,
-                add,
-            } => {
-                pipe.cmd("EVALSHA")
-                    .arg(&hashes.live)
-                    .arg(1)
-                    .arg(key)
-                    .arg(if *add { "1" } else { "0" })
-                    .arg(channel_id)
-                    .ignore();
-                continue;
-            }
+            Outgoing::Live { .. } => continue, // Below, one command per set.
         };
         let webhook = settings
             .webhooks
@@ -543,6 +600,12 @@ async fn push<'a>(
             queued = true;
             cmd.arg(entry).arg(member).arg(url).arg(w.max_pending);
         }
+        pipe.add_command(cmd).ignore();
+    }
+    for live in LiveChanges::of(batch_again) {
+        let mut cmd = redis::Cmd::with_capacity(live.len() + 4, live.bytes() + 64);
+        cmd.arg("EVALSHA").arg(&hashes.live).arg(1);
+        live.write_args(&mut cmd);
         pipe.add_command(cmd).ignore();
     }
     if settings.follows_failovers() {
@@ -677,17 +740,24 @@ async fn push_cluster<'a>(
                     settings.history_ttl_secs.max(1).to_string(),
                 ],
             }),
-            Outgoing::Live {
-                key,
-                channel_id,
-                add,
-            } => steps.push(Step {
-                script: scripts.live.clone(),
-                keys: vec![key.clone()],
-                args: vec![if *add { "1" } else { "0" }.to_string(), channel_id.clone()],
-            }),
-            Outgoing::Notification(_) => {}
+            Outgoing::Live { .. } | Outgoing::Notification(_) => {}
         }
+    }
+    // Each set of calls in flight in one step.
+    for live in LiveChanges::of(batch.clone()) {
+        let mut args = Vec::with_capacity(live.len());
+        args.push(live.adds.len().to_string());
+        args.extend(
+            live.adds
+                .iter()
+                .chain(&live.removes)
+                .map(|id| id.to_string()),
+        );
+        steps.push(Step {
+            script: scripts.live.clone(),
+            keys: vec![live.key.to_string()],
+            args,
+        });
     }
     let batch: Vec<&Notification> = batch.filter_map(Outgoing::notification).collect();
     // Each call's notifications, in order: (list, owner, contact_ref) → its step.

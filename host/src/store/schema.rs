@@ -170,15 +170,21 @@ pub fn live_key(pbx: &str) -> String {
     [LIVE_PREFIX, pbx].concat()
 }
 
-/// Adds `ARGV[2]` to the calls in flight `KEYS[1]` when `ARGV[1]` is `1`, scored by Redis's
-/// clock (`TIME`, ms: the hosts' clocks need not agree), unless it is there (the first
-/// score stays); removes it otherwise (its call is over).
+/// Adds calls to the calls in flight `KEYS[1]` and removes others: `ARGV[1]` is how many
+/// to add, the next as many `ChannelId`s are added (scored by Redis's clock, `TIME` in ms:
+/// the hosts' clocks need not agree; one already there keeps its first score), the rest
+/// are removed (their calls are over). One call per batch of the notifier's spool.
 pub const LIVE_SET: &str = r"
-if ARGV[1] == '1' then
+local adds = tonumber(ARGV[1])
+if adds > 0 then
   local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[1], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[2])
-else
-  redis.call('ZREM', KEYS[1], ARGV[2])
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  for i = 2, adds + 1 do
+    redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i])
+  end
+end
+for i = adds + 2, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
 end
 return 0
 ";
