@@ -88,12 +88,12 @@ pub trait Outbox: Send + Sync + 'static {
         let _ = (owner, contact_ref, recording_ref);
     }
 
-    /// The call `channel_id` on the PBX named `pbx` is in flight (`true`: a host places or
-    /// decides it) or over: the store's set of each PBX's calls in flight, which a host
-    /// that starts later checks against the PBX's channels. Nothing by default (an outbox
-    /// without a store).
-    fn in_flight(&self, pbx: &str, channel_id: &str, in_flight: bool) {
-        let _ = (pbx, channel_id, in_flight);
+    /// The call `channel_id` on the PBX named `pbx` is in flight since `since_ms` (Unix ms:
+    /// a host places or decides it), or over (`None`): the store's set of each PBX's calls
+    /// in flight, which a host that starts later checks against the PBX's channels.
+    /// Nothing by default (an outbox without a store).
+    fn in_flight(&self, pbx: &str, channel_id: &str, since_ms: Option<u64>) {
+        let _ = (pbx, channel_id, since_ms);
     }
 }
 

@@ -120,12 +120,12 @@ enum Outgoing {
         key: String,
         recording_ref: String,
     },
-    /// A call in flight added to its PBX's set ([`schema::live_key`] `key`), or removed
-    /// (`add` false: it is over).
+    /// A call in flight since `since_ms` (Unix ms) added to its PBX's set
+    /// ([`schema::live_key`] `key`), or removed (`None`: it is over).
     Live {
         key: String,
         channel_id: String,
-        add: bool,
+        since_ms: Option<u64>,
     },
 }
 
@@ -247,11 +247,11 @@ impl Outbox for Notifier {
         });
     }
 
-    fn in_flight(&self, pbx: &str, channel_id: &str, in_flight: bool) {
+    fn in_flight(&self, pbx: &str, channel_id: &str, since_ms: Option<u64>) {
         self.spool(Outgoing::Live {
             key: schema::live_key(pbx),
             channel_id: channel_id.to_string(),
-            add: in_flight,
+            since_ms,
         });
     }
 }
@@ -268,13 +268,11 @@ async fn run(
     // The claim scripts are the cluster steps' own: one of each, whichever way they run.
     let cluster_scripts = ClusterScripts::default();
     let (accept_script, adopt_script) = (&cluster_scripts.accept, &cluster_scripts.adopt);
-    let live_script = &cluster_scripts.live;
     let hashes = Hashes {
         push: script.get_hash().to_string(),
         queue: queue_script.get_hash().to_string(),
         accept: accept_script.get_hash().to_string(),
         adopt: adopt_script.get_hash().to_string(),
-        live: live_script.get_hash().to_string(),
     };
     let mut script_loaded = false;
     let follows_failovers = settings.follows_failovers();
@@ -346,10 +344,6 @@ async fn run(
             };
             let loaded = match loaded {
                 Ok(_) => adopt_script.prepare_invoke().load_async(conn).await,
-                other => other,
-            };
-            let loaded = match loaded {
-                Ok(_) => live_script.prepare_invoke().load_async(conn).await,
                 other => other,
             };
             match loaded {
@@ -443,12 +437,12 @@ async fn wait_or_receive(
     }
 }
 
-/// A batch's changes to one set of calls in flight ([`schema::LIVE_SET`]): the calls to
-/// add, then those to remove, in the batch's order (a call added and removed in one batch
-/// ends removed).
+/// A batch's changes to one set of calls in flight: the calls to add (each with when it
+/// started, Unix ms), then those to remove, in the batch's order (a call added and removed
+/// in one batch ends removed).
 struct LiveChanges<'a> {
     key: &'a str,
-    adds: Vec<&'a str>,
+    adds: Vec<(&'a str, u64)>,
     removes: Vec<&'a str>,
 }
 
@@ -460,7 +454,7 @@ impl<'a> LiveChanges<'a> {
             let Outgoing::Live {
                 key,
                 channel_id,
-                add,
+                since_ms,
             } = outgoing
             else {
                 continue;
@@ -477,38 +471,58 @@ impl<'a> LiveChanges<'a> {
                 }
             };
             if let Some(set) = sets.get_mut(at) {
-                if *add {
-                    set.adds.push(channel_id);
-                } else {
-                    set.removes.push(channel_id);
+                match since_ms {
+                    Some(since) => set.adds.push((channel_id, *since)),
+                    None => set.removes.push(channel_id),
                 }
             }
         }
         sets
     }
 
-    /// How many arguments the script gets.
-    fn len(&self) -> usize {
-        1 + self.adds.len() + self.removes.len()
+    /// The plain commands (one server, Sentinel): `ZADD NX` of the adds (a call already
+    /// there keeps its first score), then `ZREM` of the removes.
+    fn commands(&self) -> impl Iterator<Item = redis::Cmd> {
+        let add = (!self.adds.is_empty()).then(|| {
+            let mut cmd = redis::Cmd::with_capacity(3 + 2 * self.adds.len(), self.bytes());
+            cmd.arg("ZADD").arg(self.key).arg("NX");
+            for (id, since) in &self.adds {
+                cmd.arg(*since).arg(*id);
+            }
+            cmd
+        });
+        let remove = (!self.removes.is_empty()).then(|| {
+            let mut cmd = redis::Cmd::with_capacity(2 + self.removes.len(), self.bytes());
+            cmd.arg("ZREM").arg(self.key);
+            for id in &self.removes {
+                cmd.arg(*id);
+            }
+            cmd
+        });
+        add.into_iter().chain(remove)
     }
 
-    /// About the bytes of the script's key and arguments.
-    fn bytes(&self) -> usize {
-        self.key.len()
-            + self
-                .adds
-                .iter()
-                .chain(&self.removes)
-                .map(|id| id.len() + 8)
-                .sum::<usize>()
-    }
-
-    /// The script's key and arguments.
-    fn write_args(&self, cmd: &mut redis::Cmd) {
-        cmd.arg(self.key).arg(self.adds.len());
-        for id in self.adds.iter().chain(&self.removes) {
-            cmd.arg(*id);
+    /// [`schema::LIVE_SET`]'s arguments (cluster mode): how many adds, each add's score and
+    /// id, then the removes.
+    fn script_args(&self) -> Vec<String> {
+        let mut args = Vec::with_capacity(1 + 2 * self.adds.len() + self.removes.len());
+        args.push(self.adds.len().to_string());
+        for (id, since) in &self.adds {
+            args.push(since.to_string());
+            args.push((*id).to_string());
         }
+        args.extend(self.removes.iter().map(|id| (*id).to_string()));
+        args
+    }
+
+    /// About the bytes of a command's arguments.
+    fn bytes(&self) -> usize {
+        let ids = self.adds.iter().map(|(id, _)| id.len() + 24);
+        self.key.len()
+            + 16
+            + ids
+                .chain(self.removes.iter().map(|id| id.len()))
+                .sum::<usize>()
     }
 }
 
@@ -518,7 +532,6 @@ struct Hashes {
     queue: String,
     accept: String,
     adopt: String,
-    live: String,
 }
 
 /// Pushes notifications in order, in one pipeline (one round trip; with Sentinel, ending
@@ -603,10 +616,9 @@ async fn push<'a>(
         pipe.add_command(cmd).ignore();
     }
     for live in LiveChanges::of(batch_again) {
-        let mut cmd = redis::Cmd::with_capacity(live.len() + 4, live.bytes() + 64);
-        cmd.arg("EVALSHA").arg(&hashes.live).arg(1);
-        live.write_args(&mut cmd);
-        pipe.add_command(cmd).ignore();
+        for cmd in live.commands() {
+            pipe.add_command(cmd).ignore();
+        }
     }
     if settings.follows_failovers() {
         pipe.cmd("WAIT").arg(1).arg(REPLICA_ACK_WITHIN_MS);
@@ -745,18 +757,10 @@ async fn push_cluster<'a>(
     }
     // Each set of calls in flight in one step.
     for live in LiveChanges::of(batch.clone()) {
-        let mut args = Vec::with_capacity(live.len());
-        args.push(live.adds.len().to_string());
-        args.extend(
-            live.adds
-                .iter()
-                .chain(&live.removes)
-                .map(|id| id.to_string()),
-        );
         steps.push(Step {
             script: scripts.live.clone(),
             keys: vec![live.key.to_string()],
-            args,
+            args: live.script_args(),
         });
     }
     let batch: Vec<&Notification> = batch.filter_map(Outgoing::notification).collect();

@@ -1023,8 +1023,9 @@ impl Driver {
                 if let Ok(mut set) = self.live_recordings.lock() {
                     set.insert(call.record.call.recording_ref.as_str().to_string());
                 }
+                let since = self.wall(self.now_ms());
                 self.notifier
-                    .in_flight(&self.settings.name, &request.channel_id, true);
+                    .in_flight(&self.settings.name, &request.channel_id, Some(since));
                 // `queued` waits for Asterisk's acceptance (or the call's first event).
                 self.settle(request.channel_id, call);
             }
@@ -1189,6 +1190,9 @@ impl Driver {
             return;
         };
         let pbx = self.settings.name.to_string();
+        let before = self
+            .wall(self.now_ms())
+            .saturating_sub(millis(VANISHED_AFTER));
         let tx = self.adopt_tx.clone();
         tokio::spawn(async move {
             let Ok(calls) = store.in_flight(&pbx, resume::MAX_LOOKUPS).await else {
@@ -1196,8 +1200,8 @@ impl Driver {
                 return;
             };
             let mut young = false;
-            for (key, age_ms) in calls.into_iter().filter(|(id, _)| !listed.contains(id)) {
-                if age_ms < millis(VANISHED_AFTER) {
+            for (key, since) in calls.into_iter().filter(|(id, _)| !listed.contains(id)) {
+                if since > before {
                     young = true;
                     continue;
                 }
@@ -1273,7 +1277,7 @@ impl Driver {
             // Not a call of this service (a vanished one's record expired).
             if outcome == "ended" {
                 self.notifier
-                    .in_flight(&self.settings.name, channel_id, false);
+                    .in_flight(&self.settings.name, channel_id, None);
             }
             return;
         };
@@ -1284,7 +1288,7 @@ impl Driver {
         // Its recording_ready was pushed: nothing is left to notify.
         if notified.contains(&Event::RecordingReady) {
             self.notifier
-                .in_flight(&self.settings.name, channel_id, false);
+                .in_flight(&self.settings.name, channel_id, None);
             return;
         }
         let Some(mut tracker) = self.tracker(channel_id, record.mode(), &record, Some(&notified))
@@ -1415,7 +1419,7 @@ impl Driver {
             set.remove(call.record.call.recording_ref.as_str());
         }
         self.notifier
-            .in_flight(&self.settings.name, call.tracker.channel_id(), false);
+            .in_flight(&self.settings.name, call.tracker.channel_id(), None);
         self.notifier
             .call_over(&call.record.owner, call.record.call.contact_ref.as_str());
     }

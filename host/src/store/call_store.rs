@@ -15,7 +15,6 @@ use click2dial_core::json::Event;
 use crate::call::CallRecord;
 use crate::store::schema::{
     call_key, cluster_history_key, history_key, live_key, recording_owner_key, HISTORY_MAX,
-    LIVE_READ,
 };
 use crate::store::target::{Link, Target};
 
@@ -143,19 +142,27 @@ impl CallStore {
     }
 
     /// The oldest calls in flight on the PBX named `pbx`
-    /// ([`crate::store::schema::live_key`]), at most `max`, each with how long ago a host
-    /// started following it (ms, by Redis's clock: the hosts' clocks need not agree); `Err`
-    /// when Redis does not answer.
+    /// ([`crate::store::schema::live_key`]), at most `max`, each with when a host started
+    /// following it (Unix ms); `Err` when Redis does not answer.
     pub async fn in_flight(&self, pbx: &str, max: usize) -> Result<Vec<(String, u64)>, ()> {
-        static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
-        let script = SCRIPT.get_or_init(|| redis::Script::new(LIVE_READ));
         let mut conn = self.link.get().await.ok_or(())?;
-        let calls = script
-            .key(live_key(pbx))
+        let calls = redis::cmd("ZRANGEBYSCORE")
+            .arg(live_key(pbx))
+            .arg("-inf")
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
             .arg(max)
-            .invoke_async::<Vec<(String, u64)>>(&mut conn)
+            .query_async::<Vec<(String, f64)>>(&mut conn)
             .await;
-        self.link.check(calls).await.map_err(|_| ())
+        let calls = self.link.check(calls).await.map_err(|_| ())?;
+        // Scores are whole milliseconds, well inside f64's exact integers.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Ok(calls
+            .into_iter()
+            .map(|(id, since)| (id, since as u64))
+            .collect())
     }
 
     /// The record of a call (`Ok(None)`: none was stored, or it cannot be read); `Err` when

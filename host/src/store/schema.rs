@@ -11,7 +11,7 @@
 //! | [`RECORDING_OWNER_PREFIX`]`<recording_ref>` ([`recording_owner_key`]) | the owning key's id | `recordings.owner_ttl_secs` | [`CLAIM_AND_STORE`] or `SET` |
 //! | [`HISTORY_PREFIX`]`<key id>:<contact_ref>` ([`history_key`]) | list of the call's notification JSON, oldest first (at most [`HISTORY_MAX`]): the call resource | `redis.idempotency_ttl_secs` | [`push_once`] |
 //! | [`CALLS_PREFIX`]`<key id>` ([`calls_key`]) | sorted set: the key's `contact_ref`s by creation time (ms), at most [`CALLS_MAX`] | `redis.idempotency_ttl_secs` | [`push_once`] |
-//! | [`LIVE_PREFIX`]`<pbx>` ([`live_key`]) | sorted set: the `ChannelId`s of the PBX's calls in flight, scored by when a host started following them (Redis `TIME`, ms): a host starting later ends those the PBX no longer has | none (a member goes when its call is over) | [`LIVE_SET`], from the notifier's spool; read by [`LIVE_READ`] |
+//! | [`LIVE_PREFIX`]`<pbx>` ([`live_key`]) | sorted set: the `ChannelId`s of the PBX's calls in flight, scored by when a host started following them (Unix ms): a host starting later ends those the PBX no longer has | none (a member goes when its call is over) | `ZADD NX`, `ZREM` (cluster mode: [`LIVE_SET`]), from the notifier's spool |
 //! | [`READY_PROBE_KEY`] | `1`: `/readyz`'s write | [`READY_PROBE_TTL_MS`] | `SET` |
 //! | [`WEBHOOK_DUE`] | sorted set: one member per call with events to deliver (`<key id>:<ChannelId>`, [`webhook_member`]), scored by when its head is due (Redis `TIME`, ms) or, while a host holds it, when that host's lease ends | until its queue is empty | [`push_once_queue`], [`webhook_claim`], [`webhook_settle`] |
 //! | [`WEBHOOK_QUEUE_PREFIX`]`<member>` | list of the call's events in order, each `<webhook-id>\n<CloudEvent JSON>` | until delivered or given up | the same |
@@ -31,7 +31,7 @@
 //! | the call's list `<list>` (`redis.call_key_template`, its name unchanged) | `<list>`; its marks [`SENT_PREFIX`]`{<list>}:<ChannelId>:<sequence>` ([`cluster_sent_key`]); the history [`HISTORY_PREFIX`]`{<list>}:<key id>:<contact_ref>` ([`cluster_history_key`]) | [`PUSH_CLUSTER`]: one atomic script per call and batch, the mark deciding |
 //! | the legacy list (`redis.legacy_key`, unchanged): **one slot's load**, every call's notifications | `enigma:notifications:c2d`; its own marks [`LEGACY_SENT_PREFIX`]`{<legacy>}:<ChannelId>:<sequence>` | [`LEGACY_PUSH`], after the call's push |
 //! | `{teleforge:c2d:webhook}` ([`WEBHOOK_TAG`]): one slot's load, every key's queue | [`WebhookKeys`]: the due set, each call's queue, lease and head, each key's state, and the queue's own marks `{teleforge:c2d:webhook}:sent:<ChannelId>:<sequence>` | [`webhook_enqueue_cluster`], after the call's push; [`webhook_due`], [`webhook_claim`], [`webhook_settle`] |
-//! | [`live_key`] (name unchanged): one per PBX | the PBX's calls in flight | [`LIVE_SET`], [`LIVE_READ`] |
+//! | [`live_key`] (name unchanged): one per PBX | the PBX's calls in flight | [`LIVE_SET`] |
 //! | each its own | the claim, the call record, the recording owner, the key's index of calls [`calls_key`] (names unchanged) | the claim alone ([`CLAIM_AND_STORE`] with one key); then the record and the owner (`SET`); the index by [`INDEX_ADD`] (`ZADD`: a repeat changes nothing) |
 //!
 //! A notification is pushed in steps, each exactly once by its own mark and each retried
@@ -170,37 +170,19 @@ pub fn live_key(pbx: &str) -> String {
     [LIVE_PREFIX, pbx].concat()
 }
 
-/// Adds calls to the calls in flight `KEYS[1]` and removes others: `ARGV[1]` is how many
-/// to add, the next as many `ChannelId`s are added (scored by Redis's clock, `TIME` in ms:
-/// the hosts' clocks need not agree; one already there keeps its first score), the rest
-/// are removed (their calls are over). One call per batch of the notifier's spool.
+/// Cluster mode: adds calls to the calls in flight `KEYS[1]` and removes others, as the
+/// plain `ZADD NX` and `ZREM` of one server do: `ARGV[1]` is how many to add, then each
+/// add's score (when a host started following it, Unix ms) and `ChannelId`, then the
+/// `ChannelId`s to remove. One per set and batch of the notifier's spool.
 pub const LIVE_SET: &str = r"
 local adds = tonumber(ARGV[1])
-if adds > 0 then
-  local t = redis.call('TIME')
-  local now = t[1] * 1000 + math.floor(t[2] / 1000)
-  for i = 2, adds + 1 do
-    redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i])
-  end
+for i = 2, 2 * adds, 2 do
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[i], ARGV[i + 1])
 end
-for i = adds + 2, #ARGV do
+for i = 2 * adds + 2, #ARGV do
   redis.call('ZREM', KEYS[1], ARGV[i])
 end
 return 0
-";
-
-/// The oldest `ARGV[1]` calls in flight of `KEYS[1]`, each followed by its age in ms by
-/// Redis's clock.
-pub const LIVE_READ: &str = r"
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local calls = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '+inf', 'WITHSCORES', 'LIMIT', 0, ARGV[1])
-local out = {}
-for i = 1, #calls, 2 do
-  out[#out + 1] = calls[i]
-  out[#out + 1] = tostring(math.max(0, now - tonumber(calls[i + 1])))
-end
-return out
 ";
 
 /// The key of `recording_ref`'s owner.
