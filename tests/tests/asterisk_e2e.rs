@@ -372,14 +372,7 @@ fn a_call_that_ended_while_no_host_ran_is_ended_by_the_next_one() {
     got.extend(lab.redis.follow(&key, &["hangup"], Duration::from_secs(30)));
     assert_eq!(
         events(&got),
-        [
-            "queued",
-            "agent_ringing",
-            "agent_answered",
-            "callee_ringing",
-            "joined",
-            "hangup"
-        ],
+        support::JOINED_THEN_LOST,
         "{got:#?}\n{}",
         lab.host_log()
     );

@@ -953,6 +953,10 @@ pub const ANSWERED: [&str; 7] = [
     "recording_ready",
 ];
 
+/// A joined call that ended while no host followed it, ended by the next host from Redis's
+/// set of calls in flight: `hangup` (`pbx_error`), no `recording_ready`.
+pub const JOINED_THEN_LOST: &[&str] = ANSWERED.split_at(6).0;
+
 /// An answered call whose agent answered and whose callee rang and answered while the host
 /// could not see the PBX: the channel list after its login proves the answer and the bridge,
 /// not the ringing.
