@@ -572,8 +572,9 @@ impl<'a, const C: usize> Preflight<'a, C> {
                 if seen.response == Some(false) {
                     return self.fail(ProblemCode::UnexpectedAnswer, &["ListCommands"]);
                 }
-                let listed = usize::from(!self.checks.lists_channels);
-                let required = REQUIRED_ACTIONS.len().saturating_sub(listed);
+                // `CoreShowChannels`, the last, only for a client that lists channels.
+                let unneeded = usize::from(!self.checks.lists_channels);
+                let required = REQUIRED_ACTIONS.len().saturating_sub(unneeded);
                 for (action, found) in REQUIRED_ACTIONS.iter().zip(seen.commands).take(required) {
                     if !found {
                         self.add(ProblemCode::PermissionMissing, &[action]);

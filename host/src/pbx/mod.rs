@@ -1258,7 +1258,8 @@ impl Driver {
     }
 
     /// The record and history of a call in flight arrived (or not): it is followed from
-    /// them and the list, then its buffered events are replayed.
+    /// them and its listed `channels` (none for a call that vanished: it ends), then its
+    /// buffered events are replayed; `outcome` names it in the metric.
     fn resumed(
         &mut self,
         channel_id: &str,
@@ -1285,8 +1286,12 @@ impl Driver {
         if self.calls.contains_key(channel_id) {
             return;
         }
-        // Its recording_ready was pushed: nothing is left to notify.
-        if notified.contains(&Event::RecordingReady) {
+        // Its recording_ready was pushed, or it vanished after its end was (a host died
+        // before the set was told): nothing is left to notify.
+        let ended = notified
+            .iter()
+            .any(|e| matches!(e, Event::Hangup | Event::Failed));
+        if notified.contains(&Event::RecordingReady) || (channels.is_empty() && ended) {
             self.notifier
                 .in_flight(&self.settings.name, channel_id, None);
             return;

@@ -505,6 +505,46 @@ fn a_call_that_ended_while_no_host_ran_is_ended_by_the_next_one() {
     assert_eq!(call.json()["state"], "disconnected", "{}", call.json());
 }
 
+/// Calls a host left in Redis's set of calls in flight (it died before it could remove
+/// them): a call that is over (not recorded: its `hangup` was its last notification), and
+/// one whose record is gone. The next host's login finds neither on the PBX; both leave the
+/// set, and nothing is notified again (nor counted as ended unseen).
+#[test]
+fn calls_left_in_the_set_of_calls_in_flight_leave_it_unnotified() {
+    let mut w = world(&[]);
+    let request = body("1001", "0820001234", "crm-left").replace('}', r#","record":false}"#);
+    let (status, answer) = w.host.create_call_when_ready(&request);
+    assert_eq!(status, 202, "{answer}");
+    let key = "teleforge:notifications:c2d:crm-left";
+    let got = w.redis.follow(key, &["joined"], Duration::from_secs(10));
+    let placed = in_flight(&w);
+    assert_eq!(placed.len(), 1, "{got:#?}");
+    let got = w.redis.follow(key, &["hangup"], Duration::from_secs(20));
+    assert_eq!(events(&got), ["hangup"]);
+    assert!(support::eventually(Duration::from_secs(5), || in_flight(
+        &w
+    )
+    .is_empty()));
+    let mut conn = w.redis.connection().expect("redis");
+    let _: () = redis::cmd("ZADD")
+        .arg("teleforge:c2d:live:default")
+        .arg(1)
+        .arg(&placed[0])
+        .arg(1)
+        .arg("c2d-gone")
+        .query(&mut conn)
+        .expect("ZADD");
+    w.restart_host(&[]);
+    assert!(
+        support::eventually(Duration::from_secs(10), || in_flight(&w).is_empty()),
+        "{:?}",
+        in_flight(&w)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(w.redis.drain(key).is_empty(), "nothing notified again");
+    assert_eq!(resynchronised(&w, "ended"), "absent");
+}
+
 /// A PBX that does not come back: the call in flight waits for it no longer than
 /// `limits.call_silence_secs` (here 2 s) after the connection was lost, then ends
 /// `failed`/`pbx_error`, and its slot under `max_calls_in_flight` (here 1) is free again.
