@@ -26,10 +26,10 @@
 //!
 //! The same list finds the calls this process does not follow (`pbx::resume`): listed ones
 //! are followed from their record and history in Redis; the calls of Redis's set of this
-//! PBX's calls in flight that it does not show (older than [`VANISHED_AFTER`]) ended while
-//! no host followed them, and end with `pbx_error` too. When Redis does not answer, or a
-//! young call of the set is not listed yet, the channels are listed again in
-//! [`LOOK_AGAIN_AFTER`].
+//! PBX's calls in flight that it does not show (older than [`VANISHED_AFTER`], and missed
+//! by a second list too) ended while no host followed them, and end with `pbx_error` too.
+//! When Redis does not answer, or calls of the set are not listed, the channels are listed
+//! again in [`LOOK_AGAIN_AFTER`].
 //!
 //! A PBX that fails the check is `Misconfigured`, with a sentence per problem that says how
 //! to fix it, logged once per login. Times for the session and the trackers are monotonic
@@ -227,6 +227,7 @@ impl Pbx {
             adopt_tx,
             sweep: None,
             look_again_at: None,
+            suspects: HashSet::new(),
             call_store,
         };
         // Every line the driver logs names its PBX: the span is at the highest level, so a
@@ -380,10 +381,13 @@ enum Found {
     /// A call in the store's set of the PBX's calls in flight that the list after a login
     /// did not show: what Redis has of it.
     Vanished(InFlightLookup),
-    /// List the channels and look again ([`LOOK_AGAIN_AFTER`]): Redis did not answer the
-    /// read of the set of calls in flight (`true`), or the list did not show a call of the
-    /// set that is younger than [`VANISHED_AFTER`] (`false`).
-    LookAgain { redis_down: bool },
+    /// The calls of the set that the list did not show for the first time (each is judged
+    /// only if the next list, [`LOOK_AGAIN_AFTER`] later, does not show it either), and
+    /// whether it did not show younger ones ([`VANISHED_AFTER`]): both are looked for again.
+    Unlisted { suspects: Vec<String>, young: bool },
+    /// Redis did not answer the read of the set of calls in flight: list the channels and
+    /// look again in [`LOOK_AGAIN_AFTER`].
+    LookAgain,
 }
 
 /// What Redis has of a call in flight the PBX listed: its record and the notifications
@@ -453,6 +457,9 @@ struct Driver {
     /// When to list the channels again, for calls in flight whose lookup Redis did not
     /// answer.
     look_again_at: Option<u64>,
+    /// Calls of Redis's set of calls in flight that the last list did not show: ended
+    /// unseen if the next one does not show them either.
+    suspects: HashSet<String>,
     call_store: Option<CallStore>,
     campaigns: Arc<RwLock<KnownCampaigns>>,
     /// The monotonic clock of the session and the calls.
@@ -654,7 +661,13 @@ impl Driver {
                         self.resumed(&channel_id, found, &listed, "resumed");
                     }
                     Found::Vanished(found) => self.vanished(&channel_id, found),
-                    Found::LookAgain { redis_down } => self.look_again_later(redis_down, None),
+                    Found::Unlisted { suspects, young } => {
+                        if young || !suspects.is_empty() {
+                            self.look_again_later(false, None);
+                        }
+                        self.suspects = suspects.into_iter().collect();
+                    }
+                    Found::LookAgain => self.look_again_later(true, None),
                 },
                 command = rx.recv() => match command {
                     Some(Command::Originate { request, reply }) => {
@@ -1183,8 +1196,10 @@ impl Driver {
     /// Looks for the calls in the store's set of this PBX's calls in flight that the list
     /// did not show (`listed`: every call it showed): they ended while no host followed
     /// them (every host was down), and each is ended as a lost call whose channels are gone
-    /// ([`Found::Vanished`]). Only calls in the set since [`VANISHED_AFTER`] before now;
-    /// younger ones are looked for again later ([`Found::LookAgain`]).
+    /// ([`Found::Vanished`]). Only calls in the set since [`VANISHED_AFTER`] before now, and
+    /// only once a second list, [`LOOK_AGAIN_AFTER`] after the one that first missed them,
+    /// misses them too ([`Found::Unlisted`]): a host still following a call that just ended
+    /// has taken it out of the set by then.
     fn find_vanished(&self, listed: HashSet<String>) {
         let Some(store) = self.call_store.clone() else {
             return;
@@ -1193,24 +1208,25 @@ impl Driver {
         let before = self
             .wall(self.now_ms())
             .saturating_sub(millis(VANISHED_AFTER));
+        let suspected = self.suspects.clone();
         let tx = self.adopt_tx.clone();
         tokio::spawn(async move {
             let Ok(calls) = store.in_flight(&pbx, resume::MAX_LOOKUPS).await else {
-                let _ = tx.send((String::new(), Found::LookAgain { redis_down: true }));
+                let _ = tx.send((String::new(), Found::LookAgain));
                 return;
             };
-            let mut young = false;
+            let (mut suspects, mut young) = (Vec::new(), false);
             for (key, since) in calls.into_iter().filter(|(id, _)| !listed.contains(id)) {
                 if since > before {
                     young = true;
-                    continue;
+                } else if suspected.contains(&key) {
+                    let found = look_up(&store, &key).await;
+                    let _ = tx.send((key, Found::Vanished(found)));
+                } else {
+                    suspects.push(key);
                 }
-                let found = look_up(&store, &key).await;
-                let _ = tx.send((key, Found::Vanished(found)));
             }
-            if young {
-                let _ = tx.send((String::new(), Found::LookAgain { redis_down: false }));
-            }
+            let _ = tx.send((String::new(), Found::Unlisted { suspects, young }));
         });
     }
 
@@ -1228,7 +1244,7 @@ impl Driver {
 
     /// Schedules [`Driver::look_again`] in [`LOOK_AGAIN_AFTER`], unless it is scheduled:
     /// Redis did not answer a lookup (of `channel_id`, or of the set of calls in flight),
-    /// or a young call of the set was not listed yet.
+    /// or calls of the set were not listed (young ones, or ones to look for once more).
     fn look_again_later(&mut self, redis_down: bool, channel_id: Option<&str>) {
         if self.look_again_at.is_some() {
             return;
@@ -1241,7 +1257,7 @@ impl Driver {
                  listed and looked up again in {secs} s"
             );
         } else {
-            tracing::debug!("a call in flight is not listed yet: looked for again in {secs} s");
+            tracing::debug!("calls in flight not listed: looked for again in {secs} s");
         }
         self.look_again_at = Some(self.now_ms().saturating_add(millis(LOOK_AGAIN_AFTER)));
     }

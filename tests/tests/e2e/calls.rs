@@ -463,8 +463,9 @@ fn in_flight(w: &support::World) -> Vec<String> {
 /// PBX's calls in flight still has it, so the new host ends it: `hangup` `pbx_error` (how
 /// it ended is not known; no `recording_ready`, as for a call that vanished during a lost
 /// connection). The call is less than 10 s in the set at the new host's login, too young to be
-/// judged (`VANISHED_AFTER`) when the new host logs in, so it is judged at the next look,
-/// 5 s later (`LOOK_AGAIN_AFTER`). Before, the consumer never heard of the call again.
+/// judged (`VANISHED_AFTER`), so it is looked for again every 5 s (`LOOK_AGAIN_AFTER`) and
+/// judged once two lists in a row miss it. Before, the consumer never heard of the call
+/// again.
 #[test]
 fn a_call_that_ended_while_no_host_ran_is_ended_by_the_next_one() {
     let mut w = support::world_scaled("1", &[]);
