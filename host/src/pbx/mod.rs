@@ -1189,12 +1189,15 @@ impl Driver {
             });
         }
         if !overflowed {
-            self.find_vanished(listed);
+            // The calls followed here are not the list's to judge.
+            let mut known = listed;
+            known.extend(self.calls.keys().chain(self.adopting.keys()).cloned());
+            self.find_vanished(known);
         }
     }
 
     /// Looks for the calls in the store's set of this PBX's calls in flight that the list
-    /// did not show (`listed`: every call it showed): they ended while no host followed
+    /// did not show (`listed`: every call it showed, and those followed here): they ended while no host followed
     /// them (every host was down), and each is ended as a lost call whose channels are gone
     /// ([`Found::Vanished`]). Only calls in the set since [`VANISHED_AFTER`] before now, and
     /// only once a second list, [`LOOK_AGAIN_AFTER`] after the one that first missed them,

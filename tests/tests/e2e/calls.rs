@@ -365,6 +365,14 @@ fn a_call_in_flight_survives_a_cut_ami_connection() {
         "{}",
         w.sim.log_text()
     );
+    // One list per login, and no more: the call followed here is not the list's to judge
+    // against Redis's set of calls in flight (nor looked for again).
+    assert_eq!(
+        w.sim.log_text().matches("channels listed").count(),
+        2,
+        "{}",
+        w.sim.log_text()
+    );
     assert_eq!(resynchronised(&w, "going_on"), "1");
 }
 
