@@ -657,9 +657,7 @@ impl Driver {
                 }
                 Some((channel_id, found)) = adopt_rx.recv() => match found {
                     Found::Started(record) => self.adopted(&channel_id, record),
-                    Found::InFlight(found, listed) => {
-                        self.resumed(&channel_id, found, &listed, "resumed");
-                    }
+                    Found::InFlight(found, listed) => self.resumed(&channel_id, found, &listed),
                     Found::Vanished(found) => self.vanished(&channel_id, found),
                     Found::Unlisted { suspects, young } => {
                         if young || !suspects.is_empty() {
@@ -1242,7 +1240,7 @@ impl Driver {
             return;
         }
         self.adopting.insert(channel_id.to_string(), Vec::new());
-        self.resumed(channel_id, found, &[], "ended");
+        self.resumed(channel_id, found, &[]);
     }
 
     /// Schedules [`Driver::look_again`] in [`LOOK_AGAIN_AFTER`], unless it is scheduled:
@@ -1278,14 +1276,10 @@ impl Driver {
 
     /// The record and history of a call in flight arrived (or not): it is followed from
     /// them and its listed `channels` (none for a call that vanished: it ends), then its
-    /// buffered events are replayed; `outcome` names it in the metric.
-    fn resumed(
-        &mut self,
-        channel_id: &str,
-        found: InFlightLookup,
-        channels: &[resume::Listed],
-        outcome: &'static str,
-    ) {
+    /// buffered events are replayed.
+    fn resumed(&mut self, channel_id: &str, found: InFlightLookup, channels: &[resume::Listed]) {
+        // A listed call has its first channel listed; a vanished one none.
+        let vanished = channels.is_empty();
         let Some(waiting) = self.adopting.remove(channel_id) else {
             return;
         };
@@ -1295,7 +1289,7 @@ impl Driver {
         };
         let Some((record, history)) = found else {
             // Not a call of this service (a vanished one's record expired).
-            if outcome == "ended" {
+            if vanished {
                 self.notifier
                     .in_flight(&self.settings.name, channel_id, None);
             }
@@ -1310,7 +1304,7 @@ impl Driver {
         let ended = notified
             .iter()
             .any(|e| matches!(e, Event::Hangup | Event::Failed));
-        if notified.contains(&Event::RecordingReady) || (channels.is_empty() && ended) {
+        if notified.contains(&Event::RecordingReady) || (vanished && ended) {
             self.notifier
                 .in_flight(&self.settings.name, channel_id, None);
             return;
@@ -1325,7 +1319,7 @@ impl Driver {
             tracker.notified_at(event, self.clock.from_wall(at_ms));
         }
         resume::apply_listing(&mut tracker, channels, self.now_ms());
-        if channels.is_empty() {
+        if vanished {
             tracing::info!(
                 channel_id,
                 notified = notified.len(),
@@ -1338,8 +1332,10 @@ impl Driver {
                 "following a call in flight found on the PBX"
             );
         }
-        self.metrics
-            .call_resynchronised(&self.settings.name, outcome);
+        self.metrics.call_resynchronised(
+            &self.settings.name,
+            if vanished { "ended" } else { "resumed" },
+        );
         self.follow_found(channel_id, tracker, record, waiting);
     }
 
@@ -1404,8 +1400,9 @@ impl Driver {
         self.follow_found(channel_id, tracker, record, waiting);
     }
 
-    /// Follows a call another process placed (adopted, or resumed): its recording is pending, its idempotency claim marked accepted,
-    /// then the events that `waiting` buffered meanwhile are replayed.
+    /// Follows a call another process placed (adopted, or resumed): its recording is
+    /// pending, its idempotency claim marked accepted, then the events that `waiting`
+    /// buffered meanwhile are replayed.
     fn follow_found(
         &mut self,
         channel_id: &str,
