@@ -4,25 +4,20 @@
 
 use core::fmt;
 
-/// Up to `N` bytes of UTF-8, inline.
+use arrayvec::ArrayString;
+
+/// Up to `N` bytes of UTF-8, inline: an [`ArrayString`], which hands its string out without
+/// checking its bytes again, made only by copying whole characters in.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Text<const N: usize> {
-    bytes: [u8; N],
-    len: u16,
-}
+pub struct Text<const N: usize>(ArrayString<N>);
 
 impl<const N: usize> Text<N> {
     /// The empty string.
-    pub const EMPTY: Self = Self {
-        bytes: [0; N],
-        len: 0,
-    };
+    pub const EMPTY: Self = Self(ArrayString::new_const());
 
     /// A copy of `value`, or `None` when it is longer than `N` bytes.
     pub fn new(value: &str) -> Option<Self> {
-        let mut text = Self::EMPTY;
-        text.len = copy_whole(&mut text.bytes, value)?;
-        Some(text)
+        ArrayString::from(value).ok().map(Self)
     }
 
     /// `parts` one after the other, or `None` when they are longer than `N` bytes together.
@@ -36,19 +31,36 @@ impl<const N: usize> Text<N> {
     /// `parts` one after the other; what does not fit is cut at a character boundary.
     pub fn from_parts(parts: &[&str]) -> Self {
         let mut text = Self::EMPTY;
-        text.len = copy_cut(&mut text.bytes, parts);
+        for part in parts {
+            let room = N.saturating_sub(text.0.len());
+            let cut = part
+                .get(..floor_char_boundary(part, room))
+                .unwrap_or_default();
+            if text.0.try_push_str(cut).is_err() || cut.len() < part.len() {
+                break;
+            }
+        }
         text
     }
 
     /// The string.
     pub fn as_str(&self) -> &str {
-        str_of(&self.bytes, self.len)
+        self.0.as_str()
     }
 
     /// Whether the string is empty.
-    pub const fn is_empty(&self) -> bool {
-        self.len == 0
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
+}
+
+/// The largest character boundary of `s` at or below `at`.
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    let mut n = at.min(s.len());
+    while !s.is_char_boundary(n) {
+        n = n.saturating_sub(1);
+    }
+    n
 }
 
 /// `s` split around the first `sep`, an ASCII byte: `str::split_once` with a `char`, without
@@ -66,43 +78,6 @@ pub fn split_once(s: &str, sep: u8) -> Option<(&str, &str)> {
 pub fn find(haystack: &str, needle: &str) -> Option<usize> {
     let (h, n) = (haystack.as_bytes(), needle.as_bytes());
     (0..=h.len().checked_sub(n.len())?).find(|&i| h.get(i..).is_some_and(|w| w.starts_with(n)))
-}
-
-// The work is done on slices, once for every `N`: the firmware carries one copy of each.
-
-/// Copies `value` to the start of `buf`; its length, or `None` when it does not fit.
-fn copy_whole(buf: &mut [u8], value: &str) -> Option<u16> {
-    buf.get_mut(..value.len())?
-        .copy_from_slice(value.as_bytes());
-    u16::try_from(value.len()).ok()
-}
-
-/// Copies `parts` one after the other into `buf`, cut at a character boundary; the length.
-fn copy_cut(buf: &mut [u8], parts: &[&str]) -> u16 {
-    let mut len = 0usize;
-    for part in parts {
-        let room = buf.len().saturating_sub(len);
-        let mut n = part.len().min(room);
-        while !part.is_char_boundary(n) {
-            n = n.saturating_sub(1);
-        }
-        let end = len.saturating_add(n);
-        if let (Some(dst), Some(src)) = (buf.get_mut(len..end), part.get(..n)) {
-            dst.copy_from_slice(src.as_bytes());
-            len = end;
-        }
-        if n < part.len() {
-            break;
-        }
-    }
-    u16::try_from(len).unwrap_or(0)
-}
-
-/// The first `len` bytes of `buf` as text (only whole characters are ever copied in).
-fn str_of(buf: &[u8], len: u16) -> &str {
-    buf.get(..usize::from(len))
-        .and_then(|b| core::str::from_utf8(b).ok())
-        .unwrap_or_default()
 }
 
 impl<const N: usize> Default for Text<N> {
@@ -155,6 +130,8 @@ impl<'de, const N: usize> serde::Deserialize<'de> for Text<N> {
 #[cfg(test)]
 mod tests {
     use super::{find, split_once, Text};
+    use std::borrow::ToOwned;
+    use std::format;
 
     #[test]
     fn split_once_and_find_agree_with_str() {
@@ -189,5 +166,24 @@ mod tests {
         assert_eq!(Text::<3>::from_parts(&["ab", "cd"]).as_str(), "abc");
         // "é" is two bytes: it does not fit in the one byte left.
         assert_eq!(Text::<3>::from_parts(&["ab", "é"]).as_str(), "ab");
+    }
+
+    proptest::proptest! {
+        /// What is kept is the longest whole-character prefix of the parts that fits.
+        #[test]
+        fn from_parts_keeps_the_longest_prefix_that_fits(a in ".{0,6}", b in ".{0,6}") {
+            let whole = format!("{a}{b}");
+            let text = Text::<8>::from_parts(&[&a, &b]);
+            let mut expected = whole.len().min(8);
+            while !whole.is_char_boundary(expected) {
+                expected -= 1;
+            }
+            proptest::prop_assert_eq!(text.as_str(), &whole[..expected]);
+            proptest::prop_assert_eq!(
+                Text::<8>::new_from_parts(&[&a, &b]).map(|t| t.as_str().to_owned()),
+                (whole.len() <= 8).then_some(whole.clone())
+            );
+            proptest::prop_assert_eq!(Text::<8>::new(&whole).is_some(), whole.len() <= 8);
+        }
     }
 }
