@@ -584,6 +584,9 @@ impl Config {
         if let Some((key, reason)) = self.redis.sentinel_problem() {
             return Err(invalid(key, &reason));
         }
+        if let Some(reason) = self.redis.url_problem() {
+            return Err(invalid("redis.url", &reason));
+        }
         if self.redis.legacy_max_len == 0 {
             return Err(invalid(
                 "redis.legacy_max_len",
@@ -839,6 +842,20 @@ impl Redis {
 }
 
 impl Redis {
+    /// What is wrong with `url`, if anything, when it is the one Redis used (no sentinels,
+    /// no cluster): a URL the client cannot use would leave the host running without Redis.
+    fn url_problem(&self) -> Option<String> {
+        if !self.sentinels.is_empty() || !self.cluster.is_empty() {
+            return None;
+        }
+        let error = redis::IntoConnectionInfo::into_connection_info(self.url.as_str()).err()?;
+        Some(format!(
+            "{:?} is not a Redis URL the host can use (redis://[user:password@]host:port[/db], \
+             or a Unix socket: unix:///path/to/redis.sock[?db=N]): {error}",
+            mask_url_password(&self.url)
+        ))
+    }
+
     /// What is wrong with `cluster` and the keys next to it, if anything.
     fn cluster_problem(&self) -> Option<(&'static str, String)> {
         if !self.sentinels.is_empty() {
@@ -889,8 +906,22 @@ fn toml_string(config: &Config) -> String {
     toml::to_string_pretty(config).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
 }
 
-/// `redis://user:secret@host` → `redis://user:********@host`.
+/// `redis://user:secret@host` → `redis://user:********@host`; a Unix socket's
+/// `unix:///path?pass=secret` → `unix:///path?pass=********`.
 fn mask_url_password(url: &str) -> String {
+    let unix = url
+        .split_once("://")
+        .is_some_and(|(scheme, _)| scheme.ends_with("unix"));
+    if let Some((path, query)) = url.split_once('?').filter(|_| unix) {
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("pass", _)) => "pass=********".to_string(),
+                _ => pair.to_string(),
+            })
+            .collect();
+        return format!("{path}?{}", masked.join("&"));
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -900,5 +931,31 @@ fn mask_url_password(url: &str) -> String {
     match credentials.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
         None => format!("{scheme}://********@{host}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_url_password;
+
+    #[test]
+    fn passwords_in_redis_urls_are_masked() {
+        for (url, masked) in [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://u:s3cret@h:1/2", "redis://u:********@h:1/2"),
+            ("redis://:s3cret@h:1", "redis://:********@h:1"),
+            ("redis://u:pa?ss@h:1", "redis://u:********@h:1"),
+            ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+            (
+                "unix:///run/redis.sock?db=2&pass=s3cret",
+                "unix:///run/redis.sock?db=2&pass=********",
+            ),
+            (
+                "redis+unix:///r.sock?user=u&pass=s3cret",
+                "redis+unix:///r.sock?user=u&pass=********",
+            ),
+        ] {
+            assert_eq!(mask_url_password(url), masked, "{url}");
+        }
     }
 }

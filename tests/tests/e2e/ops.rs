@@ -112,6 +112,34 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
+/// Redis on the same machine, reached over its Unix socket (`redis.url = "unix://…"`), with
+/// no TCP port at all: readiness, a whole call's notifications and idempotency go through it.
+#[test]
+fn redis_over_a_unix_socket_only() {
+    let recordings = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start_on_socket();
+    assert!(redis.url().starts_with("unix:///"), "{}", redis.url());
+    let sim = Sim::start(recordings.path(), "127.0.0.1:0");
+    let host = Host::start(&redis, &sim.address, recordings.path(), &[]);
+    assert!(ready_is(&host, (200, "ok", "ok")), "{:?}", readiness(&host));
+    let call = body("1001", "0820001234", "unix-socket-1");
+    let (status, first) = host.create_call_when_ready(&call);
+    assert_eq!(status, 202, "{first}");
+    let got = redis.follow(
+        &key_of("unix-socket-1"),
+        &["recording_ready"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(events(&got), ANSWERED);
+    let (status, repeat) = host.create_call(&call);
+    assert_eq!(
+        (status, &repeat),
+        (202, &first),
+        "a repeat gets the first answer"
+    );
+    assert_eq!(sim.originates_of("unix-socket-1"), 1, "and dials nothing");
+}
+
 #[test]
 fn metrics_count_what_happened() {
     let mut w = world(&[]);

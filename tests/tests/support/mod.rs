@@ -127,6 +127,8 @@ pub struct Redis {
     dir: tempfile::TempDir,
     /// More `redis-server` arguments (`--maxmemory-policy allkeys-lru`).
     args: Vec<String>,
+    /// Listens on a Unix socket in `dir` only, no TCP port.
+    socket_only: bool,
 }
 
 impl Redis {
@@ -141,7 +143,28 @@ impl Redis {
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
             args: args.iter().map(|a| a.to_string()).collect(),
+            socket_only: false,
         };
+        redis.spawn();
+        redis
+    }
+
+    /// A server on a Unix socket only (`--port 0`, `--unixsocket`, mode 0700): [`Redis::url`]
+    /// is `unix://…`.
+    pub fn start_on_socket() -> Self {
+        let mut redis = Self {
+            child: None,
+            port: 0,
+            dir: tempfile::tempdir().expect("tempdir"),
+            args: Vec::new(),
+            socket_only: true,
+        };
+        let socket = redis.dir.path().join("redis.sock");
+        redis.args = ["--unixsocket", socket.to_str().expect("UTF-8 path")]
+            .into_iter()
+            .chain(["--unixsocketperm", "700"])
+            .map(String::from)
+            .collect();
         redis.spawn();
         redis
     }
@@ -178,6 +201,9 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
+        if self.socket_only {
+            return format!("unix://{}", self.dir.path().join("redis.sock").display());
+        }
         format!("redis://127.0.0.1:{}", self.port)
     }
 
