@@ -589,3 +589,96 @@ agents = [{west_agents}]
     assert_eq!(entries[1]["secret"].as_str(), Some("********"));
     assert!(entries[0].get("secret").is_none(), "east uses [ami] secret");
 }
+
+#[test]
+fn a_redis_url_the_client_cannot_use_is_refused_with_its_password_masked() {
+    // Before, such a URL was taken and the host ran without Redis, saying nothing.
+    for url in [
+        "bogus://127.0.0.1:6379",
+        "127.0.0.1:6379",
+        // TLS is not built in: the URL would never connect.
+        "rediss://127.0.0.1:6380",
+        "redis://u:s3cret@127.0.0.1:6379/not-a-db",
+        "unix:///run/redis.sock?db=x&pass=s3cret",
+    ] {
+        let out = host()
+            .arg("check-config")
+            .env("C2D_REDIS__URL", url)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains("`redis.url`"), "{url}: {stderr}");
+        assert!(stderr.contains("unix:///path/to/redis.sock"), "{stderr}");
+        assert!(
+            !stderr.contains("s3cret"),
+            "the password is masked: {stderr}"
+        );
+    }
+    let (text, parsed) = effective(
+        host()
+            .arg("check-config")
+            .env(
+                "C2D_REDIS__URL",
+                "unix:///run/redis/redis.sock?db=2&pass=s3cret",
+            )
+            .output()
+            .expect("run"),
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    assert_eq!(
+        parsed["redis"]["url"].as_str(),
+        Some("unix:///run/redis/redis.sock?db=2&pass=********")
+    );
+}
+
+#[test]
+fn a_pbx_address_must_be_host_and_port() {
+    // Before, a typo here only showed as a PBX that never answered.
+    for address in [
+        "nonsense",
+        "10.0.0.5",
+        "10.0.0.5:0",
+        "10.0.0.5:99999",
+        "::1:5038",
+    ] {
+        let out = host()
+            .arg("check-config")
+            .env("C2D_AMI__ADDRESS", address)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{address}: {stderr}");
+        assert!(stderr.contains("`ami.address`"), "{address}: {stderr}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        &dir,
+        r#"
+[[pbx]]
+name = "east"
+address = "pbx.example:5038"
+default = true
+
+[[pbx]]
+name = "west"
+address = "[fd00::6]:50380"
+agents = ["2000-2099"]
+
+[[pbx]]
+name = "north"
+address = "10.0.0.7:70000"
+agents = ["3000"]
+"#,
+    );
+    let out = host()
+        .args(["--config", path.to_str().expect("utf-8"), "check-config"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(r#"`pbx.address`: pbx "north": "10.0.0.7:70000" is not host:port"#),
+        "{stderr}"
+    );
+}

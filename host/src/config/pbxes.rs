@@ -93,6 +93,9 @@ pub fn sites(
     fastagi: Option<&[IpAddr]>,
 ) -> Result<Vec<PbxSite>, Invalid> {
     if entries.is_empty() {
+        if let Some(reason) = address_problem(ami.address) {
+            return Err(("ami.address", reason));
+        }
         return Ok(vec![PbxSite {
             name: IMPLICIT_NAME.into(),
             address: ami.address.into(),
@@ -132,8 +135,8 @@ fn site(
     if before.iter().any(|s| &s.name == name) {
         return Err(("pbx.name", format!("{name:?} is used twice")));
     }
-    if entry.address.is_empty() {
-        return Err(("pbx.address", format!("pbx {name:?}: must be host:port")));
+    if let Some(reason) = address_problem(&entry.address) {
+        return Err(("pbx.address", format!("pbx {name:?}: {reason}")));
     }
     let agents = Agents::parse(&entry.agents).map_err(|bad| {
         (
@@ -194,6 +197,31 @@ fn site(
     })
 }
 
+/// What is wrong with a PBX's `host:port`, if anything: a host name or IPv4 address, or an
+/// IPv6 address in brackets, and a port from 1 to 65535. Without this check a typo only
+/// showed as a PBX that never answers.
+fn address_problem(address: &str) -> Option<String> {
+    let ok = address.rsplit_once(':').is_some_and(|(host, port)| {
+        let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
+        let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => {
+                !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
+            }
+        };
+        port_ok && host_ok
+    });
+    (!ok).then(|| {
+        format!(
+            "{address:?} is not host:port (e.g. 10.0.0.5:5038, pbx.example:5038, [::1]:5038; \
+             the port 1-65535)"
+        )
+    })
+}
+
 /// The IP address of `host:port` (`[::1]:5038` too), when the host is one.
 fn host_ip(address: &str) -> Option<IpAddr> {
     let (host, _) = address.rsplit_once(':')?;
@@ -206,6 +234,35 @@ fn host_ip(address: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_host_and_port() {
+        for good in [
+            "127.0.0.1:5038",
+            "pbx.example:5038",
+            "pbx-1.example.com:1",
+            "[::1]:5039",
+            "[fe80::1]:65535",
+        ] {
+            assert_eq!(address_problem(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "nonsense",
+            "127.0.0.1",
+            ":5038",
+            "127.0.0.1:0",
+            "127.0.0.1:65536",
+            "pbx.example:x",
+            "::1:5038",
+            "[::1:5038",
+            "[nonsense]:5038",
+            "pbx example:5038",
+            "http://pbx:5038",
+        ] {
+            assert!(address_problem(bad).is_some(), "{bad:?} is refused");
+        }
+    }
 
     const AMI: Login<'static> = Login {
         address: "127.0.0.1:5038",
