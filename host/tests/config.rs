@@ -682,3 +682,88 @@ agents = ["3000"]
         "{stderr}"
     );
 }
+
+#[test]
+fn zeros_and_empty_names_that_would_not_mean_off_are_refused() {
+    // Each was taken before: a TTL of 0 deleted at once, a burst of 0 was quietly 1, an
+    // empty manager user never logged in, an empty prefix put the claims at Redis's top.
+    for (var, value, key) in [
+        ("C2D_AMI__MAX_BACKOFF_SECS", "0", "`ami.max_backoff_secs`"),
+        ("C2D_REDIS__TTL_SECS", "0", "`redis.ttl_secs`"),
+        (
+            "C2D_RECORDINGS__OWNER_TTL_SECS",
+            "0",
+            "`recordings.owner_ttl_secs`",
+        ),
+        (
+            "C2D_RECORDINGS__ABANDONED_AFTER_SECS",
+            "0",
+            "`recordings.abandoned_after_secs`",
+        ),
+        ("C2D_LIMITS__BURST", "0", "`limits.burst`"),
+        (
+            "C2D_LIMITS__CALL_SILENCE_SECS",
+            "0",
+            "`limits.call_silence_secs`",
+        ),
+        ("C2D_AMI__USERNAME", "", "`ami.username`"),
+        (
+            "C2D_REDIS__IDEMPOTENCY_PREFIX",
+            "",
+            "`redis.idempotency_prefix`",
+        ),
+        ("C2D_REDIS__LEGACY_KEY", "", "`redis.legacy_key`"),
+        (
+            "C2D_AUTH__KEYS",
+            r#"[{id="crm",hash="sha256:0000000000000000000000000000000000000000000000000000000000000000",burst=0}]"#,
+            "key \"crm\": burst must be at least 1",
+        ),
+    ] {
+        let out = host()
+            .arg("check-config")
+            .env(var, value)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        assert!(stderr.contains(key), "{var}={value}: {stderr}");
+    }
+    // Off is said so: the deprecated list may have no name once it is not written.
+    effective(
+        host()
+            .arg("check-config")
+            .env("C2D_REDIS__LEGACY_KEY", "")
+            .env("C2D_REDIS__LEGACY_KEY_ENABLED", "false")
+            .output()
+            .expect("run"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        &dir,
+        r#"
+[ami]
+username = ""
+
+[[pbx]]
+name = "east"
+address = "10.0.0.5:5038"
+username = "c2d-east"
+default = true
+
+[[pbx]]
+name = "west"
+address = "10.0.0.6:5038"
+agents = ["2000-2099"]
+"#,
+    );
+    let out = host()
+        .args(["--config", path.to_str().expect("utf-8"), "check-config"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(r#"`pbx.username`: pbx "west": no manager user"#),
+        "{stderr}"
+    );
+}

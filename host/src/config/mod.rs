@@ -567,11 +567,38 @@ impl Config {
                 "must contain {contact_ref}: one list per call",
             ));
         }
-        if self.ami.address.is_empty() {
-            return Err(invalid("ami.address", "must be host:port"));
+        // Zero would not mean "off" for any of these: a TTL of 0 deletes at once, a burst
+        // of 0 or a timeout of 0 refuses everything.
+        for (key, value) in [
+            ("ami.ping_interval_secs", self.ami.ping_interval_secs),
+            ("ami.max_backoff_secs", self.ami.max_backoff_secs),
+            ("redis.ttl_secs", self.redis.ttl_secs),
+            ("recordings.owner_ttl_secs", self.recordings.owner_ttl_secs),
+            (
+                "recordings.abandoned_after_secs",
+                self.recordings.abandoned_after_secs,
+            ),
+            ("limits.burst", self.limits.burst.into()),
+            ("limits.call_silence_secs", self.limits.call_silence_secs),
+            ("http.request_timeout_secs", self.http.request_timeout_secs),
+            ("http.header_timeout_secs", self.http.header_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
-        if self.ami.ping_interval_secs == 0 {
-            return Err(invalid("ami.ping_interval_secs", "must be at least 1"));
+        if self.redis.idempotency_prefix.is_empty() {
+            return Err(invalid(
+                "redis.idempotency_prefix",
+                "must not be empty: the claims would share Redis's top level with every other key",
+            ));
+        }
+        if self.redis.legacy_key_enabled && self.redis.legacy_key.is_empty() {
+            return Err(invalid(
+                "redis.legacy_key",
+                "must not be empty while legacy_key_enabled (to stop writing the list: \
+                 legacy_key_enabled = false)",
+            ));
         }
         if self.redis.idempotency_ttl_secs < self.redis.ttl_secs {
             return Err(invalid(
@@ -620,17 +647,11 @@ impl Config {
                 "must be between 1 and 1000000",
             ));
         }
-        if self.http.request_timeout_secs == 0 {
-            return Err(invalid("http.request_timeout_secs", "must be at least 1"));
-        }
         if self.http.max_connections == 0 || self.http.max_connections_per_peer == 0 {
             return Err(invalid(
                 "http",
                 "max_connections and max_connections_per_peer must be at least 1",
             ));
-        }
-        if self.http.header_timeout_secs == 0 {
-            return Err(invalid("http.header_timeout_secs", "must be at least 1"));
         }
         if !self.fastagi.listen.is_empty()
             && self.fastagi.listen.parse::<std::net::SocketAddr>().is_err()
@@ -708,6 +729,12 @@ impl Config {
                         key.id
                     )));
                 }
+            }
+            if key.burst == Some(0) {
+                return Err(invalid(format!(
+                    "key {:?}: burst must be at least 1",
+                    key.id
+                )));
             }
             if key.outbound_ids.iter().any(|o| o.is_empty()) {
                 return Err(invalid(format!("key {:?}: empty outbound_id", key.id)));

@@ -96,6 +96,9 @@ pub fn sites(
         if let Some(reason) = address_problem(ami.address) {
             return Err(("ami.address", reason));
         }
+        if ami.username.is_empty() {
+            return Err(("ami.username", "must not be empty".into()));
+        }
         return Ok(vec![PbxSite {
             name: IMPLICIT_NAME.into(),
             address: ami.address.into(),
@@ -186,10 +189,17 @@ fn site(
         }
     };
     let or_ami = |own: &str, shared: &str| if own.is_empty() { shared } else { own }.to_string();
+    let username = or_ami(&entry.username, ami.username);
+    if username.is_empty() {
+        return Err((
+            "pbx.username",
+            format!("pbx {name:?}: no manager user (its own username or [ami] username)"),
+        ));
+    }
     Ok(PbxSite {
         name: name.clone(),
         address: entry.address.clone(),
-        username: or_ami(&entry.username, ami.username),
+        username,
         secret: or_ami(&entry.secret, ami.secret),
         agents,
         default: entry.default,
