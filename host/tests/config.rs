@@ -686,7 +686,8 @@ agents = ["3000"]
 #[test]
 fn zeros_and_empty_names_that_would_not_mean_off_are_refused() {
     // Each was taken before: a TTL of 0 deleted at once, a burst of 0 was quietly 1, an
-    // empty manager user never logged in, an empty prefix put the claims at Redis's top.
+    // empty manager user never logged in (nor one with a line break, which the AMI writer
+    // refused at every login), an empty prefix put the claims at Redis's top.
     for (var, value, key) in [
         ("C2D_AMI__MAX_BACKOFF_SECS", "0", "`ami.max_backoff_secs`"),
         ("C2D_REDIS__TTL_SECS", "0", "`redis.ttl_secs`"),
@@ -707,6 +708,14 @@ fn zeros_and_empty_names_that_would_not_mean_off_are_refused() {
             "`limits.call_silence_secs`",
         ),
         ("C2D_AMI__USERNAME", "", "`ami.username`"),
+        // What the firmware refuses too (core's rule for names).
+        ("C2D_AMI__USERNAME", "c2d user", "`ami.username`"),
+        (
+            "C2D_AMI__USERNAME",
+            "c2d\r\nAction: Originate",
+            "`ami.username`",
+        ),
+        ("C2D_AMI__SECRET", "s3\r\nAction: Originate", "`ami.secret`"),
         (
             "C2D_REDIS__IDEMPOTENCY_PREFIX",
             "",

@@ -96,8 +96,8 @@ pub fn sites(
         if let Some(reason) = address_problem(ami.address) {
             return Err(("ami.address", reason));
         }
-        if ami.username.is_empty() {
-            return Err(("ami.username", "must not be empty".into()));
+        if let Some(reason) = login_problem(ami.username, ami.secret) {
+            return Err(reason);
         }
         return Ok(vec![PbxSite {
             name: IMPLICIT_NAME.into(),
@@ -190,17 +190,26 @@ fn site(
     };
     let or_ami = |own: &str, shared: &str| if own.is_empty() { shared } else { own }.to_string();
     let username = or_ami(&entry.username, ami.username);
+    let secret = or_ami(&entry.secret, ami.secret);
     if username.is_empty() {
         return Err((
             "pbx.username",
             format!("pbx {name:?}: no manager user (its own username or [ami] username)"),
         ));
     }
+    if let Some((key, reason)) = login_problem(&username, &secret) {
+        let key = if key == "ami.username" {
+            "pbx.username"
+        } else {
+            "pbx.secret"
+        };
+        return Err((key, format!("pbx {name:?}: {reason}")));
+    }
     Ok(PbxSite {
         name: name.clone(),
         address: entry.address.clone(),
         username,
-        secret: or_ami(&entry.secret, ami.secret),
+        secret,
         agents,
         default: entry.default,
         fastagi_peers,
@@ -228,6 +237,23 @@ fn address_problem(address: &str) -> Option<String> {
         format!(
             "{address:?} is not host:port (e.g. 10.0.0.5:5038, pbx.example:5038, [::1]:5038; \
              the port 1-65535)"
+        )
+    })
+}
+
+/// What is wrong with a manager login, if anything: the user name by core's rule for
+/// names, the firmware's (it is a `manager.conf` section's name); a secret, when given,
+/// without control characters (the AMI writer would refuse it at every login).
+fn login_problem(username: &str, secret: &str) -> Option<Invalid> {
+    if let Err(e) = click2dial_core::config::check_name("ami.username", username) {
+        let text = e.to_string();
+        let reason = text.split_once("`: ").map_or(text.as_str(), |(_, r)| r);
+        return Some(("ami.username", reason.to_string()));
+    }
+    secret.bytes().any(|b| b.is_ascii_control()).then(|| {
+        (
+            "ami.secret",
+            "must not contain control characters".to_string(),
         )
     })
 }
