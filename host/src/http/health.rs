@@ -45,7 +45,9 @@ async fn healthz() -> Response {
 /// With `[[pbx]]` entries, `checks.pbx` has each one's word and each problem its
 /// `pbx`; while Redis and at least one PBX can take calls the answer is `200` with
 /// `"status":"degraded"` (`checks.ami`: `degraded`): the other PBXes' agents get `503`,
-/// and every host behind a load balancer shares the same PBXes.
+/// and every host behind a load balancer shares the same PBXes. A recordings directory
+/// the host cannot read (`checks.recordings`: `unreadable`) makes it `degraded` too: calls
+/// go on, recordings cannot be served.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -80,6 +82,7 @@ async fn readyz(State(state): State<Calls>) -> Response {
         ),
     };
     let redis = redis_problem.is_none();
+    let recordings_problem = recordings_problem(&state.config.recordings.dir).await;
     let ready = statuses.iter().filter(|(_, s)| *s == Status::Ready).count();
     let ami_word = match statuses.as_slice() {
         [(_, only)] => word(only),
@@ -88,7 +91,13 @@ async fn readyz(State(state): State<Calls>) -> Response {
         [(_, first), ..] => word(first),
         [] => "down",
     };
-    let mut checks = serde_json::json!({"ami": ami_word, "redis": redis_word});
+    let recordings_word = if recordings_problem.is_none() {
+        "ok"
+    } else {
+        "unreadable"
+    };
+    let mut checks =
+        serde_json::json!({"ami": ami_word, "redis": redis_word, "recordings": recordings_word});
     if listed {
         checks["pbx"] = statuses
             .iter()
@@ -96,7 +105,7 @@ async fn readyz(State(state): State<Calls>) -> Response {
             .collect::<serde_json::Map<_, _>>()
             .into();
     }
-    if ready == statuses.len() && redis {
+    if ready == statuses.len() && redis && recordings_problem.is_none() {
         let body = serde_json::json!({"status": "ready", "checks": checks});
         return json_response(StatusCode::OK, body.to_string().into_bytes());
     }
@@ -141,6 +150,12 @@ async fn readyz(State(state): State<Calls>) -> Response {
         problems.push(serde_json::json!({"check": "redis", "code": code, "message": message}));
         sentences.push(message);
     }
+    if let Some(message) = recordings_problem {
+        problems.push(serde_json::json!({
+            "check": "recordings", "code": "recordings_unreadable", "message": message
+        }));
+        sentences.push(message);
+    }
     if redis && ready > 0 {
         let body =
             serde_json::json!({"status": "degraded", "checks": checks, "problems": problems});
@@ -155,6 +170,24 @@ async fn readyz(State(state): State<Calls>) -> Response {
     body.push(b',');
     body.extend_from_slice(rest.get(1..).unwrap_or("}").as_bytes());
     json_response(StatusCode::SERVICE_UNAVAILABLE, body)
+}
+
+/// How long the recordings directory may take to open (a hung network mount).
+const RECORDINGS_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Why `dir` cannot be read, if it cannot: then no recording can be served, though calls
+/// can still be placed (the answer is `degraded`, not `not_ready`).
+async fn recordings_problem(dir: &std::path::Path) -> Option<String> {
+    let why = match tokio::time::timeout(RECORDINGS_WITHIN, tokio::fs::read_dir(dir)).await {
+        Ok(Ok(_)) => return None,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "it did not open within 1 s".to_string(),
+    };
+    Some(format!(
+        "recordings.dir {dir:?} cannot be read ({why}): no recording can be served; it must \
+         be the directory the dialplan's MixMonitor writes, readable by the host's user \
+         (group asterisk)"
+    ))
 }
 
 /// A PBX's word in `checks`.

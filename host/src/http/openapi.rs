@@ -122,17 +122,21 @@ pub struct Checks {
     /// With `[[pbx]]` entries: each PBX's name and word (`ok`, `down`,
     /// `misconfigured`).
     pbx: Option<std::collections::BTreeMap<String, String>>,
+    /// `ok`; or `unreadable` (`recordings.dir` cannot be opened: recordings are not served,
+    /// calls go on, the status is `degraded`).
+    recordings: String,
 }
 
 /// One reason `/readyz` is not ready.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct Problem {
-    /// `ami` or `redis`.
+    /// `ami`, `redis` or `recordings`.
     check: String,
     /// Stable code: `ami_down`, `ami_login_failed`, `ami_not_fully_booted`,
     /// `ami_permission_missing`, `dialplan_context_missing`, `dialplan_extension_missing`,
-    /// `ami_unexpected_answer`, `redis_down`, `redis_refuses_writes`.
+    /// `ami_unexpected_answer`, `redis_down`, `redis_refuses_writes`,
+    /// `recordings_unreadable`.
     code: String,
     /// What is wrong and how to fix it.
     message: String,
@@ -140,8 +144,8 @@ pub struct Problem {
     pbx: Option<String>,
 }
 
-/// `/readyz`: `status` is `ready`, `degraded` (`[[pbx]]` entries, some down) or `not_ready`
-/// (then with the error object too).
+/// `/readyz`: `status` is `ready`, `degraded` (`[[pbx]]` entries, some down; or the
+/// recordings directory unreadable) or `not_ready` (then with the error object too).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct Readiness {

@@ -694,6 +694,10 @@ pub fn start_host_with_config(
 
 /// The host's command with `config`, this Asterisk's recordings and Redis.
 fn host_command(asterisk: &Asterisk, redis: &Redis, fastagi: &str, config: &Path) -> Command {
+    // README "Connect to your Asterisk", step 5: the recordings directory is made before the
+    // first call (MixMonitor would make it at the first recording; until then `/readyz`
+    // says `degraded`).
+    std::fs::create_dir_all(asterisk.recordings()).expect("recordings dir");
     let mut command = Command::new(support::host_binary());
     for (key, _) in std::env::vars() {
         if key.starts_with("C2D_") {

@@ -112,6 +112,44 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
+/// A recordings directory the host cannot read (here: not made yet) is named by `/readyz`,
+/// `degraded` rather than `not_ready`: calls go on; once it is there, ready.
+#[test]
+fn readiness_names_a_recordings_directory_it_cannot_read() {
+    let spool = tempfile::tempdir().expect("tempdir");
+    let missing = spool.path().join("click2dial");
+    let redis = Redis::start();
+    let sim = Sim::start(spool.path(), "127.0.0.1:0");
+    let host = Host::start(&redis, &sim.address, &missing, &[]);
+    assert!(
+        eventually(Duration::from_secs(15), || host.get("/readyz").json()
+            ["status"]
+            == "degraded"),
+        "{}",
+        host.get("/readyz").json()
+    );
+    let answer = host.get("/readyz");
+    let json = answer.json();
+    assert_eq!(answer.status, 200, "{json}");
+    assert_eq!(json["checks"]["recordings"], "unreadable", "{json}");
+    assert_eq!(json["checks"]["ami"], "ok", "{json}");
+    let problem = &json["problems"][0];
+    assert_eq!(problem["check"], "recordings", "{json}");
+    assert_eq!(problem["code"], "recordings_unreadable", "{json}");
+    let message = problem["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(missing.to_str().expect("UTF-8")) && message.contains("No such file"),
+        "{message}"
+    );
+    let (status, created) = host.create_call_when_ready(&body("1001", "0820001234", "rec-dir-1"));
+    assert_eq!(status, 202, "calls go on: {created}");
+    std::fs::create_dir(&missing).expect("mkdir");
+    assert!(ready_is(&host, (200, "ok", "ok")), "{:?}", readiness(&host));
+    let json = host.get("/readyz").json();
+    assert_eq!(json["status"], "ready", "{json}");
+    assert_eq!(json["checks"]["recordings"], "ok", "{json}");
+}
+
 /// Redis on the same machine, reached over its Unix socket (`redis.url = "unix://…"`), with
 /// no TCP port at all: readiness, a whole call's notifications and idempotency go through it.
 #[test]
