@@ -313,6 +313,8 @@ pub struct CallTracker {
     /// The dialplan records the call before it dials the other leg.
     records: bool,
     recording_ready_sent: bool,
+    /// The call ended without the PBX telling how ([`CallTracker::gave_up`]).
+    gave_up: bool,
     /// The last `DialEnd` status towards the other leg.
     other_leg_dial_end: Option<DialStatus>,
     /// The other leg's channel has hung up.
@@ -337,7 +339,8 @@ pub struct CallTracker {
 
 /// How long a call that is not joined (queued, ringing, dialling the other leg, or ended
 /// with channels left) may go without any event before the tracker gives up on it: it
-/// fails with `pbx_error` (or, ended, finishes without `recording_ready`). Ring timeouts are
+/// fails with `pbx_error` (or, ended, finishes without claiming its recording: see
+/// [`CallTracker::gave_up`]). Ring timeouts are
 /// enforced by the PBX and are shorter; this catches a PBX that went silent and a call
 /// whose channel never showed (a FastAGI decision the dialplan did not follow).
 pub const SILENCE_TIMEOUT_MS: Millis = 120_000;
@@ -414,6 +417,7 @@ impl CallTracker {
             recording: false,
             records: false,
             recording_ready_sent: false,
+            gave_up: false,
             other_leg_dial_end: None,
             other_leg_gone: false,
             originated_gone: false,
@@ -621,7 +625,8 @@ impl CallTracker {
     /// proves happened while the connection was down are notified now (`agent_answered`,
     /// `callee_ringing`, `joined`). A call none of whose channels is listed ended unseen (or
     /// the PBX restarted): it ends with `pbx_error` (`failed`, or `hangup` once joined) and
-    /// claims no recording, which may have been cut short. One whose originated channel is
+    /// claims no recording, which may have been cut short ([`CallTracker::gave_up`]: the
+    /// caller may look at the file). One whose originated channel is
     /// gone but others are listed is ending: it ends the same way, and `recording_ready`
     /// follows their hangups when the recording had started. Ignored unless the tracker is
     /// lost.
@@ -664,8 +669,8 @@ impl CallTracker {
     }
 
     /// The connection's listing could not be had (the PBX refused `CoreShowChannels`): the
-    /// call ends as if it had vanished, without `recording_ready` (the file, if any, stays
-    /// on the PBX). Ignored unless the tracker is lost.
+    /// call ends as if it had vanished, claiming no recording ([`CallTracker::gave_up`]).
+    /// Ignored unless the tracker is lost.
     pub fn handle_resync_failed(&mut self, now: Millis) {
         if self.lost_at.take().is_none() {
             return;
@@ -691,6 +696,25 @@ impl CallTracker {
         self.end_unseen(now);
         self.live_channels = 0;
         self.recording = false;
+        self.gave_up = true;
+    }
+
+    /// Whether the call ended without the PBX telling how: its channels were gone unseen,
+    /// its listing could not be had, or its deadline passed. No `recording_ready` was
+    /// claimed for it: the caller may look at the file itself
+    /// ([`CallTracker::handle_recording_whole`]).
+    pub fn gave_up(&self) -> bool {
+        self.gave_up
+    }
+
+    /// The recording of a call that [gave up](CallTracker::gave_up) was found whole (its
+    /// writer closed it: a WAV's sizes are set): `recording_ready` follows, once. Ignored
+    /// for any other call.
+    pub fn handle_recording_whole(&mut self, now: Millis) {
+        if self.gave_up && self.phase == Phase::Ended && self.lost_at.is_none() {
+            self.recording = true;
+            self.maybe_recording_ready(now);
+        }
     }
 
     /// When [`CallTracker::handle_timeout`] should next be called: always, until the
@@ -716,8 +740,8 @@ impl CallTracker {
     }
 
     /// Past the deadline the tracker gives up on the call: one that has not ended fails
-    /// with `pbx_error` (a joined one ends with `hangup`/`pbx_error`), and it is finished
-    /// (no `recording_ready` follows: the file, if any, stays on the PBX).
+    /// with `pbx_error` (a joined one ends with `hangup`/`pbx_error`), and it is finished,
+    /// claiming no recording ([`CallTracker::gave_up`]).
     pub fn handle_timeout(&mut self, now: Millis) {
         if self.poll_timeout().is_none_or(|deadline| now < deadline) {
             return;

@@ -313,6 +313,48 @@ fn a_lost_call_waits_for_its_listing_then_gives_up_once() {
     assert_eq!(tracker.poll_progress(), None);
 }
 
+/// A call whose channels were gone when the listing came ended unseen, and claimed no
+/// recording; the caller then found its file whole: `recording_ready` follows, once. A call
+/// the PBX's events ended is not moved by the same call.
+#[test]
+fn a_call_that_gave_up_says_recording_ready_once_its_file_is_found_whole() {
+    let (mut tracker, _) = drive(
+        Mode::TwoLeg,
+        &[
+            ChannelEvent::Newchannel { uniqueid: "c2d-x" },
+            ChannelEvent::MixMonitorStart,
+        ],
+    );
+    assert!(!tracker.gave_up());
+    tracker.handle_recording_whole(400);
+    assert_eq!(tracker.poll_progress(), None, "not over: ignored");
+    tracker.handle_pbx_lost(500);
+    tracker.handle_recording_whole(550);
+    assert_eq!(tracker.poll_progress(), None, "lost: ignored");
+    tracker.handle_resynced(600);
+    let p = tracker.poll_progress().expect("failed");
+    assert_eq!((p.event, p.cause), (Failed, Some(Cause::PbxError)));
+    assert_eq!(tracker.poll_progress(), None, "no recording claimed");
+    assert!(tracker.gave_up() && tracker.is_finished());
+    tracker.handle_recording_whole(700);
+    let p = tracker.poll_progress().expect("recording_ready");
+    assert_eq!((p.event, p.cause, p.at), (RecordingReady, None, 700));
+    tracker.handle_recording_whole(800);
+    assert_eq!(tracker.poll_progress(), None, "once");
+    assert!(tracker.is_finished());
+
+    let (mut ended, _) = drive(
+        Mode::TwoLeg,
+        &[ChannelEvent::OriginateResponse {
+            success: false,
+            reason: 0,
+        }],
+    );
+    assert!(!ended.gave_up());
+    ended.handle_recording_whole(900);
+    assert_eq!(ended.poll_progress(), None);
+}
+
 /// A tracker that was not lost ignores listings: they are for calls a lost connection left.
 #[test]
 fn listings_are_ignored_unless_lost() {

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pbx;
 pub mod pbxes;
+pub mod recording_file;
 pub mod services;
 pub mod store;
 pub mod webhook;

@@ -58,6 +58,7 @@ impl Pbxes {
                     dialplan: config.dialplan.clone(),
                     contexts: config.pbx_contexts(),
                     call_silence: Duration::from_secs(config.limits.call_silence_secs.max(1)),
+                    recordings_dir: config.recordings.dir.clone(),
                 };
                 Site {
                     name,

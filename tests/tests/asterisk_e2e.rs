@@ -352,7 +352,9 @@ fn a_restarted_host_resumes_the_calls_in_flight() {
 /// A lone host SIGKILLed while agent and callee talk on a real Asterisk, and the call ends
 /// (the phones hang up) before a new host starts: the PBX no longer lists it, but Redis's
 /// set of its calls in flight has it, so the new host ends it, `hangup`/`pbx_error`, once
-/// (how the call ended is not known: no cause is guessed, no `recording_ready` claimed).
+/// (how the call ended is not known: no cause is guessed). MixMonitor closed the recording
+/// when the call ended, so the new host finds it whole: `recording_ready` follows, and the
+/// file is served.
 #[test]
 fn a_call_that_ended_while_no_host_ran_is_ended_by_the_next_one() {
     let mut lab = Lab::start();
@@ -369,15 +371,19 @@ fn a_call_that_ended_while_no_host_ran_is_ended_by_the_next_one() {
     agent.expect_success(Duration::from_secs(40), "agent");
     callee.expect_success(Duration::from_secs(20), "carrier");
     lab.host = asterisk_support::start_host(&lab.asterisk, &lab.redis, &lab.fastagi, &[]);
-    got.extend(lab.redis.follow(&key, &["hangup"], Duration::from_secs(30)));
-    assert_eq!(
-        events(&got),
-        support::JOINED_THEN_LOST,
-        "{got:#?}\n{}",
-        lab.host_log()
+    got.extend(
+        lab.redis
+            .follow(&key, &["recording_ready"], Duration::from_secs(30)),
     );
+    assert_eq!(events(&got), ANSWERED, "{got:#?}\n{}", lab.host_log());
     let hangup = got.iter().find(|n| n["event"] == "hangup").unwrap();
     assert_eq!(hangup["cause"], "pbx_error", "{hangup}");
+    let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
+    let recording = lab
+        .host
+        .get(&format!("/click2dial/recordings/{recording_ref}"));
+    assert_eq!(recording.status, 200, "MixMonitor's file, whole");
+    assert_eq!(&recording.body[..4], b"RIFF");
     std::thread::sleep(Duration::from_millis(500));
     assert!(lab.redis.drain(&key).is_empty(), "nothing more");
     lab.assert_clean_log(&[]);

@@ -5,7 +5,7 @@
 //! `..`, `%2f`, `%00`, backslashes and the like never reach a path. Only the key that
 //! created the call reads it (its owner is in Redis); for any other key it is `404`, decided
 //! first. The file is opened relative to the directory with `O_NOFOLLOW` and served from
-//! that open file ([`open`]): a symbolic link is never followed, and nothing put in the
+//! that open file ([`crate::recording_file::open`]): a symbolic link is never followed, and nothing put in the
 //! file's place after the open is served.
 //!
 //! A recording still being written is `409 recording_in_progress` with `Retry-After`, never a
@@ -25,7 +25,6 @@
 //! `206`, `416` when unsatisfiable; several ranges, another unit or a malformed value get the
 //! whole file), and `If-Range` (a stale one gets the whole file, RFC 9110 §13.1.5).
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
@@ -43,6 +42,7 @@ use utoipa_axum::routes;
 use crate::auth::{Caller, Scope};
 use crate::http::error::ApiError;
 use crate::pbxes::Pbxes;
+use crate::recording_file::{lookup, Lookup};
 use crate::store::call_store::CallStore;
 
 /// What the recordings route needs: the reference's rule, the owners (Redis), the calls in
@@ -84,105 +84,6 @@ pub fn router(recordings: Recordings) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(recording))
         .with_state(recordings)
-}
-
-/// What the recordings directory holds for a reference.
-#[derive(Debug)]
-pub enum Lookup {
-    /// Nothing (or nothing that may be served).
-    Missing,
-    /// Being written.
-    InProgress,
-    /// Complete: the file as opened, and its metadata (read from the open file).
-    Ready(std::fs::File, std::fs::Metadata),
-}
-
-impl PartialEq for Lookup {
-    fn eq(&self, other: &Self) -> bool {
-        matches!(
-            (self, other),
-            (Self::Missing, Self::Missing)
-                | (Self::InProgress, Self::InProgress)
-                | (Self::Ready(..), Self::Ready(..))
-        )
-    }
-}
-
-/// Opens `<recording_ref>.wav` (the reference already checked: one path component) relative
-/// to a handle on `dir`, never following a symbolic link (`O_NOFOLLOW`: a link is `ELOOP`,
-/// answered `404`), without blocking on a FIFO (`O_NONBLOCK`), and keeps it only when the
-/// opened file is a regular file. Everything after — the header check, the metadata, the
-/// bytes served — reads this open file, so swapping the name for a link or another file
-/// after the open changes nothing that is served.
-pub fn open(dir: &Path, recording_ref: &str) -> Option<(std::fs::File, std::fs::Metadata)> {
-    use rustix::fs::{openat, Mode, OFlags, CWD};
-    let dir_fd = openat(
-        CWD,
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    let name = format!("{recording_ref}.wav");
-    let fd = match openat(
-        &dir_fd,
-        name.as_str(),
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(e) => {
-            if e == rustix::io::Errno::LOOP {
-                tracing::warn!(recording_ref, "recording is a symbolic link: refused");
-            }
-            return None;
-        }
-    };
-    let file = std::fs::File::from(fd);
-    let meta = file.metadata().ok()?;
-    meta.is_file().then_some((file, meta))
-}
-
-/// Looks `recording_ref` (already checked) up in `dir`.
-pub fn lookup(dir: &Path, recording_ref: &str, abandoned_after: Duration) -> Lookup {
-    let Some((file, meta)) = open(dir, recording_ref) else {
-        return Lookup::Missing;
-    };
-    if header_complete(&file, meta.len()) {
-        return Lookup::Ready(file, meta);
-    }
-    let idle = meta
-        .modified()
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
-        .unwrap_or_default();
-    if idle < abandoned_after {
-        Lookup::InProgress
-    } else {
-        tracing::warn!(
-            recording_ref,
-            idle_secs = idle.as_secs(),
-            "recording was never completed by its writer; served as it is"
-        );
-        Lookup::Ready(file, meta)
-    }
-}
-
-/// Whether the file's RIFF header has its final sizes: the RIFF size is set and matches the
-/// length (Asterisk may add one pad byte after it). Files that are not RIFF/WAVE are taken
-/// as they are.
-fn header_complete(file: &std::fs::File, len: u64) -> bool {
-    use std::os::unix::fs::FileExt;
-    let mut head = [0u8; 12];
-    if file.read_exact_at(&mut head, 0).is_err() {
-        // Shorter than a RIFF header: only just created.
-        return false;
-    }
-    if &head[..4] != b"RIFF" || &head[8..12] != b"WAVE" {
-        return true;
-    }
-    let riff = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
-    riff != 0 && (riff + 8 == len || riff + 9 == len)
 }
 
 /// The last path segment, as sent.
@@ -368,78 +269,4 @@ fn in_progress() -> Response {
     ApiError::new(IN_PROGRESS)
         .retry_after(RETRY_AFTER_SECS)
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn wav(riff: u32, audio: usize) -> Vec<u8> {
-        let mut v = b"RIFF".to_vec();
-        v.extend_from_slice(&riff.to_le_bytes());
-        v.extend_from_slice(b"WAVEfmt ");
-        v.resize(44 + audio, 0);
-        v
-    }
-
-    #[test]
-    fn header_tells_complete_from_in_progress() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let day = Duration::from_secs(86_400);
-        let cases: [(&str, Vec<u8>, bool); 6] = [
-            ("done", wav(36 + 1600, 1600), true),
-            ("padded", wav(36 + 1601, 1602), true),
-            ("sizes-unset", wav(0, 1600), false),
-            ("still-growing", wav(36 + 800, 1600), false),
-            ("just-created", b"RIF".to_vec(), false),
-            ("not-a-wav", b"ID3 whatever".to_vec(), true),
-        ];
-        for (name, bytes, complete) in cases {
-            std::fs::write(dir.path().join(format!("{name}.wav")), bytes).expect("write");
-            let got = lookup(dir.path(), name, day);
-            assert_eq!(
-                matches!(got, Lookup::Ready(..)),
-                complete,
-                "{name}: {got:?}"
-            );
-            if !complete {
-                assert_eq!(got, Lookup::InProgress, "{name}");
-            }
-        }
-        assert_eq!(lookup(dir.path(), "absent", day), Lookup::Missing);
-        assert!(
-            matches!(
-                lookup(dir.path(), "sizes-unset", Duration::ZERO),
-                Lookup::Ready(..)
-            ),
-            "abandoned files are served"
-        );
-    }
-
-    #[test]
-    fn links_may_not_leave_the_directory() {
-        let outside = tempfile::tempdir().expect("tempdir");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let day = Duration::from_secs(86_400);
-        std::fs::write(outside.path().join("secret.wav"), wav(36, 0)).expect("write");
-        std::fs::write(dir.path().join("real.wav"), wav(36, 0)).expect("write");
-        std::os::unix::fs::symlink(
-            outside.path().join("secret.wav"),
-            dir.path().join("out.wav"),
-        )
-        .expect("symlink");
-        std::os::unix::fs::symlink(dir.path().join("real.wav"), dir.path().join("in.wav"))
-            .expect("symlink");
-        std::os::unix::fs::symlink(outside.path(), dir.path().join("sub.wav")).expect("symlink");
-        assert_eq!(lookup(dir.path(), "out", day), Lookup::Missing);
-        assert_eq!(lookup(dir.path(), "sub", day), Lookup::Missing);
-        assert_eq!(
-            lookup(dir.path(), "in", day),
-            Lookup::Missing,
-            "no link is followed, even one that stays inside"
-        );
-        assert!(matches!(lookup(dir.path(), "real", day), Lookup::Ready(..)));
-        std::fs::create_dir(dir.path().join("adir.wav")).expect("mkdir");
-        assert_eq!(lookup(dir.path(), "adir", day), Lookup::Missing);
-    }
 }

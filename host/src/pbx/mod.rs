@@ -82,6 +82,9 @@ pub struct Settings {
     /// (`pbx_error`) and its slot is returned, and how long a call waits for a lost
     /// connection to re-synchronise it (core's `call::Timeouts::silence_ms`).
     pub call_silence: Duration,
+    /// `[recordings] dir`: a call that ended unseen says `recording_ready` when its file
+    /// there is whole ([`RECORDING_LOOKS`]).
+    pub recordings_dir: std::path::PathBuf,
 }
 
 /// How many `tvc_` campaigns the host keeps; with more, unknown ones are let through (the
@@ -201,6 +204,7 @@ impl Pbx {
         let (tx, rx) = mpsc::channel(1024);
         let (status_tx, status) = watch::channel(Status::Down("connecting to the PBX".into()));
         let (adopt_tx, adopt_rx) = mpsc::unbounded_channel();
+        let (looked_tx, looked_rx) = mpsc::unbounded_channel();
         let live_recordings = LiveRecordings::default();
         let campaigns = Arc::new(RwLock::new(KnownCampaigns::default()));
         let tvc_context: Arc<str> = settings.dialplan.tvc_context.as_str().into();
@@ -228,13 +232,23 @@ impl Pbx {
             sweep: None,
             look_again_at: None,
             suspects: HashSet::new(),
+            checking: HashMap::default(),
+            looked_tx,
             call_store,
         };
         // Every line the driver logs names its PBX: the span is at the highest level, so a
         // filter that keeps a line (`RUST_LOG=warn`) keeps the span too.
         let span = tracing::error_span!("pbx", name = %driver.settings.name);
         tokio::spawn(tracing::Instrument::instrument(
-            run(driver, rx, adopt_rx, status_tx),
+            run(
+                driver,
+                Inbox {
+                    commands: rx,
+                    found: adopt_rx,
+                    looked: looked_rx,
+                },
+                status_tx,
+            ),
             span,
         ));
         Self {
@@ -390,6 +404,20 @@ enum Found {
     LookAgain,
 }
 
+/// A call that ended unseen (its channels gone while no event said how) may still have a
+/// whole recording: the PBX ended it and MixMonitor closed the file while nobody watched.
+/// Its file is looked at this many times, [`RECORDING_LOOK_EVERY`] apart (a call that just
+/// ended may have its file closed a moment later), each look within
+/// [`RECORDING_LOOK_WITHIN`] (a network mount may hang); `recording_ready` follows a look
+/// that finds it whole (core's `handle_recording_whole`).
+pub const RECORDING_LOOKS: u32 = 2;
+
+/// The time between two looks at a recording ([`RECORDING_LOOKS`]).
+pub const RECORDING_LOOK_EVERY: Duration = Duration::from_secs(2);
+
+/// How long one look at a recording may take ([`RECORDING_LOOKS`]).
+pub const RECORDING_LOOK_WITHIN: Duration = Duration::from_secs(1);
+
 /// What Redis has of a call in flight the PBX listed: its record and the notifications
 /// already pushed (each with its Unix time); `Ok(None)`: not a call of this service;
 /// `Err`: Redis did not answer ([`LOOK_AGAIN_AFTER`]).
@@ -460,6 +488,10 @@ struct Driver {
     /// Calls of Redis's set of calls in flight that the last list did not show: ended
     /// unseen if the next one does not show them either.
     suspects: HashSet<String>,
+    /// Calls that ended unseen, while their recording is looked at ([`RECORDING_LOOKS`]).
+    checking: HashMap<String, LiveCall, IdHasher>,
+    /// Where the looks say whether each is whole (heard connected or not).
+    looked_tx: mpsc::UnboundedSender<(String, bool)>,
     call_store: Option<CallStore>,
     campaigns: Arc<RwLock<KnownCampaigns>>,
     /// The monotonic clock of the session and the calls.
@@ -470,13 +502,18 @@ struct Driver {
     lost: Option<String>,
 }
 
+/// What the driver task hears besides the PBX.
+struct Inbox {
+    /// The API's commands (Originate, follow, hang up).
+    commands: mpsc::Receiver<Command>,
+    /// Redis's answers about calls to follow ([`Found`]).
+    found: mpsc::UnboundedReceiver<(String, Found)>,
+    /// Whether the recording of a call that ended unseen is whole ([`RECORDING_LOOKS`]).
+    looked: mpsc::UnboundedReceiver<(String, bool)>,
+}
+
 /// Drives core's [`Session`] over TCP: connects when it says so, refusing calls meanwhile.
-async fn run(
-    mut driver: Driver,
-    mut rx: mpsc::Receiver<Command>,
-    mut adopt_rx: mpsc::UnboundedReceiver<(String, Found)>,
-    status: watch::Sender<Status>,
-) {
+async fn run(mut driver: Driver, mut inbox: Inbox, status: watch::Sender<Status>) {
     let settings = driver.settings.clone();
     let contexts: Vec<ContextCheck<'_>> = settings
         .contexts
@@ -514,7 +551,10 @@ async fn run(
             let at = driver.instant(at.unwrap_or(0));
             tokio::select! {
                 () = tokio::time::sleep_until(at) => driver.on_call_timers(),
-                command = rx.recv() => match command {
+                Some((channel_id, whole)) = inbox.looked.recv() => {
+                    driver.recording_looked_at(&channel_id, whole);
+                }
+                command = inbox.commands.recv() => match command {
                     Some(
                         Command::Originate { reply, .. }
                         | Command::Follow { reply, .. }
@@ -542,14 +582,7 @@ async fn run(
         let _ = stream.set_nodelay(true);
         session.handle_connected(driver.now_ms());
         let stop = driver
-            .connection(
-                &mut session,
-                stream,
-                &mut rx,
-                &mut adopt_rx,
-                &status,
-                &mut out,
-            )
+            .connection(&mut session, stream, &mut inbox, &status, &mut out)
             .await;
         if stop {
             return;
@@ -599,8 +632,7 @@ impl Driver {
         &mut self,
         session: &mut AmiSession<'_>,
         stream: TcpStream,
-        rx: &mut mpsc::Receiver<Command>,
-        adopt_rx: &mut mpsc::UnboundedReceiver<(String, Found)>,
+        inbox: &mut Inbox,
         status: &watch::Sender<Status>,
         out: &mut [u8],
     ) -> bool {
@@ -655,7 +687,10 @@ impl Driver {
                         }
                     }
                 }
-                Some((channel_id, found)) = adopt_rx.recv() => match found {
+                Some((channel_id, whole)) = inbox.looked.recv() => {
+                    self.recording_looked_at(&channel_id, whole);
+                }
+                Some((channel_id, found)) = inbox.found.recv() => match found {
                     Found::Started(record) => self.adopted(&channel_id, record),
                     Found::InFlight(found, listed) => self.resumed(&channel_id, found, &listed),
                     Found::Vanished(found) => self.vanished(&channel_id, found),
@@ -667,7 +702,7 @@ impl Driver {
                     }
                     Found::LookAgain => self.look_again_later(true, None),
                 },
-                command = rx.recv() => match command {
+                command = inbox.commands.recv() => match command {
                     Some(Command::Originate { request, reply }) => {
                         // The Originates queued meanwhile go out with this one, in one write
                         // (a write to the PBX costs more than encoding a few Originates).
@@ -686,7 +721,7 @@ impl Driver {
                             if batch.len() >= ORIGINATE_BATCH {
                                 break;
                             }
-                            match rx.try_recv() {
+                            match inbox.commands.try_recv() {
                                 Ok(Command::Originate { request, reply }) => {
                                     next = Some((request, reply));
                                 }
@@ -1058,6 +1093,9 @@ impl Driver {
     /// Keeps a call that is not over, with its next deadline scheduled; forgets it otherwise.
     fn settle(&mut self, id: String, mut call: LiveCall) {
         if call.tracker.is_finished() {
+            if call.tracker.gave_up() && call.record.call.controls.record {
+                return self.look_at_recording(id, call);
+            }
             return self.forget(call);
         }
         if let Some(at) = call.tracker.poll_timeout() {
@@ -1432,6 +1470,52 @@ impl Driver {
                 self.on_channel_event(key, &event);
             }
         }
+    }
+
+    /// Holds a call that ended unseen while its recording is looked at, off the driver
+    /// ([`RECORDING_LOOKS`]).
+    fn look_at_recording(&mut self, id: String, call: LiveCall) {
+        let dir = self.settings.recordings_dir.clone();
+        let recording_ref = call.record.call.recording_ref.as_str().to_string();
+        let tx = self.looked_tx.clone();
+        self.checking.insert(id.clone(), call);
+        tokio::spawn(async move {
+            let mut whole = false;
+            for look in 0..RECORDING_LOOKS {
+                if look > 0 {
+                    tokio::time::sleep(RECORDING_LOOK_EVERY).await;
+                }
+                let (dir, recording_ref) = (dir.clone(), recording_ref.clone());
+                let file = tokio::task::spawn_blocking(move || {
+                    crate::recording_file::is_whole(&dir, &recording_ref)
+                });
+                whole = matches!(
+                    tokio::time::timeout(RECORDING_LOOK_WITHIN, file).await,
+                    Ok(Ok(true))
+                );
+                if whole {
+                    break;
+                }
+            }
+            let _ = tx.send((id, whole));
+        });
+    }
+
+    /// The recording of a call that ended unseen was looked at: `recording_ready` when it is
+    /// whole; the call is over either way.
+    fn recording_looked_at(&mut self, channel_id: &str, whole: bool) {
+        let Some(mut call) = self.checking.remove(channel_id) else {
+            return;
+        };
+        if whole {
+            call.tracker.handle_recording_whole(self.now_ms());
+            self.drain(&mut call, Instant::now());
+            tracing::info!(
+                channel_id,
+                "the recording of a call that ended unseen is whole: recording_ready"
+            );
+        }
+        self.forget(call);
     }
 
     /// Drops a call that is over: its recording is no longer pending, its slot is free.

@@ -466,52 +466,100 @@ fn in_flight(w: &support::World) -> Vec<String> {
         .expect("ZRANGE")
 }
 
-/// A lone host killed while its call is connected, and the call ends before a new host
-/// starts (the gap of an upgrade): the PBX no longer lists it, but the store's set of the
-/// PBX's calls in flight still has it, so the new host ends it: `hangup` `pbx_error` (how
-/// it ended is not known; no `recording_ready`, as for a call that vanished during a lost
-/// connection). The call is less than 10 s in the set at the new host's login, too young to be
-/// judged (`VANISHED_AFTER`), so it is looked for again every 5 s (`LOOK_AGAIN_AFTER`) and
-/// judged once two lists in a row miss it. Before, the consumer never heard of the call
-/// again.
+/// A lone host killed while two calls are connected, and both end before a new host
+/// starts (the gap of an upgrade): the PBX no longer lists them, but the store's set of the
+/// PBX's calls in flight still has them, so the new host ends them: `hangup` `pbx_error` (how
+/// they ended is not known). The calls are less than 10 s in the set at the new host's
+/// login, too young to be judged (`VANISHED_AFTER`), so they are looked for again every 5 s
+/// (`LOOK_AGAIN_AFTER`) and judged once two lists in a row miss them. Then each one's
+/// recording is looked at: the first's is whole (the PBX closed it), and `recording_ready`
+/// follows, as the spec says of a complete file; the second's is cut short (its sizes 0, as
+/// a PBX that died mid-call leaves it) and claims nothing. Before, the consumer never heard
+/// of the calls again; then, of neither recording.
 #[test]
 fn a_call_that_ended_while_no_host_ran_is_ended_by_the_next_one() {
     let mut w = support::world_scaled("1", &[]);
-    let (status, answer) = w
-        .host
-        .create_call_when_ready(&body("1001", "0820001234", "crm-gap"));
-    assert_eq!(status, 202, "{answer}");
-    let key = "teleforge:notifications:c2d:crm-gap";
+    let mut recording_refs = Vec::new();
+    for contact_ref in ["crm-gap", "crm-gap-cut"] {
+        let (status, answer) =
+            w.host
+                .create_call_when_ready(&body("1001", "0820001234", contact_ref));
+        assert_eq!(status, 202, "{answer}");
+        recording_refs.push(answer["recording_ref"].as_str().expect("ref").to_string());
+    }
+    let (key, cut_key) = (
+        "teleforge:notifications:c2d:crm-gap",
+        "teleforge:notifications:c2d:crm-gap-cut",
+    );
     let mut got = w.redis.follow(key, &["joined"], Duration::from_secs(10));
-    assert_eq!(in_flight(&w).len(), 1, "the store lists the call in flight");
+    let mut cut = w
+        .redis
+        .follow(cut_key, &["joined"], Duration::from_secs(10));
+    assert_eq!(
+        in_flight(&w).len(),
+        2,
+        "the store lists the calls in flight"
+    );
     w.host.sigkill();
     assert!(
         support::eventually(Duration::from_secs(20), || w
             .sim
             .log_text()
-            .contains("recording complete")),
-        "the call ended: {}",
+            .matches("recording complete")
+            .count()
+            == 2),
+        "the calls ended: {}",
         w.sim.log_text()
     );
+    // The second file as a PBX that died mid-call leaves it: RIFF size 0.
+    let cut_file = w
+        .recordings
+        .path()
+        .join(format!("{}.wav", recording_refs[1]));
+    let mut bytes = std::fs::read(&cut_file).expect("the second recording");
+    bytes[4..8].copy_from_slice(&[0; 4]);
+    std::fs::write(&cut_file, bytes).expect("cut it short");
     w.restart_host(&[]);
-    got.extend(w.redis.follow(key, &["hangup"], Duration::from_secs(25)));
-    assert_eq!(events(&got), support::JOINED_THEN_LOST, "{got:#?}");
-    let hangup = got.iter().find(|n| n["event"] == "hangup").unwrap();
-    assert_eq!(hangup["cause"], "pbx_error", "{hangup}");
+    got.extend(
+        w.redis
+            .follow(key, &["recording_ready"], Duration::from_secs(30)),
+    );
+    cut.extend(
+        w.redis
+            .follow(cut_key, &["hangup"], Duration::from_secs(10)),
+    );
+    assert_eq!(events(&got), ANSWERED, "{got:#?}");
+    assert_eq!(events(&cut), support::JOINED_THEN_LOST, "{cut:#?}");
+    for notifications in [&got, &cut] {
+        let hangup = notifications
+            .iter()
+            .find(|n| n["event"] == "hangup")
+            .unwrap();
+        assert_eq!(hangup["cause"], "pbx_error", "{hangup}");
+    }
+    let recording = w
+        .host
+        .get(&format!("/click2dial/recordings/{}", recording_refs[0]));
+    assert_eq!(recording.status, 200, "the whole recording is served");
+    assert_eq!(&recording.body[..4], b"RIFF");
     assert!(
         support::eventually(Duration::from_secs(5), || in_flight(&w).is_empty()),
-        "the call left the set: {:?}",
+        "the calls left the set: {:?}",
         in_flight(&w)
     );
-    assert_eq!(resynchronised(&w, "ended"), "1");
-    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(resynchronised(&w, "ended"), "2");
+    // Two looks at the cut file, 2 s apart (RECORDING_LOOKS): then nothing more.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(w.redis.drain(key).is_empty(), "nothing more");
     assert!(
-        w.redis.drain(key).is_empty(),
-        "nothing more, no recording_ready"
+        w.redis.drain(cut_key).is_empty(),
+        "no recording_ready for a recording cut short"
     );
-    let call = w.host.get("/click2dial/calls/crm-gap");
-    assert_eq!(call.status, 200);
-    assert_eq!(call.json()["state"], "disconnected", "{}", call.json());
+    for contact_ref in ["crm-gap", "crm-gap-cut"] {
+        let call = w.host.get(&format!("/click2dial/calls/{contact_ref}"));
+        assert_eq!(call.status, 200);
+        assert_eq!(call.json()["state"], "disconnected", "{}", call.json());
+    }
 }
 
 /// Calls a host left in Redis's set of calls in flight (it died before it could remove

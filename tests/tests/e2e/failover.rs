@@ -202,7 +202,8 @@ fn ended(got: &[serde_json::Value]) -> bool {
 
 /// Whether `got` is a whole, ordered, once-each sequence for `call`: the answered call's,
 /// or — in flight on west when it stopped — a beginning of it then `failed`/`pbx_error`, or
-/// everything up to `hangup` (west lost between the two hangups: no `recording_ready`).
+/// everything up to `hangup` (west lost between the two hangups, its recording not found
+/// whole: no `recording_ready`).
 fn complete(call: &Created, got: &[serde_json::Value]) -> bool {
     let names: Vec<&str> = got
         .iter()

@@ -980,7 +980,8 @@ pub const ANSWERED: [&str; 7] = [
 ];
 
 /// A joined call that ended while no host followed it, ended by the next host from Redis's
-/// set of calls in flight: `hangup` (`pbx_error`), no `recording_ready`.
+/// set of calls in flight, its recording not found whole: `hangup` (`pbx_error`), no
+/// `recording_ready`.
 pub const JOINED_THEN_LOST: &[&str] = ANSWERED.split_at(6).0;
 
 /// An answered call whose agent answered and whose callee rang and answered while the host
