@@ -590,6 +590,31 @@ agents = [{west_agents}]
     assert!(entries[0].get("secret").is_none(), "east uses [ami] secret");
 }
 
+/// The message of a `check-config` with `var` set to `value`, which must be refused.
+fn refused_var(var: &str, value: &str) -> String {
+    let out = host()
+        .arg("check-config")
+        .env(var, value)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{var}={value:?}: {stderr}");
+    stderr
+}
+
+/// The message of a `check-config` of the file `text`, which must be refused.
+fn refused_file(text: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(&dir, text);
+    let out = host()
+        .args(["--config", path.to_str().expect("utf-8"), "check-config"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_redis_url_the_client_cannot_use_is_refused_with_its_password_masked() {
     // Before, such a URL was taken and the host ran without Redis, saying nothing.
@@ -601,13 +626,7 @@ fn a_redis_url_the_client_cannot_use_is_refused_with_its_password_masked() {
         "redis://u:s3cret@127.0.0.1:6379/not-a-db",
         "unix:///run/redis.sock?db=x&pass=s3cret",
     ] {
-        let out = host()
-            .arg("check-config")
-            .env("C2D_REDIS__URL", url)
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        let stderr = refused_var("C2D_REDIS__URL", url);
         assert!(stderr.contains("`redis.url`"), "{url}: {stderr}");
         assert!(stderr.contains("unix:///path/to/redis.sock"), "{stderr}");
         assert!(
@@ -642,18 +661,10 @@ fn a_pbx_address_must_be_host_and_port() {
         "10.0.0.5:99999",
         "::1:5038",
     ] {
-        let out = host()
-            .arg("check-config")
-            .env("C2D_AMI__ADDRESS", address)
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{address}: {stderr}");
+        let stderr = refused_var("C2D_AMI__ADDRESS", address);
         assert!(stderr.contains("`ami.address`"), "{address}: {stderr}");
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(
-        &dir,
+    let stderr = refused_file(
         r#"
 [[pbx]]
 name = "east"
@@ -671,12 +682,6 @@ address = "10.0.0.7:70000"
 agents = ["3000"]
 "#,
     );
-    let out = host()
-        .args(["--config", path.to_str().expect("utf-8"), "check-config"])
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(r#"`pbx.address`: pbx "north": "10.0.0.7:70000" is not host:port"#),
         "{stderr}"
@@ -728,13 +733,7 @@ fn zeros_and_empty_names_that_would_not_mean_off_are_refused() {
             "key \"crm\": burst must be at least 1",
         ),
     ] {
-        let out = host()
-            .arg("check-config")
-            .env(var, value)
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        let stderr = refused_var(var, value);
         assert!(stderr.contains(key), "{var}={value}: {stderr}");
     }
     // Off is said so: the deprecated list may have no name once it is not written.
@@ -746,9 +745,7 @@ fn zeros_and_empty_names_that_would_not_mean_off_are_refused() {
             .output()
             .expect("run"),
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(
-        &dir,
+    let stderr = refused_file(
         r#"
 [ami]
 username = ""
@@ -765,12 +762,6 @@ address = "10.0.0.6:5038"
 agents = ["2000-2099"]
 "#,
     );
-    let out = host()
-        .args(["--config", path.to_str().expect("utf-8"), "check-config"])
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(r#"`pbx.username`: pbx "west": no manager user"#),
         "{stderr}"
