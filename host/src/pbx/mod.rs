@@ -1338,11 +1338,15 @@ impl Driver {
             return;
         }
         // Its recording_ready was pushed, or it vanished after its end was (a host died
-        // before the set was told): nothing is left to notify.
+        // before the set was told) and it records nothing: nothing is left to notify. One
+        // that records is followed on: its recording is looked at.
         let ended = notified
             .iter()
             .any(|e| matches!(e, Event::Hangup | Event::Failed));
-        if notified.contains(&Event::RecordingReady) || (vanished && ended) {
+        let ended_before = vanished && ended;
+        if notified.contains(&Event::RecordingReady)
+            || (ended_before && !record.call.controls.record)
+        {
             self.notifier
                 .in_flight(&self.settings.name, channel_id, None);
             return;
@@ -1357,6 +1361,14 @@ impl Driver {
             tracker.notified_at(event, self.clock.from_wall(at_ms));
         }
         resume::apply_listing(&mut tracker, channels, self.now_ms());
+        if ended_before {
+            tracing::info!(
+                channel_id,
+                "a call whose end was pushed and whose recording_ready was not left the set of \
+                 calls in flight: its recording is looked at"
+            );
+            return self.follow_found(channel_id, tracker, record, waiting);
+        }
         if vanished {
             tracing::info!(
                 channel_id,

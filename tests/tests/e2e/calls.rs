@@ -602,6 +602,63 @@ fn calls_left_in_the_set_of_calls_in_flight_leave_it_unnotified() {
     assert_eq!(resynchronised(&w, "ended"), "absent");
 }
 
+/// A host that died after it pushed a recorded call's `hangup` and before its
+/// `recording_ready` (made here by taking `recording_ready` out of the call's history and
+/// marks, and the call back into the set of calls in flight): the next host finds the call
+/// gone from the PBX, its end pushed, its recording whole, and pushes `recording_ready`,
+/// once, without counting it as ended unseen. Before, the call just left the set.
+#[test]
+fn a_call_whose_host_died_before_its_recording_ready_gets_it_from_the_next_host() {
+    let mut w = world(&[]);
+    let (status, answer) =
+        w.host
+            .create_call_when_ready(&body("1001", "0820001234", "crm-late-rec"));
+    assert_eq!(status, 202, "{answer}");
+    let key = "teleforge:notifications:c2d:crm-late-rec";
+    let mut got = w.redis.follow(key, &["joined"], Duration::from_secs(10));
+    let placed = in_flight(&w);
+    assert_eq!(placed.len(), 1, "{got:#?}");
+    got.extend(
+        w.redis
+            .follow(key, &["recording_ready"], Duration::from_secs(20)),
+    );
+    assert_eq!(events(&got), ANSWERED);
+    assert!(support::eventually(Duration::from_secs(5), || in_flight(
+        &w
+    )
+    .is_empty()));
+    let mut conn = w.redis.connection().expect("redis");
+    let history = "teleforge:c2d:history:e2e:crm-late-rec";
+    let last: String = redis::cmd("RPOP")
+        .arg(history)
+        .query(&mut conn)
+        .expect("RPOP");
+    assert!(last.contains("recording_ready"), "{last}");
+    let _: () = redis::cmd("DEL")
+        .arg(format!("teleforge:c2d:sent:{}:7", placed[0]))
+        .query(&mut conn)
+        .expect("DEL");
+    let _: () = redis::cmd("ZADD")
+        .arg("teleforge:c2d:live:default")
+        .arg(1)
+        .arg(&placed[0])
+        .query(&mut conn)
+        .expect("ZADD");
+    w.restart_host(&[]);
+    let again = w
+        .redis
+        .follow(key, &["recording_ready"], Duration::from_secs(15));
+    assert_eq!(events(&again), ["recording_ready"], "{again:#?}");
+    assert!(
+        support::eventually(Duration::from_secs(5), || in_flight(&w).is_empty()),
+        "{:?}",
+        in_flight(&w)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(w.redis.drain(key).is_empty(), "once");
+    assert_eq!(resynchronised(&w, "ended"), "absent");
+}
+
 /// A PBX that does not come back: the call in flight waits for it no longer than
 /// `limits.call_silence_secs` (here 2 s) after the connection was lost, then ends
 /// `failed`/`pbx_error`, and its slot under `max_calls_in_flight` (here 1) is free again.
