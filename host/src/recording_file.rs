@@ -2,7 +2,7 @@
 //! escape it, and whether its writer has finished it. Read by the recordings route and by
 //! the PBX driver, which looks at the file of a call that ended unseen.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// What the recordings directory holds for a reference.
@@ -110,6 +110,26 @@ pub fn is_whole(dir: &Path, recording_ref: &str) -> bool {
     open(dir, recording_ref).is_some_and(|(file, meta)| header_complete(&file, meta.len()))
 }
 
+/// How many looks of [`is_whole_within`] run at once: each holds a blocking thread until the
+/// file system answers, and a hung network mount must not take them all.
+pub const LOOKS_AT_ONCE: usize = 8;
+
+/// [`is_whole`] off the async threads, answered within `within` (waiting for one of
+/// [`LOOKS_AT_ONCE`] included); past it, no.
+pub async fn is_whole_within(dir: PathBuf, recording_ref: String, within: Duration) -> bool {
+    static LOOKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LOOKS_AT_ONCE);
+    let look = async {
+        let permit = LOOKS.acquire().await.ok()?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            is_whole(&dir, &recording_ref)
+        })
+        .await
+        .ok()
+    };
+    matches!(tokio::time::timeout(within, look).await, Ok(Some(true)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +169,18 @@ mod tests {
         assert_eq!(lookup(dir.path(), "absent", day), Lookup::Missing);
         for (name, whole) in [("done", true), ("sizes-unset", false), ("absent", false)] {
             assert_eq!(is_whole(dir.path(), name), whole, "{name}");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        for (name, whole) in [("done", true), ("sizes-unset", false), ("absent", false)] {
+            let looked = runtime.block_on(is_whole_within(
+                dir.path().to_path_buf(),
+                name.to_string(),
+                Duration::from_secs(1),
+            ));
+            assert_eq!(looked, whole, "{name}, off the async threads");
         }
         assert!(
             matches!(

@@ -490,7 +490,8 @@ struct Driver {
     suspects: HashSet<String>,
     /// Calls that ended unseen, while their recording is looked at ([`RECORDING_LOOKS`]).
     checking: HashMap<String, LiveCall, IdHasher>,
-    /// Where the looks say whether each is whole (heard connected or not).
+    /// Where the looks report whether each recording is whole (read whether the PBX is
+    /// connected or not).
     looked_tx: mpsc::UnboundedSender<(String, bool)>,
     call_store: Option<CallStore>,
     campaigns: Arc<RwLock<KnownCampaigns>>,
@@ -1364,8 +1365,8 @@ impl Driver {
         if ended_before {
             tracing::info!(
                 channel_id,
-                "a call whose end was pushed and whose recording_ready was not left the set of \
-                 calls in flight: its recording is looked at"
+                "a call whose end was pushed, and not its recording_ready, is gone from the \
+                 PBX: its recording is looked at"
             );
             return self.follow_found(channel_id, tracker, record, waiting);
         }
@@ -1497,14 +1498,12 @@ impl Driver {
                 if look > 0 {
                     tokio::time::sleep(RECORDING_LOOK_EVERY).await;
                 }
-                let (dir, recording_ref) = (dir.clone(), recording_ref.clone());
-                let file = tokio::task::spawn_blocking(move || {
-                    crate::recording_file::is_whole(&dir, &recording_ref)
-                });
-                whole = matches!(
-                    tokio::time::timeout(RECORDING_LOOK_WITHIN, file).await,
-                    Ok(Ok(true))
-                );
+                whole = crate::recording_file::is_whole_within(
+                    dir.clone(),
+                    recording_ref.clone(),
+                    RECORDING_LOOK_WITHIN,
+                )
+                .await;
                 if whole {
                     break;
                 }
