@@ -61,6 +61,9 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => {
             print!("{}", config.to_masked_toml());
+            for warning in config.warnings() {
+                eprintln!("click2dial-host: warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Command::HashKey | Command::NewKey => ExitCode::FAILURE,
@@ -132,6 +135,9 @@ fn init_logging(json: bool) {
 
 async fn serve(config: Config) -> ExitCode {
     tokio::spawn(click2dial_host::clock::keep_driver_wake_near());
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     if config.redis.legacy_key_enabled {
         tracing::warn!(
             key = %config.redis.legacy_key,

@@ -767,3 +767,34 @@ agents = ["2000-2099"]
         "{stderr}"
     );
 }
+
+#[test]
+fn a_call_silence_shorter_than_a_ring_is_warned_of() {
+    let warned = |vars: &[(&str, &str)]| {
+        let out = host()
+            .arg("check-config")
+            .envs(vars.iter().copied())
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "taken: only a warning");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert_eq!(
+        warned(&[]),
+        "",
+        "the defaults: a silence of 120 s, rings of 120 s at most"
+    );
+    let stderr = warned(&[("C2D_LIMITS__CALL_SILENCE_SECS", "60")]);
+    assert!(
+        stderr.contains(
+            "warning: limits.call_silence_secs (60 s) is shorter than the longest a phone may \
+             ring (120 s"
+        ),
+        "{stderr}"
+    );
+    let stderr = warned(&[("C2D_DIALPLAN__AGENT_RING_TIMEOUT_MS", "300000")]);
+    assert!(
+        stderr.contains("(120 s) is shorter than the longest a phone may ring (300 s"),
+        "{stderr}"
+    );
+}

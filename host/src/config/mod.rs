@@ -553,6 +553,26 @@ impl Config {
         contexts
     }
 
+    /// What is allowed but probably wrong, in words for the log and `check-config`: a
+    /// `limits.call_silence_secs` shorter than the longest a phone may ring. A ringing call
+    /// hears nothing from the PBX until it is answered, so it would fail with `pbx_error`
+    /// while it still rings. (The tests' short silences are on purpose.)
+    pub fn warnings(&self) -> Vec<String> {
+        let longest_ring_ms = u64::from(self.dialplan.agent_ring_timeout_ms)
+            .max(u64::from(click2dial_core::dial::RING_TIMEOUT_SECS.max).saturating_mul(1000));
+        let silence_ms = self.limits.call_silence_secs.saturating_mul(1000);
+        if silence_ms >= longest_ring_ms {
+            return Vec::new();
+        }
+        vec![format!(
+            "limits.call_silence_secs ({} s) is shorter than the longest a phone may ring \
+             ({} s: dialplan.agent_ring_timeout_ms, or a call's own agent_ring_timeout_secs or \
+             callee_ring_timeout_secs): a call still ringing then fails with pbx_error",
+            self.limits.call_silence_secs,
+            longest_ring_ms / 1000
+        )]
+    }
+
     /// Checks values the types cannot.
     pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |key, reason: &str| ConfigError::Invalid {
