@@ -1,6 +1,7 @@
 //! The recordings directory: a recording opened so that a swapped symbolic link cannot
-//! escape it, and whether its writer has finished it. Read by the recordings route and by
-//! the PBX driver, which looks at the file of a call that ended unseen.
+//! escape it, and whether its writer has finished it; whether the directory can be read.
+//! Read by the recordings route, by `/readyz`, and by the PBX driver, which looks at the
+//! file of a call that ended unseen.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -110,24 +111,43 @@ pub fn is_whole(dir: &Path, recording_ref: &str) -> bool {
     open(dir, recording_ref).is_some_and(|(file, meta)| header_complete(&file, meta.len()))
 }
 
-/// How many looks of [`is_whole_within`] run at once: each holds a blocking thread until the
-/// file system answers, and a hung network mount must not take them all.
+/// How many looks at the recordings directory run at once ([`is_whole_within`],
+/// [`unreadable_within`]): each holds a blocking thread until the file system answers, and a
+/// hung network mount must not take them all.
 pub const LOOKS_AT_ONCE: usize = 8;
 
-/// [`is_whole`] off the async threads, answered within `within` (waiting for one of
-/// [`LOOKS_AT_ONCE`] included); past it, no.
-pub async fn is_whole_within(dir: PathBuf, recording_ref: String, within: Duration) -> bool {
+/// `look`, a call into the recordings directory, off the async threads and answered within
+/// `within` (waiting for one of [`LOOKS_AT_ONCE`] included); `None` past it.
+async fn look_within<T: Send + 'static>(
+    within: Duration,
+    look: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
     static LOOKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LOOKS_AT_ONCE);
-    let look = async {
+    let run = async {
         let permit = LOOKS.acquire().await.ok()?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            is_whole(&dir, &recording_ref)
+            look()
         })
         .await
         .ok()
     };
-    matches!(tokio::time::timeout(within, look).await, Ok(Some(true)))
+    tokio::time::timeout(within, run).await.ok().flatten()
+}
+
+/// [`is_whole`] off the async threads, within `within` (waiting for one of
+/// [`LOOKS_AT_ONCE`] included); past it, no.
+pub async fn is_whole_within(dir: PathBuf, recording_ref: String, within: Duration) -> bool {
+    look_within(within, move || is_whole(&dir, &recording_ref)).await == Some(true)
+}
+
+/// Why `dir` cannot be opened, if it cannot, looked at as [`is_whole_within`] looks.
+pub async fn unreadable_within(dir: PathBuf, within: Duration) -> Option<String> {
+    match look_within(within, move || std::fs::read_dir(dir).map(drop)).await {
+        Some(Ok(())) => None,
+        Some(Err(e)) => Some(e.to_string()),
+        None => Some(format!("it did not open within {} s", within.as_secs())),
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +202,11 @@ mod tests {
             ));
             assert_eq!(looked, whole, "{name}, off the async threads");
         }
+        let unreadable =
+            |dir: PathBuf| runtime.block_on(unreadable_within(dir, Duration::from_secs(1)));
+        assert_eq!(unreadable(dir.path().to_path_buf()), None);
+        let missing = unreadable(dir.path().join("missing")).expect("a missing directory");
+        assert!(missing.contains("No such file"), "{missing}");
         assert!(
             matches!(
                 lookup(dir.path(), "sizes-unset", Duration::ZERO),

@@ -172,33 +172,15 @@ async fn readyz(State(state): State<Calls>) -> Response {
     json_response(StatusCode::SERVICE_UNAVAILABLE, body)
 }
 
-/// How long the recordings directory may take to open (a hung network mount).
+/// How long the recordings directory may take to open (a hung network mount: the looks
+/// are bounded, `recording_file::LOOKS_AT_ONCE`).
 const RECORDINGS_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// At most this many looks at the recordings directory run at once: a look that hangs (a
-/// network mount) holds a blocking thread until it returns, and probes must not pile up
-/// more behind it; a few, so that probes that come together each get their own.
-static RECORDINGS_LOOKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// Why `dir` cannot be read, if it cannot: then no recording can be served, though calls
 /// can still be placed (the answer is `degraded`, not `not_ready`).
 async fn recordings_problem(dir: &std::path::Path) -> Option<String> {
-    let why = match RECORDINGS_LOOKS.try_acquire() {
-        Err(_) => "earlier looks at it have not returned".to_string(),
-        Ok(permit) => {
-            let path = dir.to_path_buf();
-            let look = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                std::fs::read_dir(path).map(drop)
-            });
-            match tokio::time::timeout(RECORDINGS_WITHIN, look).await {
-                Ok(Ok(Ok(()))) => return None,
-                Ok(Ok(Err(e))) => e.to_string(),
-                Ok(Err(_)) => "the look failed".to_string(),
-                Err(_) => "it did not open within 1 s".to_string(),
-            }
-        }
-    };
+    let why =
+        crate::recording_file::unreadable_within(dir.to_path_buf(), RECORDINGS_WITHIN).await?;
     Some(format!(
         "recordings.dir {dir:?} cannot be read ({why}): no recording can be served; it must \
          be the directory the dialplan's MixMonitor writes, readable by the host's user \

@@ -1234,8 +1234,9 @@ impl Driver {
     }
 
     /// Looks for the calls in the store's set of this PBX's calls in flight that the list
-    /// did not show (`listed`: every call it showed, and those followed here): they ended while no host followed
-    /// them (every host was down), and each is ended as a lost call whose channels are gone
+    /// did not show (`listed`: every call it showed, and those followed here): they ended
+    /// while no host followed them (every host was down), and each is ended as a lost call
+    /// whose channels are gone
     /// ([`Found::Vanished`]). Only calls in the set since [`VANISHED_AFTER`] before now, and
     /// only once a second list, [`LOOK_AGAIN_AFTER`] after the one that first missed them,
     /// misses them too ([`Found::Unlisted`]): a host still following a call that just ended
