@@ -14,7 +14,7 @@ use embassy_time::{Duration, Instant};
 use crate::config::Config;
 use crate::fmt::{error, info};
 use crate::idempotency::{Claim, Table};
-use crate::pbx::{OriginateError, Pbx};
+use crate::pbx::{OriginateError, Pbx, State};
 use crate::Entropy;
 
 /// A status and the length of the JSON body written into the caller's buffer.
@@ -29,6 +29,14 @@ pub struct Answer {
 /// The error body used when even an error does not fit the buffer.
 const INTERNAL_FALLBACK: &[u8] =
     br#"{"error":{"code":"internal_error","message":"internal error"}}"#;
+
+/// `503` while the PBX refuses this device's login or its check (the host's answer names the
+/// problem; the device's log does here, to keep its sentences out of flash).
+const PBX_REFUSED: Error = Error::request(
+    ErrorCode::PbxUnavailable,
+    "the PBX refused this device: a wrong [ami] username or secret, or a missing manager \
+     privilege (the device's log names it); nothing was dialled",
+);
 
 /// The create-call service: configuration, validators, idempotency table, PBX handle.
 pub struct App<'a> {
@@ -74,8 +82,10 @@ impl<'a> App<'a> {
     async fn try_create_call(&self, body: &[u8], out: &mut [u8]) -> Result<Answer, Error> {
         let parsed = request::parse(body)?;
         let valid = self.validators.validate(&parsed, &self.config.policy)?;
-        if !self.pbx.is_ready() {
-            return Err(Error::PBX_UNAVAILABLE);
+        match self.pbx.state() {
+            State::Ready => {}
+            State::Refused => return Err(PBX_REFUSED),
+            State::Unreachable => return Err(Error::PBX_UNAVAILABLE),
         }
         let mut entropy = [0u8; 2 * REFERENCE_ENTROPY_LEN];
         self.entropy.fill(&mut entropy);

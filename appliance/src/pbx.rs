@@ -11,9 +11,9 @@
 //!
 //! When the connection is lost the session says when to connect again (a doubling backoff,
 //! capped at `max_backoff_secs`, back to its start after a login that passed the check);
-//! meanwhile [`Pbx::is_ready`] is false and the API answers `503`.
+//! meanwhile [`Pbx::state`] is not [`State::Ready`] and the API answers `503`.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use click2dial_core::ami::session::{self, Down, Event};
 use click2dial_core::ami::{Checks, DecodeError, Session};
@@ -52,9 +52,21 @@ struct Reply {
     result: Result<(), OriginateError>,
 }
 
-/// The PBX as the listeners see it: a readiness flag and a one-call-at-a-time request slot.
+/// Whether the PBX takes calls, as the API answers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Not connected, or the connection was lost.
+    Unreachable,
+    /// The last login or check failed: a wrong username or secret, a missing privilege
+    /// (the log names it). Stays so until a check passes.
+    Refused,
+    /// Logged in and checked.
+    Ready,
+}
+
+/// The PBX as the listeners see it: its [`State`] and a one-call-at-a-time request slot.
 pub struct Pbx {
-    ready: AtomicBool,
+    state: AtomicU8,
     requester: Mutex<CriticalSectionRawMutex, ()>,
     request: Signal<CriticalSectionRawMutex, Request>,
     reply: Signal<CriticalSectionRawMutex, Reply>,
@@ -120,7 +132,7 @@ impl Pbx {
     /// A PBX handle that is not connected yet.
     pub const fn new() -> Self {
         Self {
-            ready: AtomicBool::new(false),
+            state: AtomicU8::new(State::Unreachable as u8),
             requester: Mutex::new(()),
             request: Signal::new(),
             reply: Signal::new(),
@@ -128,9 +140,25 @@ impl Pbx {
         }
     }
 
-    /// Whether the session is logged in.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+    /// Whether the PBX takes calls, and if not why.
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            s if s == State::Ready as u8 => State::Ready,
+            s if s == State::Refused as u8 => State::Refused,
+            _ => State::Unreachable,
+        }
+    }
+
+    fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// A connection ended: a PBX that took calls is unreachable; one that refused this
+    /// device stays refused until a check passes.
+    fn connection_lost(&self) {
+        if self.state() == State::Ready {
+            self.set_state(State::Unreachable);
+        }
     }
 
     /// Sends an Originate and waits for Asterisk's answer. One call at a time: Asterisk
@@ -211,6 +239,7 @@ impl Pbx {
                 self.connection(&mut session, &mut socket, dialplan, out)
                     .await;
             } else {
+                self.set_state(State::Unreachable);
                 session.handle_disconnected(now_ms(), Down::Connect);
                 while let Some(event) = session.poll_event_unrouted() {
                     if let Event::Down(why) = event {
@@ -218,7 +247,7 @@ impl Pbx {
                     }
                 }
             }
-            self.ready.store(false, Ordering::Release);
+            self.connection_lost();
             socket.abort();
             let _ = with_timeout(Duration::from_millis(500), socket.flush()).await;
         }
@@ -316,7 +345,16 @@ impl Pbx {
                     if session.is_ready() {
                         info!("AMI logged in");
                     } else {
+                        self.set_state(State::Refused);
                         warn!("PBX check: {}", outcome);
+                        // What is wrong, by the codes the host's /readyz gives.
+                        for problem in session.check().problems() {
+                            warn!(
+                                "PBX problem: {=str} {=str}",
+                                problem.code.as_str(),
+                                problem.subject()
+                            );
+                        }
                     }
                 }
                 Some(Event::OriginateAnswered { refused, .. }) => {
@@ -337,7 +375,11 @@ impl Pbx {
                 Some(_) => {}
             }
         }
-        self.ready.store(session.is_ready(), Ordering::Release);
+        if session.is_ready() {
+            self.set_state(State::Ready);
+        } else {
+            self.connection_lost();
+        }
         true
     }
 }

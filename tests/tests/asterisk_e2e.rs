@@ -6,6 +6,8 @@
 //! got, the recording) and that Asterisk logged no ERROR or WARNING line.
 
 mod asterisk_support;
+#[path = "qemu/qemu_support.rs"]
+mod qemu_support;
 mod support;
 
 use std::time::Duration;
@@ -1987,4 +1989,143 @@ fastagi_peers = ["127.0.0.2"]
     assert_eq!(sim.originates_of("two-pbx-a2"), 0);
     sim.stop();
     lab.assert_clean_log(&[]);
+}
+
+/// The appliance on the real PBX, set up as an operator would (`boards/qemu-mps2-an385`
+/// README): the `admin` image booted in QEMU, given the kit's manager user and the PBX's
+/// address over `PUT /admin/config`, rebooted. The call it then places rings the agent with
+/// the call's `X-Teleforge-*` headers, dials the callee with `outbound_id`, and is recorded:
+/// the firmware's AMI session (core's, over embassy-net) against Asterisk 22 itself.
+#[test]
+fn the_appliance_places_a_call_on_asterisk() {
+    let Some(fw) = qemu_support::firmware_admin() else {
+        return;
+    };
+    let mut asterisk = Asterisk::start(Site::default());
+    // First boot: the compiled configuration, its PBX at a port where nothing listens.
+    let device = qemu_support::Device::boot_with(
+        fw,
+        support::free_port(),
+        1,
+        &qemu_support::random_secret(),
+        Some(&qemu_support::hash_bytes(qemu_support::ADMIN_KEY_HASH)),
+        None,
+    );
+    let admin = format!("Authorization: Bearer {}", qemu_support::ADMIN_KEY);
+    let json = "Content-Type: application/json";
+    let configure = |secret: &str| {
+        let config = format!(
+            r#"{{"ami":{{"address":"10.0.2.2:{}","username":"c2d","secret":"{secret}"}}}}"#,
+            asterisk.ami_port
+        );
+        let r = device.request("PUT", "/admin/config", &[&admin, json], config.as_bytes());
+        assert_eq!(r.status, 200, "{r:?}");
+        device.reboot();
+    };
+    let call = body("1001", "0820001234", "27820001234", "crm-appliance");
+
+    // A mistyped secret: nothing is dialled, and the device's log says why.
+    configure("c2d-mistyped");
+    let named = support::eventually(Duration::from_secs(20), || {
+        device.log().contains("PBX problem: ami_login_failed")
+    });
+    assert!(
+        named,
+        "the log does not name the refused login:\n{}",
+        device.log()
+    );
+    let r = device.request("POST", "/click2dial/calls", &[json], call.as_bytes());
+    assert_eq!(r.status, 503, "{r:?}");
+    let refused: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON 503");
+    assert_eq!(refused["error"]["code"], "pbx_unavailable", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the PBX refused this device")),
+        "{refused}"
+    );
+
+    configure("c2d-change-me");
+
+    let mut agent = asterisk.phone_with("1001", Sipp::new("answer.xml", 0), "appliance");
+    let mut callee = asterisk.carrier(Sipp::new("answer_long.xml", 0), "appliance");
+    let post_when_up = |call: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            // 503 until the device has logged in to Asterisk and passed its check.
+            let r = device.request("POST", "/click2dial/calls", &[json], call.as_bytes());
+            if r.status != 503 || std::time::Instant::now() > deadline {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let r = post_when_up(&call);
+    assert_eq!(r.status, 202, "{r:?}\n{}", device.log());
+    let answer: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON 202");
+    assert_eq!(answer["contact_ref"], "crm-appliance", "{answer}");
+    let recording_ref = answer["recording_ref"]
+        .as_str()
+        .expect("recording_ref")
+        .to_string();
+
+    agent.expect_success(Duration::from_secs(30), "agent");
+    callee.expect_success(Duration::from_secs(30), "carrier");
+    let invites = agent.received("INVITE");
+    assert_eq!(invites.len(), 1, "one INVITE to the agent");
+    for (header, value) in [
+        ("X-Teleforge-Agent", "1001"),
+        ("X-Teleforge-Callee", "0820001234"),
+        ("X-Teleforge-Outbound-Id", "27820001234"),
+        ("X-Teleforge-Contact-Ref", "crm-appliance"),
+        ("X-Teleforge-Recording-Ref", recording_ref.as_str()),
+    ] {
+        assert_eq!(
+            sip_header(&invites[0], header),
+            Some(value),
+            "{header} in\n{}",
+            invites[0]
+        );
+    }
+    let callee_invite = &callee.received("INVITE")[0];
+    assert!(
+        sip_header(callee_invite, "From").is_some_and(|f| f.contains("sip:27820001234@")),
+        "{callee_invite}"
+    );
+    // MixMonitor recorded the bridged call under the appliance's recording_ref.
+    let file = asterisk.recordings().join(format!("{recording_ref}.wav"));
+    let recorded = support::eventually(Duration::from_secs(10), || {
+        std::fs::metadata(&file).is_ok_and(|m| m.len() > 8_000)
+    });
+    assert!(recorded, "no recording at {}", file.display());
+    let problems = asterisk.problems();
+    assert!(
+        problems.is_empty(),
+        "Asterisk logged:\n{}",
+        problems.join("\n")
+    );
+
+    // Asterisk restarted: not reachable meanwhile, then calls again without a reboot.
+    asterisk.stop();
+    let unreachable = support::eventually(Duration::from_secs(10), || {
+        let r = device.request("POST", "/click2dial/calls", &[json], call.as_bytes());
+        r.status == 503 && r.text().contains("the PBX is not reachable")
+    });
+    assert!(unreachable, "{}", device.log());
+    asterisk.restart();
+    let mut agent = asterisk.phone_with("1001", Sipp::new("answer.xml", 0), "restarted");
+    let mut callee = asterisk.carrier(Sipp::new("answer_long.xml", 0), "restarted");
+    let again = body("1001", "0820001234", "27820001234", "crm-appliance-again");
+    let r = post_when_up(&again);
+    assert_eq!(r.status, 202, "{r:?}\n{}", device.log());
+    agent.expect_success(Duration::from_secs(30), "agent after the restart");
+    callee.expect_success(Duration::from_secs(30), "carrier after the restart");
+    let problems = asterisk.problems();
+    assert!(
+        problems.is_empty(),
+        "Asterisk logged:\n{}",
+        problems.join("\n")
+    );
+    let log = device.assert_log_clean();
+    assert!(log.contains("configuration stored"), "{log}");
 }

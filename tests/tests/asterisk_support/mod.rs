@@ -188,6 +188,34 @@ impl Asterisk {
             .unwrap_or_else(|| panic!("no phone for {endpoint}"))
     }
 
+    /// Starts agent `endpoint`'s phone running `sipp` (its port is the phone's).
+    pub fn phone_with(&self, endpoint: &str, sipp: Sipp, name: &str) -> Phone {
+        let sipp = Sipp {
+            port: self.phone_port(endpoint),
+            ..sipp
+        };
+        let phone = sipp.run(
+            &self.sip_address(),
+            &self.dir.join(format!("{name}-{endpoint}")),
+        );
+        std::thread::sleep(Duration::from_millis(300)); // SIPp binds its port
+        phone
+    }
+
+    /// Starts the carrier trunk's SIPp (where every callee is reached) with `sipp`.
+    pub fn carrier(&self, sipp: Sipp, name: &str) -> Phone {
+        let sipp = Sipp {
+            port: self.carrier_port,
+            ..sipp
+        };
+        let phone = sipp.run(
+            &self.sip_address(),
+            &self.dir.join(format!("{name}-carrier")),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        phone
+    }
+
     /// Writes the site's configuration: what an administrator has, plus the kit's files
     /// copied to `click2dial/` and `#include`d, as the README says.
     fn write_site(&self) {
@@ -612,35 +640,18 @@ impl Lab {
 
     /// Starts agent `endpoint`'s phone with `scenario`.
     pub fn phone(&self, endpoint: &str, scenario: &str, name: &str) -> Phone {
-        self.phone_with(endpoint, Sipp::new(scenario, 0), name)
+        self.asterisk
+            .phone_with(endpoint, Sipp::new(scenario, 0), name)
     }
 
     /// Starts agent `endpoint`'s phone running `sipp` (its port is the phone's).
     pub fn phone_with(&self, endpoint: &str, sipp: Sipp, name: &str) -> Phone {
-        let sipp = Sipp {
-            port: self.asterisk.phone_port(endpoint),
-            ..sipp
-        };
-        let phone = sipp.run(
-            &self.asterisk.sip_address(),
-            &self.asterisk.dir.join(format!("{name}-{endpoint}")),
-        );
-        std::thread::sleep(Duration::from_millis(300)); // SIPp binds its port
-        phone
+        self.asterisk.phone_with(endpoint, sipp, name)
     }
 
     /// Starts the carrier trunk's SIPp (where every callee is reached) with `sipp`.
     pub fn carrier(&self, sipp: Sipp, name: &str) -> Phone {
-        let sipp = Sipp {
-            port: self.asterisk.carrier_port,
-            ..sipp
-        };
-        let phone = sipp.run(
-            &self.asterisk.sip_address(),
-            &self.asterisk.dir.join(format!("{name}-carrier")),
-        );
-        std::thread::sleep(Duration::from_millis(300));
-        phone
+        self.asterisk.carrier(sipp, name)
     }
 
     /// Asserts that Asterisk logged no ERROR or WARNING line (besides `allowed` ones).
