@@ -1995,7 +1995,8 @@ fastagi_peers = ["127.0.0.2"]
 /// README): the `admin` image booted in QEMU, given the kit's manager user and the PBX's
 /// address over `PUT /admin/config`, rebooted. The call it then places rings the agent with
 /// the call's `X-Teleforge-*` headers, dials the callee with `outbound_id`, and is recorded:
-/// the firmware's AMI session (core's, over embassy-net) against Asterisk 22 itself.
+/// the firmware's AMI session (core's, over embassy-net) against Asterisk 22 itself. Then
+/// Asterisk restarts, and a one-leg call goes through without a reboot.
 #[test]
 fn the_appliance_places_a_call_on_asterisk() {
     let Some(fw) = qemu_support::firmware_admin() else {
@@ -2113,13 +2114,43 @@ fn the_appliance_places_a_call_on_asterisk() {
     });
     assert!(unreachable, "{}", device.log());
     asterisk.restart();
-    let mut agent = asterisk.phone_with("1001", Sipp::new("answer.xml", 0), "restarted");
+    // This time a one-leg call (agent = callee): the device's direct_channel, then
+    // [c2d-direct-destination] rings PJSIP/1000 with the headers.
     let mut callee = asterisk.carrier(Sipp::new("answer_long.xml", 0), "restarted");
-    let again = body("1001", "0820001234", "27820001234", "crm-appliance-again");
-    let r = post_when_up(&again);
+    let mut desk = asterisk.phone_with("1000", Sipp::new("answer.xml", 0), "restarted");
+    let direct = body(
+        "0820001234",
+        "0820001234",
+        "27820001234",
+        "crm-appliance-direct",
+    );
+    let r = post_when_up(&direct);
     assert_eq!(r.status, 202, "{r:?}\n{}", device.log());
-    agent.expect_success(Duration::from_secs(30), "agent after the restart");
+    let answer: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON 202");
     callee.expect_success(Duration::from_secs(30), "carrier after the restart");
+    desk.expect_success(
+        Duration::from_secs(30),
+        "direct destination after the restart",
+    );
+    let callee_invite = &callee.received("INVITE")[0];
+    assert!(
+        sip_header(callee_invite, "From").is_some_and(|f| f.contains("sip:27820001234@")),
+        "{callee_invite}"
+    );
+    let desk_invite = &desk.received("INVITE")[0];
+    for (header, value) in [
+        ("X-Teleforge-Contact-Ref", "crm-appliance-direct"),
+        (
+            "X-Teleforge-Recording-Ref",
+            answer["recording_ref"].as_str().expect("recording_ref"),
+        ),
+    ] {
+        assert_eq!(
+            sip_header(desk_invite, header),
+            Some(value),
+            "{header} in\n{desk_invite}"
+        );
+    }
     let problems = asterisk.problems();
     assert!(
         problems.is_empty(),
