@@ -5,7 +5,7 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 # LOAD_PROFILE=debug (CI's smoke run) uses the debug build the tests made; figures need release.
 profile=${LOAD_PROFILE:-release}
-cargo build --profile "${profile/debug/dev}" -q -p click2dial-host -p click2dial-tests --bin click2dial-host --bin pbx-sim --bin bare-202
+cargo build --profile "${profile/debug/dev}" -q -p click2dial-host -p click2dial-tests --bin click2dial-host --bin pbx-sim --bin bare-202 --bin floor-202
 
 bin=${CARGO_TARGET_DIR:-target}/$profile
 # HOST_BIN (env) runs another build of the host, e.g. a copy of the code before a change,

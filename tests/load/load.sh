@@ -30,6 +30,12 @@ pids+=("$host_pid")
 bare_pid=$!
 pids+=("$bare_pid")
 bare=$(listening "$work/bare.out")
+# The floor: only the exchanges a create cannot go without (its HTTP, one Redis round trip,
+# one Originate to the simulator), on the same Redis and simulator (src/bin/floor-202.rs).
+"$bin"/floor-202 127.0.0.1:0 "redis://127.0.0.1:$redis_port" "$sim" secret >"$work/floor.out" 2>&1 &
+floor_pid=$!
+pids+=("$floor_pid")
+floor=$(listening "$work/floor.out")
 
 cpu_ticks() { # "utime stime" of each pid given, in clock ticks, on one line
   for p in "$@"; do awk '{ print $14, $15 }' "/proc/$p/stat"; done | paste -sd' '
@@ -41,6 +47,12 @@ bare_after=$(cpu_ticks "$bare_pid")
 before=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid")
 read -r host_rps host_p50 host_p99 host_bad host_total host_wrk < <(run_wrk "$host" "$connections" 0)
 after=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid")
+# The floor at the host's peak rate, paced (each connection pauses 10 ms between requests):
+# at its own peak it answers several times the host's rate, many requests per wake-up.
+peak_conns=$(awk -v r="$host_rps" 'BEGIN { c = int(r * 11 / 1000 + 0.5); print (c < 1 ? 1 : c) }')
+floor_before=$(cpu_ticks "$floor_pid")
+read -r floor_rps _ _ floor_bad floor_total _ < <(run_wrk "$floor" "$peak_conns" 10)
+floor_after=$(cpu_ticks "$floor_pid")
 # Half the host's peak: each connection pauses 10 ms between requests (wrk's delay() is in
 # whole milliseconds), with as many connections as that rate needs.
 delay=10
@@ -54,6 +66,9 @@ half_after=$(cpu_ticks "$host_pid")
 bare_half_before=$(cpu_ticks "$bare_pid")
 read -r bare_half_rps _ _ _ bare_half_total _ < <(run_wrk "$bare" "$half_conns" "$delay")
 bare_half_after=$(cpu_ticks "$bare_pid")
+floor_half_before=$(cpu_ticks "$floor_pid")
+read -r floor_half_rps _ _ _ floor_half_total _ < <(run_wrk "$floor" "$half_conns" "$delay")
+floor_half_after=$(cpu_ticks "$floor_pid")
 rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$host_pid/status")
 
 printf '\n== click2dial-host create-call load (%s s per run, wrk -t2) ==\n' "$duration"
@@ -63,8 +78,9 @@ printf 'host, ~half   : %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   (target %.0
 awk -v h="$host_rps" -v b="$bare_rps" 'BEGIN { printf "throughput ratio host/bare: %.2fx\n", h / b }'
 printf 'host peak RSS: %.1f MiB\n' "$(awk -v k="$rss_kib" 'BEGIN { print k / 1024 }')"
 awk -v b="$before" -v a="$after" -v n="$host_total" -v hz="$(getconf CLK_TCK)" -v hw="$host_wrk" \
-  -v bb="$bare_before" -v ba="$bare_after" -v bn="$bare_total" -v bw="$bare_wrk" 'BEGIN {
-  split(b, x, " "); split(a, y, " "); split(bb, p, " "); split(ba, q, " ")
+  -v bb="$bare_before" -v ba="$bare_after" -v bn="$bare_total" -v bw="$bare_wrk" \
+  -v fbs="$floor_before" -v fas="$floor_after" -v fn="$floor_total" -v fr="$floor_rps" -v fbad="$floor_bad" 'BEGIN {
+  split(b, x, " "); split(a, y, " "); split(bb, p, " "); split(ba, q, " "); split(fbs, fb, " "); split(fas, fa, " ")
   split("host redis-server pbx-sim", name, " ")
   us = 1e6 / hz
   for (i = 1; i <= 3; i++) {
@@ -78,14 +94,20 @@ awk -v b="$before" -v a="$after" -v n="$host_total" -v hz="$(getconf CLK_TCK)" -
   for (i = 1; i <= 3; i++) printf "  %s %.1f", name[i], user[i] + sys[i]
   printf "  wrk %.1f\n", hw * us / n
   printf "host / bare-202 CPU per create: %.1fx\n", (user[1] + sys[1]) / bare
+  floor_user = (fa[1] - fb[1]) * us / fn; floor_sys = (fa[2] - fb[2]) * us / fn
+  floor = floor_user + floor_sys
+  printf "floor-202 CPU per create at the host'"'"'s peak rate: %.1f (user / system %.1f / %.1f; %.0f req/s, %d non-2xx): %.1fx bare-202; host / floor-202 %.1fx\n", floor, floor_user, floor_sys, fr, fbad, floor / bare, (user[1] + sys[1]) / floor
   printf "the same, user / system:\n  bare run: bare-202 %.1f / %.1f\n  host run:", bare_user, bare_sys
   for (i = 1; i <= 3; i++) printf "  %s %.1f / %.1f", name[i], user[i], sys[i]
   printf "\n" }'
 awk -v hb="$half_before" -v ha="$half_after" -v hn="$half_total" -v hr="$half_rps" \
   -v bb="$bare_half_before" -v ba="$bare_half_after" -v bn="$bare_half_total" -v br="$bare_half_rps" \
+  -v fb="$floor_half_before" -v fa="$floor_half_after" -v fn="$floor_half_total" -v fr="$floor_half_rps" \
   -v hz="$(getconf CLK_TCK)" 'BEGIN {
-  split(hb, x, " "); split(ha, y, " "); split(bb, p, " "); split(ba, q, " ")
+  split(hb, x, " "); split(ha, y, " "); split(bb, p, " "); split(ba, q, " "); split(fb, f, " "); split(fa, g, " ")
   us = 1e6 / hz
   host = (y[1] + y[2] - x[1] - x[2]) * us / hn; bare = (q[1] + q[2] - p[1] - p[2]) * us / bn
-  printf "CPU per request at ~half the host'"'"'s peak, the same pacing for both:\n"
-  printf "  host %.1f us (%.0f req/s)  bare-202 %.1f us (%.0f req/s)  host / bare-202 %.1fx\n", host, hr, bare, br, host / bare }'
+  floor = (g[1] + g[2] - f[1] - f[2]) * us / fn
+  printf "CPU per request at ~half the host'"'"'s peak, the same pacing for all:\n"
+  printf "  host %.1f us (%.0f req/s)  bare-202 %.1f us (%.0f req/s)  host / bare-202 %.1fx\n", host, hr, bare, br, host / bare
+  printf "  floor-202 %.1f us (%.0f req/s): %.1fx bare-202; host / floor-202 %.1fx\n", floor, fr, floor / bare, host / floor }'
