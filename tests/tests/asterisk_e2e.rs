@@ -50,6 +50,17 @@ fn answered_call(
     (answer, notifications)
 }
 
+/// Asserts that SIP `message` carries each `(header, value)`.
+fn assert_headers(message: &str, expected: &[(&str, &str)]) {
+    for &(header, value) in expected {
+        assert_eq!(
+            sip_header(message, header),
+            Some(value),
+            "{header} in\n{message}"
+        );
+    }
+}
+
 /// The contexts `dialplan show` lists.
 fn contexts(asterisk: &Asterisk) -> Vec<String> {
     let mut names: Vec<String> = asterisk
@@ -137,19 +148,16 @@ fn two_leg_call_both_answer() {
     let invites = agent.received("INVITE");
     assert_eq!(invites.len(), 1, "one INVITE to the agent");
     let invite = &invites[0];
-    for (header, value) in [
-        ("X-Teleforge-Agent", "1001"),
-        ("X-Teleforge-Callee", "0820001234"),
-        ("X-Teleforge-Outbound-Id", "27820001234"),
-        ("X-Teleforge-Contact-Ref", "crm-two-leg"),
-        ("X-Teleforge-Recording-Ref", recording_ref.as_str()),
-    ] {
-        assert_eq!(
-            sip_header(invite, header),
-            Some(value),
-            "{header} in\n{invite}"
-        );
-    }
+    assert_headers(
+        invite,
+        &[
+            ("X-Teleforge-Agent", "1001"),
+            ("X-Teleforge-Callee", "0820001234"),
+            ("X-Teleforge-Outbound-Id", "27820001234"),
+            ("X-Teleforge-Contact-Ref", "crm-two-leg"),
+            ("X-Teleforge-Recording-Ref", recording_ref.as_str()),
+        ],
+    );
     // The callee sees outbound_id; the agent saw the callee's number.
     let callee_invite = &callee.received("INVITE")[0];
     assert!(
@@ -828,19 +836,16 @@ fn one_leg_call_reaches_the_direct_destination() {
         }
     }
     let desk_invite = &desk.received("INVITE")[0];
-    for (header, value) in [
-        ("X-Teleforge-Agent", "0820001234"),
-        ("X-Teleforge-Callee", "0820001234"),
-        ("X-Teleforge-Outbound-Id", "27820001234"),
-        ("X-Teleforge-Contact-Ref", "crm-one-leg"),
-        ("X-Teleforge-Recording-Ref", recording_ref.as_str()),
-    ] {
-        assert_eq!(
-            sip_header(desk_invite, header),
-            Some(value),
-            "{header} in\n{desk_invite}"
-        );
-    }
+    assert_headers(
+        desk_invite,
+        &[
+            ("X-Teleforge-Agent", "0820001234"),
+            ("X-Teleforge-Callee", "0820001234"),
+            ("X-Teleforge-Outbound-Id", "27820001234"),
+            ("X-Teleforge-Contact-Ref", "crm-one-leg"),
+            ("X-Teleforge-Recording-Ref", recording_ref.as_str()),
+        ],
+    );
     let recording = lab
         .host
         .get(&format!("/click2dial/recordings/{recording_ref}"));
@@ -2074,20 +2079,16 @@ fn the_appliance_places_a_call_on_asterisk() {
     callee.expect_success(Duration::from_secs(30), "carrier");
     let invites = agent.received("INVITE");
     assert_eq!(invites.len(), 1, "one INVITE to the agent");
-    for (header, value) in [
-        ("X-Teleforge-Agent", "1001"),
-        ("X-Teleforge-Callee", "0820001234"),
-        ("X-Teleforge-Outbound-Id", "27820001234"),
-        ("X-Teleforge-Contact-Ref", "crm-appliance"),
-        ("X-Teleforge-Recording-Ref", recording_ref.as_str()),
-    ] {
-        assert_eq!(
-            sip_header(&invites[0], header),
-            Some(value),
-            "{header} in\n{}",
-            invites[0]
-        );
-    }
+    assert_headers(
+        &invites[0],
+        &[
+            ("X-Teleforge-Agent", "1001"),
+            ("X-Teleforge-Callee", "0820001234"),
+            ("X-Teleforge-Outbound-Id", "27820001234"),
+            ("X-Teleforge-Contact-Ref", "crm-appliance"),
+            ("X-Teleforge-Recording-Ref", recording_ref.as_str()),
+        ],
+    );
     let callee_invite = &callee.received("INVITE")[0];
     assert!(
         sip_header(callee_invite, "From").is_some_and(|f| f.contains("sip:27820001234@")),
@@ -2138,19 +2139,19 @@ fn the_appliance_places_a_call_on_asterisk() {
         "{callee_invite}"
     );
     let desk_invite = &desk.received("INVITE")[0];
-    for (header, value) in [
-        ("X-Teleforge-Contact-Ref", "crm-appliance-direct"),
-        (
-            "X-Teleforge-Recording-Ref",
-            answer["recording_ref"].as_str().expect("recording_ref"),
-        ),
-    ] {
-        assert_eq!(
-            sip_header(desk_invite, header),
-            Some(value),
-            "{header} in\n{desk_invite}"
-        );
-    }
+    assert_headers(
+        desk_invite,
+        &[
+            ("X-Teleforge-Agent", "0820001234"),
+            ("X-Teleforge-Callee", "0820001234"),
+            ("X-Teleforge-Outbound-Id", "27820001234"),
+            ("X-Teleforge-Contact-Ref", "crm-appliance-direct"),
+            (
+                "X-Teleforge-Recording-Ref",
+                answer["recording_ref"].as_str().expect("recording_ref"),
+            ),
+        ],
+    );
     let problems = asterisk.problems();
     assert!(
         problems.is_empty(),
