@@ -61,6 +61,34 @@ fn assert_headers(message: &str, expected: &[(&str, &str)]) {
     }
 }
 
+/// What the phones of a two-leg call from agent 1001 to 0820001234 with outbound_id
+/// 27820001234 got: one INVITE to the agent, carrying the call's values and showing the
+/// callee's number; the callee's showing outbound_id, and none of the headers.
+fn assert_two_leg_invites(agent: &Phone, callee: &Phone, contact_ref: &str, recording_ref: &str) {
+    let invites = agent.received("INVITE");
+    assert_eq!(invites.len(), 1, "one INVITE to the agent");
+    let invite = &invites[0];
+    assert_headers(
+        invite,
+        &[
+            ("X-Teleforge-Agent", "1001"),
+            ("X-Teleforge-Callee", "0820001234"),
+            ("X-Teleforge-Outbound-Id", "27820001234"),
+            ("X-Teleforge-Contact-Ref", contact_ref),
+            ("X-Teleforge-Recording-Ref", recording_ref),
+        ],
+    );
+    assert!(sip_header(invite, "From").is_some_and(|f| f.contains("sip:0820001234@")));
+    let callee_invite = &callee.received("INVITE")[0];
+    for header in ["From", "P-Asserted-Identity"] {
+        assert!(
+            sip_header(callee_invite, header).is_some_and(|f| f.contains("sip:27820001234@")),
+            "{header} in\n{callee_invite}"
+        );
+    }
+    assert!(sip_header(callee_invite, "X-Teleforge-Contact-Ref").is_none());
+}
+
 /// The contexts `dialplan show` lists.
 fn contexts(asterisk: &Asterisk) -> Vec<String> {
     let mut names: Vec<String> = asterisk
@@ -144,33 +172,7 @@ fn two_leg_call_both_answer() {
         .expect("recording_ref")
         .to_string();
 
-    // The agent's INVITE carries the call's values.
-    let invites = agent.received("INVITE");
-    assert_eq!(invites.len(), 1, "one INVITE to the agent");
-    let invite = &invites[0];
-    assert_headers(
-        invite,
-        &[
-            ("X-Teleforge-Agent", "1001"),
-            ("X-Teleforge-Callee", "0820001234"),
-            ("X-Teleforge-Outbound-Id", "27820001234"),
-            ("X-Teleforge-Contact-Ref", "crm-two-leg"),
-            ("X-Teleforge-Recording-Ref", recording_ref.as_str()),
-        ],
-    );
-    // The callee sees outbound_id; the agent saw the callee's number.
-    let callee_invite = &callee.received("INVITE")[0];
-    assert!(
-        sip_header(callee_invite, "From").is_some_and(|f| f.contains("sip:27820001234@")),
-        "{callee_invite}"
-    );
-    assert!(
-        sip_header(callee_invite, "P-Asserted-Identity")
-            .is_some_and(|f| f.contains("sip:27820001234@")),
-        "{callee_invite}"
-    );
-    assert!(sip_header(callee_invite, "X-Teleforge-Contact-Ref").is_none());
-    assert!(sip_header(invite, "From").is_some_and(|f| f.contains("sip:0820001234@")));
+    assert_two_leg_invites(&agent, &callee, "crm-two-leg", &recording_ref);
 
     // The recording MixMonitor wrote is served, with Range.
     let path = format!("/click2dial/recordings/{recording_ref}");
@@ -2077,23 +2079,7 @@ fn the_appliance_places_a_call_on_asterisk() {
 
     agent.expect_success(Duration::from_secs(30), "agent");
     callee.expect_success(Duration::from_secs(30), "carrier");
-    let invites = agent.received("INVITE");
-    assert_eq!(invites.len(), 1, "one INVITE to the agent");
-    assert_headers(
-        &invites[0],
-        &[
-            ("X-Teleforge-Agent", "1001"),
-            ("X-Teleforge-Callee", "0820001234"),
-            ("X-Teleforge-Outbound-Id", "27820001234"),
-            ("X-Teleforge-Contact-Ref", "crm-appliance"),
-            ("X-Teleforge-Recording-Ref", recording_ref.as_str()),
-        ],
-    );
-    let callee_invite = &callee.received("INVITE")[0];
-    assert!(
-        sip_header(callee_invite, "From").is_some_and(|f| f.contains("sip:27820001234@")),
-        "{callee_invite}"
-    );
+    assert_two_leg_invites(&agent, &callee, "crm-appliance", &recording_ref);
     // MixMonitor recorded the bridged call under the appliance's recording_ref.
     let file = asterisk.recordings().join(format!("{recording_ref}.wav"));
     let recorded = support::eventually(Duration::from_secs(10), || {
