@@ -89,6 +89,38 @@ fn assert_two_leg_invites(agent: &Phone, callee: &Phone, contact_ref: &str, reco
     assert!(sip_header(callee_invite, "X-Teleforge-Contact-Ref").is_none());
 }
 
+/// What the phones of a one-leg call to 0820001234 with outbound_id 27820001234 got: the
+/// callee's INVITE, and whatever it is told later (re-INVITE/UPDATE), showing outbound_id;
+/// the desk's INVITE (from `[c2d-direct-destination]`) carrying the call's values.
+fn assert_one_leg_invites(callee: &Phone, desk: &Phone, contact_ref: &str, recording_ref: &str) {
+    let callee_invite = &callee.received("INVITE")[0];
+    for header in ["From", "P-Asserted-Identity"] {
+        assert!(
+            sip_header(callee_invite, header).is_some_and(|f| f.contains("sip:27820001234@")),
+            "{header} in\n{callee_invite}"
+        );
+    }
+    for message in callee
+        .received("INVITE")
+        .iter()
+        .chain(&callee.received("UPDATE"))
+    {
+        if let Some(pai) = sip_header(message, "P-Asserted-Identity") {
+            assert!(pai.contains("sip:27820001234@"), "{message}");
+        }
+    }
+    assert_headers(
+        &desk.received("INVITE")[0],
+        &[
+            ("X-Teleforge-Agent", "0820001234"),
+            ("X-Teleforge-Callee", "0820001234"),
+            ("X-Teleforge-Outbound-Id", "27820001234"),
+            ("X-Teleforge-Contact-Ref", contact_ref),
+            ("X-Teleforge-Recording-Ref", recording_ref),
+        ],
+    );
+}
+
 /// The contexts `dialplan show` lists.
 fn contexts(asterisk: &Asterisk) -> Vec<String> {
     let mut names: Vec<String> = asterisk
@@ -817,37 +849,7 @@ fn one_leg_call_reaches_the_direct_destination() {
     callee.expect_success(Duration::from_secs(20), "carrier");
     desk.expect_success(Duration::from_secs(20), "direct destination");
 
-    let callee_invite = &callee.received("INVITE")[0];
-    assert!(
-        sip_header(callee_invite, "From").is_some_and(|f| f.contains("sip:27820001234@")),
-        "{callee_invite}"
-    );
-    assert!(
-        sip_header(callee_invite, "P-Asserted-Identity")
-            .is_some_and(|f| f.contains("sip:27820001234@")),
-        "{callee_invite}"
-    );
-    // Whatever the callee is told later (re-INVITE/UPDATE), its identity stays outbound_id.
-    for message in callee
-        .received("INVITE")
-        .iter()
-        .chain(&callee.received("UPDATE"))
-    {
-        if let Some(pai) = sip_header(message, "P-Asserted-Identity") {
-            assert!(pai.contains("sip:27820001234@"), "{message}");
-        }
-    }
-    let desk_invite = &desk.received("INVITE")[0];
-    assert_headers(
-        desk_invite,
-        &[
-            ("X-Teleforge-Agent", "0820001234"),
-            ("X-Teleforge-Callee", "0820001234"),
-            ("X-Teleforge-Outbound-Id", "27820001234"),
-            ("X-Teleforge-Contact-Ref", "crm-one-leg"),
-            ("X-Teleforge-Recording-Ref", recording_ref.as_str()),
-        ],
-    );
+    assert_one_leg_invites(&callee, &desk, "crm-one-leg", &recording_ref);
     let recording = lab
         .host
         .get(&format!("/click2dial/recordings/{recording_ref}"));
@@ -2119,25 +2121,8 @@ fn the_appliance_places_a_call_on_asterisk() {
         Duration::from_secs(30),
         "direct destination after the restart",
     );
-    let callee_invite = &callee.received("INVITE")[0];
-    assert!(
-        sip_header(callee_invite, "From").is_some_and(|f| f.contains("sip:27820001234@")),
-        "{callee_invite}"
-    );
-    let desk_invite = &desk.received("INVITE")[0];
-    assert_headers(
-        desk_invite,
-        &[
-            ("X-Teleforge-Agent", "0820001234"),
-            ("X-Teleforge-Callee", "0820001234"),
-            ("X-Teleforge-Outbound-Id", "27820001234"),
-            ("X-Teleforge-Contact-Ref", "crm-appliance-direct"),
-            (
-                "X-Teleforge-Recording-Ref",
-                answer["recording_ref"].as_str().expect("recording_ref"),
-            ),
-        ],
-    );
+    let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
+    assert_one_leg_invites(&callee, &desk, "crm-appliance-direct", recording_ref);
     let problems = asterisk.problems();
     assert!(
         problems.is_empty(),
