@@ -664,6 +664,19 @@ fn a_pbx_address_must_be_host_and_port() {
         let stderr = refused_var("C2D_AMI__ADDRESS", address);
         assert!(stderr.contains("`ami.address`"), "{address}: {stderr}");
     }
+    // A link-local PBX: its interface by number, as the connection reads it, not by name.
+    let stderr = refused_var("C2D_AMI__ADDRESS", "[fe80::1%eth0]:5038");
+    assert!(
+        stderr.contains("[fe80::1%2]:5038 with the interface's number"),
+        "{stderr}"
+    );
+    let out = host()
+        .arg("check-config")
+        .env("C2D_AMI__ADDRESS", "[fe80::1%2]:5038")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#"address = "[fe80::1%2]:5038""#));
     let stderr = refused_file(
         r#"
 [[pbx]]

@@ -15,7 +15,7 @@
 //! default = true                    # serves every agent no entry lists (and one-leg calls)
 //! ```
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -220,6 +220,11 @@ fn site(
 /// IPv6 address in brackets, and a port from 1 to 65535. Without this check a typo only
 /// showed as a PBX that never answers.
 fn address_problem(address: &str) -> Option<String> {
+    // An IP address and port as the connection reads it: a link-local IPv6 address with
+    // its interface's number too (`[fe80::1%2]:5038`).
+    if address.parse::<SocketAddr>().is_ok_and(|a| a.port() != 0) {
+        return None;
+    }
     let ok = address.rsplit_once(':').is_some_and(|(host, port)| {
         let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
         let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -235,8 +240,8 @@ fn address_problem(address: &str) -> Option<String> {
     });
     (!ok).then(|| {
         format!(
-            "{address:?} is not host:port (e.g. 10.0.0.5:5038, pbx.example:5038, [::1]:5038; \
-             the port 1-65535)"
+            "{address:?} is not host:port (e.g. 10.0.0.5:5038, pbx.example:5038, [::1]:5038, \
+             [fe80::1%2]:5038 with the interface's number, not its name; the port 1-65535)"
         )
     })
 }
@@ -258,8 +263,12 @@ fn login_problem(username: &str, secret: &str) -> Option<Invalid> {
     })
 }
 
-/// The IP address of `host:port` (`[::1]:5038` too), when the host is one.
+/// The IP address of `host:port` (`[::1]:5038` and `[fe80::1%2]:5038` too), when the host
+/// is one.
 fn host_ip(address: &str) -> Option<IpAddr> {
+    if let Ok(socket) = address.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
     let (host, _) = address.rsplit_once(':')?;
     host.trim_start_matches('[')
         .trim_end_matches(']')
@@ -279,9 +288,14 @@ mod tests {
             "pbx-1.example.com:1",
             "[::1]:5039",
             "[fe80::1]:65535",
+            "[fe80::1%2]:5038",
         ] {
             assert_eq!(address_problem(good), None, "{good}");
         }
+        assert_eq!(
+            host_ip("[fe80::1%2]:5038"),
+            Some("fe80::1".parse().expect("an IPv6 address"))
+        );
         for bad in [
             "",
             "nonsense",
@@ -295,6 +309,8 @@ mod tests {
             "[nonsense]:5038",
             "pbx example:5038",
             "http://pbx:5038",
+            "[fe80::1%eth0]:5038",
+            "[fe80::1%2]:0",
         ] {
             assert!(address_problem(bad).is_some(), "{bad:?} is refused");
         }
