@@ -95,23 +95,25 @@ impl ConfigError {
     /// The message (the host's `check-config` text), piece by piece: `Display` writes it, and
     /// so does the firmware's JSON writer, without `core::fmt`'s machinery for it.
     pub fn message(&self, mut put: impl FnMut(&str)) {
-        let number = |n: usize| Decimal::new(u64::try_from(n).unwrap_or(u64::MAX));
         put("invalid value for `");
         put(self.key());
-        if let Self::Digits { index, max, .. } = *self {
+        if let Self::Digits { index, .. } = *self {
             put("[");
-            put(number(index).as_str());
-            put("]`: must be 1-");
-            put(number(max).as_str());
-            put(" digits");
-            return;
+            put(decimal(index).as_str());
+            put("]");
         }
         put("`: ");
+        self.reason(put);
+    }
+
+    /// What is wrong with the value (`must not be empty`, …), without its key: the end of
+    /// [`ConfigError::message`], for a caller that names the key its own way.
+    pub fn reason(&self, mut put: impl FnMut(&str)) {
         match *self {
             Self::Empty { .. } => put("must not be empty"),
             Self::TooLong { max, .. } => {
                 put("longer than ");
-                put(number(max).as_str());
+                put(decimal(max).as_str());
                 put(" characters");
             }
             Self::Character { .. } => {
@@ -127,9 +129,17 @@ impl ConfigError {
                 put("-");
                 put(Decimal::new(max.into()).as_str());
             }
-            Self::Digits { .. } => {}
+            Self::Digits { max, .. } => {
+                put("must be 1-");
+                put(decimal(max).as_str());
+                put(" digits");
+            }
         }
     }
+}
+
+fn decimal(n: usize) -> Decimal {
+    Decimal::new(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
 impl fmt::Display for ConfigError {
@@ -485,6 +495,10 @@ mod tests {
             ),
         ] {
             assert_eq!(error.to_string(), message);
+            // The reason alone is the message's end, after the key.
+            let mut reason = std::string::String::new();
+            error.reason(|piece| reason.push_str(piece));
+            assert!(message.ends_with(&std::format!("`: {reason}")), "{message}");
         }
     }
 

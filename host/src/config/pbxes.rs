@@ -251,9 +251,9 @@ fn address_problem(address: &str) -> Option<String> {
 /// without control characters (the AMI writer would refuse it at every login).
 fn login_problem(username: &str, secret: &str) -> Option<Invalid> {
     if let Err(e) = click2dial_core::config::check_name("ami.username", username) {
-        let text = e.to_string();
-        let reason = text.split_once("`: ").map_or(text.as_str(), |(_, r)| r);
-        return Some(("ami.username", reason.to_string()));
+        let mut reason = String::new();
+        e.reason(|piece| reason.push_str(piece));
+        return Some(("ami.username", reason));
     }
     secret.bytes().any(|b| b.is_ascii_control()).then(|| {
         (
