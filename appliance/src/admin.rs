@@ -30,6 +30,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{Config, Network};
 use crate::fmt::{info, warn};
+use crate::pbx::{Pbx, State};
 pub use crate::settings::MAX_SETTINGS_LEN;
 use crate::settings::{Refusal, Settings};
 pub use crate::store::{Store, StoreError};
@@ -159,6 +160,30 @@ pub trait AdminApi {
     ) -> Result<(), UpdateError>;
     /// `GET /admin/update`'s JSON ([`Update::write_status`]).
     async fn write_update_status(&self, out: &mut [u8]) -> Option<usize>;
+}
+
+/// `GET /admin/status`'s JSON: whether the PBX takes the device's calls, and if it refused
+/// the device, the problems of its last check by the codes of the host's `/readyz`:
+/// `{"pbx":"refused","problems":["ami_login_failed"]}`. Its length, or `None` when `out` is
+/// too small.
+pub fn write_status(pbx: &Pbx, out: &mut [u8]) -> Option<usize> {
+    let mut w = Writer { out, len: 0 };
+    w.put("{\"pbx\":\"");
+    w.put(match pbx.state() {
+        State::Ready => "ready",
+        State::Refused => "refused",
+        State::Unreachable => "unreachable",
+    });
+    w.put("\",\"problems\":");
+    let mut codes = [""; click2dial_core::ami::ProblemCode::ALL.len()];
+    let mut n = 0;
+    for (slot, code) in codes.iter_mut().zip(pbx.problems()) {
+        *slot = code.as_str();
+        n += 1;
+    }
+    w.list(codes.get(..n).unwrap_or_default());
+    w.put("}");
+    (w.len <= w.out.len()).then_some(w.len)
 }
 
 /// No admin API: every admin request is refused with `401`.

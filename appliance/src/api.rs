@@ -71,6 +71,11 @@ impl<'a> App<'a> {
         self.config
     }
 
+    /// The PBX handle: its state for `GET /admin/status`.
+    pub fn pbx(&self) -> &Pbx {
+        self.pbx
+    }
+
     /// Answers a create-call body whose content type was already accepted.
     pub async fn create_call(&self, body: &[u8], out: &mut [u8]) -> Answer {
         match self.try_create_call(body, out).await {

@@ -16,7 +16,7 @@
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use click2dial_core::ami::session::{self, Down, Event};
-use click2dial_core::ami::{Checks, DecodeError, Session};
+use click2dial_core::ami::{Checks, DecodeError, ProblemCode, Session};
 use click2dial_core::reference::ChannelId;
 use click2dial_core::values::CallValues;
 use embassy_futures::select::{select, select3, Either, Either3};
@@ -67,6 +67,8 @@ pub enum State {
 /// The PBX as the listeners see it: its [`State`] and a one-call-at-a-time request slot.
 pub struct Pbx {
     state: AtomicU8,
+    /// The last failed check's problems, one bit per [`ProblemCode::ALL`] entry.
+    problems: AtomicU8,
     requester: Mutex<CriticalSectionRawMutex, ()>,
     request: Signal<CriticalSectionRawMutex, Request>,
     reply: Signal<CriticalSectionRawMutex, Reply>,
@@ -133,6 +135,7 @@ impl Pbx {
     pub const fn new() -> Self {
         Self {
             state: AtomicU8::new(State::Unreachable as u8),
+            problems: AtomicU8::new(0),
             requester: Mutex::new(()),
             request: Signal::new(),
             reply: Signal::new(),
@@ -149,7 +152,20 @@ impl Pbx {
         }
     }
 
+    /// What the last failed check found (none once a check passed).
+    pub fn problems(&self) -> impl Iterator<Item = ProblemCode> {
+        let bits = self.problems.load(Ordering::Acquire);
+        ProblemCode::ALL
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| bits & (1 << i) != 0)
+            .map(|(_, code)| code)
+    }
+
     fn set_state(&self, state: State) {
+        if state == State::Ready {
+            self.problems.store(0, Ordering::Release);
+        }
         self.state.store(state as u8, Ordering::Release);
     }
 
@@ -345,16 +361,23 @@ impl Pbx {
                     if session.is_ready() {
                         info!("AMI logged in");
                     } else {
-                        self.set_state(State::Refused);
                         warn!("PBX check: {}", outcome);
                         // What is wrong, by the codes the host's /readyz gives.
+                        let mut bits = 0u8;
                         for problem in session.check().problems() {
                             warn!(
                                 "PBX problem: {=str} {=str}",
                                 problem.code.as_str(),
                                 problem.subject()
                             );
+                            if let Some(i) =
+                                ProblemCode::ALL.iter().position(|c| *c == problem.code)
+                            {
+                                bits |= 1 << i;
+                            }
                         }
+                        self.problems.store(bits, Ordering::Release);
+                        self.set_state(State::Refused);
                     }
                 }
                 Some(Event::OriginateAnswered { refused, .. }) => {

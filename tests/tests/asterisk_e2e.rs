@@ -2034,16 +2034,18 @@ fn the_appliance_places_a_call_on_asterisk() {
     };
     let call = body("1001", "0820001234", "27820001234", "crm-appliance");
 
-    // A mistyped secret: nothing is dialled, and the device's log says why.
+    let status = || {
+        let r = device.request("GET", "/admin/status", &[&admin], b"");
+        assert_eq!(r.status, 200, "{r:?}");
+        r.text()
+    };
+    // A mistyped secret: nothing is dialled, and the device says why (its status, its log).
     configure("c2d-mistyped");
     let named = support::eventually(Duration::from_secs(20), || {
-        device.log().contains("PBX problem: ami_login_failed")
+        status() == r#"{"pbx":"refused","problems":["ami_login_failed"]}"#
     });
-    assert!(
-        named,
-        "the log does not name the refused login:\n{}",
-        device.log()
-    );
+    assert!(named, "{}\n{}", status(), device.log());
+    assert!(device.log().contains("PBX problem: ami_login_failed"));
     let r = device.request("POST", "/click2dial/calls", &[json], call.as_bytes());
     assert_eq!(r.status, 503, "{r:?}");
     let refused: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON 503");
@@ -2071,6 +2073,7 @@ fn the_appliance_places_a_call_on_asterisk() {
         }
     };
     let r = post_when_up(&call);
+    assert_eq!(status(), r#"{"pbx":"ready","problems":[]}"#);
     assert_eq!(r.status, 202, "{r:?}\n{}", device.log());
     let answer: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON 202");
     assert_eq!(answer["contact_ref"], "crm-appliance", "{answer}");
@@ -2102,6 +2105,7 @@ fn the_appliance_places_a_call_on_asterisk() {
         r.status == 503 && r.text().contains("the PBX is not reachable")
     });
     assert!(unreachable, "{}", device.log());
+    assert_eq!(status(), r#"{"pbx":"unreachable","problems":[]}"#);
     asterisk.restart();
     // This time a one-leg call (agent = callee): the device's direct_channel, then
     // [c2d-direct-destination] rings PJSIP/1000 with the headers.

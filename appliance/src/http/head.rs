@@ -28,6 +28,8 @@ pub(crate) enum Route {
     Update,
     /// `GET /admin/update`: the boot state and the running image's version.
     UpdateStatus,
+    /// `GET /admin/status`: whether the PBX takes the device's calls.
+    Status,
     /// A known path with another method: `405`, with the methods it allows.
     MethodNotAllowed(&'static str),
     /// Any other path: `404`.
@@ -45,6 +47,7 @@ impl Route {
                 | Self::FactoryReset
                 | Self::Update
                 | Self::UpdateStatus
+                | Self::Status
         )
     }
 }
@@ -117,6 +120,8 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         ("/admin/update", "PUT") => Route::Update,
         ("/admin/update", "GET") => Route::UpdateStatus,
         ("/admin/update", _) => Route::MethodNotAllowed("GET, PUT"),
+        ("/admin/status", "GET") => Route::Status,
+        ("/admin/status", _) => Route::MethodNotAllowed("GET"),
         _ => Route::NotFound,
     };
     let mut bearer = Bearer::Absent;

@@ -372,6 +372,12 @@ async fn answer<'s, S: Read + Write, A: AdminApi>(
                 None => Reply::error(&Error::INTERNAL, buf, 0, true),
             });
         }
+        Route::Status if A::ENABLED => {
+            return Ok(match crate::admin::write_status(app.pbx(), buf) {
+                Some(len) => Reply::json(200, Body::Shared(0, len)),
+                None => Reply::error(&Error::INTERNAL, buf, 0, true),
+            });
+        }
         Route::UpdateStatus if A::ENABLED => {
             return Ok(match admin.write_update_status(buf).await {
                 Some(len) => Reply::json(200, Body::Shared(0, len)),

@@ -101,6 +101,18 @@ pub enum ProblemCode {
 }
 
 impl ProblemCode {
+    /// Every code, in declaration order (the firmware keeps the last check's as bits).
+    pub const ALL: [Self; 8] = [
+        Self::NotAmi,
+        Self::NoAnswer,
+        Self::LoginFailed,
+        Self::NotBooted,
+        Self::PermissionMissing,
+        Self::ContextMissing,
+        Self::ExtensionMissing,
+        Self::UnexpectedAnswer,
+    ];
+
     /// The machine code, as the host reports it.
     pub const fn as_str(self) -> &'static str {
         match self {

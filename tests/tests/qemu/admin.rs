@@ -279,6 +279,7 @@ fn bad_configurations_and_keys_are_refused_and_change_nothing() {
         ("PUT", "/admin/config"),
         ("POST", "/admin/reboot"),
         ("POST", "/admin/factory-reset"),
+        ("GET", "/admin/status"),
     ] {
         assert_unauthorized(
             &admin(&device, method, path, None, "{}"),
@@ -296,6 +297,9 @@ fn bad_configurations_and_keys_are_refused_and_change_nothing() {
     let r = admin(&device, "DELETE", "/admin/config", Some(ADMIN_KEY), "");
     assert_eq!(r.status, 405, "{r:?}");
     assert!(r.head.contains("allow: GET, PUT"), "{r:?}");
+    let r = admin(&device, "POST", "/admin/status", Some(ADMIN_KEY), "");
+    assert_eq!(r.status, 405, "{r:?}");
+    assert!(r.head.contains("allow: GET"), "{r:?}");
 
     // The same mistakes the host's check-config refuses, with its message (core's).
     for (body, toml, error) in [
