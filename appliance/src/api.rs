@@ -30,12 +30,12 @@ pub struct Answer {
 const INTERNAL_FALLBACK: &[u8] =
     br#"{"error":{"code":"internal_error","message":"internal error"}}"#;
 
-/// `503` while the PBX refuses this device's login or its check (the host's answer names the
-/// problem; the device's log does here, to keep its sentences out of flash).
+/// `503` while the PBX refuses this device's login or its check. The host's answer names the
+/// problem; here `GET /admin/status` and the log do, which keeps the sentences out of flash.
 const PBX_REFUSED: Error = Error::request(
     ErrorCode::PbxUnavailable,
     "the PBX refused this device: a wrong [ami] username or secret, or a missing manager \
-     privilege (the device's log names it); nothing was dialled",
+     privilege (the device's status and log name it); nothing was dialled",
 );
 
 /// The create-call service: configuration, validators, idempotency table, PBX handle.

@@ -152,7 +152,7 @@ impl Pbx {
         }
     }
 
-    /// What the last failed check found (none once a check passed).
+    /// What the last failed check found, while [`State::Refused`] (none otherwise).
     pub fn problems(&self) -> impl Iterator<Item = ProblemCode> {
         let bits = self.problems.load(Ordering::Acquire);
         ProblemCode::ALL
@@ -163,7 +163,7 @@ impl Pbx {
     }
 
     fn set_state(&self, state: State) {
-        if state == State::Ready {
+        if state != State::Refused {
             self.problems.store(0, Ordering::Release);
         }
         self.state.store(state as u8, Ordering::Release);
