@@ -2000,8 +2000,8 @@ fastagi_peers = ["127.0.0.2"]
     lab.assert_clean_log(&[]);
 }
 
-/// The appliance on the real PBX, set up as an operator would (`boards/qemu-mps2-an385`
-/// README): the `admin` image booted in QEMU, given the kit's manager user and the PBX's
+/// The appliance on the real PBX, set up as an operator would (`appliance/README.md`,
+/// "Connecting a device to an Asterisk"): the `admin` image booted in QEMU, given the kit's manager user and the PBX's
 /// address over `PUT /admin/config`, rebooted. The call it then places rings the agent with
 /// the call's `X-Teleforge-*` headers, dials the callee with `outbound_id`, and is recorded:
 /// the firmware's AMI session (core's, over embassy-net) against Asterisk 22 itself. Then
@@ -2073,8 +2073,8 @@ fn the_appliance_places_a_call_on_asterisk() {
         }
     };
     let r = post_when_up(&call);
-    assert_eq!(status(), r#"{"pbx":"ready","problems":[]}"#);
     assert_eq!(r.status, 202, "{r:?}\n{}", device.log());
+    assert_eq!(status(), r#"{"pbx":"ready","problems":[]}"#);
     let answer: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON 202");
     assert_eq!(answer["contact_ref"], "crm-appliance", "{answer}");
     let recording_ref = answer["recording_ref"]
