@@ -2011,7 +2011,21 @@ fn the_appliance_places_a_call_on_asterisk() {
     let Some(fw) = qemu_support::firmware_admin() else {
         return;
     };
-    let mut asterisk = Asterisk::start(Site::default());
+    // Two more manager users besides the kit's: one without `write = reporting` or
+    // `config` (no ShowDialPlan), one with `config` instead of `reporting` (ShowDialPlan, not
+    // CoreShowChannels: the host would refuse it, the firmware follows no calls).
+    let user = |name: &str, write: &str| {
+        format!(
+            "[{name}]\nsecret = {name}-secret\ndeny = 0.0.0.0/0.0.0.0\n\
+             permit = 127.0.0.1/255.255.255.255\n\
+             read = system,call,dialplan,originate\nwrite = {write}\n"
+        )
+    };
+    let mut asterisk = Asterisk::start(Site {
+        manager_extra: user("c2d-limited", "originate,call")
+            + &user("c2d-device", "originate,call,config"),
+        ..Site::default()
+    });
     // First boot: the compiled configuration, its PBX at a port where nothing listens.
     let device = qemu_support::Device::boot_with(
         fw,
@@ -2023,9 +2037,9 @@ fn the_appliance_places_a_call_on_asterisk() {
     );
     let admin = format!("Authorization: Bearer {}", qemu_support::ADMIN_KEY);
     let json = "Content-Type: application/json";
-    let configure = |secret: &str| {
+    let configure = |username: &str, secret: &str| {
         let config = format!(
-            r#"{{"ami":{{"address":"10.0.2.2:{}","username":"c2d","secret":"{secret}"}}}}"#,
+            r#"{{"ami":{{"address":"10.0.2.2:{}","username":"{username}","secret":"{secret}"}}}}"#,
             asterisk.ami_port
         );
         let r = device.request("PUT", "/admin/config", &[&admin, json], config.as_bytes());
@@ -2039,12 +2053,13 @@ fn the_appliance_places_a_call_on_asterisk() {
         assert_eq!(r.status, 200, "{r:?}");
         r.text()
     };
+    let status_becomes = |want: &str| {
+        let became = support::eventually(Duration::from_secs(20), || status() == want);
+        assert!(became, "{} is not {want}\n{}", status(), device.log());
+    };
     // A mistyped secret: nothing is dialled, and the device says why (its status, its log).
-    configure("c2d-mistyped");
-    let named = support::eventually(Duration::from_secs(20), || {
-        status() == r#"{"pbx":"refused","problems":["ami_login_failed"]}"#
-    });
-    assert!(named, "{}\n{}", status(), device.log());
+    configure("c2d", "c2d-mistyped");
+    status_becomes(r#"{"pbx":"refused","problems":["ami_login_failed"]}"#);
     assert!(device.log().contains("PBX problem: ami_login_failed"));
     let r = device.request("POST", "/click2dial/calls", &[json], call.as_bytes());
     assert_eq!(r.status, 503, "{r:?}");
@@ -2057,7 +2072,18 @@ fn the_appliance_places_a_call_on_asterisk() {
         "{refused}"
     );
 
-    configure("c2d-change-me");
+    // A user that may not run ShowDialPlan: refused, the action named in the log.
+    configure("c2d-limited", "c2d-limited-secret");
+    status_becomes(r#"{"pbx":"refused","problems":["ami_permission_missing"]}"#);
+    assert!(device
+        .log()
+        .contains("PBX problem: ami_permission_missing ShowDialPlan"));
+    // One without CoreShowChannels is enough for the firmware.
+    configure("c2d-device", "c2d-device-secret");
+    status_becomes(r#"{"pbx":"ready","problems":[]}"#);
+
+    // The kit's user, as shipped, for the calls.
+    configure("c2d", "c2d-change-me");
 
     let mut agent = asterisk.phone_with("1001", Sipp::new("answer.xml", 0), "appliance");
     let mut callee = asterisk.carrier(Sipp::new("answer_long.xml", 0), "appliance");
