@@ -394,6 +394,17 @@ fn at_least_one_digit(bytes: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// The key of an `Authorization: Bearer <key>` header's value (the scheme in any case, the
+/// key trimmed of blanks), or `None` for another scheme or no key.
+pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let scheme = value.get(..7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let key = value.get(7..)?.trim_ascii();
+    (!key.is_empty()).then_some(key)
+}
+
 /// Checks a request's `Content-Type`: `application/json`, any case, parameters allowed
 /// (`; charset=utf-8`). A missing header is refused too: the body's type is unknown.
 pub fn check_content_type(value: Option<&[u8]>) -> Result<(), Error> {

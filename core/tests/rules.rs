@@ -570,6 +570,23 @@ fn content_type(#[case] value: Option<&str>, #[case] ok: bool) {
     }
 }
 
+#[rstest]
+#[case::plain("Bearer abc", Some("abc"))]
+#[case::lower_and_blanks("bearer  abc ", Some("abc"))]
+#[case::upper("BEARER k-1", Some("k-1"))]
+#[case::basic("Basic abc", None)]
+#[case::no_key("Bearer ", None)]
+#[case::blank_key("Bearer   ", None)]
+#[case::no_space("Bearer", None)]
+#[case::glued("Bearerabc", None)]
+#[case::empty("", None)]
+fn bearer_token(#[case] value: &str, #[case] key: Option<&str>) {
+    assert_eq!(
+        request::bearer_token(value.as_bytes()),
+        key.map(str::as_bytes)
+    );
+}
+
 #[test]
 fn error_bodies_have_the_contract_shape() {
     let b = callee_body(r#""123""#);

@@ -149,7 +149,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
                 .trim_ascii();
             chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case("authorization") {
-            bearer = match bearer_key(h.value) {
+            bearer = match click2dial_core::request::bearer_token(h.value) {
                 Some(key) if bearer == Bearer::Absent => Bearer::KeyHash(key_hash(key)),
                 _ => Bearer::Malformed,
             };
@@ -170,16 +170,6 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         expect_continue,
         bearer,
     }))
-}
-
-/// The key of `Bearer <key>` (scheme case-insensitive), as the host reads it.
-fn bearer_key(value: &[u8]) -> Option<&[u8]> {
-    let scheme = value.get(..7)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
-        return None;
-    }
-    let key = value.get(7..)?.trim_ascii();
-    (!key.is_empty()).then_some(key)
 }
 
 /// Decimal digits only, as HTTP requires.

@@ -54,7 +54,7 @@ impl RequireKey {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
-            .map(|v| bearer(v.as_bytes()));
+            .map(|v| click2dial_core::request::bearer_token(v.as_bytes()));
         let caller = match presented {
             None => return Some(unauthorized(MISSING, false)),
             Some(None) => return Some(unauthorized(INVALID, true)),
@@ -113,16 +113,6 @@ where
     }
 }
 
-/// The token of `Bearer <token>` (scheme case-insensitive), or `None` when malformed.
-fn bearer(value: &[u8]) -> Option<&[u8]> {
-    let scheme = value.get(..7)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
-        return None;
-    }
-    let token = value.get(7..)?.trim_ascii();
-    (!token.is_empty()).then_some(token)
-}
-
 fn unauthorized(error: Error, invalid_token: bool) -> Response {
     let challenge = if invalid_token {
         r#"Bearer realm="click2dial", error="invalid_token""#
@@ -130,18 +120,4 @@ fn unauthorized(error: Error, invalid_token: bool) -> Response {
         r#"Bearer realm="click2dial""#
     };
     ApiError::new(error).challenge(challenge).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_parsing() {
-        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
-        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
-        assert_eq!(bearer(b"Basic abc"), None);
-        assert_eq!(bearer(b"Bearer "), None);
-        assert_eq!(bearer(b"Bearer"), None);
-    }
 }
