@@ -118,24 +118,38 @@ impl Default for Dialplan {
     }
 }
 
-#[derive(Deserialize)]
+/// What the file gives of `[policy]`; core's `DialPolicy::SOUTH_AFRICA` for the rest
+/// ([`Policy::lists`], [`Policy::refuse_premium_rate`]).
+#[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct Policy {
-    allowed_country_codes: Vec<String>,
-    refuse_premium_rate: bool,
-    denied_prefixes: Vec<String>,
+    allowed_country_codes: Option<Vec<String>>,
+    refuse_premium_rate: Option<bool>,
+    denied_prefixes: Option<Vec<String>>,
 }
 
-/// Core's default policy (`DialPolicy::SOUTH_AFRICA`), as configuration.
-impl Default for Policy {
-    fn default() -> Self {
+impl Policy {
+    /// The allowed country codes and the denied prefixes.
+    fn lists(&self) -> (Vec<&str>, Vec<&str>) {
         let default = click2dial_core::DialPolicy::SOUTH_AFRICA;
-        let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
-        Self {
-            allowed_country_codes: owned(default.allowed_country_codes),
-            refuse_premium_rate: default.refuse_premium_rate,
-            denied_prefixes: owned(default.denied_prefixes),
+        fn or_default<'a>(
+            given: &'a Option<Vec<String>>,
+            default: &[&'static str],
+        ) -> Vec<&'a str> {
+            match given {
+                Some(list) => list.iter().map(String::as_str).collect(),
+                None => default.to_vec(),
+            }
         }
+        (
+            or_default(&self.allowed_country_codes, default.allowed_country_codes),
+            or_default(&self.denied_prefixes, default.denied_prefixes),
+        )
+    }
+
+    fn refuse_premium_rate(&self) -> bool {
+        self.refuse_premium_rate
+            .unwrap_or(click2dial_core::DialPolicy::SOUTH_AFRICA.refuse_premium_rate)
     }
 }
 
@@ -209,6 +223,7 @@ pub(crate) fn generate(path: &std::path::Path) -> Result<String, String> {
         CalleeDigits::from_config(&file.dialplan.callee_digits).map_err(|e| e.to_string())?;
     // [dialplan] and [policy]: the host's check-config runs the same check.
     let d = &file.dialplan;
+    let (allowed_country_codes, denied_prefixes) = file.policy.lists();
     click2dial_core::config::check(
         &click2dial_core::originate::Dialplan {
             agent_tech: &d.agent_tech,
@@ -218,8 +233,8 @@ pub(crate) fn generate(path: &std::path::Path) -> Result<String, String> {
             ring_timeout_ms: d.agent_ring_timeout_ms,
             callee_digits,
         },
-        &file.policy.allowed_country_codes,
-        &file.policy.denied_prefixes,
+        &allowed_country_codes,
+        &denied_prefixes,
     )
     .map_err(|e| e.to_string())?;
     if file.idempotency.ttl_secs == 0 {
@@ -273,7 +288,9 @@ pub(crate) fn generate(path: &std::path::Path) -> Result<String, String> {
     let _ = writeln!(
         s,
         "    policy: DialPolicy {{ allowed_country_codes: &{:?}, refuse_premium_rate: {}, denied_prefixes: &{:?} }},",
-        file.policy.allowed_country_codes, file.policy.refuse_premium_rate, file.policy.denied_prefixes
+        allowed_country_codes,
+        file.policy.refuse_premium_rate(),
+        denied_prefixes
     );
     let _ = writeln!(
         s,

@@ -36,6 +36,31 @@ fn the_example_files_build() {
 }
 
 #[test]
+fn a_policy_not_given_is_cores_default() {
+    let default = click2dial_core::DialPolicy::SOUTH_AFRICA;
+    let source =
+        generate("default", &file_with("dialplan", "agent_tech = \"PJSIP\"")).expect("accepted");
+    let expected = format!(
+        "policy: DialPolicy {{ allowed_country_codes: &{:?}, refuse_premium_rate: {}, \
+         denied_prefixes: &{:?} }}",
+        default.allowed_country_codes, default.refuse_premium_rate, default.denied_prefixes
+    );
+    assert!(source.contains(&expected), "{expected}\n{source}");
+    // One list given, the rest still core's.
+    let source = generate(
+        "partial",
+        &file_with("policy", "allowed_country_codes = [\"44\"]"),
+    )
+    .expect("accepted");
+    let expected = format!(
+        "policy: DialPolicy {{ allowed_country_codes: &[\"44\"], refuse_premium_rate: {}, \
+         denied_prefixes: &{:?} }}",
+        default.refuse_premium_rate, default.denied_prefixes
+    );
+    assert!(source.contains(&expected), "{expected}\n{source}");
+}
+
+#[test]
 fn dialplan_and_policy_are_refused_with_cores_message() {
     for (name, section, line, error) in [
         (
