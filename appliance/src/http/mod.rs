@@ -455,37 +455,6 @@ async fn put_config<A: AdminApi>(admin: &A, buf: &mut [u8], len: usize) -> Reply
     Reply::error(&error, buf, 0, true)
 }
 
-/// `413` for an image larger than the update partition.
-const UPDATE_TOO_LARGE: Error = Error::request(
-    ErrorCode::BodyTooLarge,
-    "the image is larger than the update partition",
-);
-/// `400` for a body that is not an image and its signature with a `Content-Length`.
-const UPDATE_FRAMING: Error = Error::request(
-    ErrorCode::BadRequest,
-    "an update is the image followed by its 64-byte Ed25519 signature, sent with Content-Length",
-);
-/// `400` for a body cut short.
-const UPDATE_TRUNCATED: Error = Error::request(
-    ErrorCode::BadRequest,
-    "the body ended before its Content-Length: nothing was marked",
-);
-/// `400` for a signature that does not verify.
-const UPDATE_SIGNATURE: Error = Error::request(
-    ErrorCode::BadRequest,
-    "the signature does not verify against the fleet key: nothing was marked",
-);
-/// `400` while an update waits for its reset, or the running image is still on trial.
-const UPDATE_PENDING: Error = Error::request(
-    ErrorCode::BadRequest,
-    "an update is already marked or on trial: POST /admin/reboot first",
-);
-/// `503` without a fleet key.
-const UPDATE_NO_KEY: Error = Error::request(
-    ErrorCode::ServiceUnavailable,
-    "no update key is provisioned: the device takes no update",
-);
-
 /// `PUT /admin/update`: the image streamed into the DFU partition, its signature checked and
 /// the update marked ([`crate::update`]). Length, key and state are checked before the body
 /// is read (and before `100 Continue`); the upload then has [`UPDATE_TIMEOUT`].
@@ -516,15 +485,42 @@ async fn put_update<S: Read + Write, A: AdminApi>(
             return Ok(Reply::json(202, Body::Static(body)));
         }
         Err(UpdateError::Io) => return Err(Disconnected),
-        Err(UpdateError::NoKey) => UPDATE_NO_KEY,
-        Err(UpdateError::TooLarge) => UPDATE_TOO_LARGE,
-        Err(UpdateError::Framing) => UPDATE_FRAMING,
-        Err(UpdateError::Pending) => UPDATE_PENDING,
-        Err(UpdateError::Truncated) => UPDATE_TRUNCATED,
-        Err(UpdateError::Signature) => UPDATE_SIGNATURE,
-        Err(UpdateError::Flash) => Error::INTERNAL,
+        Err(e) => update_refused(e),
     };
     Ok(Reply::error(&error, buf, 0, true))
+}
+
+/// The answer to an update refused with `e`: what the operator must change.
+fn update_refused(e: UpdateError) -> Error {
+    let (code, message) = match e {
+        UpdateError::NoKey => (
+            ErrorCode::ServiceUnavailable,
+            "no update key is provisioned: the device takes no update",
+        ),
+        UpdateError::TooLarge => (
+            ErrorCode::BodyTooLarge,
+            "the image is larger than the update partition",
+        ),
+        UpdateError::Framing => (
+            ErrorCode::BadRequest,
+            "an update is the image followed by its 64-byte Ed25519 signature, sent with \
+             Content-Length",
+        ),
+        UpdateError::Pending => (
+            ErrorCode::BadRequest,
+            "an update is already marked or on trial: POST /admin/reboot first",
+        ),
+        UpdateError::Truncated => (
+            ErrorCode::BadRequest,
+            "the body ended before its Content-Length: nothing was marked",
+        ),
+        UpdateError::Signature => (
+            ErrorCode::BadRequest,
+            "the signature does not verify against the fleet key: nothing was marked",
+        ),
+        UpdateError::Flash | UpdateError::Io => return Error::INTERNAL,
+    };
+    Error::request(code, message)
 }
 
 async fn respond<S: Write>(
