@@ -5,8 +5,6 @@
 #[path = "../build.rs"]
 mod build_script;
 
-use click2dial_core::config::ConfigError;
-
 /// The board's file with `line` added to its `section`.
 fn file_with(section: &str, line: &str) -> String {
     let base = "[network]\nmode = \"dhcp\"\n\n[ami]\naddress = \"10.0.2.2:5038\"\n\
@@ -60,51 +58,21 @@ fn a_policy_not_given_is_cores_default() {
     assert!(source.contains(&expected), "{expected}\n{source}");
 }
 
+/// Every case of core's table of refused values (`core/tests/fixtures/config/refused.toml`,
+/// which host/tests/config.rs runs through `check-config`) stops the build with its message.
 #[test]
 fn dialplan_and_policy_are_refused_with_cores_message() {
-    for (name, section, line, error) in [
-        (
-            "no-slash",
-            "dialplan",
-            "direct_channel = \"Local-no-slash\"",
-            ConfigError::Form {
-                key: "dialplan.direct_channel",
-                expected: "<tech>/<resource> with {callee} in the resource, \
-                           e.g. Local/{callee}@c2d-single",
-            },
-        ),
-        (
-            "blank",
-            "dialplan",
-            "outbound_context = \"c2d outbound\"",
-            ConfigError::Character {
-                key: "dialplan.outbound_context",
-            },
-        ),
-        (
-            "ring",
-            "dialplan",
-            "agent_ring_timeout_ms = 0",
-            ConfigError::OutOfRange {
-                key: "dialplan.agent_ring_timeout_ms",
-                min: click2dial_core::config::MIN_RING_TIMEOUT_MS,
-                max: click2dial_core::config::MAX_RING_TIMEOUT_MS,
-            },
-        ),
-        (
-            "code",
-            "policy",
-            "allowed_country_codes = [\"44\", \"+49\"]",
-            ConfigError::Digits {
-                key: "policy.allowed_country_codes",
-                index: 1,
-                max: 3,
-            },
-        ),
-    ] {
+    let table: toml::Table = include_str!("../../core/tests/fixtures/config/refused.toml")
+        .parse()
+        .expect("the table is TOML");
+    let cases = table["case"].as_array().expect("cases");
+    assert!(cases.len() >= 5, "{cases:?}");
+    for (i, case) in cases.iter().enumerate() {
+        let field = |name: &str| case[name].as_str().expect("a string");
+        let line = field("line");
         assert_eq!(
-            generate(name, &file_with(section, line)),
-            Err(error.to_string()),
+            generate(&format!("case-{i}"), &file_with(field("section"), line)),
+            Err(field("message").to_string()),
             "{line}"
         );
     }

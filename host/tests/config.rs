@@ -94,52 +94,28 @@ fn a_bad_file_names_the_key_and_exits_non_zero() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// `[dialplan]` and `[policy]` go through core's check, the one the appliance's build runs
-/// (appliance/tests/build_config.rs): the same values are refused with the same message.
+/// `[dialplan]` and `[policy]` go through core's check, the one the appliance's build runs:
+/// every case of core's table of refused values (`core/tests/fixtures/config/refused.toml`,
+/// which appliance/tests/build_config.rs runs through the build) is refused with its message.
 #[test]
 fn check_config_refuses_what_the_firmware_build_refuses_with_cores_message() {
-    use click2dial_core::config::{ConfigError, MAX_RING_TIMEOUT_MS, MIN_RING_TIMEOUT_MS};
+    let table: toml::Table = include_str!("../../core/tests/fixtures/config/refused.toml")
+        .parse()
+        .expect("the table is TOML");
+    let cases = table["case"].as_array().expect("cases");
+    assert!(cases.len() >= 5, "{cases:?}");
     let dir = tempfile::tempdir().expect("tempdir");
-    for (text, error) in [
-        (
-            "[dialplan]\ndirect_channel = \"Local-no-slash\"\n",
-            ConfigError::Form {
-                key: "dialplan.direct_channel",
-                expected: "<tech>/<resource> with {callee} in the resource, \
-                           e.g. Local/{callee}@c2d-single",
-            },
-        ),
-        (
-            "[dialplan]\noutbound_context = \"c2d outbound\"\n",
-            ConfigError::Character {
-                key: "dialplan.outbound_context",
-            },
-        ),
-        (
-            "[dialplan]\nagent_ring_timeout_ms = 0\n",
-            ConfigError::OutOfRange {
-                key: "dialplan.agent_ring_timeout_ms",
-                min: MIN_RING_TIMEOUT_MS,
-                max: MAX_RING_TIMEOUT_MS,
-            },
-        ),
-        (
-            "[policy]\nallowed_country_codes = [\"44\", \"+49\"]\n",
-            ConfigError::Digits {
-                key: "policy.allowed_country_codes",
-                index: 1,
-                max: 3,
-            },
-        ),
-    ] {
-        let path = write(&dir, text);
+    for case in cases {
+        let field = |name: &str| case[name].as_str().expect("a string").to_string();
+        let text = format!("[{}]\n{}\n", field("section"), field("line"));
+        let path = write(&dir, &text);
         let out = host()
             .args(["--config", path.to_str().expect("utf-8"), "check-config"])
             .output()
             .expect("runs");
         assert_eq!(out.status.code(), Some(2), "{text}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&error.to_string()), "{text:?} → {err}");
+        assert!(err.contains(&field("message")), "{text:?} → {err}");
     }
 }
 
