@@ -3,18 +3,20 @@
 # test: the figures need release builds and a quiet machine).
 #
 # Starts redis-server, the PBX simulator and click2dial-host (release builds) on free
-# loopback ports, and a bare axum handler answering 202 as the reference. wrk (Debian) posts
-# create-call bodies with a unique contact_ref each (tests/load/post.lua), so every request
-# claims idempotency in Redis and sends an Originate. Prints, for the same run: peak
-# throughput of both and their ratio, p50/p99 latency at the peak and at half the host's
-# peak rate, and the host's peak RSS; and the CPU time per create (utime + stime from
-# /proc, which holds up on shared cores better than wall time) of every process of each
-# peak run: bare-202 and wrk in the first; the host, redis-server, pbx-sim and wrk in the
-# second; and the host's CPU per create over the bare handler's, the figure to watch. Each
-# peak run's CPU is also split into user and system time: a loopback exchange costs system
-# time in the process that sends, which no change to that process's code removes. Last,
-# both processes' CPU per request at about half the host's peak, paced alike (neither
-# saturated: at its own peak the bare handler answers many requests per wake-up).
+# loopback ports, a bare axum handler answering 202 as the reference, and floor-202, which
+# makes only a create's exchanges (its HTTP, one Redis SET NX, one Originate) as a lower
+# bound of the host's cost. wrk (Debian) posts create-call bodies with a unique contact_ref
+# each (tests/load/post.lua), so every request claims idempotency in Redis and sends an
+# Originate. Prints, for the same run: peak throughput of the host and the bare handler and
+# their ratio, p50/p99 latency at the peak and at half the host's peak rate, and the host's
+# peak RSS; the CPU time per create (utime + stime from /proc, which holds up on shared
+# cores better than wall time) of every process of each peak run: bare-202 and wrk in the
+# first; the host, redis-server, pbx-sim and wrk in the second; the host's CPU per create
+# over the bare handler's, the figure to watch; and floor-202's, paced at the host's peak
+# rate. Each peak run's CPU is also split into user and system time: a loopback exchange
+# costs system time in the process that sends. Last, the host's, the bare handler's and the
+# floor's CPU per request at about half the host's peak, paced alike (none saturated: at
+# its own peak the bare handler answers many requests per wake-up).
 #
 #   bash tests/load/load.sh            # DURATION=10 CONNECTIONS=32 by default
 set -euo pipefail

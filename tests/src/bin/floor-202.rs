@@ -51,7 +51,9 @@ fn originate(id: &str) -> String {
 
 async fn create(State(floor): State<Arc<Floor>>, _body: Bytes) -> impl IntoResponse {
     let n = floor.calls.fetch_add(1, Ordering::Relaxed);
-    let id = format!("c2d-floor{}-{n}", std::process::id());
+    // Not `c2d-`: a host on the same PBX would take the call for another host's and look
+    // its record up in Redis.
+    let id = format!("floor{}-{n}", std::process::id());
     let claimed: Result<Option<String>, _> = redis::cmd("SET")
         .arg(format!("floor:claim:{id}"))
         .arg("1")
