@@ -225,18 +225,13 @@ fn address_problem(address: &str) -> Option<String> {
     if address.parse::<SocketAddr>().is_ok_and(|a| a.port() != 0) {
         return None;
     }
+    // Otherwise a host name and a port.
     let ok = address.rsplit_once(':').is_some_and(|(host, port)| {
-        let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
-        let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
-            None => {
-                !host.is_empty()
-                    && host
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
-            }
-        };
-        port_ok && host_ok
+        port.parse::<u16>().is_ok_and(|p| p != 0)
+            && !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
     });
     (!ok).then(|| {
         format!(
@@ -266,14 +261,7 @@ fn login_problem(username: &str, secret: &str) -> Option<Invalid> {
 /// The IP address of `host:port` (`[::1]:5038` and `[fe80::1%2]:5038` too), when the host
 /// is one.
 fn host_ip(address: &str) -> Option<IpAddr> {
-    if let Ok(socket) = address.parse::<SocketAddr>() {
-        return Some(socket.ip());
-    }
-    let (host, _) = address.rsplit_once(':')?;
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()
+    address.parse::<SocketAddr>().ok().map(|a| a.ip())
 }
 
 #[cfg(test)]
@@ -292,10 +280,15 @@ mod tests {
         ] {
             assert_eq!(address_problem(good), None, "{good}");
         }
-        assert_eq!(
-            host_ip("[fe80::1%2]:5038"),
-            Some("fe80::1".parse().expect("an IPv6 address"))
-        );
+        for (address, ip) in [
+            ("[fe80::1%2]:5038", Some("fe80::1")),
+            ("[::1]:5039", Some("::1")),
+            ("10.0.0.5:5038", Some("10.0.0.5")),
+            ("pbx.example:5038", None),
+        ] {
+            let ip = ip.map(|ip| ip.parse::<IpAddr>().expect("an IP address"));
+            assert_eq!(host_ip(address), ip, "{address}");
+        }
         for bad in [
             "",
             "nonsense",
