@@ -2117,12 +2117,7 @@ fn the_appliance_places_a_call_on_asterisk() {
         std::fs::metadata(&file).is_ok_and(|m| m.len() > 8_000)
     });
     assert!(recorded, "no recording at {}", file.display());
-    let problems = asterisk.problems();
-    assert!(
-        problems.is_empty(),
-        "Asterisk logged:\n{}",
-        problems.join("\n")
-    );
+    asterisk.assert_clean_log(&[]);
 
     // Asterisk restarted: not reachable meanwhile, then calls again without a reboot.
     asterisk.stop();
@@ -2153,12 +2148,7 @@ fn the_appliance_places_a_call_on_asterisk() {
     );
     let recording_ref = answer["recording_ref"].as_str().expect("recording_ref");
     assert_one_leg_invites(&callee, &desk, "crm-appliance-direct", recording_ref);
-    let problems = asterisk.problems();
-    assert!(
-        problems.is_empty(),
-        "Asterisk logged:\n{}",
-        problems.join("\n")
-    );
+    asterisk.assert_clean_log(&[]);
     let log = device.assert_log_clean();
     assert!(log.contains("configuration stored"), "{log}");
 }

@@ -188,6 +188,21 @@ impl Asterisk {
             .unwrap_or_else(|| panic!("no phone for {endpoint}"))
     }
 
+    /// Asserts that Asterisk logged no ERROR or WARNING line (besides `allowed` ones).
+    pub fn assert_clean_log(&self, allowed: &[&str]) {
+        let problems: Vec<String> = self
+            .problems()
+            .into_iter()
+            .filter(|line| !allowed.iter().any(|a| line.contains(a)))
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "Asterisk logged {} ERROR/WARNING line(s):\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+    }
+
     /// Starts agent `endpoint`'s phone running `sipp` (its port is the phone's).
     pub fn phone_with(&self, endpoint: &str, sipp: Sipp, name: &str) -> Phone {
         let sipp = Sipp {
@@ -656,18 +671,7 @@ impl Lab {
 
     /// Asserts that Asterisk logged no ERROR or WARNING line (besides `allowed` ones).
     pub fn assert_clean_log(&self, allowed: &[&str]) {
-        let problems: Vec<String> = self
-            .asterisk
-            .problems()
-            .into_iter()
-            .filter(|line| !allowed.iter().any(|a| line.contains(a)))
-            .collect();
-        assert!(
-            problems.is_empty(),
-            "Asterisk logged {} ERROR/WARNING line(s):\n{}",
-            problems.len(),
-            problems.join("\n")
-        );
+        self.asterisk.assert_clean_log(allowed);
     }
 }
 
