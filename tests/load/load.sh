@@ -49,17 +49,20 @@ bare_after=$(cpu_ticks "$bare_pid")
 before=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid")
 read -r host_rps host_p50 host_p99 host_bad host_total host_wrk < <(run_wrk "$host" "$connections" 0)
 after=$(cpu_ticks "$host_pid" "$redis_pid" "$sim_pid")
-# The floor at the host's peak rate, paced (each connection pauses 10 ms between requests):
-# at its own peak it answers several times the host's rate, many requests per wake-up.
-peak_conns=$(awk -v r="$host_rps" 'BEGIN { c = int(r * 11 / 1000 + 0.5); print (c < 1 ? 1 : c) }')
-floor_before=$(cpu_ticks "$floor_pid")
-read -r floor_rps _ _ floor_bad floor_total _ < <(run_wrk "$floor" "$peak_conns" 10)
-floor_after=$(cpu_ticks "$floor_pid")
-# Half the host's peak: each connection pauses 10 ms between requests (wrk's delay() is in
-# whole milliseconds), with as many connections as that rate needs.
+# Paced runs: each connection pauses 10 ms between requests (wrk's delay() is in whole
+# milliseconds), with as many connections as a rate needs.
 delay=10
+connections_for() { # $1 = requests per second
+  awk -v r="$1" -v d="$delay" 'BEGIN { c = int(r * (d + 1) / 1000 + 0.5); print (c < 1 ? 1 : c) }'
+}
+# The floor at the host's peak rate: at its own peak it answers several times the host's
+# rate, many requests per wake-up.
+floor_before=$(cpu_ticks "$floor_pid")
+read -r floor_rps _ _ floor_bad floor_total _ < <(run_wrk "$floor" "$(connections_for "$host_rps")" "$delay")
+floor_after=$(cpu_ticks "$floor_pid")
+# Half the host's peak.
 half_rate=$(awk -v r="$host_rps" 'BEGIN { print r / 2 }')
-half_conns=$(awk -v r="$half_rate" -v d="$delay" 'BEGIN { c = int(r * (d + 1) / 1000 + 0.5); print (c < 1 ? 1 : c) }')
+half_conns=$(connections_for "$half_rate")
 half_before=$(cpu_ticks "$host_pid")
 read -r half_rps half_p50 half_p99 half_bad half_total _ < <(run_wrk "$host" "$half_conns" "$delay")
 half_after=$(cpu_ticks "$host_pid")
